@@ -1,0 +1,31 @@
+"""Hyperdash: monitor long-running jobs, machine-learning training above all.
+
+    from hyperdash import monitor
+
+    @monitor("dogs vs. cats")
+    def train():
+        print("Epoch 1, accuracy: 50%")
+
+The server lives in :mod:`hyperdash.server` (the ``server`` extra) and is never imported here.
+"""
+
+from .version import __version__
+
+__all__ = ["__version__", "monitor", "Experiment", "monitor_cell", "load_ipython_extension"]
+
+
+def __getattr__(name):
+    # Imported lazily so that `import hyperdash` stays cheap and works without IPython.
+    if name == "monitor":
+        from .monitor import monitor
+
+        return monitor
+    if name == "Experiment":
+        from .experiment import Experiment
+
+        return Experiment
+    if name in ("monitor_cell", "load_ipython_extension"):
+        from . import magic
+
+        return getattr(magic, name)
+    raise AttributeError(f"module 'hyperdash' has no attribute {name!r}")

@@ -1,0 +1,55 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "hyperdash" / "version.py").read_text()).group(1)
+
+SERVER = [
+    "fastapi>=0.115",
+    "uvicorn[standard]>=0.30",
+    "sqlalchemy>=2.0",
+    "jinja2>=3.1",
+    "python-multipart>=0.0.9",
+    "orjson>=3.9",
+]
+POSTGRES = ["psycopg[binary]>=3.1"]
+JUPYTER = ["ipython>=8"]
+TEST = SERVER + POSTGRES + JUPYTER + [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "httpx>=0.27",
+    "nbclient>=0.10",
+    "nbformat>=5.10",
+    "ipykernel>=6.29",
+    "playwright>=1.45",
+    "tqdm>=4.66",
+    "numpy>=1.26",
+]
+
+setup(
+    name="hyperdash",
+    version=VERSION,
+    description="Monitor long-running jobs, machine-learning training above all, from a phone or a laptop",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hyperdash", "hyperdash.*"]),
+    include_package_data=True,
+    package_data={"hyperdash.server": ["templates/*", "static/*", "static/**/*"]},
+    install_requires=["requests>=2.28", "click>=8.1"],
+    extras_require={"server": SERVER, "postgres": POSTGRES, "jupyter": JUPYTER, "test": TEST},
+    entry_points={
+        "console_scripts": [
+            "hyperdash = hyperdash.cli:main",
+            "hd = hyperdash.cli:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
