@@ -9,21 +9,16 @@
 The server lives in :mod:`hyperdash.server` (the ``server`` extra) and is never imported here.
 """
 
+from .experiment import Experiment
+from .monitor import monitor
 from .version import __version__
 
 __all__ = ["__version__", "monitor", "Experiment", "monitor_cell", "load_ipython_extension"]
 
 
 def __getattr__(name):
-    # Imported lazily so that `import hyperdash` stays cheap and works without IPython.
-    if name == "monitor":
-        from .monitor import monitor
-
-        return monitor
-    if name == "Experiment":
-        from .experiment import Experiment
-
-        return Experiment
+    # The magic is imported lazily: `import hyperdash` works without IPython, and importing
+    # `monitor_cell` inside IPython is what registers %%monitor_cell, as the original did.
     if name in ("monitor_cell", "load_ipython_extension"):
         from . import magic
 

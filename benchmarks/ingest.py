@@ -1,0 +1,201 @@
+"""Ingest throughput: 16 runs at once posting batches of 500 log lines to a real server.
+
+Starts ``hyperdash server`` on a loopback port with a fresh SQLite store, signs up, and has 16
+client threads each post a fixed number of pre-encoded batches for its own run. Prints lines
+stored per second and the 99th-percentile batch latency, then the baseline measured in the same
+run: the same rows inserted straight into SQLite (same schema, same pragmas, one transaction per
+batch; the faster of executemany and one multi-row INSERT), and the ratio of the two. It also
+prints the server's CPU time per line, a figure that the machine's other load disturbs less.
+
+    python benchmarks/ingest.py [--runs 16] [--batch 500] [--batches 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from hyperdash import events  # noqa: E402
+from hyperdash.server.store import Store  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_batches(run_uuid: str, batches: int, size: int) -> list[bytes]:
+    """Pre-encoded bodies, so the clients spend their time sending, not encoding."""
+    ts = events.now_ms()
+    bodies = []
+    for b in range(batches):
+        envs = []
+        for i in range(size):
+            seq = b * size + i + 1
+            envs.append({
+                "type": "log", "timestamp": ts + seq, "sdk_run_uuid": run_uuid, "seq": seq,
+                "payload": {"uuid": str(seq), "level": "INFO", "stream": "stdout",
+                            "body": f"epoch {b} step {i}: loss=0.{seq:06d} acc=0.{(seq * 7) % 1000:03d} ok"},
+            })
+        bodies.append(orjson.dumps(envs))
+    return bodies
+
+
+def post_all(port: int, api_key: str, bodies: list[bytes], latencies: list[float], errors: list) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"content-type": "application/json", events.AUTH_HEADER: api_key,
+               events.API_HEADER: "cli_run"}
+    try:
+        for body in bodies:
+            start = time.perf_counter()
+            conn.request("POST", events.INGEST_PATH, body=body, headers=headers)
+            resp = conn.getresponse()
+            reply = resp.read()
+            latencies.append(time.perf_counter() - start)
+            if resp.status != 200:
+                errors.append(f"{resp.status} {reply[:200]!r}")
+                return
+    finally:
+        conn.close()
+
+
+def bench_server(runs: int, batches: int, size: int, workdir: Path) -> tuple[float, float, int]:
+    port = free_port()
+    home = workdir / "server-home"
+    home.mkdir()
+    env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperdash", "server", "--port", str(port),
+         "--db", f"sqlite:///{workdir / 'server.db'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/api/v1/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.05)
+        api_key = requests.post(url + "/api/v1/users", json={
+            "email": "bench@example.com", "password": "benchmark-password"}, timeout=10).json()["api_key"]
+        run_ids = [str(uuid.uuid4()) for _ in range(runs)]
+        work = [make_batches(r, batches, size) for r in run_ids]
+        latencies: list[float] = []
+        errors: list = []
+        threads = [threading.Thread(target=post_all, args=(port, api_key, w, latencies, errors)) for w in work]
+        cpu_before = _cpu_seconds(proc.pid)
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        cpu = _cpu_seconds(proc.pid) - cpu_before
+        if errors:
+            raise RuntimeError(f"ingest failed: {errors[0]}")
+        # Check the count the server holds, so the figure is of lines stored, not sent.
+        stored = 0
+        for r in run_ids:
+            run = requests.get(f"{url}/api/v1/runs/{r}", headers={events.AUTH_HEADER: api_key}, timeout=30).json()
+            stored += run["last_seq"]
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"(server process CPU while ingesting: {cpu / stored * 1e6:.1f} us per line; "
+              f"machine load average {os.getloadavg()[0]:.1f})")
+        return stored / elapsed, p99, stored
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux), to tell our cost from the machine's load."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_raw_sqlite(runs: int, batches: int, size: int, workdir: Path) -> dict[str, float]:
+    """The same rows straight into SQLite: the schema the server makes, one transaction a
+    batch, inserted two ways (the driver's executemany, and one multi-row INSERT a batch)."""
+    ts = events.now_ms()
+    rows_of_batch = []
+    for r in range(runs):
+        for b in range(batches):
+            rows_of_batch.append([
+                (r + 1, b * size + i + 1, "stdout",
+                 f"epoch {b} step {i}: loss=0.{b * size + i + 1:06d} acc=0.{((b * size + i + 1) * 7) % 1000:03d} ok",
+                 ts + b * size + i, 0, 0, 0)
+                for i in range(size)
+            ])
+    columns = "(run_id, seq, stream, text, ts, partial, progress, superseded)"
+    one = "(?, ?, ?, ?, ?, ?, ?, ?)"
+    rates = {}
+    for method in ("executemany", "multi-row"):
+        path = workdir / f"raw-{method}.db"
+        Store(f"sqlite:///{path}").close()  # the same tables and indexes
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        start = time.perf_counter()
+        for rows in rows_of_batch:
+            conn.execute("BEGIN")
+            if method == "executemany":
+                conn.executemany(f"INSERT INTO logs {columns} VALUES {one} ON CONFLICT DO NOTHING", rows)
+            else:
+                conn.execute(f"INSERT INTO logs {columns} VALUES {', '.join([one] * len(rows))} "
+                             "ON CONFLICT DO NOTHING", [v for row in rows for v in row])
+            conn.execute("COMMIT")
+        rates[method] = runs * batches * size / (time.perf_counter() - start)
+        conn.close()
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batches", type=int, default=40, help="batches per run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hyperdash-bench-") as tmp:
+        workdir = Path(tmp)
+        rate, p99, stored = bench_server(args.runs, args.batches, args.batch, workdir)
+        raws = bench_raw_sqlite(args.runs, args.batches, args.batch, workdir)
+    raw = max(raws.values())
+    expected = args.runs * args.batches * args.batch
+    print(f"server ingest : {rate:12,.0f} lines/s   p99 batch latency {p99 * 1000:7.1f} ms   "
+          f"({stored:,} of {expected:,} lines stored; {args.runs} runs x {args.batches} batches of {args.batch})")
+    print(f"raw SQLite    : {raw:12,.0f} lines/s   (same rows and schema, a commit per batch; the faster of "
+          + ", ".join(f"{m} {r:,.0f}/s" for m, r in raws.items()) + ")")
+    print(f"ratio         : {rate / raw:12.2f}   against the faster raw insert; "
+          + ", ".join(f"{rate / r:.2f} against {m}" for m, r in raws.items())
+          + "   (targets: >= 100,000 lines/s and >= 0.33)")
+    if stored != expected:
+        sys.exit("not every line was stored")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The account and query calls of the command line, over the SDK's transport.
+
+Signup, login and API keys; the runs of an account and their logs, for ``hyperdash runs`` and
+``hyperdash logs``. Every failure arrives as one of :mod:`hyperdash.errors`.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from . import config
+from .errors import APIError, AuthenticationError, HyperdashError
+from .transport import Transport
+
+__all__ = [
+    "NoCredentials",
+    "WrongPassword",
+    "EmailTaken",
+    "Session",
+    "signup",
+    "login",
+    "list_keys",
+    "create_key",
+    "revoke_key",
+    "list_runs",
+    "get_run",
+    "find_run",
+    "run_logs",
+]
+
+API = "/api/v1"
+
+
+class NoCredentials(HyperdashError):
+    """Neither an API key nor an access token is configured on this machine."""
+
+    def __init__(self) -> None:
+        super().__init__("no API key found: run `hyperdash login` (or `hyperdash signup` for a new account)")
+
+
+class WrongPassword(HyperdashError):
+    """Login refused: unknown email or wrong password."""
+
+
+class EmailTaken(HyperdashError):
+    """Signup refused: an account with this email exists already."""
+
+
+@dataclass
+class Session:
+    """Where to send account calls, and how to prove who we are."""
+
+    server_url: str
+    api_key: str | None = None
+    access_token: str | None = None
+
+    @classmethod
+    def from_settings(cls) -> "Session":
+        """The configured server with the configured key (and the access token of the last login)."""
+        key = config.api_key()
+        token = config.load_settings().get("access_token")
+        if not key and not token:
+            raise NoCredentials()
+        return cls(config.server_url(), api_key=key, access_token=token or None)
+
+    def request(self, method: str, path: str, **kwargs) -> Any:
+        """One API call, proven by the access token alone where there is one (as the original
+        clients do: a revoked API key must not lock its owner out of rotating it), else by the
+        API key; a token the server no longer knows falls back to the key."""
+        if self.access_token:
+            try:
+                return Transport(self.server_url, access_token=self.access_token).request(
+                    method, API + path, **kwargs
+                )
+            except AuthenticationError:
+                if not self.api_key:
+                    raise
+        return Transport(self.server_url, api_key=self.api_key).request(method, API + path, **kwargs)
+
+
+def signup(server_url: str, email: str, password: str) -> dict:
+    """Create an account; ``{"api_key", "access_token"}``."""
+    try:
+        return Session(server_url).request("POST", "/users", json={"email": email, "password": password})
+    except APIError as exc:
+        if exc.status == 409:
+            raise EmailTaken(
+                f"an account with {email} exists already on {server_url}: run `hyperdash login`"
+            ) from None
+        raise
+
+
+def login(server_url: str, email: str, password: str) -> dict:
+    """Sign in; ``{"access_token", "api_key"}``, the key a new one named after this host."""
+    body = {"email": email, "password": password, "host": socket.gethostname()}
+    try:
+        return Session(server_url).request("POST", "/sessions", json=body)
+    except (AuthenticationError, APIError) as exc:
+        if isinstance(exc, AuthenticationError) or exc.status in (401, 403):
+            raise WrongPassword(f"wrong email or password for {server_url}") from None
+        raise
+
+
+def list_keys(session: Session) -> list[dict]:
+    """The API keys of the account (never their secret), newest first as the server gives them."""
+    return session.request("GET", "/users/api_keys")["api_keys"]
+
+
+def create_key(session: Session, name: str | None = None) -> dict:
+    """A new API key; the reply holds the secret in ``api_key``, shown this once."""
+    return session.request("POST", "/users/api_keys", json={"name": name or socket.gethostname()})
+
+
+def revoke_key(session: Session, key_id: int | str) -> None:
+    """Revoke a key: it stops working at once."""
+    session.request("DELETE", f"/users/api_keys/{quote(str(key_id), safe='')}")
+
+
+def list_runs(session: Session, *, name=None, status=None, limit: int = 20) -> list[dict]:
+    """The account's runs, newest first."""
+    params = {"limit": limit}
+    if name:
+        params["name"] = name
+    if status:
+        params["status"] = status
+    return session.request("GET", "/runs", params=params)["runs"]
+
+
+def get_run(session: Session, run_uuid: str) -> dict:
+    return session.request("GET", f"/runs/{quote(run_uuid, safe='')}")
+
+
+def find_run(session: Session, ref: str) -> dict | None:
+    """The run that ``ref`` names: its uuid, the start of its uuid, or its name (newest run)."""
+    try:
+        return get_run(session, ref)
+    except APIError as exc:
+        if exc.status not in (404, 422, 400):
+            raise
+    named = list_runs(session, name=ref, limit=1)
+    if named and named[0].get("name") == ref:
+        return named[0]
+    prefix = ref.lower()
+    matches = [r for r in list_runs(session, limit=1000) if r["uuid"].lower().startswith(prefix)]
+    if len(matches) > 1:
+        raise HyperdashError(f"{ref!r} is the start of {len(matches)} run ids: give more of it")
+    return matches[0] if matches else None
+
+
+def run_logs(session: Session, run_uuid: str, *, after: int = 0, limit: int = 5000) -> list[dict]:
+    """Up to ``limit`` log lines of a run after ``seq`` ``after``, in order."""
+    reply = session.request(
+        "GET", f"/runs/{quote(run_uuid, safe='')}/logs", params={"after": after, "limit": limit}
+    )
+    return reply["lines"]

@@ -1,0 +1,326 @@
+"""The child of ``hyperdash run``: start a command without a shell, pass signals on, see how it ends.
+
+Signals are taken synchronously: the ones hyperdash passes on are blocked in every thread (the
+mask is set before any thread starts, and threads inherit it) and collected with
+``sigwaitinfo``, whose ``si_code`` tells a signal the terminal sent to the whole foreground
+process group (the child got its own copy already) from one sent to hyperdash alone (the child
+gets it from us). So a Ctrl-C reaches the child exactly once either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import stat
+import termios
+from dataclasses import dataclass
+
+from . import events
+
+__all__ = [
+    "FORWARDED_SIGNALS",
+    "CommandError",
+    "Outcome",
+    "SignalGate",
+    "check_command",
+    "spawn",
+    "monitor_command",
+    "monitor_stdin",
+]
+
+#: After the child exits, how long its output may still take to reach end of file (a
+#: grandchild that inherited the pipe may hold it open for ever) before capture stops.
+DRAIN_SECONDS = 2.0
+
+#: Signals hyperdash passes on to its child instead of acting on them itself.
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+# ``si_code`` of a signal raised by the kernel, as the terminal driver does for Ctrl-C, Ctrl-\
+# and a hang-up; ``kill()`` from a process gives SI_USER (0) instead.
+_SI_KERNEL = 0x80
+
+# Python ignores these for itself; a child must start with the defaults, as under a shell.
+_RESET_TO_DEFAULT = tuple(
+    sig for sig in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if sig
+)
+
+
+class CommandError(Exception):
+    """The command could not be started; ``exit_code`` is what a shell would return (127, 126)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def check_command(program: str) -> None:
+    """Raise :class:`CommandError` where a shell would refuse to start ``program``."""
+    if os.sep not in program:
+        if shutil.which(program) is None:
+            raise CommandError(f"command not found: {program}", 127)
+        return
+    if not os.path.exists(program):
+        raise CommandError(f"command not found: {program}", 127)
+    if os.path.isdir(program):
+        raise CommandError(f"is a directory: {program}", 126)
+    if not os.access(program, os.X_OK):
+        raise CommandError(f"permission denied: {program}", 126)
+
+
+def spawn(argv: list[str], *, stdout_fd: int, stderr_fd: int, env: dict[str, str]) -> int:
+    """Start ``argv`` (searched on PATH, no shell) with the given stdout and stderr; its pid.
+
+    Standard input is inherited. The child starts with no blocked signals and with default
+    dispositions for the signals Python ignores, whatever hyperdash did with them.
+    """
+    check_command(argv[0])
+    try:
+        return os.posix_spawnp(
+            argv[0],
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, stdout_fd, 1),
+                (os.POSIX_SPAWN_DUP2, stderr_fd, 2),
+            ],
+            setsigmask=(),
+            setsigdef=_RESET_TO_DEFAULT,
+        )
+    except FileNotFoundError:
+        raise CommandError(f"command not found: {argv[0]}", 127) from None
+    except (PermissionError, IsADirectoryError):
+        raise CommandError(f"permission denied: {argv[0]}", 126) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOEXEC:
+            raise CommandError(f"cannot execute (not a program): {argv[0]}", 126) from None
+        raise CommandError(f"cannot execute {argv[0]}: {exc.strerror}", 126) from None
+
+
+@dataclass
+class Outcome:
+    """How the child ended, in hyperdash's terms."""
+
+    exit_code: int  #: the child's exit code, or 128+N when signal N killed it
+    signal: int | None = None  #: the signal that killed the child
+    interrupted: bool = False  #: hyperdash got SIGINT (Ctrl-C) while the child ran
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal.Signals(self.signal).name if self.signal else None
+
+    @property
+    def status(self) -> str:
+        """The run's final status: Ctrl-C is ``user_canceled``, another signal ``killed``."""
+        if self.signal == signal.SIGINT or (self.interrupted and self.exit_code != 0):
+            return events.USER_CANCELED
+        if self.signal:
+            return events.KILLED
+        return events.SUCCESS if self.exit_code == 0 else events.FAILURE
+
+    @classmethod
+    def from_wait_status(cls, wait_status: int, interrupted: bool) -> "Outcome":
+        if os.WIFSIGNALED(wait_status):
+            sig = os.WTERMSIG(wait_status)
+            return cls(128 + sig, sig, interrupted)
+        return cls(os.waitstatus_to_exitcode(wait_status), None, interrupted)
+
+
+class SignalGate:
+    """Hold the forwarded signals (and SIGCHLD, SIGWINCH) for synchronous handling.
+
+    Enter it in the main thread before any other thread starts, so that every thread inherits
+    the mask; :meth:`supervise` then waits for the child, passing signals on. Leaving it
+    restores the mask; a signal that arrived after the child ended is dropped, not acted on.
+    """
+
+    def __init__(self) -> None:
+        self._watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD, signal.SIGWINCH}
+        self._old_mask: set[int] | None = None
+
+    def __enter__(self) -> "SignalGate":
+        # An ignored SIGCHLD (inherited from our parent) would make the kernel reap the child
+        # itself, and its exit status would be lost.
+        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._watched)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # Take what is pending while still blocked, so that leaving never raises a late
+        # KeyboardInterrupt in the middle of the run's final flush.
+        pending = signal.sigpending() & self._watched
+        while pending:
+            signal.sigtimedwait(pending, 0)
+            pending = signal.sigpending() & self._watched
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask or ())
+
+    def supervise(self, pid: int, *, resize: list[tuple[int, int]] = ()) -> Outcome:
+        """Wait for ``pid`` to end, passing on forwarded signals; how it ended.
+
+        ``resize`` pairs (terminal fd, pty fd): on SIGWINCH the terminal's size is copied to the
+        pty the child writes to, so full-screen programs and progress bars keep their width.
+        """
+        interrupted = False
+        while True:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return Outcome.from_wait_status(wait_status, interrupted)
+            info = signal.sigwaitinfo(self._watched)
+            sig = info.si_signo
+            if sig == signal.SIGCHLD:
+                continue
+            if sig == signal.SIGWINCH:
+                for terminal_fd, pty_fd in resize:
+                    copy_window_size(terminal_fd, pty_fd)
+                continue
+            if sig == signal.SIGINT:
+                interrupted = True
+            if not _child_got_it_too(info, pid):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+
+
+def _child_got_it_too(info, pid: int) -> bool:
+    """Whether the kernel sent this signal to a process group that holds the child as well."""
+    if info.si_code != _SI_KERNEL:
+        return False
+    try:
+        return os.getpgid(pid) == os.getpgrp()
+    except ProcessLookupError:
+        return True
+
+
+def copy_window_size(terminal_fd: int, pty_fd: int) -> None:
+    """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd``."""
+    try:
+        size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
+def monitor_command(
+    name: str, argv: list[str], *, exit_timeout: float | None = None, quiet_config_errors: bool = False
+) -> int:
+    """Run ``argv`` as the run ``name``: tee its output, pass signals on, record how it ended.
+
+    Returns hyperdash's exit code: the child's, or 128+N when signal N killed it. Raises
+    :class:`CommandError` when the command cannot be started: before any run is created where
+    that can be told in advance, else after ending the run as a failure that says why.
+    """
+    from .capture import Pump, open_channel
+    from .run import Run
+
+    check_command(argv[0])
+    with SignalGate() as gate:
+        run = Run(
+            name, api="cli_run", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
+        ).start()
+        channels = []  # (read_fd, write_fd, terminal_fd, stream)
+        try:
+            for terminal_fd, stream in ((1, events.STDOUT), (2, events.STDERR)):
+                channels.append((*open_channel(terminal_fd), terminal_fd, stream))
+            pid = spawn(argv, stdout_fd=channels[0][1], stderr_fd=channels[1][1], env=child_env(channels[0][1]))
+        except (CommandError, OSError) as exc:
+            for read_fd, write_fd, _, _ in channels:
+                os.close(read_fd)
+                os.close(write_fd)
+            exit_code = getattr(exc, "exit_code", 126)
+            run.write(events.STDERR, f"hyperdash: {exc}\n".encode())
+            run.end(events.FAILURE, exit_code=exit_code)
+            if isinstance(exc, CommandError):
+                raise
+            raise CommandError(f"cannot start {argv[0]}: {exc}", exit_code) from None
+        # Only the child may hold the write ends, so its exit (or death) reads as end of file.
+        for _, write_fd, _, _ in channels:
+            os.close(write_fd)
+        pump = Pump(run, [(read_fd, terminal_fd, stream) for read_fd, _, terminal_fd, stream in channels])
+        pump.start()
+        ptys = [(terminal_fd, read_fd) for read_fd, _, terminal_fd, _ in channels if _is_pty(read_fd)]
+        outcome = gate.supervise(pid, resize=ptys)
+        pump.join(DRAIN_SECONDS)
+        pump.stop()
+    run.end(outcome.status, exit_code=outcome.exit_code, signal=outcome.signal)
+    return outcome.exit_code
+
+
+def child_env(stdout_fd: int) -> dict[str, str]:
+    """The child's environment: ours, and unbuffered Python output where it writes to a pipe
+    (a terminal makes Python line-buffered anyway), so that lines reach the run as printed."""
+    env = dict(os.environ)
+    if not _is_pty(stdout_fd):
+        env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _is_pty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _widen_pipe(fd: int) -> None:
+    """Let a pipe we read hold more (Linux): a flooding writer then needs fewer wake-ups of ours."""
+    try:
+        from .capture import PIPE_SIZE, F_SETPIPE_SZ
+
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, ImportError):
+        pass  # a smaller pipe is only slower
+
+
+def _stdin_copy(fd: int) -> int:
+    """A copy of ``fd`` for the pump to read (which reads files and ``/dev/null`` too); an empty
+    pipe when there is no standard input at all."""
+    try:
+        return os.dup(fd)
+    except OSError:
+        read_fd, write_fd = os.pipe()
+        os.close(write_fd)
+        return read_fd
+
+
+def monitor_stdin(
+    name: str, *, exit_timeout: float | None = None, quiet_config_errors: bool = False
+) -> int:
+    """Pass standard input through to standard output, monitoring it as the run ``name``.
+
+    Ends with ``success`` at end of input (exit 0); on SIGINT with ``user_canceled`` (130), on
+    SIGTERM or SIGHUP with ``killed`` (128+N), after taking what was already written.
+    """
+    from .capture import Pump
+    from .run import Run
+
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    with SignalGate():
+        run = Run(
+            name, api="cli_pipe", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
+        ).start()
+        _widen_pipe(0)
+        pump = Pump(run, [(_stdin_copy(0), 1, events.STDOUT)])
+        pump.start()
+        received = None
+        while pump.is_alive() and received is None:
+            info = signal.sigtimedwait(stopping, 0.2)
+            received = info.si_signo if info else None
+        pump.stop(0.5)
+    if received is None:
+        run.end(events.SUCCESS, exit_code=0)
+        return 0
+    status = events.USER_CANCELED if received == signal.SIGINT else events.KILLED
+    run.end(status, exit_code=128 + received, signal=received)
+    return 128 + received

@@ -1,0 +1,320 @@
+"""``Experiment``: a monitored run driven from code, with params, metrics and a final status.
+
+::
+
+    with Experiment("dogs vs. cats") as exp:
+        lr = exp.param("learning rate", 0.01)
+        for step in exp.iter(1000):
+            exp.metric("loss", 1 / (step + 1), step=step)
+        exp.log("done training")
+
+One experiment at a time captures a process's output: when a new one starts capturing while
+an older one still does (in a notebook, re-running the cell that creates it), the older one
+ends ``success`` first, and one line says so.
+
+An experiment that is never ended ends when the interpreter exits: ``failure`` after an
+uncaught exception (whose traceback is in the log), ``user_canceled`` after Ctrl-C, else
+``success``. SIGTERM and SIGHUP, when the program has no handler of its own for them, record
+``killed`` and then end the process as the signal would have.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from .capture import capture_for_current_process
+from .events import FAILURE, KILLED, SUCCESS, USER_CANCELED
+from .run import Run
+
+__all__ = ["Experiment", "Callbacks", "status_of_exception"]
+
+# Ending the process by default, these signals end the run as ``killed`` first.
+_ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# How often exp.iter() records its progress, at most (seconds), as the original SDK did.
+ITER_METRIC_INTERVAL = 1.0
+
+# The open experiments that capture this process's output (at most one once a new one starts).
+_capturing: list["Experiment"] = []
+_capturing_lock = threading.Lock()
+
+
+def status_of_exception(exc: BaseException | None) -> tuple[str, int | None]:
+    """The final status (and exit code) of a run that ``exc`` ended (``None``: it returned)."""
+    if exc is None:
+        return SUCCESS, None
+    if isinstance(exc, KeyboardInterrupt):
+        return USER_CANCELED, None
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None or code == 0:
+            return SUCCESS, 0
+        return FAILURE, code if isinstance(code, int) else 1
+    return FAILURE, None
+
+
+class Experiment:
+    """One monitored run of Python code; see the module's docstring.
+
+    The positional arguments are those of the original SDK: ``Experiment(name,
+    api_key_getter=None, capture_io=True)``. ``api_key_getter`` is called, about every
+    5 minutes, for the API key. ``capture_io=False`` captures no output, but params, metrics,
+    :meth:`log` lines and the status still flow.
+    ``echo=False`` stops showing params and metrics in the terminal. ``exit_timeout`` bounds
+    the flush when the experiment ends (default ``HYPERDASH_EXIT_TIMEOUT``, else 3 seconds).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        api_key_getter: Callable[[], str | None] | None = None,
+        capture_io: bool = True,
+        *,
+        echo: bool = True,
+        exit_timeout: float | None = None,
+        api: str = "experiment",
+    ):
+        if api_key_getter is not None and not callable(api_key_getter):
+            raise TypeError("api_key_getter must be a function that returns the API key, not "
+                            f"{type(api_key_getter).__name__} (capture_io is the third argument)")
+        self.name = name
+        self._pid = os.getpid()
+        self._ended = False
+        self._end_lock = threading.Lock()
+        if capture_io:
+            _end_capturing_experiments(superseded_by=name)
+        self._run = Run(name, api=api, api_key_getter=api_key_getter, echo=echo, exit_timeout=exit_timeout)
+        self._run.start()
+        self._capture = None
+        if capture_io:
+            try:
+                self._capture = capture_for_current_process(self._run).start()
+            except Exception as exc:  # never the job's problem
+                self._run.warn("capture", f"output is not captured: {exc!r}")
+        if self._capture is not None:
+            with _capturing_lock:
+                _capturing.append(self)
+        self._exit_status: tuple[str, int | None] | None = None
+        self._previous_excepthook = None
+        self._previous_handlers: dict[int, Any] = {}
+        self._iterators = 0
+        self.callbacks = Callbacks(self)
+        self._install_hooks()
+
+    # -- the public API -------------------------------------------------------------------
+    @property
+    def run_uuid(self) -> str:
+        """The run's id, as the server knows it."""
+        return self._run.uuid
+
+    @property
+    def captures_output(self) -> bool:
+        """Whether this experiment captures the process's output (until it ends)."""
+        return self._capture is not None and not self._ended
+
+    @property
+    def log_path(self):
+        """The plain-text log of the run's output on this machine."""
+        return self._run.log_path
+
+    def param(self, name: str, value: Any, log: bool = True) -> Any:
+        """Record a hyperparameter and return ``value``: a number, bool or string as it is, a
+        list or dict as its JSON text, anything else as its ``str()``. ``log=False`` does not
+        show it in the terminal."""
+        return self._run.param(name, value, log=log)
+
+    def metric(self, name: str, value: Any, step: int | None = None, log: bool = True) -> Any:
+        """Record one point of a metric (a number) and return ``value``. ``log=False`` does
+        not show it in the terminal."""
+        return self._run.metric(name, value, step=step, log=log)
+
+    def iter(self, n: int, log: bool = True) -> Iterator[int]:
+        """``range(n)`` that records the run's progress through it: the count as the internal
+        param ``hd_iter_K_epochs`` and the current index as the internal metric ``hd_iter_K``
+        (at most once a second, and the last one always); ``log`` shows
+        ``| Iteration i of n-1 |`` for each."""
+        number = self._iterators
+        self._iterators += 1
+        return self._iterate(n, f"hd_iter_{number}", log)
+
+    def _iterate(self, n: int, name: str, log: bool) -> Iterator[int]:
+        self._run.param(f"{name}_epochs", n, log=False, internal=True)
+        recorded_at = None
+        for i in range(n):
+            if log:
+                self._print(f"| Iteration {i} of {n - 1} |")
+            now = time.monotonic()
+            if recorded_at is None or now - recorded_at >= ITER_METRIC_INTERVAL or i == n - 1:
+                self._run.metric(name, i, log=False, internal=True)
+                recorded_at = now
+            yield i
+
+    def log(self, text: Any) -> None:
+        """Print one line into the run's log (and the terminal), also when ``capture_io=False``
+        leaves the rest of the output out of it."""
+        line = str(text)
+        if self.captures_output:
+            self._print(line)  # captured like any output
+            return
+        self._print(line)
+        if not self._ended:
+            self._run.write("stdout", (line + "\n").encode("utf-8", "replace"))
+
+    def _print(self, line: str) -> None:
+        try:
+            print(line, file=sys.stdout, flush=True)
+        except Exception:
+            pass
+
+    def end(self) -> None:
+        """End the run with ``success``. Calling it again does nothing."""
+        self._finish(SUCCESS)
+
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.end_with_exception(exc)
+        return False
+
+    # -- ending ---------------------------------------------------------------------------
+    def end_with_exception(self, exc: BaseException | None, *, log_traceback: bool = True) -> None:
+        """End the run with the status ``exc`` means; a failure's traceback goes to the log
+        (the terminal shows it when the exception reaches the top, as always).
+
+        ``log_traceback=False`` leaves the traceback out of the log, for a caller that knows
+        it is printed to the captured output anyway (an interactive shell's own report).
+        """
+        status, exit_code = status_of_exception(exc)
+        text = None
+        if status == FAILURE and log_traceback and not isinstance(exc, SystemExit):
+            import traceback
+
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self._finish(status, exit_code, traceback_text=text)
+
+    def _finish(self, status: str, exit_code: int | None = None, signal_name: str | None = None,
+                traceback_text: str | None = None) -> None:
+        with self._end_lock:
+            if self._ended:
+                return
+            self._ended = True
+        with _capturing_lock:
+            if self in _capturing:
+                _capturing.remove(self)
+        try:
+            if self._capture is not None:
+                self._capture.stop()
+            if traceback_text:
+                self._run.write("stderr", traceback_text.encode("utf-8", "replace"))
+        except Exception as exc:
+            self._run.warn("capture", f"internal error while stopping the capture: {exc!r}")
+        self._run.end(status, exit_code=exit_code, signal=signal_name)
+        self._remove_hooks()
+
+    def _end_superseded(self, successor: str) -> None:
+        self._finish(SUCCESS)
+        self._run.say(f"the run {self.name!r} was ended (success) because a new Experiment, "
+                      f"{successor!r}, started capturing the output")
+
+    # -- interpreter hooks ----------------------------------------------------------------
+    def _install_hooks(self) -> None:
+        atexit.register(self._at_exit)
+        self._previous_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
+        if threading.current_thread() is threading.main_thread():
+            for signum in _ENDING_SIGNALS:
+                try:
+                    if signal.getsignal(signum) == signal.SIG_DFL:
+                        self._previous_handlers[signum] = signal.signal(signum, self._on_ending_signal)
+                except (ValueError, OSError):
+                    pass
+
+    def _remove_hooks(self) -> None:
+        atexit.unregister(self._at_exit)
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._previous_excepthook
+        if self._previous_handlers and threading.current_thread() is threading.main_thread():
+            for signum, previous in self._previous_handlers.items():
+                try:
+                    if signal.getsignal(signum) == self._on_ending_signal:
+                        signal.signal(signum, previous)
+                except (ValueError, OSError):
+                    pass
+            self._previous_handlers = {}
+
+    def _excepthook(self, exc_type, exc, tb) -> None:
+        # The traceback printed by the previous hook is still captured into the log; the run
+        # ends in the atexit hook that follows.
+        self._exit_status = status_of_exception(exc)
+        (self._previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+    def _at_exit(self) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked child: the run belongs to the parent
+        status, exit_code = self._exit_status or (SUCCESS, None)
+        self._finish(status, exit_code)
+
+    def _on_ending_signal(self, signum, frame) -> None:
+        self._finish(KILLED, signal_name=signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _end_capturing_experiments(superseded_by: str) -> None:
+    """End the experiments of this process that still capture its output: their code has
+    moved on (a notebook cell that creates one was run again), and two captures would nest."""
+    with _capturing_lock:
+        older = [exp for exp in _capturing if exp._pid == os.getpid()]
+    for exp in older:
+        exp._end_superseded(superseded_by)
+
+
+class Callbacks:
+    """Callbacks of machine-learning libraries that record into an experiment:
+    ``exp.callbacks.keras``. A library is imported only when its callback is asked for."""
+
+    def __init__(self, exp: Experiment):
+        self._exp = exp
+        self._keras = None
+
+    @property
+    def keras(self):
+        """A Keras callback that records every number Keras reports at the end of an epoch
+        (``loss``, ``val_loss``, ``val_acc``, ...) as a metric, with the epoch as its step;
+        ``None`` when Keras is not installed."""
+        if self._keras is None:
+            base = _keras_callback_class()
+            if base is None:
+                return None
+            self._keras = _keras_callback(base, self._exp)
+        return self._keras
+
+
+def _keras_callback_class():
+    import importlib
+
+    for module in ("keras.callbacks", "tensorflow.keras.callbacks"):
+        try:
+            return importlib.import_module(module).Callback
+        except ImportError:
+            continue
+    return None
+
+
+def _keras_callback(base: type, exp: Experiment):
+    class HyperdashCallback(base):
+        def on_epoch_end(self, epoch, logs=None):
+            for name, value in (logs or {}).items():
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    continue  # not a number: nothing to chart
+                exp.metric(str(name), number, step=int(epoch))
+
+    return HyperdashCallback()

@@ -1,0 +1,156 @@
+"""Bytes to log lines: one stream's raw output cut into the pieces that become log events.
+
+The common case (no ``\\r``, no over-long line) is handled per chunk with C-speed bytes
+operations: one piece holds every complete line of the chunk. Only a chunk with a ``\\r``
+(a progress bar redrawing itself) or a line longer than :data:`events.MAX_LINE_BYTES` takes
+the line-by-line path.
+
+A piece is ``(kind, blob, count)``:
+
+- ``LINES``: ``count`` complete lines, each ending in ``\\n``;
+- ``PARTIAL``: one piece of a line too long to send whole; the next piece continues it;
+- ``PROGRESS``: the latest state of a line still being redrawn with ``\\r``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .events import MAX_LINE_BYTES
+
+__all__ = ["LINES", "PARTIAL", "PROGRESS", "LineFramer", "visible_text", "utf8_cut"]
+
+LINES = 1
+PARTIAL = 2
+PROGRESS = 3
+
+Piece = tuple[int, bytes, int]
+
+
+def visible_text(line: bytes) -> bytes:
+    """What a terminal shows of a line redrawn with ``\\r``: its last non-empty state."""
+    for state in reversed(line.split(b"\r")):
+        if state:
+            return state
+    return b""
+
+
+def utf8_cut(data: bytes, limit: int) -> int:
+    """An index <= ``limit`` at which ``data`` can be cut without splitting a UTF-8 character."""
+    cut = limit
+    while cut > limit - 4 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > limit - 4 and cut > 0 else limit
+
+
+def _may_hold_a_line_over(block: bytes, limit: int) -> bool:
+    """False when no line of ``block`` is longer than ``limit`` bytes (checked per aligned
+    window of ``limit // 2`` bytes: if each holds a newline, no line can be that long)."""
+    step = max(1, limit // 2)
+    find = block.find
+    for start in range(0, len(block), step):
+        if find(b"\n", start, start + step) < 0:
+            return True
+    return False
+
+
+class LineFramer:
+    """Cuts the bytes of one stream into :data:`LINES`, :data:`PARTIAL` and :data:`PROGRESS`
+    pieces. Not thread-safe: its owner serializes calls.
+
+    A progress state is emitted at most every ``progress_interval`` seconds; the latest one
+    that was held back comes out of :meth:`due_progress`, which the owner calls periodically.
+    """
+
+    def __init__(
+        self,
+        max_line: int = MAX_LINE_BYTES,
+        progress_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.max_line = max_line
+        self.progress_interval = progress_interval
+        self._clock = clock
+        self._pending = b""
+        self._progress: bytes | None = None  # latest state of the line being redrawn
+        self._progress_sent: bytes | None = None
+        self._progress_at = float("-inf")
+
+    def feed(self, data: bytes) -> list[Piece]:
+        """The pieces completed by ``data``."""
+        buf = self._pending + data if self._pending else data
+        out: list[Piece] = []
+        if b"\r" in buf:
+            self._feed_slow(buf, out)
+            return out
+        newline = buf.rfind(b"\n")
+        if newline >= 0:
+            complete = buf[: newline + 1]
+            if len(complete) > self.max_line and _may_hold_a_line_over(complete, self.max_line):
+                self._emit_lines(complete.split(b"\n")[:-1], out)
+            else:
+                out.append((LINES, complete, complete.count(b"\n")))
+            tail = buf[newline + 1 :]
+        else:
+            tail = buf
+        self._pending = self._cut_long(tail, out)
+        return out
+
+    def flush(self) -> list[Piece]:
+        """The unterminated last line, as a complete line (the stream has ended)."""
+        out: list[Piece] = []
+        if self._pending:
+            self._emit_lines([visible_text(self._pending)], out)
+        self._pending = b""
+        self._progress = self._progress_sent = None
+        return out
+
+    def due_progress(self) -> list[Piece]:
+        """The latest progress state, if one is waiting and the interval has passed."""
+        if self._progress is None or self._progress == self._progress_sent:
+            return []
+        now = self._clock()
+        if now - self._progress_at < self.progress_interval:
+            return []
+        self._progress_sent, self._progress_at = self._progress, now
+        return [(PROGRESS, self._progress, 1)]
+
+    # -- the line-by-line path ------------------------------------------------------------
+    def _feed_slow(self, buf: bytes, out: list[Piece]) -> None:
+        lines = buf.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            self._emit_lines([visible_text(line) if b"\r" in line else line for line in lines], out)
+            # the redrawn line is finished: its final text supersedes every progress state
+            self._progress = self._progress_sent = None
+        if b"\r" in tail:
+            state = visible_text(tail)
+            if len(state) <= self.max_line:
+                self._pending = state + (b"\r" if tail.endswith(b"\r") else b"")
+                if state:
+                    self._progress = state
+                    out.extend(self.due_progress())
+                return
+            tail = state
+        self._pending = self._cut_long(tail, out)
+
+    def _emit_lines(self, lines: list[bytes], out: list[Piece]) -> None:
+        run: list[bytes] = []
+        for line in lines:
+            if len(line) > self.max_line:
+                if run:
+                    out.append((LINES, b"\n".join(run) + b"\n", len(run)))
+                    run = []
+                line = self._cut_long(line, out)
+            run.append(line)
+        if run:
+            out.append((LINES, b"\n".join(run) + b"\n", len(run)))
+
+    def _cut_long(self, text: bytes, out: list[Piece]) -> bytes:
+        """Emit ``PARTIAL`` pieces while ``text`` is longer than a line may be; the rest."""
+        while len(text) > self.max_line:
+            cut = utf8_cut(text, self.max_line)
+            out.append((PARTIAL, text[:cut], 1))
+            text = text[cut:]
+        return text

@@ -1,0 +1,118 @@
+"""The ``%%monitor_cell`` IPython cell magic: monitor one notebook cell as a run.
+
+    In [1]: from hyperdash import monitor_cell
+
+    In [2]: %%monitor_cell dogs vs. cats
+            print("Epoch 1, accuracy: 50%")
+            exp.metric("accuracy", 0.5)
+
+Importing this module inside IPython (which ``from hyperdash import monitor_cell`` does)
+registers the magic with the running shell; ``%load_ext hyperdash`` does the same. The cell runs
+in the notebook's namespace, so the names it defines stay for the next cells, and its output shows
+in the notebook as it is printed while it also goes to the run. Inside the cell, ``exp`` is the
+run's :class:`~hyperdash.experiment.Experiment`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+try:
+    from IPython import get_ipython
+    from IPython.core.error import UsageError
+except ImportError as exc:
+    raise ImportError(
+        "the %%monitor_cell magic needs IPython: pip install 'hyperdash[jupyter]'"
+    ) from exc
+
+from .capture import in_ipython_kernel
+from .experiment import Experiment
+
+__all__ = ["monitor_cell", "load_ipython_extension"]
+
+USAGE = "%%monitor_cell needs the run's name: %%monitor_cell NAME, for example %%monitor_cell dogs vs. cats"
+
+_MISSING = object()
+
+
+def monitor_cell(line: str, cell: str) -> None:
+    """Run ``cell`` in the running IPython shell as a monitored run named ``line``.
+
+    This is the ``%%monitor_cell NAME`` cell magic. The run ends ``success`` when the cell does,
+    ``failure`` (with the traceback in its log) when it raises, and ``user_canceled`` when the
+    kernel is interrupted. The notebook shows the cell's output and traceback as usual.
+    """
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("%%monitor_cell runs inside IPython or a Jupyter kernel")
+    name = line.strip()
+    if not name:
+        raise UsageError(USAGE)
+    _run_monitored(shell, name, cell)
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register ``%%monitor_cell`` with ``ipython``; called by ``%load_ext hyperdash``."""
+    ipython.register_magic_function(monitor_cell, magic_kind="cell", magic_name="monitor_cell")
+
+
+def _run_monitored(shell, name: str, cell: str) -> None:
+    # The ExecutionResult of the cell that holds the magic: IPython drops the display hook's
+    # reference to it while the nested cell runs, and the nested cell's error is reported on it.
+    outer_result = getattr(shell.displayhook, "exec_result", None)
+    exp = Experiment(name, api="jupyter")
+    try:
+        with _bound(shell.user_ns, "exp", exp):
+            # Run as IPython runs any cell: its own syntax works, and an error is shown with the
+            # cell's frames alone, once.
+            result = shell.run_cell(cell, store_history=False)
+    except BaseException as exc:  # the cell's own errors are caught by run_cell: an interrupt
+        exp.end_with_exception(exc)
+        raise
+    finally:
+        shell.displayhook.exec_result = outer_result
+    error = result.error_before_exec or result.error_in_exec
+    if error is not None:
+        # The log gets the traceback a script would print: from the cell's frame down.
+        error.with_traceback(_without_ipython_frames(error.__traceback__))
+    # A terminal shell has just printed the traceback to the captured output; a kernel sends
+    # it to the notebook as a message of its own, which no capture sees.
+    printed_into_log = exp.captures_output and not in_ipython_kernel()
+    exp.end_with_exception(error, log_traceback=not printed_into_log)
+    if error is not None and outer_result is not None:
+        # Fail the notebook cell, as any cell that raises fails ("Run All" stops here), without
+        # showing the traceback a second time.
+        outer_result.error_in_exec = error
+
+
+def _without_ipython_frames(tb):
+    """``tb`` from the first frame that is not IPython's own (the one that ran the cell)."""
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("IPython."):
+        tb = tb.tb_next
+    return tb
+
+
+@contextmanager
+def _bound(namespace: dict, key: str, value):
+    """Bind ``namespace[key]`` to ``value`` for the block, then put back what was there,
+    unless the block rebound the name itself."""
+    previous = namespace.get(key, _MISSING)
+    namespace[key] = value
+    try:
+        yield value
+    finally:
+        if namespace.get(key, _MISSING) is value:
+            if previous is _MISSING:
+                del namespace[key]
+            else:
+                namespace[key] = previous
+
+
+def _register_with_running_shell() -> None:
+    shell = get_ipython()
+    if shell is not None:
+        load_ipython_extension(shell)
+
+
+# `from hyperdash import monitor_cell` in one cell makes `%%monitor_cell` usable in the next.
+_register_with_running_shell()

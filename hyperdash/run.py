@@ -1,0 +1,509 @@
+"""A run: its lifecycle and its numbered event stream.
+
+A :class:`Run` numbers every event when it is captured (``seq``, from 1), writes it to the
+run's spool, and lets a :class:`~hyperdash.shipper.Shipper` thread send it. Output bytes come in
+through :meth:`Run.write` (from :mod:`hyperdash.capture`, or the CLI's pumps) and are also
+appended to a plain-text log of the run. :meth:`Run.end` records the final status, flushes for a
+bounded time, and hands what is left to a detached uploader.
+
+A run never raises into the job for a problem of its own (disk, network, key): it warns once,
+in one line on stderr, and goes on. It raises only for a wrong argument (a bad name, a metric
+that is not a number).
+
+After ``fork()``, the child's copy of a run is inert: its output still reaches the parent's
+capture through the inherited descriptors, but its params, metrics and end are not recorded
+(one line in the child says so, the first time it tries).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal as signals
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config, framing
+from .events import (
+    APIS,
+    FINAL_STATUSES,
+    MAX_NAME_CHARS,
+    METRIC,
+    PARAM,
+    RUN_ENDED,
+    RUN_STARTED,
+    STREAMS,
+    SUCCESS,
+    now_ms,
+)
+from .spool import EVENT, Spool
+
+__all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "HANDOFF_EVENTS", "MAX_PARAM_TEXT_CHARS"]
+
+DEFAULT_EXIT_TIMEOUT = 3.0
+# A backlog larger than this at exit goes to the detached uploader at once: flushing it here
+# would hold the job's exit for longer than it is worth.
+HANDOFF_EVENTS = 10_000
+# The server keeps a param's text up to this many characters.
+MAX_PARAM_TEXT_CHARS = 64 * 1024
+
+_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+
+
+def _forget_runs_in_child() -> None:
+    for run in list(_live_runs):
+        run._detach_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_runs_in_child)
+
+
+def new_run_uuid() -> str:
+    """A random (version 4) UUID, made here because importing :mod:`uuid` costs every job a
+    few milliseconds at start (it imports :mod:`platform`)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _check_name(name: Any, what: str = "name") -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a string, not {type(name).__name__}")
+    if not name.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} is longer than {MAX_NAME_CHARS} characters")
+    return name
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a JSON scalar: numpy and torch scalars give up their Python value."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            plain = item()
+        except (TypeError, ValueError):
+            plain = None
+        if isinstance(plain, (bool, int, float, str)):
+            return plain
+    raise TypeError(f"expected a number, a bool or a string, not {type(value).__name__}")
+
+
+def _param_value(value: Any) -> Any:
+    """A param's value as the wire carries it (a number, a bool, a string or null), taking
+    whatever the original SDK took: a list, a dict or a tuple becomes its JSON text, anything
+    else that is not a scalar its ``str()``. NaN and infinities become their text too."""
+    try:
+        plain = _plain(value)
+    except TypeError:
+        if isinstance(value, (list, tuple, dict)):
+            try:
+                return json.dumps(value, ensure_ascii=False, default=_json_default)
+            except (TypeError, ValueError):
+                pass
+        return str(value)
+    if isinstance(plain, float) and not math.isfinite(plain):
+        return str(plain)
+    return plain
+
+
+def _json_default(value: Any) -> Any:
+    """What ``json.dumps`` writes for ``value`` inside a param: numpy and torch scalars and
+    arrays as numbers and lists, anything else as its ``str()``."""
+    try:
+        return _plain(value)
+    except TypeError:
+        pass
+    to_list = getattr(value, "tolist", None)
+    if callable(to_list):
+        try:
+            return to_list()
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100] or "run"
+
+
+def _signal_name(signal: int | str | None) -> str | None:
+    if signal is None or isinstance(signal, str):
+        return signal
+    try:
+        return signals.Signals(signal).name
+    except ValueError:
+        return f"SIG{signal}"
+
+
+def _has_other_entries(folder: Path, name: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(entry.name != name for entry in entries)
+    except OSError:
+        return False
+
+
+def exit_timeout_setting() -> float:
+    """Seconds a run may spend flushing at exit (``HYPERDASH_EXIT_TIMEOUT``)."""
+    return config.env_float("HYPERDASH_EXIT_TIMEOUT", DEFAULT_EXIT_TIMEOUT)
+
+
+class Run:
+    """One monitored run. ``start()`` it, feed it, ``end()`` it.
+
+    ``api`` names the face that sent it (``monitor``, ``experiment``, ``cli_run``, ...).
+    ``echo`` shows each param and metric in the terminal as a line. ``exit_timeout`` bounds
+    the flush at :meth:`end` (default ``HYPERDASH_EXIT_TIMEOUT``, else 3 seconds).
+    ``quiet_config_errors=True`` tells the run that the caller has already shown why a
+    hyperdash.json cannot be read, so the run does not say it again.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api: str = "monitor",
+        api_key_getter: Callable[[], str | None] | None = None,
+        echo: bool = True,
+        exit_timeout: float | None = None,
+        quiet_config_errors: bool = False,
+    ):
+        self.name = _check_name(name)
+        if api not in APIS:
+            raise ValueError(f"api must be one of {', '.join(APIS)}, not {api!r}")
+        self.api = api
+        self.api_key_getter = api_key_getter
+        self.echo = echo
+        self.exit_timeout = exit_timeout_setting() if exit_timeout is None else exit_timeout
+        self.uuid = new_run_uuid()
+        self.log_path: Path | None = None
+        self.status: str | None = None
+        self.server_url: str | None = None
+        # where the SDK's own lines go: the terminal's stderr, also while fd 2 is captured
+        self.console_fd = 2
+        self._lock = threading.RLock()
+        self._end_lock = threading.Lock()
+        self._next_seq = 1
+        self._framers = {stream: framing.LineFramer() for stream in STREAMS}
+        self._spool: Spool | None = None
+        self._shipper = None
+        self._key_source: config.KeySource | None = None
+        self._log_fd: int | None = None
+        self._warned: set[str] = set()
+        self._started = False
+        self._ended = False
+        self.quiet_config_errors = quiet_config_errors
+        self._detached = False
+        self._forked = False
+        self._orphans_checked = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> "Run":
+        """Open the spool and the log, record ``run_started``, start sending. Returns self."""
+        if self._started:
+            return self
+        self._started = True
+        _live_runs.add(self)
+        try:
+            self._start()
+        except Exception as exc:  # never the job's problem
+            self.warn("start", f"monitoring is off for this run: {exc!r}")
+            self._detached = True
+        return self
+
+    def _start(self) -> None:
+        from .shipper import Shipper, SpoolSender
+        from .transport import Transport
+
+        self._key_source = config.KeySource(self.api_key_getter)
+        self.server_url = config.server_url()
+        meta = {"uuid": self.uuid, "name": self.name, "api": self.api, "server": self.server_url,
+                "created": now_ms(), "pid": os.getpid()}
+        try:
+            config.ensure_home()
+            self._spool = Spool.create(self.uuid, meta)
+        except OSError as exc:
+            self._spool = Spool.in_memory()
+            self.warn("spool", f"cannot write the spool ({exc}); keeping unsent events in memory, bounded")
+        self._spool.on_disk_error = lambda exc: self.warn(
+            "spool", f"cannot write the spool any more ({exc}); keeping unsent events in memory, bounded"
+        )
+        self._open_log()
+        self._record(RUN_STARTED, {"job_name": self.name, "host": os.uname().nodename,
+                                   "pid": os.getpid(), "api": self.api})
+        transport = Transport(self.server_url, api_key=self._key_source.get)
+        sender = SpoolSender(self._spool, transport, self.uuid, self.api,
+                             on_dropped=lambda exc: self.warn("dropped", f"the server refused an event: {exc}"))
+        self._shipper = Shipper(sender, warn=self._warn_from_shipper, on_tick=self._tick,
+                                key_refresh_seconds=self._key_source.refresh_seconds)
+        self._shipper.start()
+
+    def _open_log(self) -> None:
+        logs = config.home_dir() / "logs"
+        folder = logs / _safe_filename(self.name)
+        stem = f"{_safe_filename(self.name)}_{time.strftime('%Y-%m-%dT%H-%M-%S')}"
+        try:
+            config.ensure_home()
+            logs.mkdir(mode=0o700, exist_ok=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
+            path = folder / f"{stem}.log"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+            try:
+                self._log_fd = os.open(path, flags, 0o600)
+            except FileExistsError:
+                path = folder / f"{stem}_{self.uuid[:8]}.log"
+                self._log_fd = os.open(path, flags, 0o600)
+            self.log_path = path
+        except OSError as exc:
+            self.warn("log", f"cannot write the run's log file: {exc}")
+
+    def end(self, status: str = SUCCESS, exit_code: int | None = None, signal: int | str | None = None) -> None:
+        """Record the final status and flush for at most ``exit_timeout`` seconds. Idempotent.
+
+        Prints where the run's log is and, when events are left unsent, one line saying how
+        many and how they will be sent.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}, not {status!r}")
+        with self._end_lock:
+            if self._ended or not self._started:
+                return
+            self._ended = True
+        if self._detached:
+            return
+        self.status = status
+        try:
+            self._end(status, exit_code, _signal_name(signal))
+        except Exception as exc:
+            self.warn("end", f"internal error while ending the run: {exc!r}")
+        finally:
+            _live_runs.discard(self)
+
+    def _end(self, status: str, exit_code: int | None, signal: str | None) -> None:
+        with self._lock:
+            for stream, framer in self._framers.items():
+                self._store(stream, framer.flush())
+            self._record(RUN_ENDED, {"final_status": status, "exit_code": exit_code, "signal": signal})
+            last_seq = self._next_seq - 1
+        spool, shipper = self._spool, self._shipper
+        unsent = last_seq - spool.acked_seq
+        shipper.close(0.0 if unsent > HANDOFF_EVENTS else self.exit_timeout)
+        self._close_log()
+        left = last_seq - spool.acked_seq
+        if left <= 0:
+            spool.remove()
+        else:
+            spool.close()
+            self._hand_off(left, shipper.last_error)
+        if self.log_path is not None:
+            self.say(f"the log of this run is at {self.log_path}")
+
+    def _hand_off(self, left: int, error) -> None:
+        from .errors import AuthenticationError
+
+        if not self._spool.on_disk:
+            self.say(f"{left} events of this run could not be sent and are lost "
+                     "(the spool could not be written to disk)")
+            return
+        key = self._key_source.get() if self._key_source else None
+        if not key or isinstance(error, AuthenticationError):
+            # Nobody could send them now: no uploader, which would only retry in vain.
+            if not key and self._key_source is not None and self._key_source.error:
+                why = "no usable API key" if self.quiet_config_errors else \
+                    f"no usable API key: {self._key_source.error}"
+            elif not key:
+                why = "no API key is configured"
+            else:
+                why = "the server refused the API key"
+            self.say(f"{left} events of this run are not sent ({why}); they wait in the spool: "
+                     "after `hyperdash login`, `hyperdash sync` sends them")
+            return
+        try:
+            from .uploader import spawn_detached, uploader_running
+
+            if uploader_running():
+                how = "the background uploader already running sends them"
+            else:
+                spawn_detached(self.uuid, api_key=key if self.api_key_getter else None)
+                how = "a background uploader is sending them now"
+        except Exception:
+            how = "they will be sent by the next run on this machine"
+        self.say(f"{left} events of this run are not sent yet (they are kept in the spool): "
+                 f"{how}; `hyperdash sync` sends them too")
+
+    def _close_log(self) -> None:
+        if self._log_fd is not None:
+            fd, self._log_fd = self._log_fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- events ---------------------------------------------------------------------------
+    def write(self, stream: str, data: bytes) -> None:
+        """Raw output bytes of ``stream`` (``"stdout"`` or ``"stderr"``): to the log and the
+        spool, as lines. Thread-safe; never raises for a problem of its own."""
+        if self._detached or self._ended or not data:
+            return
+        with self._lock:
+            if self._ended:  # ended while this thread waited for the lock
+                return
+            try:
+                if self._log_fd is not None:
+                    self._write_log(data)
+                self._store(stream, self._framers[stream].feed(data))
+            except Exception as exc:
+                self.warn("write", f"internal error while capturing output: {exc!r}")
+
+    def _write_log(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._log_fd, view):]
+        except OSError as exc:
+            self._close_log()
+            self.warn("log", f"cannot write the run's log file any more: {exc}")
+
+    def param(self, name: str, value: Any, log: bool = True, *, internal: bool = False) -> Any:
+        """Record a parameter and return ``value`` unchanged.
+
+        A number, bool or string is recorded as it is; a list, tuple or dict as its JSON text;
+        anything else as its ``str()`` (so NaN is recorded as ``"nan"``). ``internal`` marks
+        the SDK's own bookkeeping (such as :meth:`Experiment.iter`'s).
+        """
+        _check_name(name, "param name")
+        plain = _param_value(value)
+        if isinstance(plain, str) and len(plain) > MAX_PARAM_TEXT_CHARS:
+            self.warn(f"long:{name}", f"param {name!r} is longer than {MAX_PARAM_TEXT_CHARS} "
+                                      "characters; its beginning is recorded")
+            plain = plain[:MAX_PARAM_TEXT_CHARS]
+        if self._recording(name):
+            self._record(PARAM, {"params": {name: plain}, "is_internal": internal})
+        if log and self.echo:
+            self._echo(f"{{ {name}: {plain} }}")
+        return value
+
+    def metric(self, name: str, value: Any, step: int | None = None, log: bool = True, *,
+               internal: bool = False) -> Any:
+        """Record one point of a metric (a finite number) and return ``value`` unchanged.
+
+        A NaN or infinite value is not recorded (JSON has no such numbers): a warning says so,
+        once per metric, and the job goes on. ``internal`` marks the SDK's own bookkeeping.
+        """
+        _check_name(name, "metric name")
+        plain = _plain(value)
+        if isinstance(plain, bool) or not isinstance(plain, (int, float)):
+            raise TypeError(f"metric {name!r} must be a number, not {type(value).__name__}")
+        if step is not None:
+            step = _plain(step)
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise TypeError(f"step must be an integer, not {type(step).__name__}")
+        if not math.isfinite(plain):
+            self.warn(f"nan:{name}", f"metric {name!r} got {plain}, which is not recorded")
+        elif self._recording(name):
+            self._record(METRIC, {"name": name, "value": plain, "timestamp": now_ms(),
+                                  "is_internal": internal, "step": step})
+        if log and self.echo:
+            self._echo(f"| {name}: {plain:10f} |" if isinstance(plain, float) else f"| {name}: {plain} |")
+        return value
+
+    def _recording(self, name: str) -> bool:
+        """Whether a param or metric is recorded now; in a forked child, says once why not."""
+        if self._forked:
+            self.warn("fork", f"params and metrics of a forked child process (pid {os.getpid()}) are "
+                              f"not recorded, {name!r} neither: the run belongs to the parent process")
+        return not self._detached and not self._ended
+
+    def _echo(self, line: str) -> None:
+        try:
+            print(line, file=sys.stdout)
+        except Exception:
+            pass
+
+    def _record(self, type: str, payload: dict[str, Any]) -> None:
+        try:
+            # JSON has no NaN: an event that holds one would be refused by the server
+            text = json.dumps({"type": type, "payload": payload}, ensure_ascii=False, allow_nan=False)
+        except ValueError as exc:
+            self.warn(f"json:{type}", f"a {type} event was not recorded: {exc}")
+            return
+        blob = text.encode("utf-8", "replace")
+        with self._lock:
+            if self._spool is None:
+                return
+            seq = self._next_seq
+            self._next_seq += 1
+            self._spool.append(EVENT, None, seq, 1, now_ms(), blob)
+
+    def _store(self, stream: str, pieces: list) -> None:
+        if not pieces or self._spool is None:
+            return
+        timestamp = now_ms()
+        for kind, blob, count in pieces:
+            seq = self._next_seq
+            self._next_seq += count
+            self._spool.append(kind, stream, seq, count, timestamp, blob)
+
+    def _tick(self) -> None:
+        """Called by the shipper at each wake-up: held-back progress states, orphan spools."""
+        if self._ended:
+            return
+        with self._lock:
+            for stream, framer in self._framers.items():
+                self._store(stream, framer.due_progress())
+        if not self._orphans_checked:
+            self._orphans_checked = True
+            if self._spool is not None and self._spool.folder is not None and _has_other_entries(
+                    self._spool.folder.parent, self.uuid):
+                from .uploader import upload_orphans_in_background
+
+                upload_orphans_in_background(exclude=self.uuid)
+
+    # -- messages -------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        """One line on the terminal's stderr, prefixed ``hyperdash:``."""
+        line = f"hyperdash: {message}\n".encode("utf-8", "replace")
+        for fd in (self.console_fd, 2):
+            try:
+                os.write(fd, line)
+                return
+            except OSError:
+                continue
+
+    def warn(self, key: str, message: str) -> None:
+        """:meth:`say` ``message``, once per ``key`` for this run."""
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        self.say(message)
+
+    def _warn_from_shipper(self, key: str, message: str) -> None:
+        if key == "auth" and self._key_source is not None and self._key_source.error:
+            if self.quiet_config_errors:
+                return  # the caller has said why the key cannot be read
+            message = f"no usable API key: {self._key_source.error}; events wait in the spool"
+        self.warn(key, message)
+
+    # -- fork -----------------------------------------------------------------------------
+    def _detach_after_fork(self) -> None:
+        self._forked = not self._detached and not self._ended
+        self._detached = True
+        self._lock = threading.RLock()
+        self._end_lock = threading.Lock()
+        self._shipper = None
+        if self._spool is not None:
+            self._spool.forget_after_fork()
+        self._spool = None
+        self._close_log()

@@ -1,0 +1,432 @@
+"""The JSON API under ``/api/v1``: accounts and keys, ingest, runs and their live events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator, Literal, Optional
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import events as ev
+from . import __version__
+from . import queries
+from .auth import User, access_token, current_user
+from .errors import BadRequest, NotFound, Unauthorized, Unavailable
+from .ingest import MAX_TIMESTAMP_MS, check_envelopes, parse_body, store_batch
+from .live import sse
+from .views import JSONReply, run_json
+
+__all__ = ["router", "PING_SECONDS"]
+
+log = logging.getLogger("hyperdash.server")
+
+router = APIRouter(prefix="/api/v1", default_response_class=JSONReply)
+
+PING_SECONDS = 15.0
+# The largest seq or id a query may name: beyond what any store holds, within 64 bits.
+MAX_ID = 2**62
+
+
+# --- documented shapes (replies are built directly; these models describe them) -------------
+class Error(BaseModel):
+    code: str
+    message: str
+
+
+class Credentials(BaseModel):
+    email: str
+    password: str
+
+
+class Login(Credentials):
+    host: Optional[str] = Field(None, description="Names the new API key; else the caller's address")
+
+
+class NewAccount(BaseModel):
+    api_key: str
+    access_token: str
+
+
+class NewKeyRequest(BaseModel):
+    name: Optional[str] = None
+
+
+class NewKey(BaseModel):
+    id: int
+    name: str
+    api_key: str
+
+
+class ApiKey(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: str = Field(description="ISO-8601 UTC, ending in Z")
+    last_used_at: Optional[str]
+    revoked_at: Optional[str]
+
+
+class ApiKeys(BaseModel):
+    api_keys: list[ApiKey]
+
+
+class Me(BaseModel):
+    email: str
+
+
+class Run(BaseModel):
+    uuid: str
+    name: Optional[str]
+    status: Literal[ev.STATUSES]  # type: ignore[valid-type]
+    started_at: Optional[str] = Field(description="ISO-8601 UTC, ending in Z")
+    ended_at: Optional[str]
+    last_seen_at: Optional[str]
+    exit_code: Optional[int]
+    signal: Optional[str]
+    host: Optional[str]
+    pid: Optional[int]
+    api: Optional[str]
+    last_seq: int
+
+
+class RunPage(BaseModel):
+    runs: list[Run]
+    next: Optional[str] = Field(description="cursor of the next page, or null")
+
+
+class MetricValue(BaseModel):
+    value: float
+    step: Optional[int]
+    timestamp: str
+
+
+class RunDetail(Run):
+    params: dict[str, Any]
+    metrics: dict[str, MetricValue]
+
+
+class Line(BaseModel):
+    seq: int
+    stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
+    text: str
+    timestamp: str
+    partial: bool
+    progress: bool
+
+
+class Lines(BaseModel):
+    lines: list[Line]
+
+
+class Point(BaseModel):
+    step: Optional[int]
+    value: float
+    timestamp: str
+
+
+class Series(BaseModel):
+    name: str
+    points: list[Point]
+
+
+class IngestReply(BaseModel):
+    stored: int
+    duplicates: int
+
+
+_ENVELOPE_SCHEMA = {
+    "type": "object",
+    "required": ["type", "timestamp", "sdk_run_uuid", "payload"],
+    "properties": {
+        "type": {"type": "string", "enum": list(ev.EVENT_TYPES)},
+        "timestamp": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS,
+                      "description": "milliseconds since the epoch"},
+        "sdk_run_uuid": {"type": "string", "format": "uuid"},
+        "seq": {"type": "integer", "minimum": 1,
+                "description": "position in the run; each (run, seq) is stored once"},
+        "payload": {"type": "object", "description": "depends on type (see the wire protocol)"},
+    },
+}
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "oneOf": [_ENVELOPE_SCHEMA, {"type": "array", "items": _ENVELOPE_SCHEMA,
+                                         "maxItems": ev.MAX_BATCH_EVENTS}],
+        }}},
+    }
+}
+
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": Error} for code in codes}
+
+
+def _state(request: Request):
+    return request.app.state
+
+
+# --- health and accounts ----------------------------------------------------------------------
+@router.get("/health", tags=["server"])
+def health() -> dict:
+    """The server is up."""
+    return {"ok": True, "version": __version__}
+
+
+@router.post("/users", status_code=201, tags=["accounts"], response_model=NewAccount,
+             responses=_errors(400, 409))
+def signup(body: Credentials, request: Request):
+    """Create an account: its first API key and an access token."""
+    auth = _state(request).auth
+    user = auth.create_user(body.email, body.password)
+    key = auth.create_api_key(user.id, "signup")
+    return JSONReply({"api_key": key["api_key"], "access_token": auth.create_access_token(user.id)},
+                     status_code=201)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/sessions", tags=["accounts"], response_model=NewAccount, responses=_errors(400, 401, 429))
+def login(body: Login, request: Request):
+    """Log in: an access token (valid for 30 days, sent back in ``authorization``) and a new API
+    key named after ``host`` (or the caller's address)."""
+    auth = _state(request).auth
+    user = auth.authenticate(body.email, body.password, _client(request))
+    key = auth.create_api_key(user.id, body.host or _client(request))
+    return {"access_token": auth.create_access_token(user.id), "api_key": key["api_key"]}
+
+
+@router.delete("/sessions", tags=["accounts"], responses=_errors(401))
+def logout(request: Request):
+    """Log out: the access token in ``authorization`` stops working at once."""
+    token = access_token(request)
+    if not token or not _state(request).auth.revoke_access_token(token):
+        raise Unauthorized("a live access token is required in the authorization header")
+    return {"revoked": True}
+
+
+@router.get("/me", tags=["accounts"], response_model=Me, responses=_errors(401))
+def me(user: User = Depends(current_user)):
+    return {"email": user.email}
+
+
+@router.get("/users/api_keys", tags=["accounts"], response_model=ApiKeys, responses=_errors(401))
+def list_keys(request: Request, user: User = Depends(current_user)):
+    return {"api_keys": _state(request).auth.list_api_keys(user.id)}
+
+
+@router.post("/users/api_keys", status_code=201, tags=["accounts"], response_model=NewKey,
+             responses=_errors(400, 401, 403))
+def create_key(request: Request, body: Optional[NewKeyRequest] = None, user: User = Depends(current_user)):
+    """A new API key; the key itself is shown only in this reply."""
+    key = _state(request).auth.create_api_key(user.id, (body.name if body else None) or "key")
+    return JSONReply(key, status_code=201)
+
+
+@router.delete("/users/api_keys/{key_id}", tags=["accounts"], responses=_errors(401, 403, 404))
+def revoke_key(request: Request, key_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user)):
+    """Revoke a key: it stops working at once."""
+    if not _state(request).auth.revoke_api_key(user.id, key_id):
+        raise NotFound(f"no active API key {key_id}")
+    return {"revoked": key_id}
+
+
+# --- ingest -----------------------------------------------------------------------------------
+@router.post(ev.INGEST_PATH.removeprefix("/api/v1"), tags=["ingest"], response_model=IngestReply,
+             responses=_errors(400, 401, 413, 503), openapi_extra=_INGEST_BODY)
+async def ingest(request: Request):
+    """Store one envelope (the original form) or a JSON array of them (our batched superset).
+
+    The whole request is checked before anything is stored; the reply comes after the commit.
+    """
+    state = _state(request)
+    key = request.headers.get(ev.AUTH_HEADER)
+    user = state.auth.user_for_api_key(key) if key else None
+    if user is None:
+        raise Unauthorized("a valid API key is required in the x-hyperdash-auth header")
+    envelopes = parse_body(await request.body())  # its size is limited by the app's BodyLimit
+    api = request.headers.get(ev.API_HEADER)
+    batch = check_envelopes(envelopes, user.id, api[:32] if api else None)
+    try:
+        result = await asyncio.wrap_future(
+            state.store.writer.submit(lambda conn: store_batch(conn, batch, state.run_cache))
+        )
+    except SQLAlchemyError as exc:
+        log.error("storing a batch failed: %s", exc)
+        raise Unavailable("the database failed to store this batch; retry later") from None
+    return JSONReply({"stored": result.stored, "duplicates": result.duplicates})
+
+
+# --- runs -------------------------------------------------------------------------------------
+@router.get("/runs", tags=["runs"], response_model=RunPage, responses=_errors(400, 401))
+def list_runs(
+    request: Request,
+    name: Optional[str] = None,
+    status: Optional[str] = Query(None, description="one of " + ", ".join(ev.STATUSES)),
+    limit: int = Query(50, ge=1, le=1000),
+    cursor: Optional[str] = None,
+    user: User = Depends(current_user),
+):
+    """The account's runs, newest first."""
+    with _state(request).store.read() as conn:
+        # Replies are built here and sent as they are (the response models document them).
+        return JSONReply(queries.list_runs(conn, user.id, name=name, status=status, limit=limit, cursor=cursor))
+
+
+@router.get("/runs/{run_uuid}", tags=["runs"], response_model=RunDetail, responses=_errors(401, 404))
+def get_run(run_uuid: str, request: Request, user: User = Depends(current_user)):
+    """The run, its params and each metric's latest value."""
+    with _state(request).store.read() as conn:
+        return JSONReply(queries.run_detail(conn, user.id, run_uuid))
+
+
+@router.get("/runs/{run_uuid}/logs", tags=["runs"], response_model=Lines, responses=_errors(400, 401, 404))
+def get_logs(
+    run_uuid: str,
+    request: Request,
+    after: Optional[int] = Query(None, ge=0, le=MAX_ID, description="lines with a seq above this"),
+    before: Optional[int] = Query(None, ge=1, le=MAX_ID, description="the `limit` lines before this seq"),
+    tail: Optional[int] = Query(None, ge=1, le=queries.MAX_PAGE, description="the last N lines"),
+    limit: int = Query(1000, ge=1, le=queries.MAX_PAGE),
+    q: Optional[str] = Query(None, max_length=1000, description="only lines holding this text"),
+    user: User = Depends(current_user),
+):
+    """Log lines in ascending seq order."""
+    with _state(request).store.read() as conn:
+        run = queries.find_run(conn, user.id, run_uuid)
+        return JSONReply({"lines": queries.log_lines(conn, run.id, after=after, before=before, tail=tail,
+                                                     limit=limit, q=q)})
+
+
+@router.get("/runs/{run_uuid}/logs.txt", tags=["runs"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/plain": {}}}, **_errors(401, 404)})
+def download_logs(run_uuid: str, request: Request, user: User = Depends(current_user)):
+    """The whole log as plain text (a download)."""
+    store = _state(request).store
+    with store.read() as conn:
+        run = queries.find_run(conn, user.id, run_uuid)
+    filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in (run.name or run.uuid))[:100]
+    return StreamingResponse(
+        queries.log_text(store, run.id), media_type="text/plain; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{filename}.log"'},
+    )
+
+
+@router.get("/runs/{run_uuid}/metrics/{name:path}", tags=["runs"], response_model=Series,
+            responses=_errors(401, 404))
+def get_metric(run_uuid: str, name: str, request: Request, user: User = Depends(current_user)):
+    """One metric's points in the order they were recorded."""
+    with _state(request).store.read() as conn:
+        run = queries.find_run(conn, user.id, run_uuid)
+        return JSONReply(queries.metric_series(conn, run.id, name))
+
+
+# --- live events ------------------------------------------------------------------------------
+_PING = b": ping\n\n"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_SSE_DOC = {200: {"content": {"text/event-stream": {}}}, **_errors(401, 404)}
+
+
+def _resume_point(request: Request, after: Optional[int]) -> int:
+    last_id = request.headers.get("last-event-id")
+    if last_id:
+        try:
+            seq = int(last_id)
+        except ValueError:
+            seq = -1
+        if not 0 <= seq <= MAX_ID:
+            raise BadRequest("Last-Event-ID must be a seq from this server")
+        return seq
+    return after or 0
+
+
+@router.get("/runs/{run_uuid}/events", tags=["runs"], response_class=StreamingResponse, responses=_SSE_DOC)
+async def run_events_stream(
+    run_uuid: str,
+    request: Request,
+    after: Optional[int] = Query(None, ge=0, le=MAX_ID, description="resume after this seq (or send Last-Event-ID)"),
+):
+    """Server-sent events of one run: ``log``, ``metric``, ``param`` and ``status``, each with
+    ``id: <seq>``. Starts with the run's status, then what came after the resume point."""
+    state = _state(request)
+    user = await run_in_threadpool(current_user, request)
+    last = _resume_point(request, after)
+
+    def lookup():
+        with state.store.read() as conn:
+            row = queries.find_run(conn, user.id, run_uuid)
+            return row.id, run_json(row._mapping)
+
+    run_id, run = await run_in_threadpool(lookup)
+
+    async def stream():
+        nonlocal last
+        # Follow before reading what is stored, so nothing falls between the two.
+        sub = state.hub.subscribe(user.id, run_uuid)
+        try:
+            yield b"retry: 1000\n" + sse("status", run, last)
+            while True:  # what is stored already, a page at a time
+                page = await run_in_threadpool(_backlog, state.store, run_id, last)
+                if not page:
+                    break
+                for seq, name, data in page:
+                    yield sse(name, data, seq)
+                    last = seq
+            async for events in _follow(sub):
+                if events is None:
+                    yield _PING
+                    continue
+                chunk = []
+                for seq, name, data in events:
+                    if name == "status":
+                        chunk.append(sse(name, data, max(last, seq)))
+                        last = max(last, seq)
+                    elif seq > last:
+                        chunk.append(sse(name, data, seq))
+                        last = seq
+                if chunk:
+                    yield b"".join(chunk)
+        finally:
+            sub.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def _follow(sub) -> AsyncIterator[list | None]:
+    """Each list of news as it comes, or None after PING_SECONDS of quiet; ends with the server."""
+    while True:
+        events = await sub.get(PING_SECONDS)
+        if events is None:
+            return
+        yield events or None
+
+
+def _backlog(store, run_id: int, after: int) -> list:
+    with store.read() as conn:
+        return queries.events_after(conn, run_id, after)
+
+
+@router.get("/events", tags=["runs"], response_class=StreamingResponse, responses=_SSE_DOC)
+async def account_events(request: Request):
+    """Server-sent events of the caller's account: ``run`` with the run whenever one is created
+    or changes status."""
+    state = _state(request)
+    user = await run_in_threadpool(current_user, request)
+
+    async def stream():
+        sub = state.hub.subscribe(user.id, None)
+        try:
+            yield b"retry: 1000\n: connected\n\n"
+            async for events in _follow(sub):
+                yield _PING if events is None else b"".join(sse(name, data) for _, name, data in events)
+        finally:
+            sub.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)

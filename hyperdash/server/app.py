@@ -1,0 +1,135 @@
+"""The app factory: one FastAPI app on one store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import events
+from . import __version__
+from .api import router as api_router
+from .auth import Auth
+from .errors import TooLarge, install_handlers
+from .ingest import RunCache, Stored, mark_lost
+from .live import Hub
+from .pages import router
+from .views import JSONReply
+from .store import Store
+
+__all__ = ["create_app", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
+
+DEFAULT_LOST_TIMEOUT = 120.0
+
+
+def lost_timeout_from_env() -> float:
+    """``$HYPERDASH_LOST_TIMEOUT`` in seconds, else the default."""
+    value = os.environ.get("HYPERDASH_LOST_TIMEOUT")
+    if not value:
+        return DEFAULT_LOST_TIMEOUT
+    try:
+        timeout = float(value)
+    except ValueError:
+        raise ValueError(f"HYPERDASH_LOST_TIMEOUT must be a number of seconds, not {value!r}") from None
+    if timeout <= 0:
+        raise ValueError("HYPERDASH_LOST_TIMEOUT must be above 0")
+    return timeout
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before reading them when the
+    Content-Length says so, else as soon as the count passes the limit."""
+
+    def __init__(self, app, limit: int = events.MAX_REQUEST_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit():
+                    return await JSONReply({"code": "bad_request", "message": "bad Content-Length header"},
+                                           status_code=400)(scope, receive, send)
+                if int(value) > self.limit:
+                    return await self._too_large(scope, receive, send)
+        seen, over, replied = 0, False, False
+
+        async def counting_receive():
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    raise TooLarge(f"the request body is over {self.limit} bytes", code="body_too_large")
+            return message
+
+        async def guarded_send(message):
+            nonlocal replied
+            if over:
+                return  # the app's own reply to a body cut short; ours follows
+            replied = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except TooLarge:
+            if not over:
+                raise
+        if over and not replied:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope, receive, send):
+        await JSONReply({"code": "body_too_large", "message": f"the request body is over {self.limit} bytes"},
+                        status_code=413)(scope, receive, send)
+
+
+def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> FastAPI:
+    """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
+
+    The store is opened (and its schema migrated) now; the app's shutdown closes it after the
+    last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
+    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub`` and ``lost_timeout``.
+    """
+    lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
+    if lost_timeout <= 0:
+        raise ValueError("the lost timeout must be above 0 seconds")
+    store = Store(db_url)
+    hub = Hub()
+
+    def committed(result) -> None:
+        if isinstance(result, Stored) and result.news:
+            hub.publish(result.news)
+
+    cache = RunCache()  # used on the writer thread only
+    store.writer.on_commit = committed
+    store.writer.on_rollback = cache.clear
+    store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        hub.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            hub.close()
+            store.close()
+
+    app = FastAPI(title="Hyperdash", version=__version__, lifespan=lifespan,
+                  default_response_class=JSONReply,
+                  description="Monitor long-running jobs: ingest, runs, logs, metrics, live events.")
+    app.state.store = store
+    app.state.auth = auth = Auth(store)
+    store.writer.every(3600.0, auth.purge_expired)
+    app.state.hub = hub
+    app.state.lost_timeout = lost_timeout
+    app.state.run_cache = cache
+    install_handlers(app)
+    app.add_middleware(BodyLimit)
+    app.include_router(api_router)
+    app.include_router(router)
+    return app

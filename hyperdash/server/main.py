@@ -1,0 +1,230 @@
+"""Starting the server: ``serve`` (the ``hyperdash server`` command) and ``ServerThread``.
+
+On a loopback address the server runs in local mode: the first start on an empty store creates
+a local account and, where ``$HYPERDASH_HOME/hyperdash.json`` holds no ``api_key`` yet, writes
+that account's key and the server's address there. Every start on loopback then prints a
+one-time sign-in link for the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import ipaddress
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+import uvicorn
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from fastapi import FastAPI
+
+from .app import create_app
+from .auth import LOCAL_EMAIL
+from .store import default_db_url, hyperdash_home
+
+__all__ = ["serve", "ServerThread", "is_loopback", "prepare_local_mode"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _write_client_config(api_key: str, server_url: str) -> bool:
+    """Merge the key and address into ``hyperdash.json`` unless it holds a key already."""
+    # The SDK's config.save_settings does this too; the server may import only hyperdash.events.
+    home = hyperdash_home()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = home / "hyperdash.json"
+    config: dict = {}
+    if path.exists():
+        try:
+            config = json.loads(path.read_text() or "{}")
+        except (ValueError, OSError):
+            print(f"hyperdash: {path} is not valid JSON; left it alone", file=sys.stderr)
+            return False
+        if not isinstance(config, dict) or config.get("api_key"):
+            return False
+    config.update(api_key=api_key, server=server_url)
+    tmp = path.with_name(f".hyperdash.json.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(config, fh, indent=2)
+    os.replace(tmp, path)
+    os.chmod(path, 0o600)
+    return True
+
+
+def prepare_local_mode(app: FastAPI, url: str) -> str | None:
+    """Local mode on ``app``: the local account (made on an empty store) and a sign-in link."""
+    auth = app.state.auth
+    local = auth.local_user()
+    if local is None and auth.user_count() == 0:
+        local = auth.create_user(LOCAL_EMAIL, None, is_local=True)
+        key = auth.create_api_key(local.id, "local")
+        try:
+            written = _write_client_config(key["api_key"], url)
+        except OSError as exc:
+            print(f"hyperdash: could not write the local account's key to {hyperdash_home()}: {exc}",
+                  file=sys.stderr)
+        else:
+            if written:
+                print(f"Wrote the local account's API key to {hyperdash_home() / 'hyperdash.json'}", flush=True)
+    if local is None:
+        return None
+    return f"{url}/auth/token?token={auth.create_login_token(local.id)}"
+
+
+def _shown_url(db_url: str | None) -> str:
+    """The database URL without its password."""
+    try:
+        return make_url(db_url or default_db_url()).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show it as given
+        return str(db_url)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending the live event streams first when asked to stop (they never end alone)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI):
+        super().__init__(config)
+        self.hyperdash_app = app
+
+    def handle_exit(self, sig, frame) -> None:
+        self.hyperdash_app.state.hub.close()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        # A stop by signal is a clean exit (status 0), not a death by that signal.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+def _server(app: FastAPI) -> _Server:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5, server_header=False)
+    return _Server(config, app)
+
+
+def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
+          lost_timeout: float | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM; every acknowledged batch is committed before it returns."""
+    try:
+        app = create_app(db_url, lost_timeout)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise SystemExit(f"hyperdash server: cannot open the database {_shown_url(db_url)}: {reason}") from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"hyperdash server: {exc}") from None
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        app.state.store.close()
+        raise SystemExit(f"hyperdash server: {exc}") from None
+    url = _url(host, sock.getsockname()[1])
+    if is_loopback(host):
+        link = prepare_local_mode(app, url)
+        if link:
+            print(f"Sign in to the dashboard: {link}", flush=True)
+    print(f"Hyperdash server on {url} (store: {app.state.store.url.render_as_string(hide_password=True)})",
+          flush=True)
+    # A batch of events makes thousands of short-lived objects; with the default thresholds
+    # the collector runs several times per batch and costs a third of ingest.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+    server = _server(app)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    print("Hyperdash server stopped", flush=True)
+
+
+class ServerThread:
+    """The server in this process, on a background thread.
+
+    ``ServerThread(host="127.0.0.1", port=0, db_url=None, lost_timeout=None, local_mode=False)``;
+    ``port=0`` picks a free port. ``start()`` returns once the server answers (and returns
+    ``self``); ``url`` is its address, ``app`` the FastAPI app (``app.state.auth`` makes
+    accounts: ``auth.create_user(email, password)``, ``auth.create_api_key(user.id, name)``);
+    ``sign_in_link`` is set in local mode. ``stop()`` ends it with every acknowledged batch
+    committed. Also a context manager.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, db_url: str | None = None,
+                 lost_timeout: float | None = None, local_mode: bool = False):
+        self.app = create_app(db_url, lost_timeout)
+        try:
+            self._sock = _bind(host, port)
+        except OSError:
+            self.app.state.store.close()
+            raise
+        self.url = _url(host, self._sock.getsockname()[1])
+        self.sign_in_link = prepare_local_mode(self.app, self.url) if local_mode else None
+        self._server = _server(self.app)
+        self._thread = threading.Thread(target=self._run, name="hyperdash-server", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+
+    def start(self, timeout: float = 30) -> "ServerThread":
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not start: {self._error!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        self.app.state.hub.close()
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._sock.close()
+        self.app.state.store.close()  # no-op when the app's shutdown closed it already
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,161 @@
+"""Read-only queries, each scoped to one account."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import orjson
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Connection
+
+from .. import events as ev
+from .errors import BadRequest, NotFound
+from .store import logs, metrics, run_events, runs
+from .views import iso, line_json, run_json
+
+__all__ = ["find_run", "list_runs", "run_detail", "log_lines", "log_text", "metric_series",
+           "events_after", "MAX_PAGE"]
+
+MAX_PAGE = 10_000
+_LINE_COLUMNS = (logs.c.seq, logs.c.stream, logs.c.text, logs.c.ts, logs.c.partial, logs.c.progress)
+
+
+def find_run(conn: Connection, user_id: int, run_uuid: str):
+    """The run row, or NotFound (also for another account's run)."""
+    # Run uuids are stored in lower case; a UUID may be written in either.
+    row = conn.execute(select(runs).where(runs.c.user_id == user_id, runs.c.uuid == run_uuid.lower())).first()
+    if row is None:
+        raise NotFound(f"no run {run_uuid}")
+    return row
+
+
+def _cursor(value: str) -> tuple[int, int]:
+    try:
+        started, run_id = (int(part) for part in value.split(".", 1))
+    except ValueError:
+        started = run_id = -1
+    if not (0 <= started < 2**63 and 0 <= run_id < 2**63):
+        raise BadRequest(f"not a cursor from this server: {value[:100]!r}", code="invalid_cursor")
+    return started, run_id
+
+
+def list_runs(conn: Connection, user_id: int, *, name: str | None = None, status: str | None = None,
+              limit: int = 50, cursor: str | None = None) -> dict:
+    """Newest first; ``next`` is the cursor of the following page, or None."""
+    if status is not None and status not in ev.STATUSES:
+        raise BadRequest(f"unknown status {status!r}; one of {', '.join(ev.STATUSES)}", code="invalid_status")
+    query = select(runs).where(runs.c.user_id == user_id)
+    if name is not None:
+        query = query.where(runs.c.name == name)
+    if status is not None:
+        query = query.where(runs.c.status == status)
+    if cursor:
+        started, run_id = _cursor(cursor)
+        query = query.where(or_(runs.c.started_at < started,
+                                and_(runs.c.started_at == started, runs.c.id < run_id)))
+    rows = conn.execute(query.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = f"{rows[-1].started_at}.{rows[-1].id}" if more else None
+    return {"runs": [run_json(r._mapping) for r in rows], "next": nxt}
+
+
+def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
+    """The run with its params (merged, latest wins) and each metric's latest point."""
+    row = find_run(conn, user_id, run_uuid)
+    params: dict = {}
+    for payload in conn.execute(
+        select(run_events.c.payload)
+        .where(run_events.c.run_id == row.id, run_events.c.type == ev.PARAM).order_by(run_events.c.seq)
+    ).scalars():
+        params.update(orjson.loads(payload)["params"])
+    latest = (
+        select(metrics.c.name, func.max(metrics.c.seq).label("seq"))
+        .where(metrics.c.run_id == row.id).group_by(metrics.c.name).subquery()
+    )
+    points = conn.execute(
+        select(metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts)
+        .join(latest, and_(metrics.c.name == latest.c.name, metrics.c.seq == latest.c.seq))
+        .where(metrics.c.run_id == row.id).order_by(metrics.c.name)
+    ).all()
+    result = run_json(row._mapping)
+    result["params"] = params
+    result["metrics"] = {p.name: {"value": p.value, "step": p.step, "timestamp": iso(p.ts)} for p in points}
+    return result
+
+
+def log_lines(conn: Connection, run_id: int, *, after: int | None = None, before: int | None = None,
+              tail: int | None = None, limit: int = 1000, q: str | None = None) -> list[dict]:
+    """Lines in ascending seq order: after ``after``; or the last ``tail``; or the ``limit``
+    before ``before``. ``q`` keeps lines holding that text (case-insensitive)."""
+    where = [logs.c.run_id == run_id, logs.c.superseded == 0]
+    if q:
+        where.append(logs.c.text.icontains(q, autoescape=True))
+    query = select(*_LINE_COLUMNS)
+    if tail is not None:
+        query = query.where(*where).order_by(logs.c.seq.desc()).limit(tail)
+        return [line_json(r._mapping) for r in reversed(conn.execute(query).all())]
+    if before is not None:
+        query = query.where(*where, logs.c.seq < before).order_by(logs.c.seq.desc()).limit(limit)
+        return [line_json(r._mapping) for r in reversed(conn.execute(query).all())]
+    query = query.where(*where, logs.c.seq > (after or 0)).order_by(logs.c.seq).limit(limit)
+    return [line_json(r._mapping) for r in conn.execute(query)]
+
+
+def log_text(store, run_id: int, page: int = 5000) -> Iterator[bytes]:
+    """The whole log as text, a page of lines at a time (a piece marked partial continues)."""
+    after = 0
+    while True:
+        with store.read() as conn:
+            rows = conn.execute(
+                select(logs.c.seq, logs.c.text, logs.c.partial)
+                .where(logs.c.run_id == run_id, logs.c.superseded == 0, logs.c.seq > after)
+                .order_by(logs.c.seq).limit(page)
+            ).all()
+        if not rows:
+            return
+        yield "".join(r.text if r.partial else r.text + "\n" for r in rows).encode("utf-8", "replace")
+        after = rows[-1].seq
+
+
+def metric_series(conn: Connection, run_id: int, name: str) -> dict:
+    rows = conn.execute(
+        select(metrics.c.step, metrics.c.value, metrics.c.ts)
+        .where(metrics.c.run_id == run_id, metrics.c.name == name).order_by(metrics.c.seq)
+    ).all()
+    return {"name": name, "points": [{"step": r.step, "value": r.value, "timestamp": iso(r.ts)} for r in rows]}
+
+
+def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -> list[tuple]:
+    """Stored events with seq > ``after`` as ``(seq, event name, data)``, in seq order; at most
+    ``limit`` of each kind, so a caller pages on from the last seq it got."""
+    found: list[tuple] = []
+    for r in conn.execute(
+        select(*_LINE_COLUMNS)
+        .where(logs.c.run_id == run_id, logs.c.seq > after, logs.c.superseded == 0)
+        .order_by(logs.c.seq).limit(limit)
+    ):
+        found.append((r.seq, "log", line_json(r._mapping)))
+    for r in conn.execute(
+        select(metrics.c.seq, metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts)
+        .where(metrics.c.run_id == run_id, metrics.c.seq > after).order_by(metrics.c.seq).limit(limit)
+    ):
+        found.append((r.seq, "metric", {"name": r.name, "value": r.value, "step": r.step, "timestamp": iso(r.ts)}))
+    for r in conn.execute(
+        select(run_events.c.seq, run_events.c.payload)
+        .where(run_events.c.run_id == run_id, run_events.c.seq > after, run_events.c.type == ev.PARAM)
+        .order_by(run_events.c.seq).limit(limit)
+    ):
+        found.append((r.seq, "param", orjson.loads(r.payload)))
+    found.sort(key=lambda item: item[0])
+    # Stop where the shortest kind's page ended, so nothing between is skipped.
+    if len(found) >= limit:
+        ends = []
+        for kind in ("log", "metric", "param"):
+            seqs = [s for s, k, _ in found if k == kind]
+            if len(seqs) >= limit:
+                ends.append(seqs[-1])
+        if ends:
+            cut = min(ends)
+            found = [item for item in found if item[0] <= cut]
+    return found

@@ -1,0 +1,93 @@
+// Talking to the server's JSON API from the dashboard: the session cookie authenticates every
+// call, and calls that change something carry the page's CSRF token.
+
+const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+
+/** An API call that did not succeed; `status` is the HTTP status (0 when the network failed). */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Build "/api/v1/…?a=1&b=2", leaving out parameters that are null, undefined or "". */
+export function apiUrl(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== '') query.set(key, String(value));
+  }
+  const qs = query.toString();
+  return '/api/v1' + path + (qs ? '?' + qs : '');
+}
+
+/** Fetch JSON from the API. Throws ApiError; a 401 sends the browser to the sign-in page. */
+export async function api(path, { params, method = 'GET', body, signal } = {}) {
+  const headers = { accept: 'application/json' };
+  if (method !== 'GET' && csrfMeta) headers['x-csrf-token'] = csrfMeta.content;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let resp;
+  try {
+    resp = await fetch(apiUrl(path, params), {
+      method, headers, signal, credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(0, 'network', 'The server could not be reached.');
+  }
+  if (resp.status === 401) {
+    window.location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
+    throw new ApiError(401, 'unauthenticated', 'Signed out.');
+  }
+  let data = null;
+  try { data = await resp.json(); } catch { /* an empty or non-JSON body */ }
+  if (!resp.ok) {
+    throw new ApiError(resp.status, data && data.code, (data && data.message) || resp.statusText);
+  }
+  return data;
+}
+
+/**
+ * A server-sent events stream. `handlers` maps event names to functions of the parsed JSON data;
+ * `onOpen` is called on each (re)connection. The browser reconnects by itself after a network
+ * error, sending Last-Event-ID; when it gives up (the server refused the stream, or restarted),
+ * this reconnects after a pause, resuming after the last event id seen (`after=`), and a lost
+ * session sends the user to the sign-in page.
+ */
+export function subscribe(path, handlers, { params = {}, onOpen } = {}) {
+  let lastId = null;
+  let source = null;
+  let closed = false;
+  let failures = 0;
+
+  function connect() {
+    const query = lastId === null ? params : { ...params, after: lastId };
+    source = new EventSource(apiUrl(path, query), { withCredentials: true });
+    for (const [name, handle] of Object.entries(handlers)) {
+      source.addEventListener(name, (event) => {
+        if (event.lastEventId) lastId = event.lastEventId;
+        let data;
+        try { data = JSON.parse(event.data); } catch { return; }
+        handle(data, event);
+      });
+    }
+    source.addEventListener('open', () => {
+      failures = 0;
+      if (onOpen) onOpen();
+    });
+    source.addEventListener('error', () => {
+      if (closed || source.readyState !== EventSource.CLOSED) return;
+      // Wait longer after each failure, up to half a minute.
+      const pause = Math.min(30000, 1000 * 2 ** failures++);
+      setTimeout(async () => {
+        try { await api('/me'); } catch { /* signed out: api() moved on to the sign-in page */ }
+        if (!closed) connect();
+      }, pause);
+    });
+  }
+
+  connect();
+  return { close() { closed = true; source.close(); } };
+}

@@ -1,0 +1,153 @@
+// A run's page: its facts, log, metrics and params, kept live by the run's event stream.
+
+import { api, subscribe } from './api.js';
+import { Charts } from './charts.js';
+import {
+  h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
+  parseTime, runDuration,
+} from './dom.js';
+import { LogView } from './logview.js';
+import { notifyRunEnded, setUpNotifyButton } from './notify.js';
+
+const page = document.getElementById('run');
+const runUuid = page.dataset.runUuid;
+const $ = (id) => document.getElementById(id);
+
+let run = null;
+const params = new Map();
+
+function showError(err) {
+  const box = $('run-error');
+  box.textContent = err && err.message ? err.message : String(err);
+  box.hidden = false;
+}
+
+// --- facts --------------------------------------------------------------------------------------
+
+function renderFacts() {
+  document.title = (run.name || 'Unnamed run') + ' · Hyperdash';
+  $('run-name').textContent = run.name || 'Unnamed run';
+  $('run-status').replaceChildren(badge(run.status));
+  const start = parseTime(run.started_at);
+  const started = $('fact-started');
+  started.textContent = formatStart(start);
+  started.title = formatFull(start);
+  $('fact-duration').textContent = formatDuration(runDuration(run));
+  $('fact-host').textContent = run.host || '—';
+  $('fact-host').title = run.host || '';
+  const exit = $('fact-exit');
+  if (run.signal) {
+    exit.previousElementSibling.textContent = 'Signal';
+    exit.textContent = run.signal;
+  } else {
+    exit.previousElementSibling.textContent = 'Exit code';
+    exit.textContent = run.exit_code === null || run.exit_code === undefined ? '—' : String(run.exit_code);
+  }
+}
+
+setInterval(() => {
+  if (run && run.status === 'running') $('fact-duration').textContent = formatDuration(runDuration(run));
+}, 1000);
+
+function updateRun(changes) {
+  const before = run.status;
+  run = { ...run, ...changes };
+  renderFacts();
+  if (before === 'running' && run.status !== 'running') {
+    notifyRunEnded(run, STATUS_LABELS[run.status] || run.status, formatDuration(runDuration(run)));
+  }
+  setUpNotifyButton($('notify'), run);
+}
+
+// --- params -------------------------------------------------------------------------------------
+
+function paramText(value) {
+  if (typeof value === 'number') return formatNumber(value);
+  if (typeof value === 'string') return value;
+  return JSON.stringify(value);
+}
+
+function renderParams() {
+  const names = [...params.keys()].sort((a, b) => a.localeCompare(b));
+  $('params').replaceChildren(...names.map((name) => h('tr', {},
+    h('th', { scope: 'row' }, name),
+    h('td', {}, paramText(params.get(name))),
+  )));
+  $('params-empty').hidden = names.length > 0;
+  $('params-count').textContent = String(names.length);
+}
+
+function addParams(data) {
+  const values = data && typeof data.params === 'object' && data.params !== null ? data.params : data;
+  if (!values || typeof values !== 'object') return;
+  for (const [name, value] of Object.entries(values)) params.set(name, value);
+  renderParams();
+}
+
+// --- tabs (narrow screens show one panel at a time) -----------------------------------------------
+
+const body = $('run-body');
+for (const tab of document.querySelectorAll('.tabs [role=tab]')) {
+  tab.addEventListener('click', () => {
+    for (const other of document.querySelectorAll('.tabs [role=tab]')) {
+      other.setAttribute('aria-selected', String(other === tab));
+    }
+    body.dataset.tab = tab.dataset.tab;
+    if (tab.dataset.tab === 'log') log.onScroll();
+  });
+}
+
+// --- log ----------------------------------------------------------------------------------------
+
+const log = new LogView({
+  runUuid,
+  scroller: $('log'),
+  rows: $('log-rows'),
+  topEdge: $('log-top'),
+  bottomEdge: $('log-bottom'),
+  jumpButton: $('jump'),
+  searchStatus: $('search-status'),
+  onError: showError,
+});
+
+$('log-search').addEventListener('submit', (event) => {
+  event.preventDefault();
+  log.search($('log-query').value.trim());
+});
+$('log-query').addEventListener('search', () => {
+  // The clear (×) button of a search field.
+  if (!$('log-query').value && log.mode === 'search') log.search('');
+});
+$('search-status').querySelector('button').addEventListener('click', () => {
+  $('log-query').value = '';
+});
+
+const charts = new Charts({
+  runUuid,
+  container: $('charts'),
+  empty: $('metrics-empty'),
+  counter: $('metrics-count'),
+  onError: showError,
+});
+
+// --- start --------------------------------------------------------------------------------------
+
+async function start() {
+  // The page comes with the run and its last lines as they were when it was made: show them,
+  // then follow what comes after.
+  const initial = JSON.parse($('run-data').textContent);
+  run = initial.run;
+  renderFacts();
+  setUpNotifyButton($('notify'), run);
+  addParams(run.params || {});
+  log.showTail(initial.tail, initial.tail_limit);
+  subscribe(`/runs/${encodeURIComponent(runUuid)}/events`, {
+    log: (line) => log.push(line),
+    metric: (point) => charts.point(point),
+    param: (data) => addParams(data),
+    status: (data) => updateRun(data),
+  }, { params: { after: run.last_seq || 0 } });
+  await charts.load(Object.keys(run.metrics || {}));
+}
+
+start();

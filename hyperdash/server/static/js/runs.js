@@ -1,0 +1,167 @@
+// The runs page: runs grouped by name, newest first, kept live by the account's event stream.
+
+import { api, subscribe } from './api.js';
+import {
+  h, badge, coalesce, formatDuration, formatFull, formatStart, parseTime, runDuration,
+} from './dom.js';
+
+const PAGE_SIZE = 100;
+const UNNAMED = 'Unnamed run';
+
+const form = document.getElementById('filters');
+const nameInput = form.elements.name;
+const statusSelect = form.elements.status;
+const container = document.getElementById('runs');
+const emptyState = document.getElementById('runs-empty');
+const noMatch = document.getElementById('runs-no-match');
+const errorBox = document.getElementById('runs-error');
+const moreButton = document.getElementById('load-more');
+const nameList = document.getElementById('run-names');
+const knownNames = new Set();
+
+/** uuid -> run, for every run loaded or announced. */
+let runs = new Map();
+/** Runs announced by the event stream while a page of runs was loading: they are newer. */
+let announced = new Map();
+let nextCursor = null;
+let generation = 0; // bumped on each new query, so a stale reply is dropped
+
+function filters() {
+  return { name: nameInput.value.trim(), status: statusSelect.value };
+}
+
+function matches(run) {
+  const { name, status } = filters();
+  if (status && run.status !== status) return false;
+  if (name && run.name !== name) return false; // the server matches names exactly, too
+  return true;
+}
+
+function startedAt(run) {
+  return parseTime(run.started_at) ?? 0;
+}
+
+/** Runs grouped by name; groups ordered by their newest run, runs newest first. */
+function groupRuns() {
+  const groups = new Map();
+  const ordered = [...runs.values()].filter(matches).sort((a, b) => startedAt(b) - startedAt(a));
+  for (const run of ordered) {
+    const name = run.name ?? '';
+    if (!groups.has(name)) groups.set(name, []);
+    groups.get(name).push(run);
+  }
+  return groups;
+}
+
+/** "exit 1" or the signal, for a run that ended badly. */
+function outcome(run) {
+  if (run.signal) return run.signal;
+  if (run.exit_code !== null && run.exit_code !== undefined && run.exit_code !== 0) return 'exit ' + run.exit_code;
+  return '';
+}
+
+function runRow(run) {
+  const start = parseTime(run.started_at);
+  return h('li', {},
+    h('a', { class: 'run-row', href: '/runs/' + encodeURIComponent(run.uuid), 'data-uuid': run.uuid },
+      badge(run.status),
+      h('span', { class: 'started', title: formatFull(start) }, formatStart(start)),
+      h('span', { class: 'duration', 'data-running': run.status === 'running' ? '1' : null },
+        formatDuration(runDuration(run))),
+      h('span', { class: 'outcome' }, outcome(run)),
+      h('span', { class: 'host', title: run.host || '' }, run.host || '—'),
+    ),
+  );
+}
+
+const render = coalesce(() => {
+  const groups = groupRuns();
+  const fragment = document.createDocumentFragment();
+  for (const [name, group] of groups) {
+    fragment.append(h('section', { class: 'group panel', 'data-name': name },
+      h('header', { class: 'group-head' },
+        h('h2', { title: name || UNNAMED },
+          name ? h('a', { href: '/?name=' + encodeURIComponent(name) }, name) : UNNAMED),
+        h('span', { class: 'count' }, group.length === 1 ? '1 run' : group.length + ' runs'),
+      ),
+      h('ul', { class: 'run-list' }, group.map(runRow)),
+    ));
+  }
+  container.replaceChildren(fragment);
+  let added = false;
+  for (const name of groups.keys()) {
+    if (name && !knownNames.has(name)) { knownNames.add(name); added = true; }
+  }
+  if (added) nameList.replaceChildren(...[...knownNames].sort().map((name) => h('option', { value: name })));
+  const { name, status } = filters();
+  const filtered = Boolean(name || status);
+  emptyState.hidden = groups.size > 0 || filtered;
+  noMatch.hidden = groups.size > 0 || !filtered;
+  moreButton.hidden = !nextCursor;
+});
+
+async function load({ append = false } = {}) {
+  const mine = append ? generation : ++generation;
+  if (!append) announced = new Map();
+  const { name, status } = filters();
+  try {
+    const page = await api('/runs', {
+      params: { name, status, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
+    });
+    if (mine !== generation) return;
+    if (!append) runs = new Map();
+    for (const run of page.runs) runs.set(run.uuid, run);
+    for (const [uuid, run] of announced) runs.set(uuid, { ...(runs.get(uuid) || {}), ...run });
+    nextCursor = page.next || null;
+    errorBox.hidden = true;
+  } catch (err) {
+    if (mine !== generation) return;
+    errorBox.textContent = 'Could not load runs: ' + err.message;
+    errorBox.hidden = false;
+  }
+  render();
+}
+
+function syncUrl() {
+  const { name, status } = filters();
+  const query = new URLSearchParams();
+  if (name) query.set('name', name);
+  if (status) query.set('status', status);
+  const qs = query.toString();
+  history.replaceState(null, '', location.pathname + (qs ? '?' + qs : ''));
+}
+
+// Names match exactly: filter as soon as the field holds a known name (picked from the list)
+// or nothing, and otherwise when the user presses Enter.
+let typing = null;
+nameInput.addEventListener('input', () => {
+  clearTimeout(typing);
+  const value = nameInput.value.trim();
+  if (value === '' || knownNames.has(value)) typing = setTimeout(() => { syncUrl(); load(); }, 150);
+});
+nameInput.addEventListener('change', () => { clearTimeout(typing); syncUrl(); load(); });
+statusSelect.addEventListener('change', () => { syncUrl(); load(); });
+form.addEventListener('submit', (event) => { event.preventDefault(); syncUrl(); load(); });
+moreButton.addEventListener('click', () => load({ append: true }));
+
+// Durations of running runs tick; nothing else changes without an event.
+setInterval(() => {
+  for (const el of container.querySelectorAll('.duration[data-running]')) {
+    const uuid = el.closest('.run-row').dataset.uuid;
+    const run = runs.get(uuid);
+    if (run) el.textContent = formatDuration(runDuration(run));
+  }
+}, 1000);
+
+// After a reconnection the stream may have missed changes: reload what is shown.
+let connections = 0;
+subscribe('/events', {
+  run(run) {
+    if (!run || !run.uuid) return;
+    runs.set(run.uuid, { ...(runs.get(run.uuid) || {}), ...run });
+    announced.set(run.uuid, runs.get(run.uuid));
+    render();
+  },
+}, { onOpen: () => { if (connections++) load(); } });
+
+load();

@@ -1,0 +1,60 @@
+"""How stored rows look in the API: runs, log lines, metric points.
+
+Times are ISO-8601 UTC strings ending in ``Z`` (``null`` when unknown).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import orjson
+from starlette.responses import JSONResponse
+
+__all__ = ["iso", "run_json", "line_json", "RUN_FIELDS", "JSONReply"]
+
+
+class JSONReply(JSONResponse):
+    """A JSON reply encoded by orjson (fast, and strict about what JSON can hold)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+RUN_FIELDS = ("uuid", "name", "status", "started_at", "ended_at", "last_seen_at", "exit_code",
+              "signal", "host", "pid", "api", "last_seq")
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as ``2024-05-01T12:00:00.123Z``."""
+    if ms is None:
+        return None
+    stamp = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def run_json(run: Mapping[str, Any]) -> dict:
+    return {
+        "uuid": run["uuid"],
+        "name": run["name"],
+        "status": run["status"],
+        "started_at": iso(run["started_at"]),
+        "ended_at": iso(run["ended_at"]),
+        "last_seen_at": iso(run["last_seen_at"]),
+        "exit_code": run["exit_code"],
+        "signal": run["signal"],
+        "host": run["host"],
+        "pid": run["pid"],
+        "api": run["api"],
+        "last_seq": run["max_seq"],
+    }
+
+
+def line_json(row: Mapping[str, Any]) -> dict:
+    return {
+        "seq": row["seq"],
+        "stream": row["stream"],
+        "text": row["text"],
+        "timestamp": iso(row["ts"]),
+        "partial": bool(row["partial"]),
+        "progress": bool(row["progress"]),
+    }

@@ -1,0 +1,286 @@
+"""Sending a spool's events to the server: batches, retries with backoff, heartbeats.
+
+:class:`SpoolSender` turns spool records into envelopes and sends them, one batch a call,
+moving the spool's acknowledged cursor; it is shared by the live :class:`Shipper` thread of a
+run and by :mod:`hyperdash.uploader`. The shipper wakes every ``flush_interval`` seconds, sends
+what is new, retries with exponential backoff and jitter (honouring ``Retry-After``), keeps
+events waiting through a 401 until the key source yields a working key, and sends a heartbeat
+after ``heartbeat_interval`` seconds without traffic. Nothing it meets ever reaches the job:
+each kind of problem becomes one warning line.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any, Callable
+
+from . import errors, framing
+from .events import (
+    HEARTBEAT,
+    LEVEL_OF_STREAM,
+    LOG,
+    MAX_BATCH_EVENTS,
+    envelope,
+)
+from .spool import EVENT, Record, Spool
+
+__all__ = ["Backoff", "SpoolSender", "Shipper", "envelopes_of"]
+
+DEFAULT_BATCH_EVENTS = 2000
+DEFAULT_BATCH_BYTES = 1 << 20
+
+
+def envelopes_of(record: Record, run_uuid: str, after_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """The envelopes of one spool record whose seq is above ``after_seq`` (at most ``limit``)."""
+    if record.kind == EVENT:
+        if record.first_seq <= after_seq:
+            return []
+        event = json.loads(record.blob)
+        return [envelope(event["type"], run_uuid, event["payload"], seq=record.first_seq, timestamp=record.timestamp)]
+    lines = record.blob.split(b"\n")[:-1] if record.kind == framing.LINES else [record.blob]
+    skip = max(0, after_seq - record.first_seq + 1)
+    stop = len(lines) if limit is None else min(len(lines), skip + limit)
+    stream = record.stream or "stdout"
+    level = LEVEL_OF_STREAM[stream]
+    ts, first = record.timestamp, record.first_seq
+    flag = {framing.PARTIAL: "partial", framing.PROGRESS: "progress"}.get(record.kind)
+    out = []
+    for i in range(skip, stop):
+        payload = {"level": level, "body": lines[i].decode("utf-8", "replace"), "stream": stream}
+        if flag:
+            payload[flag] = True
+        out.append({"type": LOG, "timestamp": ts, "sdk_run_uuid": run_uuid, "payload": payload, "seq": first + i})
+    return out
+
+
+class Backoff:
+    """Exponential backoff with full jitter: ``base``, doubling up to ``cap`` seconds."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0):
+        self.base, self.cap, self.failures = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2 ** self.failures))
+        self.failures += 1
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class SpoolSender:
+    """Sends a spool's unacknowledged events in batches through a transport.
+
+    ``send_batch()`` sends the next batch and returns how many events it carried (0: nothing
+    left); it raises :mod:`hyperdash.errors` exceptions and then leaves the cursor where it
+    was, so the same events go again. A batch the server calls malformed (400, 422) is halved
+    until the one bad event is found, which is dropped (``on_dropped`` is told why).
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        transport,
+        run_uuid: str,
+        api: str,
+        batch_events: int = DEFAULT_BATCH_EVENTS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        on_dropped: Callable[[errors.APIError], None] | None = None,
+    ):
+        self.spool = spool
+        self.transport = transport
+        self.run_uuid = run_uuid
+        self.api = api
+        self.batch_events = min(batch_events, MAX_BATCH_EVENTS)
+        self.batch_bytes = batch_bytes
+        self.on_dropped = on_dropped
+        self.frozen = False  # set once another process may own the spool: stop moving the cursor
+        self._torn_end: int | None = None
+
+    @property
+    def acked_seq(self) -> int:
+        return self.spool.acked_seq
+
+    def pending(self) -> bool:
+        """Whether the spool holds events beyond the acknowledged cursor (a record torn by a
+        crash at the end of the spool does not count)."""
+        end = self.spool.end_offset
+        return self.spool.cursor_offset < end and end != self._torn_end
+
+    def send_batch(self) -> int:
+        envelopes, offset, last_seq = self._next_batch()
+        if not envelopes:
+            if offset != self.spool.cursor_offset and not self.frozen:
+                self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
+            return 0
+        self._send(envelopes)
+        if not self.frozen:
+            self.spool.save_cursor(offset, last_seq)
+        return len(envelopes)
+
+    def _next_batch(self) -> tuple[list[dict], int, int]:
+        """The next envelopes, the offset of the first record not wholly in them, their last seq."""
+        acked = self.spool.acked_seq
+        offset = self.spool.cursor_offset
+        batch: list[dict] = []
+        last_seq = acked
+        end = self.spool.end_offset
+        records = list(self.spool.records(offset, self.batch_bytes))
+        if not records:
+            self._torn_end = end  # nothing whole left to read
+        for record in records:
+            room = self.batch_events - len(batch)
+            if room <= 0:
+                break
+            part = envelopes_of(record, self.run_uuid, acked, room)
+            batch.extend(part)
+            if part:
+                last_seq = part[-1]["seq"]
+            if record.last_seq > max(last_seq, acked):
+                break  # this record goes on in the next batch
+            offset = record.end
+        return batch, offset, last_seq
+
+    def _send(self, envelopes: list[dict]) -> None:
+        try:
+            self.transport.send_events(envelopes, self.api)
+        except errors.APIError as exc:
+            if exc.status == 413 and len(envelopes) > 1:
+                self.batch_events = max(1, len(envelopes) // 2)
+                half = len(envelopes) // 2
+                self._send(envelopes[:half])
+                self._send(envelopes[half:])
+            elif exc.status in (400, 422):
+                if len(envelopes) == 1:
+                    if self.on_dropped is not None:
+                        self.on_dropped(exc)
+                    return
+                half = len(envelopes) // 2
+                self._send(envelopes[:half])
+                self._send(envelopes[half:])
+            else:
+                raise
+
+
+class Shipper(threading.Thread):
+    """The background thread that sends a live run's spool (see the module's docstring)."""
+
+    def __init__(
+        self,
+        sender: SpoolSender,
+        *,
+        warn: Callable[[str, str], None],
+        on_tick: Callable[[], None] | None = None,
+        key_refresh_seconds: float = 300.0,
+        flush_interval: float = 0.5,
+        heartbeat_interval: float = 5.0,
+        first_send_delay: float = 1.0,
+    ):
+        super().__init__(name="hyperdash-shipper", daemon=True)
+        self.sender = sender
+        self.warn = warn
+        self.on_tick = on_tick
+        self.key_refresh_seconds = key_refresh_seconds
+        self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.last_error: errors.HyperdashError | None = None
+        self._wake = threading.Event()
+        self._closing = False
+        self._abandoned = False
+        self._backoff = Backoff(cap=10.0)
+        # The first send waits a moment: a short job sends everything once, at exit, and a
+        # long one does not pay for the HTTP client's import while it starts up.
+        self._retry_at = time.monotonic() + first_send_delay
+        self._last_contact = time.monotonic()
+
+    # -- control --------------------------------------------------------------------------
+    def close(self, timeout: float) -> None:
+        """Send what is left for at most ``timeout`` seconds, then stop."""
+        if timeout <= 0:
+            self._abandoned = True  # not even one try: the backlog goes to another process
+            self.sender.frozen = True
+            return
+        self._retry_at = 0.0  # one more try now, whatever the backoff said; a failure ends it
+        self._closing = True
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout)
+        # a request may still be in flight; its answer must no longer move the cursor
+        self._abandoned = True
+        self.sender.frozen = True
+
+    # -- the thread -----------------------------------------------------------------------
+    def run(self) -> None:
+        while not self._abandoned:
+            if not self._closing:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+            if self.on_tick is not None:
+                self._guard(self.on_tick)
+            now = time.monotonic()
+            if now < self._retry_at:
+                if self._closing:
+                    time.sleep(min(self._retry_at - now, 0.05))
+                continue
+            if self.sender.pending():
+                self._guard(self._send_backlog)
+            elif self._closing:
+                return
+            elif now - self._last_contact >= self.heartbeat_interval:
+                self._guard(self._heartbeat)
+
+    def _send_backlog(self) -> None:
+        while self.sender.pending() and not self._abandoned:
+            started = time.monotonic()
+            self._attempt(self.sender.send_batch)
+            if time.monotonic() < self._retry_at:
+                return
+            if not self._closing:
+                # rest three times as long as the batch took: a flood of output is sent with
+                # at most a quarter of one CPU, and the job keeps the rest
+                time.sleep(min(3 * (time.monotonic() - started), 1.0))
+
+    def _heartbeat(self) -> None:
+        env = envelope(HEARTBEAT, self.sender.run_uuid, {})
+        self._attempt(lambda: self.sender.transport.send_events([env], self.sender.api))
+
+    def _attempt(self, send: Callable[[], Any]) -> None:
+        try:
+            send()
+        except errors.AuthenticationError as exc:
+            self._failed(exc, max(1.0, min(self.key_refresh_seconds, 60.0)))
+            problem = f"the server refused the API key (401: {exc.message})" if exc.status else exc.message
+            self.warn("auth", f"{problem}; events wait in the spool until a valid API key is found")
+        except errors.RateLimited as exc:
+            self._failed(exc, exc.retry_after if exc.retry_after is not None else self._backoff.next_delay())
+        except errors.ServerError as exc:
+            self._failed(exc, exc.retry_after if exc.retry_after is not None else self._backoff.next_delay())
+            self.warn("server", f"{exc}; events wait in the spool and will be sent again")
+        except errors.ServerUnreachable as exc:
+            self._failed(exc, self._backoff.next_delay())
+            self.warn("unreachable", f"{exc}; events wait in the spool and will be sent when it answers")
+        except errors.TransportError as exc:
+            self._failed(exc, self._backoff.next_delay())
+            self.warn("transport", f"{exc}; events wait in the spool")
+        else:
+            self._backoff.reset()
+            self.last_error = None
+            self._last_contact = time.monotonic()
+
+    def _failed(self, exc: errors.HyperdashError, delay: float) -> None:
+        self.last_error = exc
+        if self._closing:
+            # the last try failed: what is left goes to the uploader, no need to hold the exit
+            self._abandoned = True
+        self._retry_at = time.monotonic() + delay
+        self._last_contact = time.monotonic()
+
+    def _guard(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # a bug of ours must never stop sending or reach the job
+            self.warn("internal", f"internal error while sending: {exc!r}")
+            self._retry_at = time.monotonic() + self._backoff.next_delay()

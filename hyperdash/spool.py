@@ -1,0 +1,344 @@
+"""The append-only spool of one run: its events on disk, in order, before anything is sent.
+
+``<home>/spool/<run uuid>/`` holds:
+
+- ``events``: records, each a fixed header (kind, stream, first seq, event count, timestamp in
+  ms, blob length) and a blob: raw output lines, one piece of a long line, a progress state, or
+  a JSON ``{"type", "payload"}`` for the other events. Many lines share one record, so writing
+  output costs one ``write`` per chunk whatever the number of lines in it;
+- ``cursor``: how far the server has acknowledged the events (``<record offset> <seq>``),
+  written at most every ``CURSOR_SAVE_INTERVAL`` seconds and when the spool is closed: after a
+  crash a few batches are sent again, which the server stores once;
+- ``meta.json``: the run's name, face and server, for whoever uploads it later;
+- ``lock``: ``flock``-ed by the process that owns the run, as long as it lives. A spool whose
+  lock can be taken is orphaned: its owner is gone and anyone may upload it.
+
+When the disk cannot be written, a spool continues in memory, bounded: the oldest unsent
+records are dropped past ``memory_limit`` bytes (and counted in ``.dropped_events``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple
+
+from .config import ensure_home, home_dir
+
+__all__ = ["EVENT", "Record", "Spool", "spool_root", "all_spools", "orphaned_spools"]
+
+EVENT = 0  # a JSON {"type", "payload"} record; the log kinds are those of hyperdash.framing
+
+_HEADER = struct.Struct("<BBQIQI")  # kind, stream, first seq, count, timestamp ms, blob length
+STREAM_CODES = {"stdout": 1, "stderr": 2}
+STREAM_NAMES = {code: name for name, code in STREAM_CODES.items()}
+DEFAULT_MEMORY_LIMIT = 16 * 1024 * 1024
+CURSOR_SAVE_INTERVAL = 1.0
+
+
+class Record(NamedTuple):
+    """One spool record: ``count`` events numbered from ``first_seq``."""
+
+    offset: int
+    end: int
+    kind: int
+    stream: str | None
+    first_seq: int
+    count: int
+    timestamp: int
+    blob: bytes
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.count - 1
+
+
+def spool_root() -> Path:
+    """The folder that holds every run's spool."""
+    return home_dir() / "spool"
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+class Spool:
+    """One run's spool; see the module's docstring. Writing is for the owner alone; reading
+    and the cursor may be used from another thread of the same process."""
+
+    def __init__(self, folder: Path | None, memory_limit: int = DEFAULT_MEMORY_LIMIT):
+        self.folder = folder
+        self.memory_limit = memory_limit
+        self.dropped_events = 0
+        self.on_disk_error: Callable[[OSError], None] | None = None
+        self._events_fd: int | None = None
+        self._lock_fd: int | None = None
+        self._written = 0
+        # in-memory continuation: bytes from absolute offset _memory_base on
+        self._memory: bytearray | None = None
+        self._memory_base = 0
+        self._disk_end = 0  # where the memory continuation begins
+        self._memory_lock = threading.Lock()
+        self._read_fd: int | None = None
+        self.cursor_offset = 0
+        self.acked_seq = 0
+        self._cursor_saved_at = 0.0
+        self._cursor_unsaved = False
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_uuid: str, meta: dict[str, Any], root: Path | None = None) -> "Spool":
+        """A new, locked spool on disk. Raises ``OSError`` when the folder cannot be written."""
+        if root is None:
+            ensure_home()
+            root = spool_root()
+        root.mkdir(mode=0o700, exist_ok=True)
+        folder = root / run_uuid
+        folder.mkdir(mode=0o700)
+        spool = cls(folder)
+        spool._lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if not _try_lock(spool._lock_fd):
+            spool.close()
+            raise OSError(f"spool {folder} is locked by another process")
+        meta_path = folder / "meta.json"
+        meta_path.write_text(json.dumps(meta))
+        os.chmod(meta_path, 0o600)
+        spool._events_fd = os.open(
+            folder / "events", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        return spool
+
+    @classmethod
+    def in_memory(cls, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> "Spool":
+        """A spool that lives in memory only (when the disk cannot take one)."""
+        spool = cls(None, memory_limit)
+        spool._memory = bytearray()
+        return spool
+
+    @classmethod
+    def open_orphan(cls, folder: Path, wait: float = 0.0) -> "Spool | None":
+        """The spool in ``folder`` locked for uploading, or ``None`` while its owner lives
+        (after waiting up to ``wait`` seconds for it to go)."""
+        try:
+            lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        deadline = time.monotonic() + wait
+        while not _try_lock(lock_fd):
+            if time.monotonic() >= deadline:
+                os.close(lock_fd)
+                return None
+            time.sleep(0.05)
+        spool = cls(folder)
+        spool._lock_fd = lock_fd
+        try:
+            spool._written = os.path.getsize(folder / "events")
+        except OSError:
+            spool._written = 0
+        spool._load_cursor()
+        return spool
+
+    def meta(self) -> dict[str, Any]:
+        """The run's ``meta.json`` (``{}`` when missing or unreadable)."""
+        if self.folder is None:
+            return {}
+        try:
+            return json.loads((self.folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    # -- writing ------------------------------------------------------------------------
+    @property
+    def end_offset(self) -> int:
+        """The offset just past the last record written."""
+        return self._written
+
+    @property
+    def on_disk(self) -> bool:
+        return self._memory is None
+
+    def append(self, kind: int, stream: str | None, first_seq: int, count: int, timestamp: int, blob: bytes) -> None:
+        """Append one record (one ``write`` call on disk)."""
+        header = _HEADER.pack(kind, STREAM_CODES.get(stream, 0), first_seq, count, timestamp, len(blob))
+        size = len(header) + len(blob)
+        if self._memory is None:
+            try:
+                _write_all(self._events_fd, header, blob)
+                self._written += size
+                return
+            except OSError as exc:
+                self._memory = bytearray()
+                self._memory_base = self._disk_end = self._written
+                if self.on_disk_error is not None:
+                    self.on_disk_error(exc)
+        with self._memory_lock:
+            self._memory += header
+            self._memory += blob
+            self._written += size
+            if len(self._memory) > self.memory_limit:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        memory = self._memory
+        cut = 0
+        while len(memory) - cut > self.memory_limit // 2:
+            _, _, _, count, _, length = _HEADER.unpack_from(memory, cut)
+            self.dropped_events += count
+            cut += _HEADER.size + length
+        del memory[:cut]
+        self._memory_base += cut
+        if self.cursor_offset < self._memory_base:
+            self.cursor_offset = self._memory_base
+
+    # -- reading ------------------------------------------------------------------------
+    def records(self, offset: int, max_bytes: int = 1 << 20, blobs: bool = True) -> Iterator[Record]:
+        """Whole records from ``offset`` on, about ``max_bytes`` of them (at least one).
+        With ``blobs=False`` only their headers are read (``blob`` is empty)."""
+        end = self._written
+        read = 0
+        while offset < end and read < max_bytes:
+            if self._disk_end <= offset < self._memory_base:
+                offset = self._memory_base  # dropped from memory: lost
+                continue
+            header = self._read(offset, _HEADER.size, end)
+            if len(header) < _HEADER.size:
+                return  # a record cut short by a crash: nothing valid follows
+            kind, code, first_seq, count, timestamp, length = _HEADER.unpack(header)
+            next_offset = offset + _HEADER.size + length
+            if next_offset > end:
+                return
+            blob = self._read(offset + _HEADER.size, length, end) if blobs else b""
+            if blobs and len(blob) < length:
+                return
+            yield Record(offset, next_offset, kind, STREAM_NAMES.get(code), first_seq, count, timestamp, blob)
+            read += next_offset - offset
+            offset = next_offset
+
+    def _read(self, offset: int, size: int, end: int) -> bytes:
+        size = min(size, end - offset)
+        if self._memory is not None and offset >= self._disk_end:
+            with self._memory_lock:
+                start = offset - self._memory_base
+                return bytes(self._memory[start : start + size]) if start >= 0 else b""
+        if self.folder is None:
+            return b""
+        if self._read_fd is None:
+            self._read_fd = os.open(self.folder / "events", os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(self._read_fd, size, offset)
+
+    # -- the acknowledged cursor -----------------------------------------------------------
+    def save_cursor(self, offset: int, acked_seq: int) -> None:
+        """Remember that every event up to ``acked_seq`` is stored by the server, and that the
+        first record not wholly acknowledged starts at ``offset``."""
+        self.cursor_offset, self.acked_seq = offset, acked_seq
+        if self._memory is not None:
+            with self._memory_lock:
+                if offset > self._memory_base:
+                    del self._memory[: offset - self._memory_base]
+                    self._memory_base = offset
+        if self.folder is None:
+            return
+        self._cursor_unsaved = True
+        if time.monotonic() - self._cursor_saved_at >= CURSOR_SAVE_INTERVAL:
+            self._write_cursor()
+
+    def _write_cursor(self) -> None:
+        self._cursor_unsaved = False
+        self._cursor_saved_at = time.monotonic()
+        tmp = self.folder / "cursor.tmp"
+        try:
+            tmp.write_text(f"{self.cursor_offset} {self.acked_seq}\n")
+            os.replace(tmp, self.folder / "cursor")
+        except OSError:
+            pass  # the server dedups what is sent again; only efficiency is lost
+
+    def _load_cursor(self) -> None:
+        try:
+            offset, seq = (self.folder / "cursor").read_text().split()
+            self.cursor_offset, self.acked_seq = int(offset), int(seq)
+        except (OSError, ValueError):
+            self.cursor_offset, self.acked_seq = 0, 0
+
+    # -- closing ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Save the cursor, close the files and release the lock (the spool stays for a later
+        upload)."""
+        if self._cursor_unsaved and self._lock_fd is not None:
+            self._write_cursor()
+        for name in ("_events_fd", "_read_fd", "_lock_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def remove(self) -> None:
+        """Delete the spool (everything in it is stored by the server)."""
+        self._cursor_unsaved = False
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.close()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's descriptors without touching its files."""
+        self._memory_lock = threading.Lock()
+        self._cursor_unsaved = False  # the parent's to save
+        self.close()
+
+
+def _write_all(fd: int | None, header: bytes, blob: bytes) -> None:
+    """Write a record with one system call (no copy of the blob), finishing a short write."""
+    if fd is None:
+        raise OSError("spool is closed")
+    written = os.writev(fd, (header, blob))
+    if written < len(header):
+        written += os.write(fd, header[written:])
+    if written < len(header) + len(blob):
+        view = memoryview(blob)[written - len(header):]
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def all_spools(root: Path | None = None) -> list[Path]:
+    """Every spool folder, live or orphaned, oldest first."""
+    root = root or spool_root()
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(folders, key=_mtime)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def orphaned_spools(root: Path | None = None) -> list[Path]:
+    """Spool folders whose owner is gone (their lock is free right now), oldest first."""
+    orphans = []
+    for folder in all_spools(root):
+        try:
+            fd = os.open(folder / "lock", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if _try_lock(fd):
+                orphans.append(folder)
+        finally:
+            os.close(fd)  # also releases the probe's lock
+    return orphans

@@ -1,0 +1,189 @@
+"""The one module that knows HTTP: requests to the server, and their errors translated.
+
+``requests`` is imported on the first request, not with this module, so that ``import
+hyperdash`` stays cheap and a job pays for it only once something is sent.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from typing import Any, Callable, Iterable
+
+from . import errors
+from .events import API_HEADER, API_KEY_REQUIRED, AUTH_HEADER, INGEST_PATH, VERSION_HEADER
+from .version import __version__
+
+__all__ = ["Transport", "DEFAULT_TIMEOUT"]
+
+# (connect, read) seconds. A server that accepts and never answers costs at most the read part.
+DEFAULT_TIMEOUT = (3.05, 10.0)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime  # an HTTP date
+    import time
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Transport:
+    """A client of one Hyperdash server.
+
+    ``api_key`` is a string or a callable returning one (called for every ingest request, so
+    a rotated key is used at once); ``access_token`` authorizes account calls of the CLI.
+    Every method raises only :mod:`hyperdash.errors` exceptions.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        api_key: str | Callable[[], str | None] | None = None,
+        access_token: str | None = None,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    ):
+        self.server_url = server_url.rstrip("/")
+        self.api_key = api_key
+        self.access_token = access_token
+        self.timeout = timeout
+        self._session = None
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def session(self):
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            self._session.headers["user-agent"] = f"hyperdash-python/{__version__}"
+            self._session.headers[VERSION_HEADER] = __version__
+        return self._session
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _current_key(self) -> str | None:
+        return self.api_key() if callable(self.api_key) else self.api_key
+
+    def _send(self, method: str, path: str, **kwargs):
+        import requests
+
+        url = self.server_url + path
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout:
+            raise errors.ServerUnreachable(self.server_url, "no answer in time") from None
+        except requests.ConnectionError as exc:
+            raise errors.ServerUnreachable(self.server_url, _short_reason(exc)) from None
+        except requests.RequestException as exc:
+            raise errors.TransportError(f"request to {url} failed: {exc}") from None
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        return resp
+
+    # -- calls ----------------------------------------------------------------------------
+    def send_events(self, envelopes: Iterable[dict[str, Any]] | bytes, api: str) -> dict:
+        """POST a batch of envelopes (or a JSON body already encoded) to the ingest endpoint.
+
+        Returns the server's reply, ``{"stored": N, "duplicates": M}``. A batch that JSON
+        cannot carry (a NaN, an infinity) is refused here as the server would refuse it: an
+        :class:`~hyperdash.errors.APIError` with status 400.
+        """
+        if isinstance(envelopes, bytes):
+            body = envelopes
+        else:
+            try:
+                body = encode_batch(envelopes)
+            except ValueError as exc:
+                raise errors.APIError(400, "invalid_json", f"an event cannot be sent as JSON: {exc}") from None
+        key = self._current_key()
+        if not key:
+            raise errors.AuthenticationError(
+                "no API key is configured (set HYPERDASH_API_KEY, put one in hyperdash.json, "
+                "or run `hyperdash login`)", code=API_KEY_REQUIRED, status=None)
+        headers = {AUTH_HEADER: key, API_HEADER: api, "content-type": "application/json"}
+        resp = self._send("POST", INGEST_PATH, data=body, headers=headers)
+        return _json_of(resp)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+    ):
+        """An API call (``path`` like ``/api/v1/users``): its decoded JSON reply, or with
+        ``stream=True`` the open response (for server-sent events, for instance)."""
+        all_headers: dict[str, str] = {}
+        key = self._current_key()
+        if key:
+            all_headers[AUTH_HEADER] = key
+        if self.access_token:
+            all_headers["authorization"] = self.access_token
+        all_headers.update(headers or {})
+        resp = self._send(method, path, json=json, params=params, stream=stream, headers=all_headers)
+        return resp if stream else _json_of(resp)
+
+    def health(self) -> dict:
+        """``GET /api/v1/health``."""
+        return self.request("GET", "/api/v1/health")
+
+
+def encode_batch(envelopes: Iterable[dict[str, Any]]) -> bytes:
+    """The JSON array body of an ingest request. Raises ``ValueError`` for a NaN or an
+    infinity, which JSON has no words for."""
+    return jsonlib.dumps(list(envelopes), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "reset by peer"):
+        if marker in text:
+            return marker.lower()
+    return text[:200]
+
+
+def _json_of(resp) -> Any:
+    if not resp.content:
+        return {}
+    try:
+        return resp.json()
+    except ValueError:
+        raise errors.TransportError(
+            f"the server at {resp.url} answered {resp.status_code} with something that is not JSON"
+        ) from None
+
+
+def _error_of(resp) -> errors.TransportError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = body.get("code")
+    message = str(body.get("message") or body.get("detail") or "")
+    status = resp.status_code
+    retry_after = _retry_after(resp.headers.get("retry-after"))
+    if status == 401:
+        return errors.AuthenticationError(message or "the API key was refused", code=code)
+    if status == 429:
+        return errors.RateLimited(retry_after, message or "rate limited")
+    if status >= 500:
+        return errors.ServerError(status, message, retry_after)
+    return errors.APIError(status, code, message or resp.reason or "")

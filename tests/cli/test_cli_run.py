@@ -1,0 +1,358 @@
+"""``hyperdash run`` and ``hyperdash pipe`` with real child processes, against the real server."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+
+from cli_support import HYPERDASH, py
+
+# A child that waits for SIGINT or SIGTERM, says how many copies it got, then dies of it. It
+# takes them with sigwaitinfo, so a copy that comes a moment after the first is counted apart.
+COUNTS_SIGNALS = """
+import os, signal
+watched = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+print("ready", flush=True)
+got = [signal.sigtimedwait(watched, 30)]
+while (info := signal.sigtimedwait(watched, 0.5)) is not None:
+    got.append(info)
+print("signals", len(got), flush=True)
+signal.signal(got[0].si_signo, signal.SIG_DFL)
+os.kill(os.getpid(), got[0].si_signo)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+"""
+
+
+def texts(lines: list[dict], stream: str | None = None) -> list[str]:
+    return [line["text"] for line in lines if stream is None or line["stream"] == stream]
+
+
+def test_exit_code_and_both_streams(hd, account):
+    code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr); sys.exit(3)"
+    result = hd("run", "-n", "exit three", *py(code))
+    assert result.returncode == 3
+    assert result.stdout == b"to stdout\n"
+    assert result.stderr.startswith(b"to stderr\n")
+    assert b"Traceback" not in result.stderr
+    run = account.wait_for_run("exit three", "failure")
+    assert run["exit_code"] == 3 and run["api"] == "cli_run"
+    lines = account.logs(run["uuid"])
+    assert texts(lines, "stdout") == ["to stdout"]
+    assert texts(lines, "stderr") == ["to stderr"]
+
+
+def test_arguments_reach_the_child_unchanged_and_success(hd, account):
+    args = ["-n", "inner", "--", "$HOME", "two words", "*", ""]
+    result = hd("run", "-n", "argv", *py("import json, sys; print(json.dumps(sys.argv[1:]))"), *args)
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == args  # no shell: nothing expanded, split or dropped
+    run = account.wait_for_run("argv", "success")
+    assert run["exit_code"] == 0 and run["signal"] is None
+
+
+def test_child_that_prints_nothing(hd, account):
+    result = hd("run", "-n", "silent", "true")
+    assert result.returncode == 0 and result.stdout == b""
+    run = account.wait_for_run("silent", "success")
+    assert account.logs(run["uuid"]) == []
+
+
+def test_child_killed_by_a_signal(hd, account):
+    code = "import os, signal; print('going', flush=True); os.kill(os.getpid(), signal.SIGTERM)"
+    result = hd("run", "-n", "self-terminated", *py(code))
+    assert result.returncode == 128 + signal.SIGTERM
+    run = account.wait_for_run("self-terminated", "killed")
+    assert run["signal"] == "SIGTERM"
+    assert texts(account.logs(run["uuid"])) == ["going"]
+
+
+def start_counting_child(account, home, name: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [*HYPERDASH, "run", "-n", name, *py(COUNTS_SIGNALS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env=account.sdk_env(home),
+    )
+    assert proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+@pytest.mark.parametrize(
+    "sig, status, exit_code",
+    [(signal.SIGINT, "user_canceled", 130), (signal.SIGTERM, "killed", 143), (signal.SIGHUP, "killed", 129)],
+)
+def test_signal_to_hyperdash_reaches_the_child_once(account, hyperdash_home, sig, status, exit_code):
+    name = f"forwarded {sig.name}"
+    proc = start_counting_child(account, hyperdash_home, name)
+    if sig == signal.SIGHUP:
+        # The child counts SIGINT and SIGTERM only; a SIGHUP simply kills it.
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == exit_code
+        assert account.wait_for_run(name, status)["signal"] == "SIGHUP"
+        return
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert out == b"signals 1\n", err
+    assert proc.returncode == exit_code
+    run = account.wait_for_run(name, status)
+    assert run["signal"] == sig.name
+    assert texts(account.logs(run["uuid"])) == ["ready", "signals 1"]
+
+
+def run_in_terminal(argv: list[str], env: dict, *, on_output=None, timeout: float = 30) -> tuple[int, bytes]:
+    """Run ``argv`` with a new pseudo-terminal as its controlling terminal and its stdin, stdout
+    and stderr; ``on_output(all_so_far, master_fd)`` may type into it. (exit status, output)."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else
+        os.execve(argv[0], argv, env)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal is gone
+                break
+            if not chunk:
+                break
+            output += chunk
+            if on_output is not None:
+                on_output(output, master)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"still running after {timeout}s; output so far: {output!r}")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    return os.waitstatus_to_exitcode(status), output
+
+
+def test_terminal_child_sees_a_terminal_and_keeps_its_colours(account, hyperdash_home):
+    code = (
+        "import os, sys; print('tty', os.isatty(0), sys.stdout.isatty(), sys.stderr.isatty());"
+        "print('\\x1b[31mred\\x1b[0m')"
+    )
+    rc, output = run_in_terminal(
+        [*HYPERDASH, "run", "-n", "in a terminal", *py(code)], account.sdk_env(hyperdash_home)
+    )
+    assert rc == 0, output
+    assert b"tty True True True\r\n" in output  # the terminal's own \n -> \r\n, once
+    assert b"\x1b[31mred\x1b[0m\r\n" in output
+    run = account.wait_for_run("in a terminal", "success")
+    assert texts(account.logs(run["uuid"])) == ["tty True True True", "\x1b[31mred\x1b[0m"]
+
+
+def test_terminal_resize_reaches_the_childs_terminal(account, hyperdash_home):
+    code = (
+        "import os, signal, time\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})\n"
+        "print('ready', flush=True)\n"
+        "signal.sigtimedwait({signal.SIGWINCH}, 20)\n"
+        "time.sleep(0.3)  # hyperdash copies the new size on its own SIGWINCH\n"
+        "size = os.get_terminal_size(1)\n"
+        "print('size', size.columns, size.lines, flush=True)\n"
+    )
+    resized = []
+
+    def resize_when_ready(output, master):
+        if b"ready" in output and not resized:
+            resized.append(True)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+
+    rc, output = run_in_terminal([*HYPERDASH, "run", "-n", "resized", *py(code)],
+                                 account.sdk_env(hyperdash_home), on_output=resize_when_ready)
+    assert rc == 0 and b"size 111 33" in output, output
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_child_once(account, hyperdash_home):
+    typed = []
+
+    def press_ctrl_c_when_ready(output, master):
+        if b"ready" in output and not typed:
+            typed.append(True)
+            os.write(master, b"\x03")  # the terminal sends SIGINT to the whole foreground group
+
+    rc, output = run_in_terminal(
+        [*HYPERDASH, "run", "-n", "ctrl-c", *py(COUNTS_SIGNALS)],
+        account.sdk_env(hyperdash_home),
+        on_output=press_ctrl_c_when_ready,
+    )
+    assert typed and b"signals 1\r\n" in output, output
+    assert rc == 130
+    run = account.wait_for_run("ctrl-c", "user_canceled")
+    assert run["signal"] == "SIGINT"
+
+
+def test_piped_child_sees_pipes_and_is_unbuffered(hd, account):
+    code = "import os, sys; print('tty', os.isatty(1), os.isatty(2), os.environ.get('PYTHONUNBUFFERED'))"
+    result = hd("run", "-n", "piped", *py(code))
+    assert result.stdout == b"tty False False 1\n"
+
+
+def test_sigkill_of_the_child_loses_no_line(hd, account):
+    # 60,000 lines (1.9 MB) is more than the pipe holds (1 MB): the child blocks until they are read.
+    code = (
+        "import os, signal, sys\n"
+        "out = sys.stdout.buffer\n"
+        "for i in range(60_000): out.write(b'written before SIGKILL %06d\\n' % i)\n"
+        "out.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = hd("run", "-n", "sigkilled", *py(code), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert result.returncode == 128 + signal.SIGKILL, result.stderr
+    run = account.wait_for_run("sigkilled", "killed", timeout=60)
+    assert run["signal"] == "SIGKILL"
+    lines = account.wait_for(lambda: (lines := account.logs(run["uuid"])) and len(lines) >= 60_000 and lines, 60)
+    assert texts(lines) == [f"written before SIGKILL {i:06d}" for i in range(60_000)]
+
+
+def test_grandchild_output_is_captured(hd, account):
+    code = (
+        "import subprocess, sys\n"
+        "print('from the child', flush=True)\n"
+        "subprocess.run([sys.executable, '-c', 'import sys; print(\"from the grandchild\"); "
+        "print(\"grandchild error\", file=sys.stderr)'])\n"
+    )
+    result = hd("run", "-n", "family", *py(code))
+    assert result.returncode == 0
+    assert result.stdout == b"from the child\nfrom the grandchild\n"
+    run = account.wait_for_run("family", "success")
+    lines = account.logs(run["uuid"])
+    assert texts(lines, "stdout") == ["from the child", "from the grandchild"]
+    assert texts(lines, "stderr") == ["grandchild error"]
+
+
+def test_a_grandchild_left_running_does_not_hold_the_exit(hd, account):
+    code = (
+        "import subprocess\n"
+        "sleeper = subprocess.Popen(['sleep', '60'])\n"  # inherits the child's stdout, keeps it open
+        "print('sleeper', sleeper.pid, flush=True)\n"
+    )
+    started = time.monotonic()
+    result = hd("run", "-n", "left a sleeper", *py(code), timeout=30)
+    elapsed = time.monotonic() - started
+    sleeper = int(result.stdout.split()[1])
+    os.kill(sleeper, signal.SIGKILL)
+    assert result.returncode == 0
+    assert elapsed < 15, f"hyperdash waited {elapsed:.1f}s for a grandchild's pipe"
+    run = account.wait_for_run("left a sleeper", "success")
+    assert texts(account.logs(run["uuid"])) == [f"sleeper {sleeper}"]
+
+
+def test_command_not_found_exits_127(hd, account):
+    result = hd("run", "-n", "typo", "pyhton3", "train.py")
+    assert result.returncode == 127
+    assert result.stderr == b"hyperdash: command not found: pyhton3\n"
+    assert account.runs(name="typo") == []
+
+
+@pytest.mark.slow
+def test_a_child_that_prints_100_mb(account, hyperdash_home, tmp_path):
+    count = 100_000  # lines of 1,000 bytes
+    code = (
+        "import sys\n"
+        "out = sys.stdout.buffer\n"
+        "tail = b'x' * 992 + b'\\n'\n"
+        f"for i in range({count}): out.write(b'%07d' % i + tail)\n"
+    )
+    expected = hashlib.sha256()
+    for i in range(count):
+        expected.update(b"%07d" % i + b"x" * 992 + b"\n")
+    # A small parent measures hyperdash's peak memory (a child's peak counts its parent's
+    # memory at the moment it was started, so the test process itself must not be that parent).
+    rss_file = tmp_path / "maxrss"
+    measure = (
+        "import os, sys\n"
+        "pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)\n"
+        "_, status, usage = os.wait4(pid, 0)\n"
+        "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    proc = subprocess.Popen(
+        [*py(measure), str(rss_file), *HYPERDASH, "run", "-n", "100 MB", *py(code)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env=account.sdk_env(hyperdash_home),
+    )
+    seen = hashlib.sha256()
+    for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+        seen.update(chunk)
+    assert proc.wait(60) == 0
+    assert seen.hexdigest() == expected.hexdigest()  # the terminal side got every byte, in order
+    max_rss_mib = int(rss_file.read_text()) / 1024  # ru_maxrss is in KiB
+    assert max_rss_mib < 100, f"peak RSS {max_rss_mib:.0f} MiB for 100 MB of output"
+
+    run = account.wait_for_run("100 MB", "success", timeout=120)
+    index, after = 0, 0
+    while True:
+        resp = account.get(f"/api/v1/runs/{run['uuid']}/logs", params={"after": after, "limit": 10000})
+        page = resp.json()["lines"]
+        if not page:
+            break
+        for line in page:
+            assert line["text"] == "%07d" % index + "x" * 992
+            index += 1
+        after = page[-1]["seq"]
+    assert index == count
+
+
+def test_pipe_passes_input_through_and_monitors_it(account, hyperdash_home):
+    data = b"alpha\n\x1b[32mbeta\x1b[0m\nno newline at the end"
+    result = subprocess.run(
+        [*HYPERDASH, "pipe", "-n", "piped in"], input=data, capture_output=True,
+        env=account.sdk_env(hyperdash_home), timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data
+    run = account.wait_for_run("piped in", "success")
+    assert run["api"] == "cli_pipe"
+    assert texts(account.logs(run["uuid"])) == ["alpha", "\x1b[32mbeta\x1b[0m", "no newline at the end"]
+
+
+def test_pipe_reads_a_file_or_dev_null_as_its_input(account, hyperdash_home, tmp_path):
+    data = b"".join(b"from a file %d\n" % i for i in range(3000))
+    (tmp_path / "input.log").write_bytes(data)
+    env = account.sdk_env(hyperdash_home)
+    with open(tmp_path / "input.log", "rb") as source:
+        result = subprocess.run([*HYPERDASH, "pipe", "-n", "from a file"], stdin=source,
+                                capture_output=True, env=env, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data and b"Traceback" not in result.stderr
+    run = account.wait_for_run("from a file", "success")
+    assert texts(account.logs(run["uuid"])) == [f"from a file {i}" for i in range(3000)]
+
+    result = subprocess.run([*HYPERDASH, "pipe", "-n", "from nothing"], stdin=subprocess.DEVNULL,
+                            capture_output=True, env=env, timeout=30)
+    assert result.returncode == 0 and result.stdout == b"" and b"Traceback" not in result.stderr
+    account.wait_for_run("from nothing", "success")
+
+
+def test_pipe_stopped_by_ctrl_c(account, hyperdash_home):
+    proc = subprocess.Popen(
+        [*HYPERDASH, "pipe", "-n", "pipe canceled"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=account.sdk_env(hyperdash_home),
+    )
+    proc.stdin.write(b"first line\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"first line\n"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    proc.stdin.close()
+    assert proc.returncode == 130
+    run = account.wait_for_run("pipe canceled", "user_canceled")
+    assert texts(account.logs(run["uuid"])) == ["first line"]

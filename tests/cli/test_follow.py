@@ -1,0 +1,109 @@
+"""Following runs from a terminal (runs, logs, logs -f) and uploading the spool (sync)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from cli_support import HYPERDASH, py
+
+
+def test_runs_lists_status_and_duration(hd, account):
+    assert hd("run", "-n", "listed ok", "true").returncode == 0
+    assert hd("run", "-n", "listed failing", *py("import sys; sys.exit(4)")).returncode == 4
+    account.wait_for_run("listed failing", "failure")
+    account.wait_for_run("listed ok", "success")
+
+    result = hd("runs")
+    assert result.returncode == 0, result.stderr
+    header, newest, older = result.stdout.decode().splitlines()
+    assert header.split() == ["RUN", "NAME", "STATUS", "STARTED", "DURATION"]
+    assert "listed failing" in newest and "failure (4)" in newest and newest.rstrip().endswith("s")
+    assert "listed ok" in older and "success" in older
+
+    only_failures = hd("runs", "--status", "failure").stdout.decode()
+    assert "listed failing" in only_failures and "listed ok" not in only_failures
+
+
+def test_runs_columns_stay_in_line_for_long_statuses(hd, account):
+    assert hd("run", "-n", "short", "true").returncode == 0
+    killed = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert hd("run", "-n", "a rather longer run name", *py(killed)).returncode == 128 + 9
+    account.wait_for_run("a rather longer run name", "killed")
+    account.wait_for_run("short", "success")
+
+    header, *rows = hd("runs").stdout.decode().splitlines()
+    status_at, started_at = header.index("STATUS"), header.index("STARTED")
+    assert [row[status_at:started_at].rstrip() for row in rows] == ["killed (SIGKILL)", "success"]
+    for row in rows:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", row[started_at:]), row
+        assert row[started_at - 2:started_at] == "  "
+
+
+def test_logs_by_name_and_by_id_prefix(hd, account):
+    code = "import sys; print('out one'); print('err one', file=sys.stderr); print('out two')"
+    assert hd("run", "-n", "logged", *py(code)).returncode == 0
+    run = account.wait_for_run("logged", "success")
+
+    by_name = hd("logs", "logged")
+    assert by_name.returncode == 0, by_name.stderr
+    assert by_name.stdout == b"out one\nout two\n"
+    assert by_name.stderr == b"err one\n"
+    by_prefix = hd("logs", run["uuid"][:8])
+    assert by_prefix.stdout == b"out one\nout two\n"
+
+    missing = hd("logs", "no run has this name")
+    assert missing.returncode == 1
+    assert missing.stderr == b"hyperdash: no run matches 'no run has this name': see `hyperdash runs`\n"
+
+
+def test_logs_follow_prints_until_the_run_ends(account, hyperdash_home):
+    env = account.sdk_env(hyperdash_home)
+    code = "import time\nfor i in range(8):\n    print('tick', i, flush=True)\n    time.sleep(0.25)\n"
+    job = subprocess.Popen([*HYPERDASH, "run", "-n", "followed", *py(code)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        account.wait_for_run("followed", "running")
+        follower = subprocess.run([*HYPERDASH, "logs", "-f", "followed"], capture_output=True, env=env, timeout=60)
+    finally:
+        job.wait(30)
+    assert follower.returncode == 0, follower.stderr
+    assert follower.stdout.decode().splitlines() == [f"tick {i}" for i in range(8)]
+
+
+def test_sync_uploads_a_run_once(server_factory, tmp_path):
+    server = server_factory()
+    account = server.signup()
+    server.stop()
+    home = tmp_path / "home"
+    env = account.sdk_env(home)
+    env["HYPERDASH_UPLOADER_PATIENCE"] = "0"  # the background uploader gives up at once
+
+    code = "for i in range(500): print('offline line', i)"
+    job = subprocess.run([*HYPERDASH, "run", "-n", "offline", "--exit-timeout", "0.5", *py(code)],
+                         capture_output=True, env=env, timeout=60)
+    assert job.returncode == 0
+    assert b"`hyperdash sync`" in job.stderr  # the run says what is left and how it will be sent
+
+    def sync(expect_rc: int = 0) -> str:
+        # The detached uploader may still hold the spool for a moment: then sync leaves it be.
+        result = subprocess.run([*HYPERDASH, "sync"], capture_output=True, env=env, timeout=60)
+        if "held by another process" in result.stdout.decode():
+            return ""
+        assert result.returncode == expect_rc, result.stderr
+        return result.stdout.decode() + result.stderr.decode()
+
+    down = account.wait_for(lambda: sync(expect_rc=1), 20)
+    assert down.splitlines()[-1] == "hyperdash: 1 of the runs could not be uploaded; run `hyperdash sync` again later"
+    assert "stays in the spool: cannot reach" in down
+
+    server.start()
+    first = account.wait_for(sync, 20)
+    assert first.startswith("Uploaded 1 run (")
+    run = account.wait_for_run("offline", "success")
+    lines = account.logs(run["uuid"])
+    assert [line["text"] for line in lines] == [f"offline line {i}" for i in range(500)]
+
+    assert sync() == "Nothing to upload.\n"
+    assert len(account.logs(run["uuid"])) == 500

@@ -1,0 +1,365 @@
+"""A run's page in real Chromium: its log live, colours, progress lines, long logs, search,
+download, charts, params, the end-of-run notification, and untrusted text kept as text."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from hyperdash import events as ev
+
+from .support import DESKTOP, RunFeed, sign_in, wait_until
+
+pytestmark = pytest.mark.browser
+
+ROWS = "#log-rows .line"
+
+
+def open_run(open_page, account, feed: RunFeed, viewport=DESKTOP, **options):
+    page = open_page(viewport, **options)
+    sign_in(page, account, f"/runs/{feed.uuid}")
+    assert page.url.endswith(f"/runs/{feed.uuid}")
+    # The page is live once its first lines (or "No output yet") are on screen.
+    page.wait_for_selector(f"{ROWS}, #log-bottom:not([hidden])")
+    return page
+
+
+def row_texts(page) -> list[str]:
+    return page.locator(f"{ROWS} .text").all_inner_texts()
+
+
+def test_a_line_appears_on_its_page_within_two_seconds(open_page, account):
+    feed = RunFeed(account, "live-lines")
+    feed.log("first line")
+    page = open_run(open_page, account, feed)
+    assert row_texts(page) == ["first line"]
+
+    for n in range(3):
+        text = f"sent at step {n}"
+        sent = time.monotonic()
+        feed.log(text, stream=ev.STDERR if n == 1 else ev.STDOUT)
+        left_ms = (2.0 - (time.monotonic() - sent)) * 1000
+        # Playwright reads a timeout of 0 as "no timeout": a send that alone took 2 s fails here.
+        assert left_ms >= 1, f"posting the line took {2000 - left_ms:.0f} ms, leaving no time to show it"
+        page.locator(ROWS, has_text=text).wait_for(timeout=left_ms)
+    assert row_texts(page) == ["first line", "sent at step 0", "sent at step 1", "sent at step 2"]
+    streams = page.locator(ROWS).evaluate_all("rows => rows.map(r => r.classList.contains('stderr'))")
+    assert streams == [False, False, True, False], "stderr lines are told apart from stdout"
+
+
+def test_ansi_colours_progress_lines_and_long_line_pieces(open_page, account):
+    feed = RunFeed(account, "terminal")
+    feed.log("\x1b[32mgreen\x1b[0m plain \x1b[1;31mbold red\x1b[0m")
+    page = open_run(open_page, account, feed)
+    row = page.locator(ROWS).first
+    assert row.locator(".text").inner_text() == "green plain bold red"
+    assert row.locator("span.ansi-green-fg").inner_text() == "green"
+    assert row.locator("span.ansi-red-fg").inner_text() == "bold red"
+
+    # A \r progress bar is one line that updates, then becomes its finished line.
+    for pct in (10, 55):
+        feed.log(f"epoch 1: {pct}%|{'#' * (pct // 10)}", stream=ev.STDERR, progress=True)
+        page.locator(ROWS, has_text=f"{pct}%").wait_for()
+        assert page.locator(ROWS, has_text="epoch 1:").count() == 1
+    feed.log("epoch 1: 100%|##########", stream=ev.STDERR)
+    page.locator(ROWS, has_text="100%").wait_for()
+    assert page.locator(ROWS, has_text="epoch 1:").count() == 1
+    assert page.locator(ROWS, has_text="epoch 1:").get_attribute("class").split() == ["line", "stderr"]
+
+    # A line longer than the SDK's limit arrives in pieces: shown as the one line it is.
+    feed.log("aaaa", "bbbb", partial=True)
+    feed.log("cccc")
+    page.locator(ROWS, has_text="cccc").wait_for()
+    assert row_texts(page)[-1] == "aaaabbbbcccc"
+
+    # A reload shows the same thing from the stored log.
+    page.reload()
+    page.locator(ROWS, has_text="cccc").wait_for()
+    assert row_texts(page) == ["green plain bold red", "epoch 1: 100%|##########", "aaaabbbbcccc"]
+
+
+def test_a_long_log_opens_at_its_tail_and_loads_older_lines_on_scroll(open_page, account):
+    feed = RunFeed(account, "long-log")
+    feed.lines(3000, "line {i:05d}")
+    page = open_run(open_page, account, feed)
+    texts = row_texts(page)
+    assert texts[-1] == "line 02999"
+    assert len(texts) < 1000, "only the tail is fetched first"
+    assert page.locator("#jump").is_hidden()
+
+    for _ in range(12):
+        if page.locator(ROWS, has_text="line 00000").count():
+            break
+        page.locator("#log").evaluate("el => el.scrollTop = 0")
+        page.wait_for_timeout(200)
+    texts = row_texts(page)
+    assert texts == [f"line {i:05d}" for i in range(3000)], "every line once, in order"
+    assert page.locator("#log-top").inner_text() == "Beginning of log"
+
+    # Scrolled back, new lines do not yank the view: a button offers the latest.
+    scrolled = page.locator("#log").evaluate("el => el.scrollTop")
+    feed.log("brand new line")
+    page.locator("#jump").wait_for()
+    page.locator("#jump", has_text="1 new").wait_for()
+    assert page.locator("#log").evaluate("el => el.scrollTop") == scrolled
+    page.click("#jump")
+    page.locator(ROWS, has_text="brand new line").wait_for()
+    at_bottom = page.locator("#log").evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight")
+    assert at_bottom <= 24
+    page.locator("#jump").wait_for(state="hidden")
+
+
+def test_search_finds_lines_and_opens_them_in_context(open_page, account):
+    feed = RunFeed(account, "searchable")
+    feed.lines(1200, "step {i} ok")
+    feed.log("step 1200 NEEDLE found here")
+    feed.lines(300, "after {i}")
+    page = open_run(open_page, account, feed)
+
+    page.fill("#log-query", "needle")
+    page.press("#log-query", "Enter")
+    page.locator("#search-status").wait_for()
+    wait_until(page, "document.querySelectorAll('#log-rows .line').length === 1")
+    assert row_texts(page) == ["step 1200 NEEDLE found here"]
+    assert page.locator(f"{ROWS} mark").inner_text() == "NEEDLE"
+
+    # A live line that matches joins the results; one that does not stays out.
+    feed.log("no match", "another needle")
+    page.locator(ROWS, has_text="another needle").wait_for()
+    assert row_texts(page) == ["step 1200 NEEDLE found here", "another needle"]
+
+    page.locator(ROWS, has_text="step 1200 NEEDLE").click()
+    page.locator(f"{ROWS}.target").wait_for()
+    assert page.locator(f"{ROWS}.target .text").inner_text() == "step 1200 NEEDLE found here"
+    texts = row_texts(page)
+    assert "step 1199 ok" in texts and "after 0" in texts
+
+    page.click("#search-status button")
+    page.locator("#search-status").wait_for(state="hidden")
+    page.locator(ROWS, has_text="another needle").wait_for()
+    assert row_texts(page)[-2:] == ["no match", "another needle"]
+
+    # Download: the whole log as text, with the browser's own session.
+    href = page.get_attribute("#download", "href")
+    text = page.context.request.get(account.server.url + href).text()
+    lines = text.splitlines()
+    assert len(lines) == 1503
+    assert lines[1200] == "step 1200 NEEDLE found here" and lines[-1] == "another needle"
+
+
+def test_each_metric_is_a_chart_that_draws_and_grows(open_page, account):
+    feed = RunFeed(account, "charts")
+    for step in range(5):
+        feed.metric("loss", 1.0 / (step + 1), step=step)
+    feed.params(lr=0.001, batch_size=64, optimizer="adam")
+    page = open_run(open_page, account, feed)
+
+    chart = page.locator(".chart[data-metric='loss']")
+    chart.wait_for()
+    assert chart.get_attribute("data-points") == "5"
+    canvas = chart.locator("canvas")
+    assert canvas.evaluate("c => c.width > 100 && c.height > 100")
+    before = canvas.evaluate("c => c.toDataURL()")
+    blank = canvas.evaluate("c => { const b = document.createElement('canvas');"
+                            " b.width = c.width; b.height = c.height; return b.toDataURL(); }")
+    assert before != blank, "the chart drew something"
+    assert chart.locator(".latest").inner_text() == "0.2"
+
+    for step in range(5, 10):
+        feed.metric("loss", 10.0 + step, step=step)
+    wait_until(page, "document.querySelector(\".chart[data-metric='loss']\").dataset.points === '10'")
+    page.wait_for_timeout(100)  # the redraw happens on the next animation frame
+    assert canvas.evaluate("c => c.toDataURL()") != before, "the chart grew"
+    assert chart.locator(".latest").inner_text() == "19"
+
+    feed.metric("accuracy", 0.5, step=1)
+    page.locator(".chart[data-metric='accuracy']").wait_for()
+    assert page.locator(".chart h3").all_inner_texts() == ["accuracy", "loss"]
+    assert page.locator("#metrics-count").inner_text() == "2"
+
+    params = page.locator("#params tr").evaluate_all(
+        "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])")
+    assert params == [["batch_size", "64"], ["lr", "0.001"], ["optimizer", "adam"]]
+    feed.params(epochs=3)
+    page.locator("#params th", has_text="epochs").wait_for()
+
+
+def test_status_duration_and_exit_follow_the_run(open_page, account):
+    feed = RunFeed(account, "ending")
+    page = open_run(open_page, account, feed)
+    assert page.locator("#run-status .badge").get_attribute("data-status") == "running"
+    feed.end(ev.KILLED, exit_code=None, signal="SIGTERM")
+    page.locator("#run-status .badge[data-status='killed']").wait_for()
+    assert page.locator("#run-status .badge").inner_text() == "Killed"
+    assert page.locator("#fact-exit").inner_text() == "SIGTERM"
+    assert page.locator("#fact-exit").locator("xpath=preceding-sibling::dt").inner_text().lower() == "signal"
+
+    failed = RunFeed(account, "ending")
+    failed.end(ev.FAILURE, exit_code=3)
+    page.goto(account.server.url + f"/runs/{failed.uuid}")
+    assert page.locator("#run-status .badge").inner_text() == "Failure"
+    assert page.locator("#fact-exit").inner_text() == "3"
+    assert page.locator("#fact-duration").inner_text().endswith("s")
+
+
+def test_the_browser_notifies_when_an_open_run_ends(open_page, account):
+    feed = RunFeed(account, "notify-me")
+    page = open_run(open_page, account, feed, permissions=["notifications"])
+    # Record what the page shows through the browser's Notification API.
+    page.evaluate("""() => {
+        window.shown = [];
+        const Real = window.Notification;
+        window.Notification = class extends Real {
+            constructor(title, options) { super(title, options); window.shown.push([title, options.body]); }
+        };
+    }""")
+    assert page.evaluate("Notification.permission") == "granted"
+    assert page.locator("#notify").inner_text() == "Notifications on"
+    feed.end(ev.FAILURE, exit_code=2)
+    wait_until(page, "window.shown.length > 0")
+    [[title, body]] = page.evaluate("window.shown")
+    assert title == "notify-me: Failure"
+    assert "exit code 2" in body
+
+
+def test_without_permission_nothing_is_shown_and_the_page_offers_to_ask(open_page, account):
+    feed = RunFeed(account, "quiet")
+    page = open_run(open_page, account, feed)
+    assert page.evaluate("Notification.permission") in ("default", "denied")
+    page.evaluate("""() => {
+        window.shown = [];
+        const Real = window.Notification;
+        window.Notification = class extends Real {
+            constructor(title, options) { super(title, options); window.shown.push(title); }
+        };
+        window.Notification.permission = Real.permission;
+    }""")
+    if page.evaluate("Notification.permission") == "default":
+        assert page.locator("#notify").is_visible()
+    feed.end(ev.SUCCESS)
+    page.locator("#run-status .badge[data-status='success']").wait_for()
+    assert page.evaluate("window.shown") == []
+    assert page.locator("#notify").is_hidden(), "an ended run offers no notification"
+
+
+XSS = [
+    "<script>window.__xss = 'script'</script>",
+    '<img src=x onerror="window.__xss = \'img\'">',
+    '\x1b[31m<img src=x onerror="window.__xss = \'ansi\'">\x1b[0m',
+    "\x1b]8;;javascript:window.__xss='link'\x07click me\x1b]8;;\x07",
+]
+
+
+def test_untrusted_text_stays_text(open_page, account):
+    name = '<img src=x onerror="window.__xss = \'name\'">'
+    feed = RunFeed(account, name, host="<b>host</b>")
+    feed.params(**{"<script>window.__xss='param'</script>": '<img src=x onerror="window.__xss=\'value\'">'})
+    feed.log(*XSS)
+    feed.log(*XSS, stream=ev.STDERR)
+    page = open_run(open_page, account, feed)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.locator(ROWS).nth(7).wait_for()
+
+    def assert_inert():
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("main img, main script, #log-rows a, #params a").count() == 0
+        assert dialogs == []
+
+    expected = ["<script>window.__xss = 'script'</script>", '<img src=x onerror="window.__xss = \'img\'">',
+                '<img src=x onerror="window.__xss = \'ansi\'">', "click me"]
+    assert row_texts(page) == expected * 2
+    assert page.locator("#run-name").inner_text() == name
+    assert page.title() == name + " · Hyperdash"
+    assert page.locator("#fact-host").inner_text() == "<b>host</b>"
+    assert page.locator("#params th").inner_text() == "<script>window.__xss='param'</script>"
+    assert page.locator("#params td").inner_text() == '<img src=x onerror="window.__xss=\'value\'">'
+    assert_inert()
+
+    feed.log(*XSS)  # live lines take the same path
+    page.locator(ROWS).nth(11).wait_for()
+    assert row_texts(page)[-4:] == expected
+    page.fill("#log-query", "onerror")  # and so do search results, with their marks
+    page.press("#log-query", "Enter")
+    wait_until(page, "document.querySelectorAll('#log-rows .line mark').length === 6")
+    assert_inert()
+
+    page.goto(account.server.url + "/")
+    page.locator(".group h2", has_text="onerror").wait_for()
+    assert page.locator(".group h2").inner_text() == name
+    assert page.locator(".run-row .host").inner_text() == "<b>host</b>"
+    assert_inert()
+
+
+def test_another_accounts_run_is_not_found(open_page, account, hyperdash_server):
+    feed = RunFeed(account, "private-run")
+    feed.log("secret output")
+    other = hyperdash_server.signup()
+    page = open_page()
+    sign_in(page, other)
+    page.goto(account.server.url + "/")
+    page.wait_for_selector("#runs-empty:not([hidden])")
+    assert page.locator(".run-row").count() == 0
+
+    response = page.goto(account.server.url + f"/runs/{feed.uuid}")
+    assert response.status == 404
+    assert page.locator("h1").inner_text() == "Run not found"
+    assert "private-run" not in page.content() and "secret output" not in page.content()
+    api = page.context.request
+    for path in ("", "/logs?tail=10", "/logs.txt", "/metrics/loss"):
+        assert api.get(account.server.url + f"/api/v1/runs/{feed.uuid}{path}").status == 404, path
+    page.errors.clear()  # the 404 page is logged by the browser as a failed load
+
+
+def test_pages_load_nothing_from_other_sites(open_page, account):
+    feed = RunFeed(account, "same-origin")
+    feed.metric("loss", 1.0, step=1)
+    feed.log("hello")
+    page = open_page()
+    requested = []
+    page.on("request", lambda req: requested.append(req.url))
+    sign_in(page, account)
+    page.goto(account.server.url + f"/runs/{feed.uuid}")
+    page.locator(".chart canvas").wait_for()
+    assert requested
+    foreign = [url for url in requested if not url.startswith(account.server.url + "/")]
+    assert foreign == []
+    policy = requests.get(account.server.url + "/login", timeout=10).headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+
+
+def test_live_updates_resume_after_the_server_restarts(open_page, server_factory):
+    server = server_factory()
+    account = server.signup()
+    feed = RunFeed(account, "restarts")
+    feed.log("before the restart")
+    page = open_run(open_page, account, feed)
+    runs_page = open_page()
+    sign_in(runs_page, account)
+    runs_page.locator(".run-row").wait_for()
+
+    server.stop()
+    server.start()
+    feed.log("after the restart")
+    page.locator(ROWS, has_text="after the restart").wait_for(timeout=15_000)
+    assert row_texts(page) == ["before the restart", "after the restart"]
+    later = RunFeed(account, "restarts")
+    runs_page.locator(f".run-row[data-uuid='{later.uuid}']").wait_for(timeout=15_000)
+    # While the server was away the browser logged failed connections: expected here.
+    page.errors.clear()
+    runs_page.errors.clear()
+
+
+def test_a_silent_run_shows_as_lost_and_comes_back(open_page, server_factory):
+    server = server_factory("--lost-timeout", "1")
+    account = server.signup()
+    feed = RunFeed(account, "goes-quiet")
+    feed.log("working")
+    page = open_run(open_page, account, feed)
+    page.locator("#run-status .badge[data-status='lost']").wait_for()
+    assert page.locator("#run-status .badge").inner_text() == "Lost"
+    feed.log("back again")
+    page.locator("#run-status .badge[data-status='running']").wait_for()
+    assert row_texts(page) == ["working", "back again"]

@@ -1,0 +1,31 @@
+"""Fixtures for the notebook tests: a real kernel that reports to the test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from kernel_notebook import CELL_TIMEOUT, KERNEL_STARTUP_TIMEOUT, Notebook, RecordingClient
+
+
+@pytest.fixture
+def notebook(account, hyperdash_home: Path, tmp_path: Path):
+    """An empty notebook in a fresh kernel that reports to the test server as ``account``."""
+    workdir = tmp_path / "notebook"
+    workdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    client = RecordingClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        startup_timeout=KERNEL_STARTUP_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+        record_timing=False,
+    )
+    env = account.sdk_env(hyperdash_home)
+    # ipykernel forwards what reaches descriptors 1 and 2 to the notebook, as in Jupyter,
+    # unless it believes it runs under pytest.
+    env.pop("PYTEST_CURRENT_TEST", None)
+    with client.setup_kernel(env=env):
+        yield Notebook(client)

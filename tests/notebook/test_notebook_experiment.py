@@ -1,0 +1,90 @@
+"""An Experiment that spans cells, and @monitor, in a real Jupyter kernel against the real server."""
+
+from __future__ import annotations
+
+from kernel_notebook import errors, log_texts, shown
+
+
+def test_an_experiment_spans_cells_and_captures_only_while_open(notebook, account):
+    notebook.run("print('before the experiment')")
+    opening = notebook.run("from hyperdash import Experiment\nexp = Experiment('across cells')")
+    assert errors(opening) == []
+
+    # Each cell's output shows in that cell, live, while the experiment captures it.
+    epoch = notebook.run(
+        "import time\nprint('epoch 1')\ntime.sleep(2)\nprint('epoch 2')\n"
+        "exp.metric('loss', 0.5)"
+    )
+    assert "epoch 1\nepoch 2\n" in shown(epoch)
+    arrivals = notebook.stream_messages(epoch)
+    first = min(t for t, text in arrivals if "epoch 1" in text)
+    second = min(t for t, text in arrivals if "epoch 2" in text)
+    assert second - first > 1.0, "the cell's first line was not shown until the cell had finished"
+
+    warning = notebook.run("import sys\nprint('a warning', file=sys.stderr)\nexp.param('batch size', 64)")
+    assert "a warning\n" in shown(warning, "stderr")
+
+    assert errors(notebook.run("exp.end()")) == []
+    after = notebook.run("print('after the experiment')")
+    assert shown(after) == "after the experiment\n"
+
+    run = account.wait_for_run("across cells", status="success")
+    texts = log_texts(account, run["uuid"])
+    assert texts.index("epoch 1") < texts.index("epoch 2")
+    assert "a warning" in log_texts(account, run["uuid"], "stderr")
+    assert "before the experiment" not in texts
+    assert "after the experiment" not in texts
+    details = account.run(run["uuid"])
+    assert details["metrics"]["loss"]["value"] == 0.5
+    assert details["params"]["batch size"] == 64
+    assert len(account.runs(name="across cells")) == 1
+
+
+def test_monitor_decorator_works_in_a_notebook(notebook, account):
+    notebook.run(
+        "from hyperdash import monitor\n\n"
+        "@monitor('decorated in a notebook')\n"
+        "def train(exp):\n"
+        "    print('training')\n"
+        "    exp.metric('accuracy', 0.9)\n"
+        "    return 'trained'\n"
+    )
+
+    cell = notebook.run("train()")
+
+    assert "training\n" in shown(cell)
+    [result] = [out for out in cell.outputs if out["output_type"] == "execute_result"]
+    assert result["data"]["text/plain"] == "'trained'"
+    run = account.wait_for_run("decorated in a notebook", status="success")
+    assert "training" in log_texts(account, run["uuid"])
+    assert account.run(run["uuid"])["metrics"]["accuracy"]["value"] == 0.9
+
+    failing = notebook.run(
+        "@monitor('decorated and failing')\ndef broken():\n    raise RuntimeError('no data')\n\nbroken()",
+        error=True,
+    )
+    assert [(e["ename"], e["evalue"]) for e in errors(failing)] == [("RuntimeError", "no data")]
+    run = account.wait_for_run("decorated and failing", status="failure")
+    assert "RuntimeError: no data" in log_texts(account, run["uuid"], "stderr")
+
+
+def test_rerunning_the_cell_that_creates_an_experiment_ends_the_previous_one(notebook, account):
+    creating = "from hyperdash import Experiment\nexp = Experiment('rerun {}')"
+    notebook.run(creating.format("first"))
+    notebook.run("print('for the first run')\nexp.metric('loss', 1.0)")
+
+    rerun = notebook.run(creating.format("second"))
+
+    assert errors(rerun) == []
+    assert shown(rerun, "stderr").count("was ended (success) because a new Experiment") == 1
+    assert "'rerun first'" in shown(rerun, "stderr")
+    later = notebook.run("import os\nprint('for the second run')\n_ = os.system('echo second child')")
+    assert shown(later) == "for the second run\nsecond child\n"
+    notebook.run("exp.end()")
+    after = notebook.run("print('after both')")
+    assert shown(after) == "after both\n"
+
+    first = account.wait_for_run("rerun first", status="success")
+    second = account.wait_for_run("rerun second", status="success")
+    assert log_texts(account, first["uuid"]) == ["for the first run", "| loss:   1.000000 |"]
+    assert log_texts(account, second["uuid"]) == ["for the second run", "second child"]

@@ -1,0 +1,143 @@
+"""The %%monitor_cell magic in a real Jupyter kernel, against the real server."""
+
+from __future__ import annotations
+
+from kernel_notebook import errors, log_texts, shown
+
+MAGIC_CELL = """\
+%%monitor_cell dogs vs. cats
+import sys, time
+print("Epoch 1, accuracy: 50%")
+time.sleep(2)
+print("Epoch 2, accuracy: 75%")
+print("loss is noisy", file=sys.stderr)
+!echo from a shell escape
+learning_rate = exp.param("learning rate", 0.01)
+exp.metric("accuracy", 0.75)
+answer = 42
+"""
+
+
+def test_cell_output_shows_live_and_reaches_the_server_as_a_run(notebook, account):
+    assert notebook.run("from hyperdash import monitor_cell").outputs == []
+    notebook.run("exp = 'my own exp'")
+
+    cell = notebook.run(MAGIC_CELL)
+
+    # The notebook shows the cell's output as usual, and the first line while the cell still ran.
+    assert "Epoch 1, accuracy: 50%\n" in shown(cell)
+    assert "Epoch 2, accuracy: 75%\n" in shown(cell)
+    assert "loss is noisy\n" in shown(cell, "stderr")
+    assert "from a shell escape" in shown(cell)  # IPython's own syntax works in the cell
+    assert errors(cell) == []
+    arrivals = notebook.stream_messages(cell)
+    first = min(t for t, text in arrivals if "Epoch 1" in text)
+    second = min(t for t, text in arrivals if "Epoch 2" in text)
+    assert second - first > 1.0, "the first line was not shown until the cell had finished"
+
+    # The cell's names stay in the notebook; the user's own `exp` is back.
+    after = notebook.run("print(answer, learning_rate, exp)")
+    assert shown(after) == "42 0.01 my own exp\n"
+
+    run = account.wait_for_run("dogs vs. cats", status="success")
+    texts = log_texts(account, run["uuid"])
+    assert texts.index("Epoch 1, accuracy: 50%") < texts.index("Epoch 2, accuracy: 75%")
+    assert texts.count("Epoch 1, accuracy: 50%") == 1
+    assert "loss is noisy" in log_texts(account, run["uuid"], "stderr")
+    assert "from a shell escape" in texts
+    details = account.run(run["uuid"])
+    assert details["api"] == "jupyter"
+    assert details["params"]["learning rate"] == 0.01
+    assert details["metrics"]["accuracy"]["value"] == 0.75
+
+
+def test_a_raising_cell_shows_its_traceback_and_the_run_fails(notebook, account):
+    notebook.run("from hyperdash import monitor_cell")
+
+    cell = notebook.run(
+        "%%monitor_cell broken\nprint('about to fail')\nraise ValueError('bad batch')", error=True
+    )
+
+    # The notebook marks the cell failed and shows the traceback once, with the cell's own frame.
+    [error] = errors(cell)
+    assert (error["ename"], error["evalue"]) == ("ValueError", "bad batch")
+    assert "about to fail\n" in shown(cell)
+    assert "hyperdash" not in "".join(error["traceback"])
+    # The kernel goes on.
+    assert shown(notebook.run("print('next cell')")) == "next cell\n"
+
+    run = account.wait_for_run("broken", status="failure")
+    texts = log_texts(account, run["uuid"])
+    assert "about to fail" in texts
+    stderr = log_texts(account, run["uuid"], "stderr")
+    assert "Traceback (most recent call last):" in stderr
+    assert "ValueError: bad batch" in stderr
+    assert "    raise ValueError('bad batch')" in stderr
+
+
+def test_interrupting_the_kernel_cancels_the_run(notebook, account):
+    notebook.run("from hyperdash import monitor_cell")
+
+    def waiting_line_on_server():
+        runs = account.runs(name="patience")
+        return runs and "waiting" in log_texts(account, runs[0]["uuid"])
+
+    with notebook.interrupt_when(waiting_line_on_server):
+        cell = notebook.run(
+            "%%monitor_cell patience\nimport time\nprint('waiting', flush=True)\ntime.sleep(60)",
+            error=True,
+            timeout=40,
+        )
+
+    assert [e["ename"] for e in errors(cell)] == ["KeyboardInterrupt"]
+    run = account.wait_for_run("patience", status="user_canceled")
+    assert "waiting" in log_texts(account, run["uuid"])
+    assert shown(notebook.run("print('still alive')")) == "still alive\n"
+
+
+def test_an_empty_name_gets_a_usage_message_and_creates_no_run(notebook, account):
+    notebook.run("from hyperdash import monitor_cell")
+
+    for magic_line in ("%%monitor_cell", "%%monitor_cell    "):
+        cell = notebook.run(f"{magic_line}\nprint('must not run')", error=True)
+        # IPython shows a UsageError as one line, without a traceback.
+        assert shown(cell, "stderr") == (
+            "UsageError: %%monitor_cell needs the run's name: %%monitor_cell NAME, "
+            "for example %%monitor_cell dogs vs. cats\n"
+        )
+        assert "must not run" not in shown(cell)
+
+    # A named cell afterwards works, and it is the account's only run.
+    notebook.run("%%monitor_cell named\nprint('ran')")
+    account.wait_for_run("named", status="success")
+    assert [run["name"] for run in account.runs()] == ["named"]
+
+
+def test_load_ext_registers_the_magic(notebook, account):
+    before = notebook.run("%%monitor_cell too early\nprint('x')", error=True)
+    assert shown(before, "stderr") == "UsageError: Cell magic `%%monitor_cell` not found.\n"
+
+    assert notebook.run("%load_ext hyperdash").outputs == []
+    cell = notebook.run("%%monitor_cell loaded as an extension\nprint('via load_ext')")
+
+    assert shown(cell) == "via load_ext\n"
+    run = account.wait_for_run("loaded as an extension", status="success")
+    assert log_texts(account, run["uuid"]) == ["via load_ext"]
+
+
+def test_output_written_to_the_kernels_file_descriptors_reaches_the_run(notebook, account):
+    notebook.run("from hyperdash import monitor_cell")
+
+    cell = notebook.run(
+        "%%monitor_cell child processes\nimport os\nprint('from python')\nos.system('echo from a child')\n"
+        "_ = os.write(2, b'straight to fd 2\\n')"
+    )
+
+    assert "from python\n" in shown(cell) and "from a child\n" in shown(cell)
+    assert shown(cell).count("from a child") == 1 and shown(cell).count("from python") == 1
+    assert "straight to fd 2\n" in shown(cell, "stderr")
+    run = account.wait_for_run("child processes", status="success")
+    texts = log_texts(account, run["uuid"])
+    assert texts.count("from python") == 1
+    assert texts.count("from a child") == 1
+    assert log_texts(account, run["uuid"], "stderr").count("straight to fd 2") == 1

@@ -1,0 +1,40 @@
+"""The %%monitor_cell magic in terminal IPython (a real `ipython` process), against the real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from kernel_notebook import log_texts
+
+SESSION = """\
+from hyperdash import monitor_cell
+%%monitor_cell broken in a terminal
+print('about to fail')
+raise ValueError('bad batch')
+
+
+
+print('the shell goes on')
+"""
+
+
+def test_a_raising_cell_logs_its_traceback_once(account, hyperdash_home, tmp_path):
+    env = account.sdk_env(hyperdash_home)
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
+    shell = subprocess.run(
+        [sys.executable, "-m", "IPython", "--simple-prompt", "--colors=NoColor", "--no-banner",
+         "--HistoryManager.hist_file=:memory:"],
+        input=SESSION, capture_output=True, text=True, timeout=60, env=env,
+    )
+
+    assert shell.returncode == 0, shell.stderr
+    # The terminal shows the shell's own traceback, once, and the shell goes on.
+    assert shell.stdout.count("ValueError: bad batch") == 1
+    assert "the shell goes on" in shell.stdout
+    run = account.wait_for_run("broken in a terminal", status="failure")
+    texts = log_texts(account, run["uuid"])
+    assert "about to fail" in texts
+    # The log holds what the terminal showed, the traceback included, and nothing twice.
+    assert texts.count("ValueError: bad batch") == 1
+    assert "----> 2 raise ValueError('bad batch')" in texts

@@ -1,0 +1,98 @@
+"""Bytes to lines: the fast path, long lines, progress redraws."""
+
+from __future__ import annotations
+
+from hyperdash.framing import LINES, PARTIAL, PROGRESS, LineFramer, utf8_cut, visible_text
+
+
+def lines_of(pieces):
+    out = []
+    for kind, blob, count in pieces:
+        if kind == LINES:
+            parts = blob.split(b"\n")[:-1]
+            assert len(parts) == count
+            out += [(LINES, p) for p in parts]
+        else:
+            assert count == 1
+            out.append((kind, blob))
+    return out
+
+
+def test_complete_lines_in_one_piece_and_a_held_tail():
+    framer = LineFramer()
+    pieces = framer.feed(b"one\ntwo\nthr")
+    assert pieces == [(LINES, b"one\ntwo\n", 2)]
+    assert framer.feed(b"ee\n") == [(LINES, b"three\n", 1)]
+    assert framer.feed(b"") == []
+    assert framer.flush() == []
+
+
+def test_unterminated_last_line_comes_out_on_flush():
+    framer = LineFramer()
+    assert framer.feed(b"no newline") == []
+    assert framer.flush() == [(LINES, b"no newline\n", 1)]
+
+
+def test_long_line_is_cut_into_partial_pieces_on_character_boundaries():
+    framer = LineFramer(max_line=10)
+    text = "é" * 12  # 24 bytes
+    out = lines_of(framer.feed(text.encode() + b"\nshort\n"))
+    assert [kind for kind, _ in out] == [PARTIAL, PARTIAL, LINES, LINES]
+    assert b"".join(blob for _, blob in out[:3]).decode() == text
+    assert all(len(blob) <= 10 for _, blob in out)
+    for _, blob in out:
+        blob.decode()  # no character cut in two
+    assert out[3] == (LINES, b"short")
+
+
+def test_long_line_arriving_in_chunks_is_cut_as_it_comes():
+    framer = LineFramer(max_line=8)
+    assert lines_of(framer.feed(b"x" * 20)) == [(PARTIAL, b"x" * 8), (PARTIAL, b"x" * 8)]
+    assert lines_of(framer.feed(b"yy\n")) == [(LINES, b"xxxxyy")]
+
+
+def test_progress_redraws_become_one_throttled_state_then_the_final_line():
+    now = [0.0]
+    framer = LineFramer(progress_interval=0.5, clock=lambda: now[0])
+    assert lines_of(framer.feed(b"\r 10%")) == [(PROGRESS, b" 10%")]
+    assert framer.feed(b"\r 20%") == []  # within the interval: held back
+    assert framer.due_progress() == []
+    now[0] = 1.0
+    assert lines_of(framer.due_progress()) == [(PROGRESS, b" 20%")]
+    assert framer.due_progress() == []  # nothing new
+    assert lines_of(framer.feed(b"\r100%\nnext\n")) == [(LINES, b"100%"), (LINES, b"next")]
+    assert framer.due_progress() == []
+
+
+def test_crlf_and_trailing_carriage_return_keep_the_text():
+    framer = LineFramer()
+    # a chunk that ends between \r and \n looks like a redraw until the \n comes
+    assert lines_of(framer.feed(b"windows\r\nline\r")) == [(LINES, b"windows"), (PROGRESS, b"line")]
+    assert lines_of(framer.feed(b"\n")) == [(LINES, b"line")]
+
+
+def test_helpers():
+    assert visible_text(b"abc\rde\r") == b"de"
+    assert visible_text(b"\r\r") == b""
+    data = "aé".encode()  # a, then a two-byte character
+    assert utf8_cut(data, 2) == 1
+    assert utf8_cut(b"\xff" * 10, 4) == 4  # not UTF-8: cut where asked
+
+
+def test_the_fast_path_never_misses_a_long_line():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        limit = rng.randint(2, 40)
+        lines = [b"x" * rng.randint(0, 2 * limit) for _ in range(rng.randint(1, 40))]
+        framer = LineFramer(max_line=limit)
+        pieces = lines_of(framer.feed(b"\n".join(lines) + b"\n"))
+        assert all(len(blob) <= limit for _, blob in pieces)
+        rebuilt, current = [], b""
+        for kind, blob in pieces:
+            current += blob
+            if kind == LINES:
+                rebuilt.append(current)
+                current = b""
+        assert rebuilt == lines

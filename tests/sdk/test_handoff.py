@@ -1,0 +1,133 @@
+"""What a run says and does with events it could not send: the detached uploader, one at a time,
+and no uploader at all when there is no key to send with."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+
+from sdk_support import texts
+from hyperdash.run import Run
+from hyperdash.spool import spool_root
+from tests.conftest import free_port
+from test_spool_and_upload import write_run
+
+SHORT_JOB = """
+from hyperdash import monitor
+
+@monitor("handed over")
+def job():
+    print("a line")
+
+job()
+"""
+
+
+def uploader_log(home) -> str:
+    path = home / "logs" / "uploader.log"
+    return path.read_text() if path.exists() else ""
+
+
+def test_no_key_starts_no_uploader_and_says_how_to_send_later(run_job, sdk_env, hyperdash_home):
+    env = sdk_env(HYPERDASH_EXIT_TIMEOUT="1")
+    del env["HYPERDASH_API_KEY"]
+    env["HOME"] = str(hyperdash_home)  # no ~/hyperdash.json of the person running the tests
+    done = run_job(SHORT_JOB, env=env)
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.decode()
+    assert "events of this run are not sent (no API key is configured); they wait in the spool: " \
+           "after `hyperdash login`, `hyperdash sync` sends them" in err, err
+    assert "background uploader" not in err
+    assert not (hyperdash_home / "logs" / "uploader.log").exists()  # none was started
+    assert len(list(spool_root().iterdir())) == 1
+
+
+def test_a_refused_key_starts_no_uploader(run_job, sdk_env, hyperdash_home):
+    done = run_job(SHORT_JOB, env=sdk_env(HYPERDASH_API_KEY="not-a-key", HYPERDASH_EXIT_TIMEOUT="2"))
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.decode()
+    assert "(the server refused the API key); they wait in the spool" in err, err
+    assert "background uploader" not in err
+    assert not (hyperdash_home / "logs" / "uploader.log").exists()
+
+
+def test_config_errors_already_shown_are_not_repeated(account, monkeypatch, tmp_path, capfd):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hyperdash.json").write_text("{broken")
+    monkeypatch.setenv("HYPERDASH_SERVER", account.server.url)
+    monkeypatch.delenv("HYPERDASH_API_KEY", raising=False)
+    for quiet in (False, True):
+        run = Run("broken settings", echo=False, exit_timeout=1.0, quiet_config_errors=quiet).start()
+        run.write("stdout", b"a line\n")
+        run.end()
+        err = capfd.readouterr().err
+        assert "events of this run are not sent (no usable API key" in err, err
+        assert ("is not valid JSON" in err) is not quiet, err
+
+
+def hold_uploader_lock(home):
+    fd = os.open(home / "uploader.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_a_second_uploader_exits_at_once_leaving_its_run_to_the_first(account, hyperdash_home):
+    spool = write_run(account.server.url, "left to the other", 3)
+    spool.close()
+    env = account.sdk_env(hyperdash_home)
+    lock = hold_uploader_lock(hyperdash_home)  # as a running uploader holds it
+    try:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "hyperdash.uploader", "--run", spool.folder.name],
+                              env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 5
+        assert b"another uploader is running" in done.stdout
+        assert spool.folder.exists()
+    finally:
+        os.close(lock)
+    first = subprocess.run([sys.executable, "-m", "hyperdash.uploader"], env=env, capture_output=True, timeout=60)
+    assert first.returncode == 0 and not spool.folder.exists(), first.stdout
+
+
+def test_the_running_uploader_takes_spools_orphaned_while_it_works(account, hyperdash_home):
+    env = account.sdk_env(hyperdash_home)
+    env["HYPERDASH_UPLOADER_PATIENCE"] = "3"
+    stuck = write_run(f"http://127.0.0.1:{free_port()}", "server gone", 3)  # keeps the first busy
+    stuck.close()
+    first = subprocess.Popen([sys.executable, "-m", "hyperdash.uploader"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not (hyperdash_home / "uploader.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        late = write_run(account.server.url, "orphaned later", 4)
+        late.close()
+        second = subprocess.run([sys.executable, "-m", "hyperdash.uploader", "--run", late.folder.name],
+                                env=env, capture_output=True, timeout=60)
+        assert b"another uploader is running" in second.stdout, second.stdout
+        out, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 1, out  # the unreachable one stays, and says so
+    assert b"stays in the spool" in out and stuck.folder.exists() and not late.folder.exists()
+    run = account.wait_for_run("orphaned later", status="success")
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(4)]
+
+
+def test_a_failed_run_hands_over_to_the_uploader_already_running(run_job, sdk_env, hyperdash_home):
+    lock = hold_uploader_lock(hyperdash_home)
+    try:
+        done = run_job(SHORT_JOB, env=sdk_env(HYPERDASH_SERVER=f"http://127.0.0.1:{free_port()}",
+                                              HYPERDASH_EXIT_TIMEOUT="1"))
+    finally:
+        os.close(lock)
+    assert done.returncode == 0, done.stderr
+    assert "the background uploader already running sends them" in done.stderr.decode()
+    assert uploader_log(hyperdash_home) == ""  # no second one was started

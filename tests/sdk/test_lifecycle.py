@@ -1,0 +1,318 @@
+"""How a run ends, and what the job sees: statuses, signals, exceptions, fork, the Experiment API."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sdk_support import texts
+
+
+def start_job(script, env, code: str) -> subprocess.Popen:
+    """A job that prints ``ready`` (flushed) when it is worth signalling."""
+    return subprocess.Popen([sys.executable, str(script(code))], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+WAITING_JOB = """
+import time
+from hyperdash import monitor
+
+@monitor("waiting")
+def job():
+    print("working", flush=True)
+    print("ready", flush=True)
+    time.sleep(60)
+
+job()
+"""
+
+
+def wait_ready(proc: subprocess.Popen) -> None:
+    for line in proc.stdout:
+        if line.strip() == b"ready":
+            return
+    raise AssertionError(proc.stderr.read().decode())
+
+
+def test_exception_fails_the_run_keeps_the_traceback_and_propagates(run_job, account):
+    done = run_job("""
+        from hyperdash import monitor
+
+        @monitor("exploding")
+        def job():
+            print("about to fail")
+            raise ValueError("boom")
+
+        job()
+    """)
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert err.count("ValueError: boom") == 1 and "Traceback" in err  # the terminal, once
+    run = account.wait_for_run("exploding", status="failure")
+    lines = account.logs(run["uuid"])
+    assert texts(lines, "stdout") == ["about to fail"]
+    stderr_text = "\n".join(texts(lines, "stderr"))
+    assert "Traceback (most recent call last)" in stderr_text and stderr_text.endswith("ValueError: boom")
+
+
+def test_sys_exit_code_is_kept(run_job, account):
+    done = run_job("""
+        import sys
+        from hyperdash import monitor
+
+        @monitor("exit three")
+        def job():
+            sys.exit(3)
+
+        job()
+    """)
+    assert done.returncode == 3
+    run = account.wait_for_run("exit three", status="failure")
+    assert run["exit_code"] == 3
+
+
+def test_ctrl_c_is_user_canceled(script, sdk_env, account):
+    proc = start_job(script, sdk_env(), WAITING_JOB)
+    wait_ready(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    run = account.wait_for_run("waiting", status="user_canceled")
+    assert texts(account.logs(run["uuid"]))[:2] == ["working", "ready"]
+
+
+def test_sigterm_is_killed_and_the_process_dies_of_it(script, sdk_env, account):
+    proc = start_job(script, sdk_env(), WAITING_JOB)
+    wait_ready(proc)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    assert time.monotonic() - started < 10
+    run = account.wait_for_run("waiting", status="killed")
+    assert run["signal"] == "SIGTERM"
+    assert texts(account.logs(run["uuid"]))[:2] == ["working", "ready"]
+
+
+def test_capture_io_false_sends_params_metrics_and_status_only(run_job, account):
+    done = run_job("""
+        from hyperdash import Experiment
+
+        exp = Experiment("no capture", capture_io=False)
+        exp.param("layers", 3)
+        print("only on the terminal")
+        exp.metric("loss", 0.5)
+        exp.end()
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "only on the terminal" in done.stdout.decode()
+    run = account.wait_for_run("no capture", status="success")
+    assert account.logs(run["uuid"]) == []
+    detail = account.run(run["uuid"])
+    assert detail["params"] == {"layers": 3} and detail["metrics"]["loss"]["value"] == 0.5
+
+
+def test_experiment_api(run_job, account):
+    done = run_job("""
+        import numpy as np
+        from hyperdash import Experiment
+
+        with Experiment("api") as exp:
+            assert exp.param("lr", np.float32(0.5)) == np.float32(0.5)
+            assert exp.param("optimizer", "adam") == "adam"
+            assert exp.param("augment", True) is True
+            for step in range(5):
+                assert exp.metric("loss", np.float64(1 / (step + 1)), step=np.int64(step)) == 1 / (step + 1)
+            for bad, kind in (("high", TypeError), ([1], TypeError)):
+                try:
+                    exp.metric("loss", bad)
+                except kind as exc:
+                    print("refused:", exc)
+            try:
+                exp.param("", 1)
+            except ValueError as exc:
+                print("refused:", exc)
+            exp.metric("loss", float("nan"))  # not recorded, the job goes on
+        exp.end()  # a second end does nothing
+        print("done")
+    """)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode().splitlines()
+    assert "{ lr: 0.5 }" in out and "{ optimizer: adam }" in out  # echoed as the original did
+    assert "| loss:   1.000000 |" in out
+    assert sum(line.startswith("refused:") for line in out) == 3 and out[-1] == "done"
+    assert done.stderr.decode().count("'loss' got nan") == 1
+    run = account.wait_for_run("api", status="success")
+    detail = account.run(run["uuid"])
+    assert detail["params"] == {"lr": 0.5, "optimizer": "adam", "augment": True}
+    series = account.get(f"/api/v1/runs/{run['uuid']}/metrics/loss").json()["points"]
+    assert [(p["step"], p["value"]) for p in series] == [(s, 1 / (s + 1)) for s in range(5)]
+
+
+def test_monitor_hands_exp_and_echo_can_be_off(run_job, account):
+    done = run_job("""
+        from hyperdash import monitor, Experiment
+
+        @monitor("with exp")
+        def job(exp):
+            assert isinstance(exp, Experiment)
+            exp.param("batch", 64, log=False)
+            return "result"
+
+        print(job())
+        with Experiment("quiet", echo=False) as exp:
+            exp.metric("m", 1)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["result"]
+    run = account.wait_for_run("with exp", status="success")
+    assert account.run(run["uuid"])["params"] == {"batch": 64}
+    account.wait_for_run("quiet", status="success")
+
+
+def test_the_original_import_path_works(run_job, account):
+    done = run_job("""
+        from hyperdash.sdk import monitor
+
+        @monitor("dogs vs. cats")
+        def train_dogs_vs_cats():
+            print("Epoch 1, accuracy: 50%")
+
+        train_dogs_vs_cats()
+    """)
+    assert done.returncode == 0, done.stderr
+    run = account.wait_for_run("dogs vs. cats", status="success")
+    assert texts(account.logs(run["uuid"])) == ["Epoch 1, accuracy: 50%"]
+
+
+def test_uncaught_exception_ends_an_unended_experiment_as_failure(run_job, account):
+    done = run_job("""
+        from hyperdash import Experiment
+
+        exp = Experiment("never ended")
+        print("working")
+        raise RuntimeError("lost control")
+    """)
+    assert done.returncode == 1
+    run = account.wait_for_run("never ended", status="failure")
+    assert "RuntimeError: lost control" in "\n".join(texts(account.logs(run["uuid"]), "stderr"))
+
+
+def test_fork_child_output_is_captured_once_by_the_parent(run_job, account):
+    done = run_job("""
+        import os, sys
+        from hyperdash import monitor
+
+        @monitor("forking")
+        def job(exp):
+            print("parent before", flush=True)
+            pid = os.fork()
+            if pid == 0:
+                print("child says hi", flush=True)
+                exp.metric("child metric", 1)  # not recorded: the run belongs to the parent
+                exp.param("child param", 2, log=False)  # neither, and no second warning
+                sys.stdout.flush()
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print("parent after")
+
+        job()
+    """)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.decode().splitlines() if "forked child" in line]
+    assert len(warnings) == 1 and "'child metric'" in warnings[0] and "not recorded" in warnings[0]
+    runs = account.runs(name="forking")
+    assert len(runs) == 1
+    run = account.wait_for_run("forking", status="success")
+    lines = texts(account.logs(run["uuid"]))
+    assert lines == ["parent before", "child says hi", "| child metric: 1 |", "parent after"]
+    assert account.run(run["uuid"])["metrics"] == {}
+
+
+def test_terminal_is_unchanged_under_a_pty(script, sdk_env):
+    code = """
+        import sys
+        from hyperdash import monitor
+
+        @monitor("tty")
+        def job():
+            print("isatty", sys.stdout.isatty())
+            sys.stdout.write("\\x1b[32mgreen\\x1b[0m\\n")
+            for i in range(3):
+                sys.stdout.write(f"\\r{i}/3")
+            print()
+        job()
+    """
+    plain_code = code.replace("@monitor(\"tty\")", "")
+
+    def run_in_pty(path) -> bytes:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, str(path)], env=sdk_env(), stdin=subprocess.DEVNULL,
+                                stdout=slave, stderr=subprocess.DEVNULL)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=30)
+        os.close(master)
+        return out
+
+    monitored, plain = run_in_pty(script(code)), run_in_pty(script(plain_code))
+    assert b"isatty True" in plain
+    assert monitored == plain
+
+
+def test_next_run_uploads_an_orphaned_spool(run_job, account, hyperdash_home):
+    crashed = run_job("""
+        import os, time
+        from hyperdash import monitor
+
+        @monitor("crashed")
+        def job():
+            for i in range(100):
+                print("line", i, flush=True)
+            time.sleep(0.3)  # captured into the spool, not sent yet (the first send waits 1s)
+            os._exit(9)  # no end, no flush: the spool is all that is left
+
+        job()
+    """)
+    assert crashed.returncode == 9
+    assert len(list((hyperdash_home / "spool").iterdir())) == 1
+    assert account.runs(name="crashed") == []
+    later = run_job("""
+        from hyperdash import monitor
+        import time
+
+        @monitor("later")
+        def job():
+            time.sleep(1)  # long enough for its first look around
+
+        job()
+    """)
+    assert later.returncode == 0, later.stderr
+    run = account.wait_for_run("crashed", timeout=30)
+    account.wait_for(lambda: len(account.logs(run["uuid"])) == 100, timeout=30)
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(100)]
+    assert run["status"] == "running"  # it never ended; the server decides when it is lost
+    account.wait_for(lambda: not any((hyperdash_home / "spool").iterdir()), timeout=30)
+
+
+@pytest.mark.parametrize("bad", ["", 7])
+def test_bad_run_names_are_refused(bad):
+    from hyperdash import Experiment
+
+    with pytest.raises((TypeError, ValueError)):
+        Experiment(bad)

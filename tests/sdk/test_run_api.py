@@ -1,0 +1,77 @@
+"""The Run API that every front end (decorator, Experiment, CLI, notebook) builds on."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from sdk_support import texts
+from hyperdash.capture import StreamCapture
+from hyperdash.run import Run, new_run_uuid
+
+
+def test_write_from_threads_then_end_with_an_exit_code(reporting, capfd):
+    run = Run("raw bytes", api="cli_run", echo=False).start()
+
+    def feed(stream: str, tag: str):
+        for i in range(200):
+            run.write(stream, f"{tag} {i}\n".encode())
+
+    threads = [threading.Thread(target=feed, args=(s, s[3:])) for s in ("stdout", "stderr")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.write("stdout", b"no newline at the end")
+    run.end("failure", exit_code=2)
+    run.end("success")  # idempotent: the first end stands
+    run.write("stdout", b"after the end\n")  # ignored
+    assert "the log of this run is at" in capfd.readouterr().err
+    detail = reporting.wait_for_run("raw bytes", status="failure")
+    assert detail["exit_code"] == 2 and detail["api"] == "cli_run"
+    lines = reporting.logs(detail["uuid"])
+    assert texts(lines, "stdout") == [f"out {i}" for i in range(200)] + ["no newline at the end"]
+    assert texts(lines, "stderr") == [f"err {i}" for i in range(200)]
+    log = run.log_path.read_text().splitlines()
+    assert len(log) == 401 and log[-1] == "no newline at the end"
+
+
+def test_stream_capture_tees_the_python_streams(reporting, capsys):
+    run = Run("streams").start()
+    capture = StreamCapture(run).start()
+    print("to both")
+    run.param("p", 1)
+    capture.stop()
+    print("to the terminal only")
+    run.end()
+    out = capsys.readouterr().out
+    assert out.splitlines()[:3] == ["to both", "{ p: 1 }", "to the terminal only"]
+    detail = reporting.wait_for_run("streams", status="success")
+    assert texts(reporting.logs(detail["uuid"])) == ["to both", "{ p: 1 }"]
+
+
+def test_bad_arguments_raise_clearly_and_record_nothing():
+    run = Run("validation", echo=False)
+    with pytest.raises(TypeError, match="must be a number"):
+        run.metric("loss", "low")
+    with pytest.raises(TypeError, match="step must be an integer"):
+        run.metric("loss", 1.0, step=1.5)
+    with pytest.raises(TypeError, match="param name must be a string"):
+        run.param(3, 1)
+    with pytest.raises(ValueError, match="must not be empty"):
+        run.param(" ", 1)
+    with pytest.raises(ValueError, match="status must be one of"):
+        run.end("done")
+    assert run._next_seq == 1  # nothing was numbered
+    run.end()  # never started: nothing to end, no error
+
+
+def test_new_run_uuid_is_a_version_4_uuid():
+    seen = set()
+    for _ in range(200):
+        value = uuid.UUID(new_run_uuid())
+        assert value.version == 4 and value.variant == uuid.RFC_4122
+        seen.add(value)
+    assert len(seen) == 200

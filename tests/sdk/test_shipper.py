@@ -1,0 +1,141 @@
+"""The shipper's manners: heartbeats when quiet, Retry-After, backoff, a bounded close."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from hyperdash import framing
+from hyperdash.config import KeySource
+from hyperdash.shipper import Backoff, Shipper, SpoolSender
+from hyperdash.spool import EVENT, Spool
+from hyperdash.transport import Transport
+
+
+class ScriptedServer:
+    """An HTTP listener on a loopback port that answers ingest requests from a script of
+    ``(status, headers)`` replies (the last one repeats) and notes when each request came."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.requests: list[tuple[float, list]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                owner.requests.append((time.monotonic(), body))
+                status, headers = owner.replies[min(len(owner.requests), len(owner.replies)) - 1]
+                reply = json.dumps({"stored": len(body), "duplicates": 0} if status == 200
+                                   else {"code": "busy", "message": "try later"}).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def make_shipper(url: str, lines: int = 3, **kwargs) -> tuple[Shipper, list[str]]:
+    run_uuid = str(uuid.uuid4())
+    spool = Spool.create(run_uuid, {"server": url})
+    spool.append(EVENT, None, 1, 1, 1, json.dumps({"type": "run_started", "payload": {"job_name": "s"}}).encode())
+    if lines:
+        spool.append(framing.LINES, "stdout", 2, lines, 1, b"".join(b"l%d\n" % i for i in range(lines)))
+    warnings: list[tuple[str, str]] = []  # (key, message): the run shows one line per key
+    sender = SpoolSender(spool, Transport(url, api_key="k"), run_uuid, "monitor")
+    shipper = Shipper(sender, warn=lambda key, msg: warnings.append((key, msg)), first_send_delay=0,
+                      flush_interval=0.05, **kwargs)
+    return shipper, warnings
+
+
+def test_retry_after_is_honoured():
+    server = ScriptedServer([(429, {"Retry-After": "1.5"}), (200, {})])
+    try:
+        shipper, warnings = make_shipper(server.url)
+        shipper.start()
+        deadline = time.monotonic() + 10
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shipper.close(2)
+        first, second = server.requests[0][0], server.requests[1][0]
+        assert 1.45 <= second - first < 3.0
+        assert server.requests[1][1] == server.requests[0][1]  # the same events again
+        assert not shipper.sender.pending()
+    finally:
+        server.close()
+
+
+def test_server_errors_back_off_and_warn_under_one_key():
+    server = ScriptedServer([(500, {})])
+    try:
+        shipper, warnings = make_shipper(server.url)
+        shipper.start()
+        time.sleep(2.5)
+        shipper.close(0.5)
+        gaps = [b[0] - a[0] for a, b in zip(server.requests, server.requests[1:])]
+        assert 2 <= len(server.requests) <= 6  # backing off, not hammering
+        assert gaps == sorted(gaps) or max(gaps) > gaps[0]
+        assert {key for key, _ in warnings} == {"server"} and "server error 500" in warnings[0][1]
+        assert shipper.sender.pending()  # nothing acknowledged, nothing forgotten
+    finally:
+        server.close()
+
+
+def test_heartbeat_after_silence_and_none_while_busy(account):
+    shipper, _ = make_shipper(account.server.url, lines=0, heartbeat_interval=0.3)
+    shipper.sender.transport.api_key = account.api_key
+    shipper.start()
+    run = account.wait_for(lambda: [r for r in account.runs() if r["uuid"] == shipper.sender.run_uuid])[0]
+    first_seen = run["last_seen_at"]
+    account.wait_for(lambda: account.run(run["uuid"])["last_seen_at"] > first_seen, timeout=5)
+    shipper.close(1)
+    assert account.logs(run["uuid"]) == []  # heartbeats are not events
+
+
+def test_close_is_bounded_against_a_server_that_never_answers():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        shipper, _ = make_shipper(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        shipper.start()
+        time.sleep(0.3)  # a request is in flight, unanswered
+        started = time.monotonic()
+        shipper.close(1.0)
+        assert time.monotonic() - started < 1.5
+        assert shipper.sender.pending() and shipper.sender.frozen
+    finally:
+        listener.close()
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap():
+    backoff = Backoff(base=0.5, cap=4)
+    delays = [backoff.next_delay() for _ in range(8)]
+    assert all(0.25 <= d <= 0.5 for d in delays[:1])
+    assert all(2 <= d <= 4 for d in delays[4:])
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+def test_key_source_is_what_the_transport_calls(monkeypatch):
+    keys = iter(["first", "second"])
+    source = KeySource(lambda: next(keys), refresh_seconds=0)
+    transport = Transport("http://127.0.0.1:9", api_key=source.get)
+    assert transport._current_key() == "first" and transport._current_key() == "second"

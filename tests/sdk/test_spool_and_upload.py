@@ -1,0 +1,263 @@
+"""The spool on disk, the transport against the real server, and uploading orphaned spools."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from sdk_support import texts
+from hyperdash import errors, framing
+from hyperdash.events import APIS
+from hyperdash.shipper import SpoolSender
+from hyperdash.spool import EVENT, Spool, orphaned_spools, spool_root
+from hyperdash.transport import Transport
+from hyperdash.uploader import upload_pending
+from tests.conftest import free_port
+
+
+def event(type_: str, payload: dict) -> bytes:
+    return json.dumps({"type": type_, "payload": payload}).encode()
+
+
+def write_run(server_url: str, name: str, lines: int, ended: bool = True) -> Spool:
+    """A spool as a run leaves it: run_started, ``lines`` lines in records of 10, run_ended."""
+    run_uuid = str(uuid.uuid4())
+    spool = Spool.create(run_uuid, {"uuid": run_uuid, "name": name, "api": "monitor", "server": server_url})
+    spool.append(EVENT, None, 1, 1, 1000, event("run_started", {"job_name": name}))
+    seq = 2
+    for start in range(0, lines, 10):
+        block = b"".join(f"line {i}\n".encode() for i in range(start, min(lines, start + 10)))
+        count = block.count(b"\n")
+        spool.append(framing.LINES, "stdout", seq, count, 1000, block)
+        seq += count
+    if ended:
+        spool.append(EVENT, None, seq, 1, 1000, event("run_ended", {"final_status": "success"}))
+    return spool
+
+
+def test_records_round_trip_and_the_cursor_persists(tmp_path):
+    spool = write_run("http://x", "r", 25)
+    records = list(spool.records(0))
+    assert [(r.kind, r.first_seq, r.count) for r in records] == [
+        (EVENT, 1, 1), (framing.LINES, 2, 10), (framing.LINES, 12, 10), (framing.LINES, 22, 5), (EVENT, 27, 1)]
+    assert records[2].stream == "stdout" and records[2].blob.startswith(b"line 10\n")
+    spool.save_cursor(records[2].offset, 15)
+    folder = spool.folder
+    spool.close()
+    again = Spool.open_orphan(folder)
+    assert (again.cursor_offset, again.acked_seq) == (records[2].offset, 15)
+    again.close()
+
+
+def test_a_live_spool_is_not_an_orphan_and_a_torn_record_is_ignored():
+    spool = write_run("http://x", "r", 3)
+    assert Spool.open_orphan(spool.folder) is None and orphaned_spools() == []
+    end = spool.end_offset
+    with open(spool.folder / "events", "ab") as f:
+        f.write(b"\x01\x01\x02")  # a record cut short by a crash
+    spool.close()
+    assert orphaned_spools() == [spool.folder]
+    orphan = Spool.open_orphan(spool.folder)
+    assert list(orphan.records(0))[-1].end == end
+    orphan.close()
+
+
+def test_disk_failure_continues_in_bounded_memory():
+    spool = write_run("http://x", "r", 10, ended=False)
+    failures = []
+    spool.on_disk_error = failures.append
+    os.close(spool._events_fd)
+    spool._events_fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    spool.memory_limit = 1000
+    seq = 12
+    for i in range(100):
+        spool.append(framing.LINES, "stderr", seq, 1, 1, b"%03d " % i + b"x" * 40 + b"\n")
+        seq += 1
+    assert len(failures) == 1 and not spool.on_disk
+    records = list(spool.records(0, max_bytes=1 << 30))
+    assert records[1].first_seq == 2  # the disk part is still there
+    assert spool.dropped_events > 0 and len(spool._memory) <= 1000
+    assert records[-1].blob.startswith(b"099 ")  # the newest are kept
+    spool.close()
+
+
+def test_transport_against_the_real_server(account):
+    transport = Transport(account.server.url, api_key=account.api_key)
+    run_uuid = str(uuid.uuid4())
+    batch = [{"type": "run_started", "timestamp": 1, "sdk_run_uuid": run_uuid, "seq": 1,
+              "payload": {"job_name": "t"}},
+             {"type": "log", "timestamp": 1, "sdk_run_uuid": run_uuid, "seq": 2,
+              "payload": {"level": "INFO", "body": "hi", "stream": "stdout"}}]
+    assert transport.send_events(batch, "monitor") == {"stored": 2, "duplicates": 0}
+    assert transport.send_events(batch, "monitor") == {"stored": 0, "duplicates": 2}
+    assert transport.request("GET", f"/api/v1/runs/{run_uuid}")["name"] == "t"
+    with pytest.raises(errors.APIError) as refused:
+        transport.send_events([dict(batch[0], type="bogus", seq=3)], "monitor")
+    assert refused.value.status == 400 and refused.value.message
+    with pytest.raises(errors.AuthenticationError) as denied:
+        Transport(account.server.url, api_key="wrong").send_events(batch, "monitor")
+    assert denied.value.code == "api_key_requred"
+    with pytest.raises(errors.AuthenticationError):
+        Transport(account.server.url).send_events(batch, "monitor")
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(errors.ServerUnreachable) as down:
+        Transport(dead, api_key="k").send_events(batch, "monitor")
+    assert down.value.url == dead
+    transport.close()
+
+
+def test_sender_drops_only_the_event_the_server_refuses(account):
+    spool = write_run(account.server.url, "one bad", 5, ended=False)
+    spool.append(EVENT, None, 7, 1, 1000, event("no_such_type", {}))
+    spool.append(EVENT, None, 8, 1, 1000, event("run_ended", {"final_status": "success"}))
+    dropped = []
+    sender = SpoolSender(spool, Transport(account.server.url, api_key=account.api_key), spool.folder.name,
+                         "monitor", on_dropped=dropped.append)
+    assert sender.send_batch() == 8 and not sender.pending()
+    assert len(dropped) == 1 and dropped[0].status == 400
+    run = account.wait_for_run("one bad", status="success")
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(5)]
+    spool.close()
+
+
+def test_sender_resumes_inside_a_record_after_a_small_batch(account):
+    spool = write_run(account.server.url, "small batches", 25)
+    sender = SpoolSender(spool, Transport(account.server.url, api_key=account.api_key), spool.folder.name,
+                         "monitor", batch_events=4)
+    sent = []
+    while sender.pending():
+        sent.append(sender.send_batch())
+    assert sum(sent) == 27 and max(sent) == 4
+    run = account.wait_for_run("small batches", status="success")
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(25)]
+    spool.close()
+
+
+def test_upload_pending_is_idempotent_and_reports_what_it_could_not_do(account, monkeypatch):
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    done = write_run(account.server.url, "orphan", 30)
+    done.close()
+    unreachable = write_run(f"http://127.0.0.1:{free_port()}", "unreachable", 3)
+    unreachable.close()
+    live = write_run(account.server.url, "alive", 3)  # its owner (this test) holds the lock
+    progress = []
+    summary = upload_pending(on_progress=lambda *args: progress.append(args))
+    assert summary.uploaded == [done.folder.name] and summary.events_sent == 32
+    assert summary.busy == [live.folder.name]
+    assert "cannot reach" in summary.failed[unreachable.folder.name]
+    assert progress[-1] == (done.folder.name, 32, 32)
+    assert not done.folder.exists() and unreachable.folder.exists()
+    again = upload_pending()
+    assert again.uploaded == [] and again.events_sent == 0
+    run = account.wait_for_run("orphan", status="success")
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(30)]
+    live.close()
+
+
+def test_detached_uploader_command(account, hyperdash_home):
+    spool = write_run(account.server.url, "detached", 7)
+    spool.close()
+    env = account.sdk_env(hyperdash_home)
+    done = subprocess.run([sys.executable, "-m", "hyperdash.uploader", "--run", spool.folder.name],
+                          env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "uploaded 1 runs, 9 events" in done.stdout.decode()
+    assert not spool.folder.exists() and spool_root().exists()
+    missing = subprocess.run([sys.executable, "-m", "hyperdash.uploader", "--run", str(uuid.uuid4())],
+                             env=env, capture_output=True, timeout=60)
+    assert missing.returncode == 1 and b"no spool for this run" in missing.stdout
+
+
+def test_every_api_name_is_accepted_by_run():
+    from hyperdash.run import Run
+
+    for api in APIS:
+        assert Run("x", api=api).api == api
+    with pytest.raises(ValueError, match="api must be one of"):
+        Run("x", api="carrier pigeon")
+
+
+def test_a_spool_torn_by_a_crash_uploads_what_is_whole(account, monkeypatch):
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    spool = write_run(account.server.url, "torn", 12, ended=False)
+    with open(spool.folder / "events", "ab") as f:
+        f.write(b"\x01\x01\x02\x03")  # the process died in the middle of a write
+    spool.close()
+    summary = upload_pending()
+    assert summary.uploaded == [spool.folder.name] and summary.events_sent == 13
+    run = account.wait_for_run("torn")
+    assert run["status"] == "running" and texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(12)]
+
+
+def test_a_detached_uploader_started_with_sigterm_blocked_still_dies_on_sigterm(account, hyperdash_home):
+    import signal
+    import threading
+    import time
+
+    from hyperdash.uploader import spawn_detached
+
+    # A live run's spool: the uploader waits for its owner (this process) to let go of it.
+    live = write_run(account.server.url, "still running", 3, ended=False)
+    started = []
+
+    def spawn_with_sigterm_blocked():
+        # as from a run's shipper thread under `hyperdash run`, which blocks signals
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        started.append(spawn_detached(live.folder.name))
+
+    spawner = threading.Thread(target=spawn_with_sigterm_blocked)
+    spawner.start()
+    spawner.join()
+    [uploader] = started
+    try:
+        time.sleep(1.5)
+        assert uploader.poll() is None, "the uploader should be waiting for the live run's spool"
+        uploader.send_signal(signal.SIGTERM)
+        assert uploader.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if uploader.poll() is None:
+            uploader.kill()
+            uploader.wait()
+        live.close()
+
+
+def test_the_cursor_is_written_at_most_once_a_second_and_on_close():
+    spool = write_run("http://x", "r", 25)
+    records = list(spool.records(0))
+    spool.save_cursor(records[1].offset, 1)
+    spool.save_cursor(records[2].offset, 11)  # within the second: kept in memory
+    assert (spool.folder / "cursor").read_text().split() == [str(records[1].offset), "1"]
+    assert (spool.cursor_offset, spool.acked_seq) == (records[2].offset, 11)
+    folder = spool.folder
+    spool.close()
+    again = Spool.open_orphan(folder)
+    assert (again.cursor_offset, again.acked_seq) == (records[2].offset, 11)
+    again.close()
+
+
+def test_an_event_json_cannot_carry_is_dropped_alone(account, monkeypatch):
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    spool = write_run(account.server.url, "nan in the spool", 12, ended=False)
+    # a spool written by an older version, before NaN was kept out of it
+    spool.append(EVENT, None, 14, 1, 1000, b'{"type": "param", "payload": {"params": {"lr": NaN}}}')
+    spool.append(framing.LINES, "stdout", 15, 1, 1000, b"after\n")
+    spool.close()
+    summary = upload_pending()
+    assert summary.uploaded == [spool.folder.name] and not summary.failed
+    run = account.wait_for_run("nan in the spool")
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(12)] + ["after"]
+
+
+def test_transport_refuses_nan_with_a_clear_error(account):
+    transport = Transport(account.server.url, api_key=account.api_key)
+    env = {"type": "metric", "timestamp": 1000, "sdk_run_uuid": str(uuid.uuid4()), "seq": 1,
+           "payload": {"name": "x", "value": float("nan"), "timestamp": 1000, "is_internal": False, "step": None}}
+    with pytest.raises(errors.APIError, match="cannot be sent as JSON") as caught:
+        transport.send_events([env], "monitor")
+    assert caught.value.status == 400
+    transport.close()

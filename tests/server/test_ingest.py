@@ -1,0 +1,360 @@
+"""Ingest: both envelope forms, exactly-once storage, out-of-order events, bad input, run states."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+import pytest
+from server_helpers import Api, env, log
+
+from hyperdash import events
+from hyperdash.server.ingest import mark_lost
+
+
+def new_run() -> str:
+    return str(uuid.uuid4())
+
+
+def test_original_single_envelopes_make_a_run(api):
+    run = new_run()
+    headers = {events.API_HEADER: "monitor", events.VERSION_HEADER: "0.15.3"}
+    assert api.ok(env("run_started", run, {"job_name": "mnist"}), headers) == {"stored": 1, "duplicates": 0}
+    api.ok(env("log", run, {"uuid": "a", "level": "INFO", "body": "epoch 1\nepoch 2\n"}), headers)
+    api.ok(env("log", run, {"uuid": "b", "level": "ERROR", "body": "warning: slow\r\n"}), headers)
+    api.ok(env("heartbeat", run, {}), headers)
+    api.ok(env("param", run, {"params": {"lr": 0.01, "opt": "adam"}, "is_internal": False}), headers)
+    api.ok(env("metric", run, {"name": "loss", "value": 0.5, "timestamp": events.now_ms(), "is_internal": False}))
+    api.ok(env("metric", run, {"name": "loss", "value": 0.25, "timestamp": events.now_ms(), "is_internal": False}))
+    api.ok(env("run_ended", run, {"final_status": "success"}), headers)
+
+    detail = api.json(f"/api/v1/runs/{run}")
+    assert detail["name"] == "mnist"
+    assert detail["status"] == "success"
+    assert detail["api"] == "monitor"
+    assert detail["ended_at"].endswith("Z") and detail["started_at"].endswith("Z")
+    assert detail["params"] == {"lr": 0.01, "opt": "adam"}
+    assert detail["metrics"]["loss"]["value"] == 0.25
+    lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
+    assert [(l["text"], l["stream"]) for l in lines] == [
+        ("epoch 1", "stdout"), ("epoch 2", "stdout"), ("warning: slow", "stderr")]
+    assert [l["seq"] for l in lines] == sorted(l["seq"] for l in lines)
+    series = api.json(f"/api/v1/runs/{run}/metrics/loss")
+    assert [p["value"] for p in series["points"]] == [0.5, 0.25]
+
+
+def test_events_without_seq_are_numbered_in_the_order_they_came(api):
+    run = new_run()
+    batch = [env("run_started", run, {"job_name": "numbered"}),
+             env("log", run, {"uuid": "a", "level": "INFO", "body": "a\nb\n"}),
+             env("metric", run, {"name": "m", "value": 1, "timestamp": 5, "is_internal": False}),
+             env("log", run, {"uuid": "b", "level": "INFO", "body": "c"})]
+    assert api.ok(batch) == {"stored": 4, "duplicates": 0}
+    lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
+    # "c" has no newline yet: it waits for the rest of its line.
+    assert [(l["seq"], l["text"]) for l in lines] == [(2, "a"), (3, "b")]
+    assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 4
+    # The next original envelope goes on after them, and finishes the line.
+    api.ok(env("log", run, {"uuid": "c", "level": "INFO", "body": "d\n"}))
+    assert [(l["seq"], l["text"]) for l in api.json(f"/api/v1/runs/{run}/logs", after=4)["lines"]] == [(5, "cd")]
+
+
+def test_output_chunks_are_joined_into_lines_and_stored_once(api):
+    run = new_run()
+    first = env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "one\ntwo\npart"})
+    second = env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "ial three\n"})
+    error = env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "an err"})
+    assert api.ok(first) == {"stored": 1, "duplicates": 0}
+    assert api.ok(error) == {"stored": 1, "duplicates": 0}
+    assert api.lines(run) == ["one", "two"]
+    assert api.ok(second) == {"stored": 1, "duplicates": 0}
+    assert api.lines(run) == ["one", "two", "partial three"]
+    # The original client resends an envelope it got no answer for: stored once.
+    assert api.ok(second) == {"stored": 0, "duplicates": 1}
+    assert api.ok([first, second]) == {"stored": 0, "duplicates": 2}
+    assert api.lines(run) == ["one", "two", "partial three"]
+    # Output still waiting for a newline is stored when the run ends, before its end.
+    api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "or\r\nlast words"}))
+    api.ok(env("run_ended", run, {"final_status": "success"}))
+    lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
+    assert [(l["text"], l["stream"]) for l in lines] == [
+        ("one", "stdout"), ("two", "stdout"), ("partial three", "stdout"), ("an error", "stderr"),
+        ("last words", "stderr")]
+    assert lines[-1]["seq"] < api.json(f"/api/v1/runs/{run}")["last_seq"]
+
+
+def test_output_without_newlines_is_held_only_up_to_a_bound(api):
+    run = new_run()
+    endless = "x" * (events.MAX_LINE_BYTES + 1)
+    api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": endless}))
+    lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
+    assert [(l["text"], l["partial"]) for l in lines] == [(endless, True)]
+    api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "y\n"}))
+    assert api.get(f"/api/v1/runs/{run}/logs.txt").text == endless + "y\n"
+
+
+def test_run_uuids_are_read_in_any_case(api):
+    run = new_run().upper()
+    api.ok([env("run_started", run, {"job_name": "shouting"}, seq=1)])
+    assert api.json(f"/api/v1/runs/{run}")["uuid"] == run.lower()
+    assert api.json(f"/api/v1/runs/{run.lower()}")["name"] == "shouting"
+
+
+def test_batch_is_stored_once_however_often_it_is_sent(api):
+    run = new_run()
+    batch = [env("run_started", run, {"job_name": "train", "host": "box", "pid": 42, "api": "cli_run"}, seq=1)]
+    batch += [log(run, seq, f"line {seq}") for seq in range(2, 102)]
+    assert api.ok(batch) == {"stored": 101, "duplicates": 0}
+    assert api.ok(batch) == {"stored": 0, "duplicates": 101}
+    # A retry overlapping what is stored, with a repeat inside the batch itself.
+    overlap = [log(run, seq, f"line {seq}") for seq in (100, 101, 102, 103, 103)]
+    assert api.ok(overlap) == {"stored": 2, "duplicates": 3}
+    assert api.lines(run) == [f"line {seq}" for seq in range(2, 104)]
+    detail = api.json(f"/api/v1/runs/{run}")
+    assert (detail["host"], detail["pid"], detail["api"]) == ("box", 42, "cli_run")
+
+
+def test_events_out_of_order_still_land(api):
+    run = new_run()
+    api.ok([log(run, 5, "late line"), log(run, 3, "early line")])
+    runs = api.json("/api/v1/runs")["runs"]
+    assert [r["uuid"] for r in runs] == [run] and runs[0]["status"] == "running"
+    api.ok([env("run_ended", run, {"final_status": "failure", "exit_code": 3}, seq=9)])
+    api.ok([env("run_started", run, {"job_name": "late start"}, seq=1), log(run, 4, "middle line")])
+    assert api.lines(run) == ["early line", "middle line", "late line"]
+    detail = api.json(f"/api/v1/runs/{run}")
+    assert (detail["name"], detail["status"], detail["exit_code"]) == ("late start", "failure", 3)
+
+
+def test_killed_run_keeps_its_signal(api):
+    run = new_run()
+    api.ok([env("run_started", run, {"job_name": "k"}, seq=1),
+            env("run_ended", run, {"final_status": "killed", "signal": "SIGTERM", "exit_code": -15}, seq=2)])
+    detail = api.json(f"/api/v1/runs/{run}")
+    assert (detail["status"], detail["signal"], detail["exit_code"]) == ("killed", "SIGTERM", -15)
+
+
+def test_progress_lines_keep_only_the_newest(api):
+    run = new_run()
+    api.ok([log(run, 1, "start"),
+            log(run, 2, " 10%", progress=True), log(run, 3, " 20%", progress=True),
+            log(run, 4, "an error line", stream="stderr")])
+    assert api.lines(run) == ["start", " 20%", "an error line"]
+    api.ok([log(run, 5, " 30%", progress=True)])
+    assert api.lines(run) == ["start", "an error line", " 30%"]
+    api.ok([log(run, 6, "100% done")])
+    assert api.lines(run) == ["start", "an error line", "100% done"]
+    # A resent progress line is a duplicate, not a line that comes back.
+    assert api.ok([log(run, 3, " 20%", progress=True)]) == {"stored": 0, "duplicates": 1}
+    assert api.lines(run) == ["start", "an error line", "100% done"]
+
+
+def test_log_queries(api):
+    run = new_run()
+    api.ok([log(run, seq, f"line {seq}" + (" ERROR" if seq % 10 == 0 else "")) for seq in range(1, 51)])
+    base = f"/api/v1/runs/{run}/logs"
+    page = api.json(base, after=10, limit=5)["lines"]
+    assert [l["seq"] for l in page] == [11, 12, 13, 14, 15]
+    assert set(page[0]) >= {"seq", "stream", "text", "timestamp", "partial", "progress"}
+    assert [l["seq"] for l in api.json(base, tail=3)["lines"]] == [48, 49, 50]
+    assert [l["seq"] for l in api.json(base, before=20, limit=3)["lines"]] == [17, 18, 19]
+    assert [l["seq"] for l in api.json(base, q="error")["lines"]] == [10, 20, 30, 40, 50]
+    text = api.get(f"/api/v1/runs/{run}/logs.txt")
+    assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
+    assert text.text.splitlines()[:2] == ["line 1", "line 2"] and len(text.text.splitlines()) == 50
+
+
+def test_runs_listing_pages_and_filters(api):
+    for k in range(5):
+        run = new_run()
+        api.ok([env("run_started", run, {"job_name": f"job-{k % 2}"}, seq=1, timestamp=1_700_000_000_000 + k)])
+        if k == 4:
+            api.ok([env("run_ended", run, {"final_status": "success"}, seq=2)])
+    first = api.json("/api/v1/runs", limit=2)
+    second = api.json("/api/v1/runs", limit=2, cursor=first["next"])
+    third = api.json("/api/v1/runs", limit=2, cursor=second["next"])
+    names = [r["started_at"] for page in (first, second, third) for r in page["runs"]]
+    assert len(names) == 5 and names == sorted(names, reverse=True) and third["next"] is None
+    assert {r["name"] for r in api.json("/api/v1/runs", name="job-1")["runs"]} == {"job-1"}
+    assert len(api.json("/api/v1/runs", name="job-0")["runs"]) == 3
+    assert [r["status"] for r in api.json("/api/v1/runs", status="success")["runs"]] == ["success"]
+    assert api.get("/api/v1/runs", status="nonsense").json()["code"] == "invalid_status"
+    assert api.get("/api/v1/runs", cursor="garbage").status_code == 400
+
+
+def test_silent_run_goes_lost_on_its_own(make_client):
+    api = Api(make_client(lost_timeout=0.3))
+    run = new_run()
+    api.ok([env("run_started", run, {"job_name": "quiet"}, seq=1)])
+    deadline = time.monotonic() + 10
+    while api.json(f"/api/v1/runs/{run}")["status"] != "lost":
+        assert time.monotonic() < deadline, "the run never became lost"
+        time.sleep(0.1)
+
+
+def test_lost_run_comes_back_and_an_ended_one_stays_ended(api):
+    # The check that marks runs lost is run here with a clock set ahead, so no timing matters.
+    app = api.client.app
+    timeout = app.state.lost_timeout
+
+    def check_later(seconds: float) -> None:
+        later = events.now_ms() + int(seconds * 1000)
+        app.state.store.writer.call(lambda conn: mark_lost(conn, timeout, app.state.run_cache, now_ms=later))
+
+    run = new_run()
+    api.ok([env("run_started", run, {"job_name": "quiet"}, seq=1)])
+    check_later(timeout / 2)
+    assert api.json(f"/api/v1/runs/{run}")["status"] == "running"
+    check_later(timeout + 1)
+    assert api.json(f"/api/v1/runs/{run}")["status"] == "lost"
+    api.ok(env("heartbeat", run, {}))
+    assert api.json(f"/api/v1/runs/{run}")["status"] == "running"
+    api.ok([env("run_ended", run, {"final_status": "success"}, seq=2)])
+    check_later(timeout + 1)
+    assert api.json(f"/api/v1/runs/{run}")["status"] == "success"
+
+
+def test_keys_and_accounts_are_scoped(client):
+    alice, bob = Api(client), Api(client)
+    run = new_run()
+    alice.ok([env("run_started", run, {"job_name": "secret"}, seq=1), log(run, 2, "alice's line")])
+    for path in (f"/api/v1/runs/{run}", f"/api/v1/runs/{run}/logs", f"/api/v1/runs/{run}/logs.txt",
+                 f"/api/v1/runs/{run}/metrics/loss", f"/api/v1/runs/{run}/events"):
+        resp = bob.get(path)
+        assert resp.status_code == 404, (path, resp.text)
+        assert resp.json()["code"] == "not_found"
+    assert bob.json("/api/v1/runs")["runs"] == []
+    # Bob sending to the same uuid makes his own run; Alice's is untouched.
+    bob.ok([log(run, 2, "bob's line")])
+    assert alice.lines(run) == ["alice's line"] and bob.lines(run) == ["bob's line"]
+
+
+@pytest.mark.parametrize("key", [None, "", "hd_wrong-key"])
+def test_ingest_without_a_valid_key_is_refused(api, key):
+    run = new_run()
+    headers = {} if key is None else {events.AUTH_HEADER: key}
+    resp = api.client.post(events.INGEST_PATH, headers=headers, json=[log(run, 1, "x")])
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "api_key_requred" and resp.json()["message"]
+    assert api.json("/api/v1/runs")["runs"] == []
+
+
+def _bad_bodies():
+    run = "11111111-2222-3333-4444-555555555555"
+    good = log(run, 1, "fine")
+
+    def with_(**changes):
+        bad = dict(good, **changes)
+        return [good, bad]
+
+    def payload(**changes):
+        return with_(payload=dict(good["payload"], **changes))
+
+    too_long = "x" * (events.MAX_LOG_BODY_BYTES + 1)
+    return [
+        ("malformed JSON", b'[{"type": "log",', 400, "invalid_json"),
+        ("invalid UTF-8", b'[{"type": "log", "sdk_run_uuid": "\xff\xfe"}]', 400, "invalid_utf8"),
+        ("empty body", b"", 400, "invalid_json"),
+        ("not an object", b"42", 400, "invalid_request"),
+        ("unknown type", with_(type="telemetry"), 400, "unknown_type"),
+        ("type not a string", with_(type=7), 400, "invalid_event"),
+        ("envelope not an object", [good, "log"], 400, "invalid_event"),
+        ("missing run uuid", with_(sdk_run_uuid=None), 400, "invalid_event"),
+        ("timestamp a string", with_(timestamp="now"), 400, "invalid_event"),
+        ("payload a list", with_(payload=[]), 400, "invalid_event"),
+        ("seq zero", with_(seq=0), 400, "invalid_event"),
+        ("seq a string", with_(seq="2"), 400, "invalid_event"),
+        ("body missing", payload(body=None), 400, "invalid_event"),
+        ("body a number", payload(body=5), 400, "invalid_event"),
+        ("unknown stream", payload(stream="stdin"), 400, "invalid_event"),
+        ("partial not a bool", payload(partial="yes"), 400, "invalid_event"),
+        ("log body too long", payload(body=too_long), 400, "log_too_large"),
+        ("metric without value", [good, env("metric", run, {"name": "loss"}, seq=2)], 400, "invalid_event"),
+        ("metric value a string", [good, env("metric", run, {"name": "m", "value": "1"}, seq=2)], 400, "invalid_event"),
+        ("timestamp before 1970", with_(timestamp=-99999999999999999), 400, "invalid_event"),
+        ("timestamp past year 9999", with_(timestamp=2**63 - 1), 400, "invalid_event"),
+        ("timestamp a huge float", with_(timestamp=1e300), 400, "invalid_event"),
+        ("metric timestamp out of range",
+         [good, env("metric", run, {"name": "m", "value": 1, "timestamp": -99999999999999999}, seq=2)],
+         400, "invalid_event"),
+        ("metric step over 64 bits", [good, env("metric", run, {"name": "m", "value": 1, "step": 2**63}, seq=2)],
+         400, "invalid_event"),
+        ("pid over 64 bits", [good, env("run_started", run, {"job_name": "j", "pid": 2**63}, seq=2)],
+         400, "invalid_event"),
+        ("pid negative", [good, env("run_started", run, {"job_name": "j", "pid": -1}, seq=2)], 400, "invalid_event"),
+        ("exit code over 255", [good, env("run_ended", run, {"final_status": "failure", "exit_code": 256}, seq=2)],
+         400, "invalid_event"),
+        ("exit code below int32",
+         [good, env("run_ended", run, {"final_status": "killed", "exit_code": -(2**31) - 1}, seq=2)],
+         400, "invalid_event"),
+        ("unknown signal", [good, env("run_ended", run, {"final_status": "killed", "signal": "SIGNOPE"}, seq=2)],
+         400, "invalid_event"),
+        ("signal a number", [good, env("run_ended", run, {"final_status": "killed", "signal": 9}, seq=2)],
+         400, "invalid_event"),
+        ("run uuid a path", with_(sdk_run_uuid="../../x"), 400, "invalid_event"),
+        ("run uuid not a uuid", with_(sdk_run_uuid="11111111-2222-3333-4444-55555555555g"), 400, "invalid_event"),
+        ("log uuid a number", [good, env("log", run, {"uuid": 5, "level": "INFO", "body": "x"})],
+         400, "invalid_event"),
+        ("lone surrogate", b'[{"type": "log", "sdk_run_uuid": "\\ud800", "timestamp": 1, "payload": {}}]',
+         400, "invalid_json"),
+        ("param value a list", [good, env("param", run, {"params": {"a": [1]}}, seq=2)], 400, "invalid_event"),
+        ("bad final status", [good, env("run_ended", run, {"final_status": "great"}, seq=2)], 400, "invalid_event"),
+        ("job name a number", [good, env("run_started", run, {"job_name": 3}, seq=2)], 400, "invalid_event"),
+        ("batch over the count limit", [good] * (events.MAX_BATCH_EVENTS + 1), 413, "batch_too_large"),
+    ]
+
+
+@pytest.mark.parametrize("body,status,code", [b[1:] for b in _bad_bodies()], ids=[b[0] for b in _bad_bodies()])
+def test_bad_input_changes_nothing(api, body, status, code):
+    resp = api.ingest(orjson.dumps(body) if isinstance(body, list) else body,
+                      headers={"content-type": "application/json"})
+    assert resp.status_code == status, resp.text
+    assert resp.json()["code"] == code and resp.json()["message"]
+    assert api.json("/api/v1/runs")["runs"] == []
+
+
+def test_body_over_the_size_limit_is_refused_before_reading(api):
+    resp = api.client.post(events.INGEST_PATH, headers={**api.headers, "content-length": str(events.MAX_REQUEST_BYTES + 1)},
+                           content=b"[]")
+    assert resp.status_code == 413 and resp.json()["code"] == "body_too_large"
+    big = b"[" + b",".join([orjson.dumps(log(new_run(), None, "y" * 60000))] * 300) + b"]"
+    assert len(big) > events.MAX_REQUEST_BYTES
+    resp = api.ingest(big)
+    assert resp.status_code == 413
+    assert api.json("/api/v1/runs")["runs"] == []
+
+
+def test_chunked_body_over_the_limit_is_refused_on_any_route(api):
+    def chunks():
+        for _ in range(events.MAX_REQUEST_BYTES // 65536 + 2):
+            yield b"x" * 65536
+
+    for path in (events.INGEST_PATH, "/api/v1/users"):
+        resp = api.client.post(path, headers={**api.headers, "content-type": "application/json"}, content=chunks())
+        assert resp.status_code == 413 and resp.json()["code"] == "body_too_large", path
+
+
+def test_lost_timeout_from_the_environment(monkeypatch, db_url):
+    from hyperdash.server.app import create_app
+
+    monkeypatch.setenv("HYPERDASH_LOST_TIMEOUT", "7.5")
+    app = create_app(db_url)
+    app.state.store.close()
+    assert app.state.lost_timeout == 7.5
+    monkeypatch.setenv("HYPERDASH_LOST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="HYPERDASH_LOST_TIMEOUT"):
+        create_app(db_url)
+
+
+def test_nul_characters_are_stored_as_replacement(api):
+    run = new_run()
+    api.ok([log(run, 1, "a\x00b")])
+    assert api.lines(run) == ["a\ufffdb"]
+
+
+def test_a_stopped_store_answers_503_with_retry_after(api):
+    api.client.app.state.store.writer.stop()
+    resp = api.ingest([log(new_run(), 1, "too late")])
+    assert resp.status_code == 503 and resp.json()["code"] == "unavailable"
+    assert int(resp.headers["retry-after"]) > 0

@@ -1,0 +1,145 @@
+"""Server-sent events, against a real uvicorn in this process (``ServerThread``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import httpx
+import orjson
+import pytest
+from server_helpers import env, log
+
+from hyperdash import events
+from hyperdash.server.main import ServerThread
+
+
+class Events:
+    """Reads a server-sent event stream: ``take(n)`` gives the next n events as dicts."""
+
+    def __init__(self, client: httpx.Client, url: str, headers: dict):
+        self._cm = client.stream("GET", url, headers=headers, timeout=httpx.Timeout(10.0))
+        self.response = self._cm.__enter__()
+        self._lines = self.response.iter_lines()
+
+    def take(self, n: int) -> list[dict]:
+        found, current = [], {}
+        while len(found) < n:
+            line = next(self._lines)
+            if line == "":
+                if "event" in current:
+                    current["data"] = orjson.loads(current["data"])
+                    found.append(current)
+                current = {}
+            elif not line.startswith(":") and ":" in line:
+                field, _, value = line.partition(":")
+                current[field] = value.lstrip()
+        return found
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def live(db_url):
+    with ServerThread(db_url=db_url) as server:
+        with httpx.Client(base_url=server.url) as client:
+            resp = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"})
+            key = resp.json()["api_key"]
+            yield server, client, {events.AUTH_HEADER: key}
+
+
+def post(client, headers, body):
+    resp = client.post(events.INGEST_PATH, headers=headers, json=body)
+    assert resp.status_code == 200, resp.text
+
+
+def test_run_stream_follows_and_resumes(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "live"}, seq=1), log(run, 2, "one"), log(run, 3, "two")])
+    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    first = stream.take(3)
+    assert first[0]["event"] == "status" and first[0]["data"]["name"] == "live"
+    assert [(e["event"], e["id"], e["data"]["text"]) for e in first[1:]] == [("log", "2", "one"), ("log", "3", "two")]
+    post(client, headers, [log(run, 4, "three"),
+                           env("metric", run, {"name": "loss", "value": 0.5, "timestamp": 1, "is_internal": False, "step": 7}, seq=5),
+                           env("param", run, {"params": {"lr": 0.1}}, seq=6)])
+    got = stream.take(3)
+    assert [(e["event"], e["id"]) for e in got] == [("log", "4"), ("metric", "5"), ("param", "6")]
+    assert got[1]["data"] == {"name": "loss", "value": 0.5, "step": 7, "timestamp": "1970-01-01T00:00:00.001Z"}
+    assert got[2]["data"] == {"params": {"lr": 0.1}}
+    stream.close()
+
+    # Gone for a while: what happened meanwhile comes after Last-Event-ID, nothing before it.
+    post(client, headers, [log(run, 7, "four"), env("run_ended", run, {"final_status": "success"}, seq=8)])
+    resumed = Events(client, f"/api/v1/runs/{run}/events", {**headers, "last-event-id": "6"})
+    status, line = resumed.take(2)
+    assert status["event"] == "status" and status["data"]["status"] == "success"
+    assert (line["event"], line["id"], line["data"]["text"]) == ("log", "7", "four")
+    resumed.close()
+    by_query = Events(client, f"/api/v1/runs/{run}/events?after=3", headers)
+    assert [e["id"] for e in by_query.take(5)[1:]] == ["4", "5", "6", "7"]
+    by_query.close()
+
+
+def test_run_stream_reports_status_changes(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "s"}, seq=1)])
+    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
+    assert stream.take(1)[0]["data"]["status"] == "running"
+    post(client, headers, [env("run_ended", run, {"final_status": "failure", "exit_code": 2}, seq=2)])
+    ended = stream.take(1)[0]
+    assert ended["event"] == "status" and ended["data"]["status"] == "failure" and ended["data"]["exit_code"] == 2
+    stream.close()
+
+
+def test_account_stream_announces_runs(live):
+    server, client, headers = live
+    stream = Events(client, "/api/v1/events", headers)
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "announced"}, seq=1)])
+    created = stream.take(1)[0]
+    assert created["event"] == "run" and created["data"]["uuid"] == run and created["data"]["status"] == "running"
+    post(client, headers, [log(run, 2, "no news for the list")])
+    post(client, headers, [env("run_ended", run, {"final_status": "user_canceled"}, seq=3)])
+    assert stream.take(1)[0]["data"]["status"] == "user_canceled"
+    stream.close()
+
+
+def test_another_accounts_stream_is_not_found(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "mine"}, seq=1)])
+    other = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"}).json()
+    resp = client.get(f"/api/v1/runs/{run}/events", headers={events.AUTH_HEADER: other["api_key"]})
+    assert resp.status_code == 404
+    assert client.get("/api/v1/events").status_code == 401
+
+
+def test_quiet_streams_are_pinged(live, monkeypatch):
+    from hyperdash.server import api
+
+    monkeypatch.setattr(api, "PING_SECONDS", 0.2)
+    server, client, headers = live
+    with client.stream("GET", "/api/v1/events", headers=headers, timeout=10) as resp:
+        lines = resp.iter_lines()
+        comments = [line for line in (next(lines) for _ in range(8)) if line.startswith(": ping")]
+    assert len(comments) >= 2
+
+
+def test_open_streams_do_not_hold_up_shutdown(db_url):
+    server = ServerThread(db_url=db_url).start()
+    with httpx.Client(base_url=server.url) as client:
+        key = client.post("/api/v1/users", json={"email": "s@x.org", "password": "password!"}).json()["api_key"]
+        stream = Events(client, "/api/v1/events", {events.AUTH_HEADER: key})
+        reader = threading.Thread(target=lambda: list(stream._lines), daemon=True)
+        reader.start()
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 8
+        reader.join(5)
+        assert not reader.is_alive(), "the stream did not end when the server stopped"
