@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import click
 
 from . import config
-from .errors import AuthenticationError, HyperdashError, ServerUnreachable
+from .errors import AuthenticationError, HyperdashError
 from .events import DEFAULT_PORT, STDERR, STDOUT, SUCCESS
 from .transport import Transport
 

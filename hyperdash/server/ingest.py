@@ -664,7 +664,6 @@ def _log_rows(conn: Connection, cache: RunCache, run_id: int, lines: list, has_p
     for stream, indexes in found.items():
         state = cache.stream(conn, run_id, stream)
         max_seq, progress_seq = state if state else (0, None)
-        old_state = (max_seq, progress_seq)
         indexes.sort(key=lambda k: rows[k][1])
         live = None  # the index of the current progress line, when it is in this batch
         for k in indexes:
