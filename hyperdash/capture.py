@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 1 << 20  # large reads: fewer trips through the GIL when output floods
-FLOOD_READ = 8 * 1024
+FLOOD_READ = 8 * 1024  # a read this large means output floods in: pause before the next
 FLOOD_PAUSE = 0.003
+FLOOD_FULL = 256 * 1024  # ...unless it is this large: then the pipe would fill during a pause
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux
 KERNEL_DRAIN_TIMEOUT = 0.5
@@ -119,6 +120,8 @@ class Pump(threading.Thread):
         self._open: dict[int, tuple[int | None, str]] = {}
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
+        self._buffer = bytearray(CHUNK_SIZE)
+        self._view = memoryview(self._buffer)
 
     def run(self) -> None:
         import selectors
@@ -129,12 +132,13 @@ class Pump(threading.Thread):
             self._open[read_fd] = (terminal_fd, stream)
             try:
                 selector.register(read_fd, selectors.EVENT_READ)
+                os.set_blocking(read_fd, False)
             except (OSError, ValueError):  # epoll refuses regular files (EPERM)
                 unpolled.append(read_fd)
         try:
             while self._open:
                 for read_fd in list(unpolled):
-                    if not self._pump(read_fd, None):
+                    if self._pump(read_fd, None) < 0:
                         unpolled.remove(read_fd)
                 if not selector.get_map():
                     continue
@@ -142,7 +146,10 @@ class Pump(threading.Thread):
                 if not ready and self._stopping and not unpolled:
                     break
                 for key, _ in ready:
-                    self._pump(key.fd, selector)
+                    # While reads come back nearly full, output floods: read on without
+                    # waiting in select (each return from a system call is a wait for the GIL).
+                    while self._pump(key.fd, selector) >= FLOOD_FULL:
+                        pass
         finally:
             selector.close()
             for read_fd in list(self._open):
@@ -153,12 +160,16 @@ class Pump(threading.Thread):
                 except OSError:
                     pass
 
-    def _pump(self, read_fd: int, selector) -> bool:
-        """Move one chunk of ``read_fd`` on; False at its end of file (then it is closed)."""
+    def _pump(self, read_fd: int, selector) -> int:
+        """Move one chunk of ``read_fd`` on: its size, 0 when nothing was waiting, -1 at its
+        end of file (then it is closed)."""
         try:
-            data = os.read(read_fd, CHUNK_SIZE)
-        except InterruptedError:
-            return True
+            # Into a buffer kept warm, then copied: a fresh buffer for each read would take its
+            # page faults inside the read, while the kernel holds the pipe the job writes to.
+            size = os.readv(read_fd, [self._buffer])
+            data = bytes(self._view[:size])
+        except (BlockingIOError, InterruptedError):
+            return 0
         except OSError as exc:
             # EIO: the pty's other side is gone; an unpolled input (a directory, say) that
             # cannot be read has nothing more to give either
@@ -169,16 +180,18 @@ class Pump(threading.Thread):
             if selector is not None:
                 selector.unregister(read_fd)
             self._close(read_fd)
-            return False
+            return -1
         terminal_fd, stream = self._open[read_fd]
         if terminal_fd is not None and not _write_all(terminal_fd, data):
             self._open[read_fd] = (None, stream)
         self.sink.write(stream, data)
-        if len(data) >= FLOOD_READ and not self._stopping and selector is not None:
+        if FLOOD_READ <= len(data) < FLOOD_FULL and not self._stopping and selector is not None:
             # Output is flooding in: let it gather for a moment rather than being woken by
-            # every write of the job (each wake-up costs the job a context switch).
+            # every write of the job (each wake-up costs the job a context switch). Not when
+            # the read nearly filled the pipe: the job writes faster than a pause would let
+            # the pipe hold, and it would be blocked until the pump came back.
             time.sleep(FLOOD_PAUSE)
-        return True
+        return len(data)
 
     def _close(self, read_fd: int) -> None:
         self._open.pop(read_fd, None)

@@ -1,13 +1,15 @@
 """Bytes to log lines: one stream's raw output cut into the pieces that become log events.
 
 The common case (no ``\\r``, no over-long line) is handled per chunk with C-speed bytes
-operations: one piece holds every complete line of the chunk. Only a chunk with a ``\\r``
+operations and no copy of the chunk: one piece holds its complete lines (one more, the line that
+an earlier chunk began). Only a chunk with a ``\\r``
 (a progress bar redrawing itself) or a line longer than :data:`events.MAX_LINE_BYTES` takes
 the line-by-line path.
 
 A piece is ``(kind, blob, count)``:
 
-- ``LINES``: ``count`` complete lines, each ending in ``\\n``;
+- ``LINES``: ``count`` complete lines, each ending in ``\\n`` (bytes, or a memoryview of the
+  chunk fed, to spare copying it);
 - ``PARTIAL``: one piece of a line too long to send whole; the next piece continues it;
 - ``PROGRESS``: the latest state of a line still being redrawn with ``\\r``.
 """
@@ -25,7 +27,7 @@ LINES = 1
 PARTIAL = 2
 PROGRESS = 3
 
-Piece = tuple[int, bytes, int]
+Piece = tuple[int, "bytes | memoryview", int]
 
 
 def visible_text(line: bytes) -> bytes:
@@ -44,13 +46,14 @@ def utf8_cut(data: bytes, limit: int) -> int:
     return cut if cut > limit - 4 and cut > 0 else limit
 
 
-def _may_hold_a_line_over(block: bytes, limit: int) -> bool:
-    """False when no line of ``block`` is longer than ``limit`` bytes (checked per aligned
-    window of ``limit // 2`` bytes: if each holds a newline, no line can be that long)."""
+def _may_hold_a_line_over(block: bytes, limit: int, start: int = 0, end: int | None = None) -> bool:
+    """False when no line of ``block[start:end]`` is longer than ``limit`` bytes (checked per
+    aligned window of ``limit // 2`` bytes: if each holds a newline, no line can be that long)."""
+    end = len(block) if end is None else end
     step = max(1, limit // 2)
     find = block.find
-    for start in range(0, len(block), step):
-        if find(b"\n", start, start + step) < 0:
+    for window in range(start, end, step):
+        if find(b"\n", window, min(window + step, end)) < 0:
             return True
     return False
 
@@ -78,23 +81,27 @@ class LineFramer:
         self._progress_at = float("-inf")
 
     def feed(self, data: bytes) -> list[Piece]:
-        """The pieces completed by ``data``."""
-        buf = self._pending + data if self._pending else data
+        """The pieces completed by ``data`` (a blob may be a memoryview of ``data``)."""
         out: list[Piece] = []
-        if b"\r" in buf:
-            self._feed_slow(buf, out)
+        if b"\r" in data or b"\r" in self._pending:
+            self._feed_slow(self._pending + data if self._pending else data, out)
             return out
-        newline = buf.rfind(b"\n")
-        if newline >= 0:
-            complete = buf[: newline + 1]
-            if len(complete) > self.max_line and _may_hold_a_line_over(complete, self.max_line):
-                self._emit_lines(complete.split(b"\n")[:-1], out)
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._pending = self._cut_long(self._pending + data if self._pending else data, out)
+            return out
+        start = 0
+        if self._pending:  # the line begun in an earlier chunk ends here
+            start = data.find(b"\n") + 1
+            self._emit_lines([self._pending + data[: start - 1]], out)
+        if start <= last:
+            end = last + 1
+            if end - start > self.max_line and _may_hold_a_line_over(data, self.max_line, start, end):
+                self._emit_lines(data[start:end].split(b"\n")[:-1], out)
             else:
-                out.append((LINES, complete, complete.count(b"\n")))
-            tail = buf[newline + 1 :]
-        else:
-            tail = buf
-        self._pending = self._cut_long(tail, out)
+                whole = data if start == 0 and end == len(data) else memoryview(data)[start:end]
+                out.append((LINES, whole, data.count(b"\n", start, end)))
+        self._pending = self._cut_long(data[last + 1 :], out)
         return out
 
     def flush(self) -> list[Piece]:

@@ -8,6 +8,7 @@ from hyperdash.framing import LINES, PARTIAL, PROGRESS, LineFramer, utf8_cut, vi
 def lines_of(pieces):
     out = []
     for kind, blob, count in pieces:
+        blob = bytes(blob)
         if kind == LINES:
             parts = blob.split(b"\n")[:-1]
             assert len(parts) == count

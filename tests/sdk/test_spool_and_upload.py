@@ -214,15 +214,22 @@ def test_a_detached_uploader_started_with_sigterm_blocked_still_dies_on_sigterm(
     spawner.start()
     spawner.join()
     [uploader] = started
+
+    def status(block: bool):
+        pid, code = os.waitpid(uploader, 0 if block else os.WNOHANG)
+        return os.waitstatus_to_exitcode(code) if pid else None
+
     try:
         time.sleep(1.5)
-        assert uploader.poll() is None, "the uploader should be waiting for the live run's spool"
-        uploader.send_signal(signal.SIGTERM)
-        assert uploader.wait(timeout=10) == -signal.SIGTERM
+        assert status(block=False) is None, "the uploader should be waiting for the live run's spool"
+        os.kill(uploader, signal.SIGTERM)
+        assert status(block=True) == -signal.SIGTERM
     finally:
-        if uploader.poll() is None:
-            uploader.kill()
-            uploader.wait()
+        try:
+            os.kill(uploader, signal.SIGKILL)
+            os.waitpid(uploader, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
         live.close()
 
 
