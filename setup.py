@@ -13,6 +13,7 @@ SERVER = [
     "jinja2>=3.1",
     "python-multipart>=0.0.9",
     "orjson>=3.9",
+    "msgspec>=0.18",
 ]
 POSTGRES = ["psycopg[binary]>=3.1"]
 JUPYTER = ["ipython>=8"]

@@ -7,10 +7,11 @@ import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from .. import events
 from . import __version__
-from .api import router as api_router
+from .api import ingest_openapi, router as api_router
 from .auth import Auth
 from .errors import TooLarge, install_handlers
 from .ingest import RunCache, Stored, mark_lost
@@ -132,4 +133,14 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> 
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
     app.include_router(router)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema["paths"][events.INGEST_PATH] = ingest_openapi()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # FastAPI's documented way to extend its schema
     return app
