@@ -192,14 +192,14 @@ def checked_batch(body: bytes, user_id: int, api: str | None) -> Batch:
 # The batch most requests carry: a JSON array of plain log lines, each with its seq, none of
 # them partial or progress. msgspec decodes and checks such a body in one pass, without a dict
 # per envelope; any other body (or a bad one) goes the general way, which says what is wrong.
-class _PlainPayload(msgspec.Struct):
+class _PlainPayload(msgspec.Struct, gc=False):  # (strings alone: no cycles to collect)
     body: Annotated[str, msgspec.Meta(max_length=_BODY_FAST)]
     stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
     partial: None = None  # present and true or false: not a plain line
     progress: None = None
 
 
-class _PlainLine(msgspec.Struct):
+class _PlainLine(msgspec.Struct, gc=False):
     type: Literal["log"]
     sdk_run_uuid: str
     timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
@@ -555,9 +555,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
                   + resent)
     stored = part.envelopes - duplicates
 
-    rows = _log_rows(conn, cache, run_id, lines, part.has_progress) if lines else []
-    if rows:
-        _insert_many(conn, logs, LOG_COLUMNS, rows)
+    shown = _store_lines(conn, cache, run_id, lines, part.has_progress) if lines else []
     if points:
         _insert_many(conn, metrics, METRIC_COLUMNS, [(run_id, *p) for p in points])
     if marks:
@@ -587,17 +585,18 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     status = run_json(run) if created or (run["status"], run["name"]) != before else None
     if status is not None:
         news.append((user_id, None, lambda: [(None, "run", status)]))
-    if rows or points or marks or status is not None:
-        news.append((user_id, part.uuid, run_news(rows, points, marks, status, run["max_seq"])))
+    if shown or points or marks or status is not None:
+        news.append((user_id, part.uuid, run_news(shown, points, marks, status, run["max_seq"])))
     return stored, duplicates
 
 
-def run_news(rows: list, points: list, marks: list, status: dict | None, last_seq: int):
+def run_news(lines: list, points: list, marks: list, status: dict | None, last_seq: int):
     """Build the events of one stored batch of a run, in seq order, when someone follows it."""
 
     def build() -> list[tuple]:
-        found = [(r[1], "log", {"seq": r[1], "stream": r[2], "text": r[3], "timestamp": iso(r[4]),
-                                "partial": bool(r[5]), "progress": bool(r[6])}) for r in rows if not r[7]]
+        found = [(seq, "log", {"seq": seq, "stream": stream, "text": text, "timestamp": iso(ts),
+                               "partial": bool(partial), "progress": bool(progress)})
+                 for seq, ts, stream, text, partial, progress in lines]
         found += [(p[0], "metric", {"name": p[2], "value": p[3], "step": p[4], "timestamp": iso(p[1])})
                   for p in points]
         found += [(m[0], "param", m[3]) for m in marks if m[2] == ev.PARAM]
@@ -698,11 +697,9 @@ def _drop_duplicates(conn: Connection, run_id: int, max_seq: int, *groups: list)
     return result
 
 
-def _log_rows(conn: Connection, cache: RunCache, run_id: int, lines: list, has_progress: bool) -> list[tuple]:
-    """Rows (in LOG_COLUMNS order) for ``lines``, with each progress line that a later line of
-    its stream replaced marked superseded (in this batch or already stored)."""
-    rows = [(run_id, seq, stream, text, ts, partial, progress, 0)
-            for seq, ts, stream, text, partial, progress in lines]
+def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list, has_progress: bool) -> list[tuple]:
+    """Insert ``lines``, marking each progress line that a later line of its stream replaced
+    as superseded (in this batch or already stored). Returns the lines to show, as they came."""
     if not has_progress:
         # No progress line in the batch: only a stored one can be replaced.
         tops: dict[str, int] = {}
@@ -714,7 +711,14 @@ def _log_rows(conn: Connection, cache: RunCache, run_id: int, lines: list, has_p
                     tops[line[2]] = line[0]
         for stream, top in tops.items():
             _advance_stream(conn, cache, run_id, stream, top)
-        return rows
+        if conn.dialect.name == "sqlite":
+            _insert_plain_lines_sqlite(conn, run_id, lines)
+        else:
+            _insert_many(conn, logs, LOG_COLUMNS, [(run_id, seq, stream, text, ts, partial, progress, 0)
+                                                   for seq, ts, stream, text, partial, progress in lines])
+        return lines
+    rows = [(run_id, seq, stream, text, ts, partial, progress, 0)
+            for seq, ts, stream, text, partial, progress in lines]
     found: dict[str, list[int]] = {}  # stream -> indexes of its rows
     for k, line in enumerate(lines):
         found.setdefault(line[2], []).append(k)
@@ -738,7 +742,28 @@ def _log_rows(conn: Connection, cache: RunCache, run_id: int, lines: list, has_p
             max_seq = seq
             progress_seq, live = (seq, k) if progress else (None, None)
         _save_stream(conn, cache, run_id, stream, state, (max_seq, progress_seq))
-    return rows
+    _insert_many(conn, logs, LOG_COLUMNS, rows)
+    return [line for line, row in zip(lines, rows) if not row[7]]
+
+
+# Plain lines of one run on SQLite: the run's id bound once as ?1, each line's tuple as it is
+# (no row built per line: at ingest rates that copying costs as much as the insert).
+_PLAIN_LINE_COLUMNS = ("run_id", "seq", "ts", "stream", "text", "partial", "progress", "superseded")
+_PLAIN_LINE_VALUES = "(?1, ?, ?, ?, ?, ?, ?, 0)"
+_PLAIN_LINES_PER_STATEMENT = (_SQLITE_MAX_VARIABLES - 1) // 6
+
+
+@lru_cache(maxsize=64)
+def _sqlite_plain_lines_sql(count: int) -> str:
+    columns = ", ".join(_PLAIN_LINE_COLUMNS)
+    return (f"INSERT INTO {logs.name} ({columns}) VALUES "
+            + ", ".join([_PLAIN_LINE_VALUES] * count) + " ON CONFLICT DO NOTHING")
+
+
+def _insert_plain_lines_sqlite(conn: Connection, run_id: int, lines: list) -> None:
+    for start in range(0, len(lines), _PLAIN_LINES_PER_STATEMENT):
+        chunk = lines[start:start + _PLAIN_LINES_PER_STATEMENT]
+        conn.exec_driver_sql(_sqlite_plain_lines_sql(len(chunk)), (run_id, *chain.from_iterable(chunk)))
 
 
 def _advance_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, top: int) -> None:

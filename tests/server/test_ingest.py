@@ -115,6 +115,20 @@ def test_batch_is_stored_once_however_often_it_is_sent(api):
     assert (detail["host"], detail["pid"], detail["api"]) == ("box", 42, "cli_run")
 
 
+def test_a_full_batch_of_lines_is_stored_whole_and_in_order(api):
+    # A run with more lines than one SQLite statement may carry, beside another, both streams.
+    counts = {new_run(): events.MAX_BATCH_EVENTS * 7 // 10, new_run(): events.MAX_BATCH_EVENTS * 3 // 10}
+    batch = [log(run, seq, f"{run[:4]} {seq}", stream="stderr" if seq % 3 else "stdout")
+             for run, count in counts.items() for seq in range(1, count + 1)]
+    assert len(batch) == events.MAX_BATCH_EVENTS
+    assert api.ok(batch) == {"stored": len(batch), "duplicates": 0}
+    assert api.ok(batch[-10:]) == {"stored": 0, "duplicates": 10}
+    for run, count in counts.items():
+        got = api.json(f"/api/v1/runs/{run}/logs", limit=count)["lines"]
+        assert [(l["seq"], l["text"]) for l in got] == [(seq, f"{run[:4]} {seq}") for seq in range(1, count + 1)]
+        assert {l["stream"] for l in got if l["seq"] % 3} == {"stderr"}
+
+
 def test_events_out_of_order_still_land(api):
     run = new_run()
     api.ok([log(run, 5, "late line"), log(run, 3, "early line")])
