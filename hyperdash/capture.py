@@ -45,12 +45,15 @@ KERNEL_DRAIN_TIMEOUT = 0.5
 def open_channel(like_fd: int) -> tuple[int, int]:
     """``(read_fd, write_fd)`` to stand in for ``like_fd``: a pty copying its window size and
     terminal modes (output post-processing off, so bytes pass unchanged) when ``like_fd`` is a
-    terminal, else a pipe."""
+    terminal, else a pipe. The read end does not block (a :class:`Pump` reads it)."""
     if _isatty(like_fd):
         try:
-            return _open_pty(like_fd)
+            read_fd, write_fd = _open_pty(like_fd)
         except OSError:
             pass
+        else:
+            os.set_blocking(read_fd, False)
+            return read_fd, write_fd
     read_fd, write_fd = os.pipe()
     try:
         import fcntl
@@ -58,6 +61,7 @@ def open_channel(like_fd: int) -> tuple[int, int]:
         fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
         pass  # a smaller pipe only means more wake-ups
+    os.set_blocking(read_fd, False)
     return read_fd, write_fd
 
 
@@ -128,11 +132,13 @@ class Pump(threading.Thread):
 
         selector = selectors.DefaultSelector()
         unpolled: list[int] = []
+        never_block: set[int] = set()
         for read_fd, terminal_fd, stream in self.channels:
             self._open[read_fd] = (terminal_fd, stream)
             try:
                 selector.register(read_fd, selectors.EVENT_READ)
-                os.set_blocking(read_fd, False)
+                if not os.get_blocking(read_fd):
+                    never_block.add(read_fd)
             except (OSError, ValueError):  # epoll refuses regular files (EPERM)
                 unpolled.append(read_fd)
         try:
@@ -147,8 +153,9 @@ class Pump(threading.Thread):
                     break
                 for key, _ in ready:
                     # While reads come back nearly full, output floods: read on without
-                    # waiting in select (each return from a system call is a wait for the GIL).
-                    while self._pump(key.fd, selector) >= FLOOD_FULL:
+                    # waiting in select (each return from a system call is a wait for the GIL),
+                    # where a read cannot block (the channels open_channel made).
+                    while self._pump(key.fd, selector) >= FLOOD_FULL and key.fd in never_block:
                         pass
         finally:
             selector.close()

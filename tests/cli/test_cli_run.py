@@ -323,6 +323,29 @@ def test_pipe_passes_input_through_and_monitors_it(account, hyperdash_home):
     assert texts(account.logs(run["uuid"])) == ["alpha", "\x1b[32mbeta\x1b[0m", "no newline at the end"]
 
 
+def test_pipe_leaves_the_input_it_shares_as_it_found_it(account, hyperdash_home):
+    # Standard input is shared with whoever else holds it (the shell, for a terminal): making
+    # it non-blocking would break them after hyperdash has gone.
+    read_fd, write_fd = os.pipe()
+    try:
+        assert os.get_blocking(read_fd)
+        proc = subprocess.Popen([*HYPERDASH, "pipe", "-n", "shared input"], stdin=read_fd,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=account.sdk_env(hyperdash_home))
+        os.write(write_fd, b"a line\n" * 5_000)
+        time.sleep(0.5)  # read while the pipe is still open
+        assert os.get_blocking(read_fd), "hyperdash pipe made the shared input non-blocking"
+        os.close(write_fd)
+        write_fd = None
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out == b"a line\n" * 5_000
+    finally:
+        os.close(read_fd)
+        if write_fd is not None:
+            os.close(write_fd)
+    account.wait_for_run("shared input", "success")
+
+
 def test_pipe_reads_a_file_or_dev_null_as_its_input(account, hyperdash_home, tmp_path):
     data = b"".join(b"from a file %d\n" % i for i in range(3000))
     (tmp_path / "input.log").write_bytes(data)
