@@ -16,7 +16,7 @@ the monitor's cost, touches both), their spread, and the ratio of the best times
 rounds beat a few long ones for this; a first pair of short jobs warms the machine up and is not
 counted. Target: at most 3% slower.
 
-    python benchmarks/training_loop.py [--steps 2500] [--rounds 10]
+    python benchmarks/training_loop.py [--steps 5000] [--rounds 8]
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def ratio_line(what: str, plain: list[float], monitored: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2_500)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     repeats = calibrate()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 __all__ = [
     "open_channel",
+    "copy_window_size",
     "Pump",
     "FdCapture",
     "StreamCapture",
@@ -73,7 +74,6 @@ def _isatty(fd: int) -> bool:
 
 
 def _open_pty(like_fd: int) -> tuple[int, int]:
-    import fcntl
     import pty
     import termios
 
@@ -82,12 +82,23 @@ def _open_pty(like_fd: int) -> tuple[int, int]:
         attrs = termios.tcgetattr(like_fd)
         attrs[1] &= ~termios.OPOST
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        size = fcntl.ioctl(like_fd, termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
     except (OSError, termios.error):
         pass
+    copy_window_size(like_fd, slave)
     os.set_inheritable(master, False)
     return master, slave
+
+
+def copy_window_size(terminal_fd: int, pty_fd: int) -> None:
+    """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd``."""
+    import fcntl
+    import termios
+
+    try:
+        size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -231,6 +242,7 @@ class FdCapture:
         self._saved: list[tuple[int, int]] = []  # (fd, saved copy of the original)
         self._pump: Pump | None = None
         self._pid = os.getpid()
+        self._resize_handlers = None  # (ours, the one before) while following terminal resizes
 
     def start(self) -> "FdCapture":
         _flush_std_streams()
@@ -250,9 +262,44 @@ class FdCapture:
             self.run.warn("capture", f"output is not captured: {exc}")
             return self
         self.run.console_fd = self._saved[1][1]
+        self._follow_resizes([(saved, read_fd) for read_fd, saved, _ in channels if _isatty(read_fd)])
         self._pump = Pump(self.run, channels)
         self._pump.start()
         return self
+
+    def _follow_resizes(self, ptys: list[tuple[int, int]]) -> None:
+        """On SIGWINCH, give the ptys that stand in for terminals the terminals' new size (a
+        handler the job had before is still called). Only the main thread may do this."""
+        if not ptys or threading.current_thread() is not threading.main_thread():
+            return
+        import signal
+
+        previous = signal.getsignal(signal.SIGWINCH)
+
+        def resized(signum, frame):
+            for terminal_fd, pty_fd in ptys:
+                copy_window_size(terminal_fd, pty_fd)
+            if callable(previous):
+                previous(signum, frame)
+
+        try:
+            signal.signal(signal.SIGWINCH, resized)
+        except (ValueError, OSError):
+            return
+        self._resize_handlers = (resized, previous)
+
+    def _stop_following_resizes(self) -> None:
+        if self._resize_handlers is None:
+            return
+        import signal
+
+        resized, previous = self._resize_handlers
+        self._resize_handlers = None
+        try:
+            if signal.getsignal(signal.SIGWINCH) is resized:  # not replaced by the job since
+                signal.signal(signal.SIGWINCH, previous if previous is not None else signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
 
     def stop(self, timeout: float = 2.0) -> None:
         """Restore descriptors 1 and 2 and take the last output. Idempotent; a no-op in a
@@ -260,6 +307,7 @@ class FdCapture:
         if os.getpid() != self._pid or not self._saved:
             return
         _flush_std_streams()
+        self._stop_following_resizes()  # before the ptys it resizes are closed
         self.run.console_fd = 2
         copies = [copy for _, copy in self._saved]
         if self._pump is not None:

@@ -19,6 +19,7 @@ import termios
 from dataclasses import dataclass
 
 from . import events
+from .capture import copy_window_size
 
 __all__ = [
     "FORWARDED_SIGNALS",
@@ -200,15 +201,6 @@ def _child_got_it_too(info, pid: int) -> bool:
         return os.getpgid(pid) == os.getpgrp()
     except ProcessLookupError:
         return True
-
-
-def copy_window_size(terminal_fd: int, pty_fd: int) -> None:
-    """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd``."""
-    try:
-        size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
-    except OSError:
-        pass
 
 
 def monitor_command(

@@ -2,9 +2,8 @@
 
 The common case (no ``\\r``, no over-long line) is handled per chunk with C-speed bytes
 operations and no copy of the chunk: one piece holds its complete lines (one more, the line that
-an earlier chunk began). Only a chunk with a ``\\r``
-(a progress bar redrawing itself) or a line longer than :data:`events.MAX_LINE_BYTES` takes
-the line-by-line path.
+an earlier chunk began). Only a chunk with a ``\\r`` (a progress bar redrawing itself) or a line
+longer than :data:`events.MAX_LINE_BYTES` takes the line-by-line path.
 
 A piece is ``(kind, blob, count)``:
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -273,6 +277,55 @@ def test_terminal_is_unchanged_under_a_pty(script, sdk_env):
     monitored, plain = run_in_pty(script(code)), run_in_pty(script(plain_code))
     assert b"isatty True" in plain
     assert monitored == plain
+
+
+def test_a_terminal_resize_reaches_the_job_and_its_own_handler(script, sdk_env):
+    path = script("""
+        import os, signal, time
+        from hyperdash import monitor
+
+        seen = []
+        signal.signal(signal.SIGWINCH, lambda *_: seen.append("job's handler"))
+
+        @monitor("resized")
+        def job():
+            before = os.get_terminal_size(1)
+            print("ready", before.columns, before.lines, flush=True)
+            deadline = time.monotonic() + 20
+            while os.get_terminal_size(1) == before and time.monotonic() < deadline:
+                time.sleep(0.02)
+            size = os.get_terminal_size(1)
+            print("size", size.columns, size.lines, seen, flush=True)
+        job()
+        print("after", signal.getsignal(signal.SIGWINCH).__name__, flush=True)
+    """)
+    pid, master = pty.fork()  # the job's controlling terminal: it gets the terminal's SIGWINCH
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, str(path)], sdk_env())
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    output, resized = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.1)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the job is gone
+                break
+            if not chunk:
+                break
+            output += chunk
+            if b"ready" in output and not resized:
+                resized = True
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"ready 80 24" in output, output
+    assert b"size 111 33 [\"job's handler\"]" in output, output
+    assert b"after <lambda>" in output, output  # the job's handler is back in place
 
 
 def test_next_run_uploads_an_orphaned_spool(run_job, account, hyperdash_home):
