@@ -296,7 +296,8 @@ def ingest_openapi() -> dict:
 @router.get("/runs", tags=["runs"], response_model=RunPage, responses=_errors(400, 401))
 def list_runs(
     request: Request,
-    name: Optional[str] = None,
+    name: Optional[str] = Query(None, max_length=ev.MAX_NAME_CHARS, description="the whole name"),
+    q: Optional[str] = Query(None, max_length=ev.MAX_NAME_CHARS, description="a part of the name, in any case"),
     status: Optional[str] = Query(None, description="one of " + ", ".join(ev.STATUSES)),
     limit: int = Query(50, ge=1, le=1000),
     cursor: Optional[str] = None,
@@ -305,7 +306,8 @@ def list_runs(
     """The account's runs, newest first."""
     with _state(request).store.read() as conn:
         # Replies are built here and sent as they are (the response models document them).
-        return JSONReply(queries.list_runs(conn, user.id, name=name, status=status, limit=limit, cursor=cursor))
+        return JSONReply(queries.list_runs(conn, user.id, name=name, search=q, status=status, limit=limit,
+                                           cursor=cursor))
 
 
 @router.get("/runs/{run_uuid}", tags=["runs"], response_model=RunDetail, responses=_errors(401, 404))

@@ -39,14 +39,17 @@ def _cursor(value: str) -> tuple[int, int]:
     return started, run_id
 
 
-def list_runs(conn: Connection, user_id: int, *, name: str | None = None, status: str | None = None,
-              limit: int = 50, cursor: str | None = None) -> dict:
-    """Newest first; ``next`` is the cursor of the following page, or None."""
+def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search: str | None = None,
+              status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
+    """Newest first; ``next`` is the cursor of the following page, or None. ``name`` matches
+    the whole name; ``search``, any part of it, in any case."""
     if status is not None and status not in ev.STATUSES:
         raise BadRequest(f"unknown status {status!r}; one of {', '.join(ev.STATUSES)}", code="invalid_status")
     query = select(runs).where(runs.c.user_id == user_id)
     if name is not None:
         query = query.where(runs.c.name == name)
+    if search:
+        query = query.where(runs.c.name.icontains(search, autoescape=True))
     if status is not None:
         query = query.where(runs.c.status == status)
     if cursor:

@@ -192,6 +192,10 @@ def test_runs_listing_pages_and_filters(api):
     assert len(names) == 5 and names == sorted(names, reverse=True) and third["next"] is None
     assert {r["name"] for r in api.json("/api/v1/runs", name="job-1")["runs"]} == {"job-1"}
     assert len(api.json("/api/v1/runs", name="job-0")["runs"]) == 3
+    assert api.json("/api/v1/runs", name="job")["runs"] == []  # the whole name
+    assert len(api.json("/api/v1/runs", q="JOB")["runs"]) == 5  # or any part of it, in any case
+    assert {r["name"] for r in api.json("/api/v1/runs", q="b-1")["runs"]} == {"job-1"}
+    assert api.json("/api/v1/runs", q="%")["runs"] == [] and api.json("/api/v1/runs", q="_")["runs"] == []
     assert [r["status"] for r in api.json("/api/v1/runs", status="success")["runs"]] == ["success"]
     assert api.get("/api/v1/runs", status="nonsense").json()["code"] == "invalid_status"
     assert api.get("/api/v1/runs", cursor="garbage").status_code == 400

@@ -33,7 +33,8 @@ function filters() {
 function matches(run) {
   const { name, status } = filters();
   if (status && run.status !== status) return false;
-  if (name && run.name !== name) return false; // the server matches names exactly, too
+  // Any part of the name, in any case, as the server matches it
+  if (name && !(run.name ?? '').toLowerCase().includes(name.toLowerCase())) return false;
   return true;
 }
 
@@ -106,7 +107,7 @@ async function load({ append = false } = {}) {
   const { name, status } = filters();
   try {
     const page = await api('/runs', {
-      params: { name, status, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
+      params: { q: name, status, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
     });
     if (mine !== generation) return;
     if (!append) runs = new Map();
@@ -131,13 +132,11 @@ function syncUrl() {
   history.replaceState(null, '', location.pathname + (qs ? '?' + qs : ''));
 }
 
-// Names match exactly: filter as soon as the field holds a known name (picked from the list)
-// or nothing, and otherwise when the user presses Enter.
+// Filter as the user types, once a pause in typing says the text is meant.
 let typing = null;
 nameInput.addEventListener('input', () => {
   clearTimeout(typing);
-  const value = nameInput.value.trim();
-  if (value === '' || knownNames.has(value)) typing = setTimeout(() => { syncUrl(); load(); }, 150);
+  typing = setTimeout(() => { syncUrl(); load(); }, 250);
 });
 nameInput.addEventListener('change', () => { clearTimeout(typing); syncUrl(); load(); });
 statusSelect.addEventListener('change', () => { syncUrl(); load(); });
