@@ -111,6 +111,55 @@ def test_a_long_log_opens_at_its_tail_and_loads_older_lines_on_scroll(open_page,
     page.locator("#jump").wait_for(state="hidden")
 
 
+def test_a_long_line_cut_by_a_page_boundary_shows_as_one_row(open_page, account):
+    feed = RunFeed(account, "long-line-at-the-boundary")
+    feed.lines(1000, "line {i:05d}")
+    pieces = [f"piece{k}-" for k in range(6)]
+    feed.log(*pieces, partial=True)
+    feed.log("end of the long line")
+    # The first page holds the last 200 lines: the long line's last pieces, not its first.
+    feed.lines(197, "after {i:03d}")
+    page = open_run(open_page, account, feed)
+    assert row_texts(page)[0] == "piece4-piece5-end of the long line"
+
+    for _ in range(12):
+        if page.locator(ROWS, has_text="line 00000").count():
+            break
+        page.locator("#log").evaluate("el => el.scrollTop = 0")
+        page.wait_for_timeout(200)
+    texts = row_texts(page)
+    assert texts == ([f"line {i:05d}" for i in range(1000)] + ["".join(pieces) + "end of the long line"]
+                     + [f"after {i:03d}" for i in range(197)])
+
+
+def test_a_long_line_cut_where_newer_lines_load_shows_as_one_row(open_page, account):
+    feed = RunFeed(account, "long-line-below")
+    feed.lines(300, "line {i:03d}")
+    feed.log("the NEEDLE")
+    # A search hit opens with the 150 lines after it: the long line's first piece, no more.
+    feed.lines(149, "next {i:03d}")
+    pieces = [f"piece{k}-" for k in range(6)]
+    feed.log(*pieces, partial=True)
+    feed.log("end of the long line")
+    feed.lines(600, "after {i:03d}")
+    page = open_run(open_page, account, feed)
+    page.fill("#log-query", "needle")
+    page.press("#log-query", "Enter")
+    page.locator(ROWS, has_text="the NEEDLE").click()
+    page.locator(f"{ROWS}.target").wait_for()
+    assert row_texts(page)[-1] == "piece0-"
+
+    for _ in range(12):
+        if page.locator(ROWS, has_text="after 599").count():
+            break
+        page.locator("#log").evaluate("el => el.scrollTop = el.scrollHeight")
+        page.wait_for_timeout(200)
+    texts = row_texts(page)
+    whole = "".join(pieces) + "end of the long line"
+    assert whole in texts and not any(t.startswith("piece") and t != whole for t in texts)
+    assert texts[texts.index(whole) - 1] == "next 148" and texts[texts.index(whole) + 1] == "after 000"
+
+
 def test_search_finds_lines_and_opens_them_in_context(open_page, account):
     feed = RunFeed(account, "searchable")
     feed.lines(1200, "step {i} ok")

@@ -152,12 +152,11 @@ export class LogView {
   }
 
   /**
-   * Rows for lines in order. At the tail, a line continues the open row of its stream: a
-   * progress line redraws it, the next piece of a long line extends it.
+   * Rows for lines in order. A line continues the open row of its stream (in `open`, stream ->
+   * row, which it updates): a progress line redraws it, the next piece of a long line extends it.
    */
-  build(lines, { continueOpen }) {
+  build(lines, open = {}) {
     const fragment = document.createDocumentFragment();
-    const open = continueOpen ? this.openRows : {};
     for (const line of lines) {
       const row = this.mode === 'search' ? null : open[line.stream];
       if (row && (row.partial || row.progress)) {
@@ -187,10 +186,22 @@ export class LogView {
     this.unseen = 0;
   }
 
+  /** Per stream, its last row when that row is a long line's piece that the next continues. */
+  unfinishedRows() {
+    const found = {};
+    for (let row = this.rows.lastElementChild; row; row = row.previousElementSibling) {
+      const stream = row.dataset.stream;
+      if (!(stream in found)) found[stream] = row.partial ? row : null;
+      if ('stdout' in found && 'stderr' in found) break;
+    }
+    return found;
+  }
+
   append(lines) {
     const fresh = lines.filter((line) => line.seq > this.maxSeq);
     if (!fresh.length) return 0;
-    this.rows.append(this.build(fresh, { continueOpen: this.atTail }));
+    const open = this.atTail ? this.openRows : this.mode === 'search' ? {} : this.unfinishedRows();
+    this.rows.append(this.build(fresh, open));
     this.maxSeq = fresh[fresh.length - 1].seq;
     if (this.minSeq === Infinity) this.minSeq = fresh[0].seq;
     this.markShown();
@@ -200,11 +211,31 @@ export class LogView {
   prepend(lines) {
     if (!lines.length) return;
     const height = this.scroller.scrollHeight;
-    this.rows.prepend(this.build(lines, { continueOpen: false }));
+    const older = this.build(lines);
+    if (this.mode !== 'search') this.joinOlderPieces(older);
+    this.rows.prepend(older);
     this.minSeq = Math.min(this.minSeq, lines[0].seq);
     this.maxSeq = Math.max(this.maxSeq, lines[lines.length - 1].seq);
     this.scroller.scrollTop += this.scroller.scrollHeight - height;
     this.markShown();
+  }
+
+  /**
+   * A long line cut by the page boundary: its pieces among the older rows go to the front of
+   * the row shown for the rest of it.
+   */
+  joinOlderPieces(older) {
+    for (const stream of ['stdout', 'stderr']) {
+      let last = older.lastElementChild;
+      while (last && last.dataset.stream !== stream) last = last.previousElementSibling;
+      if (!last || !last.partial) continue;
+      let next = this.rows.firstElementChild;
+      while (next && next.dataset.stream !== stream) next = next.nextElementSibling;
+      if (!next) continue;
+      next.lineText = last.lineText + next.lineText;
+      this.paint(next);
+      last.remove();
+    }
   }
 
   /** Drop rows beyond MAX_ROWS from the top (keeping the view still) or from the bottom. */
