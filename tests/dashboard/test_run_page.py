@@ -273,6 +273,29 @@ def test_the_browser_notifies_when_an_open_run_ends(open_page, account):
     assert "exit code 2" in body
 
 
+def test_where_pages_may_not_construct_notifications_the_service_worker_shows_it(open_page, account):
+    feed = RunFeed(account, "on a phone")
+    page = open_run(open_page, account, feed, permissions=["notifications"])
+    assert page.evaluate("navigator.serviceWorker.ready.then((r) => Boolean(r.active))")
+    # As on Android: the constructor refuses, only a service worker may show notifications.
+    page.evaluate("""() => {
+        const Real = window.Notification;
+        window.Notification = class {
+            static get permission() { return Real.permission; }
+            static requestPermission() { return Real.requestPermission(); }
+            constructor() { throw new TypeError("Illegal constructor."); }
+        };
+    }""")
+    feed.end(ev.SUCCESS)
+    page.locator("#run-status .badge[data-status='success']").wait_for()
+    [[title, body, data]] = wait_until(page, """navigator.serviceWorker.ready.then(async (registration) => {
+        const shown = await registration.getNotifications();
+        return shown.length ? shown.map((n) => [n.title, n.body, n.data]) : null;
+    })""")
+    assert title == "on a phone: Success" and body.startswith("Ran ")
+    assert data == {"url": f"/runs/{feed.uuid}"}
+
+
 def test_without_permission_nothing_is_shown_and_the_page_offers_to_ask(open_page, account):
     feed = RunFeed(account, "quiet")
     page = open_run(open_page, account, feed)
