@@ -38,9 +38,11 @@ CHUNK_SIZE = 1 << 20  # large reads: fewer trips through the GIL when output flo
 FLOOD_READ = 8 * 1024  # a read this large means output floods in: pause before the next
 FLOOD_PAUSE = 0.003
 FLOOD_FULL = 256 * 1024  # ...unless it is this large: then the pipe would fill during a pause
+FLOOD_READS_IN_A_ROW = 4  # reads of one channel without a look at the others, while it floods
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux
 KERNEL_DRAIN_TIMEOUT = 0.5
+RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
 
 
 def open_channel(like_fd: int) -> tuple[int, int]:
@@ -89,6 +91,25 @@ def _open_pty(like_fd: int) -> tuple[int, int]:
     return master, slave
 
 
+def _follow_window_sizes(resizes: list[list], open_fds) -> None:
+    """For each ``[terminal_fd, pty_fd, last size]`` whose pty is still open: give the pty the
+    terminal's size when it changed."""
+    import fcntl
+    import termios
+
+    for entry in resizes:
+        terminal_fd, pty_fd, last = entry
+        if pty_fd not in open_fds:
+            continue
+        try:
+            size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
+            if size != last:
+                fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+                entry[2] = size
+        except OSError:
+            pass
+
+
 def copy_window_size(terminal_fd: int, pty_fd: int) -> None:
     """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd``."""
     import fcntl
@@ -124,13 +145,17 @@ class Pump(threading.Thread):
 
     A descriptor that cannot be polled (a regular file, ``/dev/null``) is always ready: its
     reads never wait, so it is simply read until end of file.
-    The read descriptors belong to the pump, which closes them when done.
+    The read descriptors belong to the pump, which closes them when done. With
+    ``follow_resizes``, a channel that is a pty standing in for a terminal takes each new window
+    size of that terminal, within a fraction of a second.
     """
 
-    def __init__(self, run, channels: Sequence[tuple[int, int | None, str]], name: str = "hyperdash-pump"):
+    def __init__(self, run, channels: Sequence[tuple[int, int | None, str]], name: str = "hyperdash-pump",
+                 follow_resizes: bool = False):
         super().__init__(name=name, daemon=True)
         self.sink = run
         self.channels = list(channels)
+        self.follow_resizes = follow_resizes
         self._stopping = False
         self._open: dict[int, tuple[int | None, str]] = {}
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
@@ -152,8 +177,16 @@ class Pump(threading.Thread):
                     never_block.add(read_fd)
             except (OSError, ValueError):  # epoll refuses regular files (EPERM)
                 unpolled.append(read_fd)
+        # ptys that stand in for terminals: they take each new size of their terminal (polled,
+        # so that no signal handler of ours can interrupt the job's system calls)
+        resizes = [[terminal_fd, read_fd, None] for read_fd, terminal_fd, _ in self.channels
+                   if self.follow_resizes and terminal_fd is not None and _isatty(read_fd) and _isatty(terminal_fd)]
+        next_resize_check = 0.0
         try:
             while self._open:
+                if resizes and time.monotonic() >= next_resize_check:
+                    next_resize_check = time.monotonic() + RESIZE_CHECK_INTERVAL
+                    _follow_window_sizes(resizes, self._open)
                 for read_fd in list(unpolled):
                     if self._pump(read_fd, None) < 0:
                         unpolled.remove(read_fd)
@@ -165,9 +198,11 @@ class Pump(threading.Thread):
                 for key, _ in ready:
                     # While reads come back nearly full, output floods: read on without
                     # waiting in select (each return from a system call is a wait for the GIL),
-                    # where a read cannot block (the channels open_channel made).
-                    while self._pump(key.fd, selector) >= FLOOD_FULL and key.fd in never_block:
-                        pass
+                    # where a read cannot block (the channels open_channel made); a few reads
+                    # at most, so that the other channels are not kept waiting.
+                    for _ in range(FLOOD_READS_IN_A_ROW):
+                        if self._pump(key.fd, selector) < FLOOD_FULL or key.fd not in never_block:
+                            break
         finally:
             selector.close()
             for read_fd in list(self._open):
@@ -242,7 +277,6 @@ class FdCapture:
         self._saved: list[tuple[int, int]] = []  # (fd, saved copy of the original)
         self._pump: Pump | None = None
         self._pid = os.getpid()
-        self._resize_handlers = None  # (ours, the one before) while following terminal resizes
 
     def start(self) -> "FdCapture":
         _flush_std_streams()
@@ -262,44 +296,9 @@ class FdCapture:
             self.run.warn("capture", f"output is not captured: {exc}")
             return self
         self.run.console_fd = self._saved[1][1]
-        self._follow_resizes([(saved, read_fd) for read_fd, saved, _ in channels if _isatty(read_fd)])
-        self._pump = Pump(self.run, channels)
+        self._pump = Pump(self.run, channels, follow_resizes=True)
         self._pump.start()
         return self
-
-    def _follow_resizes(self, ptys: list[tuple[int, int]]) -> None:
-        """On SIGWINCH, give the ptys that stand in for terminals the terminals' new size (a
-        handler the job had before is still called). Only the main thread may do this."""
-        if not ptys or threading.current_thread() is not threading.main_thread():
-            return
-        import signal
-
-        previous = signal.getsignal(signal.SIGWINCH)
-
-        def resized(signum, frame):
-            for terminal_fd, pty_fd in ptys:
-                copy_window_size(terminal_fd, pty_fd)
-            if callable(previous):
-                previous(signum, frame)
-
-        try:
-            signal.signal(signal.SIGWINCH, resized)
-        except (ValueError, OSError):
-            return
-        self._resize_handlers = (resized, previous)
-
-    def _stop_following_resizes(self) -> None:
-        if self._resize_handlers is None:
-            return
-        import signal
-
-        resized, previous = self._resize_handlers
-        self._resize_handlers = None
-        try:
-            if signal.getsignal(signal.SIGWINCH) is resized:  # not replaced by the job since
-                signal.signal(signal.SIGWINCH, previous if previous is not None else signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
 
     def stop(self, timeout: float = 2.0) -> None:
         """Restore descriptors 1 and 2 and take the last output. Idempotent; a no-op in a
@@ -307,7 +306,6 @@ class FdCapture:
         if os.getpid() != self._pid or not self._saved:
             return
         _flush_std_streams()
-        self._stop_following_resizes()  # before the ptys it resizes are closed
         self.run.console_fd = 2
         copies = [copy for _, copy in self._saved]
         if self._pump is not None:

@@ -166,6 +166,9 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
     log_folder = config.ensure_home() / "logs"
     log_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_fd = os.open(log_folder / "uploader.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    if log_fd <= 2:  # the job had closed a standard descriptor: keep clear of 0, 1 and 2
+        log_fd, low = fcntl.fcntl(log_fd, fcntl.F_DUPFD_CLOEXEC, 3), log_fd
+        os.close(low)
     try:
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)]

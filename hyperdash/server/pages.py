@@ -250,13 +250,15 @@ async def logout(request: Request) -> Response:
 
 # --- pages --------------------------------------------------------------------------------------
 @router.get("/")
-def runs_page(request: Request, name: str = "", status: str = "") -> Response:
+def runs_page(request: Request, name: str = "", q: str = "", status: str = "") -> Response:
+    """The runs, filtered by a whole ``name`` (a group's link) or by ``q``, a part of it."""
     session = _session(request)
     if session is None:
         return _to_login(request)
     user, csrf = session
     return render(request, "runs.html", user=user, csrf_token=csrf, name=name[: ev.MAX_NAME_CHARS],
-                  status=status if status in ev.STATUSES else "", statuses=STATUS_CHOICES)
+                  q=q[: ev.MAX_NAME_CHARS], status=status if status in ev.STATUSES else "",
+                  statuses=STATUS_CHOICES)
 
 
 @router.get("/runs/{run_uuid}")

@@ -80,6 +80,24 @@ def test_ansi_colours_progress_lines_and_long_line_pieces(open_page, account):
     assert row_texts(page) == ["green plain bold red", "epoch 1: 100%|##########", "aaaabbbbcccc"]
 
 
+def scroll_log_until(page, text: str, *, to_top: bool) -> None:
+    """Scroll the log to its top (or bottom) until a row holds ``text``: each scroll to an edge
+    loads one more page."""
+    for _ in range(12):
+        if page.locator(ROWS, has_text=text).count():
+            return
+        page.locator("#log").evaluate("el => el.scrollTop = 0" if to_top else "el => el.scrollTop = el.scrollHeight")
+        page.wait_for_timeout(200)
+
+
+def open_search_hit(page, query: str, hit: str) -> None:
+    """Search the log for ``query`` and open the hit that holds ``hit`` in its context."""
+    page.fill("#log-query", query)
+    page.press("#log-query", "Enter")
+    page.locator(ROWS, has_text=hit).click()
+    page.locator(f"{ROWS}.target").wait_for()
+
+
 def test_a_long_log_opens_at_its_tail_and_loads_older_lines_on_scroll(open_page, account):
     feed = RunFeed(account, "long-log")
     feed.lines(3000, "line {i:05d}")
@@ -89,11 +107,7 @@ def test_a_long_log_opens_at_its_tail_and_loads_older_lines_on_scroll(open_page,
     assert len(texts) < 1000, "only the tail is fetched first"
     assert page.locator("#jump").is_hidden()
 
-    for _ in range(12):
-        if page.locator(ROWS, has_text="line 00000").count():
-            break
-        page.locator("#log").evaluate("el => el.scrollTop = 0")
-        page.wait_for_timeout(200)
+    scroll_log_until(page, "line 00000", to_top=True)
     texts = row_texts(page)
     assert texts == [f"line {i:05d}" for i in range(3000)], "every line once, in order"
     assert page.locator("#log-top").inner_text() == "Beginning of log"
@@ -122,11 +136,7 @@ def test_a_long_line_cut_by_a_page_boundary_shows_as_one_row(open_page, account)
     page = open_run(open_page, account, feed)
     assert row_texts(page)[0] == "piece4-piece5-end of the long line"
 
-    for _ in range(12):
-        if page.locator(ROWS, has_text="line 00000").count():
-            break
-        page.locator("#log").evaluate("el => el.scrollTop = 0")
-        page.wait_for_timeout(200)
+    scroll_log_until(page, "line 00000", to_top=True)
     texts = row_texts(page)
     assert texts == ([f"line {i:05d}" for i in range(1000)] + ["".join(pieces) + "end of the long line"]
                      + [f"after {i:03d}" for i in range(197)])
@@ -143,21 +153,32 @@ def test_a_long_line_cut_where_newer_lines_load_shows_as_one_row(open_page, acco
     feed.log("end of the long line")
     feed.lines(600, "after {i:03d}")
     page = open_run(open_page, account, feed)
-    page.fill("#log-query", "needle")
-    page.press("#log-query", "Enter")
-    page.locator(ROWS, has_text="the NEEDLE").click()
-    page.locator(f"{ROWS}.target").wait_for()
+    open_search_hit(page, "needle", "the NEEDLE")
     assert row_texts(page)[-1] == "piece0-"
 
-    for _ in range(12):
-        if page.locator(ROWS, has_text="after 599").count():
-            break
-        page.locator("#log").evaluate("el => el.scrollTop = el.scrollHeight")
-        page.wait_for_timeout(200)
+    scroll_log_until(page, "after 599", to_top=False)
     texts = row_texts(page)
     whole = "".join(pieces) + "end of the long line"
     assert whole in texts and not any(t.startswith("piece") and t != whole for t in texts)
     assert texts[texts.index(whole) - 1] == "next 148" and texts[texts.index(whole) + 1] == "after 000"
+
+
+def test_a_long_line_still_being_written_goes_on_in_its_row_once_the_view_reaches_the_end(open_page, account):
+    feed = RunFeed(account, "long-line-live")
+    feed.lines(300, "line {i:03d}")
+    feed.log("the NEEDLE")
+    feed.lines(149, "next {i:03d}")
+    feed.log("piece0-", "piece1-", "piece2-", partial=True)  # the job is in the middle of it
+    page = open_run(open_page, account, feed)
+    open_search_hit(page, "needle", "the NEEDLE")
+    assert row_texts(page)[-1] == "piece0-"
+    scroll_log_until(page, "piece2-", to_top=False)
+    assert row_texts(page)[-1] == "piece0-piece1-piece2-"
+
+    feed.log("piece3-", partial=True)
+    feed.log("end")
+    page.locator(ROWS, has_text="end").wait_for()
+    assert row_texts(page)[-2:] == ["next 148", "piece0-piece1-piece2-piece3-end"]
 
 
 def test_search_finds_lines_and_opens_them_in_context(open_page, account):

@@ -69,7 +69,7 @@ def test_filter_by_name_and_status(open_page, account):
     assert groups(page) == [("beta", ["failure"]), ("alpha", ["failure"])]
 
     page.type("#filter-name", "LPh")  # any part of a name, in any case, filters as one types
-    page.wait_for_url("**/?name=LPh&status=failure")
+    page.wait_for_url("**/?q=LPh&status=failure")
     page.locator(".group", has_text="beta").wait_for(state="detached")
     assert groups(page) == [("alpha", ["failure"])]
 
@@ -95,6 +95,25 @@ def test_filter_by_name_and_status(open_page, account):
     page.locator(".group").first.wait_for()
     assert page.input_value("#filter-status") == ""
     assert len(groups(page)) == 3
+
+
+def test_a_groups_link_shows_that_name_alone_and_typing_searches_again(open_page, account):
+    RunFeed(account, "train").end(ev.SUCCESS)
+    RunFeed(account, "pretrain").end(ev.SUCCESS)
+    page = open_page()
+    sign_in(page, account)
+    page.locator(".group").nth(1).wait_for()
+    page.click(".group[data-name='train'] h2 a")
+    page.wait_for_url("**/?name=train")
+    page.locator(".group[data-name='pretrain']").wait_for(state="detached")
+    assert [name for name, _ in groups(page)] == ["train"]
+    assert page.input_value("#filter-name") == "train"
+
+    page.fill("#filter-name", "TRAIN")  # edited: now any part of a name, in any case
+    page.wait_for_url("**/?q=TRAIN")
+    page.locator(".group[data-name='train']").wait_for()
+    page.locator(".group[data-name='pretrain']").wait_for()
+    assert sorted(name for name, _ in groups(page)) == ["pretrain", "train"]
 
 
 def test_more_runs_load_on_request(open_page, account):

@@ -130,6 +130,7 @@ export class LogView {
     text.className = 'text';
     row.append(ts, text);
     row.dataset.stream = line.stream;
+    row.firstSeq = line.seq; // of its first piece (data-seq: of its last)
     row.lineText = line.text;
     this.setLineState(row, line);
     this.paint(row);
@@ -186,12 +187,13 @@ export class LogView {
     this.unseen = 0;
   }
 
-  /** Per stream, its last row when that row is a long line's piece that the next continues. */
+  /** Per stream, its last row when the next line continues it (a long line's piece) or
+   * redraws it (a progress line). */
   unfinishedRows() {
     const found = {};
     for (let row = this.rows.lastElementChild; row; row = row.previousElementSibling) {
       const stream = row.dataset.stream;
-      if (!(stream in found)) found[stream] = row.partial ? row : null;
+      if (!(stream in found)) found[stream] = row.partial || row.progress ? row : null;
       if ('stdout' in found && 'stderr' in found) break;
     }
     return found;
@@ -233,6 +235,7 @@ export class LogView {
       while (next && next.dataset.stream !== stream) next = next.nextElementSibling;
       if (!next) continue;
       next.lineText = last.lineText + next.lineText;
+      next.firstSeq = last.firstSeq;
       this.paint(next);
       last.remove();
     }
@@ -246,7 +249,7 @@ export class LogView {
       const height = this.scroller.scrollHeight;
       for (let i = 0; i < excess; i++) this.rows.firstElementChild.remove();
       this.scroller.scrollTop -= height - this.scroller.scrollHeight;
-      this.minSeq = Number(this.rows.firstElementChild.dataset.seq);
+      this.minSeq = this.rows.firstElementChild.firstSeq;
       this.hasOlder = true;
     } else {
       for (let i = 0; i < excess; i++) this.rows.lastElementChild.remove();
@@ -360,6 +363,7 @@ export class LogView {
       this.append(lines);
       if (lines.length < PAGE && !this.queueOverflowed) {
         this.atTail = true;
+        this.openRows = this.unfinishedRows(); // live lines continue them from now on
         this.unseen = 0;
       }
       this.trim(true);

@@ -9,7 +9,9 @@ const PAGE_SIZE = 100;
 const UNNAMED = 'Unnamed run';
 
 const form = document.getElementById('filters');
-const nameInput = form.elements.name;
+const nameInput = form.elements.q;
+// A group's link names the whole name (?name=): matched exactly until the field is edited.
+let exactName = nameInput.dataset.exact || null;
 const statusSelect = form.elements.status;
 const container = document.getElementById('runs');
 const emptyState = document.getElementById('runs-empty');
@@ -27,14 +29,16 @@ let nextCursor = null;
 let generation = 0; // bumped on each new query, so a stale reply is dropped
 
 function filters() {
-  return { name: nameInput.value.trim(), status: statusSelect.value };
+  const text = nameInput.value.trim();
+  return { name: exactName, q: exactName === null ? text : '', status: statusSelect.value };
 }
 
 function matches(run) {
-  const { name, status } = filters();
+  const { name, q, status } = filters();
   if (status && run.status !== status) return false;
+  if (name !== null && run.name !== name) return false;
   // Any part of the name, in any case, as the server matches it
-  if (name && !(run.name ?? '').toLowerCase().includes(name.toLowerCase())) return false;
+  if (q && !(run.name ?? '').toLowerCase().includes(q.toLowerCase())) return false;
   return true;
 }
 
@@ -94,8 +98,8 @@ const render = coalesce(() => {
     if (name && !knownNames.has(name)) { knownNames.add(name); added = true; }
   }
   if (added) nameList.replaceChildren(...[...knownNames].sort().map((name) => h('option', { value: name })));
-  const { name, status } = filters();
-  const filtered = Boolean(name || status);
+  const { name, q, status } = filters();
+  const filtered = Boolean(name !== null || q || status);
   emptyState.hidden = groups.size > 0 || filtered;
   noMatch.hidden = groups.size > 0 || !filtered;
   moreButton.hidden = !nextCursor;
@@ -104,10 +108,10 @@ const render = coalesce(() => {
 async function load({ append = false } = {}) {
   const mine = append ? generation : ++generation;
   if (!append) announced = new Map();
-  const { name, status } = filters();
+  const { name, q, status } = filters();
   try {
     const page = await api('/runs', {
-      params: { q: name, status, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
+      params: { name, q, status, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
     });
     if (mine !== generation) return;
     if (!append) runs = new Map();
@@ -124,9 +128,10 @@ async function load({ append = false } = {}) {
 }
 
 function syncUrl() {
-  const { name, status } = filters();
+  const { name, q, status } = filters();
   const query = new URLSearchParams();
-  if (name) query.set('name', name);
+  if (name !== null) query.set('name', name);
+  if (q) query.set('q', q);
   if (status) query.set('status', status);
   const qs = query.toString();
   history.replaceState(null, '', location.pathname + (qs ? '?' + qs : ''));
@@ -135,6 +140,7 @@ function syncUrl() {
 // Filter as the user types, once a pause in typing says the text is meant.
 let typing = null;
 nameInput.addEventListener('input', () => {
+  exactName = null;
   clearTimeout(typing);
   typing = setTimeout(() => { syncUrl(); load(); }, 250);
 });
