@@ -119,11 +119,13 @@ def revoke_key(session: Session, key_id: int | str) -> None:
     session.request("DELETE", f"/users/api_keys/{quote(str(key_id), safe='')}")
 
 
-def list_runs(session: Session, *, name=None, status=None, limit: int = 20) -> list[dict]:
-    """The account's runs, newest first."""
+def list_runs(session: Session, *, name=None, search=None, status=None, limit: int = 20) -> list[dict]:
+    """The account's runs, newest first: with the whole ``name``, or a name holding ``search``."""
     params = {"limit": limit}
     if name:
         params["name"] = name
+    if search:
+        params["q"] = search
     if status:
         params["status"] = status
     return session.request("GET", "/runs", params=params)["runs"]

@@ -419,14 +419,17 @@ class _ProgressBars:
 
 @cli.command()
 @click.option("-n", "--name", default=None, help="Only runs with this name.")
+@click.option("-q", "--search", default=None, metavar="TEXT",
+              help="Only runs whose name holds TEXT, in any case.")
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs in this state.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-def runs(name, status, limit):
+def runs(name, search, status, limit):
     """List your recent runs, newest first, with status and duration."""
     from . import account
 
     with user_errors():
-        found = account.list_runs(account.Session.from_settings(), name=name, status=status, limit=limit)
+        found = account.list_runs(account.Session.from_settings(), name=name, search=search, status=status,
+                                  limit=limit)
     if not found:
         click.echo("No runs yet.")
         return
