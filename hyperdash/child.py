@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import stat
-import termios
 from dataclasses import dataclass
 
 from . import events

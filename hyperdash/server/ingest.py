@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -565,7 +565,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     changes: dict[str, Any] = {"last_seen_at": now}
     if top > run["max_seq"]:
         changes["max_seq"] = top
-    for seq, ts, mtype, payload in sorted(marks, key=lambda m: m[0]):
+    for _seq, ts, mtype, payload in sorted(marks, key=lambda m: m[0]):
         if mtype == ev.RUN_STARTED:
             changes.update(name=payload["job_name"], started_at=ts, host=payload["host"],
                            pid=payload["pid"])
