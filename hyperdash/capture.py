@@ -277,6 +277,7 @@ class FdCapture:
         self._saved: list[tuple[int, int]] = []  # (fd, saved copy of the original)
         self._pump: Pump | None = None
         self._pid = os.getpid()
+        self._stop_lock = threading.Lock()
 
     def start(self) -> "FdCapture":
         _flush_std_streams()
@@ -298,14 +299,24 @@ class FdCapture:
         self.run.console_fd = self._saved[1][1]
         self._pump = Pump(self.run, channels, follow_resizes=True)
         self._pump.start()
+        _drain_at_os_exit(self)
         return self
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Restore descriptors 1 and 2 and take the last output. Idempotent; a no-op in a
-        forked child (its descriptors stay on the parent's channels)."""
-        if os.getpid() != self._pid or not self._saved:
+    def stop(self, timeout: float = 2.0, *, flush: bool = True) -> None:
+        """Restore descriptors 1 and 2 and take the last output (after flushing ``sys.stdout``
+        and ``sys.stderr``, unless ``flush`` is false). Idempotent; a no-op in a forked child
+        (its descriptors stay on the parent's channels)."""
+        if os.getpid() != self._pid:  # (before the lock, which a fork may have copied held)
             return
-        _flush_std_streams()
+        with self._stop_lock:
+            if not self._saved:
+                return
+            _exit_drains.discard(self)
+            self._stop(timeout, flush)
+
+    def _stop(self, timeout: float, flush: bool) -> None:
+        if flush:
+            _flush_std_streams()
         self.run.console_fd = 2
         copies = [copy for _, copy in self._saved]
         if self._pump is not None:
@@ -333,6 +344,33 @@ class FdCapture:
             except OSError:
                 pass
         self._saved = []
+
+
+# os._exit ends a process at once: what the job wrote last would still be in a capture's
+# channel, never shown in the terminal nor kept. While a capture is on, os._exit first lets it
+# take what is already written (as coverage.py, say, saves its data there). Python's own buffers
+# stay unflushed, as os._exit leaves them.
+EXIT_DRAIN_TIMEOUT = 1.0
+_exit_drains: "set[FdCapture]" = set()
+_os_exit = os._exit
+
+
+def _drain_at_os_exit(capture: FdCapture) -> None:
+    global _os_exit
+    _exit_drains.add(capture)
+    if os._exit is not _exit_after_draining:
+        _os_exit = os._exit
+        os._exit = _exit_after_draining
+
+
+def _exit_after_draining(status: int) -> None:
+    """``os._exit(status)``, once every capture on has taken the output already written."""
+    for capture in list(_exit_drains):
+        try:
+            capture.stop(EXIT_DRAIN_TIMEOUT, flush=False)
+        except BaseException:  # nothing may keep the process from ending
+            pass
+    _os_exit(status)
 
 
 class _Tee:

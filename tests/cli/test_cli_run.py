@@ -6,8 +6,6 @@ import fcntl
 import hashlib
 import json
 import os
-import pty
-import select
 import signal
 import struct
 import subprocess
@@ -17,6 +15,7 @@ import time
 import pytest
 
 from cli_support import HYPERDASH, py
+from terminal_support import run_in_terminal
 
 # A child that waits for SIGINT or SIGTERM, says how many copies it got, then dies of it. It
 # takes them with sigwaitinfo, so a copy that comes a moment after the first is counted apart.
@@ -109,37 +108,6 @@ def test_signal_to_hyperdash_reaches_the_child_once(account, hyperdash_home, sig
     run = account.wait_for_run(name, status)
     assert run["signal"] == sig.name
     assert texts(account.logs(run["uuid"])) == ["ready", "signals 1"]
-
-
-def run_in_terminal(argv: list[str], env: dict, *, on_output=None, timeout: float = 30) -> tuple[int, bytes]:
-    """Run ``argv`` with a new pseudo-terminal as its controlling terminal and its stdin, stdout
-    and stderr; ``on_output(all_so_far, master_fd)`` may type into it. (exit status, output)."""
-    pid, master = pty.fork()
-    if pid == 0:  # the child: exec at once, nothing else
-        os.execve(argv[0], argv, env)
-    output = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: every holder of the terminal is gone
-                break
-            if not chunk:
-                break
-            output += chunk
-            if on_output is not None:
-                on_output(output, master)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            raise AssertionError(f"still running after {timeout}s; output so far: {output!r}")
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(master)
-    return os.waitstatus_to_exitcode(status), output
 
 
 def test_terminal_child_sees_a_terminal_and_keeps_its_colours(account, hyperdash_home):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import select
 import signal
 import struct
 import subprocess
@@ -16,6 +15,7 @@ import time
 import pytest
 
 from sdk_support import texts
+from terminal_support import run_in_terminal
 
 
 def start_job(script, env, code: str) -> subprocess.Popen:
@@ -299,33 +299,45 @@ def test_a_terminal_resize_reaches_the_job_and_its_own_handler(script, sdk_env):
         job()
         print("after", signal.getsignal(signal.SIGWINCH).__name__, flush=True)
     """)
-    pid, master = pty.fork()  # the job's controlling terminal: it gets the terminal's SIGWINCH
-    if pid == 0:
-        os.execve(sys.executable, [sys.executable, str(path)], sdk_env())
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    output, resized = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            if not select.select([master], [], [], 0.1)[0]:
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the job is gone
-                break
-            if not chunk:
-                break
-            output += chunk
-            if b"ready" in output and not resized:
-                resized = True
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+    resized = []
+
+    def resize_when_ready(output, master):
+        if b"ready" in output and not resized:
+            resized.append(True)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+
+    rc, output = run_in_terminal([sys.executable, str(path)], sdk_env(), on_output=resize_when_ready)
+    assert rc == 0, output
     assert b"ready 80 24" in output, output
     assert b"size 111 33 [\"job's handler\"]" in output, output
-    assert b"after <lambda>" in output, output  # the job's handler is back in place
+    assert b"after <lambda>" in output, output  # the job's handler is left in place
+
+
+def test_output_written_just_before_os_exit_reaches_the_terminal_and_the_spool(script, sdk_env, account,
+                                                                               hyperdash_home):
+    path = script("""
+        import os, threading
+        from hyperdash import Experiment
+
+        exp = Experiment("cut short")
+        print("some output")
+        printer = threading.Thread(target=print, args=("from a thread",))
+        printer.start()
+        printer.join()
+        print("last words", flush=True)
+        os._exit(3)  # no end, no flush of Python's buffers: only what reached the terminal
+    """)
+    rc, output = run_in_terminal([sys.executable, str(path)], sdk_env())
+    assert rc == 3
+    shown = output.replace(b"\r\n", b"\n").splitlines()
+    assert shown[0] == b"some output" and shown[-1] == b"last words" and b"from a thread" in shown, output
+
+    sync = subprocess.run([sys.executable, "-m", "hyperdash", "sync"], env=sdk_env(), capture_output=True,
+                          timeout=60)
+    assert sync.returncode == 0, sync.stderr
+    run = account.wait_for_run("cut short")
+    assert run["status"] == "running"  # never ended: the server decides when it is lost
+    assert sorted(texts(account.logs(run["uuid"]))) == sorted(["some output", "from a thread", "last words"])
 
 
 def test_next_run_uploads_an_orphaned_spool(run_job, account, hyperdash_home):

@@ -1,0 +1,46 @@
+"""A real terminal for tests: run a program with a new pseudo-terminal as its controlling
+terminal, as a person's shell would."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import termios
+import time
+
+
+def run_in_terminal(argv: list[str], env: dict, *, on_output=None, timeout: float = 30) -> tuple[int, bytes]:
+    """Run ``argv`` with a new pseudo-terminal (80x24) as its controlling terminal and its stdin,
+    stdout and stderr; ``on_output(all_so_far, master_fd)`` may type into it or resize it.
+    (exit status, output)."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else
+        os.execve(argv[0], argv, env)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal is gone
+                break
+            if not chunk:
+                break
+            output += chunk
+            if on_output is not None:
+                on_output(output, master)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"still running after {timeout}s; output so far: {output!r}")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    return os.waitstatus_to_exitcode(status), output
