@@ -97,6 +97,7 @@ def _follow_window_sizes(resizes: list[list], open_fds) -> None:
     import fcntl
     import termios
 
+    changed = False
     for entry in resizes:
         terminal_fd, pty_fd, last = entry
         if pty_fd not in open_fds:
@@ -105,9 +106,16 @@ def _follow_window_sizes(resizes: list[list], open_fds) -> None:
             size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
             if size != last:
                 fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+                changed = changed or last is not None
                 entry[2] = size
         except OSError:
             pass
+    if changed:
+        # The job had the terminal's SIGWINCH before its terminal, the pty, had the new size: a
+        # handler of its own that read the size then read the old one. Tell it again.
+        import signal
+
+        os.kill(os.getpid(), signal.SIGWINCH)
 
 
 def copy_window_size(terminal_fd: int, pty_fd: int) -> None:
@@ -309,12 +317,25 @@ class FdCapture:
         if os.getpid() != self._pid:  # (before the lock, which a fork may have copied held)
             return
         with self._stop_lock:
-            if not self._saved:
-                return
-            _exit_drains.discard(self)
             self._stop(timeout, flush)
 
+    def drain_before_exit(self) -> None:
+        """What :func:`os._exit` does first: restore the descriptors and take the output already
+        written, within :data:`EXIT_DRAIN_TIMEOUT`, leaving Python's buffers unflushed; the
+        unfinished last lines are kept too. Gives up when a stop is already under way (in this
+        very thread, when a signal handler calls os._exit)."""
+        if os.getpid() != self._pid or not self._stop_lock.acquire(timeout=EXIT_DRAIN_TIMEOUT):
+            return
+        try:
+            self._stop(EXIT_DRAIN_TIMEOUT, flush=False)
+        finally:
+            self._stop_lock.release()
+        self.run.keep_unfinished_lines()
+
     def _stop(self, timeout: float, flush: bool) -> None:
+        if not self._saved:
+            return
+        _exit_drains.discard(self)
         if flush:
             _flush_std_streams()
         self.run.console_fd = 2
@@ -352,25 +373,27 @@ class FdCapture:
 # stay unflushed, as os._exit leaves them.
 EXIT_DRAIN_TIMEOUT = 1.0
 _exit_drains: "set[FdCapture]" = set()
-_os_exit = os._exit
+_os_exit = None  # what os._exit was when it was first wrapped: the wrapper ends with it
 
 
 def _drain_at_os_exit(capture: FdCapture) -> None:
     global _os_exit
     _exit_drains.add(capture)
-    if os._exit is not _exit_after_draining:
+    if _os_exit is None:  # once: wrapping a wrapper of ours again would make a loop
         _os_exit = os._exit
         os._exit = _exit_after_draining
 
 
 def _exit_after_draining(status: int) -> None:
     """``os._exit(status)``, once every capture on has taken the output already written."""
-    for capture in list(_exit_drains):
-        try:
-            capture.stop(EXIT_DRAIN_TIMEOUT, flush=False)
-        except BaseException:  # nothing may keep the process from ending
-            pass
-    _os_exit(status)
+    try:
+        for capture in list(_exit_drains):
+            try:
+                capture.drain_before_exit()
+            except Exception:
+                pass
+    finally:  # whatever happens (a signal, say), the process ends
+        _os_exit(status)
 
 
 class _Tee:

@@ -456,6 +456,19 @@ class Run:
             self._next_seq += count
             self._spool.append(kind, stream, seq, count, timestamp, blob)
 
+    def keep_unfinished_lines(self) -> None:
+        """Store each stream's last line even though it has no newline yet (the process is
+        about to end without ending the run). Gives up if the run is busy elsewhere."""
+        if self._detached or self._ended or not self._lock.acquire(timeout=1.0):
+            return
+        try:
+            for stream, framer in self._framers.items():
+                self._store(stream, framer.flush())
+        except Exception as exc:
+            self.warn("write", f"internal error while capturing output: {exc!r}")
+        finally:
+            self._lock.release()
+
     def _tick(self) -> None:
         """Called by the shipper at each wake-up: held-back progress states, orphan spools."""
         if self._ended:

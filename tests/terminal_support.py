@@ -18,9 +18,12 @@ def run_in_terminal(argv: list[str], env: dict, *, on_output=None, timeout: floa
     stdout and stderr; ``on_output(all_so_far, master_fd)`` may type into it or resize it.
     (exit status, output)."""
     pid, master = pty.fork()
-    if pid == 0:  # the child: exec at once, nothing else
-        os.execve(argv[0], argv, env)
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    if pid == 0:  # the child: size its terminal and exec, nothing else (not even pytest's exit)
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
     output = b""
     deadline = time.monotonic() + timeout
     try:
@@ -38,8 +41,10 @@ def run_in_terminal(argv: list[str], env: dict, *, on_output=None, timeout: floa
             if on_output is not None:
                 on_output(output, master)
         else:
-            os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"still running after {timeout}s; output so far: {output!r}")
+    except BaseException:  # a check failed: leave nothing running
+        os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(master)

@@ -181,6 +181,41 @@ def test_a_long_line_still_being_written_goes_on_in_its_row_once_the_view_reache
     assert row_texts(page)[-2:] == ["next 148", "piece0-piece1-piece2-piece3-end"]
 
 
+def test_a_progress_bar_whose_row_scrolled_out_of_the_page_comes_back_when_it_goes_on(open_page, account):
+    feed = RunFeed(account, "bar above a flood")
+    feed.log("epoch 1: 10%", stream=ev.STDERR, progress=True)
+    page = open_run(open_page, account, feed)
+    # Followed live, more lines than the page keeps push the bar's row out at the top.
+    for start in range(0, 5200, 1300):
+        feed.lines(1300, f"line {start}+{{i}}")
+        page.locator(ROWS, has_text=f"line {start}+1299").wait_for()
+    assert page.locator(ROWS, has_text="epoch 1:").count() == 0
+    feed.log("epoch 1: 90%", stream=ev.STDERR, progress=True)
+    page.locator(ROWS, has_text="epoch 1: 90%").wait_for()
+    feed.log("epoch 1: 100%", stream=ev.STDERR)
+    page.locator(ROWS, has_text="epoch 1: 100%").wait_for()
+    assert page.locator(ROWS, has_text="epoch 1:").count() == 1
+
+
+def test_rows_dropped_from_a_long_page_come_back_whole(open_page, account):
+    feed = RunFeed(account, "interleaved")
+    # A long stdout line whose pieces enclose a stderr line: one row for it, one for the other.
+    feed.log("a1-", partial=True)
+    feed.log("between", stream=ev.STDERR)
+    feed.log("a2-", partial=True)
+    feed.log("a3")
+    page = open_run(open_page, account, feed)
+    assert row_texts(page) == ["a1-a2-a3", "between"]
+    # Followed live, the page keeps 5000 rows: the last batch leaves one row too many, the long
+    # line's; the stderr line, within its pieces, must leave with it.
+    for start, count in ((0, 1300), (1300, 1300), (2600, 1300), (3900, 1099)):
+        feed.lines(count, f"line {start}+{{i}}")
+        page.locator(ROWS, has_text=f"line {start}+{count - 1}").wait_for()
+    assert page.locator(ROWS, has_text="a1-").count() == 0
+    scroll_log_until(page, "a1-a2-a3", to_top=True)
+    assert row_texts(page)[:3] == ["a1-a2-a3", "between", "line 0+0"]
+
+
 def test_search_finds_lines_and_opens_them_in_context(open_page, account):
     feed = RunFeed(account, "searchable")
     feed.lines(1200, "step {i} ok")

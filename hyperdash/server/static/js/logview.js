@@ -241,19 +241,37 @@ export class LogView {
     }
   }
 
-  /** Drop rows beyond MAX_ROWS from the top (keeping the view still) or from the bottom. */
+  /**
+   * Drop rows beyond MAX_ROWS from the top (keeping the view still) or from the bottom. A row
+   * whose pieces interleave with a dropped row's goes too, so that the rows left hold every line
+   * from minSeq to maxSeq, and the lines dropped come back whole when fetched again.
+   */
   trim(fromTop) {
-    const excess = this.rowCount - MAX_ROWS;
+    let excess = this.rowCount - MAX_ROWS;
     if (excess <= 0) return;
     if (fromTop) {
       const height = this.scroller.scrollHeight;
-      for (let i = 0; i < excess; i++) this.rows.firstElementChild.remove();
+      let highest = 0; // the highest seq dropped
+      for (let row = this.rows.firstElementChild; row && (excess > 0 || row.firstSeq < highest);
+        row = this.rows.firstElementChild, excess--) {
+        highest = Math.max(highest, Number(row.dataset.seq));
+        row.remove();
+      }
       this.scroller.scrollTop -= height - this.scroller.scrollHeight;
-      this.minSeq = this.rows.firstElementChild.firstSeq;
+      this.minSeq = this.rows.firstElementChild ? this.rows.firstElementChild.firstSeq : highest + 1;
       this.hasOlder = true;
+      // A line still open at the tail whose row was dropped starts a new row when it goes on.
+      for (const stream of Object.keys(this.openRows)) {
+        if (this.openRows[stream] && !this.openRows[stream].isConnected) this.openRows[stream] = null;
+      }
     } else {
-      for (let i = 0; i < excess; i++) this.rows.lastElementChild.remove();
-      this.maxSeq = Number(this.rows.lastElementChild.dataset.seq);
+      let lowest = Infinity; // the lowest seq dropped
+      for (let row = this.rows.lastElementChild; row && (excess > 0 || Number(row.dataset.seq) > lowest);
+        row = this.rows.lastElementChild, excess--) {
+        lowest = Math.min(lowest, row.firstSeq);
+        row.remove();
+      }
+      this.maxSeq = this.rows.lastElementChild ? Number(this.rows.lastElementChild.dataset.seq) : lowest - 1;
       this.leaveTail();
     }
   }
