@@ -216,6 +216,25 @@ def test_rows_dropped_from_a_long_page_come_back_whole(open_page, account):
     assert row_texts(page)[:3] == ["a1-a2-a3", "between", "line 0+0"]
 
 
+def test_rows_dropped_at_the_bottom_come_back_whole(open_page, account):
+    feed = RunFeed(account, "interleaved, scrolled back")
+    feed.lines(5000, "line {i:05d}")
+    feed.log("a1-", partial=True)
+    feed.log("between", stream=ev.STDERR)
+    feed.log("a2-", partial=True)
+    feed.log("a3")
+    feed.lines(197, "tail {i:03d}")
+    page = open_run(open_page, account, feed)
+    # Ten pages back the page holds 5,198 rows: the 198 at the bottom go, the last of them the
+    # long line's row, whose pieces enclose the stderr line: that line must go with it.
+    scroll_log_until(page, "line 00001", to_top=True)
+    assert page.locator(ROWS, has_text="a1-a2-a3").count() == 0
+    scroll_log_until(page, "tail 196", to_top=False)
+    texts = row_texts(page)
+    start = texts.index("line 04999")
+    assert texts[start:start + 4] == ["line 04999", "a1-a2-a3", "between", "tail 000"], texts[start:start + 4]
+
+
 def test_search_finds_lines_and_opens_them_in_context(open_page, account):
     feed = RunFeed(account, "searchable")
     feed.lines(1200, "step {i} ok")
