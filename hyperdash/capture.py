@@ -94,22 +94,13 @@ def _open_pty(like_fd: int) -> tuple[int, int]:
 def _follow_window_sizes(resizes: list[list], open_fds) -> None:
     """For each ``[terminal_fd, pty_fd, last size]`` whose pty is still open: give the pty the
     terminal's size when it changed."""
-    import fcntl
-    import termios
-
     changed = False
     for entry in resizes:
         terminal_fd, pty_fd, last = entry
-        if pty_fd not in open_fds:
-            continue
-        try:
-            size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
-            if size != last:
-                fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
-                changed = changed or last is not None
-                entry[2] = size
-        except OSError:
-            pass
+        if pty_fd in open_fds:
+            size = copy_window_size(terminal_fd, pty_fd, unless=last)
+            changed = changed or (last is not None and size not in (None, last))
+            entry[2] = size or last
     if changed:
         # The job had the terminal's SIGWINCH before its terminal, the pty, had the new size: a
         # handler of its own that read the size then read the old one. Tell it again.
@@ -118,16 +109,19 @@ def _follow_window_sizes(resizes: list[list], open_fds) -> None:
         os.kill(os.getpid(), signal.SIGWINCH)
 
 
-def copy_window_size(terminal_fd: int, pty_fd: int) -> None:
-    """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd``."""
+def copy_window_size(terminal_fd: int, pty_fd: int, unless: bytes | None = None) -> bytes | None:
+    """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd`` (unless
+    that is ``unless``, the size it was given last). The size, or None when it cannot be read."""
     import fcntl
     import termios
 
     try:
         size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+        if size != unless:
+            fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+        return size
     except OSError:
-        pass
+        return None
 
 
 def _write_all(fd: int, data: bytes) -> bool:

@@ -293,8 +293,7 @@ class Run:
 
     def _end(self, status: str, exit_code: int | None, signal: str | None) -> None:
         with self._lock:
-            for stream, framer in self._framers.items():
-                self._store(stream, framer.flush())
+            self._store_unfinished_lines()
             self._record(RUN_ENDED, {"final_status": status, "exit_code": exit_code, "signal": signal})
             last_seq = self._next_seq - 1
         spool, shipper = self._spool, self._shipper
@@ -462,12 +461,15 @@ class Run:
         if self._detached or self._ended or not self._lock.acquire(timeout=1.0):
             return
         try:
-            for stream, framer in self._framers.items():
-                self._store(stream, framer.flush())
+            self._store_unfinished_lines()
         except Exception as exc:
             self.warn("write", f"internal error while capturing output: {exc!r}")
         finally:
             self._lock.release()
+
+    def _store_unfinished_lines(self) -> None:
+        for stream, framer in self._framers.items():
+            self._store(stream, framer.flush())
 
     def _tick(self) -> None:
         """Called by the shipper at each wake-up: held-back progress states, orphan spools."""
