@@ -20,7 +20,7 @@ JUPYTER = ["ipython>=8"]
 TEST = SERVER + POSTGRES + JUPYTER + [
     "pytest>=8",
     "pytest-timeout>=2.3",
-    "httpx>=0.27",
+    "httpx2>=2.0",  # what Starlette's TestClient is built on
     "nbclient>=0.10",
     "nbformat>=5.10",
     "ipykernel>=6.29",

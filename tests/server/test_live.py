@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 
-import httpx
+import httpx2
 import orjson
 import pytest
 from server_helpers import env, log
@@ -18,8 +18,8 @@ from hyperdash.server.main import ServerThread
 class Events:
     """Reads a server-sent event stream: ``take(n)`` gives the next n events as dicts."""
 
-    def __init__(self, client: httpx.Client, url: str, headers: dict):
-        self._cm = client.stream("GET", url, headers=headers, timeout=httpx.Timeout(10.0))
+    def __init__(self, client: httpx2.Client, url: str, headers: dict):
+        self._cm = client.stream("GET", url, headers=headers, timeout=httpx2.Timeout(10.0))
         self.response = self._cm.__enter__()
         self._lines = self.response.iter_lines()
 
@@ -44,7 +44,7 @@ class Events:
 @pytest.fixture
 def live(db_url):
     with ServerThread(db_url=db_url) as server:
-        with httpx.Client(base_url=server.url) as client:
+        with httpx2.Client(base_url=server.url) as client:
             resp = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"})
             key = resp.json()["api_key"]
             yield server, client, {events.AUTH_HEADER: key}
@@ -133,7 +133,7 @@ def test_quiet_streams_are_pinged(live, monkeypatch):
 
 def test_open_streams_do_not_hold_up_shutdown(db_url):
     server = ServerThread(db_url=db_url).start()
-    with httpx.Client(base_url=server.url) as client:
+    with httpx2.Client(base_url=server.url) as client:
         key = client.post("/api/v1/users", json={"email": "s@x.org", "password": "password!"}).json()["api_key"]
         stream = Events(client, "/api/v1/events", {events.AUTH_HEADER: key})
         reader = threading.Thread(target=lambda: list(stream._lines), daemon=True)
