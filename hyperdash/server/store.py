@@ -41,11 +41,15 @@ from sqlalchemy.exc import ArgumentError
 from .errors import Unavailable
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "Store", "Writer", "default_db_url", "hyperdash_home", "SCHEMA_VERSION"]
+           "streams", "log_tails", "log_envelopes", "Store", "Writer", "default_db_url", "hyperdash_home", "SCHEMA_VERSION",
+           "UNICODE_LOWER"]
 
 log = logging.getLogger("hyperdash.server")
 
 metadata = MetaData()
+
+# The SQL function, on SQLite, that lowers text of every script as Python's str.lower does.
+UNICODE_LOWER = "unicode_lower"
 
 users = Table(
     "users", metadata,
@@ -220,7 +224,7 @@ class Store:
                 url, connect_args={"check_same_thread": False, "timeout": 30},
                 pool_size=8, max_overflow=8,
             )
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _prepare_sqlite_connection)
         else:
             self.engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
         self.url = url
@@ -288,13 +292,19 @@ def _create_private_file(path: Path) -> None:
         pass
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _prepare_sqlite_connection(dbapi_conn, _record) -> None:
+    # SQLite's own lower() folds only ASCII; searches outside ASCII use this one (queries.py).
+    dbapi_conn.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     # In WAL mode NORMAL keeps every committed transaction across a crash of this process.
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _unicode_lower(text: str | None) -> str | None:
+    return None if text is None else text.lower()
 
 
 Job = Callable[[Connection], Any]

@@ -179,6 +179,27 @@ def test_log_queries(api):
     assert text.text.splitlines()[:2] == ["line 1", "line 2"] and len(text.text.splitlines()) == 50
 
 
+def test_searches_fold_the_case_of_every_script(api):
+    names = ["Épreuve finale", "ЁЛКА и сосна", "Δοκιμή", "plain ascii"]
+    for name in names:
+        api.ok([env("run_started", new_run(), {"job_name": name}, seq=1)])
+
+    def found(q):
+        return {r["name"] for r in api.json("/api/v1/runs", q=q)["runs"]}
+
+    assert found("éPREUVE") == {"Épreuve finale"}
+    assert found("ёлка") == found("СОСНА") == {"ЁЛКА и сосна"}
+    assert found("δοκ") == {"Δοκιμή"}
+    assert found("Ascii") == {"plain ascii"}
+    assert found("ё%") == set()  # a wildcard is text here too
+
+    run = new_run()
+    api.ok([log(run, 1, "Ошибка: loss is NaN"), log(run, 2, "epoch 2"), log(run, 3, "ОШИБКА снова")])
+    base = f"/api/v1/runs/{run}/logs"
+    assert [l["seq"] for l in api.json(base, q="ошибка")["lines"]] == [1, 3]
+    assert [l["seq"] for l in api.json(base, q="NAN")["lines"]] == [1]
+
+
 def test_runs_listing_pages_and_filters(api):
     for k in range(5):
         run = new_run()
