@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import config
-from .errors import APIError, AuthenticationError, HyperdashError
+from .errors import APIError, AuthenticationError, EmailTaken, HyperdashError, NoCredentials, WrongPassword
 from .transport import Transport
 
 __all__ = [
@@ -32,21 +32,6 @@ __all__ = [
 ]
 
 API = "/api/v1"
-
-
-class NoCredentials(HyperdashError):
-    """Neither an API key nor an access token is configured on this machine."""
-
-    def __init__(self) -> None:
-        super().__init__("no API key found: run `hyperdash login` (or `hyperdash signup` for a new account)")
-
-
-class WrongPassword(HyperdashError):
-    """Login refused: unknown email or wrong password."""
-
-
-class EmailTaken(HyperdashError):
-    """Signup refused: an account with this email exists already."""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import events
 from .capture import copy_window_size
+from .errors import CommandError
 
 __all__ = [
     "FORWARDED_SIGNALS",
@@ -53,14 +54,6 @@ _SI_KERNEL = 0x80
 _RESET_TO_DEFAULT = tuple(
     sig for sig in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if sig
 )
-
-
-class CommandError(Exception):
-    """The command could not be started; ``exit_code`` is what a shell would return (127, 126)."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def check_command(program: str) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from datetime import datetime, timezone
 
 import click
 
-from .events import DEFAULT_PORT, FINAL_STATUSES, MAX_NAME_CHARS, STATUSES, STDERR
+from .cli_output import ProgressBars, clip, duration, print_line, print_table, status_text, when
+from .errors import HyperdashError
+from .events import DEFAULT_PORT, FINAL_STATUSES, MAX_NAME_CHARS, STATUSES
 from .version import __version__
 
 __all__ = ["cli", "main", "UserError"]
 
 
-class UserError(click.ClickException):
+class UserError(click.ClickException, HyperdashError):
     """An error a person can act on: shown as one ``hyperdash: ...`` line, no traceback."""
 
     def __init__(self, message: str, exit_code: int = 1):
@@ -38,6 +39,8 @@ def user_errors():
 
     try:
         yield
+    except UserError:
+        raise
     except errors.ServerUnreachable as exc:
         raise UserError(
             f"no Hyperdash server answers at {exc.url}: start one with `hyperdash server`, "
@@ -111,7 +114,7 @@ def server(host, port, db_url, lost_timeout):
     try:
         from .server.main import serve
     except ImportError as exc:
-        raise click.ClickException(
+        raise UserError(
             f"the server needs the server extra ({exc.name} is missing): pip install 'hyperdash[server]'"
         ) from None
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout)
@@ -217,11 +220,11 @@ def keys_list():
     if not found:
         click.echo("No API keys.")
         return
-    _print_table(
+    print_table(
         ("ID", "NAME", "CREATED", "LAST USED", "REVOKED"),
         [
-            (str(key.get("id", "")), _clip(str(key.get("name") or ""), 40), _when(key.get("created_at")),
-             _when(key.get("last_used_at")), _when(key.get("revoked_at")))
+            (str(key.get("id", "")), clip(str(key.get("name") or ""), 40), when(key.get("created_at")),
+             when(key.get("last_used_at")), when(key.get("revoked_at")))
             for key in found
         ],
     )
@@ -353,16 +356,16 @@ def _warn_about_settings() -> bool:
 def sync(run_uuid):
     """Upload every run left in the local spool (safe to run again: nothing is sent twice)."""
     from . import uploader
-    from .spool import spool_root
+    from .spool import all_spools
 
-    if run_uuid is not None and run_uuid not in {p.name for p in _spool_folders(spool_root())}:
+    if run_uuid is not None and run_uuid not in {p.name for p in all_spools()}:
         raise UserError(f"no run {run_uuid} waits in the spool of this machine: "
                         "it was sent already, or it ran elsewhere (see `hyperdash runs`)")
-    with user_errors(), _ProgressBars() as progress:
+    with user_errors(), ProgressBars() as progress:
         summary = uploader.upload_pending(on_progress=progress.update, run_uuid=run_uuid)
     # Spools that a live process holds (a running job, the background uploader) are skipped.
     done = set(summary.uploaded) | set(summary.failed)
-    busy = set(summary.busy) | {p.name for p in _spool_folders(spool_root()) if p.name not in done}
+    busy = set(summary.busy) | {p.name for p in all_spools() if p.name not in done}
     if run_uuid is not None:
         busy &= {run_uuid}
     if not (summary.uploaded or summary.failed or busy):
@@ -376,42 +379,6 @@ def sync(run_uuid):
         click.echo(f"Run {failed} stays in the spool: {why}", err=True)
     if summary.failed:
         raise UserError(f"{len(summary.failed)} of the runs could not be uploaded; run `hyperdash sync` again later")
-
-
-def _spool_folders(root) -> list:
-    try:
-        return [path for path in root.iterdir() if path.is_dir()]
-    except OSError:
-        return []
-
-
-class _ProgressBars:
-    """One click progress bar for each run that :func:`uploader.upload_pending` sends."""
-
-    def __init__(self) -> None:
-        self._run: str | None = None
-        self._bar = None
-        self._done = 0
-
-    def __enter__(self) -> "_ProgressBars":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.render_finish()
-            self._bar = None
-
-    def update(self, run_uuid: str, sent: int, total: int) -> None:
-        if run_uuid != self._run:
-            self._close()
-            self._run, self._done = run_uuid, 0
-            self._bar = click.progressbar(length=max(total, 1), label=f"Run {run_uuid[:8]}", file=sys.stderr)
-        if sent > self._done:
-            self._bar.update(sent - self._done)
-            self._done = sent
 
 
 # --- following runs from a terminal -----------------------------------------------------------
@@ -433,24 +400,14 @@ def runs(name, search, status, limit):
     if not found:
         click.echo("No runs yet.")
         return
-    _print_table(
+    print_table(
         ("RUN", "NAME", "STATUS", "STARTED", "DURATION"),
         [
-            (r["uuid"][:8], _clip(r.get("name") or "", 40), _status_text(r), _when(r.get("started_at")),
-             _duration(r.get("started_at"), r.get("ended_at")))
+            (r["uuid"][:8], clip(r.get("name") or "", 40), status_text(r), when(r.get("started_at")),
+             duration(r.get("started_at"), r.get("ended_at")))
             for r in found
         ],
     )
-
-
-def _status_text(run: dict) -> str:
-    """``failure (4)``, ``killed (SIGKILL)``: the status with the exit code or signal behind it."""
-    text = run.get("status") or ""
-    if run.get("signal"):
-        return f"{text} ({run['signal']})"
-    if run.get("exit_code") not in (None, 0):
-        return f"{text} ({run['exit_code']})"
-    return text
 
 
 @cli.command()
@@ -469,7 +426,7 @@ def logs(run_ref, follow):
         while True:
             lines = account.run_logs(session, found["uuid"], after=after)
             for line in lines:
-                _print_line(line)
+                print_line(line)
                 after = line["seq"]
             if lines:
                 continue
@@ -480,60 +437,9 @@ def logs(run_ref, follow):
             if found.get("status") in FINAL_STATUSES:
                 # One more page: lines that arrived before the run ended.
                 for line in account.run_logs(session, found["uuid"], after=after):
-                    _print_line(line)
+                    print_line(line)
                     after = line["seq"]
                 return
-
-
-def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """Columns as wide as their widest cell, two spaces apart; the last one is not padded."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-    for row in (headers, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
-        click.echo("  ".join([*cells, row[-1]]))
-
-
-def _print_line(line: dict) -> None:
-    end = "" if line.get("partial") else "\n"
-    click.echo(line.get("text", "") + end, nl=False, err=line.get("stream") == STDERR)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _parse_time(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        # Milliseconds since the epoch, as envelopes carry them (seconds if small).
-        seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _when(value) -> str:
-    parsed = _parse_time(value)
-    return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S") if parsed else "-"
-
-
-def _duration(started, ended) -> str:
-    start = _parse_time(started)
-    if start is None:
-        return "-"
-    end = _parse_time(ended) or datetime.now(timezone.utc)
-    seconds = max(0.0, (end - start).total_seconds())
-    if seconds < 60:
-        text = f"{seconds:.1f}s"
-    else:
-        hours, rest = divmod(int(seconds), 3600)
-        minutes, rest = divmod(rest, 60)
-        text = f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
-    return text if ended else text + " (running)"
 
 
 # --- demo ------------------------------------------------------------------------------------

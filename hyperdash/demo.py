@@ -20,17 +20,13 @@ from urllib.parse import urlsplit
 import click
 
 from . import config
-from .errors import AuthenticationError, HyperdashError
+from .errors import AuthenticationError, DemoError, HyperdashError
 from .events import DEFAULT_PORT, STDERR, STDOUT, SUCCESS
 from .transport import Transport
 
-__all__ = ["main", "run_demo_job", "DEMO_RUN_NAME"]
+__all__ = ["main", "run_demo_job", "DEMO_RUN_NAME", "DemoError"]
 
 DEMO_RUN_NAME = "demo: tiny classifier"
-
-
-class DemoError(HyperdashError):
-    """The demo cannot go ahead (no server extra, the port is taken, no usable key)."""
 
 
 def main(port: int | None = None, steps: int = 30, step_seconds: float = 0.15) -> None:

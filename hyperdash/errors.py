@@ -6,12 +6,22 @@ Every failure that crosses the HTTP boundary is translated into one of these in
 
     HyperdashError
     ├── ConfigError               a settings file that cannot be read or parsed
-    └── TransportError            anything that went wrong talking to the server
-        ├── ServerUnreachable     no connection, or no answer in time (carries .url)
-        ├── AuthenticationError   401: missing, wrong or revoked API key / access token
-        ├── RateLimited           429: slow down (carries .retry_after, seconds or None)
-        ├── ServerError           5xx (carries .status and .retry_after)
-        └── APIError              other 4xx (carries .status, .code, .message)
+    ├── NoCredentials             neither an API key nor an access token is configured
+    ├── TransportError            anything that went wrong talking to the server
+    │   ├── ServerUnreachable     no connection, or no answer in time (carries .url)
+    │   ├── AuthenticationError   401: missing, wrong or revoked API key / access token
+    │   ├── RateLimited           429: slow down (carries .retry_after, seconds or None)
+    │   ├── ServerError           5xx (carries .status and .retry_after)
+    │   └── APIError              other 4xx (carries .status, .code, .message)
+    ├── AccountError              an account call refused for a reason a person can fix
+    │   ├── WrongPassword         login: unknown email or wrong password
+    │   └── EmailTaken            signup: the email has an account already
+    ├── CommandError              ``hyperdash run`` cannot start its command (carries .exit_code)
+    └── DemoError                 ``hyperdash demo`` cannot go ahead
+
+The front ends raise the ones that concern them (:mod:`hyperdash.account`,
+:mod:`hyperdash.child`, :mod:`hyperdash.demo` keep them importable by their old names too); the
+command line turns every one into a one-line message.
 """
 
 from __future__ import annotations
@@ -25,6 +35,12 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "APIError",
+    "NoCredentials",
+    "AccountError",
+    "WrongPassword",
+    "EmailTaken",
+    "CommandError",
+    "DemoError",
 ]
 
 
@@ -88,3 +104,35 @@ class APIError(TransportError):
         self.code = code
         self.message = message
         super().__init__(message or f"request refused ({status}{', ' + code if code else ''})")
+
+
+class NoCredentials(HyperdashError):
+    """Neither an API key nor an access token is configured on this machine."""
+
+    def __init__(self) -> None:
+        super().__init__("no API key found: run `hyperdash login` (or `hyperdash signup` for a new account)")
+
+
+class AccountError(HyperdashError):
+    """The server refused an account call (signup, login) for a reason a person can fix."""
+
+
+class WrongPassword(AccountError):
+    """Login refused: unknown email or wrong password."""
+
+
+class EmailTaken(AccountError):
+    """Signup refused: an account with this email exists already."""
+
+
+class CommandError(HyperdashError):
+    """The command of ``hyperdash run`` could not be started; ``exit_code`` is what a shell
+    would return (127: not found, 126: found but not executable)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class DemoError(HyperdashError):
+    """The demo cannot go ahead (no server extra, the port is taken, no usable key)."""

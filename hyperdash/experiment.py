@@ -158,11 +158,8 @@ class Experiment:
         """Print one line into the run's log (and the terminal), also when ``capture_io=False``
         leaves the rest of the output out of it."""
         line = str(text)
-        if self.captures_output:
-            self._print(line)  # captured like any output
-            return
-        self._print(line)
-        if not self._ended:
+        self._print(line)  # captured like any output, when the output is captured
+        if not self.captures_output and not self._ended:
             self._run.write("stdout", (line + "\n").encode("utf-8", "replace"))
 
     def _print(self, line: str) -> None:

@@ -1,0 +1,124 @@
+"""What the command line prints: tables, times and durations, run statuses, log lines and
+upload progress bars.
+
+Pure presentation: nothing here talks to a server or reads settings, so each piece can be
+checked on its own and reused by any command.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from .events import STDERR
+
+__all__ = [
+    "print_table",
+    "print_line",
+    "clip",
+    "parse_time",
+    "when",
+    "duration",
+    "status_text",
+    "ProgressBars",
+]
+
+
+def print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns as wide as their widest cell, two spaces apart; the last one is not padded."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    for row in (headers, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
+        click.echo("  ".join([*cells, row[-1]]))
+
+
+def print_line(line: dict) -> None:
+    """One log line of the API (``{"text", "stream", "partial"}``) on stdout or stderr, as
+    the job wrote it; a partial piece gets no newline, the next piece continues it."""
+    end = "" if line.get("partial") else "\n"
+    click.echo(line.get("text", "") + end, nl=False, err=line.get("stream") == STDERR)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis saying that it was."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def parse_time(value) -> datetime | None:
+    """An aware datetime from the API's ISO-8601 text or an epoch number; ``None`` if neither."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        # Milliseconds since the epoch, as envelopes carry them (seconds if small).
+        seconds = value / 1000 if value > 1e11 else value
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def when(value) -> str:
+    """A moment in local time, ``2026-03-01 14:05:09``; ``-`` when there is none."""
+    parsed = parse_time(value)
+    return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S") if parsed else "-"
+
+
+def duration(started, ended) -> str:
+    """How long a run took (``42.0s``, ``3m05s``, ``2h01m00s``), or has taken so far
+    (``... (running)``) when it has not ended."""
+    start = parse_time(started)
+    if start is None:
+        return "-"
+    end = parse_time(ended) or datetime.now(timezone.utc)
+    seconds = max(0.0, (end - start).total_seconds())
+    if seconds < 60:
+        text = f"{seconds:.1f}s"
+    else:
+        hours, rest = divmod(int(seconds), 3600)
+        minutes, rest = divmod(rest, 60)
+        text = f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
+    return text if ended else text + " (running)"
+
+
+def status_text(run: dict) -> str:
+    """``failure (4)``, ``killed (SIGKILL)``: the status with the exit code or signal behind it."""
+    text = run.get("status") or ""
+    if run.get("signal"):
+        return f"{text} ({run['signal']})"
+    if run.get("exit_code") not in (None, 0):
+        return f"{text} ({run['exit_code']})"
+    return text
+
+
+class ProgressBars:
+    """One click progress bar on stderr for each run that an upload sends; :meth:`update` is
+    the ``on_progress(run_uuid, sent, total)`` callback of :func:`uploader.upload_pending`."""
+
+    def __init__(self) -> None:
+        self._run: str | None = None
+        self._bar = None
+        self._done = 0
+
+    def __enter__(self) -> "ProgressBars":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+            self._bar = None
+
+    def update(self, run_uuid: str, sent: int, total: int) -> None:
+        if run_uuid != self._run:
+            self._close()
+            self._run, self._done = run_uuid, 0
+            self._bar = click.progressbar(length=max(total, 1), label=f"Run {run_uuid[:8]}", file=sys.stderr)
+        if sent > self._done:
+            self._bar.update(sent - self._done)
+            self._done = sent
