@@ -16,10 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import events as ev
 from . import __version__
 from . import queries
-from .auth import User, access_token, current_user
+from .auth import User, access_token, current_user, refused_key
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import MAX_TIMESTAMP_MS, checked_batch, store_batch
 from .live import sse
+from .run_refs import full_run_uuid
 from .views import JSONReply, run_json
 
 __all__ = ["router", "ingest_openapi", "PING_SECONDS"]
@@ -252,6 +253,8 @@ async def ingest(request: Request) -> JSONReply:
     key = request.headers.get(ev.AUTH_HEADER)
     user = state.auth.user_for_api_key(key) if key else None
     if user is None:
+        if key:
+            raise refused_key(state.auth, key)
         raise Unauthorized("a valid API key is required in the x-hyperdash-auth header")
     api = request.headers.get(ev.API_HEADER)
     # (the body's size is limited by the app's BodyLimit)
@@ -310,14 +313,15 @@ def list_runs(
                                            cursor=cursor))
 
 
-@router.get("/runs/{run_uuid}", tags=["runs"], response_model=RunDetail, responses=_errors(401, 404))
+@router.get("/runs/{run_uuid}", tags=["runs"], response_model=RunDetail, responses=_errors(401, 404, 409))
 def get_run(run_uuid: str, request: Request, user: User = Depends(current_user)):
-    """The run, its params and each metric's latest value."""
+    """The run, its params and each metric's latest value. ``run_uuid`` may be the start of
+    the uuid (8 hex digits or more) when no other run of the account starts so (else 409)."""
     with _state(request).store.read() as conn:
-        return JSONReply(queries.run_detail(conn, user.id, run_uuid))
+        return JSONReply(queries.run_detail(conn, user.id, full_run_uuid(conn, user.id, run_uuid)))
 
 
-@router.get("/runs/{run_uuid}/logs", tags=["runs"], response_model=Lines, responses=_errors(400, 401, 404))
+@router.get("/runs/{run_uuid}/logs", tags=["runs"], response_model=Lines, responses=_errors(400, 401, 404, 409))
 def get_logs(
     run_uuid: str,
     request: Request,
@@ -330,18 +334,18 @@ def get_logs(
 ):
     """Log lines in ascending seq order."""
     with _state(request).store.read() as conn:
-        run = queries.find_run(conn, user.id, run_uuid)
+        run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
         return JSONReply({"lines": queries.log_lines(conn, run.id, after=after, before=before, tail=tail,
                                                      limit=limit, q=q)})
 
 
 @router.get("/runs/{run_uuid}/logs.txt", tags=["runs"], response_class=StreamingResponse,
-            responses={200: {"content": {"text/plain": {}}}, **_errors(401, 404)})
+            responses={200: {"content": {"text/plain": {}}}, **_errors(401, 404, 409)})
 def download_logs(run_uuid: str, request: Request, user: User = Depends(current_user)):
     """The whole log as plain text (a download)."""
     store = _state(request).store
     with store.read() as conn:
-        run = queries.find_run(conn, user.id, run_uuid)
+        run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
     filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in (run.name or run.uuid))[:100]
     return StreamingResponse(
         queries.log_text(store, run.id), media_type="text/plain; charset=utf-8",
@@ -350,18 +354,18 @@ def download_logs(run_uuid: str, request: Request, user: User = Depends(current_
 
 
 @router.get("/runs/{run_uuid}/metrics/{name:path}", tags=["runs"], response_model=Series,
-            responses=_errors(401, 404))
+            responses=_errors(401, 404, 409))
 def get_metric(run_uuid: str, name: str, request: Request, user: User = Depends(current_user)):
     """One metric's points in the order they were recorded."""
     with _state(request).store.read() as conn:
-        run = queries.find_run(conn, user.id, run_uuid)
+        run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
         return JSONReply(queries.metric_series(conn, run.id, name))
 
 
 # --- live events ------------------------------------------------------------------------------
 _PING = b": ping\n\n"
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-_SSE_DOC = {200: {"content": {"text/event-stream": {}}}, **_errors(401, 404)}
+_SSE_DOC = {200: {"content": {"text/event-stream": {}}}, **_errors(401, 404, 409)}
 
 
 def _resume_point(request: Request, after: Optional[int]) -> int:
@@ -391,10 +395,11 @@ async def run_events_stream(
 
     def lookup():
         with state.store.read() as conn:
-            row = queries.find_run(conn, user.id, run_uuid)
+            row = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
             return row.id, run_json(row._mapping)
 
     run_id, run = await run_in_threadpool(lookup)
+    run_uuid = run["uuid"]  # the whole uuid, which the live fan-out knows the run by
 
     async def stream():
         nonlocal last

@@ -50,7 +50,8 @@ from .store import ACCESS_TOKEN_LIFETIME_MS, Store, api_keys, tokens, users
 from .views import iso
 
 __all__ = ["Auth", "User", "WrongCredentials", "Throttled", "SESSION_COOKIE", "CSRF_HEADER", "SESSION_DAYS",
-           "ACCESS_TOKEN_DAYS", "LOCAL_EMAIL", "current_user", "optional_user", "cookie_settings", "MIN_PASSWORD_CHARS"]
+           "ACCESS_TOKEN_DAYS", "LOCAL_EMAIL", "current_user", "optional_user", "refused_key", "cookie_settings",
+           "MIN_PASSWORD_CHARS"]
 
 SESSION_COOKIE = "hyperdash_session"
 CSRF_HEADER = "x-csrf-token"
@@ -290,6 +291,13 @@ class Auth:
         self._touch_key(row.id)
         return user
 
+    def api_key_refusal(self, key: str) -> str:
+        """Why ``key`` is refused, for the 401's ``reason``: ``"revoked"`` or ``"unknown"``."""
+        with self.store.read() as conn:
+            revoked = conn.execute(select(api_keys.c.id).where(
+                api_keys.c.key_hash == _digest(key), api_keys.c.revoked_at.is_not(None))).first()
+        return "revoked" if revoked else "unknown"
+
     def _touch_key(self, key_id: int) -> None:
         # Record use at most once a minute per key: a write per request would cost ingest.
         now = time.monotonic()
@@ -446,11 +454,22 @@ def current_user(request: Request) -> User:
         problem = getattr(request.state, "auth_problem", None)
         if problem:
             raise Unauthorized(f"{problem}; log in again (hyperdash login) for a new one")
+        key = request.headers.get(AUTH_HEADER)
+        if key:
+            raise refused_key(request.app.state.auth, key)
         raise Unauthorized(
             "a valid API key (header x-hyperdash-auth), access token (header authorization) "
             "or dashboard session is required"
         )
     return user
+
+
+def refused_key(auth: Auth, key: str) -> Unauthorized:
+    """The 401 for an API key that no live key matches; ``reason`` says whether it was revoked
+    (the code stays ``api_key_requred``, on which the original clients stop sending)."""
+    reason = auth.api_key_refusal(key)
+    message = ("this API key was revoked" if reason == "revoked" else "no account on this server has this API key")
+    return Unauthorized(f"{message} (header x-hyperdash-auth)", details={"reason": reason})
 
 
 def optional_user(request: Request) -> User | None:

@@ -27,9 +27,10 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, details: dict | None = None):
         super().__init__(message)
         self.message = message
+        self.details = details  # more fields of the reply, beside code and message
         if code is not None:
             self.code = code
         if status is not None:
@@ -38,7 +39,8 @@ class ApiError(Exception):
 
     def response(self) -> JSONReply:
         return JSONReply(
-            {"code": self.code, "message": self.message}, status_code=self.status, headers=self.headers
+            {"code": self.code, "message": self.message, **(self.details or {})}, status_code=self.status,
+            headers=self.headers,
         )
 
 

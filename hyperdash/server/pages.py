@@ -26,6 +26,7 @@ from .. import events as ev
 from .auth import SESSION_COOKIE, User, WrongCredentials, cookie_settings
 from .errors import NotFound, Throttled
 from .queries import find_run, log_lines, run_detail
+from .run_refs import AmbiguousRun, full_run_uuid
 
 __all__ = ["router", "CONTENT_SECURITY_POLICY", "LOGIN_CSRF_COOKIE", "STATIC_DIR", "TEMPLATE_DIR"]
 
@@ -269,6 +270,10 @@ def run_page(request: Request, run_uuid: str) -> Response:
     user, csrf = session
     try:
         with request.app.state.store.read() as conn:
+            full_uuid = full_run_uuid(conn, user.id, run_uuid)
+            if full_uuid != run_uuid:  # the start of a run's uuid: go to the run's own address
+                query = f"?{request.url.query}" if request.url.query else ""
+                return RedirectResponse(f"/runs/{quote(full_uuid, safe='')}{query}", status_code=307)
             run_id = find_run(conn, user.id, run_uuid).id
             run = run_detail(conn, user.id, run_uuid)
             # Read after the run, so these lines reach at least its last_seq, from where the
@@ -277,6 +282,9 @@ def run_page(request: Request, run_uuid: str) -> Response:
     except NotFound:
         return render(request, "not_found.html", status_code=404, user=user, csrf_token=csrf,
                       title="Run not found", message="There is no such run in your account.")
+    except AmbiguousRun as exc:
+        return render(request, "not_found.html", status_code=409, user=user, csrf_token=csrf,
+                      title="Which run?", message=exc.message)
     page_data = {"run": run, "tail": tail, "tail_limit": FIRST_LINES}
     return render(request, "run.html", user=user, csrf_token=csrf, run=run, run_uuid=run["uuid"],
                   download_url=f"/api/v1/runs/{quote(run['uuid'], safe='')}/logs.txt", page_data=page_data)
