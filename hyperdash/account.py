@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import config
-from .errors import APIError, AuthenticationError, EmailTaken, HyperdashError, NoCredentials, WrongPassword
+from .errors import APIError, AmbiguousRun, AuthenticationError, EmailTaken, NoCredentials, WrongPassword
 from .transport import Transport
 
 __all__ = [
@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 API = "/api/v1"
+#: The fewest characters the server takes in the password of a new account (PROTOCOL.md).
+MIN_PASSWORD_CHARS = 8
+#: How many of the runs an ambiguous run id could mean are named in the error.
+MAX_CANDIDATES = 10
 
 
 @dataclass
@@ -41,15 +45,16 @@ class Session:
     server_url: str
     api_key: str | None = None
     access_token: str | None = None
+    key_source: str | None = None  #: where the key was found, in words, for error messages
 
     @classmethod
     def from_settings(cls) -> "Session":
         """The configured server with the configured key (and the access token of the last login)."""
-        key = config.api_key()
+        key, source = config.api_key_and_source()
         token = config.load_settings().get("access_token")
         if not key and not token:
             raise NoCredentials()
-        return cls(config.server_url(), api_key=key, access_token=token or None)
+        return cls(config.server_url(), api_key=key, access_token=token or None, key_source=source)
 
     def request(self, method: str, path: str, **kwargs) -> Any:
         """One API call, proven by the access token alone where there is one (as the original
@@ -63,7 +68,12 @@ class Session:
             except AuthenticationError:
                 if not self.api_key:
                     raise
-        return Transport(self.server_url, api_key=self.api_key).request(method, API + path, **kwargs)
+        try:
+            return Transport(self.server_url, api_key=self.api_key).request(method, API + path, **kwargs)
+        except AuthenticationError as exc:
+            if self.api_key:
+                exc.key_source = self.key_source or config.ARGUMENT_SOURCE
+            raise
 
 
 def signup(server_url: str, email: str, password: str) -> dict:
@@ -121,19 +131,28 @@ def get_run(session: Session, run_uuid: str) -> dict:
 
 
 def find_run(session: Session, ref: str) -> dict | None:
-    """The run that ``ref`` names: its uuid, the start of its uuid, or its name (newest run)."""
+    """The run that ``ref`` names: its uuid, a run name (its newest run), or the start of its
+    uuid; ``None`` when none does. Raises :class:`~hyperdash.errors.AmbiguousRun` for the start
+    of the ids of several runs."""
+    ambiguous = None
     try:
         return get_run(session, ref)
     except APIError as exc:
-        if exc.status not in (404, 422, 400):
+        if exc.status == 409 and exc.code == "ambiguous_run":
+            ambiguous = exc  # unless a run has this name
+        elif exc.status not in (404, 422, 400):
             raise
     named = list_runs(session, name=ref, limit=1)
     if named and named[0].get("name") == ref:
         return named[0]
-    prefix = ref.lower()
+    # Shorter than the server resolves (or resolved there and shared by several runs).
+    prefix = ref.strip().lower()
     matches = [r for r in list_runs(session, limit=1000) if r["uuid"].lower().startswith(prefix)]
+    candidates = [{"uuid": r["uuid"], "name": r.get("name")} for r in matches[:MAX_CANDIDATES]]
     if len(matches) > 1:
-        raise HyperdashError(f"{ref!r} is the start of {len(matches)} run ids: give more of it")
+        raise AmbiguousRun(ref, candidates, total=len(matches))
+    if ambiguous is not None:  # the runs it could mean are older than those listed here
+        raise AmbiguousRun(ref, candidates, message=ambiguous.message)
     return matches[0] if matches else None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import stat
@@ -60,14 +61,29 @@ def check_command(program: str) -> None:
     """Raise :class:`CommandError` where a shell would refuse to start ``program``."""
     if os.sep not in program:
         if shutil.which(program) is None:
-            raise CommandError(f"command not found: {program}", 127)
+            raise CommandError(_not_found(program), 127)
         return
     if not os.path.exists(program):
-        raise CommandError(f"command not found: {program}", 127)
+        raise CommandError(_not_found(program), 127)
     if os.path.isdir(program):
         raise CommandError(f"is a directory: {program}", 126)
     if not os.access(program, os.X_OK):
         raise CommandError(f"permission denied: {program}", 126)
+
+
+# What makes a program name look like a whole shell command line given as one argument.
+_SHELL_SYNTAX = re.compile(r"[\s|&;<>()$`*?'\"]")
+
+
+def _not_found(program: str) -> str:
+    """``command not found``, with a hint where ``program`` is a shell command line in one
+    argument (``"echo hi && echo there"``), which runs with no shell in between."""
+    message = f"command not found: {program}"
+    if _SHELL_SYNTAX.search(program):
+        import shlex
+
+        message += f" (to run a shell command line, give it to a shell: sh -c {shlex.quote(program)})"
+    return message
 
 
 def spawn(argv: list[str], *, stdout_fd: int, stderr_fd: int, env: dict[str, str]) -> int:
@@ -90,7 +106,7 @@ def spawn(argv: list[str], *, stdout_fd: int, stderr_fd: int, env: dict[str, str
             setsigdef=_RESET_TO_DEFAULT,
         )
     except FileNotFoundError:
-        raise CommandError(f"command not found: {argv[0]}", 127) from None
+        raise CommandError(_not_found(argv[0]), 127) from None
     except (PermissionError, IsADirectoryError):
         raise CommandError(f"permission denied: {argv[0]}", 126) from None
     except OSError as exc:

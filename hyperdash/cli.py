@@ -49,16 +49,28 @@ def user_errors():
     except errors.ConfigError as exc:
         raise UserError(str(exc)) from None
     except errors.AuthenticationError as exc:
-        raise UserError(
-            f"the server refused the credentials ({_reason(exc)}): "
-            "run `hyperdash login` (or `hyperdash signup`) to get a new API key"
-        ) from None
+        raise UserError(_refused(exc)) from None
     except errors.RateLimited:
         raise UserError("the server asks to slow down: try again in a minute") from None
     except errors.APIError as exc:
         raise UserError(_reason(exc)) from None
     except errors.HyperdashError as exc:
         raise UserError(str(exc) or type(exc).__name__) from None
+
+
+def _refused(exc) -> str:
+    """What was refused, and what to do: a key is named by where it came from, since a new one
+    saved by `hyperdash login` is not used while that place holds the old one."""
+    from . import config
+
+    login = "run `hyperdash login` (or `hyperdash signup`) to get a new API key"
+    if not exc.key_source:  # an access token, or no key at all
+        return f"the server refused the credentials ({_reason(exc)}): {login}"
+    if exc.key_source == config.ENV_SOURCE:
+        return f"{exc.refused_key()}: set HYPERDASH_API_KEY to a live key, or unset it and {login}"
+    if exc.key_source != str(config.settings_path()):
+        return f"{exc.refused_key()}: put a live key there, or remove that one and {login}"
+    return f"{exc.refused_key()}: {login}"
 
 
 def _reason(exc) -> str:
@@ -137,7 +149,9 @@ _password_stdin_option = click.option(
 )
 
 
-def _credentials(email: str | None, password_stdin: bool, confirm: bool) -> tuple[str, str]:
+def _credentials(email: str | None, password_stdin: bool, new_account: bool) -> tuple[str, str]:
+    """The email and password, from the options, standard input or prompts. For a new account
+    the password is checked against the server's rule at once and typed twice."""
     if email is None:
         if password_stdin:
             raise UserError("--password-stdin needs --email as well")
@@ -147,11 +161,37 @@ def _credentials(email: str | None, password_stdin: bool, confirm: bool) -> tupl
         raise UserError("the email address is empty")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+        if new_account and password and _too_short(password):
+            raise UserError(_too_short(password))
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+        password = _prompt_password(new_account)
     if not password:
         raise UserError("the password is empty")
     return email, password
+
+
+def _prompt_password(new_account: bool) -> str:
+    if not new_account:
+        return click.prompt("Password", hide_input=True)
+    while True:
+        password = click.prompt("Password", hide_input=True)
+        problem = _too_short(password)
+        if problem:
+            # Said before the second prompt: nobody should type a refused password twice.
+            click.echo(f"Error: {problem}; try again.", err=True)
+            continue
+        if click.prompt("Repeat for confirmation", hide_input=True) == password:
+            return password
+        click.echo("Error: the two entered values do not match.", err=True)
+
+
+def _too_short(password: str) -> str | None:
+    """Why the server would refuse ``password`` for a new account, or None."""
+    from .account import MIN_PASSWORD_CHARS
+
+    if len(password) < MIN_PASSWORD_CHARS:
+        return f"the password must have {MIN_PASSWORD_CHARS} characters or more"
+    return None
 
 
 def _chosen_server(server_url: str | None) -> str | None:
@@ -163,7 +203,7 @@ def _chosen_server(server_url: str | None) -> str | None:
     return server_url
 
 
-def _sign_in(call, done: str, server_url: str | None, email: str | None, password_stdin: bool, confirm: bool):
+def _sign_in(call, done: str, server_url: str | None, email: str | None, password_stdin: bool, new_account: bool):
     """Ask for the credentials, make the account ``call``, save what it returns."""
     from . import config
 
@@ -171,7 +211,7 @@ def _sign_in(call, done: str, server_url: str | None, email: str | None, passwor
     with user_errors():
         config.load_settings()  # a file that cannot be updated: say so before making an account
         url = server_url or _configured_server()
-        email, password = _credentials(email, password_stdin, confirm=confirm)
+        email, password = _credentials(email, password_stdin, new_account=new_account)
         reply = call(url, email, password)
         updates = {key: reply[key] for key in ("api_key", "access_token") if reply.get(key)}
         if server_url:
@@ -193,7 +233,7 @@ def signup(server_url, email, password_stdin):
     """Create an account and save its API key to hyperdash.json."""
     from . import account
 
-    _sign_in(account.signup, "Signed up", server_url, email, password_stdin, confirm=True)
+    _sign_in(account.signup, "Signed up", server_url, email, password_stdin, new_account=True)
 
 
 @cli.command()
@@ -202,7 +242,7 @@ def login(server_url, email, password_stdin):
     """Sign in and save a new API key for this machine to hyperdash.json."""
     from . import account
 
-    _sign_in(account.login, "Logged in", server_url, email, password_stdin, confirm=False)
+    _sign_in(account.login, "Logged in", server_url, email, password_stdin, new_account=False)
 
 
 @cli.group()
@@ -440,6 +480,35 @@ def logs(run_ref, follow):
                     print_line(line)
                     after = line["seq"]
                 return
+
+
+@cli.command("open")
+@click.argument("run_ref", metavar="RUN")
+def open_run(run_ref):
+    """Open the dashboard page of RUN (a run id, the start of one, or a run name) in a
+    browser; where there is no browser, print its address."""
+    from . import account, config
+    from .links import run_page_url
+
+    with user_errors():
+        found = account.find_run(account.Session.from_settings(), run_ref)
+    if found is None:
+        raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
+    url = run_page_url(config.server_url(), found["uuid"])
+    if _open_in_browser(url):
+        click.echo(f"Opened {url}", err=True)
+    else:
+        click.echo(url)
+
+
+def _open_in_browser(url: str) -> bool:
+    """Whether a browser of this machine took ``url`` (none on a server without a display)."""
+    import webbrowser
+
+    try:
+        return webbrowser.get().open(url)
+    except webbrowser.Error:
+        return False
 
 
 # --- demo ------------------------------------------------------------------------------------

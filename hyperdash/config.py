@@ -30,6 +30,7 @@ __all__ = [
     "load_settings",
     "save_settings",
     "api_key",
+    "api_key_and_source",
     "server_url",
     "key_refresh_seconds",
     "env_float",
@@ -128,12 +129,37 @@ def save_settings(updates: dict[str, Any], path: Path | str | None = None) -> Pa
     return path
 
 
-def _first_setting(name: str) -> Any:
+def _first_setting(name: str) -> tuple[Any, Path | None]:
+    """The first value of ``name`` in the settings files, and the file it is in."""
     for path in settings_files():
         value = load_settings(path).get(name)
         if value:
-            return value
-    return None
+            return value, path
+    return None, None
+
+
+#: Where a key came from, in words, for the messages that say which key was refused.
+GETTER_SOURCE = "the api_key_getter"
+ARGUMENT_SOURCE = "the api_key argument"
+ENV_SOURCE = "the environment variable HYPERDASH_API_KEY"
+
+
+def api_key_and_source(getter: Callable[[], str | None] | None = None) -> tuple[str | None, str | None]:
+    """The API key, looked up in the documented order, and where it was found, in words
+    (:data:`GETTER_SOURCE`, :data:`ENV_SOURCE`, or a hyperdash.json's path); ``(None, None)``
+    when there is none.
+
+    Raises :class:`ConfigError` when a settings file on the way cannot be parsed.
+    """
+    if getter is not None:
+        key = getter()
+        if key:
+            return str(key).strip(), GETTER_SOURCE
+    key = os.environ.get("HYPERDASH_API_KEY")
+    if key:
+        return key.strip(), ENV_SOURCE
+    key, path = _first_setting("api_key")
+    return (str(key).strip(), str(path)) if key else (None, None)
 
 
 def api_key(getter: Callable[[], str | None] | None = None) -> str | None:
@@ -141,15 +167,7 @@ def api_key(getter: Callable[[], str | None] | None = None) -> str | None:
 
     Raises :class:`ConfigError` when a settings file on the way cannot be parsed.
     """
-    if getter is not None:
-        key = getter()
-        if key:
-            return str(key).strip()
-    key = os.environ.get("HYPERDASH_API_KEY")
-    if key:
-        return key.strip()
-    key = _first_setting("api_key")
-    return str(key).strip() if key else None
+    return api_key_and_source(getter)[0]
 
 
 def server_url() -> str:
@@ -157,7 +175,7 @@ def server_url() -> str:
     url = os.environ.get("HYPERDASH_SERVER")
     if not url:
         try:
-            url = _first_setting("server")
+            url = _first_setting("server")[0]
         except ConfigError:
             url = None
     return str(url or DEFAULT_SERVER).rstrip("/")
@@ -197,6 +215,8 @@ class KeySource:
         self.getter = getter
         self.refresh_seconds = key_refresh_seconds() if refresh_seconds is None else refresh_seconds
         self.error: str | None = None
+        #: where the current key was found, in words (see :func:`api_key_and_source`)
+        self.source: str | None = None
         self._clock = clock
         self._key: str | None = None
         self._read_at: float | None = None
@@ -212,10 +232,10 @@ class KeySource:
 
     def _read(self, now: float) -> None:
         try:
-            self._key = api_key(self.getter)
+            self._key, self.source = api_key_and_source(self.getter)
             self.error = None
         except ConfigError as exc:
-            self._key, self.error = None, str(exc)
+            self._key, self.source, self.error = None, None, str(exc)
         except Exception as exc:  # a user-supplied getter failing must not reach the job
-            self._key, self.error = None, f"api_key_getter failed: {exc!r}"
+            self._key, self.source, self.error = None, None, f"api_key_getter failed: {exc!r}"
         self._read_at = now

@@ -16,6 +16,7 @@ Every failure that crosses the HTTP boundary is translated into one of these in
     ├── AccountError              an account call refused for a reason a person can fix
     │   ├── WrongPassword         login: unknown email or wrong password
     │   └── EmailTaken            signup: the email has an account already
+    ├── AmbiguousRun              the start of a run id that several runs share (carries .candidates)
     ├── CommandError              ``hyperdash run`` cannot start its command (carries .exit_code)
     └── DemoError                 ``hyperdash demo`` cannot go ahead
 
@@ -39,6 +40,7 @@ __all__ = [
     "AccountError",
     "WrongPassword",
     "EmailTaken",
+    "AmbiguousRun",
     "CommandError",
     "DemoError",
 ]
@@ -66,14 +68,31 @@ class ServerUnreachable(TransportError):
 
 
 class AuthenticationError(TransportError):
-    """The server answered 401: the API key (or access token) is missing, wrong or revoked."""
+    """The server answered 401: the API key (or access token) is missing, wrong or revoked.
+
+    ``reason`` is the server's word on an API key it refused: ``"revoked"`` (it was, by its
+    owner) or ``"unknown"`` (no account has it); ``None`` when it did not say. ``key_source``
+    is where the refused key was found, in words, when the caller knows (see
+    :func:`hyperdash.config.api_key_and_source`).
+    """
 
     def __init__(self, message: str = "the API key was refused", code: str | None = None,
-                 status: int | None = 401):
+                 status: int | None = 401, reason: str | None = None, key_source: str | None = None):
         self.status = status  # None: refused here, before asking the server (no key at all)
         self.code = code
         self.message = message
+        self.reason = reason
+        self.key_source = key_source
         super().__init__(message)
+
+    def refused_key(self) -> str:
+        """Why the server refused the API key and where the key came from, in words: ``the
+        server refused the API key (401: it was revoked); it came from the environment variable
+        HYPERDASH_API_KEY``."""
+        why = {"revoked": "it was revoked", "unknown": "no account on this server has it"}.get(
+            self.reason or "", self.message)
+        where = f"; it came from {self.key_source}" if self.key_source else ""
+        return f"the server refused the API key (401: {why}){where}"
 
 
 class RateLimited(TransportError):
@@ -123,6 +142,22 @@ class WrongPassword(AccountError):
 
 class EmailTaken(AccountError):
     """Signup refused: an account with this email exists already."""
+
+
+class AmbiguousRun(HyperdashError):
+    """The start of a run id that the ids of several runs start with; ``candidates`` holds
+    those runs (``{"uuid", "name"}``, newest first, perhaps not all of them)."""
+
+    def __init__(self, ref: str, candidates: list[dict], total: int | None = None, message: str = ""):
+        self.ref = ref
+        self.candidates = candidates
+        self.total = max(total or 0, len(candidates))
+        if not message:
+            listed = ", ".join(f"{c.get('uuid')} ({c.get('name')})" for c in candidates)
+            more = self.total - len(candidates)
+            message = (f"{ref!r} is the start of the ids of {self.total} runs: {listed}"
+                       + (f" and {more} more" if more > 0 else "") + "; give more of the id")
+        super().__init__(message)
 
 
 class CommandError(HyperdashError):

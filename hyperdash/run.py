@@ -42,6 +42,7 @@ from .events import (
     SUCCESS,
     now_ms,
 )
+from .links import follow_message
 from .spool import EVENT, Spool
 
 __all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "HANDOFF_EVENTS", "MAX_PARAM_TEXT_CHARS"]
@@ -221,6 +222,8 @@ class Run:
         except Exception as exc:  # never the job's problem
             self.warn("start", f"monitoring is off for this run: {exc!r}")
             self._detached = True
+        else:
+            self.say(follow_message(self.server_url, self.uuid))
         return self
 
     def _start(self) -> None:
@@ -509,6 +512,10 @@ class Run:
             if self.quiet_config_errors:
                 return  # the caller has said why the key cannot be read
             message = f"no usable API key: {self._key_source.error}; events wait in the spool"
+        elif key == "auth" and getattr(self._shipper.last_error, "status", None):  # the server refused it
+            refused = self._shipper.last_error
+            refused.key_source = self._key_source.source
+            message = f"{refused.refused_key()}; events wait in the spool until a valid API key is found"
         self.warn(key, message)
 
     # -- fork -----------------------------------------------------------------------------

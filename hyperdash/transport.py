@@ -181,7 +181,7 @@ def _error_of(resp) -> errors.TransportError:
     status = resp.status_code
     retry_after = _retry_after(resp.headers.get("retry-after"))
     if status == 401:
-        return errors.AuthenticationError(message or "the API key was refused", code=code)
+        return errors.AuthenticationError(message or "the API key was refused", code=code, reason=body.get("reason"))
     if status == 429:
         return errors.RateLimited(retry_after, message or "rate limited")
     if status >= 500:

@@ -43,7 +43,9 @@ def test_exit_code_and_both_streams(hd, account):
     result = hd("run", "-n", "exit three", *py(code))
     assert result.returncode == 3
     assert result.stdout == b"to stdout\n"
-    assert result.stderr.startswith(b"to stderr\n")
+    # After the one line that says where to follow the run, which hyperdash says as it starts.
+    follow, rest = result.stderr.split(b"\n", 1)
+    assert follow.startswith(b"hyperdash: follow this run at ") and rest.startswith(b"to stderr\n")
     assert b"Traceback" not in result.stderr
     run = account.wait_for_run("exit three", "failure")
     assert run["exit_code"] == 3 and run["api"] == "cli_run"

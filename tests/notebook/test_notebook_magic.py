@@ -28,6 +28,9 @@ def test_cell_output_shows_live_and_reaches_the_server_as_a_run(notebook, accoun
     assert "Epoch 1, accuracy: 50%\n" in shown(cell)
     assert "Epoch 2, accuracy: 75%\n" in shown(cell)
     assert "loss is noisy\n" in shown(cell, "stderr")
+    # Where to watch the run, once, as it starts (first of what the cell shows on stderr).
+    assert shown(cell, "stderr").count("hyperdash: follow this run at ") == 1
+    assert shown(cell, "stderr").startswith("hyperdash: follow this run at " + account.server.url + "/runs/")
     assert "from a shell escape" in shown(cell)  # IPython's own syntax works in the cell
     assert errors(cell) == []
     arrivals = notebook.stream_messages(cell)
@@ -45,6 +48,8 @@ def test_cell_output_shows_live_and_reaches_the_server_as_a_run(notebook, accoun
     assert texts.count("Epoch 1, accuracy: 50%") == 1
     assert "loss is noisy" in log_texts(account, run["uuid"], "stderr")
     assert "from a shell escape" in texts
+    assert "hyperdash: follow this run at " + account.server.url + "/runs/" + run["uuid"][:8] in shown(cell, "stderr")
+    assert not any("follow this run" in text for text in texts)  # said to the person, not logged
     details = account.run(run["uuid"])
     assert details["api"] == "jupyter"
     assert details["params"]["learning rate"] == 0.01

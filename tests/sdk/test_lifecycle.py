@@ -332,6 +332,8 @@ def test_output_written_just_before_os_exit_reaches_the_terminal_and_the_spool(s
     rc, output = run_in_terminal([sys.executable, str(path)], sdk_env())
     assert rc == 3
     shown = output.replace(b"\r\n", b"\n").splitlines()
+    assert shown[0].startswith(b"hyperdash: follow this run at "), output  # said as the run starts
+    shown = shown[1:]
     assert shown[0] == b"some output" and b"from a thread" in shown, output
     assert shown[-2:] == [b"last words", b"and no newline"], output
 
