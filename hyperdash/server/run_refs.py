@@ -12,7 +12,6 @@ from sqlalchemy.engine import Connection
 
 from .errors import ApiError
 from .store import runs
-from .views import JSONReply
 
 __all__ = ["MIN_PREFIX_CHARS", "UUID_CHARS", "AmbiguousRun", "full_run_uuid", "is_uuid_prefix"]
 
@@ -37,15 +36,11 @@ class AmbiguousRun(ApiError):
         listed = ", ".join(f"{c['uuid']} ({c['name']})" for c in candidates)
         super().__init__(
             f"{prefix} is the start of the ids of {'more than ' if more else ''}{len(candidates)} runs: "
-            f"{listed}{', ...' if more else ''}; give more of the id"
+            f"{listed}{', ...' if more else ''}; give more of the id",
+            details={"candidates": candidates},  # for a client to offer them
         )
         self.prefix = prefix
         self.candidates = candidates
-
-    def response(self) -> JSONReply:
-        # The usual reply, with the candidates as data for a client to offer them.
-        return JSONReply({"code": self.code, "message": self.message, "candidates": self.candidates},
-                         status_code=self.status)
 
 
 def is_uuid_prefix(ref: str) -> bool:
