@@ -93,7 +93,7 @@ def test_signup_prompts_for_email_and_a_hidden_confirmed_password(hyperdash_serv
     assert key_works(hyperdash_server, json.loads((home / "hyperdash.json").read_text())["api_key"])
 
 
-def test_a_short_password_is_refused_with_the_servers_reason(hyperdash_server, tmp_path):
+def test_a_short_password_is_refused_with_the_servers_rule_before_any_request(hyperdash_server, tmp_path):
     home = tmp_path / "home"
     result = hyperdash(home, "signup", "--server", hyperdash_server.url, "--email", "short@example.com",
                        "--password-stdin", input="short\n")
