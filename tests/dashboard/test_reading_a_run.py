@@ -30,7 +30,7 @@ def canvas_image(page, metric: str) -> str:
 
 # --- charts ---------------------------------------------------------------------------------------
 
-def test_metrics_with_steps_are_drawn_by_step_and_others_by_time_switchably(open_page, account):
+def test_metrics_with_steps_are_drawn_by_step_and_others_by_time_switchably(open_page, account, tmp_path):
     feed = RunFeed(account, "axes")
     for i, step in enumerate((10, 20, 30, 40, 50)):
         feed.metric("loss", 1.0 / (i + 1), step=step)
@@ -44,6 +44,7 @@ def test_metrics_with_steps_are_drawn_by_step_and_others_by_time_switchably(open
     assert chart_label(page, "loss") == "loss by step: 5 points, step 10 to 50"
     assert chart_label(page, "epoch_acc").startswith("epoch_acc by time: 3 points, time ")
 
+    page.screenshot(path=tmp_path / "desktop-charts.png")
     before = canvas_image(page, "loss")
     page.select_option("#chart-axis", "index")
     assert chart_label(page, "loss") == "loss by index: 5 points, index 0 to 4"
