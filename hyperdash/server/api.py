@@ -17,6 +17,7 @@ from .. import events as ev
 from . import __version__
 from . import queries
 from .auth import User, access_token, current_user, refused_key
+from .download import log_download
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import MAX_TIMESTAMP_MS, checked_batch, store_batch
 from .live import sse
@@ -341,16 +342,14 @@ def get_logs(
 
 @router.get("/runs/{run_uuid}/logs.txt", tags=["runs"], response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}}}, **_errors(401, 404, 409)})
-def download_logs(run_uuid: str, request: Request, user: User = Depends(current_user)):
-    """The whole log as plain text (a download)."""
+def download_logs(run_uuid: str, request: Request, user: User = Depends(current_user),
+                  raw: bool = Query(False, description="the lines as stored, escape codes and \\r kept")):
+    """The whole log as a download: plain text (escape codes removed, progress bars as their
+    last state), or with ``raw=1`` the raw text."""
     store = _state(request).store
     with store.read() as conn:
         run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
-    filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in (run.name or run.uuid))[:100]
-    return StreamingResponse(
-        queries.log_text(store, run.id), media_type="text/plain; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{filename}.log"'},
-    )
+    return log_download(store, run, raw=raw)
 
 
 @router.get("/runs/{run_uuid}/metrics/{name:path}", tags=["runs"], response_model=Series,

@@ -17,6 +17,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking"]
 PHONE = {"width": 375, "height": 667}
 DESKTOP = {"width": 1280, "height": 800}
+ROWS = "#log-rows .line"
 
 
 class RunFeed:
@@ -90,3 +91,17 @@ def wait_until(page, expression: str, timeout: float = 10.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"{expression} still false after {timeout}s")
         time.sleep(0.05)
+
+
+def open_run(open_page, account, feed: RunFeed, viewport=DESKTOP, **options):
+    """A signed-in page on ``feed``'s run, once its log is on screen."""
+    page = open_page(viewport, **options)
+    sign_in(page, account, f"/runs/{feed.uuid}")
+    assert page.url.endswith(f"/runs/{feed.uuid}")
+    # The page is live once its first lines (or "No output yet") are on screen.
+    page.wait_for_selector(f"{ROWS}, #log-bottom:not([hidden])")
+    return page
+
+
+def row_texts(page) -> list[str]:
+    return page.locator(f"{ROWS} .text").all_inner_texts()

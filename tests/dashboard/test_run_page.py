@@ -10,25 +10,9 @@ import requests
 
 from hyperdash import events as ev
 
-from .support import DESKTOP, RunFeed, sign_in, wait_until
+from .support import ROWS, RunFeed, open_run, row_texts, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
-
-ROWS = "#log-rows .line"
-
-
-def open_run(open_page, account, feed: RunFeed, viewport=DESKTOP, **options):
-    page = open_page(viewport, **options)
-    sign_in(page, account, f"/runs/{feed.uuid}")
-    assert page.url.endswith(f"/runs/{feed.uuid}")
-    # The page is live once its first lines (or "No output yet") are on screen.
-    page.wait_for_selector(f"{ROWS}, #log-bottom:not([hidden])")
-    return page
-
-
-def row_texts(page) -> list[str]:
-    return page.locator(f"{ROWS} .text").all_inner_texts()
-
 
 def test_a_line_appears_on_its_page_within_two_seconds(open_page, account):
     feed = RunFeed(account, "live-lines")
@@ -66,7 +50,8 @@ def test_ansi_colours_progress_lines_and_long_line_pieces(open_page, account):
     feed.log("epoch 1: 100%|##########", stream=ev.STDERR)
     page.locator(ROWS, has_text="100%").wait_for()
     assert page.locator(ROWS, has_text="epoch 1:").count() == 1
-    assert page.locator(ROWS, has_text="epoch 1:").get_attribute("class").split() == ["line", "stderr"]
+    # Finished, it is no longer drawn over, but still a bar: kept on one line.
+    assert page.locator(ROWS, has_text="epoch 1:").get_attribute("class").split() == ["line", "stderr", "bar"]
 
     # A line longer than the SDK's limit arrives in pieces: shown as the one line it is.
     feed.log("aaaa", "bbbb", partial=True)
@@ -520,4 +505,6 @@ def test_a_silent_run_shows_as_lost_and_comes_back(open_page, server_factory):
     assert page.locator("#run-status .badge").inner_text() == "Lost"
     feed.log("back again")
     page.locator("#run-status .badge[data-status='running']").wait_for()
+    # The status and the line come by separate events: wait for the row itself.
+    page.locator(ROWS, has_text="back again").wait_for()
     assert row_texts(page) == ["working", "back again"]

@@ -1,10 +1,16 @@
+// @ts-check
 // Talking to the server's JSON API from the dashboard: the session cookie authenticates every
 // call, and calls that change something carry the page's CSRF token.
 
-const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+const csrfMeta = /** @type {HTMLMetaElement | null} */ (document.querySelector('meta[name="csrf-token"]'));
 
 /** An API call that did not succeed; `status` is the HTTP status (0 when the network failed). */
 export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string | null | undefined} code
+   * @param {string} message
+   */
   constructor(status, code, message) {
     super(message);
     this.status = status;
@@ -12,7 +18,13 @@ export class ApiError extends Error {
   }
 }
 
-/** Build "/api/v1/…?a=1&b=2", leaving out parameters that are null, undefined or "". */
+/** @typedef {Record<string, string | number | boolean | null | undefined>} Params */
+
+/**
+ * Build "/api/v1/…?a=1&b=2", leaving out parameters that are null, undefined or "".
+ * @param {string} path
+ * @param {Params} [params]
+ */
 export function apiUrl(path, params = {}) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
@@ -22,8 +34,14 @@ export function apiUrl(path, params = {}) {
   return '/api/v1' + path + (qs ? '?' + qs : '');
 }
 
-/** Fetch JSON from the API. Throws ApiError; a 401 sends the browser to the sign-in page. */
+/**
+ * Fetch JSON from the API. Throws ApiError; a 401 sends the browser to the sign-in page.
+ * @param {string} path
+ * @param {{params?: Params, method?: string, body?: unknown, signal?: AbortSignal}} [options]
+ * @returns {Promise<any>}
+ */
 export async function api(path, { params, method = 'GET', body, signal } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { accept: 'application/json' };
   if (method !== 'GET' && csrfMeta) headers['x-csrf-token'] = csrfMeta.content;
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -55,6 +73,9 @@ export async function api(path, { params, method = 'GET', body, signal } = {}) {
  * error, sending Last-Event-ID; when it gives up (the server refused the stream, or restarted),
  * this reconnects after a pause, resuming after the last event id seen (`after=`), and a lost
  * session sends the user to the sign-in page.
+ * @param {string} path
+ * @param {Record<string, (data: any, event: MessageEvent) => void>} handlers
+ * @param {{params?: Params, onOpen?: () => void}} [options]
  */
 export function subscribe(path, handlers, { params = {}, onOpen } = {}) {
   let lastId = null;

@@ -1,16 +1,25 @@
-// One chart per metric of a run (uPlot, vendored), growing as points arrive.
+// @ts-check
+// One chart per metric of a run (uPlot, vendored), growing as points arrive. The x axis is the
+// point's step, its index (the order it was logged in) or the time it was logged; by default
+// the step when every point has one, else the time.
 
 import { api } from './api.js';
-import { h, formatNumber } from './dom.js';
+import { h, formatClock, formatNumber } from './dom.js';
 
-const uPlot = window.uPlot;
+/** @type {any} uPlot's IIFE build, loaded by the page before this module */
+const uPlot = /** @type {any} */ (window).uPlot;
 const HEIGHT = 170;
 
+/** @param {string} name */
 function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-/** "#4f46e5" -> "rgba(79,70,229,a)"; other colour strings are returned as they are. */
+/**
+ * "#4f46e5" -> "rgba(79,70,229,a)"; other colour strings are returned as they are.
+ * @param {string} color
+ * @param {number} alpha
+ */
 function withAlpha(color, alpha) {
   const m = /^#([0-9a-f]{6})$/i.exec(color);
   if (!m) return color;
@@ -18,7 +27,10 @@ function withAlpha(color, alpha) {
   return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${alpha})`;
 }
 
-/** Short tick labels: 1.2k, 3.4M, 0.0012. */
+/**
+ * Short tick labels: 1.2k, 3.4M, 0.0012.
+ * @param {number | null | undefined} value
+ */
 function tick(value) {
   if (value === null || value === undefined) return '';
   const abs = Math.abs(value);
@@ -28,53 +40,156 @@ function tick(value) {
   return formatNumber(value);
 }
 
+/** @typedef {{name?: string, value: unknown, step?: number | null, timestamp?: string}} Point */
+/** @typedef {'step' | 'index' | 'time'} Axis */
+/** @typedef {'auto' | Axis} AxisChoice */
+
+export const AXIS_CHOICES = /** @type {const} */ (['auto', 'step', 'index', 'time']);
+
 class MetricChart {
-  constructor(name, points) {
+  /**
+   * @param {string} name
+   * @param {Point[]} points
+   * @param {AxisChoice} choice
+   */
+  constructor(name, points, choice) {
     this.name = name;
-    // Steps on the x axis when every point has one, else the time it was measured.
-    this.bySteps = points.length > 0 && points.every((p) => typeof p.step === 'number');
+    this.choice = choice;
+    /** @type {Point[]} every point with a number for a value, in the order logged */
+    this.points = [];
+    /** @type {number[]} */
     this.xs = [];
+    /** @type {number[]} */
     this.ys = [];
     this.latest = h('span', { class: 'latest' });
-    this.plotBox = h('div', { class: 'chart-plot' });
+    this.plotBox = h('div', { class: 'chart-plot', role: 'img' });
     this.el = h('div', { class: 'chart', 'data-metric': name },
       h('div', { class: 'chart-head' }, h('h3', { title: name }, name), this.latest),
       this.plotBox,
     );
-    for (const p of points) this.insert(p);
     this.redrawQueued = false;
+    /** @type {any} */
     this.plot = null;
+    /** @type {ResizeObserver | null} */
+    this.resizer = null;
+    this.axis = this.axisFor();
+    for (const p of points) this.add(p, false);
+    this.describe();
   }
 
-  xOf(point) {
-    if (this.bySteps) {
+  /** Steps when every point has one: a chart without any is drawn against the clock.
+   * @returns {Axis} */
+  axisFor() {
+    if (this.choice !== 'auto') return this.choice;
+    const steps = this.points.length > 0 && this.points.every((p) => typeof p.step === 'number');
+    return steps ? 'step' : 'time';
+  }
+
+  /**
+   * @param {Point} point
+   * @param {number} index its place among the points
+   */
+  xOf(point, index) {
+    if (this.axis === 'index') return index;
+    if (this.axis === 'step') {
       if (typeof point.step === 'number') return point.step;
-      return this.xs.length ? this.xs[this.xs.length - 1] + 1 : 0;
+      return this.xs.length ? this.xs[this.xs.length - 1] + 1 : index;
     }
-    const t = Date.parse(point.timestamp);
+    const t = Date.parse(point.timestamp || '');
     return Number.isNaN(t) ? Date.now() / 1000 : t / 1000;
   }
 
-  insert(point) {
-    if (typeof point.value !== 'number') return;
-    const x = this.xOf(point);
+  /**
+   * @param {Point} point
+   * @param {number} index
+   */
+  insert(point, index) {
+    const value = /** @type {number} */ (point.value);
+    const x = this.xOf(point, index);
     let i = this.xs.length;
     if (i && this.xs[i - 1] > x) {
       // Rare: a point out of order. Keep x ascending, as the chart needs.
       i = this.xs.findIndex((v) => v > x);
     }
     if (i > 0 && this.xs[i - 1] === x) {
-      this.ys[i - 1] = point.value;
+      this.ys[i - 1] = value;
     } else {
       this.xs.splice(i, 0, x);
-      this.ys.splice(i, 0, point.value);
+      this.ys.splice(i, 0, value);
+    }
+  }
+
+  /** x and y of every point again, for the axis of now. */
+  rebuild() {
+    this.axis = this.axisFor();
+    this.xs = [];
+    this.ys = [];
+    this.points.forEach((p, i) => this.insert(p, i));
+    this.describe();
+  }
+
+  /**
+   * A point more; the chart is redrawn on the next frame when `draw`.
+   * @param {Point} point
+   * @param {boolean} [draw]
+   */
+  add(point, draw = true) {
+    if (typeof point.value !== 'number') return;
+    this.points.push(point);
+    if (this.axisFor() !== this.axis) {
+      this.rebuild();
+      if (this.plot) this.remount();
+    } else {
+      this.insert(point, this.points.length - 1);
     }
     this.latest.textContent = formatNumber(this.ys[this.ys.length - 1]);
     this.el.dataset.points = String(this.xs.length);
+    this.describe();
+    if (draw && this.plot) this.redraw();
   }
 
+  /** What the chart shows, in words, for screen readers. */
+  describe() {
+    this.el.dataset.axis = this.axis;
+    const n = this.xs.length;
+    /** @param {number} x */
+    const at = (x) => (this.axis === 'time' ? formatClock(x * 1000) : formatNumber(x));
+    const range = n ? `, ${this.axis} ${at(this.xs[0])} to ${at(this.xs[n - 1])}` : '';
+    const label = `${this.name} by ${this.axis}: ${n} point${n === 1 ? '' : 's'}${range}`;
+    this.plotBox.setAttribute('aria-label', label);
+  }
+
+  redraw() {
+    if (this.redrawQueued) return;
+    this.redrawQueued = true;
+    requestAnimationFrame(() => {
+      this.redrawQueued = false;
+      this.plot.setData([this.xs, this.ys]);
+    });
+  }
+
+  /** @param {AxisChoice} choice */
+  setChoice(choice) {
+    this.choice = choice;
+    if (this.axisFor() === this.axis) return;
+    this.rebuild();
+    this.remount();
+  }
+
+  /** A new plot in place of the old one: uPlot cannot turn a time scale into a numeric one. */
+  remount() {
+    if (this.plot) this.plot.destroy();
+    if (this.resizer) this.resizer.disconnect();
+    this.draw();
+  }
+
+  /** @param {HTMLElement} container */
   mount(container) {
     container.append(this.el);
+    this.draw();
+  }
+
+  draw() {
     const accent = cssVar('--accent') || '#4f46e5';
     const muted = cssVar('--muted') || '#5d6673';
     const grid = cssVar('--border') || '#e1e4ea';
@@ -84,15 +199,19 @@ class MetricChart {
       ticks: { stroke: grid, width: 1, size: 4 },
       font: '11px system-ui, sans-serif',
     };
+    const time = this.axis === 'time';
     this.plot = new uPlot({
       width: Math.max(this.plotBox.clientWidth, 200),
       height: HEIGHT,
       legend: { show: false },
       cursor: { drag: { x: true, y: false }, points: { size: 6 } },
-      scales: { x: { time: !this.bySteps } },
+      scales: { x: { time } },
       axes: [
-        { ...axis, space: 60 },
-        { ...axis, size: 52, values: (u, values) => values.map(tick) },
+        // Steps and indexes are whole numbers: no ticks between them.
+        time ? { ...axis, space: 60 } : { ...axis, space: 60, incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500,
+          1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7, 1e8, 1e9],
+        values: (/** @type {any} */ u, /** @type {number[]} */ values) => values.map(tick) },
+        { ...axis, size: 52, values: (/** @type {any} */ u, /** @type {number[]} */ values) => values.map(tick) },
       ],
       series: [
         {},
@@ -101,42 +220,54 @@ class MetricChart {
           stroke: accent,
           width: 2,
           fill: withAlpha(accent, 0.12),
-          points: { show: (u) => u.data[0].length < 40 },
+          points: { show: (/** @type {any} */ u) => u.data[0].length < 40 },
         },
       ],
     }, [this.xs, this.ys], this.plotBox);
-    new ResizeObserver(() => {
+    this.resizer = new ResizeObserver(() => {
       const width = this.plotBox.clientWidth;
       if (width > 0 && width !== this.plot.width) this.plot.setSize({ width, height: HEIGHT });
-    }).observe(this.plotBox);
-  }
-
-  add(point) {
-    this.insert(point);
-    if (this.redrawQueued) return;
-    this.redrawQueued = true;
-    requestAnimationFrame(() => {
-      this.redrawQueued = false;
-      this.plot.setData([this.xs, this.ys]);
     });
+    this.resizer.observe(this.plotBox);
   }
 }
 
 export class Charts {
-  constructor({ runUuid, container, empty, counter, onError }) {
-    Object.assign(this, { runUuid, container, empty, counter, onError });
-    this.charts = new Map(); // metric name -> MetricChart
-    this.loading = new Map(); // metric name -> points that came while its series loaded
+  /**
+   * @param {object} o
+   * @param {string} o.runUuid
+   * @param {HTMLElement} o.container where the charts go
+   * @param {HTMLElement} o.empty     "No metrics yet"
+   * @param {HTMLElement} o.counter   the number of charts
+   * @param {(err: unknown) => void} o.onError
+   * @param {AxisChoice} [o.axis]    the x axis of every chart
+   */
+  constructor({ runUuid, container, empty, counter, onError, axis = 'auto' }) {
+    this.runUuid = runUuid;
+    this.container = container;
+    this.empty = empty;
+    this.counter = counter;
+    this.onError = onError;
+    this.axis = axis;
+    /** @type {Map<string, MetricChart>} metric name -> its chart */
+    this.charts = new Map();
+    /** @type {Map<string, Point[]>} metric name -> points that came while its series loaded */
+    this.loading = new Map();
   }
 
-  /** Fetch each metric's series and draw it. */
+  /**
+   * Fetch each metric's series and draw it.
+   * @param {Iterable<string>} names
+   */
   async load(names) {
     await Promise.all([...names].sort().map((name) => this.open(name)));
   }
 
+  /** @param {string} name */
   async open(name) {
     if (this.charts.has(name) || this.loading.has(name)) return;
     this.loading.set(name, []);
+    /** @type {Point[]} */
     let points = [];
     try {
       const path = `/runs/${encodeURIComponent(this.runUuid)}/metrics/${encodeURIComponent(name)}`;
@@ -144,28 +275,44 @@ export class Charts {
     } catch (err) {
       this.onError(err);
     }
-    const chart = new MetricChart(name, points.concat(this.loading.get(name)));
+    const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis);
     this.loading.delete(name);
     this.charts.set(name, chart);
     this.place(chart);
   }
 
-  /** Charts in name order. */
+  /**
+   * Charts in name order.
+   * @param {MetricChart} chart
+   */
   place(chart) {
     const after = [...this.charts.keys()].filter((n) => n > chart.name).sort()[0];
-    const next = after && this.charts.get(after).el.isConnected ? this.charts.get(after).el : null;
+    const next = after ? this.charts.get(after)?.el : null;
     chart.mount(this.container);
-    if (next) this.container.insertBefore(chart.el, next);
+    if (next && next.isConnected) this.container.insertBefore(chart.el, next);
     this.empty.hidden = true;
     this.counter.textContent = String(this.charts.size);
   }
 
-  /** A point from the event stream: {name, value, step, timestamp}. */
+  /**
+   * The x axis of every chart: 'auto' (steps when each point has one, else time), or one.
+   * @param {AxisChoice} axis
+   */
+  setAxis(axis) {
+    this.axis = axis;
+    for (const chart of this.charts.values()) chart.setChoice(axis);
+  }
+
+  /**
+   * A point from the event stream: {name, value, step, timestamp}.
+   * @param {Point} point
+   */
   point(point) {
     if (!point || typeof point.name !== 'string') return;
     const chart = this.charts.get(point.name);
+    const waiting = this.loading.get(point.name);
     if (chart) chart.add(point);
-    else if (this.loading.has(point.name)) this.loading.get(point.name).push(point);
+    else if (waiting) waiting.push(point);
     else this.open(point.name);
   }
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // Small DOM and formatting helpers. Untrusted strings only ever become text nodes here.
 
 /**

@@ -1,13 +1,17 @@
+// @ts-check
 // The log of a run: the tail first, older lines fetched on scroll, live lines from the run's
 // event stream, search, and at most MAX_ROWS lines in the page however long the log is.
 //
 // Log text is untrusted. A line without escape codes becomes a text node; a line with them goes
-// through ansi_up, which escapes the text (& < > " ') before it wraps it in colour spans, and
-// whose hyperlinks are switched off.
+// through ansiToHtml (logtext.js), which escapes the text before it wraps it in colour spans.
+// What the page knows of each row (its lines' seqs, stream, text) lives in a WeakMap beside
+// the row, never on the element.
 
-import { AnsiUp } from '../vendor/ansi_up/ansi_up.js';
 import { api } from './api.js';
 import { formatClock, parseTime } from './dom.js';
+import {
+  ansiToHtml, holds, looksLikeProgress, splitMatches, stripAnsi, visible,
+} from './logtext.js';
 
 const FIRST_PAGE = 200; // lines fetched to open a log
 const PAGE = 500; // lines fetched per scroll step
@@ -16,54 +20,46 @@ const MAX_QUEUE = 5000; // live lines held while the view is away from the tail
 const NEAR_EDGE_PX = 400;
 const AT_BOTTOM_PX = 24;
 
-const ansi = new AnsiUp();
-ansi.use_classes = true;
-ansi.url_allowlist = {};
+/**
+ * A log line as the API and the event stream give it.
+ * @typedef {{seq: number, stream: string, text: string, timestamp?: string,
+ *   partial?: boolean, progress?: boolean}} Line
+ */
 
-// Operating-system commands (window titles, OSC 8 hyperlinks): dropped, their text kept.
-const OSC_PATTERN = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?/g;
-// CSI, OSC and two-byte escape sequences.
-const ANSI_PATTERN = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
+/**
+ * What a row shows: a line, or the pieces of a long line joined, or a progress bar's latest
+ * state.
+ * @typedef {object} RowState
+ * @property {number} firstSeq  seq of its first piece
+ * @property {number} seq       seq of its last piece (or latest state)
+ * @property {string} stream
+ * @property {string} text      the whole text, escape codes included
+ * @property {boolean} partial  the next line of its stream continues it
+ * @property {boolean} progress the next line of its stream redraws it
+ * @property {boolean} bar      a progress bar, drawing or done: never wrapped
+ */
 
-/** The text of a line as plain characters, its escape codes removed. */
-export function stripAnsi(text) {
-  return text.replace(ANSI_PATTERN, '');
-}
+/** @typedef {Map<string, HTMLElement | null>} OpenRows stream -> its row still open */
 
-/** What a terminal would show of a line drawn over with \r: the part after the last one. */
-function visible(text) {
-  const trimmed = text.endsWith('\r') ? text.replace(/\r+$/, '') : text;
-  const cr = trimmed.lastIndexOf('\r');
-  return cr === -1 ? trimmed : trimmed.slice(cr + 1);
-}
-
-function paintAnsi(el, text) {
-  if (!text.includes('\x1b')) {
+/**
+ * Paint a line's text into `el`: coloured, or as plain text with `term` marked.
+ * @param {HTMLElement} el
+ * @param {string} text
+ * @param {string} term
+ */
+function paintText(el, text, term) {
+  if (term) {
+    el.replaceChildren(...splitMatches(stripAnsi(text), term).map((piece) => {
+      if (!piece.hit) return piece.text;
+      const mark = document.createElement('mark');
+      mark.textContent = piece.text;
+      return mark;
+    }));
+  } else if (text.includes('\x1b')) {
+    el.innerHTML = ansiToHtml(text);
+  } else {
     el.textContent = text;
-    return;
   }
-  // Each line is painted on its own: start from plain text, as the line may be shown alone.
-  ansi.bold = ansi.faint = ansi.italic = ansi.underline = false;
-  ansi.fg = ansi.bg = null;
-  ansi._buffer = '';
-  el.innerHTML = ansi.ansi_to_html(text.replace(OSC_PATTERN, ''));
-}
-
-/** Plain text with each case-insensitive occurrence of `term` wrapped in <mark>. */
-function paintMatches(el, text, term) {
-  const plain = stripAnsi(text);
-  const lower = plain.toLowerCase();
-  const needle = term.toLowerCase();
-  el.replaceChildren();
-  let at = 0;
-  for (let hit = lower.indexOf(needle); hit !== -1 && needle; hit = lower.indexOf(needle, at)) {
-    if (hit > at) el.append(plain.slice(at, hit));
-    const mark = document.createElement('mark');
-    mark.textContent = plain.slice(hit, hit + needle.length);
-    el.append(mark);
-    at = hit + needle.length;
-  }
-  if (at < plain.length) el.append(plain.slice(at));
 }
 
 export class LogView {
@@ -76,10 +72,21 @@ export class LogView {
    * @param {HTMLElement} o.bottomEdge a note below them ("No output yet")
    * @param {HTMLElement} o.jumpButton "Jump to latest"
    * @param {HTMLElement} o.searchStatus the bar saying what is searched, with a clear button
+   * @param {(err: unknown) => void} o.onError
    */
   constructor(o) {
-    Object.assign(this, o);
-    this.mode = 'tail'; // or 'search': only lines matching this.query
+    this.runUuid = o.runUuid;
+    this.scroller = o.scroller;
+    this.rows = o.rows;
+    this.topEdge = o.topEdge;
+    this.bottomEdge = o.bottomEdge;
+    this.jumpButton = o.jumpButton;
+    this.searchStatus = o.searchStatus;
+    this.onError = o.onError;
+    /** @type {WeakMap<Element, RowState>} */
+    this.states = new WeakMap();
+    /** @type {'tail' | 'search'} */
+    this.mode = 'tail'; // 'search': only lines matching this.query
     this.query = '';
     this.highlight = ''; // a term to mark, in search results and the context they open
     this.minSeq = Infinity; // seq range of the rows in the page
@@ -90,29 +97,40 @@ export class LogView {
     this.busy = 0; // a reload in flight: live lines wait in the queue
     this.loadingOlder = false;
     this.loadingNewer = false;
+    /** @type {Line[]} */
     this.queue = []; // live lines not yet shown
     this.queueOverflowed = false;
     this.unseen = 0; // live lines that came while the view was not following
-    this.openRows = {}; // stream -> row the next line of that stream continues or redraws
+    /** @type {OpenRows} */
+    this.openRows = new Map(); // the row the next line of a stream continues or redraws
     this.shownFirstLine = false;
     this.flushScheduled = false;
     this.view = 0;
+    this.tailRequest = 0;
 
     this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
     this.jumpButton.addEventListener('click', () => this.jumpToLatest());
     this.rows.addEventListener('click', (event) => {
-      const row = event.target.closest('.line');
-      if (row && this.mode === 'search' && !window.getSelection().toString()) {
-        this.openAt(Number(row.dataset.seq));
-      }
+      const row = event.target instanceof Element ? event.target.closest('.line') : null;
+      const selected = window.getSelection()?.toString();
+      if (row && this.mode === 'search' && !selected) this.openAt(this.state(row).seq);
     });
-    this.searchStatus.querySelector('button').addEventListener('click', () => this.search(''));
+    this.clearButton().addEventListener('click', () => this.search(''));
+  }
+
+  /** @returns {HTMLButtonElement} */
+  clearButton() {
+    return /** @type {HTMLButtonElement} */ (this.searchStatus.querySelector('button'));
   }
 
   url() {
     return '/runs/' + encodeURIComponent(this.runUuid) + '/logs';
   }
 
+  /**
+   * @param {Record<string, number | string>} params
+   * @returns {Promise<Line[]>}
+   */
   async fetchLines(params) {
     const query = this.mode === 'search' ? { ...params, q: this.query } : params;
     const data = await api(this.url(), { params: query });
@@ -121,6 +139,17 @@ export class LogView {
 
   // --- rows ------------------------------------------------------------------------------------
 
+  /**
+   * @param {Element} row
+   * @returns {RowState}
+   */
+  state(row) {
+    const found = this.states.get(row);
+    if (!found) throw new Error('a log row without its state');
+    return found;
+  }
+
+  /** @param {Line} line */
   makeRow(line) {
     const row = document.createElement('div');
     const ts = document.createElement('span');
@@ -129,47 +158,58 @@ export class LogView {
     const text = document.createElement('span');
     text.className = 'text';
     row.append(ts, text);
-    row.dataset.stream = line.stream;
-    row.firstSeq = line.seq; // of its first piece (data-seq: of its last)
-    row.lineText = line.text;
+    this.states.set(row, {
+      firstSeq: line.seq, seq: line.seq, stream: line.stream, text: line.text,
+      partial: false, progress: false, bar: false,
+    });
     this.setLineState(row, line);
     this.paint(row);
     return row;
   }
 
+  /**
+   * The row now ends with `line`, its latest piece or state.
+   * @param {HTMLElement} row
+   * @param {Line} line
+   */
   setLineState(row, line) {
-    row.dataset.seq = line.seq;
-    row.partial = Boolean(line.partial);
-    row.progress = Boolean(line.progress);
+    const state = this.state(row);
+    state.seq = line.seq;
+    state.partial = Boolean(line.partial);
+    state.progress = Boolean(line.progress);
+    state.bar = state.bar || state.progress || looksLikeProgress(visible(state.text));
     row.className = 'line' + (line.stream === 'stderr' ? ' stderr' : '')
-      + (row.progress ? ' progress' : '') + (this.mode === 'search' ? ' hit' : '');
+      + (state.progress ? ' progress' : '') + (state.bar ? ' bar' : '')
+      + (this.mode === 'search' ? ' hit' : '');
     row.title = line.timestamp || '';
   }
 
+  /** @param {HTMLElement} row */
   paint(row) {
-    const el = row.lastChild;
-    if (this.highlight) paintMatches(el, visible(row.lineText), this.highlight);
-    else paintAnsi(el, visible(row.lineText));
+    paintText(/** @type {HTMLElement} */ (row.lastChild), visible(this.state(row).text), this.highlight);
   }
 
   /**
-   * Rows for lines in order. A line continues the open row of its stream (in `open`, stream ->
-   * row, which it updates): a progress line redraws it, the next piece of a long line extends it.
+   * Rows for lines in order. A line continues the open row of its stream (in `open`, which it
+   * updates): a progress line redraws it, the next piece of a long line extends it.
+   * @param {Line[]} lines
+   * @param {OpenRows} open
    */
-  build(lines, open = {}) {
+  build(lines, open = new Map()) {
     const fragment = document.createDocumentFragment();
     for (const line of lines) {
-      const row = this.mode === 'search' ? null : open[line.stream];
-      if (row && (row.partial || row.progress)) {
-        row.lineText = row.partial ? row.lineText + line.text : line.text;
+      const row = this.mode === 'search' ? null : open.get(line.stream);
+      const state = row ? this.state(row) : null;
+      if (row && state && (state.partial || state.progress)) {
+        state.text = state.partial ? state.text + line.text : line.text;
         this.setLineState(row, line);
         this.paint(row);
       } else {
         const fresh = this.makeRow(line);
         fragment.append(fresh);
-        open[line.stream] = fresh;
+        open.set(line.stream, fresh);
       }
-      if (!(line.partial || line.progress)) open[line.stream] = null;
+      if (!(line.partial || line.progress)) open.set(line.stream, null);
     }
     return fragment;
   }
@@ -178,31 +218,44 @@ export class LogView {
     return this.rows.childElementCount;
   }
 
+  /** @returns {HTMLElement | null} */
+  get firstRow() {
+    return /** @type {HTMLElement | null} */ (this.rows.firstElementChild);
+  }
+
+  /** @returns {HTMLElement | null} */
+  get lastRow() {
+    return /** @type {HTMLElement | null} */ (this.rows.lastElementChild);
+  }
+
   clear() {
     this.view++; // a page fetched for the rows shown before is no longer wanted
     this.rows.replaceChildren();
     this.minSeq = Infinity;
     this.maxSeq = 0;
-    this.openRows = {};
+    this.openRows = new Map();
     this.unseen = 0;
   }
 
   /** Per stream, its last row when the next line continues it (a long line's piece) or
-   * redraws it (a progress line). */
+   * redraws it (a progress line).
+   * @returns {OpenRows} */
   unfinishedRows() {
-    const found = {};
-    for (let row = this.rows.lastElementChild; row; row = row.previousElementSibling) {
-      const stream = row.dataset.stream;
-      if (!(stream in found)) found[stream] = row.partial || row.progress ? row : null;
-      if ('stdout' in found && 'stderr' in found) break;
+    /** @type {OpenRows} */
+    const found = new Map();
+    for (let row = this.lastRow; row; row = /** @type {HTMLElement | null} */ (row.previousElementSibling)) {
+      const state = this.state(row);
+      if (!found.has(state.stream)) found.set(state.stream, state.partial || state.progress ? row : null);
+      if (found.has('stdout') && found.has('stderr')) break;
     }
     return found;
   }
 
+  /** @param {Line[]} lines */
   append(lines) {
     const fresh = lines.filter((line) => line.seq > this.maxSeq);
     if (!fresh.length) return 0;
-    const open = this.atTail ? this.openRows : this.mode === 'search' ? {} : this.unfinishedRows();
+    const open = this.atTail ? this.openRows : this.mode === 'search' ? new Map() : this.unfinishedRows();
     this.rows.append(this.build(fresh, open));
     this.maxSeq = fresh[fresh.length - 1].seq;
     if (this.minSeq === Infinity) this.minSeq = fresh[0].seq;
@@ -210,6 +263,7 @@ export class LogView {
     return fresh.length;
   }
 
+  /** @param {Line[]} lines */
   prepend(lines) {
     if (!lines.length) return;
     const height = this.scroller.scrollHeight;
@@ -225,17 +279,21 @@ export class LogView {
   /**
    * A long line cut by the page boundary: its pieces among the older rows go to the front of
    * the row shown for the rest of it.
+   * @param {DocumentFragment} older
    */
   joinOlderPieces(older) {
     for (const stream of ['stdout', 'stderr']) {
       let last = older.lastElementChild;
-      while (last && last.dataset.stream !== stream) last = last.previousElementSibling;
-      if (!last || !last.partial) continue;
-      let next = this.rows.firstElementChild;
-      while (next && next.dataset.stream !== stream) next = next.nextElementSibling;
+      while (last && this.state(last).stream !== stream) last = last.previousElementSibling;
+      if (!last || !this.state(last).partial) continue;
+      let next = this.firstRow;
+      while (next && this.state(next).stream !== stream) {
+        next = /** @type {HTMLElement | null} */ (next.nextElementSibling);
+      }
       if (!next) continue;
-      next.lineText = last.lineText + next.lineText;
-      next.firstSeq = last.firstSeq;
+      const joined = this.state(next);
+      joined.text = this.state(last).text + joined.text;
+      joined.firstSeq = this.state(last).firstSeq;
       this.paint(next);
       last.remove();
     }
@@ -245,6 +303,7 @@ export class LogView {
    * Drop rows beyond MAX_ROWS from the top (keeping the view still) or from the bottom. A row
    * whose pieces interleave with a dropped row's goes too, so that the rows left hold every line
    * from minSeq to maxSeq, and the lines dropped come back whole when fetched again.
+   * @param {boolean} fromTop
    */
   trim(fromTop) {
     let excess = this.rowCount - MAX_ROWS;
@@ -252,26 +311,28 @@ export class LogView {
     if (fromTop) {
       const height = this.scroller.scrollHeight;
       let highest = 0; // the highest seq dropped
-      for (let row = this.rows.firstElementChild; row && (excess > 0 || row.firstSeq < highest);
-        row = this.rows.firstElementChild, excess--) {
-        highest = Math.max(highest, Number(row.dataset.seq));
+      for (let row = this.firstRow; row && (excess > 0 || this.state(row).firstSeq < highest);
+        row = this.firstRow, excess--) {
+        highest = Math.max(highest, this.state(row).seq);
         row.remove();
       }
       this.scroller.scrollTop -= height - this.scroller.scrollHeight;
-      this.minSeq = this.rows.firstElementChild ? this.rows.firstElementChild.firstSeq : highest + 1;
+      const first = this.firstRow;
+      this.minSeq = first ? this.state(first).firstSeq : highest + 1;
       this.hasOlder = true;
       // A line still open at the tail whose row was dropped starts a new row when it goes on.
-      for (const stream of Object.keys(this.openRows)) {
-        if (this.openRows[stream] && !this.openRows[stream].isConnected) this.openRows[stream] = null;
+      for (const [stream, row] of this.openRows) {
+        if (row && !row.isConnected) this.openRows.set(stream, null);
       }
     } else {
       let lowest = Infinity; // the lowest seq dropped
-      for (let row = this.rows.lastElementChild; row && (excess > 0 || Number(row.dataset.seq) > lowest);
-        row = this.rows.lastElementChild, excess--) {
-        lowest = Math.min(lowest, row.firstSeq);
+      for (let row = this.lastRow; row && (excess > 0 || this.state(row).seq > lowest);
+        row = this.lastRow, excess--) {
+        lowest = Math.min(lowest, this.state(row).firstSeq);
         row.remove();
       }
-      this.maxSeq = this.rows.lastElementChild ? Number(this.rows.lastElementChild.dataset.seq) : lowest - 1;
+      const last = this.lastRow;
+      this.maxSeq = last ? this.state(last).seq : lowest - 1;
       this.leaveTail();
     }
   }
@@ -279,7 +340,7 @@ export class LogView {
   leaveTail() {
     this.atTail = false;
     this.following = false;
-    this.openRows = {};
+    this.openRows = new Map();
   }
 
   markShown() {
@@ -295,7 +356,7 @@ export class LogView {
     this.busy++;
     this.queueOverflowed = false;
     this.setEdges('loading');
-    const request = this.tailRequest = (this.tailRequest || 0) + 1;
+    const request = ++this.tailRequest;
     let lines;
     try {
       lines = await this.fetchLines({ tail: FIRST_PAGE });
@@ -305,7 +366,11 @@ export class LogView {
     if (request === this.tailRequest) this.showTail(lines, FIRST_PAGE);
   }
 
-  /** Show `lines`, the last `limit` lines of the log (or all of them, if fewer), at the tail. */
+  /**
+   * Show `lines`, the last `limit` lines of the log (or all of them, if fewer), at the tail.
+   * @param {Line[]} lines
+   * @param {number} limit
+   */
   showTail(lines, limit) {
     this.clear();
     this.atTail = true;
@@ -317,7 +382,10 @@ export class LogView {
     this.scheduleFlush();
   }
 
-  /** Open the log around one line (a search hit), marking the searched term. */
+  /**
+   * Open the log around one line (a search hit), marking the searched term.
+   * @param {number} seq
+   */
   async openAt(seq) {
     const term = this.query;
     this.mode = 'tail';
@@ -326,6 +394,7 @@ export class LogView {
     this.showSearchStatus();
     this.busy++;
     this.setEdges('loading');
+    /** @type {HTMLElement | null} */
     let target = null;
     try {
       const [before, after] = await Promise.all([
@@ -337,7 +406,10 @@ export class LogView {
       this.following = false;
       this.hasOlder = before.length >= 100;
       this.append(before.concat(after));
-      target = this.rows.querySelector(`.line[data-seq="${seq}"]`);
+      for (const row of /** @type {HTMLCollectionOf<HTMLElement>} */ (this.rows.children)) {
+        const state = this.state(row);
+        if (state.firstSeq <= seq && seq <= state.seq) { target = row; break; }
+      }
     } finally {
       this.busy--;
     }
@@ -397,11 +469,12 @@ export class LogView {
 
   // --- live lines ------------------------------------------------------------------------------
 
-  /** A line from the event stream. */
+  /**
+   * A line from the event stream.
+   * @param {Line} line
+   */
   push(line) {
-    if (this.mode === 'search' && !stripAnsi(line.text).toLowerCase().includes(this.query.toLowerCase())) {
-      return;
-    }
+    if (this.mode === 'search' && !holds(line.text, this.query)) return;
     this.queue.push(line);
     if (this.queue.length > MAX_QUEUE) {
       this.queue.splice(0, this.queue.length - MAX_QUEUE);
@@ -496,10 +569,11 @@ export class LogView {
   updateJump() {
     const show = !this.following && this.rowCount > 0;
     this.jumpButton.hidden = !show;
-    const count = this.jumpButton.querySelector('.count');
+    const count = /** @type {HTMLElement} */ (this.jumpButton.querySelector('.count'));
     count.textContent = this.unseen > 0 ? ` · ${this.unseen.toLocaleString()} new` : '';
   }
 
+  /** @param {'loading'} [state] */
   setEdges(state) {
     if (state === 'loading' && !this.rowCount) {
       this.topEdge.textContent = 'Loading…';
@@ -516,7 +590,10 @@ export class LogView {
 
   // --- search ----------------------------------------------------------------------------------
 
-  /** Show only lines holding `term` (case-insensitive); an empty term shows the whole log. */
+  /**
+   * Show only lines holding `term` (case-insensitive); an empty term shows the whole log.
+   * @param {string} term
+   */
   async search(term) {
     this.query = term;
     this.mode = term ? 'search' : 'tail';
@@ -527,7 +604,7 @@ export class LogView {
   }
 
   showSearchStatus() {
-    const label = this.searchStatus.querySelector('span');
+    const label = /** @type {HTMLElement} */ (this.searchStatus.querySelector('span'));
     if (this.mode === 'search') {
       label.textContent = `Lines matching “${this.query}” · tap one to see it in context`;
     } else if (this.highlight) {

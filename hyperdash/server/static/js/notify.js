@@ -1,3 +1,4 @@
+// @ts-check
 // Browser notifications for a run that ends while its page is open, once the user allowed them.
 
 const supported = 'Notification' in window;
@@ -7,27 +8,39 @@ if ('serviceWorker' in navigator && window.isSecureContext) {
   navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch(() => {});
 }
 
-/** Show or hide the "Notify me" button of a run, by its status and the permission asked. */
+/** @type {WeakMap<HTMLElement, any>} a "Notify me" button -> the run it is for, once wired */
+const buttonRuns = new WeakMap();
+
+/**
+ * Show or hide the "Notify me" button of a run, by its status and the permission asked.
+ * @param {HTMLElement} button
+ * @param {any} run
+ */
 export function setUpNotifyButton(button, run) {
   const permission = supported ? Notification.permission : 'denied';
   button.hidden = !supported || run.status !== 'running' || permission === 'denied';
   button.setAttribute('aria-pressed', String(permission === 'granted'));
-  button.querySelector('.label').textContent = permission === 'granted'
+  /** @type {HTMLElement} */ (button.querySelector('.label')).textContent = permission === 'granted'
     ? 'Notifications on' : 'Notify me';
   button.title = permission === 'granted'
     ? 'This page shows a notification when the run ends'
     : 'Show a notification when this run ends';
-  button.run = run;
-  if (!button.dataset.wired) {
-    button.dataset.wired = '1';
+  const wired = buttonRuns.has(button);
+  buttonRuns.set(button, run);
+  if (!wired) {
     button.addEventListener('click', async () => {
       if (Notification.permission === 'default') await Notification.requestPermission();
-      setUpNotifyButton(button, button.run);
+      setUpNotifyButton(button, buttonRuns.get(button));
     });
   }
 }
 
-/** Tell the user that `run` ended, if notifications are allowed. */
+/**
+ * Tell the user that `run` ended, if notifications are allowed.
+ * @param {any} run
+ * @param {string} statusLabel
+ * @param {string} duration
+ */
 export async function notifyRunEnded(run, statusLabel, duration) {
   if (!supported || Notification.permission !== 'granted') return;
   const title = `${run.name || 'Unnamed run'}: ${statusLabel}`;

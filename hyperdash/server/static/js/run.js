@@ -1,13 +1,15 @@
+// @ts-check
 // A run's page: its facts, log, metrics and params, kept live by the run's event stream.
 
 import { api, subscribe } from './api.js';
-import { Charts } from './charts.js';
+import { AXIS_CHOICES, Charts } from './charts.js';
 import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
   parseTime, runDuration,
 } from './dom.js';
 import { LogView } from './logview.js';
 import { notifyRunEnded, setUpNotifyButton } from './notify.js';
+import { remember, remembered } from './prefs.js';
 
 const page = document.getElementById('run');
 const runUuid = page.dataset.runUuid;
@@ -87,7 +89,7 @@ function addParams(data) {
 // --- tabs (narrow screens show one panel at a time) -----------------------------------------------
 
 const body = $('run-body');
-for (const tab of document.querySelectorAll('.tabs [role=tab]')) {
+for (const tab of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('.tabs [role=tab]'))) {
   tab.addEventListener('click', () => {
     for (const other of document.querySelectorAll('.tabs [role=tab]')) {
       other.setAttribute('aria-selected', String(other === tab));
@@ -110,17 +112,50 @@ const log = new LogView({
   onError: showError,
 });
 
+// Search as the user types, once a pause in typing says the text is meant; Enter at once.
+const query = /** @type {HTMLInputElement} */ ($('log-query'));
+let searched = '';
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let typing;
+function searchNow() {
+  clearTimeout(typing);
+  const term = query.value.trim();
+  if (term === searched && log.mode === (term ? 'search' : 'tail')) return;
+  searched = term;
+  log.search(term);
+}
+query.addEventListener('input', () => {
+  clearTimeout(typing);
+  typing = setTimeout(searchNow, 250);
+});
 $('log-search').addEventListener('submit', (event) => {
   event.preventDefault();
-  log.search($('log-query').value.trim());
+  searchNow();
 });
-$('log-query').addEventListener('search', () => {
-  // The clear (×) button of a search field.
-  if (!$('log-query').value && log.mode === 'search') log.search('');
+log.clearButton().addEventListener('click', () => {
+  clearTimeout(typing);
+  query.value = '';
+  searched = '';
 });
-$('search-status').querySelector('button').addEventListener('click', () => {
-  $('log-query').value = '';
+
+// Long lines wrap, or not (the log scrolls sideways), as the user last chose on this browser.
+const wrap = $('wrap');
+/** @param {boolean} on */
+function setWrap(on) {
+  wrap.setAttribute('aria-pressed', String(on));
+  $('log').classList.toggle('nowrap', !on);
+}
+setWrap(remembered('wrap', 'on') === 'on');
+wrap.addEventListener('click', () => {
+  const on = wrap.getAttribute('aria-pressed') !== 'true';
+  setWrap(on);
+  remember('wrap', on ? 'on' : 'off');
 });
+
+const axisSelect = /** @type {HTMLSelectElement} */ ($('chart-axis'));
+const axisChoice = /** @type {import('./charts.js').AxisChoice} */ (
+  AXIS_CHOICES.find((choice) => choice === remembered('chart-axis', 'auto')) || 'auto');
+axisSelect.value = axisChoice;
 
 const charts = new Charts({
   runUuid,
@@ -128,6 +163,12 @@ const charts = new Charts({
   empty: $('metrics-empty'),
   counter: $('metrics-count'),
   onError: showError,
+  axis: axisChoice,
+});
+axisSelect.addEventListener('change', () => {
+  const choice = AXIS_CHOICES.find((c) => c === axisSelect.value) || 'auto';
+  charts.setAxis(choice);
+  remember('chart-axis', choice);
 });
 
 // --- start --------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+// @ts-check
 // The runs page: runs grouped by name, newest first, kept live by the account's event stream.
 
 import { api, subscribe } from './api.js';
@@ -8,11 +9,11 @@ import {
 const PAGE_SIZE = 100;
 const UNNAMED = 'Unnamed run';
 
-const form = document.getElementById('filters');
-const nameInput = form.elements.q;
+const form = /** @type {HTMLFormElement} */ (document.getElementById('filters'));
+const nameInput = /** @type {HTMLInputElement} */ (form.elements.namedItem('q'));
 // A group's link names the whole name (?name=): matched exactly until the field is edited.
 let exactName = nameInput.dataset.exact || null;
-const statusSelect = form.elements.status;
+const statusSelect = /** @type {HTMLSelectElement} */ (form.elements.namedItem('status'));
 const container = document.getElementById('runs');
 const emptyState = document.getElementById('runs-empty');
 const noMatch = document.getElementById('runs-no-match');
@@ -152,7 +153,7 @@ moreButton.addEventListener('click', () => load({ append: true }));
 // Durations of running runs tick; nothing else changes without an event.
 setInterval(() => {
   for (const el of container.querySelectorAll('.duration[data-running]')) {
-    const uuid = el.closest('.run-row').dataset.uuid;
+    const uuid = /** @type {HTMLElement} */ (el.closest('.run-row')).dataset.uuid;
     const run = runs.get(uuid);
     if (run) el.textContent = formatDuration(runDuration(run));
   }
