@@ -17,8 +17,8 @@ from .. import events as ev
 from . import __version__
 from . import queries
 from .auth import User, access_token, current_user
-from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .checks import MAX_TIMESTAMP_MS, checked_batch
+from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import store_batch
 from .live import sse
 from .views import JSONReply, run_json

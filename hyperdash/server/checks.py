@@ -32,9 +32,6 @@ _EXIT_CODES = (-(2**31), 255)
 _SIGNALS = tuple(s.name for s in signal.Signals)  # a tuple: any JSON value can be looked up
 _RUN_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_UUID_CHARS = 128
-# Output held back for want of a newline: past this many characters it is stored as a piece
-# marked partial (continued by the next), so what is held stays small.
-_MAX_TAIL_CHARS = ev.MAX_LINE_BYTES
 _MAX_VALUE_CHARS = 64 * 1024
 _TYPES = frozenset(ev.EVENT_TYPES)
 _FINAL = tuple(ev.FINAL_STATUSES)

@@ -22,7 +22,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "UNICODE_LOWER"]
+__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "LOG_COLUMNS",
+           "UNICODE_LOWER"]
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.

@@ -176,7 +176,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     run.update(changes)
 
     about = (user_id, run_id, part.uuid)
-    state = _state(run) if created or started or ended or back else None
+    state = _state(run) if created or back or started is not None or ended is not None else None
     if created:
         facts.append(RunCreated(*about, state))
     if shown:

@@ -214,3 +214,22 @@ def test_local_mode_makes_a_private_home(tmp_path, monkeypatch):
         assert (home / "hyperdash.db").exists()
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "hyperdash.json").st_mode) == 0o600
+
+
+def test_a_home_given_with_a_tilde_is_the_same_folder_for_the_server_and_the_sdk(tmp_path, monkeypatch):
+    from hyperdash import config
+    from hyperdash.server.main import ServerThread
+
+    user, cwd = tmp_path / "user", tmp_path / "cwd"
+    user.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(user))
+    monkeypatch.setenv("HYPERDASH_HOME", "~/x")
+    monkeypatch.chdir(cwd)
+    with ServerThread(local_mode=True) as server:
+        # The store and the local account's key went to ~/x, where the SDK looks for them.
+        assert (user / "x" / "hyperdash.db").exists()
+        assert config.settings_path() == user / "x" / "hyperdash.json"
+        key = config.load_settings()["api_key"]
+        assert requests.get(server.url + "/api/v1/me", headers={events.AUTH_HEADER: key}, timeout=10).ok
+    assert list(cwd.iterdir()) == []  # no folder named "~" beside it
