@@ -21,7 +21,7 @@ import msgspec
 from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
-           "LinesStored", "PointsStored", "ParamsStored", "Param", "FACT_TYPES", "to_json", "from_json"]
+           "LinesStored", "PointsStored", "ParamsStored", "Param", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -109,7 +109,9 @@ class ParamsStored(Fact):
     params: tuple[Param, ...]
 
 
-FACT_TYPES = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, LinesStored, PointsStored, ParamsStored)
+# Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
+RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack)
+FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(_ANY_FACT)

@@ -16,7 +16,7 @@ import asyncio
 import orjson
 from msgspec.structs import asdict
 
-from .facts import Fact, LinesStored, ParamsStored, PointsStored, RunState
+from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored
 from .views import iso, run_json
 
 __all__ = ["Hub", "sse"]
@@ -98,8 +98,7 @@ class Hub:
             if not account and not followers:
                 continue
             # The run's state after the commit, when the run was created or changed.
-            state = next((f.run for f in reversed(run_facts) if isinstance(getattr(f, "run", None), RunState)),
-                         None)
+            state = next((f.run for f in reversed(run_facts) if isinstance(f, RUN_FACTS)), None)
             status = run_json(asdict(state)) if state is not None else None
             if account and status is not None:
                 _push(account, [(None, "run", status)])
