@@ -9,10 +9,8 @@ API key, first found wins: an ``api_key_getter`` passed in code, ``HYPERDASH_API
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 from .events import DEFAULT_SERVER
+# The home folder and the settings file are shared with the server: they live in .settings.
+from .settings import SETTINGS_FILE, ensure_home, home_dir, load_settings, save_settings, settings_path
 
 __all__ = [
     "SETTINGS_FILE",
@@ -37,26 +37,7 @@ __all__ = [
     "KeySource",
 ]
 
-SETTINGS_FILE = "hyperdash.json"
 DEFAULT_KEY_REFRESH_SECONDS = 300.0
-
-
-def home_dir() -> Path:
-    """The folder for every local Hyperdash file: ``$HYPERDASH_HOME``, else ``~/.hyperdash``."""
-    env = os.environ.get("HYPERDASH_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".hyperdash"
-
-
-def ensure_home() -> Path:
-    """The home folder, created private (0700) when missing."""
-    home = home_dir()
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return home
-
-
-def settings_path() -> Path:
-    """The user's settings file, ``<home>/hyperdash.json`` (written by login and signup)."""
-    return home_dir() / SETTINGS_FILE
 
 
 def _main_script_dir() -> Path | None:
@@ -77,56 +58,6 @@ def settings_files() -> list[Path]:
         if path not in unique:
             unique.append(path)
     return unique
-
-
-def load_settings(path: Path | str | None = None) -> dict[str, Any]:
-    """The JSON object in ``path`` (default :func:`settings_path`); ``{}`` when it does not exist.
-
-    Raises :class:`ConfigError`, naming the file, when it cannot be read or is not a JSON object.
-    """
-    path = Path(path) if path is not None else settings_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
-    return data
-
-
-def save_settings(updates: dict[str, Any], path: Path | str | None = None) -> Path:
-    """Merge ``updates`` into the settings file and write it atomically (folder 0700, file 0600).
-
-    Keys whose value is ``None`` are removed. Returns the file's path.
-    """
-    path = Path(path) if path is not None else settings_path()
-    settings = load_settings(path)
-    for key, value in updates.items():
-        if value is None:
-            settings.pop(key, None)
-        else:
-            settings[key] = value
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".hyperdash-", suffix=".json", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(settings, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def _first_setting(name: str) -> tuple[Any, Path | None]:

@@ -17,9 +17,10 @@ from .. import events as ev
 from . import __version__
 from . import queries
 from .auth import User, access_token, current_user, refused_key
+from .checks import MAX_TIMESTAMP_MS, checked_batch
 from .download import log_download
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
-from .ingest import MAX_TIMESTAMP_MS, checked_batch, store_batch
+from .ingest import store_batch
 from .live import sse
 from .run_refs import full_run_uuid
 from .views import JSONReply, run_json

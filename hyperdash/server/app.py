@@ -14,7 +14,7 @@ from . import __version__
 from .api import ingest_openapi, router as api_router
 from .auth import Auth
 from .errors import TooLarge, install_handlers
-from .ingest import RunCache, Stored, mark_lost
+from .ingest import RunCache, mark_lost
 from .live import Hub
 from .pages import router
 from .views import JSONReply
@@ -101,13 +101,8 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> 
         raise ValueError("the lost timeout must be above 0 seconds")
     store = Store(db_url)
     hub = Hub()
-
-    def committed(result) -> None:
-        if isinstance(result, Stored) and result.news:
-            hub.publish(result.news)
-
+    store.dispatcher.subscribe(hub.on_facts, name="live", on_overflow=hub.on_overflow)
     cache = RunCache()  # used on the writer thread only
-    store.writer.on_commit = committed
     store.writer.on_rollback = cache.clear
     store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
 

@@ -44,7 +44,7 @@ from fastapi import Request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AUTH_HEADER
+from ..events import AUTH_HEADER, now_ms as _now_ms
 from .errors import ApiError, BadRequest, Conflict, Forbidden, Throttled, Unauthorized
 from .store import ACCESS_TOKEN_LIFETIME_MS, Store, api_keys, tokens, users
 from .views import iso
@@ -92,10 +92,6 @@ def cookie_settings(secure: bool = False) -> dict:
     """Keyword arguments for ``response.set_cookie(SESSION_COOKIE, token, **...)``."""
     return {"httponly": True, "samesite": "lax", "secure": secure, "max_age": SESSION_DAYS * 86400,
             "path": "/"}
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def has_surrogates(text: str) -> bool:

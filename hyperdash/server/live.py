@@ -1,23 +1,25 @@
-"""Live fan-out: what the writer committed, pushed to the server-sent event streams following it.
+"""Live fan-out: what the store announced, pushed to the server-sent event streams following it.
 
-The writer hands each committed batch's news to :meth:`Hub.publish` from its own thread; the
-news is turned into JSON on the event loop, and only for streams somebody follows. A follower
-that falls too far behind is dropped; its browser reconnects with ``Last-Event-ID`` and reads
-what it missed from the store.
+The :class:`Hub` is a subscriber of the store's dispatcher (:mod:`hyperdash.server.announce`):
+it gets each commit's facts on the dispatcher's thread and hands them to the event loop, where
+they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
+``log``, ``metric`` and ``param`` events in seq order, then a ``status`` with the run when the
+run was created or its state changed; the account's stream gets a ``run`` event then. A
+follower that falls too far behind is dropped; its browser reconnects with ``Last-Event-ID``
+and reads what it missed from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Iterable
 
 import orjson
+from msgspec.structs import asdict
 
-__all__ = ["Hub", "News", "sse"]
+from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored
+from .views import iso, run_json
 
-# (user_id, run uuid or None for the account's stream, build) where build() gives the events
-# as (seq or None, event name, data).
-News = tuple[int, "str | None", Callable[[], list[tuple]]]
+__all__ = ["Hub", "sse"]
 
 _QUEUE_ITEMS = 2000
 
@@ -70,28 +72,42 @@ class Hub:
         self._subs.setdefault(sub.key, set()).add(sub)
         return sub
 
-    def publish(self, news: Iterable[News]) -> None:
-        """Hand over committed news; safe from any thread."""
-        news = list(news)
-        if news and self.loop is not None and not self.closed:
+    def on_facts(self, facts: tuple[Fact, ...]) -> None:
+        """The dispatcher's callback: one commit's facts, handed to the loop (from any thread)."""
+        self._call_soon(self._deliver, facts)
+
+    def on_overflow(self, missed: int) -> None:
+        """The dispatcher dropped facts for the hub: end every stream, so that each browser
+        reconnects and reads what it missed from the store."""
+        self._call_soon(self._end_all)
+
+    def _call_soon(self, callback, *args) -> None:
+        if self.loop is not None and not self.closed:
             try:
-                self.loop.call_soon_threadsafe(self._deliver, news)
+                self.loop.call_soon_threadsafe(callback, *args)
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 pass
 
-    def _deliver(self, news: list[News]) -> None:
-        for user_id, run_uuid, build in news:
-            subs = self._subs.get((user_id, run_uuid))
-            if not subs:
+    def _deliver(self, facts: tuple[Fact, ...]) -> None:
+        by_run: dict[tuple, list[Fact]] = {}
+        for fact in facts:
+            by_run.setdefault((fact.user_id, fact.run_uuid), []).append(fact)
+        for (user_id, run_uuid), run_facts in by_run.items():
+            account = self._subs.get((user_id, None))
+            followers = self._subs.get((user_id, run_uuid))
+            if not account and not followers:
                 continue
-            events = build()
-            for sub in list(subs):
-                try:
-                    sub.queue.put_nowait(events)
-                except asyncio.QueueFull:
-                    sub.overflowed = True
-                    sub.close()
-                    _wake(sub)
+            # The run's state after the commit, when the run was created or changed.
+            state = next((f.run for f in reversed(run_facts) if isinstance(f, RUN_FACTS)), None)
+            status = run_json(asdict(state)) if state is not None else None
+            if account and status is not None:
+                _push(account, [(None, "run", status)])
+            if followers:
+                events = _run_events(run_facts)
+                if status is not None:
+                    events.append((state.max_seq, "status", status))
+                if events:
+                    _push(followers, events)
 
     def close(self) -> None:
         """End every stream (server shutdown); safe from any thread."""
@@ -106,6 +122,43 @@ class Hub:
         for subs in list(self._subs.values()):
             for sub in list(subs):
                 _wake(sub)
+
+    def _end_all(self) -> None:
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                _end(sub)
+
+
+def _run_events(facts: list[Fact]) -> list[tuple]:
+    """The events of a run's stream, as (seq, event name, data), in seq order."""
+    found: list[tuple] = []
+    for fact in facts:
+        if isinstance(fact, LinesStored):
+            found += [(l.seq, "log", {"seq": l.seq, "stream": l.stream, "text": l.text, "timestamp": iso(l.ts),
+                                      "partial": bool(l.partial), "progress": bool(l.progress)})
+                      for l in fact.lines]
+        elif isinstance(fact, PointsStored):
+            found += [(p.seq, "metric", {"name": p.name, "value": p.value, "step": p.step, "timestamp": iso(p.ts)})
+                      for p in fact.points]
+        elif isinstance(fact, ParamsStored):
+            found += [(p.seq, "param", {"params": p.params}) for p in fact.params]
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def _push(subs: set[Subscription], events: list[tuple]) -> None:
+    for sub in list(subs):
+        try:
+            sub.queue.put_nowait(events)
+        except asyncio.QueueFull:
+            _end(sub)
+
+
+def _end(sub: Subscription) -> None:
+    """Drop a follower: its stream ends, and its browser reconnects to read the store."""
+    sub.overflowed = True
+    sub.close()
+    _wake(sub)
 
 
 def _wake(sub: Subscription) -> None:

@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
-import json
-import os
 import socket
 import sys
 import threading
@@ -24,9 +22,11 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from fastapi import FastAPI
 
+from ..errors import ConfigError
+from ..settings import home_dir, load_settings, save_settings, settings_path
 from .app import create_app
 from .auth import LOCAL_EMAIL
-from .store import default_db_url, hyperdash_home
+from .store import default_db_url
 
 __all__ = ["serve", "ServerThread", "is_loopback", "prepare_local_mode"]
 
@@ -46,27 +46,10 @@ def _url(host: str, port: int) -> str:
 
 
 def _write_client_config(api_key: str, server_url: str) -> bool:
-    """Merge the key and address into ``hyperdash.json`` unless it holds a key already."""
-    # The SDK's config.save_settings does this too; the server may import only hyperdash.events.
-    home = hyperdash_home()
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = home / "hyperdash.json"
-    config: dict = {}
-    if path.exists():
-        try:
-            config = json.loads(path.read_text() or "{}")
-        except (ValueError, OSError):
-            print(f"hyperdash: {path} is not valid JSON; left it alone", file=sys.stderr)
-            return False
-        if not isinstance(config, dict) or config.get("api_key"):
-            return False
-    config.update(api_key=api_key, server=server_url)
-    tmp = path.with_name(f".hyperdash.json.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(config, fh, indent=2)
-    os.replace(tmp, path)
-    os.chmod(path, 0o600)
+    """Merge the key and address into the settings file unless it holds a key already."""
+    if load_settings().get("api_key"):
+        return False
+    save_settings({"api_key": api_key, "server": server_url})
     return True
 
 
@@ -79,12 +62,14 @@ def prepare_local_mode(app: FastAPI, url: str) -> str | None:
         key = auth.create_api_key(local.id, "local")
         try:
             written = _write_client_config(key["api_key"], url)
+        except ConfigError as exc:  # a settings file that is not ours to overwrite
+            print(f"hyperdash: {exc}; left it alone", file=sys.stderr)
         except OSError as exc:
-            print(f"hyperdash: could not write the local account's key to {hyperdash_home()}: {exc}",
+            print(f"hyperdash: could not write the local account's key to {home_dir()}: {exc}",
                   file=sys.stderr)
         else:
             if written:
-                print(f"Wrote the local account's API key to {hyperdash_home() / 'hyperdash.json'}", flush=True)
+                print(f"Wrote the local account's API key to {settings_path()}", flush=True)
     if local is None:
         return None
     return f"{url}/auth/token?token={auth.create_login_token(local.id)}"

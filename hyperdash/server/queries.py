@@ -10,7 +10,8 @@ from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .errors import BadRequest, NotFound
-from .store import UNICODE_LOWER, logs, metrics, run_events, runs
+from .dialect import holds
+from .store import logs, metrics, run_events, runs
 from .views import iso, line_json, run_json
 
 __all__ = ["find_run", "list_runs", "run_detail", "log_lines", "log_text", "metric_series",
@@ -18,17 +19,6 @@ __all__ = ["find_run", "list_runs", "run_detail", "log_lines", "log_text", "metr
 
 MAX_PAGE = 10_000
 _LINE_COLUMNS = (logs.c.seq, logs.c.stream, logs.c.text, logs.c.ts, logs.c.partial, logs.c.progress)
-
-
-def _holds(conn: Connection, column, text: str):
-    """``column`` holds ``text``, in any case, of any script (as the dashboard's filter matches).
-
-    PostgreSQL's ILIKE folds every script; SQLite's folds only ASCII, so there text beyond ASCII
-    is matched against the column lowered by Python (slower, hence only then).
-    """
-    if conn.dialect.name == "sqlite" and not text.isascii():
-        return getattr(func, UNICODE_LOWER)(column).contains(text.lower(), autoescape=True)
-    return column.icontains(text, autoescape=True)
 
 
 def find_run(conn: Connection, user_id: int, run_uuid: str):
@@ -60,7 +50,7 @@ def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search
     if name is not None:
         query = query.where(runs.c.name == name)
     if search:
-        query = query.where(_holds(conn, runs.c.name, search))
+        query = query.where(holds(conn, runs.c.name, search))
     if status is not None:
         query = query.where(runs.c.status == status)
     if cursor:
@@ -104,7 +94,7 @@ def log_lines(conn: Connection, run_id: int, *, after: int | None = None, before
     before ``before``. ``q`` keeps lines holding that text (case-insensitive)."""
     where = [logs.c.run_id == run_id, logs.c.superseded == 0]
     if q:
-        where.append(_holds(conn, logs.c.text, q))
+        where.append(holds(conn, logs.c.text, q))
     query = select(*_LINE_COLUMNS)
     if tail is not None:
         query = query.where(*where).order_by(logs.c.seq.desc()).limit(tail)

@@ -1,21 +1,15 @@
-"""The store: tables, engine, migrations, and the one writer.
+"""The store: tables, migrations, the engine, the one writer and what it announces.
 
-SQLAlchemy Core keeps a single code path for SQLite and PostgreSQL. Every write goes through
-:class:`Writer`, one thread that takes whatever jobs are waiting, runs them in one transaction
-(a group commit) and only then answers them, so a reply means "on disk". Reads use their own
-pooled connections (SQLite in WAL mode lets them run beside the writer).
+SQLAlchemy Core keeps a single code path for SQLite and PostgreSQL (what differs between them
+is in :mod:`hyperdash.server.dialect`). Every write goes through the store's
+:class:`~hyperdash.server.writer.Writer`; reads use their own pooled connections (SQLite in WAL
+mode lets them run beside the writer). After each commit the writer hands the facts stored to
+the store's :class:`~hyperdash.server.announce.Dispatcher`, ``store.dispatcher``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import queue
-import threading
-import time
-from concurrent.futures import Future
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from sqlalchemy import (
     BigInteger,
@@ -30,26 +24,20 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError
 
-from .errors import Unavailable
+from ..events import now_ms
+from ..settings import home_dir
+from .announce import Dispatcher
+from .dialect import checked_url, open_engine
+from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "Store", "Writer", "default_db_url", "hyperdash_home", "SCHEMA_VERSION",
-           "UNICODE_LOWER"]
-
-log = logging.getLogger("hyperdash.server")
+           "streams", "log_tails", "log_envelopes", "Store", "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
-
-# The SQL function, on SQLite, that lowers text of every script as Python's str.lower does.
-UNICODE_LOWER = "unicode_lower"
 
 users = Table(
     "users", metadata,
@@ -189,7 +177,7 @@ def _migration_2(conn: Connection) -> None:
     _create_missing_tables(conn)  # log_tails, log_envelopes
     # Access tokens used to last for ever: from now on they expire, the old ones too.
     conn.execute(tokens.update().where(tokens.c.kind == "access", tokens.c.expires_at.is_(None))
-                 .values(expires_at=_now_ms() + ACCESS_TOKEN_LIFETIME_MS))
+                 .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
 # Append only: each entry moves the schema from version i to i + 1.
@@ -197,39 +185,22 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migra
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def hyperdash_home() -> Path:
-    """``$HYPERDASH_HOME``, else ``~/.hyperdash`` (read at call time)."""
-    # The SDK's config.home_dir says the same; the server may import only hyperdash.events.
-    return Path(os.environ.get("HYPERDASH_HOME") or Path.home() / ".hyperdash")
-
-
 def default_db_url() -> str:
-    return f"sqlite:///{hyperdash_home() / 'hyperdash.db'}"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """SQLite in the home folder: ``<home>/hyperdash.db``."""
+    return f"sqlite:///{home_dir() / 'hyperdash.db'}"
 
 
 class Store:
-    """An engine on ``db_url``, its schema brought up to date, and its single :class:`Writer`."""
+    """An engine on ``db_url`` (SQLite or PostgreSQL; anything else is refused with a
+    ValueError), its schema brought up to date, its single :class:`Writer` (``writer``) and
+    the :class:`Dispatcher` that announces what the writer committed (``dispatcher``)."""
 
     def __init__(self, db_url: str | None = None):
-        url = _checked_url(db_url or default_db_url())
-        self.is_sqlite = url.get_backend_name() == "sqlite"
-        if self.is_sqlite:
-            if url.database and url.database != ":memory:":
-                _create_private_file(Path(url.database))
-            self.engine: Engine = create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=8, max_overflow=8,
-            )
-            event.listen(self.engine, "connect", _prepare_sqlite_connection)
-        else:
-            self.engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
-        self.url = url
+        self.url = checked_url(db_url or default_db_url())
+        self.engine: Engine = open_engine(self.url)
         self.migrate()
-        self.writer = Writer(self.engine)
+        self.dispatcher = Dispatcher()
+        self.writer = Writer(self.engine, announce=self.dispatcher.publish)
 
     def migrate(self) -> None:
         with self.engine.begin() as conn:
@@ -244,207 +215,14 @@ class Store:
                 )
             for version in range(current, SCHEMA_VERSION):
                 MIGRATIONS[version](conn)
-                conn.execute(schema_migrations.insert().values(version=version + 1, applied_at=_now_ms()))
+                conn.execute(schema_migrations.insert().values(version=version + 1, applied_at=now_ms()))
 
     def read(self) -> Connection:
         """A connection for queries (use as a context manager)."""
         return self.engine.connect()
 
     def close(self) -> None:
+        """Commit every job submitted, deliver what that announced, then close the engine."""
         self.writer.stop()
+        self.dispatcher.close()
         self.engine.dispose()
-
-
-_SCHEMES = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
-
-
-def _checked_url(db_url: str):
-    """The SQLAlchemy URL for ``db_url``; ValueError, one line, for what cannot work."""
-    try:
-        url = make_url(db_url)
-    except ArgumentError:
-        raise ValueError(f"not a database URL: {db_url!r}; use {_SCHEMES}") from None
-    backend = url.get_backend_name()
-    if backend == "postgres":
-        backend = "postgresql"
-    if backend == "postgresql":
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
-        if url.drivername == "postgresql+psycopg":
-            try:
-                import psycopg  # noqa: F401
-            except ImportError:
-                raise ValueError("PostgreSQL needs the psycopg driver: pip install 'hyperdash[postgres]'") from None
-    elif backend != "sqlite":
-        shown = url.render_as_string(hide_password=True)
-        raise ValueError(f"cannot use the database {shown}: {url.drivername}:// is not supported; "
-                         f"use {_SCHEMES}")
-    return url
-
-
-def _create_private_file(path: Path) -> None:
-    """Make the store's folder (0700) and empty file (0600) when missing: they hold account
-    data. SQLite gives its -wal and -shm files the database file's mode."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-
-
-def _prepare_sqlite_connection(dbapi_conn, _record) -> None:
-    # SQLite's own lower() folds only ASCII; searches outside ASCII use this one (queries.py).
-    dbapi_conn.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode NORMAL keeps every committed transaction across a crash of this process.
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def _unicode_lower(text: str | None) -> str | None:
-    return None if text is None else text.lower()
-
-
-Job = Callable[[Connection], Any]
-
-
-class Writer:
-    """The one thread that writes. ``submit(job)`` returns a Future answered after the commit.
-
-    Jobs waiting together are committed together; if that transaction fails, each of them is
-    retried alone, so one failing job cannot take the others down with it. ``on_commit`` is
-    called with each job's result after its commit, in commit order, on the writer thread;
-    ``on_rollback`` after any transaction that failed (so caches of what was written can be
-    dropped).
-    """
-
-    def __init__(self, engine: Engine, max_group: int = 256,
-                 on_commit: Callable[[Any], None] | None = None,
-                 on_rollback: Callable[[], None] | None = None):
-        self.engine = engine
-        self.on_commit = on_commit
-        self.on_rollback = on_rollback
-        self.max_group = max_group
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._stopped = False
-        self._lock = threading.Lock()
-        self._periodic: list[list] = []  # [interval, next due (monotonic), job]
-        self._thread = threading.Thread(target=self._loop, name="hyperdash-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Job) -> Future:
-        fut: Future = Future()
-        with self._lock:  # so that no job lands behind the stop mark
-            if self._stopped:
-                fut.set_exception(Unavailable("the server is shutting down"))
-                return fut
-            self._queue.put((job, fut))
-        return fut
-
-    def call(self, job: Job, timeout: float | None = 60) -> Any:
-        """Run ``job`` on the writer and wait for its result (for synchronous callers)."""
-        return self.submit(job).result(timeout)
-
-    def every(self, interval: float, job: Job) -> None:
-        """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
-        self._periodic.append([interval, time.monotonic() + interval, job])
-
-    def stop(self, timeout: float = 30) -> None:
-        """Finish every job already submitted, then stop."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        conn = self.engine.connect()
-        try:
-            while True:
-                wait = self._next_periodic_wait()
-                try:
-                    item = self._queue.get(timeout=wait)
-                except queue.Empty:
-                    item = ()
-                if item == ():
-                    self._run_periodic(conn)
-                    continue
-                group = []
-                done = item is None
-                if not done:
-                    group.append(item)
-                while len(group) < self.max_group:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        done = True
-                        continue
-                    group.append(item)
-                if group:
-                    self._run_group(conn, group)
-                if done and self._queue.empty():
-                    return
-                self._run_periodic(conn)
-        finally:
-            conn.close()
-
-    def _next_periodic_wait(self) -> float | None:
-        if not self._periodic:
-            return None
-        return max(0.0, min(p[1] for p in self._periodic) - time.monotonic())
-
-    def _run_periodic(self, conn: Connection) -> None:
-        now = time.monotonic()
-        for entry in self._periodic:
-            if entry[1] <= now:
-                entry[1] = now + entry[0]
-                try:
-                    with conn.begin():
-                        result = entry[2](conn)
-                except Exception:
-                    self._rolled_back()
-                    log.exception("periodic store job failed")
-                else:
-                    self._committed(result)
-
-    def _run_group(self, conn: Connection, group: list) -> None:
-        try:
-            with conn.begin():
-                results = [job(conn) for job, _ in group]
-        except Exception as exc:
-            self._rolled_back()
-            if len(group) == 1:
-                group[0][1].set_exception(exc)
-                return
-            for job, fut in group:
-                try:
-                    with conn.begin():
-                        result = job(conn)
-                except Exception as job_exc:
-                    self._rolled_back()
-                    fut.set_exception(job_exc)
-                else:
-                    self._committed(result)
-                    fut.set_result(result)
-            return
-        for result in results:
-            self._committed(result)
-        for (_, fut), result in zip(group, results):
-            fut.set_result(result)
-
-    def _rolled_back(self) -> None:
-        if self.on_rollback is not None:
-            self.on_rollback()
-
-    def _committed(self, result: Any) -> None:
-        if self.on_commit is not None:
-            try:
-                self.on_commit(result)
-            except Exception:
-                log.exception("after-commit hook failed")
-

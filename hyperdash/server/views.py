@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["iso", "run_json", "line_json", "RUN_FIELDS", "JSONReply"]
+__all__ = ["iso", "run_json", "line_json", "JSONReply"]
 
 
 class JSONReply(JSONResponse):
@@ -19,9 +19,6 @@ class JSONReply(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-RUN_FIELDS = ("uuid", "name", "status", "started_at", "ended_at", "last_seen_at", "exit_code",
-              "signal", "host", "pid", "api", "last_seq")
 
 
 def iso(ms: int | None) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 
 from hyperdash import events
 from hyperdash.server.errors import ApiError
-from hyperdash.server.ingest import _plain_lines_batch, check_envelopes, checked_batch, parse_body
+from hyperdash.server.checks import _plain_lines_batch, check_envelopes, checked_batch, parse_body
 
 RUN = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())

@@ -143,3 +143,39 @@ def test_open_streams_do_not_hold_up_shutdown(db_url):
         assert time.monotonic() - started < 8
         reader.join(5)
         assert not reader.is_alive(), "the stream did not end when the server stopped"
+
+
+def test_account_stream_tells_when_a_run_goes_lost_and_comes_back(live):
+    from hyperdash.server.ingest import mark_lost
+
+    server, client, headers = live
+    state = server.app.state
+    stream = Events(client, "/api/v1/events", headers)
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "quiet"}, seq=1)])
+    assert stream.take(1)[0]["data"]["status"] == "running"
+    # The sweep for silent runs, with its clock set past the timeout, so no timing matters.
+    later = events.now_ms() + int(state.lost_timeout * 1000) + 1000
+    state.store.writer.call(lambda conn: mark_lost(conn, state.lost_timeout, state.run_cache, now_ms=later))
+    lost = stream.take(1)[0]
+    assert (lost["event"], lost["data"]["uuid"], lost["data"]["status"]) == ("run", run, "lost")
+    post(client, headers, env("heartbeat", run, {}))
+    assert stream.take(1)[0]["data"]["status"] == "running"
+    stream.close()
+
+
+def test_streams_end_when_the_hub_missed_news(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "m"}, seq=1), log(run, 2, "one")])
+    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
+    assert [e["event"] for e in stream.take(2)] == ["status", "log"]
+    server.app.state.hub.on_overflow(1)  # what the store's dispatcher says when it dropped facts
+    rest = list(stream._lines)  # ends (within the client's 10 s read timeout, else it raises)
+    assert not any(line.startswith("event:") for line in rest)
+    stream.close()
+    # The browser reconnects and reads what it missed from the store.
+    post(client, headers, [log(run, 3, "two")])
+    resumed = Events(client, f"/api/v1/runs/{run}/events", {**headers, "last-event-id": "2"})
+    assert [(e["event"], e["data"].get("text")) for e in resumed.take(2)] == [("status", None), ("log", "two")]
+    resumed.close()

@@ -158,7 +158,12 @@ def test_sqlite_store_is_private(tmp_path):
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
 
 
-def test_server_imports_only_the_shared_schema_of_the_sdk():
+# What the server may import of the SDK: the event schema, the home folder and settings file,
+# and the exceptions they raise; none of them imports anything beyond the standard library.
+SHARED = ("events", "settings", "errors", "plaintext", "server")
+
+
+def test_server_imports_only_the_dependency_free_shared_pieces_of_the_sdk():
     import ast
     import importlib.metadata
     from pathlib import Path
@@ -176,9 +181,24 @@ def test_server_imports_only_the_shared_schema_of_the_sdk():
                 names = [a.name.split(".")[1] for a in node.names if a.name.startswith("hyperdash.")]
             else:
                 continue
-            outside += [f"{source.name}: {name}" for name in names if name not in ("events", "plaintext", "server")]
+            outside += [f"{source.name}: {name}" for name in names if name not in SHARED]
     assert outside == []
     assert hyperdash.server.__version__ == importlib.metadata.version("hyperdash")
+    # ...and those import nothing but the standard library and each other.
+    beyond = []
+    for name in SHARED[:-1]:
+        source = Path(hyperdash.server.__file__).parent.parent / f"{name}.py"
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module.split(".")[0]]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            else:
+                continue
+            beyond += [f"{name}.py: {n}" for n in names if n not in SHARED and n not in sys.stdlib_module_names]
+    assert beyond == []
 
 
 def test_local_mode_makes_a_private_home(tmp_path, monkeypatch):
@@ -194,3 +214,22 @@ def test_local_mode_makes_a_private_home(tmp_path, monkeypatch):
         assert (home / "hyperdash.db").exists()
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "hyperdash.json").st_mode) == 0o600
+
+
+def test_a_home_given_with_a_tilde_is_the_same_folder_for_the_server_and_the_sdk(tmp_path, monkeypatch):
+    from hyperdash import config
+    from hyperdash.server.main import ServerThread
+
+    user, cwd = tmp_path / "user", tmp_path / "cwd"
+    user.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(user))
+    monkeypatch.setenv("HYPERDASH_HOME", "~/x")
+    monkeypatch.chdir(cwd)
+    with ServerThread(local_mode=True) as server:
+        # The store and the local account's key went to ~/x, where the SDK looks for them.
+        assert (user / "x" / "hyperdash.db").exists()
+        assert config.settings_path() == user / "x" / "hyperdash.json"
+        key = config.load_settings()["api_key"]
+        assert requests.get(server.url + "/api/v1/me", headers={events.AUTH_HEADER: key}, timeout=10).ok
+    assert list(cwd.iterdir()) == []  # no folder named "~" beside it

@@ -1,0 +1,328 @@
+"""Checking an ingest request's body: a whole request is checked before anything is stored, so
+bad input changes nothing; the result is a :class:`~hyperdash.server.batch.Batch`.
+
+Two ways lead to the same batch: most bodies are arrays of plain log lines, which msgspec
+decodes and checks in one pass (:func:`_plain_lines_batch`); any other body, a bad one
+included, takes the general check (:func:`check_envelopes`), which names the first bad event.
+A test holds the two to the same result.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from operator import itemgetter
+from typing import Annotated, Literal
+
+import msgspec
+import orjson
+
+from .. import events as ev
+from .batch import Batch, Chunk, Line, Mark, Point, RunPart
+from .errors import BadRequest, TooLarge
+
+__all__ = ["checked_batch", "parse_body", "check_envelopes", "MAX_TIMESTAMP_MS"]
+
+_MAX_SEQ = 2**62
+_INT64 = (-(2**63), 2**63 - 1)
+# Timestamps: milliseconds from 1970-01-01 to the end of year 9999 (what dates can show).
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+# Exit codes: 0..255, or minus a signal number (how Python reports a death by signal).
+_EXIT_CODES = (-(2**31), 255)
+_SIGNALS = tuple(s.name for s in signal.Signals)  # a tuple: any JSON value can be looked up
+_RUN_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAX_UUID_CHARS = 128
+_MAX_VALUE_CHARS = 64 * 1024
+_TYPES = frozenset(ev.EVENT_TYPES)
+_FINAL = tuple(ev.FINAL_STATUSES)
+_LEVELS = ev.STREAM_OF_LEVEL
+_BODY_FAST = ev.MAX_LOG_BODY_BYTES // 4  # characters that cannot exceed the byte limit
+
+
+def parse_body(body: bytes) -> list:
+    """The request's envelopes as a list (one envelope or a JSON array of them)."""
+    if not body or body.isspace():  # (not strip(): that copies the whole body)
+        raise BadRequest("the request body is empty; send a JSON envelope or an array of them",
+                         code="invalid_json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):
+            raise BadRequest("the request body is not valid UTF-8", code="invalid_utf8") from None
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if isinstance(data, dict):
+        return [data]
+    if not isinstance(data, list):
+        raise BadRequest("the request body must be a JSON object (an envelope) or an array of them",
+                         code="invalid_request")
+    if len(data) > ev.MAX_BATCH_EVENTS:
+        raise TooLarge(f"a batch holds at most {ev.MAX_BATCH_EVENTS} events; this one has {len(data)}",
+                       code="batch_too_large")
+    return data
+
+
+def _fail(i: int, message: str, code: str = "invalid_event"):
+    raise BadRequest(f"event {i}: {message}", code=code)
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; keep one behaviour on every store.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _is_number(v) -> bool:
+    return (type(v) is int or type(v) is float) and v == v and v not in (float("inf"), float("-inf"))
+
+
+def _timestamp(v) -> int | None:
+    """``v`` as milliseconds since the epoch, or None when it is not one a date can show."""
+    if type(v) is float and v == v and 0 <= v <= MAX_TIMESTAMP_MS:
+        return int(v)
+    if type(v) is int and 0 <= v <= MAX_TIMESTAMP_MS:
+        return v
+    return None
+
+
+def _within(v, bounds: tuple[int, int]) -> bool:
+    return type(v) is int and bounds[0] <= v <= bounds[1]
+
+
+# The fields of the common envelope, a plain log line with a seq, read in one step each.
+_ENVELOPE_FIELDS = itemgetter("type", "sdk_run_uuid", "timestamp", "seq", "payload")
+_LINE_FIELDS = itemgetter("body", "stream")
+# Compared with ==, so that a value that cannot be hashed is just not one of them.
+_STREAM_NAMES = tuple(ev.STREAMS)
+
+
+def check_envelopes(envelopes: list, user_id: int, api: str | None) -> Batch:
+    """Check every envelope; return them grouped by run, or raise BadRequest/TooLarge."""
+    parts: dict[str, RunPart] = {}
+    part = add_line = None
+    run_uuid_of_part = object()  # equal to no JSON value until a run is met
+    plain = 0  # lines of ``part`` taken by the short path, not yet counted in part.envelopes
+    for i, env in enumerate(envelopes):
+        # Most envelopes are plain lines of the same run as the one before: these take a
+        # short path, every check of the long one made in as few steps as it takes. Anything
+        # else (a missing field, another run, a value out of range) takes the long path.
+        try:
+            etype, run_uuid, ts, seq, payload = _ENVELOPE_FIELDS(env)
+            body, stream = _LINE_FIELDS(payload)
+        except (KeyError, TypeError):
+            pass
+        else:
+            if (etype == ev.LOG and run_uuid == run_uuid_of_part
+                    and type(ts) is int and 0 <= ts <= MAX_TIMESTAMP_MS
+                    and type(seq) is int and 0 < seq < _MAX_SEQ
+                    and type(body) is str and len(body) <= _BODY_FAST and "\x00" not in body
+                    and stream in _STREAM_NAMES and "partial" not in payload and "progress" not in payload):
+                add_line(Line(seq, ts, stream, body, 0, 0))
+                plain += 1
+                continue
+        if plain:
+            part.envelopes += plain
+            plain = 0
+        part = _check_envelope(i, env, parts, api)
+        run_uuid_of_part, add_line = env["sdk_run_uuid"], part.lines.append
+    if plain:
+        part.envelopes += plain
+    return Batch(user_id, api, parts)
+
+
+def checked_batch(body: bytes, user_id: int, api: str | None) -> Batch:
+    """The request body checked and grouped by run (:func:`parse_body`, then
+    :func:`check_envelopes`), or BadRequest/TooLarge."""
+    batch = _plain_lines_batch(body, user_id, api)
+    if batch is None:
+        batch = check_envelopes(parse_body(body), user_id, api)
+    return batch
+
+
+# The batch most requests carry: a JSON array of plain log lines, each with its seq, none of
+# them partial or progress. msgspec decodes and checks such a body in one pass, without a dict
+# per envelope; any other body (or a bad one) goes the general way, which says what is wrong.
+class _PlainPayload(msgspec.Struct, gc=False):  # (strings alone: no cycles to collect)
+    body: Annotated[str, msgspec.Meta(max_length=_BODY_FAST)]
+    stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
+    partial: None = None  # present and true or false: not a plain line
+    progress: None = None
+
+
+class _PlainLine(msgspec.Struct, gc=False):
+    type: Literal["log"]
+    sdk_run_uuid: str
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
+    seq: Annotated[int, msgspec.Meta(gt=0, lt=_MAX_SEQ)]
+    payload: _PlainPayload
+
+
+_PLAIN_LINES = msgspec.json.Decoder(list[_PlainLine])
+
+
+def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | None:
+    """The batch of a body of plain log lines alone, else None."""
+    if body[:1] != b"[" or b"\\u0000" in body:  # (JSON writes a NUL in a string as \u0000)
+        return None
+    try:
+        lines = _PLAIN_LINES.decode(body)
+    except (msgspec.MsgspecError, ValueError):  # (invalid UTF-8 raises UnicodeDecodeError)
+        return None
+    if not lines or len(lines) > ev.MAX_BATCH_EVENTS:
+        return None
+    parts: dict[str, RunPart] = {}
+    run_uuid = lines[0].sdk_run_uuid
+    if all(line.sdk_run_uuid == run_uuid for line in lines):  # the usual case: one run
+        groups = {run_uuid: lines}
+    else:
+        groups = {}
+        for line in lines:
+            groups.setdefault(line.sdk_run_uuid, []).append(line)
+    for run_uuid, group in groups.items():
+        if len(run_uuid) != 36 or not _RUN_UUID.fullmatch(run_uuid):
+            return None
+        part = parts[run_uuid] = RunPart(run_uuid.lower(), envelopes=len(group))
+        part.lines = [Line(line.seq, line.timestamp, line.payload.stream, line.payload.body, 0, 0)
+                      for line in group]
+    return Batch(user_id, api, parts)
+
+
+def _check_envelope(i: int, env, parts: dict[str, RunPart], api: str | None) -> RunPart:
+    """Check one envelope and add it to its run's part (made when new); return that part."""
+    if type(env) is not dict:
+        _fail(i, "an envelope must be a JSON object")
+    etype = env.get("type")
+    if type(etype) is not str:
+        _fail(i, "'type' is missing or not a string")
+    if etype not in _TYPES:
+        _fail(i, f"unknown event type {etype!r}; known types: {', '.join(ev.EVENT_TYPES)}",
+              code="unknown_type")
+    run_uuid = env.get("sdk_run_uuid")
+    part = parts.get(run_uuid) if type(run_uuid) is str else None
+    if part is None:  # a run first met in this request
+        if type(run_uuid) is not str or len(run_uuid) != 36 or not _RUN_UUID.fullmatch(run_uuid):
+            _fail(i, "'sdk_run_uuid' must be a UUID such as \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"")
+        part = parts[run_uuid] = RunPart(run_uuid.lower())
+    ts = env.get("timestamp")
+    if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP_MS:
+        ts = _timestamp(ts)
+    if ts is None:
+        _fail(i, f"'timestamp' must be an integer of milliseconds since the epoch, "
+                 f"from 0 to {MAX_TIMESTAMP_MS} (the end of year 9999)")
+    payload = env.get("payload")
+    if type(payload) is not dict:
+        if payload is None and etype == ev.HEARTBEAT:
+            payload = {}
+        else:
+            _fail(i, "'payload' must be a JSON object")
+    seq = env.get("seq")
+    if seq is not None and (type(seq) is not int or not 0 < seq < _MAX_SEQ):
+        _fail(i, "'seq' must be a positive integer")
+    part.envelopes += 1
+
+    if etype == ev.LOG:
+        _check_log(i, part, seq, ts, payload)
+    elif etype == ev.METRIC:
+        name = payload.get("name")
+        if type(name) is not str or not name or len(name) > ev.MAX_NAME_CHARS:
+            _fail(i, f"metric 'name' must be a string of 1 to {ev.MAX_NAME_CHARS} characters")
+        value = payload.get("value")
+        if not _is_number(value):
+            _fail(i, "metric 'value' must be a finite number")
+        mts = _timestamp(payload.get("timestamp", ts))
+        if mts is None:
+            _fail(i, f"metric 'timestamp' must be an integer of milliseconds since the epoch, "
+                     f"from 0 to {MAX_TIMESTAMP_MS}")
+        step = payload.get("step")
+        if step is not None and not _within(step, _INT64):
+            _fail(i, "metric 'step' must be a 64-bit integer")
+        internal = payload.get("is_internal", False)
+        if type(internal) is not bool:
+            _fail(i, "metric 'is_internal' must be true or false")
+        _add(part, part.points, Point(seq, mts, _text(name), float(value), step, int(internal)))
+    elif etype == ev.PARAM:
+        params = payload.get("params")
+        if type(params) is not dict:
+            _fail(i, "param 'params' must be a JSON object")
+        for key, value in params.items():
+            if len(key) > ev.MAX_NAME_CHARS:
+                _fail(i, f"param names have at most {ev.MAX_NAME_CHARS} characters")
+            if value is not None and type(value) not in (int, float, bool, str):
+                _fail(i, f"param {key!r} must be a number, a boolean or a string")
+            if type(value) is str and len(value) > _MAX_VALUE_CHARS:
+                _fail(i, f"param {key!r} is longer than {_MAX_VALUE_CHARS} characters")
+        _add(part, part.marks, Mark(seq, ts, ev.PARAM, {"params": params}))
+    elif etype == ev.RUN_STARTED:
+        name = payload.get("job_name")
+        if type(name) is not str or len(name) > ev.MAX_NAME_CHARS:
+            _fail(i, f"run_started 'job_name' must be a string of at most {ev.MAX_NAME_CHARS} characters")
+        host, pid, face = payload.get("host"), payload.get("pid"), payload.get("api")
+        if host is not None and (type(host) is not str or len(host) > 300):
+            _fail(i, "run_started 'host' must be a string")
+        if pid is not None and not _within(pid, (0, _INT64[1])):
+            _fail(i, "run_started 'pid' must be an integer from 0 to 2**63-1")
+        if face is not None and (type(face) is not str or len(face) > 32):
+            _fail(i, "run_started 'api' must be a string")
+        _add(part, part.marks, Mark(seq, ts, ev.RUN_STARTED, {
+            "job_name": _text(name), "host": host and _text(host), "pid": pid,
+            "api": _text(face) if face else api,
+        }))
+    elif etype == ev.RUN_ENDED:
+        status = payload.get("final_status")
+        if status not in _FINAL:
+            _fail(i, f"run_ended 'final_status' must be one of {', '.join(ev.FINAL_STATUSES)}")
+        code, sig = payload.get("exit_code"), payload.get("signal")
+        if code is not None and not _within(code, _EXIT_CODES):
+            _fail(i, "run_ended 'exit_code' must be an integer from 0 to 255, or minus a signal number")
+        if sig is not None and sig not in _SIGNALS:
+            _fail(i, "run_ended 'signal' must be null or a signal name such as \"SIGTERM\"")
+        _add(part, part.marks, Mark(seq, ts, ev.RUN_ENDED,
+                                    {"final_status": status, "exit_code": code, "signal": sig}))
+    # (a heartbeat is counted among the envelopes and nothing more: it only marks the run alive)
+    return part
+
+
+def _add(part: RunPart, group: list, event: Point | Mark) -> None:
+    """Add a point or mark to ``group`` of its run, or, without a seq, to the events numbered
+    when stored."""
+    (group if event.seq is not None else part.unsequenced).append(event)
+
+
+def _check_log(i: int, part: RunPart, seq, ts: int, payload: dict) -> None:
+    body = payload.get("body")
+    if type(body) is not str:
+        _fail(i, "log 'body' must be a string")
+    if len(body) > _BODY_FAST and len(body.encode("utf-8", "surrogatepass")) > ev.MAX_LOG_BODY_BYTES:
+        raise BadRequest(
+            f"event {i}: a log body has at most {ev.MAX_LOG_BODY_BYTES} bytes; split longer lines "
+            f"into pieces marked \"partial\"", code="log_too_large",
+        )
+    stream = payload.get("stream")
+    if stream is None:
+        level = payload.get("level", "INFO")
+        stream = _LEVELS.get(level) if type(level) is str else None
+        if stream is None:
+            _fail(i, "log 'level' must be \"INFO\" or \"ERROR\"")
+    elif stream not in _STREAM_NAMES:
+        _fail(i, "log 'stream' must be \"stdout\" or \"stderr\"")
+    partial = payload.get("partial")
+    progress = payload.get("progress")
+    if partial is None and progress is None:  # the common case
+        partial = progress = 0
+    else:
+        partial = False if partial is None else partial
+        progress = False if progress is None else progress
+        if type(partial) is not bool or type(progress) is not bool:
+            _fail(i, "log 'partial' and 'progress' must be true or false")
+        partial, progress = int(partial), int(progress)
+        part.has_progress = part.has_progress or bool(progress)
+    if "\x00" in body:
+        body = _text(body)
+    if seq is not None:
+        part.lines.append(Line(seq, ts, stream, body, partial, progress))
+        return
+    # A chunk of output from an original client: cut into lines when stored (ingest._number).
+    chunk_id = payload.get("uuid")
+    if chunk_id is not None and (type(chunk_id) is not str or not chunk_id or len(chunk_id) > _MAX_UUID_CHARS):
+        _fail(i, f"log 'uuid' must be a string of 1 to {_MAX_UUID_CHARS} characters")
+    part.unsequenced.append(Chunk(ts, stream, body, partial, progress, chunk_id))
+
+

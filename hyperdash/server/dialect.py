@@ -1,0 +1,207 @@
+"""Everything that differs between the databases the store runs on: SQLite and PostgreSQL.
+
+How each is opened (driver, pool, SQLite's pragmas and its Unicode-aware ``lower``), which
+URLs are accepted (anything else is refused, in one line, when the store is made), the
+exactly-once bulk insert (``INSERT ... ON CONFLICT DO NOTHING``, on SQLite as multi-row
+statements), and the case-folding search of text. The rest of the server writes one code path.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
+from pathlib import Path
+
+from msgspec.structs import astuple
+from sqlalchemy import Table, create_engine, event, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "LOG_COLUMNS",
+           "UNICODE_LOWER"]
+
+# The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
+# resent row a no-op, which is what stores each (run, seq) once.
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_SCHEMES = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
+
+# The SQL function, on SQLite, that lowers text of every script as Python's str.lower does.
+UNICODE_LOWER = "unicode_lower"
+
+# SQLite's limit on parameters in one statement (999 before 3.32).
+_SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+
+def checked_url(db_url: str) -> URL:
+    """The SQLAlchemy URL for ``db_url``; ValueError, one line, for what cannot work."""
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {db_url!r}; use {_SCHEMES}") from None
+    backend = url.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "postgresql":
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername == "postgresql+psycopg":
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise ValueError("PostgreSQL needs the psycopg driver: pip install 'hyperdash[postgres]'") from None
+    if backend not in _INSERTS:
+        shown = url.render_as_string(hide_password=True)
+        raise ValueError(f"cannot use the database {shown}: {url.drivername}:// is not supported; "
+                         f"use {_SCHEMES}")
+    return url
+
+
+def open_engine(url: URL) -> Engine:
+    """An engine on ``url`` (from :func:`checked_url`), set up for its database."""
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            _create_private_file(Path(url.database))
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=8, max_overflow=8)
+        event.listen(engine, "connect", _prepare_sqlite_connection)
+    else:
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    if engine.dialect.name not in _INSERTS:  # (a driver that names its dialect otherwise)
+        engine.dispose()
+        raise ValueError(f"cannot use the database dialect {engine.dialect.name!r}; use {_SCHEMES}")
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Make the store's folder (0700) and empty file (0600) when missing: they hold account
+    data. SQLite gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _prepare_sqlite_connection(dbapi_conn, _record) -> None:
+    # SQLite's own lower() folds only ASCII; searches outside ASCII use this one (holds()).
+    dbapi_conn.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL keeps every committed transaction across a crash of this process.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _unicode_lower(text: str | None) -> str | None:
+    return None if text is None else text.lower()
+
+
+def holds(conn: Connection, column, text: str):
+    """``column`` holds ``text``, in any case, of any script (as the dashboard's filter matches).
+
+    PostgreSQL's ILIKE folds every script; SQLite's folds only ASCII, so there text beyond ASCII
+    is matched against the column lowered by Python (slower, hence only then).
+    """
+    if conn.dialect.name == "sqlite" and not text.isascii():
+        return getattr(func, UNICODE_LOWER)(column).contains(text.lower(), autoescape=True)
+    return column.icontains(text, autoescape=True)
+
+
+_INSERT_SQL: dict[tuple, tuple] = {}
+
+
+def insert_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of many rows (tuples in the order of ``columns``),
+    compiled once per dialect.
+
+    SQLAlchemy's per-row parameter handling costs more than the insert itself, and these
+    columns need none, so the rows go straight to the driver. On SQLite they go as multi-row
+    ``VALUES`` statements: the driver's executemany gives up the GIL once per row, and taking
+    it back from busy request handlers costs far more than the row."""
+    dialect = conn.dialect
+    key = (dialect.name, table.name, columns)
+    cached = _INSERT_SQL.get(key)
+    if cached is None:
+        stmt = _INSERTS[dialect.name](table).on_conflict_do_nothing()
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+        order = tuple(compiled.positiontup) if dialect.positional else columns
+        reorder = itemgetter(*(columns.index(c) for c in order)) if order != columns else None
+        cached = _INSERT_SQL[key] = (compiled.string, reorder)
+    sql, reorder = cached
+    if reorder is not None:
+        rows = [reorder(row) for row in rows]
+    if dialect.name == "sqlite":
+        per_statement = max(1, _SQLITE_MAX_VARIABLES // len(columns))
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            conn.exec_driver_sql(_sqlite_multirow(sql, len(columns), len(chunk)),
+                                 tuple(chain.from_iterable(chunk)))
+        return
+    if not dialect.positional:
+        rows = [dict(zip(columns, row)) for row in rows]
+    conn.exec_driver_sql(sql, rows)
+
+
+@lru_cache(maxsize=64)
+def _sqlite_multirow(sql: str, width: int, count: int) -> str:
+    """``INSERT ... VALUES (?, ...)`` made to insert ``count`` rows at once."""
+    group = "(" + ", ".join("?" * width) + ")"
+    head, found, tail = sql.partition(group)
+    if not found:
+        raise RuntimeError(f"unexpected insert statement: {sql}")
+    return head + ", ".join([group] * count) + tail
+
+
+# The columns of the logs table, in the order insert_lines binds them.
+LOG_COLUMNS = ("run_id", "seq", "stream", "text", "ts", "partial", "progress", "superseded")
+
+
+def insert_lines(conn: Connection, table: Table, run_id: int, lines: list) -> None:
+    """Insert lines of one run (:class:`~hyperdash.server.batch.Line`), none superseded, into
+    the logs ``table``; a line stored already is left as it is."""
+    if conn.dialect.name == "sqlite":
+        # The run's id bound once as ?1, each line's fields as they are (no row built per line:
+        # at ingest rates that copying costs as much as the insert).
+        for start in range(0, len(lines), _PLAIN_LINES_PER_STATEMENT):
+            chunk = lines[start:start + _PLAIN_LINES_PER_STATEMENT]
+            conn.exec_driver_sql(_sqlite_lines_sql(table.name, len(chunk)),
+                                 (run_id, *chain.from_iterable(map(astuple, chunk))))
+        return
+    insert_many(conn, table, LOG_COLUMNS, [(run_id, l.seq, l.stream, l.text, l.ts, l.partial, l.progress, 0)
+                                           for l in lines])
+
+
+# A Line's fields in its own order (seq, ts, stream, text, partial, progress) after ?1.
+_PLAIN_LINE_COLUMNS = ("run_id", "seq", "ts", "stream", "text", "partial", "progress", "superseded")
+_PLAIN_LINE_VALUES = "(?1, ?, ?, ?, ?, ?, ?, 0)"
+_PLAIN_LINES_PER_STATEMENT = (_SQLITE_MAX_VARIABLES - 1) // 6
+
+
+@lru_cache(maxsize=64)
+def _sqlite_lines_sql(table: str, count: int) -> str:
+    columns = ", ".join(_PLAIN_LINE_COLUMNS)
+    return (f"INSERT INTO {table} ({columns}) VALUES "
+            + ", ".join([_PLAIN_LINE_VALUES] * count) + " ON CONFLICT DO NOTHING")
+
+
+_COMPILED: dict[tuple, tuple] = {}
+
+
+def execute(conn: Connection, stmt, params: dict) -> None:
+    """Run a statement built once (with bind parameters named in ``params``) straight through
+    the driver, compiled once per dialect: at ingest rates, compiling anew costs more than
+    running it."""
+    key = (conn.dialect.name, id(stmt))
+    cached = _COMPILED.get(key)
+    if cached is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        order = tuple(compiled.positiontup) if conn.dialect.positional else None
+        cached = _COMPILED[key] = (compiled.string, order)
+    sql, order = cached
+    conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order else params)

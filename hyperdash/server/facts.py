@@ -1,0 +1,127 @@
+"""What the store announces after a commit: plain domain facts, one record per thing that
+happened, for the subscribers of :mod:`hyperdash.server.announce`.
+
+Every fact names its account (``user_id``) and its run (``run_id``, the store's key, and
+``run_uuid``, the client's). Facts about the run as a whole carry ``run``, the run as it stands
+after the commit (the same fields the API shows, times in milliseconds since the epoch), so a
+subscriber needs no read of its own. Facts are frozen, plain data: :func:`to_json` and
+:func:`from_json` carry them to another process and back unchanged.
+
+A batch announces, per run, in this order: ``RunCreated`` (the run's first events), the stored
+``LinesStored``, ``PointsStored``, ``ParamsStored``, then ``RunStarted``, ``RunEnded`` or
+``RunBack`` as its events say. The sweep for silent runs announces ``RunLost``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from .batch import Line, Point
+
+__all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
+           "LinesStored", "PointsStored", "ParamsStored", "Param", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+
+
+class RunState(msgspec.Struct, frozen=True):
+    """A run as it stands after the commit (the columns of the ``runs`` table the API shows)."""
+
+    uuid: str
+    name: str | None
+    status: str
+    started_at: int
+    ended_at: int | None
+    last_seen_at: int
+    exit_code: int | None
+    signal: str | None
+    host: str | None
+    pid: int | None
+    api: str | None
+    max_seq: int  # the highest seq the run holds (``last_seq`` in the API)
+
+
+class Fact(msgspec.Struct, frozen=True, tag_field="kind", tag=True):
+    """The base of every fact: whose run it is about. ``kind`` in JSON is the class name."""
+
+    user_id: int
+    run_id: int
+    run_uuid: str
+
+
+class RunCreated(Fact):
+    """The first events of a run the store did not know were stored."""
+
+    run: RunState
+
+
+class RunStarted(Fact):
+    """The run's ``run_started`` event was stored (its name, host, pid, api are in ``run``)."""
+
+    run: RunState
+
+
+class RunEnded(Fact):
+    """The run's ``run_ended`` event was stored."""
+
+    status: str  # one of events.FINAL_STATUSES
+    exit_code: int | None
+    signal: str | None  # a signal's name, such as "SIGTERM"
+    run: RunState
+
+
+class RunLost(Fact):
+    """The run sent nothing for longer than the server's lost timeout."""
+
+    run: RunState
+
+
+class RunBack(Fact):
+    """A lost run sent events again: it is running once more."""
+
+    run: RunState
+
+
+class LinesStored(Fact):
+    """Log lines stored and shown, in seq order (a progress line replaced in the same batch is
+    left out)."""
+
+    lines: tuple[Line, ...]
+
+
+class PointsStored(Fact):
+    """Metric points stored, in the order they came."""
+
+    points: tuple[Point, ...]
+
+
+class Param(msgspec.Struct, frozen=True, array_like=True):
+    """One ``param`` event: the params it set."""
+
+    seq: int
+    ts: int
+    params: dict[str, Any]
+
+
+class ParamsStored(Fact):
+    """``param`` events stored, in the order they came."""
+
+    params: tuple[Param, ...]
+
+
+# Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
+RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack)
+FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
+_ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(_ANY_FACT)
+
+
+def to_json(facts: list[Fact]) -> bytes:
+    """``facts`` as a JSON array (each an object with ``kind``), for another process."""
+    return _ENCODER.encode(facts)
+
+
+def from_json(data: bytes | str) -> list[Fact]:
+    """The facts of :func:`to_json`'s output."""
+    return _DECODER.decode(data)

@@ -1,0 +1,172 @@
+"""The one thread that writes to the store.
+
+Every write goes through :class:`Writer`: one thread that takes whatever jobs are waiting, runs
+them in one transaction (a group commit) and only then answers them, so a reply means "on
+disk". After each commit it hands the facts the committed jobs stored to ``announce`` (the
+store's :class:`~hyperdash.server.announce.Dispatcher`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Sequence
+
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import Unavailable
+
+__all__ = ["Writer", "Job"]
+
+log = logging.getLogger("hyperdash.server")
+
+Job = Callable[[Connection], Any]
+
+
+class Writer:
+    """The one thread that writes. ``submit(job)`` returns a Future answered after the commit.
+
+    A job is ``job(conn) -> result``. Jobs waiting together are committed together; if that
+    transaction fails, each of them is retried alone, so one failing job cannot take the others
+    down with it. A result with a ``facts`` attribute (a list of
+    :class:`~hyperdash.server.facts.Fact`) has them announced: after each commit, the facts of
+    its jobs, in job order, go to ``announce`` in one call on the writer thread (which must
+    return at once: :meth:`Dispatcher.publish <hyperdash.server.announce.Dispatcher.publish>`
+    does). ``on_rollback`` is called after any transaction that failed (so caches of what was
+    written can be dropped).
+    """
+
+    def __init__(self, engine: Engine, max_group: int = 256,
+                 announce: Callable[[Sequence[Any]], None] | None = None,
+                 on_rollback: Callable[[], None] | None = None):
+        self.engine = engine
+        self.announce = announce
+        self.on_rollback = on_rollback
+        self.max_group = max_group
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._periodic: list[list] = []  # [interval, next due (monotonic), job]
+        self._thread = threading.Thread(target=self._loop, name="hyperdash-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> Future:
+        fut: Future = Future()
+        with self._lock:  # so that no job lands behind the stop mark
+            if self._stopped:
+                fut.set_exception(Unavailable("the server is shutting down"))
+                return fut
+            self._queue.put((job, fut))
+        return fut
+
+    def call(self, job: Job, timeout: float | None = 60) -> Any:
+        """Run ``job`` on the writer and wait for its result (for synchronous callers)."""
+        return self.submit(job).result(timeout)
+
+    def every(self, interval: float, job: Job) -> None:
+        """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
+        self._periodic.append([interval, time.monotonic() + interval, job])
+
+    def stop(self, timeout: float = 30) -> None:
+        """Finish every job already submitted, then stop."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        conn = self.engine.connect()
+        try:
+            while True:
+                wait = self._next_periodic_wait()
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    item = ()
+                if item == ():
+                    self._run_periodic(conn)
+                    continue
+                group = []
+                done = item is None
+                if not done:
+                    group.append(item)
+                while len(group) < self.max_group:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        done = True
+                        continue
+                    group.append(item)
+                if group:
+                    self._run_group(conn, group)
+                if done and self._queue.empty():
+                    return
+                self._run_periodic(conn)
+        finally:
+            conn.close()
+
+    def _next_periodic_wait(self) -> float | None:
+        if not self._periodic:
+            return None
+        return max(0.0, min(p[1] for p in self._periodic) - time.monotonic())
+
+    def _run_periodic(self, conn: Connection) -> None:
+        now = time.monotonic()
+        for entry in self._periodic:
+            if entry[1] <= now:
+                entry[1] = now + entry[0]
+                try:
+                    with conn.begin():
+                        result = entry[2](conn)
+                except Exception:
+                    self._rolled_back()
+                    log.exception("periodic store job failed")
+                else:
+                    self._committed([result])
+
+    def _run_group(self, conn: Connection, group: list) -> None:
+        try:
+            with conn.begin():
+                results = [job(conn) for job, _ in group]
+        except Exception as exc:
+            self._rolled_back()
+            if len(group) == 1:
+                group[0][1].set_exception(exc)
+                return
+            for job, fut in group:
+                try:
+                    with conn.begin():
+                        result = job(conn)
+                except Exception as job_exc:
+                    self._rolled_back()
+                    fut.set_exception(job_exc)
+                else:
+                    self._committed([result])
+                    fut.set_result(result)
+            return
+        self._committed(results)
+        for (_, fut), result in zip(group, results):
+            fut.set_result(result)
+
+    def _rolled_back(self) -> None:
+        if self.on_rollback is not None:
+            self.on_rollback()
+
+    def _committed(self, results: list) -> None:
+        """Announce the facts of the jobs of one commit."""
+        if self.announce is None:
+            return
+        facts = [fact for result in results for fact in getattr(result, "facts", ())]
+        if facts:
+            try:
+                self.announce(facts)
+            except Exception:  # announcing must never cost a commit its reply
+                log.exception("announcing a commit's facts failed")
+

@@ -1,0 +1,89 @@
+"""The home folder and the user's ``hyperdash.json`` settings file: what the SDK, the CLI and the
+server (its local mode writes the local account's key there) all need.
+
+Dependency-free (the standard library and :mod:`hyperdash.errors`), so the server may import it.
+The home folder is ``$HYPERDASH_HOME`` (``~`` expanded) when set, else ``~/.hyperdash``; it is
+read at call time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["SETTINGS_FILE", "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
+
+SETTINGS_FILE = "hyperdash.json"
+
+
+def home_dir() -> Path:
+    """The folder for every local Hyperdash file: ``$HYPERDASH_HOME``, else ``~/.hyperdash``."""
+    env = os.environ.get("HYPERDASH_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".hyperdash"
+
+
+def ensure_home() -> Path:
+    """The home folder, created private (0700) when missing."""
+    home = home_dir()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return home
+
+
+def settings_path() -> Path:
+    """The user's settings file, ``<home>/hyperdash.json`` (written by login and signup)."""
+    return home_dir() / SETTINGS_FILE
+
+
+def load_settings(path: Path | str | None = None) -> dict[str, Any]:
+    """The JSON object in ``path`` (default :func:`settings_path`); ``{}`` when it does not exist.
+
+    Raises :class:`ConfigError`, naming the file, when it cannot be read or is not a JSON object.
+    """
+    path = Path(path) if path is not None else settings_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def save_settings(updates: dict[str, Any], path: Path | str | None = None) -> Path:
+    """Merge ``updates`` into the settings file and write it atomically (folder 0700, file 0600).
+
+    Keys whose value is ``None`` are removed. Returns the file's path.
+    """
+    path = Path(path) if path is not None else settings_path()
+    settings = load_settings(path)
+    for key, value in updates.items():
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".hyperdash-", suffix=".json", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(settings, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
