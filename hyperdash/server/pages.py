@@ -26,6 +26,7 @@ from .. import events as ev
 from .auth import SESSION_COOKIE, User, WrongCredentials, cookie_settings
 from .errors import NotFound, Throttled
 from .queries import find_run, log_lines, run_detail
+from .text import is_clean
 
 __all__ = ["router", "CONTENT_SECURITY_POLICY", "LOGIN_CSRF_COOKIE", "STATIC_DIR", "TEMPLATE_DIR"]
 
@@ -268,6 +269,8 @@ def run_page(request: Request, run_uuid: str) -> Response:
         return _to_login(request)
     user, csrf = session
     try:
+        if not is_clean(run_uuid):  # no run has such a uuid (and PostgreSQL cannot even look)
+            raise NotFound(f"no run {run_uuid!r}")
         with request.app.state.store.read() as conn:
             run_id = find_run(conn, user.id, run_uuid).id
             run = run_detail(conn, user.id, run_uuid)
