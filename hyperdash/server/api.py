@@ -18,10 +18,10 @@ from .. import events as ev
 from . import __version__
 from . import queries
 from .auth import User, access_token, current_user
-from .text import checked
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import MAX_TIMESTAMP_MS, checked_batch, store_batch
 from .live import sse
+from .text import checked
 from .views import JSONReply, run_json
 
 __all__ = ["router", "ingest_openapi", "PING_SECONDS"]
