@@ -27,6 +27,8 @@ TEST = SERVER + POSTGRES + JUPYTER + [
     "playwright>=1.45",
     "tqdm>=4.66",
     "numpy>=1.26",
+    "hypothesis>=6.100",
+    "schemathesis>=4.0",
 ]
 
 setup(

@@ -102,7 +102,7 @@ def version():
     click.echo(f"hyperdash {__version__}")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
@@ -121,15 +121,56 @@ def version():
     help="Seconds without a heartbeat after which a running run is marked lost "
     "[default: 120; the environment variable HYPERDASH_LOST_TIMEOUT sets it too].",
 )
-def server(host, port, db_url, lost_timeout):
+@click.option(
+    "--no-signup",
+    is_flag=True,
+    help="Close sign-up: accounts are made by the admin with `hyperdash server adduser`.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    metavar="ADDRESSES",
+    help="Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, '*' for "
+    "any) [default: $FORWARDED_ALLOW_IPS, else 127.0.0.1].",
+)
+@click.pass_context
+def server(ctx, host, port, db_url, lost_timeout, no_signup, forwarded_allow_ips):
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
+    if ctx.invoked_subcommand is not None:
+        return
     try:
         from .server.main import serve
     except ImportError as exc:
-        raise UserError(
-            f"the server needs the server extra ({exc.name} is missing): pip install 'hyperdash[server]'"
-        ) from None
-    serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout)
+        raise _no_server_extra(exc) from None
+    serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
+          forwarded_allow_ips=forwarded_allow_ips)
+
+
+def _no_server_extra(exc: ImportError) -> UserError:
+    return UserError(
+        f"the server needs the server extra ({exc.name} is missing): pip install 'hyperdash[server]'"
+    )
+
+
+@server.command()
+@click.option("--db", "db_url", default=None,
+              help="The server's database URL (as for `hyperdash server --db`). Default: the SQLite file "
+              "under ~/.hyperdash/.")
+@click.option("--email", required=True, help="The new account's email address.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input (else prompted twice).")
+def adduser(db_url, email, password_stdin):
+    """Make an account (for a server started with --no-signup)."""
+    try:
+        from .server.admin import AdminError, add_user
+    except ImportError as exc:
+        raise _no_server_extra(exc) from None
+    email, password = _credentials(email, password_stdin, confirm=True)
+    try:
+        stored = add_user(db_url, email, password)
+    except AdminError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"Made the account {stored}: sign in with `hyperdash login` or on the dashboard.")
 
 
 # --- accounts ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Literal, Optional
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import events as ev
@@ -23,6 +23,7 @@ from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import store_batch
 from .live import sse
 from .run_refs import full_run_uuid
+from .text import checked
 from .views import JSONReply, run_json
 
 __all__ = ["router", "ingest_openapi", "PING_SECONDS"]
@@ -36,8 +37,16 @@ PING_SECONDS = 15.0
 MAX_ID = 2**62
 
 
-# --- documented shapes (replies are built directly; these models describe them) -------------
-class Error(BaseModel):
+# --- documented shapes -------------------------------------------------------------------------
+# Replies are built directly (a page of lines would cost more to validate than to find); these
+# models describe them, and tests/server/test_replies.py holds every route's real replies to them.
+class Reply(BaseModel):
+    """A reply's shape: no field may be missing or added."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(Reply):
     code: str
     message: str
 
@@ -51,7 +60,7 @@ class Login(Credentials):
     host: Optional[str] = Field(None, description="Names the new API key; else the caller's address")
 
 
-class NewAccount(BaseModel):
+class NewAccount(Reply):
     api_key: str
     access_token: str
 
@@ -60,13 +69,13 @@ class NewKeyRequest(BaseModel):
     name: Optional[str] = None
 
 
-class NewKey(BaseModel):
+class NewKey(Reply):
     id: int
     name: str
     api_key: str
 
 
-class ApiKey(BaseModel):
+class ApiKey(Reply):
     id: int
     name: str
     prefix: str
@@ -75,15 +84,28 @@ class ApiKey(BaseModel):
     revoked_at: Optional[str]
 
 
-class ApiKeys(BaseModel):
+class ApiKeys(Reply):
     api_keys: list[ApiKey]
 
 
-class Me(BaseModel):
+class Me(Reply):
     email: str
 
 
-class Run(BaseModel):
+class Health(Reply):
+    ok: bool
+    version: str
+
+
+class LoggedOut(Reply):
+    revoked: bool
+
+
+class KeyRevoked(Reply):
+    revoked: int = Field(description="the id of the key revoked")
+
+
+class Run(Reply):
     uuid: str
     name: Optional[str]
     status: Literal[ev.STATUSES]  # type: ignore[valid-type]
@@ -98,12 +120,12 @@ class Run(BaseModel):
     last_seq: int
 
 
-class RunPage(BaseModel):
+class RunPage(Reply):
     runs: list[Run]
     next: Optional[str] = Field(description="cursor of the next page, or null")
 
 
-class MetricValue(BaseModel):
+class MetricValue(Reply):
     value: float
     step: Optional[int]
     timestamp: str
@@ -114,7 +136,7 @@ class RunDetail(Run):
     metrics: dict[str, MetricValue]
 
 
-class Line(BaseModel):
+class Line(Reply):
     seq: int
     stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
     text: str
@@ -123,22 +145,22 @@ class Line(BaseModel):
     progress: bool
 
 
-class Lines(BaseModel):
+class Lines(Reply):
     lines: list[Line]
 
 
-class Point(BaseModel):
+class Point(Reply):
     step: Optional[int]
     value: float
     timestamp: str
 
 
-class Series(BaseModel):
+class Series(Reply):
     name: str
     points: list[Point]
 
 
-class IngestReply(BaseModel):
+class IngestReply(Reply):
     stored: int
     duplicates: int
 
@@ -176,24 +198,25 @@ def _state(request: Request):
 
 
 # --- health and accounts ----------------------------------------------------------------------
-@router.get("/health", tags=["server"])
+@router.get("/health", tags=["server"], response_model=Health)
 def health() -> dict:
     """The server is up."""
     return {"ok": True, "version": __version__}
 
 
 @router.post("/users", status_code=201, tags=["accounts"], response_model=NewAccount,
-             responses=_errors(400, 409))
+             responses=_errors(400, 403, 409, 429))
 def signup(body: Credentials, request: Request):
     """Create an account: its first API key and an access token."""
     auth = _state(request).auth
-    user = auth.create_user(body.email, body.password)
+    user = auth.signup(body.email, body.password)
     key = auth.create_api_key(user.id, "signup")
     return JSONReply({"api_key": key["api_key"], "access_token": auth.create_access_token(user.id)},
                      status_code=201)
 
 
 def _client(request: Request) -> str:
+    # Behind a proxy that --forwarded-allow-ips trusts, uvicorn has put the forwarded address here.
     return request.client.host if request.client else "unknown"
 
 
@@ -207,7 +230,7 @@ def login(body: Login, request: Request):
     return {"access_token": auth.create_access_token(user.id), "api_key": key["api_key"]}
 
 
-@router.delete("/sessions", tags=["accounts"], responses=_errors(401))
+@router.delete("/sessions", tags=["accounts"], response_model=LoggedOut, responses=_errors(401))
 def logout(request: Request):
     """Log out: the access token in ``authorization`` stops working at once."""
     token = access_token(request)
@@ -234,7 +257,8 @@ def create_key(request: Request, body: Optional[NewKeyRequest] = None, user: Use
     return JSONReply(key, status_code=201)
 
 
-@router.delete("/users/api_keys/{key_id}", tags=["accounts"], responses=_errors(401, 403, 404))
+@router.delete("/users/api_keys/{key_id}", tags=["accounts"], response_model=KeyRevoked,
+                responses=_errors(401, 403, 404))
 def revoke_key(request: Request, key_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user)):
     """Revoke a key: it stops working at once."""
     if not _state(request).auth.revoke_api_key(user.id, key_id):
@@ -309,8 +333,11 @@ def list_runs(
     user: User = Depends(current_user),
 ):
     """The account's runs, newest first."""
+    if name is not None:
+        checked(name, "name")
+    if q is not None:
+        checked(q, "q")
     with _state(request).store.read() as conn:
-        # Replies are built here and sent as they are (the response models document them).
         return JSONReply(queries.list_runs(conn, user.id, name=name, search=q, status=status, limit=limit,
                                            cursor=cursor))
 
@@ -319,6 +346,7 @@ def list_runs(
 def get_run(run_uuid: str, request: Request, user: User = Depends(current_user)):
     """The run, its params and each metric's latest value. ``run_uuid`` may be the start of
     the uuid (8 hex digits or more) when no other run of the account starts so (else 409)."""
+    checked(run_uuid, "the run uuid")
     with _state(request).store.read() as conn:
         return JSONReply(queries.run_detail(conn, user.id, full_run_uuid(conn, user.id, run_uuid)))
 
@@ -335,6 +363,9 @@ def get_logs(
     user: User = Depends(current_user),
 ):
     """Log lines in ascending seq order."""
+    checked(run_uuid, "the run uuid")
+    if q is not None:
+        checked(q, "q")
     with _state(request).store.read() as conn:
         run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
         return JSONReply({"lines": queries.log_lines(conn, run.id, after=after, before=before, tail=tail,
@@ -347,16 +378,20 @@ def download_logs(run_uuid: str, request: Request, user: User = Depends(current_
                   raw: bool = Query(False, description="the lines as stored, escape codes and \\r kept")):
     """The whole log as a download: plain text (escape codes removed, progress bars as their
     last state), or with ``raw=1`` the raw text."""
+    checked(run_uuid, "the run uuid")
     store = _state(request).store
     with store.read() as conn:
         run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
     return log_download(store, run, raw=raw)
 
 
+
 @router.get("/runs/{run_uuid}/metrics/{name:path}", tags=["runs"], response_model=Series,
             responses=_errors(401, 404, 409))
 def get_metric(run_uuid: str, name: str, request: Request, user: User = Depends(current_user)):
     """One metric's points in the order they were recorded."""
+    checked(run_uuid, "the run uuid")
+    checked(name, "the metric name")
     with _state(request).store.read() as conn:
         run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
         return JSONReply(queries.metric_series(conn, run.id, name))
@@ -391,6 +426,7 @@ async def run_events_stream(
     ``id: <seq>``. Starts with the run's status, then what came after the resume point."""
     state = _state(request)
     user = await run_in_threadpool(current_user, request)
+    checked(run_uuid, "the run uuid")
     last = _resume_point(request, after)
 
     def lookup():

@@ -3,7 +3,9 @@
 On a loopback address the server runs in local mode: the first start on an empty store creates
 a local account and, where ``$HYPERDASH_HOME/hyperdash.json`` holds no ``api_key`` yet, writes
 that account's key and the server's address there. Every start on loopback then prints a
-one-time sign-in link for the dashboard.
+one-time sign-in link for the dashboard, valid for 15 minutes; it revokes the links printed
+before. The local account has no password, so a server on any other address refuses its sign-in
+links and browser sessions (its API keys keep working).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def _write_client_config(api_key: str, server_url: str) -> bool:
 def prepare_local_mode(app: FastAPI, url: str) -> str | None:
     """Local mode on ``app``: the local account (made on an empty store) and a sign-in link."""
     auth = app.state.auth
+    auth.local_mode = True
     local = auth.local_user()
     if local is None and auth.user_count() == 0:
         local = auth.create_user(LOCAL_EMAIL, None, is_local=True)
@@ -116,22 +119,35 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def _server(app: FastAPI) -> _Server:
+def _server(app: FastAPI, forwarded_allow_ips: str | None = None) -> _Server:
+    # uvicorn replaces the peer's address by X-Forwarded-For's only from the proxies it trusts.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5, server_header=False)
+                            timeout_graceful_shutdown=5, server_header=False, proxy_headers=True,
+                            forwarded_allow_ips=forwarded_allow_ips)
     return _Server(config, app)
 
 
+def _database_error(exc: SQLAlchemyError, db_url: str | None, doing: str) -> SystemExit:
+    """One line for a database that fails: what we were doing, where, and why."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return SystemExit(f"hyperdash server: cannot {doing} the database {_shown_url(db_url)}: {reason}")
+
+
 def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
-          lost_timeout: float | None = None) -> None:
-    """Serve until Ctrl-C or SIGTERM; every acknowledged batch is committed before it returns."""
+          lost_timeout: float | None = None, *, signup: bool = True,
+          forwarded_allow_ips: str | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM; every acknowledged batch is committed before it returns.
+
+    ``signup=False`` closes sign-up (``--no-signup``); ``forwarded_allow_ips`` names the proxies
+    whose ``X-Forwarded-For`` is believed (uvicorn's option: addresses or networks, comma
+    separated, ``*`` for any; None: ``$FORWARDED_ALLOW_IPS``, else 127.0.0.1 only)."""
     try:
         app = create_app(db_url, lost_timeout)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise SystemExit(f"hyperdash server: cannot open the database {_shown_url(db_url)}: {reason}") from None
+        raise _database_error(exc, db_url, "open") from None
     except (OSError, ValueError) as exc:
         raise SystemExit(f"hyperdash server: {exc}") from None
+    app.state.auth.signup_open = signup
     try:
         sock = _bind(host, port)
     except OSError as exc:
@@ -139,7 +155,12 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
         raise SystemExit(f"hyperdash server: {exc}") from None
     url = _url(host, sock.getsockname()[1])
     if is_loopback(host):
-        link = prepare_local_mode(app, url)
+        try:
+            link = prepare_local_mode(app, url)
+        except SQLAlchemyError as exc:  # e.g. a read-only SQLite file
+            sock.close()
+            app.state.store.close()
+            raise _database_error(exc, db_url, "write to") from None
         if link:
             print(f"Sign in to the dashboard: {link}", flush=True)
     print(f"Hyperdash server on {url} (store: {app.state.store.url.render_as_string(hide_password=True)})",
@@ -149,7 +170,7 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 50)
-    server = _server(app)
+    server = _server(app, forwarded_allow_ips)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

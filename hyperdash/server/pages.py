@@ -27,6 +27,7 @@ from .auth import SESSION_COOKIE, User, WrongCredentials, cookie_settings
 from .errors import NotFound, Throttled
 from .queries import find_run, log_lines, run_detail
 from .run_refs import AmbiguousRun, full_run_uuid
+from .text import is_clean
 
 __all__ = ["router", "CONTENT_SECURITY_POLICY", "LOGIN_CSRF_COOKIE", "STATIC_DIR", "TEMPLATE_DIR"]
 
@@ -269,6 +270,8 @@ def run_page(request: Request, run_uuid: str) -> Response:
         return _to_login(request)
     user, csrf = session
     try:
+        if not is_clean(run_uuid):  # no run has such a uuid (and PostgreSQL cannot even look)
+            raise NotFound(f"no run {run_uuid!r}")
         with request.app.state.store.read() as conn:
             full_uuid = full_run_uuid(conn, user.id, run_uuid)
             if full_uuid != run_uuid:  # the start of a run's uuid: go to the run's own address

@@ -1,0 +1,106 @@
+"""Password guessing is slowed per address, per account and overall; X-Forwarded-For counts only
+from trusted proxies; sign-up can be closed, with accounts made by the admin instead."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import requests
+from server_helpers import Api
+
+from hyperdash.server.throttle import CLIENT_FREE, MAX_DELAY, Throttle
+
+
+def _guess(post, n: int, forwarded=None) -> list[int]:
+    """Statuses of ``n`` wrong passwords for ``n`` different emails."""
+    codes = []
+    for i in range(n):
+        headers = {"x-forwarded-for": forwarded(i)} if forwarded else {}
+        resp = post("/api/v1/sessions", json={"email": f"guess-{i}-{uuid.uuid4().hex[:6]}@example.com",
+                                             "password": "not the password"}, headers=headers)
+        codes.append(resp.status_code)
+    return codes
+
+
+def test_forty_emails_from_one_address_get_throttled(client):
+    api = Api(client)
+    codes = _guess(client.post, 40)
+    assert codes[:CLIENT_FREE] == [401] * CLIENT_FREE
+    assert codes[CLIENT_FREE:] == [429] * (40 - CLIENT_FREE)
+    # The throttle holds for a real account from that address too, and says when to come back.
+    resp = client.post("/api/v1/sessions", json={"email": api.email, "password": api.password})
+    assert resp.status_code == 429 and 1 <= int(resp.headers["retry-after"]) <= MAX_DELAY
+
+
+def test_one_account_from_many_addresses_and_many_guesses_overall_are_throttled():
+    now = [0.0]
+    throttle = Throttle(clock=lambda: now[0])
+    for i in range(10):
+        throttle.check("victim@example.com", f"10.0.0.{i}")
+        throttle.failed("victim@example.com", f"10.0.0.{i}")
+    try:
+        throttle.check("victim@example.com", "10.0.1.1")
+    except Exception as exc:
+        assert exc.status == 429
+    else:
+        raise AssertionError("ten addresses guessed one account without a wait")
+    throttle.check("someone-else@example.com", "10.0.1.1")  # others are not held
+    # Overall: a botnet guessing a different account from each address.
+    for i in range(400):
+        throttle.failed(f"a{i}@example.com", f"10.1.{i // 256}.{i % 256}")
+    try:
+        throttle.check("fresh@example.com", "10.9.9.9")
+    except Exception as exc:
+        assert exc.status == 429
+    else:
+        raise AssertionError("400 guesses at once went unthrottled")
+    now[0] += 3600 * 2  # counts are forgotten
+    throttle.check("victim@example.com", "10.0.1.1")
+
+
+def test_rotated_forwarded_for_from_an_untrusted_peer_does_not_escape(server_factory):
+    # Only 192.0.2.1 (no one here) is a trusted proxy, so the loopback peer's header is ignored.
+    server = server_factory("--forwarded-allow-ips", "192.0.2.1")
+    post = lambda path, **kw: requests.post(server.url + path, timeout=10, **kw)
+    codes = _guess(post, 20, forwarded=lambda i: f"203.0.113.{i}")
+    assert codes[:CLIENT_FREE] == [401] * CLIENT_FREE and set(codes[CLIENT_FREE:]) == {429}
+
+
+def test_a_trusted_proxy_tells_its_clients_apart(server_factory):
+    # By default (uvicorn's) the loopback proxy is trusted: each forwarded address counts alone...
+    server = server_factory()
+    post = lambda path, **kw: requests.post(server.url + path, timeout=10, **kw)
+    assert set(_guess(post, 20, forwarded=lambda i: f"203.0.113.{i}")) == {401}
+    # ...and one forwarded address guessing many accounts is held.
+    codes = _guess(post, 20, forwarded=lambda i: "198.51.100.7")
+    assert codes[:CLIENT_FREE] == [401] * CLIENT_FREE and set(codes[CLIENT_FREE:]) == {429}
+
+
+def test_no_signup_refuses_signups_and_the_admin_adds_accounts(server_factory):
+    server = server_factory("--no-signup")
+    resp = requests.post(server.url + "/api/v1/users", json={"email": "new@example.com", "password": "long enough"},
+                         timeout=10)
+    assert resp.status_code == 403 and resp.json()["code"] == "signup_closed"
+    assert "hyperdash server adduser" in resp.json()["message"]
+    env = {"HYPERDASH_HOME": str(server.home)}
+    added = subprocess.run(
+        [sys.executable, "-m", "hyperdash", "server", "adduser", "--db", server.db_url,
+         "--email", "New@Example.com", "--password-stdin"],
+        input="a long password\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env})
+    assert added.returncode == 0, added.stderr
+    assert "new@example.com" in added.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "hyperdash", "server", "adduser", "--db", server.db_url,
+         "--email", "new@example.com", "--password-stdin"],
+        input="a long password\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env})
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        "hyperdash: an account with the email new@example.com exists already"]
+    login = requests.post(server.url + "/api/v1/sessions", json={"email": "new@example.com",
+                                                                 "password": "a long password"}, timeout=10)
+    assert login.status_code == 200 and login.json()["api_key"]
