@@ -17,6 +17,7 @@ capture through the inherited descriptors, but its params, metrics and end are n
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -44,14 +45,14 @@ from .events import (
 )
 from .spool import EVENT, Spool
 
-__all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "HANDOFF_EVENTS", "MAX_PARAM_TEXT_CHARS"]
+__all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "MAX_PARAM_TEXT_CHARS"]
 
 DEFAULT_EXIT_TIMEOUT = 3.0
-# A backlog larger than this at exit goes to the detached uploader at once: flushing it here
-# would hold the job's exit for longer than it is worth.
-HANDOFF_EVENTS = 10_000
 # The server keeps a param's text up to this many characters.
 MAX_PARAM_TEXT_CHARS = 64 * 1024
+
+# Write errors that mean the disk (or the process's file size limit) is full.
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 _live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
 
@@ -237,7 +238,7 @@ class Run:
         except OSError as exc:
             self._spool = Spool.in_memory()
             self.warn("spool", f"cannot write the spool ({exc}); keeping unsent events in memory, bounded")
-        self._spool.on_disk_error = lambda exc: self.warn(
+        self._spool.on_disk_error = lambda exc: self._warn_disk(exc) or self.warn(
             "spool", f"cannot write the spool any more ({exc}); keeping unsent events in memory, bounded"
         )
         self._open_log()
@@ -295,27 +296,35 @@ class Run:
         with self._lock:
             self._store_unfinished_lines()
             self._record(RUN_ENDED, {"final_status": status, "exit_code": exit_code, "signal": signal})
-            last_seq = self._next_seq - 1
         spool, shipper = self._spool, self._shipper
-        unsent = last_seq - spool.acked_seq
-        shipper.close(0.0 if unsent > HANDOFF_EVENTS else self.exit_timeout)
+        shipper.close(self.exit_timeout)
         self._close_log()
-        left = last_seq - spool.acked_seq
-        if left <= 0:
+        on_disk, in_memory = spool.unsent()
+        lost = in_memory + spool.dropped_events
+        if on_disk == 0:
             spool.remove()
         else:
             spool.close()
-            self._hand_off(left, shipper.last_error)
+        self._say_what_is_left(on_disk, lost, shipper.last_error)
         if self.log_path is not None:
             self.say(f"the log of this run is at {self.log_path}")
 
-    def _hand_off(self, left: int, error) -> None:
+    def _say_what_is_left(self, left: int, lost: int, error) -> None:
+        """The run's last word on its events: one line, when any are unsent or lost."""
+        parts = []
+        if lost:
+            parts.append(f"{lost} events of this run are lost: the spool could not be written to disk "
+                         "and the server did not take them in time")
+        if left:
+            parts.append(self._hand_off(left, error))
+        if parts:
+            self.say("; ".join(parts))
+
+    def _hand_off(self, left: int, error) -> str:
+        """Start the detached uploader for the ``left`` events waiting in the spool (unless it
+        could not send them either); what to tell the user."""
         from .errors import AuthenticationError
 
-        if not self._spool.on_disk:
-            self.say(f"{left} events of this run could not be sent and are lost "
-                     "(the spool could not be written to disk)")
-            return
         key = self._key_source.get() if self._key_source else None
         if not key or isinstance(error, AuthenticationError):
             # Nobody could send them now: no uploader, which would only retry in vain.
@@ -326,9 +335,8 @@ class Run:
                 why = "no API key is configured"
             else:
                 why = "the server refused the API key"
-            self.say(f"{left} events of this run are not sent ({why}); they wait in the spool: "
-                     "after `hyperdash login`, `hyperdash sync` sends them")
-            return
+            return (f"{left} events of this run are not sent ({why}); they wait in the spool: "
+                    "after `hyperdash login`, `hyperdash sync` sends them")
         try:
             from .uploader import spawn_detached, uploader_running
 
@@ -339,8 +347,8 @@ class Run:
                 how = "a background uploader is sending them now"
         except Exception:
             how = "they will be sent by the next run on this machine"
-        self.say(f"{left} events of this run are not sent yet (they are kept in the spool): "
-                 f"{how}; `hyperdash sync` sends them too")
+        return (f"{left} events of this run are not sent yet (they are kept in the spool): "
+                f"{how}; `hyperdash sync` sends them too")
 
     def _close_log(self) -> None:
         if self._log_fd is not None:
@@ -373,7 +381,7 @@ class Run:
                 view = view[os.write(self._log_fd, view):]
         except OSError as exc:
             self._close_log()
-            self.warn("log", f"cannot write the run's log file any more: {exc}")
+            self._warn_disk(exc) or self.warn("log", f"cannot write the run's log file any more: {exc}")
 
     def param(self, name: str, value: Any, log: bool = True, *, internal: bool = False) -> Any:
         """Record a parameter and return ``value`` unchanged.
@@ -503,6 +511,14 @@ class Run:
             return
         self._warned.add(key)
         self.say(message)
+
+    def _warn_disk(self, exc: OSError) -> bool:
+        """One line for a full disk, whichever file meets it first; False for another error."""
+        if exc.errno not in _DISK_FULL:
+            return False
+        self.warn("disk", f"cannot write to {config.home_dir()} ({exc.strerror}): events that cannot be "
+                          "spooled are sent from memory (bounded), and the local log copy stops there")
+        return True
 
     def _warn_from_shipper(self, key: str, message: str) -> None:
         if key == "auth" and self._key_source is not None and self._key_source.error:
