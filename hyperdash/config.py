@@ -30,6 +30,7 @@ __all__ = [
     "load_settings",
     "save_settings",
     "api_key",
+    "api_key_and_source",
     "server_url",
     "key_refresh_seconds",
     "env_float",
@@ -141,15 +142,25 @@ def api_key(getter: Callable[[], str | None] | None = None) -> str | None:
 
     Raises :class:`ConfigError` when a settings file on the way cannot be parsed.
     """
+    return api_key_and_source(getter)[0]
+
+
+def api_key_and_source(getter: Callable[[], str | None] | None = None) -> tuple[str | None, str | None]:
+    """The API key and where it was found: ``"api_key_getter"``, ``"HYPERDASH_API_KEY"`` or
+    the path of a hyperdash.json (``(None, None)`` when there is none). A spool keeps the
+    source, never the key, so that whoever uploads it later reads the key from the same place."""
     if getter is not None:
         key = getter()
         if key:
-            return str(key).strip()
+            return str(key).strip(), "api_key_getter"
     key = os.environ.get("HYPERDASH_API_KEY")
     if key:
-        return key.strip()
-    key = _first_setting("api_key")
-    return str(key).strip() if key else None
+        return key.strip(), "HYPERDASH_API_KEY"
+    for path in settings_files():
+        value = load_settings(path).get("api_key")
+        if value:
+            return str(value).strip(), str(path)
+    return None, None
 
 
 def server_url() -> str:
@@ -197,6 +208,7 @@ class KeySource:
         self.getter = getter
         self.refresh_seconds = key_refresh_seconds() if refresh_seconds is None else refresh_seconds
         self.error: str | None = None
+        self.source: str | None = None  # where the key was found (see api_key_and_source)
         self._clock = clock
         self._key: str | None = None
         self._read_at: float | None = None
@@ -212,10 +224,10 @@ class KeySource:
 
     def _read(self, now: float) -> None:
         try:
-            self._key = api_key(self.getter)
+            self._key, self.source = api_key_and_source(self.getter)
             self.error = None
         except ConfigError as exc:
-            self._key, self.error = None, str(exc)
+            self._key, self.source, self.error = None, None, str(exc)
         except Exception as exc:  # a user-supplied getter failing must not reach the job
-            self._key, self.error = None, f"api_key_getter failed: {exc!r}"
+            self._key, self.source, self.error = None, None, f"api_key_getter failed: {exc!r}"
         self._read_at = now

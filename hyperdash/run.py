@@ -229,9 +229,11 @@ class Run:
         from .transport import Transport
 
         self._key_source = config.KeySource(self.api_key_getter)
+        self._key_source.get()
         self.server_url = config.server_url()
+        # where the key comes from, never the key: whoever uploads the spool later reads it there
         meta = {"uuid": self.uuid, "name": self.name, "api": self.api, "server": self.server_url,
-                "created": now_ms(), "pid": os.getpid()}
+                "key_source": self._key_source.source, "created": now_ms(), "pid": os.getpid()}
         try:
             config.ensure_home()
             self._spool = Spool.create(self.uuid, meta)
@@ -338,10 +340,17 @@ class Run:
             return (f"{left} events of this run are not sent ({why}); they wait in the spool: "
                     "after `hyperdash login`, `hyperdash sync` sends them")
         try:
-            from .uploader import spawn_detached, uploader_running
+            from .errors import ServerError, ServerUnreachable
+            from .uploader import ServerBook, spawn_detached, uploader_running
 
+            book = ServerBook.load()
             if uploader_running():
                 how = "the background uploader already running sends them"
+            elif isinstance(error, (ServerUnreachable, ServerError)) and \
+                    book.given_up(self.server_url, time.time(), 0) and not book.due(self.server_url, time.time()):
+                # a server that has failed for long: no process that would only wait for it
+                how = (f"{self.server_url} has not answered for a while "
+                       f"({book.describe(self.server_url)}); a later run on this machine sends them when it is due")
             else:
                 spawn_detached(self.uuid, api_key=key if self.api_key_getter else None)
                 how = "a background uploader is sending them now"

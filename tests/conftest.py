@@ -136,7 +136,7 @@ class ServerProcess:
             try:
                 if requests.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a slow first answer
                 pass
             time.sleep(0.05)
         self.stop()
