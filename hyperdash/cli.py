@@ -390,14 +390,14 @@ def sync(run_uuid, server_url, list_only, discard, yes):
         runs_word = "run" if len(summary.uploaded) == 1 else "runs"
         click.echo(f"Uploaded {len(summary.uploaded)} {runs_word} ({summary.events_sent} events).")
     for run in sorted(busy):
-        click.echo(f"Skipped run {_run_label(run, waiting)}: its spool is held by a live process "
-                   "(a running job or the background uploader), which sends it.")
+        click.echo(f"Skipped run {_run_label(run, waiting)}: held by another process (a running job or "
+                   "the background uploader), which sends it.")
     if summary.failed:
-        click.echo("Not sent (they stay in the spool):", err=True)
         for run, why in summary.failed.items():
-            click.echo(f"  {_run_label(run, waiting)}: {why}", err=True)
-        raise UserError(f"{len(summary.failed)} of the runs could not be uploaded; run `hyperdash sync` again "
-                        "later, send them elsewhere with --server URL, or delete one with --discard RUN")
+            click.echo(f"Run {_run_label(run, waiting)} stays in the spool: {why}", err=True)
+        click.echo("(`hyperdash sync --server URL` sends them to another server; "
+                   "`hyperdash sync --discard RUN` deletes one.)", err=True)
+        raise UserError(f"{len(summary.failed)} of the runs could not be uploaded; run `hyperdash sync` again later")
 
 
 class _WaitingRun:
@@ -435,7 +435,7 @@ def _waiting_run(ref: str) -> _WaitingRun:
         [run for run in _waiting_runs() if ref and run.uuid.startswith(ref)]
     if not found:
         raise UserError(f"no run {ref} waits in the spool of this machine: "
-                        "it was sent already, or it ran elsewhere (see `hyperdash sync --list`)")
+                        "it was sent already, or it ran elsewhere (see `hyperdash runs`)")
     if len(found) > 1:
         raise UserError(f"{ref!r} is the start of {len(found)} runs' ids: give more of it "
                         "(see `hyperdash sync --list`)")

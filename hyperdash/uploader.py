@@ -167,7 +167,7 @@ def _fingerprint(key: str) -> str:
 def _why(exc: errors.HyperdashError, server: str, source: str | None) -> str:
     """Why a run stays in its spool, in words."""
     if isinstance(exc, errors.ServerUnreachable):
-        return f"server unreachable: {exc}"
+        return str(exc)  # "cannot reach URL: connection refused"
     if isinstance(exc, errors.AuthenticationError):
         where = f" (key from {source})" if source else ""
         if exc.status is None:
