@@ -209,6 +209,7 @@ class Run:
         self._detached = False
         self._forked = False
         self._orphans_checked = False
+        self._logs_pruned = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> "Run":
@@ -301,6 +302,7 @@ class Run:
         spool, shipper = self._spool, self._shipper
         shipper.close(self.exit_timeout)
         self._close_log()
+        self._prune_logs()
         on_disk, in_memory = spool.unsent()
         lost = in_memory + spool.dropped_events
         if on_disk == 0:
@@ -495,6 +497,7 @@ class Run:
         with self._lock:
             for stream, framer in self._framers.items():
                 self._store(stream, framer.due_progress())
+        self._prune_logs()
         if not self._orphans_checked:
             self._orphans_checked = True
             if self._spool is not None and self._spool.folder is not None and _has_other_entries(
@@ -502,6 +505,18 @@ class Run:
                 from .uploader import upload_orphans_in_background
 
                 upload_orphans_in_background(exclude=self.uuid)
+
+    def _prune_logs(self) -> None:
+        """Once a run: delete old run logs past the limits (see :mod:`hyperdash.runlogs`)."""
+        if self._logs_pruned:
+            return
+        self._logs_pruned = True
+        from . import runlogs
+
+        try:
+            runlogs.prune(keep={self.log_path} if self.log_path else frozenset())
+        except OSError:
+            pass  # an unreadable logs folder: nothing to prune then
 
     # -- messages -------------------------------------------------------------------------
     def say(self, message: str) -> None:
