@@ -214,6 +214,12 @@ def upload_pending(
     failed_now: dict[str, str] = {}  # server, or server and key -> why, in this call
     key_sources: dict[str | None, config.KeySource] = {}
     for folder in folders:
+        target = server or _server_of(folder)
+        if honour_backoff and not book.due(target, time.time()):
+            # not even locked for a look: `hyperdash sync` may take it meanwhile
+            summary.skipped[folder.name] = book.describe(target)
+            summary.group[folder.name] = target
+            continue
         spool = Spool.open_orphan(folder)
         if spool is None and wait_for_lock > 0:
             if on_wait is not None:

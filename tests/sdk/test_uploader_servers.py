@@ -57,12 +57,14 @@ def test_a_dead_server_does_not_delay_a_live_one(account, hyperdash_home):
     uploader = subprocess.Popen([sys.executable, "-m", "hyperdash.uploader"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        run = account.wait_for_run("meant for a live server", status="success", timeout=30)
+        run = account.wait_for_run("meant for a live server", status="success", timeout=60)
         assert uploader.poll() is None, "the uploader should still be waiting for the dead server"
         assert dead.folder.exists() and not live.folder.exists()
         assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(50)]
-        entry = ServerBook.load().entries[dead.meta()["server"]]
+        # the dead server was tried, failed, and waits for its next try
+        entry = account.wait_for(lambda: ServerBook.load().entries.get(dead.meta()["server"]))
         assert "cannot reach" in entry["error"] and entry["next"] > entry["since"]
+        assert uploader.poll() is None and dead.folder.exists()
     finally:
         uploader.kill()
         uploader.wait()
