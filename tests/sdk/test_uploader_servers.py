@@ -49,7 +49,8 @@ def dead_server() -> str:
 
 def test_a_dead_server_does_not_delay_a_live_one(account, hyperdash_home):
     dead = write_run(dead_server(), "meant for a dead server", 5)
-    dead.close()  # the older spool: the one an uploader working in order would start with
+    dead.close()
+    os.utime(dead.folder, (1e9, 1e9))  # the older spool: the one an uploader working in order starts with
     live = write_run(account.server.url, "meant for a live server", 50)
     live.close()
     env = account.sdk_env(hyperdash_home)
