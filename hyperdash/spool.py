@@ -224,7 +224,8 @@ class Spool:
             cut += _HEADER.size + length
         del memory[:cut]
         self._memory_base += cut
-        if self.cursor_offset < self._memory_base:
+        if self._disk_end <= self.cursor_offset < self._memory_base:
+            # past what was dropped; a cursor still on disk stays (those events can be uploaded)
             self.cursor_offset = self._memory_base
 
     # -- reading ------------------------------------------------------------------------

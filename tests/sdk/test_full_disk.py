@@ -72,3 +72,26 @@ def test_an_experiment_on_a_full_disk_sends_every_line(account, small_home, scri
     done = subprocess.run([sys.executable, str(path)], env=env, capture_output=True, timeout=180,
                           preexec_fn=preexec, stdin=subprocess.DEVNULL)
     check_every_line_arrived(account, "full disk experiment", done)
+
+
+def test_events_dropped_from_memory_are_counted_in_the_runs_last_line(account, monkeypatch, capfd):
+    from hyperdash.run import Run
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("HYPERDASH_SERVER", f"http://127.0.0.1:{free_port()}")  # down: nothing goes
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    monkeypatch.setenv("HYPERDASH_UPLOADER_PATIENCE", "0")  # the uploader it starts gives up at once
+    run = Run("dropping", echo=False, exit_timeout=0.5).start()
+    spool = run._spool
+    os.close(spool._events_fd)
+    spool._events_fd = os.open("/dev/full", os.O_WRONLY)  # from now on every write: ENOSPC
+    spool.memory_limit = 4000
+    for i in range(2000):
+        run.write("stdout", b"line %d\n" % i)
+    run.end()
+    err = capfd.readouterr().err
+    assert spool.dropped_events > 0
+    # run_started is on disk and goes to the uploader; the 2000 lines and run_ended only ever
+    # were in memory: those dropped and those the dead server never took are lost
+    assert ("hyperdash: 2001 events of this run are lost: the spool could not be written to disk and the "
+            "server did not take them in time; 1 events of this run are not sent yet") in err, err
