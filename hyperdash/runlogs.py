@@ -6,7 +6,6 @@ by default). 0 turns a limit off. The copy a run is writing is never deleted.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 

@@ -9,7 +9,8 @@
 - ``cursor``: how far the server has acknowledged the events (``<record offset> <seq>``),
   written at most every ``CURSOR_SAVE_INTERVAL`` seconds and when the spool is closed: after a
   crash a few batches are sent again, which the server stores once;
-- ``meta.json``: the run's name, face and server, for whoever uploads it later;
+- ``meta.json``: the run's name, face and server, and where its API key came from (never the
+  key), for whoever uploads it later;
 - ``lock``: ``flock``-ed by the process that owns the run, as long as it lives. A spool whose
   lock can be taken is orphaned: its owner is gone and anyone may upload it.
 
