@@ -348,9 +348,10 @@ class Run:
             book = ServerBook.load()
             if uploader_running():
                 how = "the background uploader already running sends them"
-            elif isinstance(error, (ServerUnreachable, ServerError)) and \
-                    book.given_up(self.server_url, time.time(), 0) and not book.due(self.server_url, time.time()):
-                # a server that has failed for long: no process that would only wait for it
+            elif not book.due(self.server_url, time.time()) and (
+                    isinstance(error, (ServerUnreachable, ServerError)) or self._spool.acked_seq == 0):
+                # a server in backoff that took nothing of this run either: no process that
+                # would only wait for it
                 how = (f"{self.server_url} has not answered for a while "
                        f"({book.describe(self.server_url)}); a later run on this machine sends them when it is due")
             else:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sdk_support import texts
@@ -147,3 +148,25 @@ def test_a_large_job_reaches_a_live_server_while_the_uploader_is_stuck(run_job, 
         assert lines == [str(i) for i in range(200000)]
     finally:
         os.close(lock)
+
+
+def test_a_run_starts_no_uploader_for_a_server_in_backoff(run_job, sdk_env, hyperdash_home):
+    server = dead_server()
+    book = ServerBook.load()
+    book.failed(server, f"cannot reach {server}: connection refused", time.time() - 3600, patience=600)
+    book.failed(server, f"cannot reach {server}: connection refused", time.time(), patience=600)
+    done = run_job("""
+        from hyperdash import monitor
+
+        @monitor("server in backoff")
+        def job():
+            print("a line")
+
+        job()
+    """, env=sdk_env(HYPERDASH_SERVER=server, HYPERDASH_EXIT_TIMEOUT="0.5"))
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.decode()
+    assert f"{server} has not answered for a while (cannot reach {server}: connection refused (failing since" in err
+    assert "events of this run are not sent yet" in err and "a later run on this machine sends them" in err
+    assert not (hyperdash_home / "logs" / "uploader.log").exists()  # no uploader was started
+    assert len(list(spool_root().iterdir())) == 1
