@@ -434,19 +434,38 @@ def _warn_about_settings() -> bool:
 
 @cli.command()
 @click.option("--run", "run_uuid", default=None, metavar="UUID", help="Upload this run only.")
-def sync(run_uuid):
-    """Upload every run left in the local spool (safe to run again: nothing is sent twice)."""
-    from . import uploader
-    from .spool import all_spools
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="Send the runs to this server instead of the one they were meant for.")
+@click.option("--list", "list_only", is_flag=True, help="List the runs waiting in the spool; send nothing.")
+@click.option("--discard", "discard", default=None, metavar="RUN",
+              help="Delete RUN's spool (its id or the start of it) without sending it.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --discard deletes.")
+def sync(run_uuid, server_url, list_only, discard, yes):
+    """Upload every run left in the local spool (safe to run again: nothing is sent twice).
 
-    if run_uuid is not None and run_uuid not in {p.name for p in all_spools()}:
-        raise UserError(f"no run {run_uuid} waits in the spool of this machine: "
-                        "it was sent already, or it ran elsewhere (see `hyperdash runs`)")
+    \b
+    hyperdash sync                                  # send what waits, say what could not go and why
+    hyperdash sync --list                           # what waits, for which server, and why
+    hyperdash sync --server https://hd.example.com  # send it all to another server
+    hyperdash sync --discard 3f2a9c1e               # delete a run's spool (asks first)
+    """
+    from . import uploader
+
+    server_url = _chosen_server(server_url)
+    if discard is not None:
+        _discard_spool(discard, yes)
+        return
+    if list_only:
+        _list_spools()
+        return
+    if run_uuid is not None:
+        run_uuid = _waiting_run(run_uuid).uuid
     with user_errors(), ProgressBars() as progress:
-        summary = uploader.upload_pending(on_progress=progress.update, run_uuid=run_uuid)
-    # Spools that a live process holds (a running job, the background uploader) are skipped.
+        summary = uploader.upload_pending(on_progress=progress.update, run_uuid=run_uuid, server=server_url)
+    waiting = {run.uuid: run for run in _waiting_runs()}
     done = set(summary.uploaded) | set(summary.failed)
-    busy = set(summary.busy) | {p.name for p in all_spools() if p.name not in done}
+    # Spools that a live process holds (a running job, the background uploader) are skipped.
+    busy = set(summary.busy) | {run for run in waiting if run not in done}
     if run_uuid is not None:
         busy &= {run_uuid}
     if not (summary.uploaded or summary.failed or busy):
@@ -454,12 +473,102 @@ def sync(run_uuid):
     if summary.uploaded:
         runs_word = "run" if len(summary.uploaded) == 1 else "runs"
         click.echo(f"Uploaded {len(summary.uploaded)} {runs_word} ({summary.events_sent} events).")
-    for name in sorted(busy):
-        click.echo(f"Run {name} is held by another process (a running job or the background uploader); left to it.")
-    for failed, why in summary.failed.items():
-        click.echo(f"Run {failed} stays in the spool: {why}", err=True)
+    for run in sorted(busy):
+        click.echo(f"Skipped run {_run_label(run, waiting)}: held by another process (a running job or "
+                   "the background uploader), which sends it.")
     if summary.failed:
+        for run, why in summary.failed.items():
+            click.echo(f"Run {_run_label(run, waiting)} stays in the spool: {why}", err=True)
+        click.echo("(`hyperdash sync --server URL` sends them to another server; "
+                   "`hyperdash sync --discard RUN` deletes one.)", err=True)
         raise UserError(f"{len(summary.failed)} of the runs could not be uploaded; run `hyperdash sync` again later")
+
+
+class _WaitingRun:
+    """A run whose spool is on this machine: its id, name, server and unsent event count."""
+
+    def __init__(self, folder) -> None:
+        from .spool import Spool
+
+        self.folder = folder
+        self.uuid = folder.name
+        meta = Spool(folder).meta()
+        meta = meta if isinstance(meta, dict) else {}
+        self.name = str(meta.get("name") or "?")
+        self.server = str(meta.get("server") or _configured_server())
+        spool = Spool.open_orphan(folder)
+        self.held = spool is None
+        self.unsent = None
+        if spool is not None:
+            try:
+                self.unsent = sum(spool.unsent())
+            finally:
+                spool.close()
+
+
+def _waiting_runs() -> list[_WaitingRun]:
+    from .spool import all_spools
+
+    return [_WaitingRun(folder) for folder in all_spools()]
+
+
+def _waiting_run(ref: str) -> _WaitingRun:
+    """The waiting run whose id is ``ref`` or starts with it."""
+    ref = ref.strip().lower()
+    found = [run for run in _waiting_runs() if run.uuid == ref] or \
+        [run for run in _waiting_runs() if ref and run.uuid.startswith(ref)]
+    if not found:
+        raise UserError(f"no run {ref} waits in the spool of this machine: "
+                        "it was sent already, or it ran elsewhere (see `hyperdash runs`)")
+    if len(found) > 1:
+        raise UserError(f"{ref!r} is the start of {len(found)} runs' ids: give more of it "
+                        "(see `hyperdash sync --list`)")
+    return found[0]
+
+
+def _run_label(run_uuid: str, waiting: dict) -> str:
+    run = waiting.get(run_uuid)
+    return f"{run_uuid} ({run.name}, for {run.server})" if run else run_uuid
+
+
+def _list_spools() -> None:
+    from . import uploader
+
+    runs = _waiting_runs()
+    if not runs:
+        click.echo("Nothing waits in the spool.")
+        return
+    book = uploader.ServerBook.load()
+    rows = []
+    for run in runs:
+        if run.held:
+            state = "held by a live process"
+        elif run.server in book.entries:
+            state = book.describe(run.server)
+        else:
+            state = "waiting"
+        events = "?" if run.unsent is None else str(run.unsent)
+        rows.append((run.uuid, clip(run.name, 30), run.server, events, state))
+    print_table(("RUN", "NAME", "SERVER", "EVENTS", "STATE"), rows)
+
+
+def _discard_spool(ref: str, yes: bool) -> None:
+    from .spool import Spool
+
+    run = _waiting_run(ref)
+    spool = Spool.open_orphan(run.folder)
+    if spool is None:
+        raise UserError(f"run {run.uuid} is held by a live process (a running job or the background "
+                        "uploader): it cannot be deleted now")
+    try:
+        events = sum(spool.unsent())
+        if not yes:
+            click.confirm(f"Delete run {run.uuid} ({run.name}): {events} events never sent to {run.server}?",
+                          abort=True, err=True)
+        spool.remove()
+    finally:
+        spool.close()
+    click.echo(f"Deleted the spool of run {run.uuid} ({run.name}, {events} events not sent).")
 
 
 # --- following runs from a terminal -----------------------------------------------------------

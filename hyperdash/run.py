@@ -17,6 +17,7 @@ capture through the inherited descriptors, but its params, metrics and end are n
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -45,14 +46,14 @@ from .events import (
 from .links import follow_message
 from .spool import EVENT, Spool
 
-__all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "HANDOFF_EVENTS", "MAX_PARAM_TEXT_CHARS"]
+__all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "MAX_PARAM_TEXT_CHARS"]
 
 DEFAULT_EXIT_TIMEOUT = 3.0
-# A backlog larger than this at exit goes to the detached uploader at once: flushing it here
-# would hold the job's exit for longer than it is worth.
-HANDOFF_EVENTS = 10_000
 # The server keeps a param's text up to this many characters.
 MAX_PARAM_TEXT_CHARS = 64 * 1024
+
+# Write errors that mean the disk (or the process's file size limit) is full.
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 _live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
 
@@ -209,6 +210,7 @@ class Run:
         self._detached = False
         self._forked = False
         self._orphans_checked = False
+        self._logs_pruned = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> "Run":
@@ -231,16 +233,18 @@ class Run:
         from .transport import Transport
 
         self._key_source = config.KeySource(self.api_key_getter)
+        self._key_source.get()
         self.server_url = config.server_url()
+        # where the key comes from, never the key: whoever uploads the spool later reads it there
         meta = {"uuid": self.uuid, "name": self.name, "api": self.api, "server": self.server_url,
-                "created": now_ms(), "pid": os.getpid()}
+                "key_source": self._key_source.source, "created": now_ms(), "pid": os.getpid()}
         try:
             config.ensure_home()
             self._spool = Spool.create(self.uuid, meta)
         except OSError as exc:
             self._spool = Spool.in_memory()
             self.warn("spool", f"cannot write the spool ({exc}); keeping unsent events in memory, bounded")
-        self._spool.on_disk_error = lambda exc: self.warn(
+        self._spool.on_disk_error = lambda exc: self._warn_disk(exc) or self.warn(
             "spool", f"cannot write the spool any more ({exc}); keeping unsent events in memory, bounded"
         )
         self._open_log()
@@ -298,27 +302,36 @@ class Run:
         with self._lock:
             self._store_unfinished_lines()
             self._record(RUN_ENDED, {"final_status": status, "exit_code": exit_code, "signal": signal})
-            last_seq = self._next_seq - 1
         spool, shipper = self._spool, self._shipper
-        unsent = last_seq - spool.acked_seq
-        shipper.close(0.0 if unsent > HANDOFF_EVENTS else self.exit_timeout)
+        shipper.close(self.exit_timeout)
         self._close_log()
-        left = last_seq - spool.acked_seq
-        if left <= 0:
+        self._prune_logs()
+        on_disk, in_memory = spool.unsent()
+        lost = in_memory + spool.dropped_events
+        if on_disk == 0:
             spool.remove()
         else:
             spool.close()
-            self._hand_off(left, shipper.last_error)
+        self._say_what_is_left(on_disk, lost, shipper.last_error)
         if self.log_path is not None:
             self.say(f"the log of this run is at {self.log_path}")
 
-    def _hand_off(self, left: int, error) -> None:
+    def _say_what_is_left(self, left: int, lost: int, error) -> None:
+        """The run's last word on its events: one line, when any are unsent or lost."""
+        parts = []
+        if lost:
+            parts.append(f"{lost} events of this run are lost: the spool could not be written to disk "
+                         "and the server did not take them in time")
+        if left:
+            parts.append(self._hand_off(left, error))
+        if parts:
+            self.say("; ".join(parts))
+
+    def _hand_off(self, left: int, error) -> str:
+        """Start the detached uploader for the ``left`` events waiting in the spool (unless it
+        could not send them either); what to tell the user."""
         from .errors import AuthenticationError
 
-        if not self._spool.on_disk:
-            self.say(f"{left} events of this run could not be sent and are lost "
-                     "(the spool could not be written to disk)")
-            return
         key = self._key_source.get() if self._key_source else None
         if not key or isinstance(error, AuthenticationError):
             # Nobody could send them now: no uploader, which would only retry in vain.
@@ -329,21 +342,28 @@ class Run:
                 why = "no API key is configured"
             else:
                 why = "the server refused the API key"
-            self.say(f"{left} events of this run are not sent ({why}); they wait in the spool: "
-                     "after `hyperdash login`, `hyperdash sync` sends them")
-            return
+            return (f"{left} events of this run are not sent ({why}); they wait in the spool: "
+                    "after `hyperdash login`, `hyperdash sync` sends them")
         try:
-            from .uploader import spawn_detached, uploader_running
+            from .errors import ServerError, ServerUnreachable
+            from .uploader import ServerBook, spawn_detached, uploader_running
 
+            book = ServerBook.load()
             if uploader_running():
                 how = "the background uploader already running sends them"
+            elif not book.due(self.server_url, time.time()) and (
+                    isinstance(error, (ServerUnreachable, ServerError)) or self._spool.acked_seq == 0):
+                # a server in backoff that took nothing of this run either: no process that
+                # would only wait for it
+                how = (f"{self.server_url} has not answered for a while "
+                       f"({book.describe(self.server_url)}); a later run on this machine sends them when it is due")
             else:
                 spawn_detached(self.uuid, api_key=key if self.api_key_getter else None)
                 how = "a background uploader is sending them now"
         except Exception:
             how = "they will be sent by the next run on this machine"
-        self.say(f"{left} events of this run are not sent yet (they are kept in the spool): "
-                 f"{how}; `hyperdash sync` sends them too")
+        return (f"{left} events of this run are not sent yet (they are kept in the spool): "
+                f"{how}; `hyperdash sync` sends them too")
 
     def _close_log(self) -> None:
         if self._log_fd is not None:
@@ -376,7 +396,7 @@ class Run:
                 view = view[os.write(self._log_fd, view):]
         except OSError as exc:
             self._close_log()
-            self.warn("log", f"cannot write the run's log file any more: {exc}")
+            self._warn_disk(exc) or self.warn("log", f"cannot write the run's log file any more: {exc}")
 
     def param(self, name: str, value: Any, log: bool = True, *, internal: bool = False) -> Any:
         """Record a parameter and return ``value`` unchanged.
@@ -481,6 +501,7 @@ class Run:
         with self._lock:
             for stream, framer in self._framers.items():
                 self._store(stream, framer.due_progress())
+        self._prune_logs()
         if not self._orphans_checked:
             self._orphans_checked = True
             if self._spool is not None and self._spool.folder is not None and _has_other_entries(
@@ -488,6 +509,18 @@ class Run:
                 from .uploader import upload_orphans_in_background
 
                 upload_orphans_in_background(exclude=self.uuid)
+
+    def _prune_logs(self) -> None:
+        """Once a run: delete old run logs past the limits (see :mod:`hyperdash.runlogs`)."""
+        if self._logs_pruned:
+            return
+        self._logs_pruned = True
+        from . import runlogs
+
+        try:
+            runlogs.prune(keep={self.log_path} if self.log_path else frozenset())
+        except OSError:
+            pass  # an unreadable logs folder: nothing to prune then
 
     # -- messages -------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -506,6 +539,14 @@ class Run:
             return
         self._warned.add(key)
         self.say(message)
+
+    def _warn_disk(self, exc: OSError) -> bool:
+        """One line for a full disk, whichever file meets it first; False for another error."""
+        if exc.errno not in _DISK_FULL:
+            return False
+        self.warn("disk", f"cannot write to {config.home_dir()} ({exc.strerror}): events that cannot be "
+                          "spooled are sent from memory (bounded), and the local log copy stops there")
+        return True
 
     def _warn_from_shipper(self, key: str, message: str) -> None:
         if key == "auth" and self._key_source is not None and self._key_source.error:

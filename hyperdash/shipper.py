@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from json.encoder import encode_basestring as _quote
 import threading
 import time
 from typing import Any, Callable
@@ -23,37 +24,46 @@ from .events import (
     LEVEL_OF_STREAM,
     LOG,
     MAX_BATCH_EVENTS,
+    MAX_REQUEST_BYTES,
     envelope,
 )
 from .spool import EVENT, Record, Spool
 
-__all__ = ["Backoff", "SpoolSender", "Shipper", "envelopes_of"]
+__all__ = ["Backoff", "SpoolSender", "Shipper", "encoded_events"]
 
 DEFAULT_BATCH_EVENTS = 2000
 DEFAULT_BATCH_BYTES = 1 << 20
+# At exit, and in the uploader, batches as large as the server takes: fewer round trips.
+BIG_BATCH_BYTES = MAX_REQUEST_BYTES // 4
 
 
-def envelopes_of(record: Record, run_uuid: str, after_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-    """The envelopes of one spool record whose seq is above ``after_seq`` (at most ``limit``)."""
+def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int | None = None) -> list[str]:
+    """The JSON envelopes, as text, of one spool record's events whose seq is above
+    ``after_seq`` (at most ``limit``). Log lines are written straight into a template: a flood
+    of output costs a quarter of the CPU that building and encoding a dict for each line would.
+    Raises ``ValueError`` for an event that JSON cannot carry (a NaN from an older spool)."""
     if record.kind == EVENT:
         if record.first_seq <= after_seq:
             return []
         event = json.loads(record.blob)
-        return [envelope(event["type"], run_uuid, event["payload"], seq=record.first_seq, timestamp=record.timestamp)]
-    lines = record.blob.split(b"\n")[:-1] if record.kind == framing.LINES else [record.blob]
+        env = envelope(event["type"], run_uuid, event["payload"], seq=record.first_seq, timestamp=record.timestamp)
+        return [json.dumps(env, ensure_ascii=False, separators=(",", ":"), allow_nan=False)]
+    # a newline byte is never part of a longer UTF-8 sequence: decoding the whole blob at once
+    # gives the same text as decoding each line
+    text = record.blob.decode("utf-8", "replace")
+    lines = text.split("\n")[:-1] if record.kind == framing.LINES else [text]
     skip = max(0, after_seq - record.first_seq + 1)
     stop = len(lines) if limit is None else min(len(lines), skip + limit)
     stream = record.stream or "stdout"
-    level = LEVEL_OF_STREAM[stream]
-    ts, first = record.timestamp, record.first_seq
-    flag = {framing.PARTIAL: "partial", framing.PROGRESS: "progress"}.get(record.kind)
-    out = []
-    for i in range(skip, stop):
-        payload = {"level": level, "body": lines[i].decode("utf-8", "replace"), "stream": stream}
-        if flag:
-            payload[flag] = True
-        out.append({"type": LOG, "timestamp": ts, "sdk_run_uuid": run_uuid, "payload": payload, "seq": first + i})
-    return out
+    flag = {framing.PARTIAL: ',"partial":true', framing.PROGRESS: ',"progress":true'}.get(record.kind, "")
+    head = (f'{{"type":"{LOG}","timestamp":{int(record.timestamp)},"sdk_run_uuid":{_quote(run_uuid)},'
+            f'"payload":{{"level":"{LEVEL_OF_STREAM[stream]}","stream":"{stream}"{flag},"body":')
+    first = record.first_seq
+    return [f'{head}{_quote(lines[i])}}},"seq":{first + i}}}' for i in range(skip, stop)]
+
+
+def _body(fragments: list[str]) -> bytes:
+    return ("[" + ",".join(fragments) + "]").encode("utf-8", "surrogatepass")
 
 
 class Backoff:
@@ -110,22 +120,29 @@ class SpoolSender:
         end = self.spool.end_offset
         return self.spool.cursor_offset < end and end != self._torn_end
 
+    def use_big_batches(self) -> None:
+        """Send as much per request as the server takes (at exit and when uploading later,
+        round trips cost more than the job's CPU)."""
+        self.batch_events = MAX_BATCH_EVENTS
+        self.batch_bytes = max(self.batch_bytes, BIG_BATCH_BYTES)
+
     def send_batch(self) -> int:
-        envelopes, offset, last_seq = self._next_batch()
-        if not envelopes:
+        fragments, offset, last_seq = self._next_batch()
+        if not fragments:
             if offset != self.spool.cursor_offset and not self.frozen:
                 self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
             return 0
-        self._send(envelopes)
+        self._send(fragments)
         if not self.frozen:
             self.spool.save_cursor(offset, last_seq)
-        return len(envelopes)
+        return len(fragments)
 
-    def _next_batch(self) -> tuple[list[dict], int, int]:
-        """The next envelopes, the offset of the first record not wholly in them, their last seq."""
+    def _next_batch(self) -> tuple[list[str], int, int]:
+        """The next envelopes (JSON text), the offset of the first record not wholly in them,
+        and their last seq."""
         acked = self.spool.acked_seq
         offset = self.spool.cursor_offset
-        batch: list[dict] = []
+        batch: list[str] = []
         last_seq = acked
         end = self.spool.end_offset
         records = list(self.spool.records(offset, self.batch_bytes))
@@ -135,38 +152,46 @@ class SpoolSender:
             room = self.batch_events - len(batch)
             if room <= 0:
                 break
-            part = envelopes_of(record, self.run_uuid, acked, room)
+            after = max(acked, last_seq)
+            try:
+                part = encoded_events(record, self.run_uuid, after, room)
+                last_seq = max(after, record.first_seq - 1) + len(part)
+            except ValueError as exc:  # an event JSON cannot carry: the server could not take it
+                part, last_seq = [], max(after, record.last_seq)
+                self._drop(errors.APIError(400, "invalid_json", f"an event cannot be sent as JSON: {exc}"))
             batch.extend(part)
-            if part:
-                last_seq = part[-1]["seq"]
-            if record.last_seq > max(last_seq, acked):
+            if record.last_seq > last_seq:
                 break  # this record goes on in the next batch
             offset = record.end
         return batch, offset, last_seq
 
-    def _send(self, envelopes: list[dict]) -> None:
+    def _drop(self, exc: errors.APIError) -> None:
+        if self.on_dropped is not None:
+            self.on_dropped(exc)
+
+    def _send(self, fragments: list[str]) -> None:
         try:
-            self.transport.send_events(envelopes, self.api)
+            self.transport.send_events(_body(fragments), self.api)
         except errors.APIError as exc:
-            if exc.status == 413 and len(envelopes) > 1:
-                self.batch_events = max(1, len(envelopes) // 2)
-                half = len(envelopes) // 2
-                self._send(envelopes[:half])
-                self._send(envelopes[half:])
-            elif exc.status in (400, 422):
-                if len(envelopes) == 1:
-                    if self.on_dropped is not None:
-                        self.on_dropped(exc)
-                    return
-                half = len(envelopes) // 2
-                self._send(envelopes[:half])
-                self._send(envelopes[half:])
-            else:
+            if exc.status not in (400, 413, 422):
                 raise
+            if len(fragments) == 1:
+                if exc.status == 413:
+                    raise
+                self._drop(exc)  # the one malformed event: the others go on
+                return
+            if exc.status == 413:
+                self.batch_events = max(1, len(fragments) // 2)
+            half = len(fragments) // 2
+            self._send(fragments[:half])
+            self._send(fragments[half:])
 
 
 class Shipper(threading.Thread):
-    """The background thread that sends a live run's spool (see the module's docstring)."""
+    """The background thread that sends a live run's spool (see the module's docstring).
+
+    ``clock`` (``time.monotonic`` by default) decides when a retry or a heartbeat is due; tests
+    pass one they move by hand."""
 
     def __init__(
         self,
@@ -178,6 +203,7 @@ class Shipper(threading.Thread):
         flush_interval: float = 0.5,
         heartbeat_interval: float = 5.0,
         first_send_delay: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__(name="hyperdash-shipper", daemon=True)
         self.sender = sender
@@ -187,22 +213,31 @@ class Shipper(threading.Thread):
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
         self.last_error: errors.HyperdashError | None = None
+        self._clock = clock
         self._wake = threading.Event()
         self._closing = False
         self._abandoned = False
         self._backoff = Backoff(cap=10.0)
         # The first send waits a moment: a short job sends everything once, at exit, and a
         # long one does not pay for the HTTP client's import while it starts up.
-        self._retry_at = time.monotonic() + first_send_delay
-        self._last_contact = time.monotonic()
+        self._retry_at = clock() + first_send_delay
+        self._last_contact = clock()
+
+    @property
+    def retry_at(self) -> float:
+        """The ``clock`` time before which nothing is sent (after a failure: the backoff or the
+        server's ``Retry-After``)."""
+        return self._retry_at
 
     # -- control --------------------------------------------------------------------------
     def close(self, timeout: float) -> None:
-        """Send what is left for at most ``timeout`` seconds, then stop."""
+        """Send what is left for at most ``timeout`` seconds, in batches as large as the
+        server takes, then stop."""
         if timeout <= 0:
             self._abandoned = True  # not even one try: the backlog goes to another process
             self.sender.frozen = True
             return
+        self.sender.use_big_batches()
         self._retry_at = 0.0  # one more try now, whatever the backoff said; a failure ends it
         self._closing = True
         self._wake.set()
@@ -220,7 +255,7 @@ class Shipper(threading.Thread):
                 self._wake.clear()
             if self.on_tick is not None:
                 self._guard(self.on_tick)
-            now = time.monotonic()
+            now = self._clock()
             if now < self._retry_at:
                 if self._closing:
                     time.sleep(min(self._retry_at - now, 0.05))
@@ -236,11 +271,12 @@ class Shipper(threading.Thread):
         while self.sender.pending() and not self._abandoned:
             started = time.monotonic()
             self._attempt(self.sender.send_batch)
-            if time.monotonic() < self._retry_at:
+            if self._clock() < self._retry_at:
                 return
-            if not self._closing:
+            if not self._closing and self.sender.spool.on_disk:
                 # rest three times as long as the batch took: a flood of output is sent with
-                # at most a quarter of one CPU, and the job keeps the rest
+                # at most a quarter of one CPU, and the job keeps the rest (not while the
+                # events wait in bounded memory, where waiting would lose some)
                 time.sleep(min(3 * (time.monotonic() - started), 1.0))
 
     def _heartbeat(self) -> None:
@@ -268,19 +304,19 @@ class Shipper(threading.Thread):
         else:
             self._backoff.reset()
             self.last_error = None
-            self._last_contact = time.monotonic()
+            self._last_contact = self._clock()
 
     def _failed(self, exc: errors.HyperdashError, delay: float) -> None:
         self.last_error = exc
         if self._closing:
             # the last try failed: what is left goes to the uploader, no need to hold the exit
             self._abandoned = True
-        self._retry_at = time.monotonic() + delay
-        self._last_contact = time.monotonic()
+        self._retry_at = self._clock() + delay
+        self._last_contact = self._clock()
 
     def _guard(self, step: Callable[[], None]) -> None:
         try:
             step()
         except Exception as exc:  # a bug of ours must never stop sending or reach the job
             self.warn("internal", f"internal error while sending: {exc!r}")
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            self._retry_at = self._clock() + self._backoff.next_delay()

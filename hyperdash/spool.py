@@ -9,12 +9,14 @@
 - ``cursor``: how far the server has acknowledged the events (``<record offset> <seq>``),
   written at most every ``CURSOR_SAVE_INTERVAL`` seconds and when the spool is closed: after a
   crash a few batches are sent again, which the server stores once;
-- ``meta.json``: the run's name, face and server, for whoever uploads it later;
+- ``meta.json``: the run's name, face and server, and where its API key came from (never the
+  key), for whoever uploads it later;
 - ``lock``: ``flock``-ed by the process that owns the run, as long as it lives. A spool whose
   lock can be taken is orphaned: its owner is gone and anyone may upload it.
 
-When the disk cannot be written, a spool continues in memory, bounded: the oldest unsent
-records are dropped past ``memory_limit`` bytes (and counted in ``.dropped_events``).
+When the disk cannot be written (full, say), a spool continues in memory, bounded: the oldest
+unsent records are dropped past ``memory_limit`` bytes (and counted in ``.dropped_events``);
+:meth:`Spool.unsent` tells the events still waiting on disk from those that only memory holds.
 """
 
 from __future__ import annotations
@@ -148,6 +150,18 @@ class Spool:
         spool._load_cursor()
         return spool
 
+    def send_elsewhere(self, server: str) -> None:
+        """Make ``server`` the run's server: ``meta.json`` says so from now on, and the cursor
+        goes back to the start (that server has none of the events yet)."""
+        meta = self.meta()
+        meta["server"] = server
+        tmp = self.folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.folder / "meta.json")
+        self.cursor_offset, self.acked_seq = 0, 0
+        self._write_cursor()
+
     def meta(self) -> dict[str, Any]:
         """The run's ``meta.json`` (``{}`` when missing or unreadable)."""
         if self.folder is None:
@@ -188,6 +202,20 @@ class Spool:
             if len(self._memory) > self.memory_limit:
                 self._drop_oldest()
 
+    def unsent(self) -> tuple[int, int]:
+        """Events beyond the acknowledged cursor: ``(on disk, in memory only)``. Those in
+        memory are lost when the process ends; those on disk can be uploaded later."""
+        on_disk = in_memory = 0
+        for record in self.records(self.cursor_offset, max_bytes=1 << 62, blobs=False):
+            count = record.last_seq - max(self.acked_seq, record.first_seq - 1)
+            if count <= 0:
+                continue
+            if self._memory is not None and record.offset >= self._disk_end:
+                in_memory += count
+            else:
+                on_disk += count
+        return on_disk, in_memory
+
     def _drop_oldest(self) -> None:
         memory = self._memory
         cut = 0
@@ -197,7 +225,8 @@ class Spool:
             cut += _HEADER.size + length
         del memory[:cut]
         self._memory_base += cut
-        if self.cursor_offset < self._memory_base:
+        if self._disk_end <= self.cursor_offset < self._memory_base:
+            # past what was dropped; a cursor still on disk stays (those events can be uploaded)
             self.cursor_offset = self._memory_base
 
     # -- reading ------------------------------------------------------------------------

@@ -1,12 +1,19 @@
 """Uploading orphaned spools: runs whose process is gone and whose events are not all sent.
 
 A spool is orphaned when no live process holds its lock (see :mod:`hyperdash.spool`). Each is
-sent to the server its run was meant for, from its acknowledged cursor on, and removed once the
-server holds everything; running this twice sends nothing twice.
+sent to the server its run was meant for (``meta.json`` names it, and where the run's API key
+came from), from its acknowledged cursor on, and removed once the server holds everything;
+running this twice sends nothing twice.
+
+Spools for different servers are independent: a server that does not answer, or refuses a key,
+holds back only the spools meant for it (with that key). :class:`ServerBook` remembers, in
+``<home>/uploader-servers.json``, since when each failing server has failed and when to try it
+again (exponential backoff, longer once it has failed for ``patience`` seconds), so that neither
+this process nor the next one retries a dead server in a loop.
 
 ``hyperdash sync`` calls :func:`upload_pending`. A run that ends with events unsent hands them
 to a detached ``python -m hyperdash.uploader --run UUID``; the next run on the machine starts a
-detached ``python -m hyperdash.uploader`` for whatever else is left.
+detached ``python -m hyperdash.uploader`` when orphaned spools wait for a server that is due.
 
 One detached uploader at a time works on a machine: it holds ``<home>/uploader.lock`` and, before
 it exits, takes every spool orphaned meanwhile too; a second one finds the lock taken and exits
@@ -16,7 +23,10 @@ at once, leaving its run to the first.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
+import random
 import signal
 import sys
 import time
@@ -24,12 +34,13 @@ from pathlib import Path
 from typing import Callable
 
 from . import config, errors
-from .shipper import Backoff, SpoolSender
+from .shipper import SpoolSender
 from .spool import Spool, all_spools, orphaned_spools, spool_root
 from .transport import Transport
 
 __all__ = [
     "UploadSummary",
+    "ServerBook",
     "upload_pending",
     "spawn_detached",
     "upload_orphans_in_background",
@@ -37,44 +48,159 @@ __all__ = [
     "main",
 ]
 
-# How long the detached uploader keeps trying a server that does not answer (seconds).
+# How long the detached uploader keeps trying a server that does not answer (seconds), counted
+# from the server's first failure, across processes.
 DEFAULT_PATIENCE = 600.0
+# Backoff between tries of a failing server: doubling up to SHORT_CAP while within patience,
+# then LONG_BACKOFF (the spools wait for `hyperdash sync` or a later run in between).
+SHORT_CAP = 60.0
+LONG_BACKOFF = 900.0
+# How often a waiting uploader looks for newly orphaned spools (seconds).
+POLL_INTERVAL = 0.25
 
 
 class UploadSummary:
     """What :func:`upload_pending` did: ``uploaded`` (runs now wholly on the server),
-    ``events_sent``, ``failed`` (run uuid -> why it is still in its spool) and ``busy`` (runs
-    whose owner still lives)."""
+    ``events_sent``, ``failed`` (run uuid -> why it is still in its spool), ``skipped`` (run
+    uuid -> why it was not tried: its server is in backoff), ``busy`` (runs whose owner still
+    lives) and ``group`` (run uuid -> the server, or server and key, whose failure holds it)."""
 
     def __init__(self) -> None:
         self.uploaded: list[str] = []
         self.events_sent = 0
         self.failed: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
         self.busy: list[str] = []
+        self.group: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (f"UploadSummary(uploaded={self.uploaded!r}, events_sent={self.events_sent}, "
-                f"failed={self.failed!r}, busy={self.busy!r})")
+                f"failed={self.failed!r}, skipped={self.skipped!r}, busy={self.busy!r})")
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
 
+class ServerBook:
+    """How each server (and each server with a given key) has answered lately; see the
+    module's docstring. Entries are ``{"since", "next", "failures", "error"}`` (wall-clock
+    seconds). Saving is best effort: without it, a server is only tried sooner."""
+
+    def __init__(self, path: Path, entries: dict[str, dict] | None = None):
+        self.path = path
+        self.entries = entries or {}
+
+    @classmethod
+    def load(cls) -> "ServerBook":
+        path = config.home_dir() / "uploader-servers.json"
+        try:
+            entries = json.loads(path.read_text())
+            if not isinstance(entries, dict):
+                entries = {}
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries)
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(self.entries))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
+
+    def due(self, name: str, now: float) -> bool:
+        entry = self.entries.get(name)
+        return entry is None or now >= entry.get("next", 0)
+
+    def next_try(self, name: str) -> float | None:
+        entry = self.entries.get(name)
+        return entry.get("next") if entry else None
+
+    def given_up(self, name: str, now: float, patience: float) -> bool:
+        """Whether ``name`` has failed for ``patience`` seconds or more."""
+        entry = self.entries.get(name)
+        return entry is not None and now - entry.get("since", now) >= patience
+
+    def failed(self, name: str, error: str, now: float, patience: float) -> None:
+        entry = self.entries.setdefault(name, {"since": now, "failures": 0})
+        entry["failures"] = failures = entry.get("failures", 0) + 1
+        if now - entry["since"] >= patience:
+            delay = LONG_BACKOFF
+        else:
+            delay = min(SHORT_CAP, 2.0 ** (failures - 1))
+        entry["next"] = now + delay / 2 + random.uniform(0, delay / 2)
+        entry["error"] = error
+        self.save()
+
+    def succeeded(self, *names: str) -> None:
+        if any(self.entries.pop(name, None) is not None for name in names):
+            self.save()
+
+    def describe(self, name: str) -> str:
+        entry = self.entries.get(name) or {}
+        since = time.strftime("%H:%M:%S", time.localtime(entry.get("since", time.time())))
+        after = time.strftime("%H:%M:%S", time.localtime(entry.get("next", time.time())))
+        return f"{entry.get('error', 'failed')} (failing since {since}; next try after {after})"
+
+
+def _key_getter(source: str | None) -> Callable[[], str | None] | None:
+    """For a key found in a hyperdash.json: read it from that file first."""
+    if not source or source in (config.ENV_SOURCE, config.GETTER_SOURCE):
+        return None
+
+    def from_file() -> str | None:
+        try:
+            return config.load_settings(source).get("api_key")
+        except config.ConfigError:
+            return None
+
+    return from_file
+
+
+def _fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _why(exc: errors.HyperdashError, server: str, source: str | None) -> str:
+    """Why a run stays in its spool, in words."""
+    if isinstance(exc, errors.ServerUnreachable):
+        return str(exc)  # "cannot reach URL: connection refused"
+    if isinstance(exc, errors.AuthenticationError):
+        where = f" (key from {source})" if source else ""
+        if exc.status is None:
+            return f"no API key: {exc}"
+        return f"key refused by {server}{where}: {exc.message}"
+    if isinstance(exc, errors.RateLimited):
+        return f"{server} asks to slow down: {exc}"
+    if isinstance(exc, errors.ServerError):
+        return f"{server} failed: {exc}"
+    return f"{server}: {exc}"
+
+
 def upload_pending(
     on_progress: Callable[[str, int, int], None] | None = None,
     run_uuid: str | None = None,
     *,
-    patience: float = 0.0,
+    server: str | None = None,
+    book: ServerBook | None = None,
+    honour_backoff: bool = False,
+    patience: float = DEFAULT_PATIENCE,
     wait_for_lock: float = 0.0,
     skip: set[str] | frozenset[str] = frozenset(),
+    on_wait: Callable[[str], None] | None = None,
 ) -> UploadSummary:
-    """Upload every orphaned spool (or only ``run_uuid``'s); see the module's docstring.
+    """Upload every orphaned spool (or only ``run_uuid``'s) once; see the module's docstring.
 
-    ``on_progress(run_uuid, events_sent, events_total)`` is called after each batch.
-    A server that fails is retried, with backoff, for ``patience`` seconds without progress;
-    then the run is reported in ``summary.failed`` and stays in its spool. Runs named in
-    ``skip`` are left alone.
+    ``on_progress(run_uuid, events_sent, events_total)`` is called after each batch. Each server
+    is tried once per call: when it fails, the other runs meant for it (with that key) are not
+    tried and fail with the same reason, and the failure goes into ``book``. With
+    ``honour_backoff`` a server whose next try is not due yet is not tried (``skipped``).
+    ``server`` sends the runs to that server instead (their spools remember it from then on).
+    Runs named in ``skip`` are left alone. ``on_wait(run_uuid)`` is called before waiting up to
+    ``wait_for_lock`` seconds for a run's owner to let go of its spool.
     """
     summary = UploadSummary()
     if run_uuid is not None:
@@ -84,57 +210,86 @@ def upload_pending(
             return summary
     else:
         folders = [folder for folder in all_spools() if folder.name not in skip]
-    unreachable: dict[str, str] = {}
-    key_source = config.KeySource()
+    book = book if book is not None else ServerBook.load()
+    failed_now: dict[str, str] = {}  # server, or server and key -> why, in this call
+    key_sources: dict[str | None, config.KeySource] = {}
     for folder in folders:
-        spool = Spool.open_orphan(folder, wait=wait_for_lock)
+        target = server or _server_of(folder)
+        if honour_backoff and not book.due(target, time.time()):
+            # not even locked for a look: `hyperdash sync` may take it meanwhile
+            summary.skipped[folder.name] = book.describe(target)
+            summary.group[folder.name] = target
+            continue
+        spool = Spool.open_orphan(folder)
+        if spool is None and wait_for_lock > 0:
+            if on_wait is not None:
+                on_wait(folder.name)
+            spool = Spool.open_orphan(folder, wait=wait_for_lock)
         if spool is None:
             summary.busy.append(folder.name)
             continue
         try:
-            meta = spool.meta()
-            server = meta.get("server") or config.server_url()
-            if server in unreachable:
-                summary.failed[folder.name] = unreachable[server]
-                continue
-            error = _upload_one(spool, folder.name, meta, server, key_source, patience, on_progress, summary)
-            if error is None:
-                summary.uploaded.append(folder.name)
-                spool.remove()
-            else:
-                summary.failed[folder.name] = str(error)
-                if isinstance(error, errors.ServerUnreachable):
-                    unreachable[server] = str(error)
+            _upload_spool(spool, folder.name, server, book, honour_backoff, patience, failed_now,
+                          key_sources, on_progress, summary)
         finally:
             spool.close()
     return summary
 
 
-def _upload_one(spool, run_uuid, meta, server, key_source, patience, on_progress, summary):
-    transport = Transport(server, api_key=key_source.get)
+def _upload_spool(spool, run_uuid, server, book, honour_backoff, patience, failed_now, key_sources,
+                  on_progress, summary) -> None:
+    meta = spool.meta()
+    if server is not None and meta.get("server") != server:
+        spool.send_elsewhere(server)
+    target = server or meta.get("server") or config.server_url()
+    source = meta.get("key_source")
+    if source not in key_sources:
+        key_sources[source] = config.KeySource(_key_getter(source))
+    keys = key_sources[source]
+    key = keys.get()
+    if not key:  # nothing to try with; the server is not to blame
+        summary.failed[run_uuid] = (f"no usable API key: {keys.error}" if keys.error else
+                                    "no API key is configured (run `hyperdash login`)")
+        return
+    groups = [target, f"{target} key {_fingerprint(key)}"]
+    now = time.time()
+    for group in groups:
+        summary.group[run_uuid] = group
+        if group in failed_now:
+            summary.failed[run_uuid] = failed_now[group] + " (not tried again)"
+            return
+        if honour_backoff and not book.due(group, now):
+            summary.skipped[run_uuid] = book.describe(group)
+            return
+    error = _upload_one(spool, run_uuid, meta, target, keys.get, on_progress, summary)
+    if error is None:
+        summary.uploaded.append(run_uuid)
+        book.succeeded(*groups)
+        spool.remove()
+        return
+    why = _why(error, target, source)
+    group = groups[-1] if isinstance(error, errors.AuthenticationError) else target
+    summary.failed[run_uuid] = why
+    summary.group[run_uuid] = group
+    failed_now[group] = why
+    book.failed(group, why, time.time(), patience)
+
+
+def _upload_one(spool, run_uuid, meta, server, key, on_progress, summary) -> errors.HyperdashError | None:
+    """Send the spool until it is all on the server (None) or the first error (returned)."""
+    transport = Transport(server, api_key=key)
     sender = SpoolSender(spool, transport, run_uuid, meta.get("api") or "monitor")
+    sender.use_big_batches()
     total = _count_events(spool)
-    sent = spool.acked_seq
-    backoff = Backoff(cap=30.0)
-    last_progress = time.monotonic()
     try:
         while sender.pending():
             try:
                 count = sender.send_batch()
             except errors.HyperdashError as exc:
-                if isinstance(exc, errors.APIError) or time.monotonic() - last_progress >= patience:
-                    return exc
-                delay = getattr(exc, "retry_after", None) or backoff.next_delay()
-                if isinstance(exc, errors.AuthenticationError):
-                    delay = max(delay, min(key_source.refresh_seconds, 60.0))
-                time.sleep(min(delay, max(0.0, patience - (time.monotonic() - last_progress)) + 0.01))
-                continue
-            backoff.reset()
-            last_progress = time.monotonic()
-            sent = spool.acked_seq
+                return exc
             summary.events_sent += count
             if on_progress is not None:
-                on_progress(run_uuid, sent, total)
+                on_progress(run_uuid, spool.acked_seq, total)
         return None
     finally:
         transport.close()
@@ -216,16 +371,29 @@ def _inheritable_fds() -> list[int]:
 
 
 def upload_orphans_in_background(exclude: str | None = None) -> bool:
-    """Start a detached uploader when orphaned spools (other than ``exclude``) exist and no
-    uploader runs already (the running one takes them before it exits)."""
+    """Start a detached uploader when orphaned spools (other than ``exclude``) wait for a server
+    that is due for a try, and no uploader runs already (the running one takes them)."""
     if not spool_root().is_dir():
         return False
-    if not [p for p in orphaned_spools() if p.name != exclude]:
+    orphans = [p for p in orphaned_spools() if p.name != exclude]
+    if not orphans:
         return False
+    book = ServerBook.load()
+    now = time.time()
+    if not any(book.due(_server_of(folder), now) for folder in orphans):
+        return False  # every one waits for a server in backoff: no process to start for them
     if uploader_running():
         return False
     spawn_detached()
     return True
+
+
+def _server_of(folder: Path) -> str:
+    try:
+        server = json.loads((folder / "meta.json").read_text()).get("server")
+    except (OSError, ValueError, AttributeError):
+        server = None
+    return server or config.server_url()
 
 
 def _lock_path() -> Path:
@@ -258,8 +426,10 @@ def uploader_running() -> bool:
 
 def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Callable[[str], None]) -> bool:
     """Upload ``run_uuid`` (first, when given) and every orphaned spool, also those orphaned
-    meanwhile, holding the uploader lock. Returns False when a run stays in its spool; True at
-    once when another uploader holds the lock (it takes them all instead)."""
+    meanwhile, holding the uploader lock, each server with its own backoff; a server that has
+    failed for ``patience`` seconds is left, with its spools, to a later try. Returns False when
+    a run stays in its spool; True at once when another uploader holds the lock (it takes them
+    all instead)."""
     try:
         lock_fd = _take_uploader_lock()
     except OSError as exc:
@@ -268,33 +438,38 @@ def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Cal
     if lock_fd is None:
         log("another uploader is running on this machine; it takes these runs too")
         return True
-    ok = True
-    given_up: set[str] = set()
+    book = ServerBook.load()
+    left: dict[str, str] = {}  # run uuid -> why it stays, once its server is given up
     try:
         while True:
             if run_uuid is not None:
-                summary = upload_pending(run_uuid=run_uuid, patience=patience, wait_for_lock=30.0)
-                given_up.add(run_uuid)
+                summary = upload_pending(run_uuid=run_uuid, book=book, patience=patience, wait_for_lock=30.0,
+                                         on_wait=lambda run: log(f"waiting for the process of run {run} to exit"))
                 run_uuid = None
             else:
-                summary = upload_pending(patience=patience, skip=given_up)
-            ok = _report(summary, log) and ok
-            given_up.update(summary.failed)
-            if not summary.uploaded and not summary.failed:
-                time.sleep(0.2)  # only spools that someone else holds right now: no spinning
-            if not _orphans_left(given_up):
+                summary = upload_pending(book=book, honour_backoff=True, patience=patience, skip=set(left))
+            _report(summary, log)
+            now = time.time()
+            for run, why in {**summary.failed, **summary.skipped}.items():
+                group = summary.group.get(run)
+                if group is None or book.given_up(group, now, patience):
+                    left[run] = why
+                    log(f"run {run} stays in the spool: {why}")
+            if not _orphans_left(set(left)):
                 # A run may hand its spool over between this look and the lock's release, and
                 # its uploader then exits at once: look again once the lock is free.
                 _release(lock_fd)
                 lock_fd = None
-                if not _orphans_left(given_up):
-                    return ok
+                if not _orphans_left(set(left)):
+                    return not left
                 try:
                     lock_fd = _take_uploader_lock()
                 except OSError:
-                    return ok
+                    return not left
                 if lock_fd is None:
-                    return ok  # a newer uploader took over
+                    return not left  # a newer uploader took over
+            elif not summary.uploaded:
+                time.sleep(POLL_INTERVAL)  # servers in backoff, or spools someone holds
     finally:
         if lock_fd is not None:
             _release(lock_fd)
@@ -305,16 +480,15 @@ def _release(lock_fd: int) -> None:
         os.close(lock_fd)
 
 
-def _orphans_left(given_up: set[str]) -> bool:
-    return any(folder.name not in given_up for folder in orphaned_spools())
+def _orphans_left(left: set[str]) -> bool:
+    return any(folder.name not in left for folder in orphaned_spools())
 
 
-def _report(summary: UploadSummary, log: Callable[[str], None]) -> bool:
-    if summary.uploaded or summary.failed:
+def _report(summary: UploadSummary, log: Callable[[str], None]) -> None:
+    if summary.uploaded:
         log(f"uploaded {len(summary.uploaded)} runs, {summary.events_sent} events")
-    for run_uuid, why in summary.failed.items():
-        log(f"run {run_uuid} stays in the spool: {why}")
-    return summary.ok
+    for run, why in summary.failed.items():
+        log(f"run {run} not sent this time: {why}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,9 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
     parser = argparse.ArgumentParser(prog="python -m hyperdash.uploader", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", metavar="UUID", help="upload this run's spool only (waits for its owner to exit)")
+    parser.add_argument("--run", metavar="UUID", help="upload this run's spool first (waits for its owner to exit), then any other")
     parser.add_argument("--patience", type=float, default=None,
-                        help="seconds to keep retrying a failing server (default HYPERDASH_UPLOADER_PATIENCE or 600)")
+                        help="seconds to keep retrying a server that fails, from its first failure "
+                             "(default HYPERDASH_UPLOADER_PATIENCE or 600)")
     args = parser.parse_args(argv)
     patience = args.patience if args.patience is not None else config.env_float(
         "HYPERDASH_UPLOADER_PATIENCE", DEFAULT_PATIENCE)

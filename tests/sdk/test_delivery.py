@@ -99,12 +99,13 @@ def test_server_down_for_the_first_half_then_up(server_factory, script, tmp_path
     env.update(HYPERDASH_EXIT_TIMEOUT="15")
     proc, flags = start_phased(script, env, tmp_path)
     wait_file(flags / "printed-0")
-    time.sleep(1.5)  # the job has tried to send, and failed
+    first = proc.stderr.readline()  # the job has tried to send, and failed
+    assert b"cannot reach" in first, first
     (flags / "go-0").touch()
     wait_file(flags / "printed-1")
     server.start()
     (flags / "go-1").touch()
-    _, stderr = proc.communicate(timeout=60)
+    stderr = first + proc.communicate(timeout=60)[1]
     assert proc.returncode == 0, stderr
     assert stderr.decode().count("cannot reach") == 1, stderr  # one warning line, not one per try
     run = account.wait_for_run("phased", status="success", timeout=30)
@@ -192,14 +193,15 @@ def test_401_then_rotated_key_in_the_key_file(account, script, tmp_path, hyperda
     proc = subprocess.Popen([sys.executable, str(script(PHASED_JOB)), str(flags)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     wait_file(flags / "printed-0")
-    time.sleep(2.0)  # the first send was refused
+    first = proc.stderr.readline()  # the first send was refused
+    assert b"refused the API key (401" in first, first
     assert account.runs(name="phased") == []
     key_file.write_text('{"api_key": "%s"}' % account.api_key)
     (flags / "go-0").touch()
     wait_file(flags / "printed-1")
     run = account.wait_for_run("phased", timeout=20)  # arrives while the job still runs
     (flags / "go-1").touch()
-    _, stderr = proc.communicate(timeout=60)
+    stderr = first + proc.communicate(timeout=60)[1]
     assert proc.returncode == 0, stderr
     assert stderr.decode().count("refused the API key (401") == 1, stderr
     account.wait_for_run("phased", status="success")

@@ -101,16 +101,15 @@ def test_the_running_uploader_takes_spools_orphaned_while_it_works(account, hype
     first = subprocess.Popen([sys.executable, "-m", "hyperdash.uploader"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while not (hyperdash_home / "uploader.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        # the first uploader holds the lock and has tried the dead server once
+        line = first.stdout.readline()
+        assert b"not sent this time: cannot reach" in line, line
         late = write_run(account.server.url, "orphaned later", 4)
         late.close()
         second = subprocess.run([sys.executable, "-m", "hyperdash.uploader", "--run", late.folder.name],
                                 env=env, capture_output=True, timeout=60)
         assert b"another uploader is running" in second.stdout, second.stdout
-        out, _ = first.communicate(timeout=60)
+        out = line + first.communicate(timeout=60)[0]
     finally:
         if first.poll() is None:
             first.kill()

@@ -50,6 +50,23 @@ class ScriptedServer:
         self.httpd.server_close()
 
 
+class Clock:
+    """A clock the test moves by hand: the shipper's retries fall due when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 def make_shipper(url: str, lines: int = 3, **kwargs) -> tuple[Shipper, list[str]]:
     run_uuid = str(uuid.uuid4())
     spool = Spool.create(run_uuid, {"server": url})
@@ -59,37 +76,43 @@ def make_shipper(url: str, lines: int = 3, **kwargs) -> tuple[Shipper, list[str]
     warnings: list[tuple[str, str]] = []  # (key, message): the run shows one line per key
     sender = SpoolSender(spool, Transport(url, api_key="k"), run_uuid, "monitor")
     shipper = Shipper(sender, warn=lambda key, msg: warnings.append((key, msg)), first_send_delay=0,
-                      flush_interval=0.05, **kwargs)
+                      flush_interval=0.01, **kwargs)
     return shipper, warnings
 
 
 def test_retry_after_is_honoured():
     server = ScriptedServer([(429, {"Retry-After": "1.5"}), (200, {})])
+    clock = Clock()
     try:
-        shipper, warnings = make_shipper(server.url)
+        shipper, warnings = make_shipper(server.url, clock=clock)
         shipper.start()
-        deadline = time.monotonic() + 10
-        while len(server.requests) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        shipper.close(2)
-        first, second = server.requests[0][0], server.requests[1][0]
-        assert 1.45 <= second - first < 3.0
+        wait_until(lambda: shipper.last_error is not None)
+        assert shipper.retry_at == clock.now + 1.5  # exactly what the server asked, no jitter
+        clock.now = shipper.retry_at
+        wait_until(lambda: len(server.requests) == 2 and not shipper.sender.pending())
         assert server.requests[1][1] == server.requests[0][1]  # the same events again
-        assert not shipper.sender.pending()
+        assert warnings == []  # being asked to slow down is no problem to report
+        shipper.close(2)
     finally:
         server.close()
 
 
 def test_server_errors_back_off_and_warn_under_one_key():
     server = ScriptedServer([(500, {})])
+    clock = Clock()
     try:
-        shipper, warnings = make_shipper(server.url)
+        shipper, warnings = make_shipper(server.url, clock=clock)
         shipper.start()
-        time.sleep(2.5)
+        delays = []
+        for attempt in range(1, 7):
+            wait_until(lambda: len(server.requests) == attempt and shipper.retry_at > clock.now)
+            delays.append(shipper.retry_at - clock.now)
+            clock.now = shipper.retry_at  # the next try falls due
         shipper.close(0.5)
-        gaps = [b[0] - a[0] for a, b in zip(server.requests, server.requests[1:])]
-        assert 2 <= len(server.requests) <= 6  # backing off, not hammering
-        assert gaps == sorted(gaps) or max(gaps) > gaps[0]
+        # exponential backoff with full jitter: each delay within [d/2, d], d = 0.5 s doubling to 10 s
+        for failures, delay in enumerate(delays):
+            ceiling = min(10.0, 0.5 * 2 ** failures)
+            assert ceiling / 2 <= delay <= ceiling, (failures, delays)
         assert {key for key, _ in warnings} == {"server"} and "server error 500" in warnings[0][1]
         assert shipper.sender.pending()  # nothing acknowledged, nothing forgotten
     finally:
@@ -116,11 +139,14 @@ def test_close_is_bounded_against_a_server_that_never_answers():
     try:
         shipper, _ = make_shipper(f"http://127.0.0.1:{listener.getsockname()[1]}")
         shipper.start()
-        time.sleep(0.3)  # a request is in flight, unanswered
+        listener.settimeout(10)
+        connection, _ = listener.accept()  # a request is in flight, and no answer will come
         started = time.monotonic()
         shipper.close(1.0)
-        assert time.monotonic() - started < 1.5
+        # bounded by the close's timeout, far below the 10 s a read may wait for an answer
+        assert time.monotonic() - started < 5
         assert shipper.sender.pending() and shipper.sender.frozen
+        connection.close()
     finally:
         listener.close()
 

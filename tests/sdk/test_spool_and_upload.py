@@ -219,9 +219,12 @@ def test_a_detached_uploader_started_with_sigterm_blocked_still_dies_on_sigterm(
         pid, code = os.waitpid(uploader, 0 if block else os.WNOHANG)
         return os.waitstatus_to_exitcode(code) if pid else None
 
+    log = hyperdash_home / "logs" / "uploader.log"
     try:
-        time.sleep(1.5)
-        assert status(block=False) is None, "the uploader should be waiting for the live run's spool"
+        deadline = time.monotonic() + 30
+        while not (log.exists() and "waiting for the process of run" in log.read_text()):
+            assert time.monotonic() < deadline and status(block=False) is None, "the uploader should wait"
+            time.sleep(0.02)
         os.kill(uploader, signal.SIGTERM)
         assert status(block=True) == -signal.SIGTERM
     finally:

@@ -11,7 +11,6 @@ import pytest
 from server_helpers import Api, env, log
 from sqlalchemy import select
 
-from hyperdash import events
 from hyperdash.server.auth import SESSION_COOKIE
 from hyperdash.server.store import users
 from hyperdash.server.text import checked, clean

@@ -1,0 +1,108 @@
+"""`hyperdash sync`: what it sends, what it could not send and why, what it skips; --list,
+--discard and --server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from hyperdash import framing
+from hyperdash.spool import EVENT, Spool
+from tests.conftest import free_port
+
+
+def leave_spool(server: str, name: str, lines: int, key_source: str | None = None, close: bool = True) -> Spool:
+    """A spool as a finished run leaves it: run_started, ``lines`` lines in records of 10, run_ended."""
+    run_uuid = str(uuid.uuid4())
+    spool = Spool.create(run_uuid, {"uuid": run_uuid, "name": name, "api": "monitor", "server": server,
+                                    "key_source": key_source})
+    spool.append(EVENT, None, 1, 1, 1000, json.dumps({"type": "run_started", "payload": {"job_name": name}}).encode())
+    seq = 2
+    for start in range(0, lines, 10):
+        block = b"".join(f"{name} {i}\n".encode() for i in range(start, min(lines, start + 10)))
+        spool.append(framing.LINES, "stdout", seq, block.count(b"\n"), 1000, block)
+        seq += block.count(b"\n")
+    spool.append(EVENT, None, seq, 1, 1000, json.dumps({"type": "run_ended", "payload": {"final_status": "success"}}).encode())
+    if close:
+        spool.close()
+    return spool
+
+
+def lines_of(account, name: str) -> list[str]:
+    run = account.wait_for_run(name, status="success")
+    return [line["text"] for line in account.logs(run["uuid"])]
+
+
+def test_sync_says_what_it_sent_what_it_could_not_and_why(hd, account, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    unreachable = leave_spool(dead, "unreachable", 3)
+    revoked = tmp_path / "hyperdash.json"
+    revoked.write_text('{"api_key": "revoked"}')
+    refused = leave_spool(account.server.url, "refused", 3, key_source=str(revoked))
+    sent = leave_spool(account.server.url, "sendable", 20)
+    held = leave_spool(account.server.url, "still running", 2, close=False)  # this process owns it
+    try:
+        done = hd("sync")
+        out, err = done.stdout.decode(), done.stderr.decode()
+        assert done.returncode == 1, err
+        assert "Uploaded 1 run (22 events)." in out
+        assert (f"Skipped run {held.folder.name} (still running, for {account.server.url}): held by another "
+                "process") in out
+        assert (f"Run {unreachable.folder.name} (unreachable, for {dead}) stays in the spool: cannot reach {dead}: "
+                "connection refused") in err, err
+        assert (f"Run {refused.folder.name} (refused, for {account.server.url}) stays in the spool: key refused by "
+                f"{account.server.url} (key from {revoked})") in err, err
+        assert err.splitlines()[-1] == ("hyperdash: 2 of the runs could not be uploaded; "
+                                        "run `hyperdash sync` again later")
+        assert lines_of(account, "sendable") == [f"sendable {i}" for i in range(20)]
+        assert not sent.folder.exists() and unreachable.folder.exists() and refused.folder.exists()
+
+        listing = hd("sync", "--list").stdout.decode().splitlines()
+        assert listing[0].split() == ["RUN", "NAME", "SERVER", "EVENTS", "STATE"]
+        rows = {line.split()[0]: " ".join(line.split()) for line in listing[1:]}
+        assert set(rows) == {unreachable.folder.name, refused.folder.name, held.folder.name}
+        assert f"{dead} 5 cannot reach {dead}: connection refused (failing since" in rows[unreachable.folder.name]
+        assert "held by a live process" in rows[held.folder.name]
+    finally:
+        held.close()
+
+
+def test_discard_asks_first_and_deletes_only_that_run(hd, account):
+    doomed = leave_spool(f"http://127.0.0.1:{free_port()}", "doomed", 4)
+    kept = leave_spool(f"http://127.0.0.1:{free_port()}", "kept", 4)
+    declined = hd("sync", "--discard", doomed.folder.name[:8], stdin=None, input=b"n\n")
+    assert declined.returncode == 1 and doomed.folder.exists()
+    assert f"Delete run {doomed.folder.name} (doomed): 6 events never sent to" in declined.stderr.decode()
+    accepted = hd("sync", "--discard", doomed.folder.name[:8], stdin=None, input=b"y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"Deleted the spool of run {doomed.folder.name} (doomed, 6 events not sent)." in accepted.stdout.decode()
+    assert not doomed.folder.exists() and kept.folder.exists()
+
+    unknown = hd("sync", "--discard", "nosuchrun", "--yes")
+    assert unknown.returncode == 1 and unknown.stderr.decode().count("\n") == 1
+    assert "no run nosuchrun waits in the spool of this machine" in unknown.stderr.decode()
+    held = leave_spool(account.server.url, "held", 2, close=False)
+    try:
+        busy = hd("sync", "--discard", held.folder.name, "--yes")
+        assert busy.returncode == 1 and "held by a live process" in busy.stderr.decode()
+        assert held.folder.exists()
+    finally:
+        held.close()
+    assert hd("sync", "--discard", kept.folder.name, "--yes").returncode == 0 and not kept.folder.exists()
+
+
+def test_server_sends_the_spools_to_another_server_from_their_first_event(hd, account):
+    gone = f"http://127.0.0.1:{free_port()}"
+    spool = leave_spool(gone, "moved", 30, close=False)
+    # the old server had acknowledged the first records before it went away
+    records = list(spool.records(0))
+    spool.save_cursor(records[2].offset, records[1].last_seq)
+    spool.close()
+    bad = hd("sync", "--server", "ftp://example.com")
+    assert bad.returncode == 1 and "--server must be an http:// or https:// address" in bad.stderr.decode()
+    assert spool.folder.exists()
+
+    done = hd("sync", "--server", account.server.url)
+    assert done.returncode == 0, done.stderr
+    assert "Uploaded 1 run (32 events)." in done.stdout.decode()
+    assert lines_of(account, "moved") == [f"moved {i}" for i in range(30)]  # those acknowledged elsewhere too
