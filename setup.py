@@ -29,7 +29,11 @@ TEST = SERVER + POSTGRES + JUPYTER + [
     "numpy>=1.26",
     "hypothesis>=6.100",
     "schemathesis>=4.0",
+    "pytest-xdist>=3.5",  # the suite runs on every core
 ]
+# What CI checks the code with besides the tests, pinned so that a new release's rules
+# change nothing by themselves.
+LINT = ["ruff==0.17.6", "mypy==2.4.1", "types-requests"]
 
 setup(
     name="hyperdash",
@@ -43,7 +47,7 @@ setup(
     include_package_data=True,
     package_data={"hyperdash.server": ["templates/*", "static/*", "static/**/*"]},
     install_requires=["requests>=2.28", "click>=8.1"],
-    extras_require={"server": SERVER, "postgres": POSTGRES, "jupyter": JUPYTER, "test": TEST},
+    extras_require={"server": SERVER, "postgres": POSTGRES, "jupyter": JUPYTER, "test": TEST + LINT, "lint": LINT},
     entry_points={
         "console_scripts": [
             "hyperdash = hyperdash.cli:main",
