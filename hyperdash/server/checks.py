@@ -20,6 +20,7 @@ import orjson
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
 from .errors import BadRequest, TooLarge
+from .text import clean
 
 __all__ = ["checked_batch", "parse_body", "check_envelopes", "MAX_TIMESTAMP_MS"]
 
@@ -63,11 +64,6 @@ def parse_body(body: bytes) -> list:
 
 def _fail(i: int, message: str, code: str = "invalid_event"):
     raise BadRequest(f"event {i}: {message}", code=code)
-
-
-def _text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; keep one behaviour on every store.
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _is_number(v) -> bool:
@@ -237,7 +233,7 @@ def _check_envelope(i: int, env, parts: dict[str, RunPart], api: str | None) -> 
         internal = payload.get("is_internal", False)
         if type(internal) is not bool:
             _fail(i, "metric 'is_internal' must be true or false")
-        _add(part, part.points, Point(seq, mts, _text(name), float(value), step, int(internal)))
+        _add(part, part.points, Point(seq, mts, clean(name), float(value), step, int(internal)))
     elif etype == ev.PARAM:
         params = payload.get("params")
         if type(params) is not dict:
@@ -262,8 +258,8 @@ def _check_envelope(i: int, env, parts: dict[str, RunPart], api: str | None) -> 
         if face is not None and (type(face) is not str or len(face) > 32):
             _fail(i, "run_started 'api' must be a string")
         _add(part, part.marks, Mark(seq, ts, ev.RUN_STARTED, {
-            "job_name": _text(name), "host": host and _text(host), "pid": pid,
-            "api": _text(face) if face else api,
+            "job_name": clean(name), "host": host and clean(host), "pid": pid,
+            "api": clean(face) if face else api,
         }))
     elif etype == ev.RUN_ENDED:
         status = payload.get("final_status")
@@ -315,7 +311,7 @@ def _check_log(i: int, part: RunPart, seq, ts: int, payload: dict) -> None:
         partial, progress = int(partial), int(progress)
         part.has_progress = part.has_progress or bool(progress)
     if "\x00" in body:
-        body = _text(body)
+        body = clean(body)
     if seq is not None:
         part.lines.append(Line(seq, ts, stream, body, partial, progress))
         return
@@ -323,6 +319,8 @@ def _check_log(i: int, part: RunPart, seq, ts: int, payload: dict) -> None:
     chunk_id = payload.get("uuid")
     if chunk_id is not None and (type(chunk_id) is not str or not chunk_id or len(chunk_id) > _MAX_UUID_CHARS):
         _fail(i, f"log 'uuid' must be a string of 1 to {_MAX_UUID_CHARS} characters")
+    if chunk_id is not None:  # (a NUL in it is no reason to retry or drop the lines: keep them)
+        chunk_id = clean(chunk_id)
     part.unsequenced.append(Chunk(ts, stream, body, partial, progress, chunk_id))
 
 

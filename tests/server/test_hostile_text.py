@@ -88,7 +88,6 @@ def test_labels_with_nul_are_cleaned(client):
     assert names == ["signup", "box\ufffd1", "gpu\ufffdbox"]
 
 
-@pytest.mark.xfail(reason="ingest wiring pending", strict=False)
 def test_an_original_log_envelope_with_a_nul_uuid_is_stored(api):
     run = str(uuid.uuid4())
     api.ok(env("run_started", run, {"job_name": "nul"}))
