@@ -1,10 +1,10 @@
-"""capture.Pump on descriptors that cannot be polled: regular files and /dev/null."""
+"""pump.Pump on descriptors that cannot be polled: regular files and /dev/null."""
 
 from __future__ import annotations
 
 import os
 
-from hyperdash.capture import Pump
+from hyperdash.pump import Pump
 from hyperdash.run import Run
 
 
