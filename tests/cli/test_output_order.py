@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cli_support import HYPERDASH, py
-from terminal_support import run_in_terminal
+from terminal_support import busy_cpus, run_in_terminal, shown_lines
 
 PAIRS = 300
 EXPECTED = [text for i in range(PAIRS) for text in (f"out {i}", f"err {i}")]
@@ -43,21 +42,8 @@ for epoch in range(3):
 
 @pytest.fixture
 def busy_cpu():
-    """Two processes that keep the CPUs busy (for 120 s at most) while the test runs."""
-    spin = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass\n"
-    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
-    yield
-    for spinner in spinners:
-        spinner.kill()
-        spinner.wait()
-
-
-def shown_lines(output: bytes) -> list[str]:
-    """The lines a terminal shows for ``output`` (the last state of each redrawn line), less
-    hyperdash's own messages."""
-    text = output.decode().replace("\r\n", "\n")
-    lines = [([state for state in line.split("\r") if state] or [""])[-1] for line in text.split("\n")]
-    return [line for line in lines if line and not line.startswith("hyperdash: ")]
+    with busy_cpus():
+        yield
 
 
 def log_path(output: bytes) -> Path:
