@@ -133,6 +133,25 @@ def test_tqdm_bars_with_a_stdout_line_between_them_in_a_pipe(account, hyperdash_
     check_epochs(shown_lines(log_path(result.stdout).read_bytes()))  # the local copy too
 
 
+def test_tqdm_bars_and_stdout_lines_captured_apart_are_never_glued(account, hyperdash_home, busy_cpu):
+    name = "tqdm epochs apart"
+    result = subprocess.run(
+        [*HYPERDASH, "run", "-n", name, "--separate-streams", *py(TQDM_EPOCHS)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=account.sdk_env(hyperdash_home), timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    done = [f"epoch {epoch} done, loss=1.000" for epoch in range(3)]
+    local = shown_lines(log_path(result.stdout).read_bytes())
+    assert [line for line in local if "done" in line] == done, local
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(
+        lambda: (lines := account.logs(run["uuid"])) and len([t for t in texts(lines) if "slow epoch" in t]) == 3
+        and lines, 60)
+    assert [line["text"] for line in lines if line["stream"] == "stdout"] == done
+    assert not [line for line in lines if line["stream"] == "stderr" and "done" in line["text"]]
+
+
 def test_an_erased_progress_bar_leaves_no_line(hd, account):
     code = (
         "import sys, time\n"

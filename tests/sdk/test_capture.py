@@ -112,3 +112,15 @@ def test_monitor_keeps_stderr_apart_where_it_goes_elsewhere(run_job, account):
     lines = stored_texts(account, "alternating print")
     assert [line["text"] for line in lines if line["stream"] == "stdout"] == [f"out {i}" for i in range(PAIRS)]
     assert [line["text"] for line in lines if line["stream"] == "stderr"] == [f"err {i}" for i in range(PAIRS)]
+
+
+def test_the_local_log_never_glues_one_streams_output_onto_the_others_unfinished_line():
+    run = Run("apart", echo=False, exit_timeout=0.0).start()
+    run.write("stderr", b"\repoch 1:   0%|     | 0/40")  # a bar, redrawn on stderr
+    run.write("stdout", b"epoch 0 done\n")  # read late from its own channel
+    run.write("stderr", b"\repoch 1: 100%|#####| 40/40\n")
+    run.write("stdout", b"no newline yet")
+    run.write("stdout", b", now one\n")
+    run.end()
+    assert run.log_path.read_bytes() == (b"\repoch 1:   0%|     | 0/40\nepoch 0 done\n"
+                                         b"\repoch 1: 100%|#####| 40/40\nno newline yet, now one\n")
