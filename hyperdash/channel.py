@@ -52,16 +52,19 @@ def open_channel(like_fd: int) -> tuple[int, int]:
 
 
 def same_destination(fd_a: int, fd_b: int) -> bool:
-    """Whether ``fd_a`` and ``fd_b`` write to the same place: the same terminal, pipe or file
-    (``2>&1``), as ``fstat`` tells by device and inode. False when either cannot be examined."""
+    """Whether ``fd_a`` and ``fd_b`` write to the same place, where someone sees the order of
+    what each took: the same terminal, pipe, socket or file (``2>&1``), as ``fstat`` tells by
+    device and inode. False for ``/dev/null``, and when either cannot be examined."""
     try:
         a, b = os.fstat(fd_a), os.fstat(fd_b)
     except OSError:
         return False
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
         return False
-    # a character device (a terminal) is one device whichever node names it
-    return not stat.S_ISCHR(a.st_mode) or a.st_rdev == b.st_rdev
+    if stat.S_ISCHR(a.st_mode):
+        # a terminal; not /dev/null, where no one sees the order and the streams can stay apart
+        return a.st_rdev == b.st_rdev and isatty(fd_a)
+    return True
 
 
 def isatty(fd: int) -> bool:

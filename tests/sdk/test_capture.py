@@ -4,12 +4,14 @@ stdout and stderr under the in-process capture."""
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 
 import pytest
 from terminal_support import busy_cpus, run_in_terminal, shown_lines
 
+from hyperdash.channel import same_destination
 from hyperdash.pump import Pump
 from hyperdash.run import Run
 
@@ -48,6 +50,29 @@ def test_pump_of_dev_null_ends_it_at_once_and_still_reads_the_pipe_beside_it(tmp
     assert not pump.is_alive()
     run.end()
     assert run.log_path.read_text() == "still read\n"
+
+
+def test_same_destination_is_one_terminal_pipe_or_file_but_not_dev_null(tmp_path):
+    opened = []
+
+    def track(*fds):
+        opened.extend(fds)
+        return fds
+
+    first, second = track(*os.pipe()), track(*os.pipe())
+    assert same_destination(first[1], track(os.dup(first[1]))[0])  # 2>&1 into a pipe
+    assert not same_destination(first[1], second[1])
+    log = track(os.open(tmp_path / "out.log", os.O_WRONLY | os.O_CREAT))[0]
+    assert same_destination(log, track(os.open(tmp_path / "out.log", os.O_WRONLY | os.O_APPEND))[0])
+    assert not same_destination(log, track(os.open(tmp_path / "err.log", os.O_WRONLY | os.O_CREAT))[0])
+    # /dev/null: nobody sees the order, so the streams may stay apart
+    assert not same_destination(*track(os.open(os.devnull, os.O_WRONLY), os.open(os.devnull, os.O_WRONLY)))
+    master, slave = track(*pty.openpty())
+    assert same_destination(slave, track(os.open(os.ttyname(slave), os.O_WRONLY))[0])
+    assert not same_destination(slave, track(*pty.openpty())[1])
+    assert not same_destination(slave, 12345)  # not open
+    for fd in opened:
+        os.close(fd)
 
 
 # -- the in-process capture (@monitor, Experiment) keeps the order of descriptors 1 and 2 --------
