@@ -58,7 +58,9 @@ class Pump(threading.Thread):
     reads never wait, so it is simply read until end of file.
     The read descriptors belong to the pump, which closes them when done. With
     ``follow_resizes``, a channel that is a pty standing in for a terminal takes each new window
-    size of that terminal, within a fraction of a second.
+    size of that terminal, within a fraction of a second. Each channel's bytes keep their order;
+    between two channels only the order of the reads is known (one channel for both streams
+    keeps their order: see :mod:`hyperdash.channel`).
     """
 
     def __init__(self, run: OutputSink, channels: Sequence[tuple[int, int | None, str]],
