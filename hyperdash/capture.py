@@ -1,12 +1,8 @@
-"""Teeing output into a run: the terminal gets every byte at once, the run gets them too.
+"""Capturing this process's output into a run: the terminal gets every byte at once, the run too.
 
-- :func:`open_channel` makes what a captured descriptor is pointed at: a pseudo-terminal when
-  the original is a terminal (so the job still sees a terminal: colours and progress bars keep
-  working), else a pipe.
-- :class:`Pump` is a thread that reads channels until end of file, writes each chunk to the
-  original destination at once and hands it to :meth:`Run.write`.
 - :class:`FdCapture` captures this process's file descriptors 1 and 2 (``dup2``): Python's
-  ``print``, C extensions and child processes alike, at no cost to the print path.
+  ``print``, C extensions and child processes alike, at no cost to the print path. A
+  :class:`~hyperdash.pump.Pump` thread tees what the channels (:mod:`hyperdash.channel`) take.
 - :class:`StreamCapture` replaces ``sys.stdout``/``sys.stderr`` with tees.
 - :class:`KernelCapture` is both at once, for IPython kernels: there ``sys.stdout`` sends
   Python's writes to the notebook without touching descriptor 1, and the kernel forwards what
@@ -16,17 +12,16 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import threading
-import time
-from typing import Any, Sequence
+from typing import Any, Protocol
+
+from .channel import open_channel, same_destination, wait_until_drained
+from .pump import OutputSink, Pump
 
 __all__ = [
-    "open_channel",
-    "copy_window_size",
-    "Pump",
+    "CaptureTarget",
     "FdCapture",
     "StreamCapture",
     "KernelCapture",
@@ -34,232 +29,20 @@ __all__ = [
     "in_ipython_kernel",
 ]
 
-CHUNK_SIZE = 1 << 20  # large reads: fewer trips through the GIL when output floods
-FLOOD_READ = 8 * 1024  # a read this large means output floods in: pause before the next
-FLOOD_PAUSE = 0.003
-FLOOD_FULL = 256 * 1024  # ...unless it is this large: then the pipe would fill during a pause
-FLOOD_READS_IN_A_ROW = 4  # reads of one channel without a look at the others, while it floods
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = 1031  # Linux
 KERNEL_DRAIN_TIMEOUT = 0.5
-RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
 
 
-def open_channel(like_fd: int) -> tuple[int, int]:
-    """``(read_fd, write_fd)`` to stand in for ``like_fd``: a pty copying its window size and
-    terminal modes (output post-processing off, so bytes pass unchanged) when ``like_fd`` is a
-    terminal, else a pipe. The read end does not block (a :class:`Pump` reads it)."""
-    if _isatty(like_fd):
-        try:
-            read_fd, write_fd = _open_pty(like_fd)
-        except OSError:
-            pass
-        else:
-            os.set_blocking(read_fd, False)
-            return read_fd, write_fd
-    read_fd, write_fd = os.pipe()
-    try:
-        import fcntl
+class CaptureTarget(OutputSink, Protocol):
+    """The run a capture of this process feeds (a :class:`~hyperdash.run.Run`)."""
 
-        fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # a smaller pipe only means more wake-ups
-    os.set_blocking(read_fd, False)
-    return read_fd, write_fd
+    #: where the run's own messages go; a capture points it at the terminal it saved
+    console_fd: int
 
+    def warn(self, key: str, message: str) -> None:
+        """Say ``message`` once (per ``key``) on the terminal."""
 
-def _isatty(fd: int) -> bool:
-    try:
-        return os.isatty(fd)
-    except OSError:
-        return False
-
-
-def _open_pty(like_fd: int) -> tuple[int, int]:
-    import pty
-    import termios
-
-    master, slave = pty.openpty()
-    try:
-        attrs = termios.tcgetattr(like_fd)
-        attrs[1] &= ~termios.OPOST
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    except (OSError, termios.error):
-        pass
-    copy_window_size(like_fd, slave)
-    os.set_inheritable(master, False)
-    return master, slave
-
-
-def _follow_window_sizes(resizes: list[list], open_fds) -> None:
-    """For each ``[terminal_fd, pty_fd, last size]`` whose pty is still open: give the pty the
-    terminal's size when it changed."""
-    changed = False
-    for entry in resizes:
-        terminal_fd, pty_fd, last = entry
-        if pty_fd in open_fds:
-            size = copy_window_size(terminal_fd, pty_fd, unless=last)
-            changed = changed or (last is not None and size not in (None, last))
-            entry[2] = size or last
-    if changed:
-        # The job had the terminal's SIGWINCH before its terminal, the pty, had the new size: a
-        # handler of its own that read the size then read the old one. Tell it again.
-        import signal
-
-        os.kill(os.getpid(), signal.SIGWINCH)
-
-
-def copy_window_size(terminal_fd: int, pty_fd: int, unless: bytes | None = None) -> bytes | None:
-    """Give the pty behind ``pty_fd`` the window size of the terminal ``terminal_fd`` (unless
-    that is ``unless``, the size it was given last). The size, or None when it cannot be read."""
-    import fcntl
-    import termios
-
-    try:
-        size = fcntl.ioctl(terminal_fd, termios.TIOCGWINSZ, b"\0" * 8)
-        if size != unless:
-            fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
-        return size
-    except OSError:
-        return None
-
-
-def _write_all(fd: int, data: bytes) -> bool:
-    """Write every byte to ``fd``; False when it cannot take them any more."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            import select
-
-            select.select([], [fd], [], 1.0)
-        except InterruptedError:
-            continue
-        except OSError:
-            return False
-    return True
-
-
-class Pump(threading.Thread):
-    """Reads each ``(read_fd, terminal_fd, stream)`` channel until end of file; every chunk goes
-    to ``terminal_fd`` at once (``None``: nowhere) and to ``run.write(stream, chunk)``.
-
-    A descriptor that cannot be polled (a regular file, ``/dev/null``) is always ready: its
-    reads never wait, so it is simply read until end of file.
-    The read descriptors belong to the pump, which closes them when done. With
-    ``follow_resizes``, a channel that is a pty standing in for a terminal takes each new window
-    size of that terminal, within a fraction of a second.
-    """
-
-    def __init__(self, run, channels: Sequence[tuple[int, int | None, str]], name: str = "hyperdash-pump",
-                 follow_resizes: bool = False):
-        super().__init__(name=name, daemon=True)
-        self.sink = run
-        self.channels = list(channels)
-        self.follow_resizes = follow_resizes
-        self._stopping = False
-        self._open: dict[int, tuple[int | None, str]] = {}
-        # descriptors to close once the last chunk is written (the terminal copies of a capture)
-        self.close_when_done: list[int] = []
-        self._buffer = bytearray(CHUNK_SIZE)
-        self._view = memoryview(self._buffer)
-
-    def run(self) -> None:
-        import selectors
-
-        selector = selectors.DefaultSelector()
-        unpolled: list[int] = []
-        never_block: set[int] = set()
-        for read_fd, terminal_fd, stream in self.channels:
-            self._open[read_fd] = (terminal_fd, stream)
-            try:
-                selector.register(read_fd, selectors.EVENT_READ)
-                if not os.get_blocking(read_fd):
-                    never_block.add(read_fd)
-            except (OSError, ValueError):  # epoll refuses regular files (EPERM)
-                unpolled.append(read_fd)
-        # ptys that stand in for terminals: they take each new size of their terminal (polled,
-        # so that no signal handler of ours can interrupt the job's system calls)
-        resizes = [[terminal_fd, read_fd, None] for read_fd, terminal_fd, _ in self.channels
-                   if self.follow_resizes and terminal_fd is not None and _isatty(read_fd) and _isatty(terminal_fd)]
-        next_resize_check = 0.0
-        try:
-            while self._open:
-                if resizes and time.monotonic() >= next_resize_check:
-                    next_resize_check = time.monotonic() + RESIZE_CHECK_INTERVAL
-                    _follow_window_sizes(resizes, self._open)
-                for read_fd in list(unpolled):
-                    if self._pump(read_fd, None) < 0:
-                        unpolled.remove(read_fd)
-                if not selector.get_map():
-                    continue
-                ready = selector.select(0 if self._stopping or unpolled else 0.2)
-                if not ready and self._stopping and not unpolled:
-                    break
-                for key, _ in ready:
-                    # While reads come back nearly full, output floods: read on without
-                    # waiting in select (each return from a system call is a wait for the GIL),
-                    # where a read cannot block (the channels open_channel made); a few reads
-                    # at most, so that the other channels are not kept waiting.
-                    for _ in range(FLOOD_READS_IN_A_ROW):
-                        if self._pump(key.fd, selector) < FLOOD_FULL or key.fd not in never_block:
-                            break
-        finally:
-            selector.close()
-            for read_fd in list(self._open):
-                self._close(read_fd)
-            for fd in self.close_when_done:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-    def _pump(self, read_fd: int, selector) -> int:
-        """Move one chunk of ``read_fd`` on: its size, 0 when nothing was waiting, -1 at its
-        end of file (then it is closed)."""
-        try:
-            # Into a buffer kept warm, then copied: a fresh buffer for each read would take its
-            # page faults inside the read, while the kernel holds the pipe the job writes to.
-            size = os.readv(read_fd, [self._buffer])
-            data = bytes(self._view[:size])
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as exc:
-            # EIO: the pty's other side is gone; an unpolled input (a directory, say) that
-            # cannot be read has nothing more to give either
-            if exc.errno not in (errno.EIO, errno.EBADF) and selector is not None:
-                raise
-            data = b""
-        if not data:
-            if selector is not None:
-                selector.unregister(read_fd)
-            self._close(read_fd)
-            return -1
-        terminal_fd, stream = self._open[read_fd]
-        if terminal_fd is not None and not _write_all(terminal_fd, data):
-            self._open[read_fd] = (None, stream)
-        self.sink.write(stream, data)
-        if FLOOD_READ <= len(data) < FLOOD_FULL and not self._stopping and selector is not None:
-            # Output is flooding in: let it gather for a moment rather than being woken by
-            # every write of the job (each wake-up costs the job a context switch). Not when
-            # the read nearly filled the pipe: the job writes faster than a pause would let
-            # the pipe hold, and it would be blocked until the pump came back.
-            time.sleep(FLOOD_PAUSE)
-        return len(data)
-
-    def _close(self, read_fd: int) -> None:
-        self._open.pop(read_fd, None)
-        try:
-            os.close(read_fd)
-        except OSError:
-            pass
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Take what is already written, then stop, even if writers (say, a child process that
-        inherited the descriptor) still hold the channel open."""
-        self._stopping = True
-        self.join(timeout)
+    def keep_unfinished_lines(self) -> None:
+        """Store each stream's last, unterminated line: the process ends without ending the run."""
 
 
 def _flush_std_streams() -> None:
@@ -272,10 +55,18 @@ def _flush_std_streams() -> None:
 
 
 class FdCapture:
-    """Captures this process's descriptors 1 and 2 into ``run``; :meth:`stop` restores them."""
+    """Captures this process's descriptors 1 and 2 into ``run``; :meth:`stop` restores them.
 
-    def __init__(self, run):
+    ``merge_streams``: one channel for both descriptors, so that what the job writes to either
+    keeps its order, in the terminal and in the run (which then takes it all as stdout: it can
+    no longer tell stderr apart); else a channel each. ``None`` (the default) merges them where
+    descriptors 1 and 2 lead to the same place (one terminal, one pipe or file), as the
+    terminal would show them in the order written.
+    """
+
+    def __init__(self, run: CaptureTarget, *, merge_streams: bool | None = None):
         self.run = run
+        self.merge_streams = merge_streams
         self._saved: list[tuple[int, int]] = []  # (fd, saved copy of the original)
         self._pump: Pump | None = None
         self._pid = os.getpid()
@@ -283,11 +74,15 @@ class FdCapture:
 
     def start(self) -> "FdCapture":
         _flush_std_streams()
+        merge = same_destination(1, 2) if self.merge_streams is None else self.merge_streams
         channels = []
         try:
             for fd, stream in ((1, "stdout"), (2, "stderr")):
                 saved = os.dup(fd)
                 self._saved.append((fd, saved))
+                if merge and channels:  # descriptor 2 shares descriptor 1's channel
+                    os.dup2(1, fd)
+                    continue
                 read_fd, write_fd = open_channel(saved)
                 os.dup2(write_fd, fd)
                 os.close(write_fd)
@@ -393,7 +188,7 @@ def _exit_after_draining(status: int) -> None:
 class _Tee:
     """A text stream that writes through to ``original`` and copies into a run."""
 
-    def __init__(self, original, run, stream: str):
+    def __init__(self, original, run: OutputSink, stream: str):
         self._original = original
         self._run = run
         self._stream = stream
@@ -418,7 +213,7 @@ class _Tee:
 class StreamCapture:
     """Captures ``sys.stdout`` and ``sys.stderr`` (the objects) into ``run``."""
 
-    def __init__(self, run):
+    def __init__(self, run: OutputSink):
         self.run = run
         self._originals: tuple[Any, Any] | None = None
 
@@ -445,9 +240,10 @@ class KernelCapture:
     which the kernel sends to the notebook itself) and descriptors 1 and 2 (everything else,
     teed on to the kernel's own pipes, so the notebook still shows it)."""
 
-    def __init__(self, run):
+    def __init__(self, run: CaptureTarget):
         self.run = run
-        self._fds = FdCapture(run)
+        # apart, as the kernel keeps them: its sys.stdout and sys.stderr are apart anyway
+        self._fds = FdCapture(run, merge_streams=False)
         self._streams = StreamCapture(run)
 
     def start(self) -> "KernelCapture":
@@ -460,30 +256,8 @@ class KernelCapture:
         kernel a moment to show what was teed on to its pipes last, in the cell it belongs to."""
         self._streams.stop()
         self._fds.stop(timeout)
-        _wait_until_drained((1, 2), KERNEL_DRAIN_TIMEOUT)
+        wait_until_drained((1, 2), KERNEL_DRAIN_TIMEOUT)
         _flush_std_streams()
-
-
-def _unread_bytes(fd: int) -> int:
-    import array
-    import fcntl
-    import termios
-
-    count = array.array("i", [0])
-    try:
-        fcntl.ioctl(fd, termios.FIONREAD, count)
-    except OSError:
-        return 0
-    return count[0]
-
-
-def _wait_until_drained(fds: Sequence[int], timeout: float) -> None:
-    """Wait (at most ``timeout`` seconds) until whoever reads the pipes behind ``fds`` has
-    read everything written to them."""
-    deadline = time.monotonic() + timeout
-    while any(_unread_bytes(fd) for fd in fds) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.01)  # the reader hands on what it has just read
 
 
 def in_ipython_kernel() -> bool:
@@ -499,7 +273,7 @@ def in_ipython_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def capture_for_current_process(run):
+def capture_for_current_process(run: CaptureTarget) -> "FdCapture | KernelCapture":
     """The capture that fits this process, not yet started: streams and file descriptors
     inside an IPython kernel, file descriptors elsewhere."""
     return KernelCapture(run) if in_ipython_kernel() else FdCapture(run)

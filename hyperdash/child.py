@@ -10,16 +10,14 @@ gets it from us). So a Ctrl-C reaches the child exactly once either way.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import shutil
 import signal
-import stat
 from dataclasses import dataclass
 
 from . import events
-from .capture import copy_window_size
+from .channel import copy_window_size, isatty, open_channel, same_destination, widen_pipe
 from .errors import CommandError
 
 __all__ = [
@@ -212,27 +210,41 @@ def _child_got_it_too(info, pid: int) -> bool:
 
 
 def monitor_command(
-    name: str, argv: list[str], *, exit_timeout: float | None = None, quiet_config_errors: bool = False
+    name: str,
+    argv: list[str],
+    *,
+    exit_timeout: float | None = None,
+    quiet_config_errors: bool = False,
+    merge_streams: bool | None = None,
 ) -> int:
     """Run ``argv`` as the run ``name``: tee its output, pass signals on, record how it ended.
+
+    ``merge_streams``: give the child one channel for both its stdout and its stderr, as a
+    terminal is one, so that their bytes keep the order they were written in, in the terminal
+    and in the run (which then stores them all as stdout); else a channel each, which the run
+    keeps apart but whose order against each other is only as close as their reads come.
+    ``None`` merges them where our own stdout and stderr lead to the same place.
 
     Returns hyperdash's exit code: the child's, or 128+N when signal N killed it. Raises
     :class:`CommandError` when the command cannot be started: before any run is created where
     that can be told in advance, else after ending the run as a failure that says why.
     """
-    from .capture import Pump, open_channel
+    from .pump import Pump
     from .run import Run
 
     check_command(argv[0])
+    merge = same_destination(1, 2) if merge_streams is None else merge_streams
+    destinations = ((1, events.STDOUT),) if merge else ((1, events.STDOUT), (2, events.STDERR))
     with SignalGate() as gate:
         run = Run(
             name, api="cli_run", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
         ).start()
         channels = []  # (read_fd, write_fd, terminal_fd, stream)
         try:
-            for terminal_fd, stream in ((1, events.STDOUT), (2, events.STDERR)):
+            for terminal_fd, stream in destinations:
                 channels.append((*open_channel(terminal_fd), terminal_fd, stream))
-            pid = spawn(argv, stdout_fd=channels[0][1], stderr_fd=channels[1][1], env=child_env(channels[0][1]))
+            stdout_fd, stderr_fd = channels[0][1], channels[-1][1]
+            pid = spawn(argv, stdout_fd=stdout_fd, stderr_fd=stderr_fd, env=child_env(stdout_fd))
         except (CommandError, OSError) as exc:
             for read_fd, write_fd, _, _ in channels:
                 os.close(read_fd)
@@ -248,7 +260,7 @@ def monitor_command(
             os.close(write_fd)
         pump = Pump(run, [(read_fd, terminal_fd, stream) for read_fd, _, terminal_fd, stream in channels])
         pump.start()
-        ptys = [(terminal_fd, read_fd) for read_fd, _, terminal_fd, _ in channels if _is_pty(read_fd)]
+        ptys = [(terminal_fd, read_fd) for read_fd, _, terminal_fd, _ in channels if isatty(read_fd)]
         outcome = gate.supervise(pid, resize=ptys)
         pump.join(DRAIN_SECONDS)
         pump.stop()
@@ -260,27 +272,9 @@ def child_env(stdout_fd: int) -> dict[str, str]:
     """The child's environment: ours, and unbuffered Python output where it writes to a pipe
     (a terminal makes Python line-buffered anyway), so that lines reach the run as printed."""
     env = dict(os.environ)
-    if not _is_pty(stdout_fd):
+    if not isatty(stdout_fd):
         env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-def _is_pty(fd: int) -> bool:
-    try:
-        return os.isatty(fd)
-    except OSError:
-        return False
-
-
-def _widen_pipe(fd: int) -> None:
-    """Let a pipe we read hold more (Linux): a flooding writer then needs fewer wake-ups of ours."""
-    try:
-        from .capture import PIPE_SIZE, F_SETPIPE_SZ
-
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except (OSError, ImportError):
-        pass  # a smaller pipe is only slower
 
 
 def _stdin_copy(fd: int) -> int:
@@ -302,7 +296,7 @@ def monitor_stdin(
     Ends with ``success`` at end of input (exit 0); on SIGINT with ``user_canceled`` (130), on
     SIGTERM or SIGHUP with ``killed`` (128+N), after taking what was already written.
     """
-    from .capture import Pump
+    from .pump import Pump
     from .run import Run
 
     stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -310,7 +304,7 @@ def monitor_stdin(
         run = Run(
             name, api="cli_pipe", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
         ).start()
-        _widen_pipe(0)
+        widen_pipe(0)
         pump = Pump(run, [(_stdin_copy(0), 1, events.STDOUT)])
         pump.start()
         received = None

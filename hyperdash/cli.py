@@ -376,8 +376,16 @@ _exit_timeout_option = click.option(
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @_name_option
 @_exit_timeout_option
+@click.option(
+    "--merge-streams/--separate-streams",
+    default=None,
+    help="One channel for the command's stdout and stderr, so that they keep the order they were "
+    "written in, but the run stores both as stdout; or a channel each, kept apart in the run, "
+    "their order against each other not guaranteed. Default: merged when hyperdash's own stdout "
+    "and stderr go to the same terminal, pipe or file, else separate.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(name, exit_timeout, command):
+def run(name, exit_timeout, merge_streams, command):
     """Run COMMAND (no shell in between) and monitor its output and exit status.
 
     \b
@@ -389,7 +397,8 @@ def run(name, exit_timeout, command):
     shown = _warn_about_settings()
     try:
         exit_code = child.monitor_command(
-            name, list(command), exit_timeout=exit_timeout, quiet_config_errors=shown
+            name, list(command), exit_timeout=exit_timeout, quiet_config_errors=shown,
+            merge_streams=merge_streams,
         )
     except child.CommandError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None

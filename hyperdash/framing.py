@@ -10,11 +10,17 @@ A piece is ``(kind, blob, count)``:
 - ``LINES``: ``count`` complete lines, each ending in ``\\n`` (bytes, or a memoryview of the
   chunk fed, to spare copying it);
 - ``PARTIAL``: one piece of a line too long to send whole; the next piece continues it;
-- ``PROGRESS``: the latest state of a line still being redrawn with ``\\r``.
+- ``PROGRESS``: the latest state of a line still being redrawn with ``\\r``; an empty one when
+  that line was erased (``\\r`` and spaces, or an erase-line escape such as ``\\x1b[K``), as a
+  progress bar that is not left behind erases itself.
+
+An erased line leaves nothing behind: not as a line of spaces at the end, nor as the last state
+of the bar it erased.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Callable
 
@@ -29,11 +35,17 @@ PROGRESS = 3
 Piece = tuple[int, "bytes | memoryview", int]
 
 
+# A state that only blanks the line: spaces written over it, or the escapes that erase it
+# (erase in line: to its end, to its start, all of it).
+_ERASED = re.compile(rb"(?:[ \t]|\x1b\[[012]?K)*")
+
+
 def visible_text(line: bytes) -> bytes:
-    """What a terminal shows of a line redrawn with ``\\r``: its last non-empty state."""
+    """What a terminal shows of a line redrawn with ``\\r``: its last non-empty state, or
+    nothing when that state only erases the line."""
     for state in reversed(line.split(b"\r")):
         if state:
-            return state
+            return b"" if _ERASED.fullmatch(state) else state
     return b""
 
 
@@ -106,8 +118,9 @@ class LineFramer:
     def flush(self) -> list[Piece]:
         """The unterminated last line, as a complete line (the stream has ended)."""
         out: list[Piece] = []
-        if self._pending:
-            self._emit_lines([visible_text(self._pending)], out)
+        text = visible_text(self._pending) if b"\r" in self._pending else self._pending
+        if text:
+            self._emit_lines([text], out)
         self._pending = b""
         self._progress = self._progress_sent = None
         return out
@@ -137,9 +150,19 @@ class LineFramer:
                 if state:
                     self._progress = state
                     out.extend(self.due_progress())
+                elif self._progress is not None:
+                    self._erase_progress(out)
                 return
             tail = state
         self._pending = self._cut_long(tail, out)
+
+    def _erase_progress(self, out: list[Piece]) -> None:
+        """The line being redrawn was erased: an empty state replaces the one already sent, at
+        once (nothing to throttle: the bar is gone)."""
+        if self._progress_sent is not None:
+            out.append((PROGRESS, b"", 1))
+        self._progress = self._progress_sent = None
+        self._progress_at = float("-inf")
 
     def _emit_lines(self, lines: list[bytes], out: list[Piece]) -> None:
         run: list[bytes] = []

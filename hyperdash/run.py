@@ -203,6 +203,7 @@ class Run:
         self._shipper = None
         self._key_source: config.KeySource | None = None
         self._log_fd: int | None = None
+        self._log_open_line: str | None = None  # the stream whose line the log ends inside
         self._warned: set[str] = set()
         self._started = False
         self._ended = False
@@ -384,12 +385,17 @@ class Run:
                 return
             try:
                 if self._log_fd is not None:
-                    self._write_log(data)
+                    self._write_log(stream, data)
                 self._store(stream, self._framers[stream].feed(data))
             except Exception as exc:
                 self.warn("write", f"internal error while capturing output: {exc!r}")
 
-    def _write_log(self, data: bytes) -> None:
+    def _write_log(self, stream: str, data: bytes) -> None:
+        # Captured apart, the other stream's unfinished line (a progress bar) is ended first,
+        # so that this stream's output never reads as the end of that line.
+        if self._log_open_line not in (None, stream):
+            data = b"\n" + data
+        self._log_open_line = None if data.endswith(b"\n") else stream
         try:
             view = memoryview(data)
             while view:

@@ -1,14 +1,17 @@
 """A real terminal for tests: run a program with a new pseudo-terminal as its controlling
-terminal, as a person's shell would."""
+terminal, as a person's shell would; what a terminal shows of output; a busy machine."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
 import select
 import signal
 import struct
+import subprocess
+import sys
 import termios
 import time
 
@@ -49,3 +52,25 @@ def run_in_terminal(argv: list[str], env: dict, *, on_output=None, timeout: floa
         _, status = os.waitpid(pid, 0)
         os.close(master)
     return os.waitstatus_to_exitcode(status), output
+
+
+def shown_lines(output: bytes) -> list[str]:
+    """The lines a terminal shows for ``output`` (of each line redrawn with ``\\r``, its last
+    state), less empty lines and hyperdash's own messages."""
+    text = output.decode().replace("\r\n", "\n")
+    lines = [([state for state in line.split("\r") if state] or [""])[-1] for line in text.split("\n")]
+    return [line for line in lines if line and not line.startswith("hyperdash: ")]
+
+
+@contextlib.contextmanager
+def busy_cpus(count: int = 2, seconds: float = 120):
+    """``count`` processes that keep the CPUs busy (for ``seconds`` at most) inside the block:
+    a machine under load, where the order of two channels' output used to go wrong."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()

@@ -1,10 +1,18 @@
-"""capture.Pump on descriptors that cannot be polled: regular files and /dev/null."""
+"""The pump on descriptors that cannot be polled (regular files, /dev/null); the order of
+stdout and stderr under the in-process capture."""
 
 from __future__ import annotations
 
 import os
+import pty
+import subprocess
+import sys
 
-from hyperdash.capture import Pump
+import pytest
+from terminal_support import busy_cpus, run_in_terminal, shown_lines
+
+from hyperdash.channel import same_destination
+from hyperdash.pump import Pump
 from hyperdash.run import Run
 
 
@@ -42,3 +50,102 @@ def test_pump_of_dev_null_ends_it_at_once_and_still_reads_the_pipe_beside_it(tmp
     assert not pump.is_alive()
     run.end()
     assert run.log_path.read_text() == "still read\n"
+
+
+def test_same_destination_is_one_terminal_pipe_or_file_but_not_dev_null(tmp_path):
+    opened = []
+
+    def track(*fds):
+        opened.extend(fds)
+        return fds
+
+    first, second = track(*os.pipe()), track(*os.pipe())
+    assert same_destination(first[1], track(os.dup(first[1]))[0])  # 2>&1 into a pipe
+    assert not same_destination(first[1], second[1])
+    log = track(os.open(tmp_path / "out.log", os.O_WRONLY | os.O_CREAT))[0]
+    assert same_destination(log, track(os.open(tmp_path / "out.log", os.O_WRONLY | os.O_APPEND))[0])
+    assert not same_destination(log, track(os.open(tmp_path / "err.log", os.O_WRONLY | os.O_CREAT))[0])
+    # /dev/null: nobody sees the order, so the streams may stay apart
+    assert not same_destination(*track(os.open(os.devnull, os.O_WRONLY), os.open(os.devnull, os.O_WRONLY)))
+    master, slave = track(*pty.openpty())
+    assert same_destination(slave, track(os.open(os.ttyname(slave), os.O_WRONLY))[0])
+    assert not same_destination(slave, track(*pty.openpty())[1])
+    assert not same_destination(slave, 12345)  # not open
+    for fd in opened:
+        os.close(fd)
+
+
+# -- the in-process capture (@monitor, Experiment) keeps the order of descriptors 1 and 2 --------
+
+PAIRS = 300
+EXPECTED = [text for i in range(PAIRS) for text in (f"out {i}", f"err {i}")]
+
+ALTERNATING = f"""
+import os, sys
+from hyperdash import monitor
+
+how = sys.argv[1] if len(sys.argv) > 1 else "print"
+
+@monitor("alternating " + how)
+def job():
+    for i in range({PAIRS}):
+        if how == "print":
+            print(f"out {{i}}", flush=True)
+            print(f"err {{i}}", file=sys.stderr, flush=True)
+        else:  # straight to the descriptors, as C code or a child process writes
+            os.write(1, b"out %d\\n" % i)
+            os.write(2, b"err %d\\n" % i)
+
+job()
+"""
+
+
+def stored_texts(account, name: str) -> list[dict]:
+    run = account.wait_for_run(name, "success", timeout=60)
+    return account.wait_for(lambda: (lines := account.logs(run["uuid"])) and len(lines) >= 2 * PAIRS and lines, 60)
+
+
+@pytest.mark.parametrize("how", ["print", "os.write"])
+def test_monitor_keeps_the_order_of_stdout_and_stderr_in_one_pipe(script, sdk_env, account, how):
+    path = script(ALTERNATING)
+    with busy_cpus():
+        result = subprocess.run([sys.executable, str(path), how], env=sdk_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)  # 2>&1
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert shown_lines(result.stdout) == EXPECTED
+    lines = stored_texts(account, f"alternating {how}")
+    assert [line["text"] for line in lines] == EXPECTED
+
+
+@pytest.mark.parametrize("how", ["print", "os.write"])
+def test_monitor_keeps_the_order_of_stdout_and_stderr_in_a_terminal(script, sdk_env, account, how):
+    path = script(ALTERNATING)
+    with busy_cpus():
+        rc, output = run_in_terminal([sys.executable, str(path), how], sdk_env(), timeout=120)
+    assert rc == 0, output[-2000:]
+    assert shown_lines(output) == EXPECTED
+    lines = stored_texts(account, f"alternating {how}")
+    assert [line["text"] for line in lines] == EXPECTED
+
+
+def test_monitor_keeps_stderr_apart_where_it_goes_elsewhere(run_job, account):
+    done = run_job(ALTERNATING)  # stdout and stderr to pipes of their own
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == [f"out {i}" for i in range(PAIRS)]
+    assert [line for line in done.stderr.decode().splitlines() if not line.startswith("hyperdash:")] == [
+        f"err {i}" for i in range(PAIRS)]
+    lines = stored_texts(account, "alternating print")
+    assert [line["text"] for line in lines if line["stream"] == "stdout"] == [f"out {i}" for i in range(PAIRS)]
+    assert [line["text"] for line in lines if line["stream"] == "stderr"] == [f"err {i}" for i in range(PAIRS)]
+
+
+def test_the_local_log_never_glues_one_streams_output_onto_the_others_unfinished_line():
+    run = Run("apart", echo=False, exit_timeout=0.0).start()
+    run.write("stderr", b"\repoch 1:   0%|     | 0/40")  # a bar, redrawn on stderr
+    run.write("stdout", b"epoch 0 done\n")  # read late from its own channel
+    run.write("stderr", b"\repoch 1: 100%|#####| 40/40\n")
+    run.write("stdout", b"no newline yet")
+    run.write("stdout", b", now one\n")
+    run.end()
+    assert run.log_path.read_bytes() == (b"\repoch 1:   0%|     | 0/40\nepoch 0 done\n"
+                                         b"\repoch 1: 100%|#####| 40/40\nno newline yet, now one\n")

@@ -97,3 +97,55 @@ def test_the_fast_path_never_misses_a_long_line():
                 rebuilt.append(current)
                 current = b""
         assert rebuilt == lines
+
+
+def test_an_erased_progress_line_leaves_nothing():
+    for erase in (b"\r" + b" " * 30 + b"\r", b"\r\x1b[K", b"\r\x1b[2K", b"\r\x1b[0K\r"):
+        framer = LineFramer()
+        assert lines_of(framer.feed(b"\r 10%|#  | 1/10")) == [(PROGRESS, b" 10%|#  | 1/10")]
+        # the bar already shown is replaced by an empty state at once, not throttled ...
+        assert lines_of(framer.feed(b"\r 20%|## | 2/10" + erase)) == [(PROGRESS, b"")], erase
+        assert framer.due_progress() == []
+        # ... and the stream's end adds no line of spaces or escapes
+        assert framer.flush() == [], erase
+
+
+def test_an_erased_line_that_was_never_shown_sends_nothing_and_text_after_it_stays():
+    now = [0.0]
+    framer = LineFramer(clock=lambda: now[0])
+    assert lines_of(framer.feed(b"\rbar 1")) == [(PROGRESS, b"bar 1")]
+    now[0] = 5.0
+    # erased, then the job writes a line in its place: the line is what stays
+    assert lines_of(framer.feed(b"\rbar 2\r     \rdone\n")) == [(LINES, b"done")]
+    framer = LineFramer()
+    assert framer.feed(b"      \r") == []  # spaces only, never a progress state worth sending
+    assert framer.flush() == []
+    assert lines_of(LineFramer().flush()) == []
+
+
+def test_tqdm_leave_false_leaves_no_line():
+    import io
+
+    from tqdm import tqdm
+
+    framer = LineFramer(progress_interval=0)
+    pieces = []
+
+    class Stream(io.StringIO):  # each write of tqdm's reaches the framer as a chunk of its own
+        def write(self, text):
+            pieces.extend(lines_of(framer.feed(text.encode())))
+            return len(text)
+
+    for _ in tqdm(range(3), file=Stream(), leave=False, mininterval=0):
+        pass
+    pieces += lines_of(framer.flush())
+    assert pieces[0][0] == PROGRESS and b"0/3" in pieces[0][1]
+    assert pieces[-1] == (PROGRESS, b"")  # the bar is gone: the last state is empty
+    assert [blob for kind, blob in pieces if kind == LINES] == []
+
+
+def test_spaces_that_are_a_line_of_their_own_are_kept():
+    framer = LineFramer()
+    assert lines_of(framer.feed(b"   \n")) == [(LINES, b"   ")]
+    assert framer.feed(b"  ") == []
+    assert lines_of(framer.flush()) == [(LINES, b"  ")]

@@ -1,0 +1,173 @@
+"""The pump: a thread that moves output from channels to where it was going, and into a run.
+
+:class:`Pump` reads channels (see :mod:`hyperdash.channel`) until end of file; each chunk goes
+to the original destination at once and to the :class:`OutputSink` (a
+:class:`~hyperdash.run.Run`). One pump reads every channel of a capture, so the sink is fed by
+one thread at a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from typing import Protocol, Sequence
+
+from .channel import follow_window_sizes, isatty
+
+__all__ = ["OutputSink", "Pump"]
+
+CHUNK_SIZE = 1 << 20  # large reads: fewer trips through the GIL when output floods
+FLOOD_READ = 8 * 1024  # a read this large means output floods in: pause before the next
+FLOOD_PAUSE = 0.003
+FLOOD_FULL = 256 * 1024  # ...unless it is this large: then the pipe would fill during a pause
+FLOOD_READS_IN_A_ROW = 4  # reads of one channel without a look at the others, while it floods
+RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
+
+
+class OutputSink(Protocol):
+    """What captured output is fed to (a :class:`~hyperdash.run.Run`)."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Take raw output bytes of ``stream`` (``"stdout"`` or ``"stderr"``); never raise."""
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write every byte to ``fd``; False when it cannot take them any more."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [], 1.0)
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+class Pump(threading.Thread):
+    """Reads each ``(read_fd, terminal_fd, stream)`` channel until end of file; every chunk goes
+    to ``terminal_fd`` at once (``None``: nowhere) and to ``run.write(stream, chunk)``.
+
+    A descriptor that cannot be polled (a regular file, ``/dev/null``) is always ready: its
+    reads never wait, so it is simply read until end of file.
+    The read descriptors belong to the pump, which closes them when done. With
+    ``follow_resizes``, a channel that is a pty standing in for a terminal takes each new window
+    size of that terminal, within a fraction of a second. Each channel's bytes keep their order;
+    between two channels only the order of the reads is known (one channel for both streams
+    keeps their order: see :mod:`hyperdash.channel`).
+    """
+
+    def __init__(self, run: OutputSink, channels: Sequence[tuple[int, int | None, str]],
+                 name: str = "hyperdash-pump", follow_resizes: bool = False):
+        super().__init__(name=name, daemon=True)
+        self.sink = run
+        self.channels = list(channels)
+        self.follow_resizes = follow_resizes
+        self._stopping = False
+        self._open: dict[int, tuple[int | None, str]] = {}
+        # descriptors to close once the last chunk is written (the terminal copies of a capture)
+        self.close_when_done: list[int] = []
+        self._buffer = bytearray(CHUNK_SIZE)
+        self._view = memoryview(self._buffer)
+
+    def run(self) -> None:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        unpolled: list[int] = []
+        never_block: set[int] = set()
+        for read_fd, terminal_fd, stream in self.channels:
+            self._open[read_fd] = (terminal_fd, stream)
+            try:
+                selector.register(read_fd, selectors.EVENT_READ)
+                if not os.get_blocking(read_fd):
+                    never_block.add(read_fd)
+            except (OSError, ValueError):  # epoll refuses regular files (EPERM)
+                unpolled.append(read_fd)
+        # ptys that stand in for terminals: they take each new size of their terminal (polled,
+        # so that no signal handler of ours can interrupt the job's system calls)
+        resizes = [[terminal_fd, read_fd, None] for read_fd, terminal_fd, _ in self.channels
+                   if self.follow_resizes and terminal_fd is not None and isatty(read_fd) and isatty(terminal_fd)]
+        next_resize_check = 0.0
+        try:
+            while self._open:
+                if resizes and time.monotonic() >= next_resize_check:
+                    next_resize_check = time.monotonic() + RESIZE_CHECK_INTERVAL
+                    follow_window_sizes(resizes, self._open)
+                for read_fd in list(unpolled):
+                    if self._pump(read_fd, None) < 0:
+                        unpolled.remove(read_fd)
+                if not selector.get_map():
+                    continue
+                ready = selector.select(0 if self._stopping or unpolled else 0.2)
+                if not ready and self._stopping and not unpolled:
+                    break
+                for key, _ in ready:
+                    # While reads come back nearly full, output floods: read on without
+                    # waiting in select (each return from a system call is a wait for the GIL),
+                    # where a read cannot block (the channels open_channel made); a few reads
+                    # at most, so that the other channels are not kept waiting.
+                    for _ in range(FLOOD_READS_IN_A_ROW):
+                        if self._pump(key.fd, selector) < FLOOD_FULL or key.fd not in never_block:
+                            break
+        finally:
+            selector.close()
+            for read_fd in list(self._open):
+                self._close(read_fd)
+            for fd in self.close_when_done:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _pump(self, read_fd: int, selector) -> int:
+        """Move one chunk of ``read_fd`` on: its size, 0 when nothing was waiting, -1 at its
+        end of file (then it is closed)."""
+        try:
+            # Into a buffer kept warm, then copied: a fresh buffer for each read would take its
+            # page faults inside the read, while the kernel holds the pipe the job writes to.
+            size = os.readv(read_fd, [self._buffer])
+            data = bytes(self._view[:size])
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            # EIO: the pty's other side is gone; an unpolled input (a directory, say) that
+            # cannot be read has nothing more to give either
+            if exc.errno not in (errno.EIO, errno.EBADF) and selector is not None:
+                raise
+            data = b""
+        if not data:
+            if selector is not None:
+                selector.unregister(read_fd)
+            self._close(read_fd)
+            return -1
+        terminal_fd, stream = self._open[read_fd]
+        if terminal_fd is not None and not _write_all(terminal_fd, data):
+            self._open[read_fd] = (None, stream)
+        self.sink.write(stream, data)
+        if FLOOD_READ <= len(data) < FLOOD_FULL and not self._stopping and selector is not None:
+            # Output is flooding in: let it gather for a moment rather than being woken by
+            # every write of the job (each wake-up costs the job a context switch). Not when
+            # the read nearly filled the pipe: the job writes faster than a pause would let
+            # the pipe hold, and it would be blocked until the pump came back.
+            time.sleep(FLOOD_PAUSE)
+        return len(data)
+
+    def _close(self, read_fd: int) -> None:
+        self._open.pop(read_fd, None)
+        try:
+            os.close(read_fd)
+        except OSError:
+            pass
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Take what is already written, then stop, even if writers (say, a child process that
+        inherited the descriptor) still hold the channel open."""
+        self._stopping = True
+        self.join(timeout)

@@ -1,0 +1,170 @@
+"""``hyperdash run`` keeps the order in which the job wrote to stdout and stderr: in the terminal
+(or the pipe it writes to) and in the stored log, read back from the real server.
+
+Reading two channels cannot tell which of their bytes were written first; the order only went
+wrong when the machine was busy, so these tests keep two other processes busy beside the job.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cli_support import HYPERDASH, py
+from terminal_support import busy_cpus, run_in_terminal, shown_lines
+
+PAIRS = 300
+EXPECTED = [text for i in range(PAIRS) for text in (f"out {i}", f"err {i}")]
+
+ALTERNATING = """
+import sys
+flush = sys.argv[1] == "flush"
+for i in range({pairs}):
+    print(f"out {{i}}", flush=flush)
+    print(f"err {{i}}", file=sys.stderr, flush=flush)
+"""
+
+# Two epochs of a tqdm bar (stderr), a line on stdout, a warning on stderr: as in training.
+TQDM_EPOCHS = """
+import sys, time, warnings
+from tqdm import tqdm
+warnings.simplefilter("always")
+for epoch in range(3):
+    for _ in tqdm(range(40), desc=f"epoch {epoch}", mininterval=0, miniters=1):
+        time.sleep(0.002)
+    print(f"epoch {epoch} done, loss=1.000", flush=True)
+    warnings.warn(f"slow epoch {epoch}")
+"""
+
+
+@pytest.fixture
+def busy_cpu():
+    with busy_cpus():
+        yield
+
+
+def log_path(output: bytes) -> Path:
+    return Path(re.search(rb"the log of this run is at (\S+)", output).group(1).decode())
+
+
+def texts(lines: list[dict]) -> list[str]:
+    return [line["text"] for line in lines]
+
+
+@pytest.mark.parametrize("flush", ["flush", "no-flush"])
+def test_alternating_streams_keep_their_order_in_a_pipe(account, hyperdash_home, busy_cpu, flush):
+    name = f"alternating in a pipe, {flush}"
+    result = subprocess.run(
+        [*HYPERDASH, "run", "-n", name, *py(ALTERNATING.format(pairs=PAIRS)), flush],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # 2>&1 | ...
+        env=account.sdk_env(hyperdash_home), timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert shown_lines(result.stdout) == EXPECTED
+    assert log_path(result.stdout).read_text().splitlines() == EXPECTED  # the local copy
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(lambda: (lines := account.logs(run["uuid"])) and len(lines) >= 2 * PAIRS and lines, 60)
+    assert texts(lines) == EXPECTED
+    # one channel: the run can no longer tell stderr apart
+    assert {line["stream"] for line in lines} == {"stdout"}
+
+
+@pytest.mark.parametrize("flush", ["flush", "no-flush"])
+def test_alternating_streams_keep_their_order_in_a_terminal(account, hyperdash_home, busy_cpu, flush):
+    name = f"alternating in a terminal, {flush}"
+    rc, output = run_in_terminal(
+        [*HYPERDASH, "run", "-n", name, *py(ALTERNATING.format(pairs=PAIRS)), flush],
+        account.sdk_env(hyperdash_home), timeout=120,
+    )
+    assert rc == 0, output[-2000:]
+    assert shown_lines(output) == EXPECTED
+    assert log_path(output).read_text().splitlines() == EXPECTED
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(lambda: (lines := account.logs(run["uuid"])) and len(lines) >= 2 * PAIRS and lines, 60)
+    assert texts(lines) == EXPECTED
+
+
+def test_separate_streams_keep_stderr_apart(account, hyperdash_home):
+    name = "alternating, separate streams"
+    result = subprocess.run(
+        [*HYPERDASH, "run", "-n", name, "--separate-streams", *py(ALTERNATING.format(pairs=50)), "flush"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=account.sdk_env(hyperdash_home), timeout=60,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    run = account.wait_for_run(name, "success", timeout=30)
+    lines = account.wait_for(lambda: (lines := account.logs(run["uuid"])) and len(lines) >= 100 and lines, 30)
+    # each stream in order and told apart; their order against each other is not promised
+    assert [line["text"] for line in lines if line["stream"] == "stdout"] == [f"out {i}" for i in range(50)]
+    assert [line["text"] for line in lines if line["stream"] == "stderr"] == [f"err {i}" for i in range(50)]
+
+
+def check_epochs(shown: list[str]) -> None:
+    """Each epoch: its finished bar, then its stdout line whole, then its warning."""
+    for epoch in range(3):
+        done = shown.index(f"epoch {epoch} done, loss=1.000")
+        assert f"epoch {epoch}: 100%" in shown[done - 1] and "40/40" in shown[done - 1], shown
+        assert f"UserWarning: slow epoch {epoch}" in shown[done + 1], shown
+    assert not [line for line in shown if "it/s]" in line and "done" in line], shown  # nothing glued
+
+
+def test_tqdm_bars_with_a_stdout_line_between_them_in_a_terminal(account, hyperdash_home, busy_cpu):
+    rc, output = run_in_terminal([*HYPERDASH, "run", "-n", "tqdm epochs", *py(TQDM_EPOCHS)],
+                                 account.sdk_env(hyperdash_home), timeout=120)
+    assert rc == 0, output[-2000:]
+    check_epochs(shown_lines(output))
+    run = account.wait_for_run("tqdm epochs", "success", timeout=60)
+    lines = account.wait_for(
+        lambda: (lines := account.logs(run["uuid"])) and any("slow epoch 2" in t for t in texts(lines)) and lines, 60)
+    check_epochs([text for text in texts(lines) if text])
+
+
+def test_tqdm_bars_with_a_stdout_line_between_them_in_a_pipe(account, hyperdash_home, busy_cpu):
+    result = subprocess.run(
+        [*HYPERDASH, "run", "-n", "tqdm epochs piped", *py(TQDM_EPOCHS)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=account.sdk_env(hyperdash_home), timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    check_epochs(shown_lines(result.stdout))
+    check_epochs(shown_lines(log_path(result.stdout).read_bytes()))  # the local copy too
+
+
+def test_tqdm_bars_and_stdout_lines_captured_apart_are_never_glued(account, hyperdash_home, busy_cpu):
+    name = "tqdm epochs apart"
+    result = subprocess.run(
+        [*HYPERDASH, "run", "-n", name, "--separate-streams", *py(TQDM_EPOCHS)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=account.sdk_env(hyperdash_home), timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    done = [f"epoch {epoch} done, loss=1.000" for epoch in range(3)]
+    local = shown_lines(log_path(result.stdout).read_bytes())
+    assert [line for line in local if "done" in line] == done, local
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(
+        lambda: (lines := account.logs(run["uuid"])) and len([t for t in texts(lines) if "slow epoch" in t]) == 3
+        and lines, 60)
+    assert [line["text"] for line in lines if line["stream"] == "stdout"] == done
+    assert not [line for line in lines if line["stream"] == "stderr" and "done" in line["text"]]
+
+
+def test_an_erased_progress_bar_leaves_no_line(hd, account):
+    code = (
+        "import sys, time\n"
+        "from tqdm import tqdm\n"
+        "print('before', flush=True)\n"
+        "for _ in tqdm(range(20), leave=False, mininterval=0, miniters=1):\n"
+        "    time.sleep(0.01)\n"
+    )
+    result = hd("run", "-n", "erased bar", *py(code))  # stdout and stderr apart: separate streams
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(b"\r") >= 20  # the terminal saw the bar, and its erasure
+    run = account.wait_for_run("erased bar", "success")
+    lines = account.logs(run["uuid"])
+    assert [(line["stream"], line["text"]) for line in lines if line["text"]] == [("stdout", "before")]
+    # no line of spaces, and no state of the bar left standing: at most an emptied bar
+    assert all(line["progress"] and line["text"] == "" for line in lines if line["stream"] == "stderr"), lines
