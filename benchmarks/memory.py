@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from print_storm import as_installed, measured  # noqa: E402
+
 from tests.conftest import free_port  # noqa: E402
 
 BODY = """

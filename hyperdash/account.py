@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import config
-from .errors import APIError, AmbiguousRun, AuthenticationError, EmailTaken, NoCredentials, WrongPassword
+from .errors import AmbiguousRun, APIError, AuthenticationError, EmailTaken, NoCredentials, WrongPassword
 from .transport import Transport
 
 __all__ = [
@@ -48,7 +48,7 @@ class Session:
     key_source: str | None = None  #: where the key was found, in words, for error messages
 
     @classmethod
-    def from_settings(cls) -> "Session":
+    def from_settings(cls) -> Session:
         """The configured server with the configured key (and the access token of the last login)."""
         key, source = config.api_key_and_source()
         token = config.load_settings().get("access_token")

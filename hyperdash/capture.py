@@ -72,7 +72,7 @@ class FdCapture:
         self._pid = os.getpid()
         self._stop_lock = threading.Lock()
 
-    def start(self) -> "FdCapture":
+    def start(self) -> FdCapture:
         _flush_std_streams()
         merge = same_destination(1, 2) if self.merge_streams is None else self.merge_streams
         channels = []
@@ -161,7 +161,7 @@ class FdCapture:
 # take what is already written (as coverage.py, say, saves its data there). Python's own buffers
 # stay unflushed, as os._exit leaves them.
 EXIT_DRAIN_TIMEOUT = 1.0
-_exit_drains: "set[FdCapture]" = set()
+_exit_drains: set[FdCapture] = set()
 _os_exit = None  # what os._exit was when it was first wrapped: the wrapper ends with it
 
 
@@ -217,7 +217,7 @@ class StreamCapture:
         self.run = run
         self._originals: tuple[Any, Any] | None = None
 
-    def start(self) -> "StreamCapture":
+    def start(self) -> StreamCapture:
         self._originals = (sys.stdout, sys.stderr)
         sys.stdout = _Tee(sys.stdout, self.run, "stdout")
         sys.stderr = _Tee(sys.stderr, self.run, "stderr")
@@ -246,7 +246,7 @@ class KernelCapture:
         self._fds = FdCapture(run, merge_streams=False)
         self._streams = StreamCapture(run)
 
-    def start(self) -> "KernelCapture":
+    def start(self) -> KernelCapture:
         self._fds.start()
         self._streams.start()
         return self
@@ -273,7 +273,7 @@ def in_ipython_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def capture_for_current_process(run: CaptureTarget) -> "FdCapture | KernelCapture":
+def capture_for_current_process(run: CaptureTarget) -> FdCapture | KernelCapture:
     """The capture that fits this process, not yet started: streams and file descriptors
     inside an IPython kernel, file descriptors elsewhere."""
     return KernelCapture(run) if in_ipython_kernel() else FdCapture(run)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "open_channel",

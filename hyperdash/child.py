@@ -135,7 +135,7 @@ class Outcome:
         return events.SUCCESS if self.exit_code == 0 else events.FAILURE
 
     @classmethod
-    def from_wait_status(cls, wait_status: int, interrupted: bool) -> "Outcome":
+    def from_wait_status(cls, wait_status: int, interrupted: bool) -> Outcome:
         if os.WIFSIGNALED(wait_status):
             sig = os.WTERMSIG(wait_status)
             return cls(128 + sig, sig, interrupted)
@@ -154,7 +154,7 @@ class SignalGate:
         self._watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD, signal.SIGWINCH}
         self._old_mask: set[int] | None = None
 
-    def __enter__(self) -> "SignalGate":
+    def __enter__(self) -> SignalGate:
         # An ignored SIGCHLD (inherited from our parent) would make the kernel reap the child
         # itself, and its exit status would be lost.
         if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:

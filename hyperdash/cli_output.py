@@ -103,7 +103,7 @@ class ProgressBars:
         self._bar = None
         self._done = 0
 
-    def __enter__(self) -> "ProgressBars":
+    def __enter__(self) -> ProgressBars:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -13,11 +13,13 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError
 from .events import DEFAULT_SERVER
+
 # The home folder and the settings file are shared with the server: they live in .settings.
 from .settings import SETTINGS_FILE, ensure_home, home_dir, load_settings, save_settings, settings_path
 

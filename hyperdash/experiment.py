@@ -26,7 +26,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .capture import capture_for_current_process
 from .events import FAILURE, KILLED, SUCCESS, USER_CANCELED
@@ -40,7 +41,7 @@ _ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") 
 ITER_METRIC_INTERVAL = 1.0
 
 # The open experiments that capture this process's output (at most one once a new one starts).
-_capturing: list["Experiment"] = []
+_capturing: list[Experiment] = []
 _capturing_lock = threading.Lock()
 
 
@@ -172,7 +173,7 @@ class Experiment:
         """End the run with ``success``. Calling it again does nothing."""
         self._finish(SUCCESS)
 
-    def __enter__(self) -> "Experiment":
+    def __enter__(self) -> Experiment:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .events import MAX_LINE_BYTES
 

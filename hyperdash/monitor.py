@@ -13,7 +13,8 @@ The function's return value and exceptions pass through unchanged.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .experiment import Experiment
 

@@ -10,7 +10,7 @@ state is blank was erased (a progress bar that cleared itself when done) and is 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
 
 __all__ = ["strip_escapes", "last_state", "plain_line", "plain_lines"]
 
@@ -43,7 +43,7 @@ def last_state(text: str) -> str:
     return ""
 
 
-def plain_line(text: str, redrawn: bool = False) -> Optional[str]:
+def plain_line(text: str, redrawn: bool = False) -> str | None:
     """One line of output (without its newline) as plain text; None when the line was erased:
     redrawn with ``\\r`` (or known to be a progress state: ``redrawn``) until nothing but
     blanks was left."""

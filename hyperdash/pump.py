@@ -12,7 +12,8 @@ import errno
 import os
 import threading
 import time
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from .channel import follow_window_sizes, isatty
 

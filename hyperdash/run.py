@@ -27,8 +27,9 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import config, framing
 from .events import (
@@ -55,7 +56,7 @@ MAX_PARAM_TEXT_CHARS = 64 * 1024
 # Write errors that mean the disk (or the process's file size limit) is full.
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
-_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 def _forget_runs_in_child() -> None:
@@ -214,7 +215,7 @@ class Run:
         self._logs_pruned = False
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> "Run":
+    def start(self) -> Run:
         """Open the spool and the log, record ``run_started``, start sending. Returns self."""
         if self._started:
             return self

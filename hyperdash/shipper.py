@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import random
-from json.encoder import encode_basestring as _quote
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from json.encoder import encode_basestring as _quote
+from typing import Any
 
 from . import errors, framing
 from .events import (

@@ -28,8 +28,9 @@ import shutil
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from .config import ensure_home, home_dir
 
@@ -99,7 +100,7 @@ class Spool:
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
-    def create(cls, run_uuid: str, meta: dict[str, Any], root: Path | None = None) -> "Spool":
+    def create(cls, run_uuid: str, meta: dict[str, Any], root: Path | None = None) -> Spool:
         """A new, locked spool on disk. Raises ``OSError`` when the folder cannot be written."""
         if root is None:
             ensure_home()
@@ -121,14 +122,14 @@ class Spool:
         return spool
 
     @classmethod
-    def in_memory(cls, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> "Spool":
+    def in_memory(cls, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> Spool:
         """A spool that lives in memory only (when the disk cannot take one)."""
         spool = cls(None, memory_limit)
         spool._memory = bytearray()
         return spool
 
     @classmethod
-    def open_orphan(cls, folder: Path, wait: float = 0.0) -> "Spool | None":
+    def open_orphan(cls, folder: Path, wait: float = 0.0) -> Spool | None:
         """The spool in ``folder`` locked for uploading, or ``None`` while its owner lives
         (after waiting up to ``wait`` seconds for it to go)."""
         try:

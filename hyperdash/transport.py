@@ -7,7 +7,8 @@ hyperdash`` stays cheap and a job pays for it only once something is sent.
 from __future__ import annotations
 
 import json as jsonlib
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import errors
 from .events import API_HEADER, API_KEY_REQUIRED, AUTH_HEADER, INGEST_PATH, VERSION_HEADER
@@ -26,8 +27,8 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    from email.utils import parsedate_to_datetime  # an HTTP date
     import time
+    from email.utils import parsedate_to_datetime  # an HTTP date
 
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())

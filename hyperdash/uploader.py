@@ -30,8 +30,8 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import config, errors
 from .shipper import SpoolSender
@@ -92,7 +92,7 @@ class ServerBook:
         self.entries = entries or {}
 
     @classmethod
-    def load(cls) -> "ServerBook":
+    def load(cls) -> ServerBook:
         path = config.home_dir() / "uploader-servers.json"
         try:
             entries = json.loads(path.read_text())

@@ -32,7 +32,7 @@ def free_port() -> int:
 class Account:
     """A user on a test server, with its API key and an access token."""
 
-    server: "ServerProcess"
+    server: ServerProcess
     email: str
     password: str
     api_key: str
@@ -118,7 +118,7 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.home / "server.log"
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         env = dict(os.environ, HYPERDASH_HOME=str(self.home))
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.home.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ and :mod:`hyperdash.errors`.
 - ``errors``: the exception hierarchy and JSON error replies
 """
 
-from importlib.metadata import PackageNotFoundError, version as _package_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
 
 __all__ = ["__version__"]
 

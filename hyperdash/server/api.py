@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, AsyncIterator, Literal, Optional
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import events as ev
-from . import __version__
-from . import queries
+from . import __version__, queries
 from .auth import User, access_token, current_user, refused_key
 from .checks import MAX_TIMESTAMP_MS, checked_batch
 from .download import log_download
@@ -57,7 +57,7 @@ class Credentials(BaseModel):
 
 
 class Login(Credentials):
-    host: Optional[str] = Field(None, description="Names the new API key; else the caller's address")
+    host: str | None = Field(None, description="Names the new API key; else the caller's address")
 
 
 class NewAccount(Reply):
@@ -66,7 +66,7 @@ class NewAccount(Reply):
 
 
 class NewKeyRequest(BaseModel):
-    name: Optional[str] = None
+    name: str | None = None
 
 
 class NewKey(Reply):
@@ -80,8 +80,8 @@ class ApiKey(Reply):
     name: str
     prefix: str
     created_at: str = Field(description="ISO-8601 UTC, ending in Z")
-    last_used_at: Optional[str]
-    revoked_at: Optional[str]
+    last_used_at: str | None
+    revoked_at: str | None
 
 
 class ApiKeys(Reply):
@@ -107,27 +107,27 @@ class KeyRevoked(Reply):
 
 class Run(Reply):
     uuid: str
-    name: Optional[str]
+    name: str | None
     status: Literal[ev.STATUSES]  # type: ignore[valid-type]
-    started_at: Optional[str] = Field(description="ISO-8601 UTC, ending in Z")
-    ended_at: Optional[str]
-    last_seen_at: Optional[str]
-    exit_code: Optional[int]
-    signal: Optional[str]
-    host: Optional[str]
-    pid: Optional[int]
-    api: Optional[str]
+    started_at: str | None = Field(description="ISO-8601 UTC, ending in Z")
+    ended_at: str | None
+    last_seen_at: str | None
+    exit_code: int | None
+    signal: str | None
+    host: str | None
+    pid: int | None
+    api: str | None
     last_seq: int
 
 
 class RunPage(Reply):
     runs: list[Run]
-    next: Optional[str] = Field(description="cursor of the next page, or null")
+    next: str | None = Field(description="cursor of the next page, or null")
 
 
 class MetricValue(Reply):
     value: float
-    step: Optional[int]
+    step: int | None
     timestamp: str
 
 
@@ -150,7 +150,7 @@ class Lines(Reply):
 
 
 class Point(Reply):
-    step: Optional[int]
+    step: int | None
     value: float
     timestamp: str
 
@@ -251,7 +251,7 @@ def list_keys(request: Request, user: User = Depends(current_user)):
 
 @router.post("/users/api_keys", status_code=201, tags=["accounts"], response_model=NewKey,
              responses=_errors(400, 401, 403))
-def create_key(request: Request, body: Optional[NewKeyRequest] = None, user: User = Depends(current_user)):
+def create_key(request: Request, body: NewKeyRequest | None = None, user: User = Depends(current_user)):
     """A new API key; the key itself is shown only in this reply."""
     key = _state(request).auth.create_api_key(user.id, (body.name if body else None) or "key")
     return JSONReply(key, status_code=201)
@@ -325,11 +325,11 @@ def ingest_openapi() -> dict:
 @router.get("/runs", tags=["runs"], response_model=RunPage, responses=_errors(400, 401))
 def list_runs(
     request: Request,
-    name: Optional[str] = Query(None, max_length=ev.MAX_NAME_CHARS, description="the whole name"),
-    q: Optional[str] = Query(None, max_length=ev.MAX_NAME_CHARS, description="a part of the name, in any case"),
-    status: Optional[str] = Query(None, description="one of " + ", ".join(ev.STATUSES)),
+    name: str | None = Query(None, max_length=ev.MAX_NAME_CHARS, description="the whole name"),
+    q: str | None = Query(None, max_length=ev.MAX_NAME_CHARS, description="a part of the name, in any case"),
+    status: str | None = Query(None, description="one of " + ", ".join(ev.STATUSES)),
     limit: int = Query(50, ge=1, le=1000),
-    cursor: Optional[str] = None,
+    cursor: str | None = None,
     user: User = Depends(current_user),
 ):
     """The account's runs, newest first."""
@@ -355,11 +355,11 @@ def get_run(run_uuid: str, request: Request, user: User = Depends(current_user))
 def get_logs(
     run_uuid: str,
     request: Request,
-    after: Optional[int] = Query(None, ge=0, le=MAX_ID, description="lines with a seq above this"),
-    before: Optional[int] = Query(None, ge=1, le=MAX_ID, description="the `limit` lines before this seq"),
-    tail: Optional[int] = Query(None, ge=1, le=queries.MAX_PAGE, description="the last N lines"),
+    after: int | None = Query(None, ge=0, le=MAX_ID, description="lines with a seq above this"),
+    before: int | None = Query(None, ge=1, le=MAX_ID, description="the `limit` lines before this seq"),
+    tail: int | None = Query(None, ge=1, le=queries.MAX_PAGE, description="the last N lines"),
     limit: int = Query(1000, ge=1, le=queries.MAX_PAGE),
-    q: Optional[str] = Query(None, max_length=1000, description="only lines holding this text"),
+    q: str | None = Query(None, max_length=1000, description="only lines holding this text"),
     user: User = Depends(current_user),
 ):
     """Log lines in ascending seq order."""
@@ -403,7 +403,7 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _SSE_DOC = {200: {"content": {"text/event-stream": {}}}, **_errors(401, 404, 409)}
 
 
-def _resume_point(request: Request, after: Optional[int]) -> int:
+def _resume_point(request: Request, after: int | None) -> int:
     last_id = request.headers.get("last-event-id")
     if last_id:
         try:
@@ -420,7 +420,7 @@ def _resume_point(request: Request, after: Optional[int]) -> int:
 async def run_events_stream(
     run_uuid: str,
     request: Request,
-    after: Optional[int] = Query(None, ge=0, le=MAX_ID, description="resume after this seq (or send Last-Event-ID)"),
+    after: int | None = Query(None, ge=0, le=MAX_ID, description="resume after this seq (or send Last-Event-ID)"),
 ):
     """Server-sent events of one run: ``log``, ``metric``, ``param`` and ``status``, each with
     ``id: <seq>``. Starts with the run's status, then what came after the resume point."""

@@ -11,14 +11,15 @@ from fastapi.openapi.utils import get_openapi
 
 from .. import events
 from . import __version__
-from .api import ingest_openapi, router as api_router
+from .api import ingest_openapi
+from .api import router as api_router
 from .auth import Auth
 from .errors import TooLarge, install_handlers
 from .ingest import RunCache, mark_lost
 from .live import Hub
 from .pages import router
-from .views import JSONReply
 from .store import Store
+from .views import JSONReply
 
 __all__ = ["create_app", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
 

@@ -39,7 +39,8 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..events import AUTH_HEADER, now_ms as _now_ms
+from ..events import AUTH_HEADER
+from ..events import now_ms as _now_ms
 from .errors import ApiError, BadRequest, Conflict, Forbidden, Throttled, Unauthorized
 from .passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password, verify_unknown
 from .store import Store, users

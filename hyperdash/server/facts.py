@@ -112,7 +112,7 @@ class ParamsStored(Fact):
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
 RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack)
 FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
-_ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]
+_ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(_ANY_FACT)
 

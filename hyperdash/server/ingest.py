@@ -24,8 +24,19 @@ from sqlalchemy.engine import Connection
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
 from .dialect import LOG_COLUMNS, execute, insert_lines, insert_many
-from .facts import (Fact, LinesStored, Param, ParamsStored, PointsStored, RunBack, RunCreated, RunEnded,
-                    RunLost, RunStarted, RunState)
+from .facts import (
+    Fact,
+    LinesStored,
+    Param,
+    ParamsStored,
+    PointsStored,
+    RunBack,
+    RunCreated,
+    RunEnded,
+    RunLost,
+    RunStarted,
+    RunState,
+)
 from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, streams
 
 __all__ = ["Stored", "RunCache", "store_batch", "mark_lost"]

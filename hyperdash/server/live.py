@@ -31,7 +31,7 @@ def sse(event: str, data, event_id: int | None = None) -> bytes:
 
 
 class Subscription:
-    def __init__(self, hub: "Hub", key):
+    def __init__(self, hub: Hub, key):
         self.hub = hub
         self.key = key
         self.queue: asyncio.Queue = asyncio.Queue(_QUEUE_ITEMS)

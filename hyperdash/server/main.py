@@ -20,9 +20,9 @@ import threading
 import time
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from fastapi import FastAPI
 
 from ..errors import ConfigError
 from ..settings import home_dir, load_settings, save_settings, settings_path
@@ -211,7 +211,7 @@ class ServerThread:
         except BaseException as exc:  # reported by start()
             self._error = exc
 
-    def start(self, timeout: float = 30) -> "ServerThread":
+    def start(self, timeout: float = 30) -> ServerThread:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -229,7 +229,7 @@ class ServerThread:
         self._sock.close()
         self.app.state.store.close()  # no-op when the app's shutdown closed it already
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

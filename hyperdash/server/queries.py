@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import events as ev
-from .errors import BadRequest, NotFound
 from .dialect import holds
+from .errors import BadRequest, NotFound
 from .store import logs, metrics, run_events, runs
 from .views import iso, line_json, run_json
 

@@ -9,7 +9,7 @@ the store's :class:`~hyperdash.server.announce.Dispatcher`, ``store.dispatcher``
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import (
     BigInteger,

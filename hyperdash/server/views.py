@@ -5,8 +5,9 @@ Times are ISO-8601 UTC strings ending in ``Z`` (``null`` when unknown).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse

@@ -13,7 +13,6 @@ import termios
 import time
 
 import pytest
-
 from cli_support import HYPERDASH, py
 from terminal_support import run_in_terminal
 

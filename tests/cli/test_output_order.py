@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from cli_support import HYPERDASH, py
 from terminal_support import busy_cpus, run_in_terminal, shown_lines
 

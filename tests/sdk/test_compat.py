@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from sdk_support import texts
+
 from hyperdash import run as run_module
 
 # A stand-in for the Keras package (not installed here): just its Callback base class, as a

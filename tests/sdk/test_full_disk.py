@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from sdk_support import texts
 
 LINES = 300_000

@@ -10,10 +10,11 @@ import sys
 import time
 
 from sdk_support import texts
+from test_spool_and_upload import write_run
+
 from hyperdash.run import Run
 from hyperdash.spool import spool_root
 from tests.conftest import free_port
-from test_spool_and_upload import write_run
 
 SHORT_JOB = """
 from hyperdash import monitor

@@ -13,7 +13,6 @@ import termios
 import time
 
 import pytest
-
 from sdk_support import texts
 from terminal_support import run_in_terminal
 

@@ -6,8 +6,8 @@ import threading
 import uuid
 
 import pytest
-
 from sdk_support import texts
+
 from hyperdash.capture import StreamCapture
 from hyperdash.run import Run, new_run_uuid
 

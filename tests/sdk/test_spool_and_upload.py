@@ -9,8 +9,8 @@ import sys
 import uuid
 
 import pytest
-
 from sdk_support import texts
+
 from hyperdash import errors, framing
 from hyperdash.events import APIS
 from hyperdash.shipper import SpoolSender

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from sdk_support import texts
+from test_spool_and_upload import write_run
+
 from hyperdash.spool import spool_root
 from hyperdash.uploader import ServerBook, upload_pending
 from tests.conftest import free_port
-from test_spool_and_upload import write_run
 
 
 def uploader_pids(home: Path) -> list[int]:

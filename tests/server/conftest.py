@@ -8,9 +8,9 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from server_helpers import Api
 
 from hyperdash.server.app import create_app
-from server_helpers import Api
 
 PG_URL = os.environ.get("HYPERDASH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from hyperdash import events
-from hyperdash.server.errors import ApiError
 from hyperdash.server.checks import _plain_lines_batch, check_envelopes, checked_batch, parse_body
+from hyperdash.server.errors import ApiError
 
 RUN = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())
