@@ -14,6 +14,10 @@ SERVER = [
     "python-multipart>=0.0.9",
     "orjson>=3.9",
     "msgspec>=0.18",
+    # Notifications: Web Push's VAPID signature (RFC 8292) and payload encryption (RFC 8291).
+    "py-vapid>=1.9",
+    "http-ece>=1.2",
+    "cryptography>=42",
 ]
 POSTGRES = ["psycopg[binary]>=3.1"]
 JUPYTER = ["ipython>=8"]
@@ -27,6 +31,7 @@ TEST = SERVER + POSTGRES + JUPYTER + [
     "playwright>=1.45",
     "tqdm>=4.66",
     "numpy>=1.26",
+    "aiosmtpd>=1.4",  # a real SMTP server for the email channel's tests
 ]
 
 setup(
