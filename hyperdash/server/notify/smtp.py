@@ -142,7 +142,10 @@ class EmailChannel(Channel):
             )
         except (socket.timeout, TimeoutError):
             return DeliveryResult(Outcome.RETRY, f"{where} did not answer within {timeout:g} s")
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
+            # smtplib reports a read that timed out as a disconnection.
+            if "timed out" in str(exc):
+                return DeliveryResult(Outcome.RETRY, f"{where} did not answer within {timeout:g} s")
             return DeliveryResult(Outcome.RETRY, f"{where} closed the connection")
         except OSError as exc:
             return DeliveryResult(Outcome.RETRY, self.scrub(f"could not reach {where}: {exc.strerror or exc}"))
