@@ -19,9 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_notify_channels import failed_run
 
 from hyperdash.server.notify import EmailChannel, Outcome, SettingsError
-from test_notify_channels import failed_run
 
 USER, PASSWORD = "alerts@example.com", "Pa55w0rd-very-secret"
 
@@ -31,7 +31,7 @@ def tls_files(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 and localhost, its key, and a client context."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

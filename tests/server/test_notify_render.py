@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from hyperdash.server.notify import BACK, ENDED, LOST, RULE, STALLED, Notification
-from hyperdash.server.notify import render
+from hyperdash.server.notify import BACK, ENDED, LOST, RULE, STALLED, Notification, render
 from hyperdash.server.notify.message import format_duration
 
 

@@ -23,7 +23,8 @@ belong to that worker too.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .base import Channel
 from .chat import DiscordChannel, NtfyChannel, SlackChannel, TelegramChannel
@@ -57,18 +58,18 @@ def make_channel(kind: str, settings: Mapping[str, Any], **options: Any) -> Chan
 __all__ = [
     "BACK",
     "CHANNEL_KINDS",
+    "ENDED",
+    "KINDS",
+    "LOST",
+    "RULE",
+    "STALLED",
     "Channel",
     "DeliveryResult",
     "DiscordChannel",
-    "ENDED",
     "EmailChannel",
-    "KINDS",
-    "LOST",
     "Notification",
     "NtfyChannel",
     "Outcome",
-    "RULE",
-    "STALLED",
     "SettingsError",
     "SlackChannel",
     "TelegramChannel",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .delivery import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DeliveryResult, Outcome, Scrubber, log
 from .message import Notification

@@ -8,15 +8,16 @@ page can show why a channel does not work.
 
 from __future__ import annotations
 
-import enum
 import email.utils
+import enum
 import logging
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import requests
+import urllib3
 
 log = logging.getLogger("hyperdash.server.notify")
 
@@ -150,7 +151,7 @@ def post(
         status = response.status_code
         try:
             raw = response.raw.read(4 * MAX_DETAIL_CHARS, decode_content=True) or b""
-        except Exception:  # the status is what counts; an answer cut short is still an answer
+        except (OSError, urllib3.exceptions.HTTPError):  # the status is what counts
             raw = b""
         body = raw.decode(response.encoding or "utf-8", errors="replace")
         detail = f"HTTP {status}" + (f": {body}" if body.strip() else "")

@@ -132,7 +132,7 @@ class Notification:
 
 def format_duration(seconds: float) -> str:
     """``"3 s"``, ``"4 min 05 s"``, ``"2 h 03 min"``, ``"3 d 4 h"``: short and unambiguous."""
-    s = max(0, int(round(seconds)))
+    s = max(0, round(seconds))
     if s < 60:
         return f"{s} s"
     m, s = divmod(s, 60)

@@ -7,7 +7,8 @@ never repeats a secret (an address is named by its scheme and host only).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .delivery import MASK
@@ -43,7 +44,7 @@ def check_url(value: str, *, name: str = "url") -> str:
         raise SettingsError(f"{name} must not contain spaces or control characters")
     try:
         parts = urlsplit(value)
-        parts.port  # raises ValueError for a bad port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise SettingsError(f"{name} is not a valid address") from None
     if parts.scheme.lower() not in ("http", "https"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import email.utils
 import smtplib
-import socket
 import ssl
+from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 
 from .base import Channel
 from .delivery import DeliveryResult, Outcome
@@ -140,7 +140,7 @@ class EmailChannel(Channel):
             return DeliveryResult(
                 Outcome.FAILED, f"TLS with {where} failed ({exc.reason}): is the security setting right for this port?"
             )
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return DeliveryResult(Outcome.RETRY, f"{where} did not answer within {timeout:g} s")
         except smtplib.SMTPServerDisconnected as exc:
             # smtplib reports a read that timed out as a disconnection.

@@ -27,8 +27,8 @@ import json
 import re
 import secrets as _secrets
 import time
-from typing import Any, Mapping
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Any
 
 from .base import Channel
 from .delivery import MASK, DeliveryResult, post

@@ -14,7 +14,8 @@ import base64
 import binascii
 import re
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import http_ece
 from cryptography.hazmat.primitives import serialization
@@ -57,12 +58,12 @@ class VapidKeys:
         self.private_key = private_key
 
     @classmethod
-    def generate(cls) -> "VapidKeys":
+    def generate(cls) -> VapidKeys:
         """A new key pair: make it once per server and keep it (see :meth:`dumps`)."""
         return cls(ec.generate_private_key(ec.SECP256R1()))
 
     @classmethod
-    def loads(cls, text: str) -> "VapidKeys":
+    def loads(cls, text: str) -> VapidKeys:
         """The key pair from :meth:`dumps`'s text (PKCS#8 PEM)."""
         try:
             key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
