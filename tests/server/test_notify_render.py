@@ -107,3 +107,12 @@ def test_fit_end_and_fit_start():
     assert render.fit_end("line1\nline2\nline3", 13, len) == "…line2\nline3"  # from a line's start
     assert render.fit_end("éééé", 5, render.utf8_size) == "…é"  # "…" is 3 bytes, "é" 2
     assert render.fit_end("abc", 0, len) == ""
+
+
+def test_a_huge_rule_text_is_cut_and_the_link_kept():
+    n = run(RULE, rule="<y>" * 5000)
+    for markup in (render.SLACK, render.DISCORD, render.TELEGRAM):
+        text = markup.render(n)
+        assert markup.measure(text) <= markup.limit
+        assert "https://hd.example.com/runs/u-1" in text.rsplit("\n", 1)[1]
+        assert "…" in text
