@@ -63,6 +63,11 @@ class Notification:
             object.__setattr__(self, "key", hashlib.sha256(seed.encode()).hexdigest()[:32])
 
     @property
+    def event(self) -> str:
+        """The event's name for machines: ``run.ended``, ``run.lost``, ... or ``rule.fired``."""
+        return "rule.fired" if self.kind == RULE else f"run.{self.kind}"
+
+    @property
     def url(self) -> str:
         """The run's page on the dashboard."""
         return f"{self.base_url.rstrip('/')}/runs/{quote(self.run_uuid, safe='')}"

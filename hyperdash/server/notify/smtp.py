@@ -14,7 +14,6 @@ from .delivery import DeliveryResult, Outcome
 from .message import Notification
 from .render import email_html, email_text
 from .settings import SettingsError, check_email, optional, require
-from .webhook import event_name
 
 SECURITIES = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -99,7 +98,7 @@ class EmailChannel(Channel):
         # show a duplicate once.
         msg["Message-ID"] = f"<{n.key}@{s['from'].rpartition('@')[2]}>"
         msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Hyperdash-Event"] = event_name(n)
+        msg["X-Hyperdash-Event"] = n.event
         msg.set_content(email_text(n))
         msg.add_alternative(email_html(n), subtype="html")
         return msg

@@ -32,7 +32,7 @@ from typing import Any
 
 from .base import Channel
 from .delivery import MASK, DeliveryResult, post
-from .message import ENDED, RULE, Notification
+from .message import ENDED, Notification
 from .render import fit_end, utf8_size
 from .settings import SettingsError, check_url, mask_url, require, url_secrets
 
@@ -45,10 +45,6 @@ SECRET_PREFIX = "whsec_"
 MAX_TAIL_BYTES = 16 * 1024
 # How far a signature's time may be from the receiver's clock (see verify_signature).
 DEFAULT_TOLERANCE_S = 300
-
-
-def event_name(n: Notification) -> str:
-    return "rule.fired" if n.kind == RULE else f"run.{n.kind}"
 
 
 def generate_secret() -> str:
@@ -84,7 +80,7 @@ def payload(n: Notification) -> dict[str, Any]:
     """The JSON body: the event, the run's facts, the texts a receiver may show as they are."""
     return {
         "id": n.key,
-        "event": event_name(n),
+        "event": n.event,
         "created": int(time.time()),
         "title": n.title,
         "text": n.summary,
@@ -129,7 +125,7 @@ class WebhookChannel(Channel):
         body = json.dumps(payload(notification), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers = {
             "Content-Type": "application/json",
-            EVENT_HEADER: event_name(notification),
+            EVENT_HEADER: notification.event,
             IDEMPOTENCY_HEADER: notification.key,
             SIGNATURE_HEADER: sign(self.settings["secret"], body, int(time.time())),
         }
