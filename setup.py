@@ -14,6 +14,10 @@ SERVER = [
     "python-multipart>=0.0.9",
     "orjson>=3.9",
     "msgspec>=0.18",
+    # Notifications: Web Push's VAPID signature (RFC 8292) and payload encryption (RFC 8291).
+    "py-vapid>=1.9",
+    "http-ece>=1.2",
+    "cryptography>=42",
 ]
 POSTGRES = ["psycopg[binary]>=3.1"]
 JUPYTER = ["ipython>=8"]
@@ -30,6 +34,7 @@ TEST = SERVER + POSTGRES + JUPYTER + [
     "hypothesis>=6.100",
     "schemathesis>=4.0",
     "pytest-xdist>=3.5",  # the suite runs on every core
+    "aiosmtpd>=1.4",  # a real SMTP server for the email channel's tests
 ]
 # What CI checks the code with besides the tests, pinned so that a new release's rules
 # change nothing by themselves.
