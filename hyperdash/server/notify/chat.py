@@ -184,7 +184,7 @@ class NtfyChannel(Channel):
 
     def masked(self) -> dict[str, Any]:
         segments = [s for s in urlsplit(self.settings["url"]).path.split("/") if s]
-        shown = {"url": mask_url(self.settings["url"], keep_segments=len(segments) - 1)}
+        shown: dict[str, Any] = {"url": mask_url(self.settings["url"], keep_segments=len(segments) - 1)}
         shown["token"] = "tk_****" if self.settings["token"] else None
         shown["priority"] = self.settings["priority"]
         return shown

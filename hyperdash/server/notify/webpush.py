@@ -133,7 +133,8 @@ class WebPushChannel(Channel):
         super().__init__(settings, **options)
 
     def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        keys = settings.get("keys") if isinstance(settings.get("keys"), Mapping) else settings
+        nested = settings.get("keys")
+        keys: Mapping[str, Any] = nested if isinstance(nested, Mapping) else settings
         endpoint = check_url(require(settings, "endpoint"), name="endpoint")
         p256dh, auth = require(keys, "p256dh"), require(keys, "auth")
         try:
