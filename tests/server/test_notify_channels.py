@@ -125,7 +125,10 @@ def failed_run(**kw) -> Notification:
         duration_s=3725,
         exit_code=1,
         host="gpu-3",
-        tail="epoch 1 loss 0.5\nTraceback (most recent call last):\n  File \"train.py\", line 3\nValueError: a < b & c\n",
+        tail=(
+            "epoch 1 loss 0.5\nTraceback (most recent call last):\n"
+            "  File \"train.py\", line 3\nValueError: a < b & c\n"
+        ),
         key="notif-42",
     )
     defaults.update(kw)
@@ -257,7 +260,9 @@ def test_webhook_refuses_bad_settings_clearly(settings, message):
 
 
 def test_webhook_settings_are_shown_masked():
-    channel = WebhookChannel({"url": "https://example.com/hooks/abcdef123456?token=zzzsecret", "secret": "whsec_abcdefghijklmnop"})
+    channel = WebhookChannel(
+        {"url": "https://example.com/hooks/abcdef123456?token=zzzsecret", "secret": "whsec_abcdefghijklmnop"}
+    )
     assert channel.masked() == {"url": "https://example.com/ho…****/****?****", "secret": "whsec_****"}
     assert "abcdef123456" not in repr(channel) and "zzzsecret" not in repr(channel)
     assert "abcdefghijklmnop" not in repr(channel)
@@ -347,7 +352,9 @@ def test_discord_address_is_checked_and_masked():
 
 # --- Telegram ---------------------------------------------------------------------------------
 def test_telegram_sends_html_to_the_chat(receiver):
-    channel = TelegramChannel({"token": TELEGRAM_TOKEN, "chat_id": -1001234567890}, api_base=receiver.base, timeout=SHORT)
+    channel = TelegramChannel(
+        {"token": TELEGRAM_TOKEN, "chat_id": -1001234567890}, api_base=receiver.base, timeout=SHORT
+    )
     receiver.answers = [Answer(200, b'{"ok":true,"result":{"message_id":7}}')]
     assert channel.deliver(failed_run()).delivered
     req = receiver.last
@@ -365,7 +372,9 @@ def test_telegram_sends_html_to_the_chat(receiver):
 
 
 def test_telegram_text_is_cut_to_its_limit_without_breaking_an_entity_or_a_character(receiver):
-    channel = TelegramChannel({"token": TELEGRAM_TOKEN, "chat_id": "@hyperdash_runs"}, api_base=receiver.base, timeout=SHORT)
+    channel = TelegramChannel(
+        {"token": TELEGRAM_TOKEN, "chat_id": "@hyperdash_runs"}, api_base=receiver.base, timeout=SHORT
+    )
     tail = "<&>" * 3000 + "😀" * 3000  # escapes that grow, characters of two UTF-16 units
     assert channel.deliver(failed_run(tail=tail)).delivered
     text = receiver.last.json()["text"]
@@ -379,7 +388,11 @@ def test_telegram_text_is_cut_to_its_limit_without_breaking_an_entity_or_a_chara
 def test_telegram_rate_limit_in_the_answer_is_honoured(receiver):
     channel = TelegramChannel({"token": TELEGRAM_TOKEN, "chat_id": "42"}, api_base=receiver.base, timeout=SHORT)
     receiver.answers = [
-        Answer(429, b'{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 33","parameters":{"retry_after":33}}'),
+        Answer(
+            429,
+            b'{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 33",'
+            b'"parameters":{"retry_after":33}}',
+        ),
         Answer(400, b'{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}'),
     ]
     limited = channel.deliver(failed_run())
@@ -428,7 +441,8 @@ def test_ntfy_message_fits_in_4_kib_and_priority_is_settable(receiver):
     ok = failed_run(status="success", exit_code=None)
     NtfyChannel({"url": receiver.base + "/topic"}, timeout=SHORT).deliver(ok)
     assert receiver.last.headers["priority"] == "3"
-    assert str(make_header(decode_header(receiver.last.headers["title"]))) == "✅ train <resnet> & *bold* @everyone finished"
+    title = str(make_header(decode_header(receiver.last.headers["title"])))
+    assert title == "✅ train <resnet> & *bold* @everyone finished"
     NtfyChannel({"url": receiver.base + "/topic"}, timeout=SHORT).deliver(Notification(LOST, "plain name", "u", "http://h"))
     assert receiver.last.headers["title"].startswith("=?utf-8?b?")  # the emoji needs an encoded word
     assert str(make_header(decode_header(receiver.last.headers["title"]))) == "❓ plain name went silent"
@@ -470,7 +484,10 @@ def test_secrets_never_reach_reprs_exceptions_or_logs(receiver, caplog):
     def channels(base):
         return [
             (SlackChannel({"url": base + SLACK_PATH}, origins=[base], timeout=SHORT), ["s3cr3tXyZtokenPART"]),
-            (DiscordChannel({"url": base + DISCORD_PATH}, origins=[base], timeout=SHORT), ["Sup3r-S3cret_discord-Token"]),
+            (
+                DiscordChannel({"url": base + DISCORD_PATH}, origins=[base], timeout=SHORT),
+                ["Sup3r-S3cret_discord-Token"],
+            ),
             (
                 TelegramChannel({"token": TELEGRAM_TOKEN, "chat_id": 1}, api_base=base, timeout=SHORT),
                 [TELEGRAM_TOKEN.split(":")[1]],

@@ -125,7 +125,14 @@ def smtp_server(tls_files):
 
 
 def settings(port: int, security: str, **more) -> dict:
-    return {"host": "127.0.0.1", "port": port, "security": security, "from": "hyperdash@example.com", "to": "me@example.com", **more}
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": security,
+        "from": "hyperdash@example.com",
+        "to": "me@example.com",
+        **more,
+    }
 
 
 def test_plain_smtp_delivers_a_text_and_html_email(smtp_server):
@@ -245,7 +252,10 @@ def test_a_server_that_never_answers_is_cut_off():
         ({"port": "abc"}, "port must be a number"),
         ({"port": 70000}, "port must be a number"),
         ({"username": "u"}, "username and password go together"),
-        ({"host": "smtp.example.com", "security": "none", "username": "u", "password": "p"}, "a login needs security starttls or tls"),
+        (
+            {"host": "smtp.example.com", "security": "none", "username": "u", "password": "p"},
+            "a login needs security starttls or tls",
+        ),
         ({"from": "not an address"}, "from 'not an address' is not an email address"),
         ({"to": ""}, "to must be one email address or more"),
         ({"to": "me@example.com, bad@@example.com"}, "to 'bad@@example.com' is not an email address"),

@@ -18,9 +18,17 @@ def run(kind=ENDED, **kw) -> Notification:
 @pytest.mark.parametrize(
     "notification, title, summary",
     [
-        (run(status="success", duration_s=59.6, host="gpu-1"), "✅ train finished", "Finished after 1 min 00 s on gpu-1."),
+        (
+            run(status="success", duration_s=59.6, host="gpu-1"),
+            "✅ train finished",
+            "Finished after 1 min 00 s on gpu-1.",
+        ),
         (run(status="failure", exit_code=2), "❌ train failed (exit code 2)", "Failed. Exit code 2."),
-        (run(status="killed", signal="SIGKILL", duration_s=7300), "💀 train was killed by SIGKILL", "Killed after 2 h 01 min. Signal SIGKILL."),
+        (
+            run(status="killed", signal="SIGKILL", duration_s=7300),
+            "💀 train was killed by SIGKILL",
+            "Killed after 2 h 01 min. Signal SIGKILL.",
+        ),
         (run(status="user_canceled", duration_s=90000), "⏹ train was cancelled", "Cancelled after 1 d 1 h."),
         (run(LOST, duration_s=301), "❓ train went silent", "No heartbeat from the run after 5 min 01 s."),
         (run(BACK), "↩️ train is back", "The run is sending again."),

@@ -130,13 +130,17 @@ def test_a_push_is_signed_encrypted_and_shows_title_body_and_link(receiver, vapi
 def test_a_signature_by_another_key_does_not_verify(receiver, vapid):  # noqa: F811
     # The check above must be able to fail: the same request checked against other keys.
     browser = Browser()
-    channel = WebPushChannel(browser.subscription(receiver.base + "/p/abc"), vapid=vapid, subject=SUBJECT, timeout=SHORT)
+    channel = WebPushChannel(
+        browser.subscription(receiver.base + "/p/abc"), vapid=vapid, subject=SUBJECT, timeout=SHORT
+    )
     receiver.answers = [Answer(201, b"")]
     channel.deliver(failed_run())
     other = VapidKeys.generate()
     with pytest.raises(AssertionError):
         verify_vapid(receiver.last.headers["authorization"], other, receiver.base)
-    forged = receiver.last.headers["authorization"].replace(f"k={vapid.application_server_key}", f"k={other.application_server_key}")
+    forged = receiver.last.headers["authorization"].replace(
+        f"k={vapid.application_server_key}", f"k={other.application_server_key}"
+    )
     with pytest.raises(InvalidSignature):
         verify_vapid(forged, other, receiver.base)
     with pytest.raises(InvalidTag):
@@ -145,7 +149,9 @@ def test_a_signature_by_another_key_does_not_verify(receiver, vapid):  # noqa: F
 
 def test_a_long_output_still_fits_one_push_message(receiver, vapid):  # noqa: F811
     browser = Browser()
-    channel = WebPushChannel(browser.subscription(receiver.base + "/p/abc"), vapid=vapid, subject="https://hd.example.com", timeout=SHORT)
+    channel = WebPushChannel(
+        browser.subscription(receiver.base + "/p/abc"), vapid=vapid, subject="https://hd.example.com", timeout=SHORT
+    )
     receiver.answers = [Answer(201, b"")]
     tail = "".join(f"step {i}: loss={i / 7:.5f} ✓ \"quoted\"\n" for i in range(2000)) + "last line"
     assert channel.deliver(failed_run(tail=tail)).delivered
@@ -159,14 +165,18 @@ def test_a_long_output_still_fits_one_push_message(receiver, vapid):  # noqa: F8
 
 @pytest.mark.parametrize("status", [404, 410])
 def test_a_subscription_the_push_service_no_longer_knows_is_gone(receiver, vapid, status):  # noqa: F811
-    channel = WebPushChannel(Browser().subscription(receiver.base + "/p/abc"), vapid=vapid, subject=SUBJECT, timeout=SHORT)
+    channel = WebPushChannel(
+        Browser().subscription(receiver.base + "/p/abc"), vapid=vapid, subject=SUBJECT, timeout=SHORT
+    )
     receiver.answers = [Answer(status, b"expired")]
     result = channel.deliver(Notification(LOST, "nightly", "u-1", "https://hd.example.com"))
     assert (result.outcome, result.status) == (Outcome.GONE, status)
 
 
 def test_push_service_trouble_is_retried_and_a_refusal_fails(receiver, vapid):  # noqa: F811
-    channel = WebPushChannel(Browser().subscription(receiver.base + "/p/abc"), vapid=vapid, subject=SUBJECT, timeout=SHORT)
+    channel = WebPushChannel(
+        Browser().subscription(receiver.base + "/p/abc"), vapid=vapid, subject=SUBJECT, timeout=SHORT
+    )
     receiver.answers = [Answer(429, b"", {"Retry-After": "60"}), Answer(502, b""), Answer(403, b"bad jwt")]
     limited = channel.deliver(failed_run())
     assert (limited.outcome, limited.retry_after_s) == (Outcome.RETRY, 60.0)
@@ -221,7 +231,9 @@ def test_bad_subscriptions_and_subjects_are_refused_clearly(vapid):
 def test_subscription_is_shown_masked(vapid):
     browser = Browser()
     channel = WebPushChannel(
-        browser.subscription("https://fcm.googleapis.com/fcm/send/cXyZsecretRegistrationToken"), vapid=vapid, subject=SUBJECT
+        browser.subscription("https://fcm.googleapis.com/fcm/send/cXyZsecretRegistrationToken"),
+        vapid=vapid,
+        subject=SUBJECT,
     )
     shown = repr(channel) + str(channel.masked())
     assert "cXyZsecretRegistrationToken" not in shown

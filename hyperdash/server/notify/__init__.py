@@ -37,7 +37,9 @@ from .webpush import VapidKeys, WebPushChannel
 
 CHANNEL_KINDS: dict[str, type[Channel]] = {
     cls.kind: cls
-    for cls in (WebhookChannel, SlackChannel, DiscordChannel, NtfyChannel, TelegramChannel, EmailChannel, WebPushChannel)
+    for cls in (
+        WebhookChannel, SlackChannel, DiscordChannel, NtfyChannel, TelegramChannel, EmailChannel, WebPushChannel
+    )
 }
 
 

@@ -139,7 +139,9 @@ def post(
             stream=True,  # read only the start of the answer: a receiver may send anything
         )
     except requests.exceptions.Timeout:
-        return DeliveryResult(Outcome.RETRY, f"no answer within {timeout[0]:g} s to connect / {timeout[1]:g} s to reply")
+        return DeliveryResult(
+            Outcome.RETRY, f"no answer within {timeout[0]:g} s to connect / {timeout[1]:g} s to reply"
+        )
     except requests.exceptions.ConnectionError as exc:
         reason = _connection_error_reason(exc)
         if "certificate" in reason:

@@ -88,7 +88,8 @@ class VapidKeys:
 
     def authorization(self, endpoint: str, subject: str, *, now: float | None = None) -> str:
         """The ``Authorization: vapid t=<JWT>,k=<public key>`` value for one endpoint."""
-        claims = {"aud": origin(endpoint), "exp": int(now if now is not None else time.time()) + JWT_LIFETIME_S, "sub": subject}
+        expires = int(now if now is not None else time.time()) + JWT_LIFETIME_S
+        claims = {"aud": origin(endpoint), "exp": expires, "sub": subject}
         # Our own check_subject has vetted ``sub``; py_vapid's strict mode refuses http:// URLs.
         return Vapid02(self.private_key, conf={"no-strict": True}).sign(claims)["Authorization"]
 
@@ -153,7 +154,11 @@ class WebPushChannel(Channel):
 
     def masked(self) -> dict[str, Any]:
         # A push endpoint's path is a capability: whoever has it (and the keys) can push.
-        return {"endpoint": mask_url(self.settings["endpoint"]), "p256dh": self.settings["p256dh"][:6] + "…", "auth": MASK}
+        return {
+            "endpoint": mask_url(self.settings["endpoint"]),
+            "p256dh": self.settings["p256dh"][:6] + "…",
+            "auth": MASK,
+        }
 
     def secrets(self) -> list[str]:
         return [*url_secrets(self.settings["endpoint"]), self.settings["auth"]]
@@ -183,4 +188,6 @@ class WebPushChannel(Channel):
             "Urgency": self.urgency(notification),
         }
         body = self.encrypt(webpush_payload(notification))
-        return post(endpoint, data=body, headers=headers, gone_statuses=GONE_STATUSES, scrub=self.scrub, timeout=self.timeout)
+        return post(
+            endpoint, data=body, headers=headers, gone_statuses=GONE_STATUSES, scrub=self.scrub, timeout=self.timeout
+        )
