@@ -165,7 +165,7 @@ def adduser(db_url, email, password_stdin):
         from .server.admin import AdminError, add_user
     except ImportError as exc:
         raise _no_server_extra(exc) from None
-    email, password = _credentials(email, password_stdin, confirm=True)
+    email, password = _credentials(email, password_stdin, new_account=True)
     try:
         stored = add_user(db_url, email, password)
     except AdminError as exc:
