@@ -50,7 +50,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["hyperdash", "hyperdash.*"]),
     include_package_data=True,
-    package_data={"hyperdash.server": ["templates/*", "static/*", "static/**/*"]},
+    package_data={"hyperdash": ["py.typed"], "hyperdash.server": ["templates/*", "static/*", "static/**/*"]},
     install_requires=["requests>=2.28", "click>=8.1"],
     extras_require={"server": SERVER, "postgres": POSTGRES, "jupyter": JUPYTER, "test": TEST + LINT, "lint": LINT},
     entry_points={

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import config
-from .errors import AmbiguousRun, APIError, AuthenticationError, EmailTaken, NoCredentials, WrongPassword
+from .errors import AmbiguousRun, APIError, AuthenticationError, Candidate, EmailTaken, NoCredentials, WrongPassword
 from .transport import Transport
 
 __all__ = [
@@ -37,6 +37,9 @@ MIN_PASSWORD_CHARS = 8
 #: How many of the runs an ambiguous run id could mean are named in the error.
 MAX_CANDIDATES = 10
 
+#: A JSON object of the API's replies (a run, a log line, a key), as the server sends it.
+JSONObject = dict[str, Any]
+
 
 @dataclass
 class Session:
@@ -56,7 +59,7 @@ class Session:
             raise NoCredentials()
         return cls(config.server_url(), api_key=key, access_token=token or None, key_source=source)
 
-    def request(self, method: str, path: str, **kwargs) -> Any:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call, proven by the access token alone where there is one (as the original
         clients do: a revoked API key must not lock its owner out of rotating it), else by the
         API key; a token the server no longer knows falls back to the key."""
@@ -76,10 +79,11 @@ class Session:
             raise
 
 
-def signup(server_url: str, email: str, password: str) -> dict:
+def signup(server_url: str, email: str, password: str) -> JSONObject:
     """Create an account; ``{"api_key", "access_token"}``."""
     try:
-        return Session(server_url).request("POST", "/users", json={"email": email, "password": password})
+        reply: JSONObject = Session(server_url).request("POST", "/users", json={"email": email, "password": password})
+        return reply
     except APIError as exc:
         if exc.status == 409:
             raise EmailTaken(
@@ -88,25 +92,28 @@ def signup(server_url: str, email: str, password: str) -> dict:
         raise
 
 
-def login(server_url: str, email: str, password: str) -> dict:
+def login(server_url: str, email: str, password: str) -> JSONObject:
     """Sign in; ``{"access_token", "api_key"}``, the key a new one named after this host."""
     body = {"email": email, "password": password, "host": socket.gethostname()}
     try:
-        return Session(server_url).request("POST", "/sessions", json=body)
+        reply: JSONObject = Session(server_url).request("POST", "/sessions", json=body)
+        return reply
     except (AuthenticationError, APIError) as exc:
         if isinstance(exc, AuthenticationError) or exc.status in (401, 403):
             raise WrongPassword(f"wrong email or password for {server_url}") from None
         raise
 
 
-def list_keys(session: Session) -> list[dict]:
+def list_keys(session: Session) -> list[JSONObject]:
     """The API keys of the account (never their secret), newest first as the server gives them."""
-    return session.request("GET", "/users/api_keys")["api_keys"]
+    found: list[JSONObject] = session.request("GET", "/users/api_keys")["api_keys"]
+    return found
 
 
-def create_key(session: Session, name: str | None = None) -> dict:
+def create_key(session: Session, name: str | None = None) -> JSONObject:
     """A new API key; the reply holds the secret in ``api_key``, shown this once."""
-    return session.request("POST", "/users/api_keys", json={"name": name or socket.gethostname()})
+    created: JSONObject = session.request("POST", "/users/api_keys", json={"name": name or socket.gethostname()})
+    return created
 
 
 def revoke_key(session: Session, key_id: int | str) -> None:
@@ -114,23 +121,27 @@ def revoke_key(session: Session, key_id: int | str) -> None:
     session.request("DELETE", f"/users/api_keys/{quote(str(key_id), safe='')}")
 
 
-def list_runs(session: Session, *, name=None, search=None, status=None, limit: int = 20) -> list[dict]:
+def list_runs(session: Session, *, name: str | None = None, search: str | None = None, status: str | None = None,
+              limit: int = 20) -> list[JSONObject]:
     """The account's runs, newest first: with the whole ``name``, or a name holding ``search``."""
-    params = {"limit": limit}
+    params: dict[str, str | int] = {"limit": limit}
     if name:
         params["name"] = name
     if search:
         params["q"] = search
     if status:
         params["status"] = status
-    return session.request("GET", "/runs", params=params)["runs"]
+    found: list[JSONObject] = session.request("GET", "/runs", params=params)["runs"]
+    return found
 
 
-def get_run(session: Session, run_uuid: str) -> dict:
-    return session.request("GET", f"/runs/{quote(run_uuid, safe='')}")
+def get_run(session: Session, run_uuid: str) -> JSONObject:
+    """The run ``run_uuid`` (or the one run whose id starts with it), as the server has it now."""
+    run: JSONObject = session.request("GET", f"/runs/{quote(run_uuid, safe='')}")
+    return run
 
 
-def find_run(session: Session, ref: str) -> dict | None:
+def find_run(session: Session, ref: str) -> JSONObject | None:
     """The run that ``ref`` names: its uuid, a run name (its newest run), or the start of its
     uuid; ``None`` when none does. Raises :class:`~hyperdash.errors.AmbiguousRun` for the start
     of the ids of several runs."""
@@ -148,7 +159,7 @@ def find_run(session: Session, ref: str) -> dict | None:
     # Shorter than the server resolves (or resolved there and shared by several runs).
     prefix = ref.strip().lower()
     matches = [r for r in list_runs(session, limit=1000) if r["uuid"].lower().startswith(prefix)]
-    candidates = [{"uuid": r["uuid"], "name": r.get("name")} for r in matches[:MAX_CANDIDATES]]
+    candidates: list[Candidate] = [{"uuid": r["uuid"], "name": r.get("name")} for r in matches[:MAX_CANDIDATES]]
     if len(matches) > 1:
         raise AmbiguousRun(ref, candidates, total=len(matches))
     if ambiguous is not None:  # the runs it could mean are older than those listed here
@@ -156,9 +167,10 @@ def find_run(session: Session, ref: str) -> dict | None:
     return matches[0] if matches else None
 
 
-def run_logs(session: Session, run_uuid: str, *, after: int = 0, limit: int = 5000) -> list[dict]:
+def run_logs(session: Session, run_uuid: str, *, after: int = 0, limit: int = 5000) -> list[JSONObject]:
     """Up to ``limit`` log lines of a run after ``seq`` ``after``, in order."""
     reply = session.request(
         "GET", f"/runs/{quote(run_uuid, safe='')}/logs", params={"after": after, "limit": limit}
     )
-    return reply["lines"]
+    lines: list[JSONObject] = reply["lines"]
+    return lines

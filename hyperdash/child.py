@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import events
@@ -162,7 +163,7 @@ class SignalGate:
         self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._watched)
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         # Take what is pending while still blocked, so that leaving never raises a late
         # KeyboardInterrupt in the middle of the run's final flush.
         pending = signal.sigpending() & self._watched
@@ -171,7 +172,7 @@ class SignalGate:
             pending = signal.sigpending() & self._watched
         signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask or ())
 
-    def supervise(self, pid: int, *, resize: list[tuple[int, int]] = ()) -> Outcome:
+    def supervise(self, pid: int, *, resize: Sequence[tuple[int, int]] = ()) -> Outcome:
         """Wait for ``pid`` to end, passing on forwarded signals; how it ended.
 
         ``resize`` pairs (terminal fd, pty fd): on SIGWINCH the terminal's size is copied to the
@@ -199,7 +200,7 @@ class SignalGate:
                     pass
 
 
-def _child_got_it_too(info, pid: int) -> bool:
+def _child_got_it_too(info: signal.struct_siginfo, pid: int) -> bool:
     """Whether the kernel sent this signal to a process group that holds the child as well."""
     if info.si_code != _SI_KERNEL:
         return False

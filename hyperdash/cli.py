@@ -10,15 +10,20 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import click
 
 from .cli_output import ProgressBars, clip, duration, print_line, print_table, status_text, when
-from .errors import HyperdashError
+from .errors import AuthenticationError, HyperdashError
 from .events import DEFAULT_PORT, FINAL_STATUSES, MAX_NAME_CHARS, STATUSES
 from .version import __version__
 
 __all__ = ["cli", "main", "UserError"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class UserError(click.ClickException, HyperdashError):
@@ -28,12 +33,12 @@ class UserError(click.ClickException, HyperdashError):
         super().__init__(message)
         self.exit_code = exit_code
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"hyperdash: {self.format_message()}", err=True)
 
 
 @contextlib.contextmanager
-def user_errors():
+def user_errors() -> Iterator[None]:
     """Turn the SDK's exceptions into one-line errors that say what to do."""
     from . import errors
 
@@ -58,7 +63,7 @@ def user_errors():
         raise UserError(str(exc) or type(exc).__name__) from None
 
 
-def _refused(exc) -> str:
+def _refused(exc: AuthenticationError) -> str:
     """What was refused, and what to do: a key is named by where it came from, since a new one
     saved by `hyperdash login` is not used while that place holds the old one."""
     from . import config
@@ -73,13 +78,13 @@ def _refused(exc) -> str:
     return f"{exc.refused_key()}: {login}"
 
 
-def _reason(exc) -> str:
+def _reason(exc: Exception) -> str:
     return getattr(exc, "message", None) or str(exc) or type(exc).__name__
 
 
-def _seconds(**bounds) -> click.FloatRange:
-    """Seconds within ``bounds``; a wrong value reads "'abc' is not a valid number of seconds"."""
-    kind = click.FloatRange(**bounds)
+def _seconds(min: float, min_open: bool = False) -> click.FloatRange:
+    """Seconds from ``min`` on; a wrong value reads "'abc' is not a valid number of seconds"."""
+    kind = click.FloatRange(min=min, min_open=min_open)
     kind.name = "number of seconds"
     return kind
 
@@ -92,12 +97,12 @@ def _configured_server() -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="hyperdash")
-def cli():
+def cli() -> None:
     """Monitor long-running jobs from a phone or a laptop."""
 
 
 @cli.command()
-def version():
+def version() -> None:
     """Print the version of hyperdash."""
     click.echo(f"hyperdash {__version__}")
 
@@ -134,7 +139,8 @@ def version():
     "any) [default: $FORWARDED_ALLOW_IPS, else 127.0.0.1].",
 )
 @click.pass_context
-def server(ctx, host, port, db_url, lost_timeout, no_signup, forwarded_allow_ips):
+def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None, no_signup: bool,
+           forwarded_allow_ips: str | None) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -159,13 +165,13 @@ def _no_server_extra(exc: ImportError) -> UserError:
 @click.option("--email", required=True, help="The new account's email address.")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input (else prompted twice).")
-def adduser(db_url, email, password_stdin):
+def adduser(db_url: str | None, email: str, password_stdin: bool) -> None:
     """Make an account (for a server started with --no-signup)."""
     try:
         from .server.admin import AdminError, add_user
     except ImportError as exc:
         raise _no_server_extra(exc) from None
-    email, password = _credentials(email, password_stdin, confirm=True)
+    email, password = _credentials(email, password_stdin, new_account=True)
     try:
         stored = add_user(db_url, email, password)
     except AdminError as exc:
@@ -202,8 +208,9 @@ def _credentials(email: str | None, password_stdin: bool, new_account: bool) -> 
         raise UserError("the email address is empty")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-        if new_account and password and _too_short(password):
-            raise UserError(_too_short(password))
+        problem = _too_short(password) if new_account and password else None
+        if problem:
+            raise UserError(problem)
     else:
         password = _prompt_password(new_account)
     if not password:
@@ -213,9 +220,10 @@ def _credentials(email: str | None, password_stdin: bool, new_account: bool) -> 
 
 def _prompt_password(new_account: bool) -> str:
     if not new_account:
-        return click.prompt("Password", hide_input=True)
+        entered: str = click.prompt("Password", hide_input=True)
+        return entered
     while True:
-        password = click.prompt("Password", hide_input=True)
+        password: str = click.prompt("Password", hide_input=True)
         problem = _too_short(password)
         if problem:
             # Said before the second prompt: nobody should type a refused password twice.
@@ -244,7 +252,8 @@ def _chosen_server(server_url: str | None) -> str | None:
     return server_url
 
 
-def _sign_in(call, done: str, server_url: str | None, email: str | None, password_stdin: bool, new_account: bool):
+def _sign_in(call: Callable[[str, str, str], dict[str, Any]], done: str, server_url: str | None, email: str | None,
+             password_stdin: bool, new_account: bool) -> None:
     """Ask for the credentials, make the account ``call``, save what it returns."""
     from . import config
 
@@ -261,7 +270,7 @@ def _sign_in(call, done: str, server_url: str | None, email: str | None, passwor
     click.echo(f"{done} as {email} on {url}. Your API key is saved in {path}.")
 
 
-def _credential_options(command):
+def _credential_options(command: F) -> F:
     """--server, --email and --password-stdin, for signup and login."""
     for option in (_password_stdin_option, _email_option, _server_option):
         command = option(command)
@@ -270,7 +279,7 @@ def _credential_options(command):
 
 @cli.command()
 @_credential_options
-def signup(server_url, email, password_stdin):
+def signup(server_url: str | None, email: str | None, password_stdin: bool) -> None:
     """Create an account and save its API key to hyperdash.json."""
     from . import account
 
@@ -279,7 +288,7 @@ def signup(server_url, email, password_stdin):
 
 @cli.command()
 @_credential_options
-def login(server_url, email, password_stdin):
+def login(server_url: str | None, email: str | None, password_stdin: bool) -> None:
     """Sign in and save a new API key for this machine to hyperdash.json."""
     from . import account
 
@@ -287,12 +296,12 @@ def login(server_url, email, password_stdin):
 
 
 @cli.group()
-def keys():
+def keys() -> None:
     """List, create and revoke API keys (rotate a key without stopping a job)."""
 
 
 @keys.command("list")
-def keys_list():
+def keys_list() -> None:
     """List the API keys of your account."""
     from . import account
 
@@ -318,7 +327,7 @@ def keys_list():
     is_flag=True,
     help="Save the new key to hyperdash.json, where running jobs pick it up within minutes.",
 )
-def keys_create(name, install):
+def keys_create(name: str | None, install: bool) -> None:
     """Create an API key and print it (it is shown only once)."""
     from . import account, config
 
@@ -334,7 +343,7 @@ def keys_create(name, install):
 
 @keys.command("revoke")
 @click.argument("key_id", type=click.IntRange(min=1))
-def keys_revoke(key_id):
+def keys_revoke(key_id: int) -> None:
     """Revoke the API key KEY_ID (see `hyperdash keys list`); it stops working at once."""
     from . import account
 
@@ -351,9 +360,9 @@ _NAME_HINTS = {
 }
 
 
-def _check_run_name(ctx, param, value: str | None) -> str:
+def _check_run_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     if value is None:
-        raise click.MissingParameter(ctx=ctx, param=param, message=_NAME_HINTS.get(ctx.info_name))
+        raise click.MissingParameter(ctx=ctx, param=param, message=_NAME_HINTS.get(ctx.info_name or ""))
     if not value.strip():
         raise click.BadParameter("the run's name must not be empty")
     if len(value) > MAX_NAME_CHARS:
@@ -385,7 +394,7 @@ _exit_timeout_option = click.option(
     "and stderr go to the same terminal, pipe or file, else separate.",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(name, exit_timeout, merge_streams, command):
+def run(name: str, exit_timeout: float | None, merge_streams: bool | None, command: tuple[str, ...]) -> None:
     """Run COMMAND (no shell in between) and monitor its output and exit status.
 
     \b
@@ -408,7 +417,7 @@ def run(name, exit_timeout, merge_streams, command):
 @cli.command()
 @_name_option
 @_exit_timeout_option
-def pipe(name, exit_timeout):
+def pipe(name: str, exit_timeout: float | None) -> None:
     """Monitor standard input as a run and pass it through to standard output.
 
     \b
@@ -449,7 +458,7 @@ def _warn_about_settings() -> bool:
 @click.option("--discard", "discard", default=None, metavar="RUN",
               help="Delete RUN's spool (its id or the start of it) without sending it.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --discard deletes.")
-def sync(run_uuid, server_url, list_only, discard, yes):
+def sync(run_uuid: str | None, server_url: str | None, list_only: bool, discard: str | None, yes: bool) -> None:
     """Upload every run left in the local spool (safe to run again: nothing is sent twice).
 
     \b
@@ -496,7 +505,7 @@ def sync(run_uuid, server_url, list_only, discard, yes):
 class _WaitingRun:
     """A run whose spool is on this machine: its id, name, server and unsent event count."""
 
-    def __init__(self, folder) -> None:
+    def __init__(self, folder: Path) -> None:
         from .spool import Spool
 
         self.folder = folder
@@ -507,7 +516,7 @@ class _WaitingRun:
         self.server = str(meta.get("server") or _configured_server())
         spool = Spool.open_orphan(folder)
         self.held = spool is None
-        self.unsent = None
+        self.unsent: int | None = None
         if spool is not None:
             try:
                 self.unsent = sum(spool.unsent())
@@ -535,7 +544,7 @@ def _waiting_run(ref: str) -> _WaitingRun:
     return found[0]
 
 
-def _run_label(run_uuid: str, waiting: dict) -> str:
+def _run_label(run_uuid: str, waiting: dict[str, _WaitingRun]) -> str:
     run = waiting.get(run_uuid)
     return f"{run_uuid} ({run.name}, for {run.server})" if run else run_uuid
 
@@ -548,7 +557,7 @@ def _list_spools() -> None:
         click.echo("Nothing waits in the spool.")
         return
     book = uploader.ServerBook.load()
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for run in runs:
         if run.held:
             state = "held by a live process"
@@ -589,7 +598,7 @@ def _discard_spool(ref: str, yes: bool) -> None:
               help="Only runs whose name holds TEXT, in any case.")
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs in this state.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-def runs(name, search, status, limit):
+def runs(name: str | None, search: str | None, status: str | None, limit: int) -> None:
     """List your recent runs, newest first, with status and duration."""
     from . import account
 
@@ -612,7 +621,7 @@ def runs(name, search, status, limit):
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-def logs(run_ref, follow):
+def logs(run_ref: str, follow: bool) -> None:
     """Print the log of RUN: a run id, the start of one, or a run name (its newest run)."""
     from . import account
 
@@ -643,7 +652,7 @@ def logs(run_ref, follow):
 
 @cli.command("open")
 @click.argument("run_ref", metavar="RUN")
-def open_run(run_ref):
+def open_run(run_ref: str) -> None:
     """Open the dashboard page of RUN (a run id, the start of one, or a run name) in a
     browser; where there is no browser, print its address."""
     from . import account, config
@@ -680,7 +689,7 @@ def _open_in_browser(url: str) -> bool:
     type=click.IntRange(0, 65535),
     help=f"Port for a demo server started here (default: the configured address's, else {DEFAULT_PORT}).",
 )
-def demo(port):
+def demo(port: int | None) -> None:
     """Show Hyperdash at work: start a local server where none answers, run a demo job."""
     from . import demo as demo_module
 
@@ -688,5 +697,6 @@ def demo(port):
         demo_module.main(port=port)
 
 
-def main():
+def main() -> None:
+    """The ``hyperdash`` and ``hd`` console scripts."""
     cli(prog_name="hyperdash")

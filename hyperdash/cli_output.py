@@ -8,9 +8,14 @@ checked on its own and reused by any command.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 from .events import STDERR
 
@@ -26,15 +31,16 @@ __all__ = [
 ]
 
 
-def print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def print_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """Columns as wide as their widest cell, two spaces apart; the last one is not padded."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
     for row in (headers, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
+        # The last column has no width to pad to: one fewer cell than widths.
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]))
 
 
-def print_line(line: dict) -> None:
+def print_line(line: Mapping[str, Any]) -> None:
     """One log line of the API (``{"text", "stream", "partial"}``) on stdout or stderr, as
     the job wrote it; a partial piece gets no newline, the next piece continues it."""
     end = "" if line.get("partial") else "\n"
@@ -46,7 +52,7 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def parse_time(value) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
     """An aware datetime from the API's ISO-8601 text or an epoch number; ``None`` if neither."""
     if value in (None, ""):
         return None
@@ -61,13 +67,13 @@ def parse_time(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def when(value) -> str:
+def when(value: object) -> str:
     """A moment in local time, ``2026-03-01 14:05:09``; ``-`` when there is none."""
     parsed = parse_time(value)
     return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S") if parsed else "-"
 
 
-def duration(started, ended) -> str:
+def duration(started: object, ended: object) -> str:
     """How long a run took (``42.0s``, ``3m05s``, ``2h01m00s``), or has taken so far
     (``... (running)``) when it has not ended."""
     start = parse_time(started)
@@ -84,9 +90,9 @@ def duration(started, ended) -> str:
     return text if ended else text + " (running)"
 
 
-def status_text(run: dict) -> str:
+def status_text(run: Mapping[str, Any]) -> str:
     """``failure (4)``, ``killed (SIGKILL)``: the status with the exit code or signal behind it."""
-    text = run.get("status") or ""
+    text = str(run.get("status") or "")
     if run.get("signal"):
         return f"{text} ({run['signal']})"
     if run.get("exit_code") not in (None, 0):
@@ -100,13 +106,13 @@ class ProgressBars:
 
     def __init__(self) -> None:
         self._run: str | None = None
-        self._bar = None
+        self._bar: ProgressBar[int] | None = None
         self._done = 0
 
     def __enter__(self) -> ProgressBars:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._close()
 
     def _close(self) -> None:
@@ -115,10 +121,12 @@ class ProgressBars:
             self._bar = None
 
     def update(self, run_uuid: str, sent: int, total: int) -> None:
-        if run_uuid != self._run:
+        """``sent`` of the ``total`` events of ``run_uuid`` are sent: a new bar for a new run."""
+        bar = self._bar
+        if run_uuid != self._run or bar is None:
             self._close()
             self._run, self._done = run_uuid, 0
-            self._bar = click.progressbar(length=max(total, 1), label=f"Run {run_uuid[:8]}", file=sys.stderr)
+            bar = self._bar = click.progressbar(length=max(total, 1), label=f"Run {run_uuid[:8]}", file=sys.stderr)
         if sent > self._done:
-            self._bar.update(sent - self._done)
+            bar.update(sent - self._done)
             self._done = sent

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
@@ -23,6 +24,9 @@ from . import config
 from .errors import AuthenticationError, DemoError, HyperdashError
 from .events import DEFAULT_PORT, STDERR, STDOUT, SUCCESS
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from .server.main import ServerThread
 
 __all__ = ["main", "run_demo_job", "DEMO_RUN_NAME", "DemoError"]
 
@@ -86,7 +90,7 @@ def _serve_demo(configured_url: str, port: int | None, steps: int, step_seconds:
     click.echo("Server stopped.")
 
 
-def _working_key(server) -> str | None:
+def _working_key(server: ServerThread) -> str | None:
     """The configured key when this server accepts it, else a new key of the local account."""
     key = config.api_key()
     if key:

@@ -27,6 +27,8 @@ command line turns every one into a one-line message.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 __all__ = [
     "HyperdashError",
     "ConfigError",
@@ -43,6 +45,7 @@ __all__ = [
     "AmbiguousRun",
     "CommandError",
     "DemoError",
+    "Candidate",
 ]
 
 
@@ -144,11 +147,18 @@ class EmailTaken(AccountError):
     """Signup refused: an account with this email exists already."""
 
 
+class Candidate(TypedDict):
+    """One of the runs an ambiguous run id could mean."""
+
+    uuid: str
+    name: str | None
+
+
 class AmbiguousRun(HyperdashError):
     """The start of a run id that the ids of several runs start with; ``candidates`` holds
     those runs (``{"uuid", "name"}``, newest first, perhaps not all of them)."""
 
-    def __init__(self, ref: str, candidates: list[dict], total: int | None = None, message: str = ""):
+    def __init__(self, ref: str, candidates: list[Candidate], total: int | None = None, message: str = ""):
         self.ref = ref
         self.candidates = candidates
         self.total = max(total or 0, len(candidates))

@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from .capture import capture_for_current_process
@@ -43,6 +45,8 @@ ITER_METRIC_INTERVAL = 1.0
 # The open experiments that capture this process's output (at most one once a new one starts).
 _capturing: list[Experiment] = []
 _capturing_lock = threading.Lock()
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
 
 
 def status_of_exception(exc: BaseException | None) -> tuple[str, int | None]:
@@ -101,7 +105,7 @@ class Experiment:
             with _capturing_lock:
                 _capturing.append(self)
         self._exit_status: tuple[str, int | None] | None = None
-        self._previous_excepthook = None
+        self._previous_excepthook: ExceptHook | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._iterators = 0
         self.callbacks = Callbacks(self)
@@ -119,7 +123,7 @@ class Experiment:
         return self._capture is not None and not self._ended
 
     @property
-    def log_path(self):
+    def log_path(self) -> Path | None:
         """The plain-text log of the run's output on this machine."""
         return self._run.log_path
 
@@ -176,9 +180,10 @@ class Experiment:
     def __enter__(self) -> Experiment:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        self.end_with_exception(exc)
-        return False
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.end_with_exception(exc)  # the exception, if any, goes on
 
     # -- ending ---------------------------------------------------------------------------
     def end_with_exception(self, exc: BaseException | None, *, log_traceback: bool = True) -> None:
@@ -190,7 +195,7 @@ class Experiment:
         """
         status, exit_code = status_of_exception(exc)
         text = None
-        if status == FAILURE and log_traceback and not isinstance(exc, SystemExit):
+        if status == FAILURE and log_traceback and exc is not None and not isinstance(exc, SystemExit):
             import traceback
 
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -236,7 +241,7 @@ class Experiment:
     def _remove_hooks(self) -> None:
         atexit.unregister(self._at_exit)
         if sys.excepthook == self._excepthook:
-            sys.excepthook = self._previous_excepthook
+            sys.excepthook = self._previous_excepthook or sys.__excepthook__
         if self._previous_handlers and threading.current_thread() is threading.main_thread():
             for signum, previous in self._previous_handlers.items():
                 try:
@@ -246,7 +251,7 @@ class Experiment:
                     pass
             self._previous_handlers = {}
 
-    def _excepthook(self, exc_type, exc, tb) -> None:
+    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         # The traceback printed by the previous hook is still captured into the log; the run
         # ends in the atexit hook that follows.
         self._exit_status = status_of_exception(exc)
@@ -258,7 +263,7 @@ class Experiment:
         status, exit_code = self._exit_status or (SUCCESS, None)
         self._finish(status, exit_code)
 
-    def _on_ending_signal(self, signum, frame) -> None:
+    def _on_ending_signal(self, signum: int, frame: FrameType | None) -> None:
         self._finish(KILLED, signal_name=signal.Signals(signum).name)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -279,10 +284,10 @@ class Callbacks:
 
     def __init__(self, exp: Experiment):
         self._exp = exp
-        self._keras = None
+        self._keras: Any = None
 
     @property
-    def keras(self):
+    def keras(self) -> Any:
         """A Keras callback that records every number Keras reports at the end of an epoch
         (``loss``, ``val_loss``, ``val_acc``, ...) as a metric, with the epoch as its step;
         ``None`` when Keras is not installed."""
@@ -294,20 +299,24 @@ class Callbacks:
         return self._keras
 
 
-def _keras_callback_class():
+def _keras_callback_class() -> type[Any] | None:
+    """Keras's ``Callback`` class (Keras 3, else TensorFlow's), or ``None`` without Keras."""
     import importlib
 
     for module in ("keras.callbacks", "tensorflow.keras.callbacks"):
         try:
-            return importlib.import_module(module).Callback
+            callback: type[Any] = importlib.import_module(module).Callback
+            return callback
         except ImportError:
             continue
     return None
 
 
-def _keras_callback(base: type, exp: Experiment):
-    class HyperdashCallback(base):
-        def on_epoch_end(self, epoch, logs=None):
+def _keras_callback(base: type[Any], exp: Experiment) -> Any:
+    """An instance of a subclass of ``base`` (Keras's Callback) that records into ``exp``."""
+
+    class HyperdashCallback(base):  # type: ignore[misc]  # Keras is found at run time and has no types
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             for name, value in (logs or {}).items():
                 try:
                     number = float(value)

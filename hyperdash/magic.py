@@ -15,11 +15,14 @@ run's :class:`~hyperdash.experiment.Experiment`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 try:
-    from IPython import get_ipython
     from IPython.core.error import UsageError
+    from IPython.core.getipython import get_ipython
 except ImportError as exc:
     raise ImportError(
         "the %%monitor_cell magic needs IPython: pip install 'hyperdash[jupyter]'"
@@ -34,6 +37,35 @@ USAGE = "%%monitor_cell needs the run's name: %%monitor_cell NAME, for example %
 
 _MISSING = object()
 
+T = TypeVar("T")
+
+
+# What the magic uses of IPython's shell, whose own classes carry no annotations.
+class _CellResult(Protocol):
+    error_before_exec: BaseException | None
+    error_in_exec: BaseException | None
+
+
+class _DisplayHook(Protocol):
+    exec_result: _CellResult | None
+
+
+class _Shell(Protocol):
+    user_ns: dict[str, Any]
+    displayhook: _DisplayHook
+
+    def run_cell(self, raw_cell: str, store_history: bool = False) -> _CellResult: ...
+
+    def register_magic_function(
+        self, func: Callable[..., Any], magic_kind: str = "line", magic_name: str | None = None
+    ) -> None: ...
+
+
+def _running_shell() -> _Shell | None:
+    """The IPython shell this code runs in, or ``None`` outside IPython."""
+    shell: _Shell | None = get_ipython()  # type: ignore[no-untyped-call]  # IPython does not annotate it
+    return shell
+
 
 def monitor_cell(line: str, cell: str) -> None:
     """Run ``cell`` in the running IPython shell as a monitored run named ``line``.
@@ -42,7 +74,7 @@ def monitor_cell(line: str, cell: str) -> None:
     ``failure`` (with the traceback in its log) when it raises, and ``user_canceled`` when the
     kernel is interrupted. The notebook shows the cell's output and traceback as usual.
     """
-    shell = get_ipython()
+    shell = _running_shell()
     if shell is None:
         raise RuntimeError("%%monitor_cell runs inside IPython or a Jupyter kernel")
     name = line.strip()
@@ -51,12 +83,12 @@ def monitor_cell(line: str, cell: str) -> None:
     _run_monitored(shell, name, cell)
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: _Shell) -> None:
     """Register ``%%monitor_cell`` with ``ipython``; called by ``%load_ext hyperdash``."""
     ipython.register_magic_function(monitor_cell, magic_kind="cell", magic_name="monitor_cell")
 
 
-def _run_monitored(shell, name: str, cell: str) -> None:
+def _run_monitored(shell: _Shell, name: str, cell: str) -> None:
     # The ExecutionResult of the cell that holds the magic: IPython drops the display hook's
     # reference to it while the nested cell runs, and the nested cell's error is reported on it.
     outer_result = getattr(shell.displayhook, "exec_result", None)
@@ -85,7 +117,7 @@ def _run_monitored(shell, name: str, cell: str) -> None:
         outer_result.error_in_exec = error
 
 
-def _without_ipython_frames(tb):
+def _without_ipython_frames(tb: TracebackType | None) -> TracebackType | None:
     """``tb`` from the first frame that is not IPython's own (the one that ran the cell)."""
     while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("IPython."):
         tb = tb.tb_next
@@ -93,7 +125,7 @@ def _without_ipython_frames(tb):
 
 
 @contextmanager
-def _bound(namespace: dict, key: str, value):
+def _bound(namespace: dict[str, Any], key: str, value: T) -> Iterator[T]:
     """Bind ``namespace[key]`` to ``value`` for the block, then put back what was there,
     unless the block rebound the name itself."""
     previous = namespace.get(key, _MISSING)
@@ -109,7 +141,7 @@ def _bound(namespace: dict, key: str, value):
 
 
 def _register_with_running_shell() -> None:
-    shell = get_ipython()
+    shell = _running_shell()
     if shell is not None:
         load_ipython_extension(shell)
 

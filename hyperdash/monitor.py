@@ -23,7 +23,7 @@ __all__ = ["monitor"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _takes_exp(func: Callable) -> bool:
+def _takes_exp(func: Callable[..., Any]) -> bool:
     code = getattr(func, "__code__", None)
     if code is None:
         return False
@@ -31,7 +31,9 @@ def _takes_exp(func: Callable) -> bool:
     return "exp" in names
 
 
-def monitor(name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True) -> Callable[[F], F]:
+def monitor(
+    name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True
+) -> Callable[[F], F]:
     """Decorate a function so that each call is a monitored run called ``name``.
 
     If the function has a parameter named ``exp``, it receives the run's
@@ -45,7 +47,7 @@ def monitor(name: str, api_key_getter: Callable[[], str | None] | None = None, c
         wants_exp = _takes_exp(func)
 
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor")
             if wants_exp and "exp" not in kwargs:
                 kwargs["exp"] = exp
