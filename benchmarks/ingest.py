@@ -98,7 +98,7 @@ def bench_server(runs: int, batches: int, size: int, workdir: Path) -> tuple[flo
                     break
             except (requests.ConnectionError, requests.Timeout):  # (a loaded machine answers late)
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}") from None
                 time.sleep(0.05)
         api_key = requests.post(url + "/api/v1/users", json={
             "email": "bench@example.com", "password": "benchmark-password"}, timeout=10).json()["api_key"]

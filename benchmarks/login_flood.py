@@ -127,8 +127,8 @@ def main() -> None:
         proc, url = start_server(Path(tmp))
         port = int(url.rsplit(":", 1)[1])
         try:
-            key = requests.post(url + "/api/v1/users", json={"email": "bench@example.com",
-                                                            "password": "a long password"}, timeout=30).json()["api_key"]
+            owner = {"email": "bench@example.com", "password": "a long password"}
+            key = requests.post(url + "/api/v1/users", json=owner, timeout=30).json()["api_key"]
             counter = itertools.count(1)
             replies: collections.Counter = collections.Counter()
             alone_all, flood_all, ratios, runs = [], [], [], []

@@ -129,7 +129,7 @@ def main() -> None:
         finally:
             server.stop()
     ratio_best = min(monitored) / min(plain)
-    ratio_median = statistics.median(m / p for m, p in zip(monitored, plain))
+    ratio_median = statistics.median(m / p for m, p in zip(monitored, plain, strict=True))
     print(f"plain best {min(plain):.3f}s, monitored best {min(monitored):.3f}s")
     print(f"ratio (best/best): {ratio_best:.2f}x  (median of rounds: {ratio_median:.2f}x; target <= 1.5x)")
     print(f"CPU time of the job process (user+system, best): plain {min(plain_cpu):.3f}s, "

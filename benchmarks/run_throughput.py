@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ for start in range(0, count, 10000):
 
 
 def expected_text(index: int) -> str:
-    return "%010d" % index + "." * (LINE_CHARS - 10)
+    return f"{index:010d}" + "." * (LINE_CHARS - 10)
 
 
 def timed(start) -> float:
@@ -123,11 +124,11 @@ def main() -> None:
                            HYPERDASH_UPLOADER_PATIENCE="0", HYPERDASH_HOME=str(tmp / "offline"))
             plain, hyperdash, alone = [], [], []
             for round_ in range(args.rounds):
-                plain.append(timed(lambda: plain_pipe(child)))
-                alone.append(timed(lambda: monitored(child, offline, "offline")))
+                plain.append(timed(partial(plain_pipe, child)))
+                alone.append(timed(partial(monitored, child, offline, "offline")))
                 time.sleep(1)  # the offline run's uploader gives up and lets go of its files
                 shutil.rmtree(tmp / "offline", ignore_errors=True)
-                hyperdash.append(timed(lambda: monitored(child, env, f"throughput {round_}")))
+                hyperdash.append(timed(partial(monitored, child, env, f"throughput {round_}")))
                 print(f"round {round_ + 1}: plain pipe {plain[-1]:.2f}s, hyperdash run {hyperdash[-1]:.2f}s "
                       f"(no server: {alone[-1]:.2f}s)", flush=True)
                 if round_ < args.rounds - 1:  # let the upload finish: each round starts on a quiet machine

@@ -98,7 +98,7 @@ def job(code: str, env: dict[str, str], report: Path) -> tuple[float, float, dic
 
 
 def ratio_line(what: str, plain: list[float], monitored: list[float]) -> str:
-    ratios = sorted(m / p for m, p in zip(monitored, plain))
+    ratios = sorted(m / p for m, p in zip(monitored, plain, strict=True))
     median = statistics.median(ratios)
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [median, median, median]
     best = min(monitored) / min(plain)

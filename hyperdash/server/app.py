@@ -138,5 +138,6 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> 
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # FastAPI's documented way to extend its schema
+    # FastAPI's documented way to extend its schema is to replace this method.
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -100,7 +100,7 @@ class Auth(Tokens):
                                  code="invalid_password")
             if not _EMAIL.match(email) or len(email) > 320:
                 raise BadRequest(f"not an email address: {email!r}", code="invalid_email")
-            if len(password or "") < MIN_PASSWORD_CHARS:
+            if password is None or len(password) < MIN_PASSWORD_CHARS:
                 raise BadRequest(
                     f"the password must have {MIN_PASSWORD_CHARS} characters or more", code="weak_password"
                 )

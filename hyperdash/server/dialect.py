@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
@@ -27,7 +28,8 @@ __all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines",
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_INSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _SCHEMES = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
 
 # The SQL function, on SQLite, that lowers text of every script as Python's str.lower does.
@@ -130,7 +132,11 @@ def insert_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
     if cached is None:
         stmt = _INSERTS[dialect.name](table).on_conflict_do_nothing()
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-        order = tuple(compiled.positiontup) if dialect.positional else columns
+        if dialect.positional:
+            assert compiled.positiontup is not None  # (a positional dialect lists its parameters in order)
+            order = tuple(compiled.positiontup)
+        else:
+            order = columns
         reorder = itemgetter(*(columns.index(c) for c in order)) if order != columns else None
         cached = _INSERT_SQL[key] = (compiled.string, reorder)
     sql, reorder = cached
@@ -143,9 +149,10 @@ def insert_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
             conn.exec_driver_sql(_sqlite_multirow(sql, len(columns), len(chunk)),
                                  tuple(chain.from_iterable(chunk)))
         return
-    if not dialect.positional:
-        rows = [dict(zip(columns, row)) for row in rows]
-    conn.exec_driver_sql(sql, rows)
+    if dialect.positional:
+        conn.exec_driver_sql(sql, rows)
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 @lru_cache(maxsize=64)
@@ -173,8 +180,8 @@ def insert_lines(conn: Connection, table: Table, run_id: int, lines: list) -> No
             conn.exec_driver_sql(_sqlite_lines_sql(table.name, len(chunk)),
                                  (run_id, *chain.from_iterable(map(astuple, chunk))))
         return
-    insert_many(conn, table, LOG_COLUMNS, [(run_id, l.seq, l.stream, l.text, l.ts, l.partial, l.progress, 0)
-                                           for l in lines])
+    insert_many(conn, table, LOG_COLUMNS, [(run_id, line.seq, line.stream, line.text, line.ts, line.partial,
+                                            line.progress, 0) for line in lines])
 
 
 # A Line's fields in its own order (seq, ts, stream, text, partial, progress) after ?1.

@@ -49,19 +49,20 @@ class Fact(msgspec.Struct, frozen=True, tag_field="kind", tag=True):
     run_uuid: str
 
 
-class RunCreated(Fact):
+# Each fact says frozen=True again, though msgspec inherits it, for type checkers, which do not.
+class RunCreated(Fact, frozen=True):
     """The first events of a run the store did not know were stored."""
 
     run: RunState
 
 
-class RunStarted(Fact):
+class RunStarted(Fact, frozen=True):
     """The run's ``run_started`` event was stored (its name, host, pid, api are in ``run``)."""
 
     run: RunState
 
 
-class RunEnded(Fact):
+class RunEnded(Fact, frozen=True):
     """The run's ``run_ended`` event was stored."""
 
     status: str  # one of events.FINAL_STATUSES
@@ -70,26 +71,26 @@ class RunEnded(Fact):
     run: RunState
 
 
-class RunLost(Fact):
+class RunLost(Fact, frozen=True):
     """The run sent nothing for longer than the server's lost timeout."""
 
     run: RunState
 
 
-class RunBack(Fact):
+class RunBack(Fact, frozen=True):
     """A lost run sent events again: it is running once more."""
 
     run: RunState
 
 
-class LinesStored(Fact):
+class LinesStored(Fact, frozen=True):
     """Log lines stored and shown, in seq order (a progress line replaced in the same batch is
     left out)."""
 
     lines: tuple[Line, ...]
 
 
-class PointsStored(Fact):
+class PointsStored(Fact, frozen=True):
     """Metric points stored, in the order they came."""
 
     points: tuple[Point, ...]
@@ -103,7 +104,7 @@ class Param(msgspec.Struct, frozen=True, array_like=True):
     params: dict[str, Any]
 
 
-class ParamsStored(Fact):
+class ParamsStored(Fact, frozen=True):
     """``param`` events stored, in the order they came."""
 
     params: tuple[Param, ...]

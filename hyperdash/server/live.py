@@ -104,7 +104,7 @@ class Hub:
                 _push(account, [(None, "run", status)])
             if followers:
                 events = _run_events(run_facts)
-                if status is not None:
+                if state is not None:
                     events.append((state.max_seq, "status", status))
                 if events:
                     _push(followers, events)
@@ -134,9 +134,10 @@ def _run_events(facts: list[Fact]) -> list[tuple]:
     found: list[tuple] = []
     for fact in facts:
         if isinstance(fact, LinesStored):
-            found += [(l.seq, "log", {"seq": l.seq, "stream": l.stream, "text": l.text, "timestamp": iso(l.ts),
-                                      "partial": bool(l.partial), "progress": bool(l.progress)})
-                      for l in fact.lines]
+            found += [(line.seq, "log", {"seq": line.seq, "stream": line.stream, "text": line.text,
+                                         "timestamp": iso(line.ts), "partial": bool(line.partial),
+                                         "progress": bool(line.progress)})
+                      for line in fact.lines]
         elif isinstance(fact, PointsStored):
             found += [(p.seq, "metric", {"name": p.name, "value": p.value, "step": p.step, "timestamp": iso(p.ts)})
                       for p in fact.points]

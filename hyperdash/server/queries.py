@@ -134,23 +134,24 @@ def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -
     """Stored events with seq > ``after`` as ``(seq, event name, data)``, in seq order; at most
     ``limit`` of each kind, so a caller pages on from the last seq it got."""
     found: list[tuple] = []
-    for r in conn.execute(
+    for line in conn.execute(
         select(*_LINE_COLUMNS)
         .where(logs.c.run_id == run_id, logs.c.seq > after, logs.c.superseded == 0)
         .order_by(logs.c.seq).limit(limit)
     ):
-        found.append((r.seq, "log", line_json(r._mapping)))
-    for r in conn.execute(
+        found.append((line.seq, "log", line_json(line._mapping)))
+    for point in conn.execute(
         select(metrics.c.seq, metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts)
         .where(metrics.c.run_id == run_id, metrics.c.seq > after).order_by(metrics.c.seq).limit(limit)
     ):
-        found.append((r.seq, "metric", {"name": r.name, "value": r.value, "step": r.step, "timestamp": iso(r.ts)}))
-    for r in conn.execute(
+        found.append((point.seq, "metric",
+                      {"name": point.name, "value": point.value, "step": point.step, "timestamp": iso(point.ts)}))
+    for param in conn.execute(
         select(run_events.c.seq, run_events.c.payload)
         .where(run_events.c.run_id == run_id, run_events.c.seq > after, run_events.c.type == ev.PARAM)
         .order_by(run_events.c.seq).limit(limit)
     ):
-        found.append((r.seq, "param", orjson.loads(r.payload)))
+        found.append((param.seq, "param", orjson.loads(param.payload)))
     found.sort(key=lambda item: item[0])
     # Stop where the shortest kind's page ended, so nothing between is skipped.
     if len(found) >= limit:

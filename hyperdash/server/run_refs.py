@@ -48,7 +48,8 @@ def is_uuid_prefix(ref: str) -> bool:
     :data:`MIN_PREFIX_CHARS` hex digits, but is not a whole one."""
     if not MIN_PREFIX_CHARS <= len(ref) < UUID_CHARS:
         return False
-    return all(c in _HEX if shape == "x" else c == "-" for c, shape in zip(ref, _UUID_SHAPE))
+    # (ref is shorter than the shape: only its own characters are matched)
+    return all(c in _HEX if shape == "x" else c == "-" for c, shape in zip(ref, _UUID_SHAPE, strict=False))
 
 
 def full_run_uuid(conn: Connection, user_id: int, ref: str) -> str:

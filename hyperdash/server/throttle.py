@@ -73,7 +73,7 @@ class Throttle:
             self._tokens -= 1
             if len(self._counts) > _MAX_ENTRIES:
                 self._counts.clear()
-            for key, free in zip(self._keys(email, client), (PAIR_FREE, CLIENT_FREE, ACCOUNT_FREE)):
+            for key, free in zip(self._keys(email, client), (PAIR_FREE, CLIENT_FREE, ACCOUNT_FREE), strict=True):
                 count, last, _ = self._counts.get(key, (0, 0.0, 0.0))
                 if now - last > FORGET_SECONDS:
                     count = 0

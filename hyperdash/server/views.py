@@ -5,14 +5,19 @@ Times are ISO-8601 UTC strings ending in ``Z`` (``null`` when unknown).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["iso", "run_json", "line_json", "JSONReply"]
+__all__ = ["iso", "run_json", "line_json", "Fields", "JSONReply"]
+
+
+class Fields(Protocol):
+    """A stored row's fields by column name: a SQLAlchemy ``RowMapping`` or a plain dict."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
 
 
 class JSONReply(JSONResponse):
@@ -30,7 +35,8 @@ def iso(ms: int | None) -> str | None:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-def run_json(run: Mapping[str, Any]) -> dict:
+def run_json(run: Fields) -> dict:
+    """A ``runs`` row as the API shows it."""
     return {
         "uuid": run["uuid"],
         "name": run["name"],
@@ -47,7 +53,8 @@ def run_json(run: Mapping[str, Any]) -> dict:
     }
 
 
-def line_json(row: Mapping[str, Any]) -> dict:
+def line_json(row: Fields) -> dict:
+    """A ``logs`` row as the API shows it."""
     return {
         "seq": row["seq"],
         "stream": row["stream"],

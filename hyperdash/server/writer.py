@@ -153,7 +153,7 @@ class Writer:
                     fut.set_result(result)
             return
         self._committed(results)
-        for (_, fut), result in zip(group, results):
+        for (_, fut), result in zip(group, results, strict=True):
             fut.set_result(result)
 
     def _rolled_back(self) -> None:

@@ -30,7 +30,7 @@ def test_run_with_a_broken_settings_file_runs_the_job_and_keeps_its_events(accou
     (project / "hyperdash.json").write_text(BROKEN)
     home = tmp_path / "home"
     home.mkdir()
-    (home / "hyperdash.json").write_text('{"api_key": "%s"}' % account.api_key)
+    (home / "hyperdash.json").write_text(f'{{"api_key": "{account.api_key}"}}')
     env = job_env(home, account.server.url)
 
     code = "import sys; print('ran'); sys.exit(3)"

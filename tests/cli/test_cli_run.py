@@ -273,7 +273,7 @@ def test_a_child_that_prints_100_mb(account, hyperdash_home, tmp_path):
         if not page:
             break
         for line in page:
-            assert line["text"] == "%07d" % index + "x" * 992
+            assert line["text"] == f"{index:07d}" + "x" * 992
             index += 1
         after = page[-1]["seq"]
     assert index == count

@@ -22,7 +22,8 @@ def leave_spool(server: str, name: str, lines: int, key_source: str | None = Non
         block = b"".join(f"{name} {i}\n".encode() for i in range(start, min(lines, start + 10)))
         spool.append(framing.LINES, "stdout", seq, block.count(b"\n"), 1000, block)
         seq += block.count(b"\n")
-    spool.append(EVENT, None, seq, 1, 1000, json.dumps({"type": "run_ended", "payload": {"final_status": "success"}}).encode())
+    ended = {"type": "run_ended", "payload": {"final_status": "success"}}
+    spool.append(EVENT, None, seq, 1, 1000, json.dumps(ended).encode())
     if close:
         spool.close()
     return spool

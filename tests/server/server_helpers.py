@@ -40,7 +40,7 @@ class Api:
         return resp.json()
 
     def lines(self, run_uuid: str) -> list[str]:
-        return [l["text"] for l in self.json(f"/api/v1/runs/{run_uuid}/logs", limit=10000)["lines"]]
+        return [line["text"] for line in self.json(f"/api/v1/runs/{run_uuid}/logs", limit=10000)["lines"]]
 
 
 def env(type: str, run_uuid: str, payload: dict, seq: int | None = None, timestamp: int | None = None) -> dict:

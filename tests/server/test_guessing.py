@@ -25,6 +25,13 @@ def _guess(post, n: int, forwarded=None) -> list[int]:
     return codes
 
 
+def _poster(url: str):
+    """``post(path, **kw)``: a POST to ``path`` on the server at ``url``."""
+    def post(path: str, **kw):
+        return requests.post(url + path, timeout=10, **kw)
+    return post
+
+
 def test_forty_emails_from_one_address_get_throttled(client):
     api = Api(client)
     codes = _guess(client.post, 40)
@@ -64,7 +71,7 @@ def test_one_account_from_many_addresses_and_many_guesses_overall_are_throttled(
 def test_rotated_forwarded_for_from_an_untrusted_peer_does_not_escape(server_factory):
     # Only 192.0.2.1 (no one here) is a trusted proxy, so the loopback peer's header is ignored.
     server = server_factory("--forwarded-allow-ips", "192.0.2.1")
-    post = lambda path, **kw: requests.post(server.url + path, timeout=10, **kw)
+    post = _poster(server.url)
     codes = _guess(post, 20, forwarded=lambda i: f"203.0.113.{i}")
     assert codes[:CLIENT_FREE] == [401] * CLIENT_FREE and set(codes[CLIENT_FREE:]) == {429}
 
@@ -72,7 +79,7 @@ def test_rotated_forwarded_for_from_an_untrusted_peer_does_not_escape(server_fac
 def test_a_trusted_proxy_tells_its_clients_apart(server_factory):
     # By default (uvicorn's) the loopback proxy is trusted: each forwarded address counts alone...
     server = server_factory()
-    post = lambda path, **kw: requests.post(server.url + path, timeout=10, **kw)
+    post = _poster(server.url)
     assert set(_guess(post, 20, forwarded=lambda i: f"203.0.113.{i}")) == {401}
     # ...and one forwarded address guessing many accounts is held.
     codes = _guess(post, 20, forwarded=lambda i: "198.51.100.7")

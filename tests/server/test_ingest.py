@@ -37,9 +37,9 @@ def test_original_single_envelopes_make_a_run(api):
     assert detail["params"] == {"lr": 0.01, "opt": "adam"}
     assert detail["metrics"]["loss"]["value"] == 0.25
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
-    assert [(l["text"], l["stream"]) for l in lines] == [
+    assert [(line["text"], line["stream"]) for line in lines] == [
         ("epoch 1", "stdout"), ("epoch 2", "stdout"), ("warning: slow", "stderr")]
-    assert [l["seq"] for l in lines] == sorted(l["seq"] for l in lines)
+    assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
     series = api.json(f"/api/v1/runs/{run}/metrics/loss")
     assert [p["value"] for p in series["points"]] == [0.5, 0.25]
 
@@ -53,11 +53,12 @@ def test_events_without_seq_are_numbered_in_the_order_they_came(api):
     assert api.ok(batch) == {"stored": 4, "duplicates": 0}
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
     # "c" has no newline yet: it waits for the rest of its line.
-    assert [(l["seq"], l["text"]) for l in lines] == [(2, "a"), (3, "b")]
+    assert [(line["seq"], line["text"]) for line in lines] == [(2, "a"), (3, "b")]
     assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 4
     # The next original envelope goes on after them, and finishes the line.
     api.ok(env("log", run, {"uuid": "c", "level": "INFO", "body": "d\n"}))
-    assert [(l["seq"], l["text"]) for l in api.json(f"/api/v1/runs/{run}/logs", after=4)["lines"]] == [(5, "cd")]
+    lines = api.json(f"/api/v1/runs/{run}/logs", after=4)["lines"]
+    assert [(line["seq"], line["text"]) for line in lines] == [(5, "cd")]
 
 
 def test_output_chunks_are_joined_into_lines_and_stored_once(api):
@@ -78,7 +79,7 @@ def test_output_chunks_are_joined_into_lines_and_stored_once(api):
     api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "or\r\nlast words"}))
     api.ok(env("run_ended", run, {"final_status": "success"}))
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
-    assert [(l["text"], l["stream"]) for l in lines] == [
+    assert [(line["text"], line["stream"]) for line in lines] == [
         ("one", "stdout"), ("two", "stdout"), ("partial three", "stdout"), ("an error", "stderr"),
         ("last words", "stderr")]
     assert lines[-1]["seq"] < api.json(f"/api/v1/runs/{run}")["last_seq"]
@@ -89,7 +90,7 @@ def test_output_without_newlines_is_held_only_up_to_a_bound(api):
     endless = "x" * (events.MAX_LINE_BYTES + 1)
     api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": endless}))
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
-    assert [(l["text"], l["partial"]) for l in lines] == [(endless, True)]
+    assert [(line["text"], line["partial"]) for line in lines] == [(endless, True)]
     api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "y\n"}))
     assert api.get(f"/api/v1/runs/{run}/logs.txt").text == endless + "y\n"
 
@@ -125,8 +126,9 @@ def test_a_full_batch_of_lines_is_stored_whole_and_in_order(api):
     assert api.ok(batch[-10:]) == {"stored": 0, "duplicates": 10}
     for run, count in counts.items():
         got = api.json(f"/api/v1/runs/{run}/logs", limit=count)["lines"]
-        assert [(l["seq"], l["text"]) for l in got] == [(seq, f"{run[:4]} {seq}") for seq in range(1, count + 1)]
-        assert {l["stream"] for l in got if l["seq"] % 3} == {"stderr"}
+        assert [(line["seq"], line["text"]) for line in got] == [(seq, f"{run[:4]} {seq}")
+                                                                 for seq in range(1, count + 1)]
+        assert {line["stream"] for line in got if line["seq"] % 3} == {"stderr"}
 
 
 def test_events_out_of_order_still_land(api):
@@ -169,11 +171,11 @@ def test_log_queries(api):
     api.ok([log(run, seq, f"line {seq}" + (" ERROR" if seq % 10 == 0 else "")) for seq in range(1, 51)])
     base = f"/api/v1/runs/{run}/logs"
     page = api.json(base, after=10, limit=5)["lines"]
-    assert [l["seq"] for l in page] == [11, 12, 13, 14, 15]
+    assert [line["seq"] for line in page] == [11, 12, 13, 14, 15]
     assert set(page[0]) >= {"seq", "stream", "text", "timestamp", "partial", "progress"}
-    assert [l["seq"] for l in api.json(base, tail=3)["lines"]] == [48, 49, 50]
-    assert [l["seq"] for l in api.json(base, before=20, limit=3)["lines"]] == [17, 18, 19]
-    assert [l["seq"] for l in api.json(base, q="error")["lines"]] == [10, 20, 30, 40, 50]
+    assert [line["seq"] for line in api.json(base, tail=3)["lines"]] == [48, 49, 50]
+    assert [line["seq"] for line in api.json(base, before=20, limit=3)["lines"]] == [17, 18, 19]
+    assert [line["seq"] for line in api.json(base, q="error")["lines"]] == [10, 20, 30, 40, 50]
     text = api.get(f"/api/v1/runs/{run}/logs.txt")
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
     assert text.text.splitlines()[:2] == ["line 1", "line 2"] and len(text.text.splitlines()) == 50
@@ -196,8 +198,8 @@ def test_searches_fold_the_case_of_every_script(api):
     run = new_run()
     api.ok([log(run, 1, "Ошибка: loss is NaN"), log(run, 2, "epoch 2"), log(run, 3, "ОШИБКА снова")])
     base = f"/api/v1/runs/{run}/logs"
-    assert [l["seq"] for l in api.json(base, q="ошибка")["lines"]] == [1, 3]
-    assert [l["seq"] for l in api.json(base, q="NAN")["lines"]] == [1]
+    assert [line["seq"] for line in api.json(base, q="ошибка")["lines"]] == [1, 3]
+    assert [line["seq"] for line in api.json(base, q="NAN")["lines"]] == [1]
 
 
 def test_runs_listing_pages_and_filters(api):
@@ -354,8 +356,8 @@ def test_bad_input_changes_nothing(api, body, status, code):
 
 
 def test_body_over_the_size_limit_is_refused_before_reading(api):
-    resp = api.client.post(events.INGEST_PATH, headers={**api.headers, "content-length": str(events.MAX_REQUEST_BYTES + 1)},
-                           content=b"[]")
+    too_long = str(events.MAX_REQUEST_BYTES + 1)
+    resp = api.client.post(events.INGEST_PATH, headers={**api.headers, "content-length": too_long}, content=b"[]")
     assert resp.status_code == 413 and resp.json()["code"] == "body_too_large"
     big = b"[" + b",".join([orjson.dumps(log(new_run(), None, "y" * 60000))] * 300) + b"]"
     assert len(big) > events.MAX_REQUEST_BYTES

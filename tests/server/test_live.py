@@ -45,7 +45,8 @@ class Events:
 def live(db_url):
     with ServerThread(db_url=db_url) as server:
         with httpx2.Client(base_url=server.url) as client:
-            resp = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"})
+            resp = client.post("/api/v1/users",
+                               json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"})
             key = resp.json()["api_key"]
             yield server, client, {events.AUTH_HEADER: key}
 
@@ -58,14 +59,16 @@ def post(client, headers, body):
 def test_run_stream_follows_and_resumes(live):
     server, client, headers = live
     run = str(uuid.uuid4())
-    post(client, headers, [env("run_started", run, {"job_name": "live"}, seq=1), log(run, 2, "one"), log(run, 3, "two")])
+    post(client, headers,
+         [env("run_started", run, {"job_name": "live"}, seq=1), log(run, 2, "one"), log(run, 3, "two")])
     stream = Events(client, f"/api/v1/runs/{run}/events", headers)
     assert stream.response.headers["content-type"].startswith("text/event-stream")
     first = stream.take(3)
     assert first[0]["event"] == "status" and first[0]["data"]["name"] == "live"
     assert [(e["event"], e["id"], e["data"]["text"]) for e in first[1:]] == [("log", "2", "one"), ("log", "3", "two")]
     post(client, headers, [log(run, 4, "three"),
-                           env("metric", run, {"name": "loss", "value": 0.5, "timestamp": 1, "is_internal": False, "step": 7}, seq=5),
+                           env("metric", run, {"name": "loss", "value": 0.5, "timestamp": 1, "is_internal": False,
+                                               "step": 7}, seq=5),
                            env("param", run, {"params": {"lr": 0.1}}, seq=6)])
     got = stream.take(3)
     assert [(e["event"], e["id"]) for e in got] == [("log", "4"), ("metric", "5"), ("param", "6")]
@@ -114,7 +117,8 @@ def test_another_accounts_stream_is_not_found(live):
     server, client, headers = live
     run = str(uuid.uuid4())
     post(client, headers, [env("run_started", run, {"job_name": "mine"}, seq=1)])
-    other = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"}).json()
+    other = client.post("/api/v1/users",
+                        json={"email": f"{uuid.uuid4().hex[:8]}@x.org", "password": "password!"}).json()
     resp = client.get(f"/api/v1/runs/{run}/events", headers={events.AUTH_HEADER: other["api_key"]})
     assert resp.status_code == 404
     assert client.get("/api/v1/events").status_code == 401
