@@ -74,8 +74,9 @@ class Backoff:
         self.base, self.cap, self.failures = base, cap, 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.base * (2 ** self.failures))
-        self.failures += 1
+        delay = min(self.cap, self.base * 2.0**self.failures)
+        if delay < self.cap:  # counting on past the cap would overflow, after a thousand failures
+            self.failures += 1
         return delay / 2 + random.uniform(0, delay / 2)
 
     def reset(self) -> None:

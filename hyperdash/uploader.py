@@ -130,7 +130,8 @@ class ServerBook:
         if now - entry["since"] >= patience:
             delay = LONG_BACKOFF
         else:
-            delay = min(SHORT_CAP, 2.0 ** (failures - 1))
+            # (a bounded exponent: after a thousand failures 2.0 ** failures would overflow)
+            delay = min(SHORT_CAP, 2.0 ** min(failures - 1, 32))
         entry["next"] = now + delay / 2 + random.uniform(0, delay / 2)
         entry["error"] = error
         self.save()

@@ -160,6 +160,15 @@ def test_backoff_grows_with_jitter_up_to_the_cap():
     assert backoff.next_delay() <= 0.5
 
 
+def test_backoff_stays_at_the_cap_however_many_failures():
+    # a server down for hours: thousands of failures in a row must not overflow the delay
+    backoff = Backoff(base=0.5, cap=10.0)
+    delays = [backoff.next_delay() for _ in range(3000)]
+    assert all(5.0 <= d <= 10.0 for d in delays[10:])
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
 def test_key_source_is_what_the_transport_calls(monkeypatch):
     keys = iter(["first", "second"])
     source = KeySource(lambda: next(keys), refresh_seconds=0)
