@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from json.encoder import encode_basestring as _quote
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors, framing
 from .events import (
@@ -29,6 +29,9 @@ from .events import (
     envelope,
 )
 from .spool import EVENT, Record, Spool
+
+if TYPE_CHECKING:
+    from .transport import Transport
 
 __all__ = ["Backoff", "SpoolSender", "Shipper", "encoded_events"]
 
@@ -95,7 +98,7 @@ class SpoolSender:
     def __init__(
         self,
         spool: Spool,
-        transport,
+        transport: Transport,
         run_uuid: str,
         api: str,
         batch_events: int = DEFAULT_BATCH_EVENTS,

@@ -105,7 +105,7 @@ def test_server_errors_back_off_and_warn_under_one_key():
         shipper.start()
         delays = []
         for attempt in range(1, 7):
-            wait_until(lambda: len(server.requests) == attempt and shipper.retry_at > clock.now)
+            wait_until(lambda tries=attempt: len(server.requests) == tries and shipper.retry_at > clock.now)
             delays.append(shipper.retry_at - clock.now)
             clock.now = shipper.retry_at  # the next try falls due
         shipper.close(0.5)
