@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, Protocol, TextIO
 
 from .channel import open_channel, same_destination, wait_until_drained
 from .pump import OutputSink, Pump
@@ -75,7 +76,7 @@ class FdCapture:
     def start(self) -> FdCapture:
         _flush_std_streams()
         merge = same_destination(1, 2) if self.merge_streams is None else self.merge_streams
-        channels = []
+        channels: list[tuple[int, int, str]] = []  # (read_fd, terminal_fd, stream)
         try:
             for fd, stream in ((1, "stdout"), (2, "stderr")):
                 saved = os.dup(fd)
@@ -162,7 +163,7 @@ class FdCapture:
 # stay unflushed, as os._exit leaves them.
 EXIT_DRAIN_TIMEOUT = 1.0
 _exit_drains: set[FdCapture] = set()
-_os_exit = None  # what os._exit was when it was first wrapped: the wrapper ends with it
+_os_exit: Callable[[int], NoReturn] | None = None  # os._exit before our wrapper: the wrapper ends with it
 
 
 def _drain_at_os_exit(capture: FdCapture) -> None:
@@ -173,7 +174,7 @@ def _drain_at_os_exit(capture: FdCapture) -> None:
         os._exit = _exit_after_draining
 
 
-def _exit_after_draining(status: int) -> None:
+def _exit_after_draining(status: int) -> NoReturn:
     """``os._exit(status)``, once every capture on has taken the output already written."""
     try:
         for capture in list(_exit_drains):
@@ -182,13 +183,14 @@ def _exit_after_draining(status: int) -> None:
             except Exception:
                 pass
     finally:  # whatever happens (a signal, say), the process ends
+        assert _os_exit is not None  # saved before this wrapper was installed
         _os_exit(status)
 
 
 class _Tee:
     """A text stream that writes through to ``original`` and copies into a run."""
 
-    def __init__(self, original, run: OutputSink, stream: str):
+    def __init__(self, original: TextIO, run: OutputSink, stream: str):
         self._original = original
         self._run = run
         self._stream = stream
@@ -202,7 +204,7 @@ class _Tee:
             pass
         return count
 
-    def writelines(self, lines) -> None:
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
@@ -215,7 +217,7 @@ class StreamCapture:
 
     def __init__(self, run: OutputSink):
         self.run = run
-        self._originals: tuple[Any, Any] | None = None
+        self._originals: tuple[TextIO, TextIO] | None = None
 
     def start(self) -> StreamCapture:
         self._originals = (sys.stdout, sys.stderr)
@@ -265,9 +267,9 @@ def in_ipython_kernel() -> bool:
     if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
         return False
     try:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython
 
-        shell = get_ipython()
+        shell = get_ipython()  # type: ignore[no-untyped-call]  # IPython 8 does not annotate it
     except Exception:
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None

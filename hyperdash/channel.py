@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "open_channel",
     "same_destination",
     "copy_window_size",
+    "PtyWindow",
     "follow_window_sizes",
     "widen_pipe",
     "isatty",
@@ -118,16 +120,26 @@ def copy_window_size(terminal_fd: int, pty_fd: int, unless: bytes | None = None)
         return None
 
 
-def follow_window_sizes(resizes: list[list], open_fds) -> None:
-    """For each ``[terminal_fd, pty_fd, last size]`` whose pty is still open: give the pty the
-    terminal's size when it changed."""
+@dataclass
+class PtyWindow:
+    """A pty standing in for the terminal ``terminal_fd``, and the window size it was given last
+    (``None`` before the first)."""
+
+    terminal_fd: int
+    pty_fd: int
+    last_size: bytes | None = None
+
+
+def follow_window_sizes(windows: Sequence[PtyWindow], open_fds: Container[int]) -> None:
+    """For each pty of ``windows`` that is still open: give it its terminal's size when that
+    changed."""
     changed = False
-    for entry in resizes:
-        terminal_fd, pty_fd, last = entry
-        if pty_fd in open_fds:
-            size = copy_window_size(terminal_fd, pty_fd, unless=last)
+    for window in windows:
+        if window.pty_fd in open_fds:
+            last = window.last_size
+            size = copy_window_size(window.terminal_fd, window.pty_fd, unless=last)
             changed = changed or (last is not None and size not in (None, last))
-            entry[2] = size or last
+            window.last_size = size or last
     if changed:
         # The job had the terminal's SIGWINCH before its terminal, the pty, had the new size: a
         # handler of its own that read the size then read the old one. Tell it again.

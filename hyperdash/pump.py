@@ -13,9 +13,12 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .channel import follow_window_sizes, isatty
+from .channel import PtyWindow, follow_window_sizes, isatty
+
+if TYPE_CHECKING:
+    import selectors
 
 __all__ = ["OutputSink", "Pump"]
 
@@ -93,7 +96,7 @@ class Pump(threading.Thread):
                 unpolled.append(read_fd)
         # ptys that stand in for terminals: they take each new size of their terminal (polled,
         # so that no signal handler of ours can interrupt the job's system calls)
-        resizes = [[terminal_fd, read_fd, None] for read_fd, terminal_fd, _ in self.channels
+        resizes = [PtyWindow(terminal_fd, read_fd) for read_fd, terminal_fd, _ in self.channels
                    if self.follow_resizes and terminal_fd is not None and isatty(read_fd) and isatty(terminal_fd)]
         next_resize_check = 0.0
         try:
@@ -127,7 +130,7 @@ class Pump(threading.Thread):
                 except OSError:
                     pass
 
-    def _pump(self, read_fd: int, selector) -> int:
+    def _pump(self, read_fd: int, selector: selectors.BaseSelector | None) -> int:
         """Move one chunk of ``read_fd`` on: its size, 0 when nothing was waiting, -1 at its
         end of file (then it is closed)."""
         try:

@@ -29,9 +29,10 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config, framing
+from .errors import AuthenticationError, HyperdashError
 from .events import (
     APIS,
     FINAL_STATUSES,
@@ -46,6 +47,9 @@ from .events import (
 )
 from .links import follow_message
 from .spool import EVENT, Spool
+
+if TYPE_CHECKING:
+    from .shipper import Shipper
 
 __all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "MAX_PARAM_TEXT_CHARS"]
 
@@ -201,7 +205,7 @@ class Run:
         self._next_seq = 1
         self._framers = {stream: framing.LineFramer() for stream in STREAMS}
         self._spool: Spool | None = None
-        self._shipper = None
+        self._shipper: Shipper | None = None
         self._key_source: config.KeySource | None = None
         self._log_fd: int | None = None
         self._log_open_line: str | None = None  # the stream whose line the log ends inside
@@ -226,38 +230,40 @@ class Run:
         except Exception as exc:  # never the job's problem
             self.warn("start", f"monitoring is off for this run: {exc!r}")
             self._detached = True
-        else:
-            self.say(follow_message(self.server_url, self.uuid))
         return self
 
     def _start(self) -> None:
         from .shipper import Shipper, SpoolSender
         from .transport import Transport
 
-        self._key_source = config.KeySource(self.api_key_getter)
-        self._key_source.get()
-        self.server_url = config.server_url()
+        self._key_source = key_source = config.KeySource(self.api_key_getter)
+        key_source.get()
+        self.server_url = server_url = config.server_url()
         # where the key comes from, never the key: whoever uploads the spool later reads it there
-        meta = {"uuid": self.uuid, "name": self.name, "api": self.api, "server": self.server_url,
-                "key_source": self._key_source.source, "created": now_ms(), "pid": os.getpid()}
+        meta = {"uuid": self.uuid, "name": self.name, "api": self.api, "server": server_url,
+                "key_source": key_source.source, "created": now_ms(), "pid": os.getpid()}
         try:
             config.ensure_home()
-            self._spool = Spool.create(self.uuid, meta)
+            spool = Spool.create(self.uuid, meta)
         except OSError as exc:
-            self._spool = Spool.in_memory()
+            spool = Spool.in_memory()
             self.warn("spool", f"cannot write the spool ({exc}); keeping unsent events in memory, bounded")
-        self._spool.on_disk_error = lambda exc: self._warn_disk(exc) or self.warn(
-            "spool", f"cannot write the spool any more ({exc}); keeping unsent events in memory, bounded"
-        )
+        spool.on_disk_error = self._spool_disk_error
+        self._spool = spool
         self._open_log()
         self._record(RUN_STARTED, {"job_name": self.name, "host": os.uname().nodename,
                                    "pid": os.getpid(), "api": self.api})
-        transport = Transport(self.server_url, api_key=self._key_source.get)
-        sender = SpoolSender(self._spool, transport, self.uuid, self.api,
+        transport = Transport(server_url, api_key=key_source.get)
+        sender = SpoolSender(spool, transport, self.uuid, self.api,
                              on_dropped=lambda exc: self.warn("dropped", f"the server refused an event: {exc}"))
         self._shipper = Shipper(sender, warn=self._warn_from_shipper, on_tick=self._tick,
-                                key_refresh_seconds=self._key_source.refresh_seconds)
+                                key_refresh_seconds=key_source.refresh_seconds)
         self._shipper.start()
+        self.say(follow_message(server_url, self.uuid))
+
+    def _spool_disk_error(self, exc: OSError) -> None:
+        if not self._warn_disk(exc):
+            self.warn("spool", f"cannot write the spool any more ({exc}); keeping unsent events in memory, bounded")
 
     def _open_log(self) -> None:
         logs = config.home_dir() / "logs"
@@ -304,7 +310,9 @@ class Run:
         with self._lock:
             self._store_unfinished_lines()
             self._record(RUN_ENDED, {"final_status": status, "exit_code": exit_code, "signal": signal})
-        spool, shipper = self._spool, self._shipper
+        spool, shipper, server_url = self._spool, self._shipper, self.server_url
+        if spool is None or shipper is None or server_url is None:
+            return  # (a run that started is detached until it has all three: never here)
         shipper.close(self.exit_timeout)
         self._close_log()
         self._prune_logs()
@@ -314,26 +322,25 @@ class Run:
             spool.remove()
         else:
             spool.close()
-        self._say_what_is_left(on_disk, lost, shipper.last_error)
+        self._say_what_is_left(on_disk, lost, shipper.last_error, spool, server_url)
         if self.log_path is not None:
             self.say(f"the log of this run is at {self.log_path}")
 
-    def _say_what_is_left(self, left: int, lost: int, error) -> None:
+    def _say_what_is_left(self, left: int, lost: int, error: HyperdashError | None, spool: Spool,
+                          server_url: str) -> None:
         """The run's last word on its events: one line, when any are unsent or lost."""
         parts = []
         if lost:
             parts.append(f"{lost} events of this run are lost: the spool could not be written to disk "
                          "and the server did not take them in time")
         if left:
-            parts.append(self._hand_off(left, error))
+            parts.append(self._hand_off(left, error, spool, server_url))
         if parts:
             self.say("; ".join(parts))
 
-    def _hand_off(self, left: int, error) -> str:
+    def _hand_off(self, left: int, error: HyperdashError | None, spool: Spool, server_url: str) -> str:
         """Start the detached uploader for the ``left`` events waiting in the spool (unless it
         could not send them either); what to tell the user."""
-        from .errors import AuthenticationError
-
         key = self._key_source.get() if self._key_source else None
         if not key or isinstance(error, AuthenticationError):
             # Nobody could send them now: no uploader, which would only retry in vain.
@@ -353,12 +360,12 @@ class Run:
             book = ServerBook.load()
             if uploader_running():
                 how = "the background uploader already running sends them"
-            elif not book.due(self.server_url, time.time()) and (
-                    isinstance(error, (ServerUnreachable, ServerError)) or self._spool.acked_seq == 0):
+            elif not book.due(server_url, time.time()) and (
+                    isinstance(error, (ServerUnreachable, ServerError)) or spool.acked_seq == 0):
                 # a server in backoff that took nothing of this run either: no process that
                 # would only wait for it
-                how = (f"{self.server_url} has not answered for a while "
-                       f"({book.describe(self.server_url)}); a later run on this machine sends them when it is due")
+                how = (f"{server_url} has not answered for a while "
+                       f"({book.describe(server_url)}); a later run on this machine sends them when it is due")
             else:
                 spawn_detached(self.uuid, api_key=key if self.api_key_getter else None)
                 how = "a background uploader is sending them now"
@@ -397,13 +404,17 @@ class Run:
         if self._log_open_line not in (None, stream):
             data = b"\n" + data
         self._log_open_line = None if data.endswith(b"\n") else stream
+        fd = self._log_fd
+        if fd is None:
+            return
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(self._log_fd, view):]
+                view = view[os.write(fd, view):]
         except OSError as exc:
             self._close_log()
-            self._warn_disk(exc) or self.warn("log", f"cannot write the run's log file any more: {exc}")
+            if not self._warn_disk(exc):
+                self.warn("log", f"cannot write the run's log file any more: {exc}")
 
     def param(self, name: str, value: Any, log: bool = True, *, internal: bool = False) -> Any:
         """Record a parameter and return ``value`` unchanged.
@@ -476,7 +487,7 @@ class Run:
             self._next_seq += 1
             self._spool.append(EVENT, None, seq, 1, now_ms(), blob)
 
-    def _store(self, stream: str, pieces: list) -> None:
+    def _store(self, stream: str, pieces: list[framing.Piece]) -> None:
         if not pieces or self._spool is None:
             return
         timestamp = now_ms()
@@ -556,13 +567,13 @@ class Run:
         return True
 
     def _warn_from_shipper(self, key: str, message: str) -> None:
+        refused = self._shipper.last_error if self._shipper is not None else None
         if key == "auth" and self._key_source is not None and self._key_source.error:
             if self.quiet_config_errors:
                 return  # the caller has said why the key cannot be read
             message = f"no usable API key: {self._key_source.error}; events wait in the spool"
-        elif key == "auth" and getattr(self._shipper.last_error, "status", None):  # the server refused it
-            refused = self._shipper.last_error
-            refused.key_source = self._key_source.source
+        elif key == "auth" and isinstance(refused, AuthenticationError) and refused.status:  # the server refused it
+            refused.key_source = self._key_source.source if self._key_source is not None else None
             message = f"{refused.refused_key()}; events wait in the spool until a valid API key is found"
         self.warn(key, message)
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from json.encoder import encode_basestring as _quote
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors, framing
 from .events import (
@@ -29,6 +29,9 @@ from .events import (
     envelope,
 )
 from .spool import EVENT, Record, Spool
+
+if TYPE_CHECKING:
+    from .transport import Transport
 
 __all__ = ["Backoff", "SpoolSender", "Shipper", "encoded_events"]
 
@@ -74,8 +77,9 @@ class Backoff:
         self.base, self.cap, self.failures = base, cap, 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.base * (2 ** self.failures))
-        self.failures += 1
+        delay = min(self.cap, self.base * 2.0**self.failures)
+        if delay < self.cap:  # counting on past the cap would overflow, after a thousand failures
+            self.failures += 1
         return delay / 2 + random.uniform(0, delay / 2)
 
     def reset(self) -> None:
@@ -94,7 +98,7 @@ class SpoolSender:
     def __init__(
         self,
         spool: Spool,
-        transport,
+        transport: Transport,
         run_uuid: str,
         api: str,
         batch_events: int = DEFAULT_BATCH_EVENTS,

@@ -46,20 +46,20 @@ CURSOR_SAVE_INTERVAL = 1.0
 
 
 class Record(NamedTuple):
-    """One spool record: ``count`` events numbered from ``first_seq``."""
+    """One spool record: ``event_count`` events numbered from ``first_seq``."""
 
     offset: int
     end: int
     kind: int
     stream: str | None
     first_seq: int
-    count: int
+    event_count: int  # (not ``count``, which would hide the tuple's method)
     timestamp: int
     blob: bytes
 
     @property
     def last_seq(self) -> int:
-        return self.first_seq + self.count - 1
+        return self.first_seq + self.event_count - 1
 
 
 def spool_root() -> Path:
@@ -153,13 +153,14 @@ class Spool:
 
     def send_elsewhere(self, server: str) -> None:
         """Make ``server`` the run's server: ``meta.json`` says so from now on, and the cursor
-        goes back to the start (that server has none of the events yet)."""
+        goes back to the start (that server has none of the events yet). A spool on disk only."""
+        folder = self._disk_folder()
         meta = self.meta()
         meta["server"] = server
-        tmp = self.folder / "meta.json.tmp"
+        tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta))
         os.chmod(tmp, 0o600)
-        os.replace(tmp, self.folder / "meta.json")
+        os.replace(tmp, folder / "meta.json")
         self.cursor_offset, self.acked_seq = 0, 0
         self._write_cursor()
 
@@ -168,9 +169,15 @@ class Spool:
         if self.folder is None:
             return {}
         try:
-            return json.loads((self.folder / "meta.json").read_text())
+            meta = json.loads((self.folder / "meta.json").read_text())
         except (OSError, ValueError):
             return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _disk_folder(self) -> Path:
+        if self.folder is None:
+            raise ValueError("this spool lives in memory: it has no folder")
+        return self.folder
 
     # -- writing ------------------------------------------------------------------------
     @property
@@ -182,9 +189,11 @@ class Spool:
     def on_disk(self) -> bool:
         return self._memory is None
 
-    def append(self, kind: int, stream: str | None, first_seq: int, count: int, timestamp: int, blob: bytes) -> None:
+    def append(self, kind: int, stream: str | None, first_seq: int, count: int, timestamp: int,
+               blob: bytes | memoryview) -> None:
         """Append one record (one ``write`` call on disk)."""
-        header = _HEADER.pack(kind, STREAM_CODES.get(stream, 0), first_seq, count, timestamp, len(blob))
+        code = 0 if stream is None else STREAM_CODES.get(stream, 0)
+        header = _HEADER.pack(kind, code, first_seq, count, timestamp, len(blob))
         size = len(header) + len(blob)
         if self._memory is None:
             try:
@@ -219,6 +228,8 @@ class Spool:
 
     def _drop_oldest(self) -> None:
         memory = self._memory
+        if memory is None:
+            return
         cut = 0
         while len(memory) - cut > self.memory_limit // 2:
             _, _, _, count, _, length = _HEADER.unpack_from(memory, cut)
@@ -285,16 +296,17 @@ class Spool:
     def _write_cursor(self) -> None:
         self._cursor_unsaved = False
         self._cursor_saved_at = time.monotonic()
-        tmp = self.folder / "cursor.tmp"
+        folder = self._disk_folder()
+        tmp = folder / "cursor.tmp"
         try:
             tmp.write_text(f"{self.cursor_offset} {self.acked_seq}\n")
-            os.replace(tmp, self.folder / "cursor")
+            os.replace(tmp, folder / "cursor")
         except OSError:
             pass  # the server dedups what is sent again; only efficiency is lost
 
     def _load_cursor(self) -> None:
         try:
-            offset, seq = (self.folder / "cursor").read_text().split()
+            offset, seq = (self._disk_folder() / "cursor").read_text().split()
             self.cursor_offset, self.acked_seq = int(offset), int(seq)
         except (OSError, ValueError):
             self.cursor_offset, self.acked_seq = 0, 0
@@ -328,7 +340,7 @@ class Spool:
         self.close()
 
 
-def _write_all(fd: int | None, header: bytes, blob: bytes) -> None:
+def _write_all(fd: int | None, header: bytes, blob: bytes | memoryview) -> None:
     """Write a record with one system call (no copy of the blob), finishing a short write."""
     if fd is None:
         raise OSError("spool is closed")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .events import API_HEADER, API_KEY_REQUIRED, AUTH_HEADER, INGEST_PATH, VERSION_HEADER
 from .version import __version__
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["Transport", "DEFAULT_TIMEOUT"]
 
@@ -55,11 +58,12 @@ class Transport:
         self.api_key = api_key
         self.access_token = access_token
         self.timeout = timeout
-        self._session = None
+        self._session: requests.Session | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     @property
-    def session(self):
+    def session(self) -> requests.Session:
+        """The pooled HTTP session, made on first use."""
         if self._session is None:
             import requests
 
@@ -77,7 +81,7 @@ class Transport:
     def _current_key(self) -> str | None:
         return self.api_key() if callable(self.api_key) else self.api_key
 
-    def _send(self, method: str, path: str, **kwargs):
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         import requests
 
         url = self.server_url + path
@@ -94,7 +98,7 @@ class Transport:
         return resp
 
     # -- calls ----------------------------------------------------------------------------
-    def send_events(self, envelopes: Iterable[dict[str, Any]] | bytes, api: str) -> dict:
+    def send_events(self, envelopes: Iterable[dict[str, Any]] | bytes, api: str) -> dict[str, Any]:
         """POST a batch of envelopes (or a JSON body already encoded) to the ingest endpoint.
 
         Returns the server's reply, ``{"stored": N, "duplicates": M}``. A batch that JSON
@@ -115,7 +119,7 @@ class Transport:
                 "or run `hyperdash login`)", code=API_KEY_REQUIRED, status=None)
         headers = {AUTH_HEADER: key, API_HEADER: api, "content-type": "application/json"}
         resp = self._send("POST", INGEST_PATH, data=body, headers=headers)
-        return _json_of(resp)
+        return _object(_json_of(resp), resp.url)
 
     def request(
         self,
@@ -125,7 +129,7 @@ class Transport:
         params: dict[str, Any] | None = None,
         stream: bool = False,
         headers: dict[str, str] | None = None,
-    ):
+    ) -> Any:
         """An API call (``path`` like ``/api/v1/users``): its decoded JSON reply, or with
         ``stream=True`` the open response (for server-sent events, for instance)."""
         all_headers: dict[str, str] = {}
@@ -138,9 +142,10 @@ class Transport:
         resp = self._send(method, path, json=json, params=params, stream=stream, headers=all_headers)
         return resp if stream else _json_of(resp)
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """``GET /api/v1/health``."""
-        return self.request("GET", "/api/v1/health")
+        path = "/api/v1/health"
+        return _object(self.request("GET", path), self.server_url + path)
 
 
 def encode_batch(envelopes: Iterable[dict[str, Any]]) -> bytes:
@@ -159,7 +164,7 @@ def _short_reason(exc: Exception) -> str:
     return text[:200]
 
 
-def _json_of(resp) -> Any:
+def _json_of(resp: requests.Response) -> Any:
     if not resp.content:
         return {}
     try:
@@ -170,7 +175,14 @@ def _json_of(resp) -> Any:
         ) from None
 
 
-def _error_of(resp) -> errors.TransportError:
+def _object(reply: Any, url: str) -> dict[str, Any]:
+    """A decoded reply that must be a JSON object; anything else is a server we cannot talk to."""
+    if not isinstance(reply, dict):
+        raise errors.TransportError(f"the server at {url} answered with JSON that is not an object")
+    return reply
+
+
+def _error_of(resp: requests.Response) -> errors.TransportError:
     try:
         body = resp.json()
     except ValueError:

@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypedDict, cast
 
 from . import config, errors
 from .shipper import SpoolSender
@@ -82,12 +83,20 @@ class UploadSummary:
         return not self.failed
 
 
+class ServerEntry(TypedDict, total=False):
+    """What :class:`ServerBook` remembers of one failing server (times in wall-clock seconds)."""
+
+    since: float  # its first failure
+    next: float  # when it is due for another try
+    failures: int
+    error: str  # why it failed last, in words
+
+
 class ServerBook:
     """How each server (and each server with a given key) has answered lately; see the
-    module's docstring. Entries are ``{"since", "next", "failures", "error"}`` (wall-clock
-    seconds). Saving is best effort: without it, a server is only tried sooner."""
+    module's docstring. Saving is best effort: without it, a server is only tried sooner."""
 
-    def __init__(self, path: Path, entries: dict[str, dict] | None = None):
+    def __init__(self, path: Path, entries: dict[str, ServerEntry] | None = None):
         self.path = path
         self.entries = entries or {}
 
@@ -95,11 +104,13 @@ class ServerBook:
     def load(cls) -> ServerBook:
         path = config.home_dir() / "uploader-servers.json"
         try:
-            entries = json.loads(path.read_text())
-            if not isinstance(entries, dict):
-                entries = {}
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
-            entries = {}
+            data = None
+        if not isinstance(data, dict):
+            data = {}
+        # the file is the one save() writes; a damaged one keeps the entries still readable
+        entries = {name: cast(ServerEntry, entry) for name, entry in data.items() if isinstance(entry, dict)}
         return cls(path, entries)
 
     def save(self) -> None:
@@ -127,10 +138,11 @@ class ServerBook:
     def failed(self, name: str, error: str, now: float, patience: float) -> None:
         entry = self.entries.setdefault(name, {"since": now, "failures": 0})
         entry["failures"] = failures = entry.get("failures", 0) + 1
-        if now - entry["since"] >= patience:
+        if now - entry.get("since", now) >= patience:
             delay = LONG_BACKOFF
         else:
-            delay = min(SHORT_CAP, 2.0 ** (failures - 1))
+            # (a bounded exponent: after a thousand failures 2.0 ** failures would overflow)
+            delay = min(SHORT_CAP, 2.0 ** min(failures - 1, 32))
         entry["next"] = now + delay / 2 + random.uniform(0, delay / 2)
         entry["error"] = error
         self.save()
@@ -140,7 +152,7 @@ class ServerBook:
             self.save()
 
     def describe(self, name: str) -> str:
-        entry = self.entries.get(name) or {}
+        entry: ServerEntry = self.entries.get(name) or {}
         since = time.strftime("%H:%M:%S", time.localtime(entry.get("since", time.time())))
         after = time.strftime("%H:%M:%S", time.localtime(entry.get("next", time.time())))
         return f"{entry.get('error', 'failed')} (failing since {since}; next try after {after})"
@@ -154,7 +166,7 @@ def _key_getter(source: str | None) -> Callable[[], str | None] | None:
     def from_file() -> str | None:
         try:
             return config.load_settings(source).get("api_key")
-        except config.ConfigError:
+        except errors.ConfigError:
             return None
 
     return from_file
@@ -236,8 +248,18 @@ def upload_pending(
     return summary
 
 
-def _upload_spool(spool, run_uuid, server, book, honour_backoff, patience, failed_now, key_sources,
-                  on_progress, summary) -> None:
+def _upload_spool(
+    spool: Spool,
+    run_uuid: str,
+    server: str | None,
+    book: ServerBook,
+    honour_backoff: bool,
+    patience: float,
+    failed_now: dict[str, str],
+    key_sources: dict[str | None, config.KeySource],
+    on_progress: Callable[[str, int, int], None] | None,
+    summary: UploadSummary,
+) -> None:
     meta = spool.meta()
     if server is not None and meta.get("server") != server:
         spool.send_elsewhere(server)
@@ -275,7 +297,15 @@ def _upload_spool(spool, run_uuid, server, book, honour_backoff, patience, faile
     book.failed(group, why, time.time(), patience)
 
 
-def _upload_one(spool, run_uuid, meta, server, key, on_progress, summary) -> errors.HyperdashError | None:
+def _upload_one(
+    spool: Spool,
+    run_uuid: str,
+    meta: dict[str, Any],
+    server: str,
+    key: Callable[[], str | None],
+    on_progress: Callable[[str, int, int], None] | None,
+    summary: UploadSummary,
+) -> errors.HyperdashError | None:
     """Send the spool until it is all on the server (None) or the first error (returned)."""
     transport = Transport(server, api_key=key)
     sender = SpoolSender(spool, transport, run_uuid, meta.get("api") or "monitor")
@@ -500,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
     parser = argparse.ArgumentParser(prog="python -m hyperdash.uploader", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", metavar="UUID", help="upload this run's spool first (waits for its owner to exit), then any other")
+    parser.add_argument("--run", metavar="UUID",
+                        help="upload this run's spool first (waits for its owner to exit), then any other")
     parser.add_argument("--patience", type=float, default=None,
                         help="seconds to keep retrying a server that fails, from its first failure "
                              "(default HYPERDASH_UPLOADER_PATIENCE or 600)")

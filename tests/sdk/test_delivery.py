@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -60,6 +61,14 @@ def start_phased(script, env, tmp_path) -> tuple[subprocess.Popen, Path]:
     return proc, flags
 
 
+def first_warning(proc: subprocess.Popen) -> bytes:
+    """The job's stderr up to its first warning: the line that says where to follow the run,
+    then the warning line."""
+    follow = proc.stderr.readline()
+    assert b"follow this run at" in follow, follow
+    return follow + proc.stderr.readline()
+
+
 def test_every_line_once_in_order_with_both_streams(run_job, account):
     done = run_job("""
         import sys
@@ -99,7 +108,7 @@ def test_server_down_for_the_first_half_then_up(server_factory, script, tmp_path
     env.update(HYPERDASH_EXIT_TIMEOUT="15")
     proc, flags = start_phased(script, env, tmp_path)
     wait_file(flags / "printed-0")
-    first = proc.stderr.readline()  # the job has tried to send, and failed
+    first = first_warning(proc)  # the job has tried to send, and failed
     assert b"cannot reach" in first, first
     (flags / "go-0").touch()
     wait_file(flags / "printed-1")
@@ -193,10 +202,10 @@ def test_401_then_rotated_key_in_the_key_file(account, script, tmp_path, hyperda
     proc = subprocess.Popen([sys.executable, str(script(PHASED_JOB)), str(flags)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     wait_file(flags / "printed-0")
-    first = proc.stderr.readline()  # the first send was refused
+    first = first_warning(proc)  # the first send was refused
     assert b"refused the API key (401" in first, first
     assert account.runs(name="phased") == []
-    key_file.write_text('{"api_key": "%s"}' % account.api_key)
+    key_file.write_text(json.dumps({"api_key": account.api_key}))
     (flags / "go-0").touch()
     wait_file(flags / "printed-1")
     run = account.wait_for_run("phased", timeout=20)  # arrives while the job still runs

@@ -105,7 +105,7 @@ def test_server_errors_back_off_and_warn_under_one_key():
         shipper.start()
         delays = []
         for attempt in range(1, 7):
-            wait_until(lambda: len(server.requests) == attempt and shipper.retry_at > clock.now)
+            wait_until(lambda tries=attempt: len(server.requests) == tries and shipper.retry_at > clock.now)
             delays.append(shipper.retry_at - clock.now)
             clock.now = shipper.retry_at  # the next try falls due
         shipper.close(0.5)
@@ -156,6 +156,15 @@ def test_backoff_grows_with_jitter_up_to_the_cap():
     delays = [backoff.next_delay() for _ in range(8)]
     assert all(0.25 <= d <= 0.5 for d in delays[:1])
     assert all(2 <= d <= 4 for d in delays[4:])
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+def test_backoff_stays_at_the_cap_however_many_failures():
+    # a server down for hours: thousands of failures in a row must not overflow the delay
+    backoff = Backoff(base=0.5, cap=10.0)
+    delays = [backoff.next_delay() for _ in range(3000)]
+    assert all(5.0 <= d <= 10.0 for d in delays[10:])
     backoff.reset()
     assert backoff.next_delay() <= 0.5
 

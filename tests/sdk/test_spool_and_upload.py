@@ -43,7 +43,7 @@ def write_run(server_url: str, name: str, lines: int, ended: bool = True) -> Spo
 def test_records_round_trip_and_the_cursor_persists(tmp_path):
     spool = write_run("http://x", "r", 25)
     records = list(spool.records(0))
-    assert [(r.kind, r.first_seq, r.count) for r in records] == [
+    assert [(r.kind, r.first_seq, r.event_count) for r in records] == [
         (EVENT, 1, 1), (framing.LINES, 2, 10), (framing.LINES, 12, 10), (framing.LINES, 22, 5), (EVENT, 27, 1)]
     assert records[2].stream == "stdout" and records[2].blob.startswith(b"line 10\n")
     spool.save_cursor(records[2].offset, 15)

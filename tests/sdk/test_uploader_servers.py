@@ -171,3 +171,14 @@ def test_a_run_starts_no_uploader_for_a_server_in_backoff(run_job, sdk_env, hype
     assert "events of this run are not sent yet" in err and "a later run on this machine sends them" in err
     assert not (hyperdash_home / "logs" / "uploader.log").exists()  # no uploader was started
     assert len(list(spool_root().iterdir())) == 1
+
+
+def test_a_server_failing_a_thousand_times_keeps_its_short_backoff(hyperdash_home):
+    # an uploader told to be patient for days meets a server down all that time
+    book = ServerBook.load()
+    now = time.time()
+    for _ in range(1100):
+        book.failed("http://127.0.0.1:9", "connection refused", now, patience=7 * 86400)
+    entry = ServerBook.load().entries["http://127.0.0.1:9"]
+    assert entry["failures"] == 1100
+    assert now + 30 <= entry["next"] <= now + 60
