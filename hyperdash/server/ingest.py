@@ -4,8 +4,10 @@ Each ``(run, seq)`` is stored once; events without ``seq`` (the original clients
 numbers of their run. Their log bodies are chunks of output, not lines: the text after a chunk's
 last newline is held per (run, stream) and joined to the next chunk of that stream (stored as a
 line when the run ends), and a chunk resent with the same ``payload.uuid`` is stored once.
-Heartbeats are not stored; they only mark the run as alive. The reply counts every envelope as
-either stored or duplicate. What was stored is announced after the commit as facts
+Heartbeats are not stored; they only mark the run as alive. A replay (a spool uploaded after
+its process ended, see :data:`hyperdash.events.REPLAY_HEADER`) is stored like any batch but is
+no sign of life: it neither moves the run's ``last_seen_at`` nor brings a lost run back (its
+``run_ended`` still ends the run). The reply counts every envelope as either stored or duplicate. What was stored is announced after the commit as facts
 (:mod:`hyperdash.server.facts`); checking the request is :mod:`hyperdash.server.checks`' job.
 """
 
@@ -131,10 +133,14 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     run = cache.run(conn, user_id, part.uuid)
     created = run is None
     if created:
-        first_ts = min((e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)), default=now)
-        run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
-               "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
-               "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0}
+        times = [e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)]
+        # A replayed spool is no sign of life: its run was last seen when its events were made,
+        # and its process is gone (lost, unless the replay ends it).
+        seen, status = (min(max(times, default=now), now), ev.LOST) if batch.replay else (now, ev.RUNNING)
+        run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": status,
+               "started_at": min(times, default=now), "ended_at": None, "last_seen_at": seen,
+               "exit_code": None, "signal": None, "host": None, "pid": None, "api": batch.api,
+               "max_seq": 0}
         run["id"] = conn.execute(runs.insert().values(**run)).inserted_primary_key[0]
         cache.remember(run)
     run_id = run["id"]
@@ -161,7 +167,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
         insert_many(conn, run_events, MARK_COLUMNS,
                     [(run_id, m.seq, m.ts, m.type, orjson.dumps(m.payload).decode()) for m in marks])
 
-    changes: dict[str, Any] = {"last_seen_at": now}
+    # (a replay leaves last_seen_at as it was, through the same statement)
+    changes: dict[str, Any] = {"last_seen_at": run["last_seen_at"] if batch.replay else now}
     if top > run["max_seq"]:
         changes["max_seq"] = top
     started = ended = None  # the latest run_started and run_ended marks stored
@@ -177,11 +184,13 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             ended = mark
             changes.update(status=payload["final_status"], ended_at=mark.ts, exit_code=payload["exit_code"],
                            signal=payload["signal"])
-    back = run["status"] == ev.LOST and "status" not in changes and run["ended_at"] is None
+    back = (run["status"] == ev.LOST and "status" not in changes and run["ended_at"] is None
+            and not batch.replay)
     if back:
         changes["status"] = ev.RUNNING
     if changes.keys() <= {"last_seen_at", "max_seq"}:  # most batches: a prepared statement
-        execute(conn, _RUN_SEEN, {"run": run_id, "seen": now, "top": changes.get("max_seq", run["max_seq"])})
+        execute(conn, _RUN_SEEN, {"run": run_id, "seen": changes["last_seen_at"],
+                                  "top": changes.get("max_seq", run["max_seq"])})
     else:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**changes))
     run.update(changes)
@@ -339,14 +348,20 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
                 else:
                     _supersede_stored(conn, run_id, progress_seq)
             max_seq = line.seq
-            progress_seq, live = (line.seq, k) if line.progress else (None, None)
+            if line.progress and not line.text:
+                # An erased bar (tqdm's leave=False): it replaces the last state and leaves
+                # nothing to show itself.
+                superseded.add(k)
+                progress_seq, live = None, None
+            else:
+                progress_seq, live = (line.seq, k) if line.progress else (None, None)
         _save_stream(conn, cache, run_id, stream, state, (max_seq, progress_seq))
     # A superseded line is kept (so a resent copy is still a duplicate) without its text:
     # nobody will read it again.
     insert_many(conn, logs, LOG_COLUMNS, [
-        (run_id, l.seq, l.stream, "" if k in superseded else l.text, l.ts, l.partial, l.progress,
-         int(k in superseded))
-        for k, l in enumerate(lines)])
+        (run_id, line.seq, line.stream, "" if k in superseded else line.text, line.ts, line.partial,
+         line.progress, int(k in superseded))
+        for k, line in enumerate(lines)])
     return [line for k, line in enumerate(lines) if k not in superseded]
 
 
