@@ -142,14 +142,10 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     run = cache.run(conn, user_id, part.uuid)
     created = run is None
     if run is None:
-        times = [e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)]
-        # A replayed spool is no sign of life: its run was last seen when its events were made,
-        # and its process is gone (lost, unless the replay ends it).
-        seen, status = (min(max(times, default=now), now), ev.LOST) if batch.replay else (now, ev.RUNNING)
-        run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": status,
-               "started_at": min(times, default=now), "ended_at": None, "last_seen_at": seen,
-               "exit_code": None, "signal": None, "host": None, "pid": None, "api": batch.api,
-               "max_seq": 0}
+        first_ts = min((e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)), default=now)
+        run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
+               "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
+               "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0}
         run["id"] = conn.execute(runs.insert().values(**run).returning(runs.c.id)).scalar_one()
         cache.remember(run)
     run_id = run["id"]
