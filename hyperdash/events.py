@@ -46,6 +46,9 @@ STREAM_OF_LEVEL = {"INFO": STDOUT, "ERROR": STDERR}
 AUTH_HEADER = "x-hyperdash-auth"
 VERSION_HEADER = "x-hyperdash-version"
 API_HEADER = "x-hyperdash-api"
+# Set to "1" on ingest requests that upload the spool of a process that has ended
+# (`hyperdash sync`, the detached uploader): the events are stored, but are no sign of life.
+REPLAY_HEADER = "x-hyperdash-replay"
 INGEST_PATH = "/api/v1/sdk/http"
 # The original clients stop sending for good only on this literal (sic).
 API_KEY_REQUIRED = "api_key_requred"

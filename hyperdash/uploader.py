@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from . import config, errors
+from .events import REPLAY_HEADER
 from .shipper import SpoolSender
 from .spool import Spool, all_spools, orphaned_spools, spool_root
 from .transport import Transport
@@ -308,6 +309,7 @@ def _upload_one(
 ) -> errors.HyperdashError | None:
     """Send the spool until it is all on the server (None) or the first error (returned)."""
     transport = Transport(server, api_key=key)
+    transport.session.headers[REPLAY_HEADER] = "1"  # the run's process has ended: no sign of life
     sender = SpoolSender(spool, transport, run_uuid, meta.get("api") or "monitor")
     sender.use_big_batches()
     total = _count_events(spool)

@@ -285,6 +285,7 @@ async def ingest(request: Request) -> JSONReply:
     api = request.headers.get(ev.API_HEADER)
     # (the body's size is limited by the app's BodyLimit)
     batch = checked_batch(await request.body(), user.id, api[:32] if api else None)
+    batch.replay = request.headers.get(ev.REPLAY_HEADER) == "1"
     try:
         result = await asyncio.wrap_future(
             state.store.writer.submit(lambda conn: store_batch(conn, batch, state.run_cache))

@@ -76,8 +76,10 @@ class RunPart:
 
 @dataclass
 class Batch:
-    """A checked request: who sent it, with which face (``api``), and its runs by uuid."""
+    """A checked request: who sent it, with which face (``api``), and its runs by uuid;
+    ``replay`` when it uploads the spool of a process that has ended (no sign of life)."""
 
     user_id: int
     api: str | None
     parts: dict[str, RunPart]
+    replay: bool = False

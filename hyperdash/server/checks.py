@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import signal
 from operator import itemgetter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NoReturn, TypeGuard, TypeVar
 
 import msgspec
 import orjson
@@ -40,7 +40,7 @@ _LEVELS = ev.STREAM_OF_LEVEL
 _BODY_FAST = ev.MAX_LOG_BODY_BYTES // 4  # characters that cannot exceed the byte limit
 
 
-def parse_body(body: bytes) -> list:
+def parse_body(body: bytes) -> list[Any]:
     """The request's envelopes as a list (one envelope or a JSON array of them)."""
     if not body or body.isspace():  # (not strip(): that copies the whole body)
         raise BadRequest("the request body is empty; send a JSON envelope or an array of them",
@@ -62,15 +62,15 @@ def parse_body(body: bytes) -> list:
     return data
 
 
-def _fail(i: int, message: str, code: str = "invalid_event"):
+def _fail(i: int, message: str, code: str = "invalid_event") -> NoReturn:
     raise BadRequest(f"event {i}: {message}", code=code)
 
 
-def _is_number(v) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return (type(v) is int or type(v) is float) and v == v and v not in (float("inf"), float("-inf"))
 
 
-def _timestamp(v) -> int | None:
+def _timestamp(v: object) -> int | None:
     """``v`` as milliseconds since the epoch, or None when it is not one a date can show."""
     if type(v) is float and v == v and 0 <= v <= MAX_TIMESTAMP_MS:
         return int(v)
@@ -79,7 +79,7 @@ def _timestamp(v) -> int | None:
     return None
 
 
-def _within(v, bounds: tuple[int, int]) -> bool:
+def _within(v: object, bounds: tuple[int, int]) -> bool:
     return type(v) is int and bounds[0] <= v <= bounds[1]
 
 
@@ -90,11 +90,13 @@ _LINE_FIELDS = itemgetter("body", "stream")
 _STREAM_NAMES = tuple(ev.STREAMS)
 
 
-def check_envelopes(envelopes: list, user_id: int, api: str | None) -> Batch:
+def check_envelopes(envelopes: list[Any], user_id: int, api: str | None) -> Batch:
     """Check every envelope; return them grouped by run, or raise BadRequest/TooLarge."""
     parts: dict[str, RunPart] = {}
-    part = add_line = None
-    run_uuid_of_part = object()  # equal to no JSON value until a run is met
+    # A stand-in, never stored, until the first run is met (the short path needs a run first).
+    part = RunPart("")
+    add_line = part.lines.append
+    run_uuid_of_part: object = object()  # equal to no JSON value until a run is met
     plain = 0  # lines of ``part`` taken by the short path, not yet counted in part.envelopes
     for i, env in enumerate(envelopes):
         # Most envelopes are plain lines of the same run as the one before: these take a
@@ -181,7 +183,7 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
     return Batch(user_id, api, parts)
 
 
-def _check_envelope(i: int, env, parts: dict[str, RunPart], api: str | None) -> RunPart:
+def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None) -> RunPart:
     """Check one envelope and add it to its run's part (made when new); return that part."""
     if type(env) is not dict:
         _fail(i, "an envelope must be a JSON object")
@@ -276,13 +278,19 @@ def _check_envelope(i: int, env, parts: dict[str, RunPart], api: str | None) -> 
     return part
 
 
-def _add(part: RunPart, group: list, event: Point | Mark) -> None:
+_PointOrMark = TypeVar("_PointOrMark", Point, Mark)
+
+
+def _add(part: RunPart, group: list[_PointOrMark], event: _PointOrMark) -> None:
     """Add a point or mark to ``group`` of its run, or, without a seq, to the events numbered
     when stored."""
-    (group if event.seq is not None else part.unsequenced).append(event)
+    if event.seq is not None:
+        group.append(event)
+    else:
+        part.unsequenced.append(event)
 
 
-def _check_log(i: int, part: RunPart, seq, ts: int, payload: dict) -> None:
+def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[str, Any]) -> None:
     body = payload.get("body")
     if type(body) is not str:
         _fail(i, "log 'body' must be a string")

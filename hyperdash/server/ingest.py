@@ -4,9 +4,12 @@ Each ``(run, seq)`` is stored once; events without ``seq`` (the original clients
 numbers of their run. Their log bodies are chunks of output, not lines: the text after a chunk's
 last newline is held per (run, stream) and joined to the next chunk of that stream (stored as a
 line when the run ends), and a chunk resent with the same ``payload.uuid`` is stored once.
-Heartbeats are not stored; they only mark the run as alive. The reply counts every envelope as
-either stored or duplicate. What was stored is announced after the commit as facts
-(:mod:`hyperdash.server.facts`); checking the request is :mod:`hyperdash.server.checks`' job.
+Heartbeats are not stored; they only mark the run as alive. A replay (a spool uploaded after
+its process ended, see :data:`hyperdash.events.REPLAY_HEADER`) is stored like any batch but is
+no sign of life: it neither moves the run's ``last_seen_at`` nor brings a lost run back (its
+``run_ended`` still ends the run). The reply counts every envelope as either stored or
+duplicate. What was stored is announced after the commit as facts (:mod:`hyperdash.server.facts`);
+checking the request is :mod:`hyperdash.server.checks`' job.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from msgspec.structs import replace
@@ -50,6 +53,12 @@ _SEQ_OF = attrgetter("seq")  # of a line, point or mark
 _STREAM_OF = attrgetter("stream")  # of a line
 _RUN_STATE_FIELDS = RunState.__struct_fields__
 
+# A row of the ``runs`` table as the writer holds it (its columns by name).
+RunRow = dict[str, Any]
+# Of a run's stream: (max_seq, progress_seq), the highest line seq stored and the seq of its
+# live progress line if any.
+StreamState = tuple[int, int | None]
+
 # Statements every batch runs, built once (see dialect.execute).
 _RUN_SEEN = update(runs).where(runs.c.id == bindparam("run")).values(
     last_seen_at=bindparam("seen"), max_seq=bindparam("top"))
@@ -77,15 +86,15 @@ class RunCache:
 
     MAX_RUNS = 10_000
 
-    def __init__(self):
-        self.runs: dict[tuple[int, str], dict] = {}
-        self.streams: dict[tuple[int, str], tuple[int, int | None] | None] = {}
+    def __init__(self) -> None:
+        self.runs: dict[tuple[int, str], RunRow] = {}
+        self.streams: dict[tuple[int, str], StreamState | None] = {}
 
     def clear(self) -> None:
         self.runs.clear()
         self.streams.clear()
 
-    def run(self, conn: Connection, user_id: int, run_uuid: str) -> dict | None:
+    def run(self, conn: Connection, user_id: int, run_uuid: str) -> RunRow | None:
         key = (user_id, run_uuid)
         run = self.runs.get(key)
         if run is None:
@@ -95,13 +104,13 @@ class RunCache:
             run = self.remember(row._asdict())
         return run
 
-    def remember(self, run: dict) -> dict:
+    def remember(self, run: RunRow) -> RunRow:
         if len(self.runs) >= self.MAX_RUNS:
             self.clear()
         self.runs[(run["user_id"], run["uuid"])] = run
         return run
 
-    def stream(self, conn: Connection, run_id: int, stream: str):
+    def stream(self, conn: Connection, run_id: int, stream: str) -> StreamState | None:
         """``(max_seq, progress_seq)`` of a run's stream, or None when it has no lines yet."""
         key = (run_id, stream)
         if key not in self.streams:
@@ -126,16 +135,18 @@ def store_batch(conn: Connection, batch: Batch, cache: RunCache | None = None) -
     return Stored(stored, duplicates, facts)
 
 
-def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, now: int, facts: list):
+def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, now: int,
+                facts: list[Fact]) -> tuple[int, int]:
+    """Store one run's part of a batch, adding its facts to ``facts``; (stored, duplicates)."""
     user_id = batch.user_id
     run = cache.run(conn, user_id, part.uuid)
     created = run is None
-    if created:
+    if run is None:
         first_ts = min((e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)), default=now)
         run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
                "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
                "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0}
-        run["id"] = conn.execute(runs.insert().values(**run)).inserted_primary_key[0]
+        run["id"] = conn.execute(runs.insert().values(**run).returning(runs.c.id)).scalar_one()
         cache.remember(run)
     run_id = run["id"]
 
@@ -161,7 +172,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
         insert_many(conn, run_events, MARK_COLUMNS,
                     [(run_id, m.seq, m.ts, m.type, orjson.dumps(m.payload).decode()) for m in marks])
 
-    changes: dict[str, Any] = {"last_seen_at": now}
+    # (a replay leaves last_seen_at as it was, through the same statement)
+    changes: dict[str, Any] = {"last_seen_at": run["last_seen_at"] if batch.replay else now}
     if top > run["max_seq"]:
         changes["max_seq"] = top
     started = ended = None  # the latest run_started and run_ended marks stored
@@ -177,37 +189,42 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             ended = mark
             changes.update(status=payload["final_status"], ended_at=mark.ts, exit_code=payload["exit_code"],
                            signal=payload["signal"])
-    back = run["status"] == ev.LOST and "status" not in changes and run["ended_at"] is None
+    back = (run["status"] == ev.LOST and "status" not in changes and run["ended_at"] is None
+            and not batch.replay)
     if back:
         changes["status"] = ev.RUNNING
     if changes.keys() <= {"last_seen_at", "max_seq"}:  # most batches: a prepared statement
-        execute(conn, _RUN_SEEN, {"run": run_id, "seen": now, "top": changes.get("max_seq", run["max_seq"])})
+        execute(conn, _RUN_SEEN, {"run": run_id, "seen": changes["last_seen_at"],
+                                  "top": changes.get("max_seq", run["max_seq"])})
     else:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**changes))
     run.update(changes)
 
     about = (user_id, run_id, part.uuid)
+    # The run as it stands now, when it was created or its state changed.
     state = _state(run) if created or back or started is not None or ended is not None else None
-    if created:
+    if created and state is not None:
         facts.append(RunCreated(*about, state))
     if shown:
         facts.append(LinesStored(*about, tuple(shown)))
     if points:
         facts.append(PointsStored(*about, tuple(points)))
-    params = tuple(Param(m.seq, m.ts, m.payload["params"]) for m in marks if m.type == ev.PARAM)
+    params = tuple(Param(m.seq, m.ts, m.payload["params"])
+                   for m in marks if m.type == ev.PARAM and m.seq is not None)  # (all numbered by now)
     if params:
         facts.append(ParamsStored(*about, params))
-    if started is not None:
-        facts.append(RunStarted(*about, state))
-    if ended is not None:
-        payload = ended.payload
-        facts.append(RunEnded(*about, payload["final_status"], payload["exit_code"], payload["signal"], state))
-    if back:
-        facts.append(RunBack(*about, state))
+    if state is not None:
+        if started is not None:
+            facts.append(RunStarted(*about, state))
+        if ended is not None:
+            payload = ended.payload
+            facts.append(RunEnded(*about, payload["final_status"], payload["exit_code"], payload["signal"], state))
+        if back:
+            facts.append(RunBack(*about, state))
     return stored, duplicates
 
 
-def _state(run: dict) -> RunState:
+def _state(run: RunRow) -> RunState:
     return RunState(**{name: run[name] for name in _RUN_STATE_FIELDS})
 
 
@@ -236,7 +253,7 @@ def _number(conn: Connection, run_id: int, part: RunPart, top: int,
         tails.clear()
 
     for e in part.unsequenced:
-        if type(e) is Chunk:
+        if isinstance(e, Chunk):
             if e.chunk_id is not None:
                 if e.chunk_id in seen:
                     resent += 1
@@ -258,10 +275,14 @@ def _number(conn: Connection, run_id: int, part: RunPart, top: int,
             elif rest:
                 tails[stream] = (rest, ts)
             continue
-        if type(e) is Mark and e.type == ev.RUN_ENDED:
+        if isinstance(e, Point):
+            top += 1
+            points.append(replace(e, seq=top))
+            continue
+        if e.type == ev.RUN_ENDED:
             flush_tails()  # the run's last output goes before its end
         top += 1
-        (points if type(e) is Point else marks).append(replace(e, seq=top))
+        marks.append(replace(e, seq=top))
     if any(m.type == ev.RUN_ENDED for m in part.marks):
         flush_tails()
 
@@ -275,31 +296,37 @@ def _number(conn: Connection, run_id: int, part: RunPart, top: int,
     return top, resent
 
 
-def _drop_duplicates(conn: Connection, run_id: int, max_seq: int, *groups: list):
-    """The events of ``groups`` (lines, points, marks) not yet stored (nor repeated earlier in
-    the same batch)."""
-    seqs = list(map(_SEQ_OF, chain.from_iterable(groups)))
+def _drop_duplicates(conn: Connection, run_id: int, max_seq: int, lines: list[Line], points: list[Point],
+                     marks: list[Mark]) -> tuple[list[Line], list[Point], list[Mark]]:
+    """The lines, points and marks (all numbered) not yet stored (nor repeated earlier in the
+    same batch)."""
+    seqs = list(map(_SEQ_OF, chain(lines, points, marks)))
     if not seqs:
         return [], [], []
     low = min(seqs)
     if low > max_seq and len(set(seqs)) == len(seqs):
-        return groups
-    seen: set[int] = set()
+        return lines, points, marks
+    seen: set[int | None] = set()
     if low <= max_seq:
         high = max(seqs)
         for table in (logs, metrics, run_events):
             seen.update(conn.execute(
                 select(table.c.seq).where(table.c.run_id == run_id, table.c.seq.between(low, high))
             ).scalars())
-    result = []
-    for group in groups:
-        kept = []
-        for e in group:
-            if e.seq not in seen:
-                seen.add(e.seq)
-                kept.append(e)
-        result.append(kept)
-    return result
+    return _unseen(lines, seen), _unseen(points, seen), _unseen(marks, seen)
+
+
+_Event = TypeVar("_Event", Line, Point, Mark)
+
+
+def _unseen(group: list[_Event], seen: set[int | None]) -> list[_Event]:
+    """The events of ``group`` whose seq is not in ``seen``, which gets theirs."""
+    kept = []
+    for e in group:
+        if e.seq not in seen:
+            seen.add(e.seq)
+            kept.append(e)
+    return kept
 
 
 def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Line], has_progress: bool) -> list[Line]:
@@ -339,14 +366,20 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
                 else:
                     _supersede_stored(conn, run_id, progress_seq)
             max_seq = line.seq
-            progress_seq, live = (line.seq, k) if line.progress else (None, None)
+            if line.progress and not line.text:
+                # An erased bar (tqdm's leave=False): it replaces the last state and leaves
+                # nothing to show itself.
+                superseded.add(k)
+                progress_seq, live = None, None
+            else:
+                progress_seq, live = (line.seq, k) if line.progress else (None, None)
         _save_stream(conn, cache, run_id, stream, state, (max_seq, progress_seq))
     # A superseded line is kept (so a resent copy is still a duplicate) without its text:
     # nobody will read it again.
     insert_many(conn, logs, LOG_COLUMNS, [
-        (run_id, l.seq, l.stream, "" if k in superseded else l.text, l.ts, l.partial, l.progress,
-         int(k in superseded))
-        for k, l in enumerate(lines)])
+        (run_id, line.seq, line.stream, "" if k in superseded else line.text, line.ts, line.partial,
+         line.progress, int(k in superseded))
+        for k, line in enumerate(lines)])
     return [line for k, line in enumerate(lines) if k not in superseded]
 
 
@@ -365,7 +398,8 @@ def _advance_stream(conn: Connection, cache: RunCache, run_id: int, stream: str,
     _save_stream(conn, cache, run_id, stream, state, (max(max_seq, top), progress_seq))
 
 
-def _save_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, old, new: tuple) -> None:
+def _save_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, old: StreamState | None,
+                 new: StreamState) -> None:
     params = {"run": run_id, "name": stream, "top": new[0], "progress": new[1]}
     if old is None:
         execute(conn, _STREAM_NEW, params)

@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import uuid
+
+from cli_support import HYPERDASH
 
 from hyperdash import framing
 from hyperdash.spool import EVENT, Spool
@@ -107,3 +112,47 @@ def test_server_sends_the_spools_to_another_server_from_their_first_event(hd, ac
     assert done.returncode == 0, done.stderr
     assert "Uploaded 1 run (32 events)." in done.stdout.decode()
     assert lines_of(account, "moved") == [f"moved {i}" for i in range(30)]  # those acknowledged elsewhere too
+
+
+# A run that logs one line, waits for the word, logs five more and is killed before it ends.
+_KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from hyperdash import Experiment
+exp = Experiment("killed mid-run", capture_io=False)
+exp.log("line 0")
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.02)
+for i in range(1, 6):
+    exp.log(f"line {i}")  # (spooled before log() returns)
+Path(sys.argv[2]).write_text("logged")
+time.sleep(120)
+"""
+
+
+def test_sync_of_a_killed_runs_spool_stores_its_lines_and_leaves_it_lost(server_factory, hyperdash_home, tmp_path):
+    server = server_factory("--lost-timeout", "3")
+    account = server.signup()
+    env = account.sdk_env(hyperdash_home)
+    go, logged = tmp_path / "go", tmp_path / "logged"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(go), str(logged)], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        run = account.wait_for_run("killed mid-run", "running", timeout=30)
+        account.wait_for(lambda: [line["text"] for line in account.logs(run["uuid"])] == ["line 0"], 30)
+        server.stop()  # the next lines stay in the spool
+        go.write_text("go")
+        account.wait_for(logged.exists, 30)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    server.start()
+    lost = account.wait_for_run("killed mid-run", "lost", timeout=30)
+
+    done = subprocess.run([*HYPERDASH, "sync"], env=env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "Uploaded 1 run" in done.stdout.decode()
+    after = account.run(run["uuid"])
+    # Its lines are all there, and the dead run did not come back to life for a while.
+    assert (after["status"], after["last_seen_at"]) == ("lost", lost["last_seen_at"])
+    assert [line["text"] for line in account.logs(run["uuid"])] == [f"line {i}" for i in range(6)]

@@ -166,6 +166,32 @@ def test_progress_lines_keep_only_the_newest(api):
     assert api.lines(run) == ["start", "an error line", "100% done"]
 
 
+def test_an_erased_progress_line_leaves_no_row(api):
+    run = new_run()
+    api.ok([log(run, 1, "start"), log(run, 2, " 10%", progress=True)])
+    # The bar erased (tqdm's leave=False): an empty state replaces the one stored.
+    assert api.ok([log(run, 3, "", progress=True)]) == {"stored": 1, "duplicates": 0}
+    assert api.lines(run) == ["start"]
+    assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 3
+    # Either one resent is a duplicate, and nothing comes back.
+    assert api.ok([log(run, 2, " 10%", progress=True), log(run, 3, "", progress=True)]) == {
+        "stored": 0, "duplicates": 2}
+    assert api.lines(run) == ["start"]
+    assert "10%" not in api.get(f"/api/v1/runs/{run}/logs.txt").text
+    # The next line is a line of its own, not the erased bar's.
+    api.ok([log(run, 4, "after")])
+    assert api.lines(run) == ["start", "after"]
+
+    # A bar drawn and erased within one batch, and an erasure that came before the bar it erased.
+    other = new_run()
+    api.ok([log(other, 1, " 50%", progress=True), log(other, 2, "", progress=True),
+            log(other, 4, "", progress=True, stream="stderr")])
+    api.ok([log(other, 3, " 70%", progress=True, stream="stderr")])
+    assert api.lines(other) == []
+    assert api.ok([log(other, 5, "end")]) == {"stored": 1, "duplicates": 0}
+    assert api.lines(other) == ["end"]
+
+
 def test_log_queries(api):
     run = new_run()
     api.ok([log(run, seq, f"line {seq}" + (" ERROR" if seq % 10 == 0 else "")) for seq in range(1, 51)])
@@ -234,14 +260,19 @@ def test_silent_run_goes_lost_on_its_own(make_client):
         time.sleep(0.1)
 
 
-def test_lost_run_comes_back_and_an_ended_one_stays_ended(api):
-    # The check that marks runs lost is run here with a clock set ahead, so no timing matters.
+def check_lost_later(api: Api, seconds: float) -> None:
+    """Run the check that marks runs lost with a clock set ahead, so that no timing matters."""
     app = api.client.app
-    timeout = app.state.lost_timeout
+    later = events.now_ms() + int(seconds * 1000)
+    app.state.store.writer.call(
+        lambda conn: mark_lost(conn, app.state.lost_timeout, app.state.run_cache, now_ms=later))
+
+
+def test_lost_run_comes_back_and_an_ended_one_stays_ended(api):
+    timeout = api.client.app.state.lost_timeout
 
     def check_later(seconds: float) -> None:
-        later = events.now_ms() + int(seconds * 1000)
-        app.state.store.writer.call(lambda conn: mark_lost(conn, timeout, app.state.run_cache, now_ms=later))
+        check_lost_later(api, seconds)
 
     run = new_run()
     api.ok([env("run_started", run, {"job_name": "quiet"}, seq=1)])
@@ -254,6 +285,32 @@ def test_lost_run_comes_back_and_an_ended_one_stays_ended(api):
     api.ok([env("run_ended", run, {"final_status": "success"}, seq=2)])
     check_later(timeout + 1)
     assert api.json(f"/api/v1/runs/{run}")["status"] == "success"
+
+
+def test_a_replayed_spool_is_no_sign_of_life(api):
+    timeout = api.client.app.state.lost_timeout
+    replay = {events.REPLAY_HEADER: "1"}
+    run = new_run()
+    api.ok([env("run_started", run, {"job_name": "killed"}, seq=1), log(run, 2, "first")])
+    check_lost_later(api, timeout + 1)
+    before = api.json(f"/api/v1/runs/{run}")
+    assert before["status"] == "lost"
+    # The spool of the dead process uploaded: its lines are stored, the run stays lost.
+    assert api.ok([log(run, 2, "first"), log(run, 3, "last words")], replay) == {"stored": 1, "duplicates": 1}
+    after = api.json(f"/api/v1/runs/{run}")
+    assert (after["status"], after["last_seen_at"], after["last_seq"]) == ("lost", before["last_seen_at"], 3)
+    assert api.lines(run) == ["first", "last words"]
+    # A replay's run_ended still ends the run.
+    api.ok([env("run_ended", run, {"final_status": "failure", "exit_code": 1}, seq=4)], replay)
+    assert api.json(f"/api/v1/runs/{run}")["status"] == "failure"
+
+    # Another value of the header (or none, as old clients send) is a sign of life as before.
+    other = new_run()
+    api.ok([env("run_started", other, {"job_name": "alive"}, seq=1)])
+    check_lost_later(api, timeout + 1)
+    assert api.json(f"/api/v1/runs/{other}")["status"] == "lost"
+    api.ok([log(other, 2, "alive after all")], {events.REPLAY_HEADER: "0"})
+    assert api.json(f"/api/v1/runs/{other}")["status"] == "running"
 
 
 def test_keys_and_accounts_are_scoped(client):

@@ -96,6 +96,35 @@ def test_a_progress_line_replaced_in_its_batch_is_not_announced(api):
     assert [x.text for x in lines.lines] == ["done"]
 
 
+def test_an_erased_progress_line_is_not_announced(api):
+    sub = Subscriber(api.client.app)
+    run = str(uuid.uuid4())
+    api.ok([log(run, 1, " 10%", progress=True)])
+    _, drawn = sub.take(2)
+    assert [x.text for x in drawn.lines] == [" 10%"]
+    api.ok([log(run, 2, "", progress=True)])  # announces nothing: no empty line to show
+    api.ok([log(run, 3, "next")])
+    (lines,) = sub.take(1)
+    assert type(lines) is f.LinesStored and [x.text for x in lines.lines] == ["next"]
+
+
+def test_a_replay_is_no_sign_of_life(api):
+    app = api.client.app
+    sub = Subscriber(app)
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "killed"}, seq=1)])
+    sub.take(2)
+    later = events.now_ms() + int((app.state.lost_timeout + 1) * 1000)
+    app.state.store.writer.call(lambda conn: mark_lost(conn, app.state.lost_timeout, app.state.run_cache, now_ms=later))
+    (lost,) = sub.take(1)
+    assert type(lost) is f.RunLost
+    api.ok([log(run, 2, "last words")], {events.REPLAY_HEADER: "1"})
+    api.ok([env("run_ended", run, {"final_status": "failure"}, seq=3)], {events.REPLAY_HEADER: "1"})
+    lines, ended = sub.take(2)  # (no RunBack between them)
+    assert [x.text for x in lines.lines] == ["last words"]
+    assert type(ended) is f.RunEnded and ended.run.status == "failure"
+
+
 def test_facts_travel_as_json_unchanged(api):
     app = api.client.app
     sub = Subscriber(app)
