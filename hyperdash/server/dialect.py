@@ -3,7 +3,8 @@
 How each is opened (driver, pool, SQLite's pragmas and its Unicode-aware ``lower``), which
 URLs are accepted (anything else is refused, in one line, when the store is made), the
 exactly-once bulk insert (``INSERT ... ON CONFLICT DO NOTHING``, on SQLite as multi-row
-statements), and the case-folding search of text. The rest of the server writes one code path.
+statements), the case-folding search of text, and how rows are claimed by one of several
+processes (:func:`skip_locked`). The rest of the server writes one code path.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from operator import itemgetter
 from pathlib import Path
 
 from msgspec.structs import astuple
-from sqlalchemy import Table, create_engine, event, func
+from sqlalchemy import Select, Table, create_engine, event, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "LOG_COLUMNS",
-           "UNICODE_LOWER"]
+__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "skip_locked",
+           "LOG_COLUMNS", "UNICODE_LOWER"]
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.
@@ -128,7 +129,8 @@ def insert_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
     key = (dialect.name, table.name, columns)
     cached = _INSERT_SQL.get(key)
     if cached is None:
-        stmt = _INSERTS[dialect.name](table).on_conflict_do_nothing()
+        # (each dialect's insert has on_conflict_do_nothing; the dict's common type does not)
+        stmt = _INSERTS[dialect.name](table).on_conflict_do_nothing()  # type: ignore[attr-defined]
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
         order = tuple(compiled.positiontup) if dialect.positional else columns
         reorder = itemgetter(*(columns.index(c) for c in order)) if order != columns else None
@@ -144,7 +146,8 @@ def insert_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
                                  tuple(chain.from_iterable(chunk)))
         return
     if not dialect.positional:
-        rows = [dict(zip(columns, row)) for row in rows]
+        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
     conn.exec_driver_sql(sql, rows)
 
 
@@ -173,8 +176,8 @@ def insert_lines(conn: Connection, table: Table, run_id: int, lines: list) -> No
             conn.exec_driver_sql(_sqlite_lines_sql(table.name, len(chunk)),
                                  (run_id, *chain.from_iterable(map(astuple, chunk))))
         return
-    insert_many(conn, table, LOG_COLUMNS, [(run_id, l.seq, l.stream, l.text, l.ts, l.partial, l.progress, 0)
-                                           for l in lines])
+    insert_many(conn, table, LOG_COLUMNS, [(run_id, ln.seq, ln.stream, ln.text, ln.ts, ln.partial, ln.progress, 0)
+                                           for ln in lines])
 
 
 # A Line's fields in its own order (seq, ts, stream, text, partial, progress) after ?1.
@@ -205,3 +208,15 @@ def execute(conn: Connection, stmt, params: dict) -> None:
         cached = _COMPILED[key] = (compiled.string, order)
     sql, order = cached
     conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order else params)
+
+
+def skip_locked(conn: Connection, query: Select) -> Select:
+    """``query`` made to lock the rows it selects for this transaction, passing over rows that
+    another transaction holds (a work queue shared by several server processes).
+
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED``. SQLite has no row locks and needs none:
+    the store's one writer runs every claim, one transaction at a time, and a SQLite file is
+    served by one process."""
+    if conn.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
