@@ -61,7 +61,10 @@ class DeliveryWorker:
         self._thread = threading.Thread(target=self._loop, name="hyperdash-notify-worker", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the worker's thread (once: an app whose lifespan is entered again keeps it)."""
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
 
     def wake(self) -> None:
         self._wake.set()
