@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 from server_helpers import Api, env, log
 from sqlalchemy import select
 from test_notify_channels import Answer, Receiver
+from test_notify_webpush import SUBJECT, Browser
 
 from hyperdash.events import now_ms
 from hyperdash.server.app import create_app
-from hyperdash.server.notify import LOST, Notification, generate_secret, verify_signature
+from hyperdash.server.notify import LOST, Notification, VapidKeys, generate_secret, verify_signature
 from hyperdash.server.notify.message import BACK
 from hyperdash.server.notify.outbox import (
     COALESCED,
@@ -189,12 +190,33 @@ def test_retry_after_is_honoured(start, receiver):
 def test_a_receiver_that_refuses_for_good_is_given_up_with_its_answer(start, receiver):
     client = start()
     api = Api(client)
-    receiver.answers.append(Answer(404, b"no such hook"))
-    webhook(client, api, receiver.base + "/in", generate_secret())
+    secret = generate_secret()
+    receiver.answers.append(Answer(404, b"no such hook for " + secret.encode()))
+    webhook(client, api, receiver.base + "/in", secret)
     run_to_end(api, "lost-hook", "failure")
     wait_for(lambda: [r.state for r in outbox_rows(client)] == [FAILED], what="giving up")
     (row,) = outbox_rows(client)
-    assert "no such hook" in row.last_detail and len(receiver.requests) == 1
+    assert "no such hook for" in row.last_detail and secret not in row.last_detail
+    assert len(receiver.requests) == 1
+
+
+def test_a_push_subscription_that_is_gone_is_deleted(start, receiver):
+    options = {"vapid": VapidKeys.generate(), "subject": SUBJECT, "timeout": (2.0, 5.0)}
+    client = start(NotifyConfig(**{**FAST.__dict__, "channel_options": options}))
+    api = Api(client)
+    uid = user_id(client, api)
+    settings = Browser().subscription(receiver.base + "/push/abc")
+    store = client.app.state.store  # type: ignore[attr-defined]
+    store.writer.call(lambda conn: add_channel(conn, uid, "webpush", "phone", settings, now=now_ms()))
+    receiver.answers.append(Answer(410, b"expired"))
+    run_to_end(api, "pushed", "failure")
+
+    def channels() -> list:
+        with store.read() as conn:
+            return list_channels(conn, uid)
+
+    wait_for(lambda: channels() == [] and outbox_rows(client) == [], what="the channel deleted")
+    assert len(receiver.requests) == 1
 
 
 def test_a_restart_between_queue_and_delivery_loses_nothing(start, receiver):
