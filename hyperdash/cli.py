@@ -138,9 +138,16 @@ def version() -> None:
     help="Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, '*' for "
     "any) [default: $FORWARDED_ALLOW_IPS, else 127.0.0.1].",
 )
+@click.option(
+    "--public-url",
+    default=None,
+    metavar="URL",
+    help="The dashboard's address as people reach it, for the links in notifications "
+    "[default: $HYPERDASH_PUBLIC_URL, else the address the server listens on].",
+)
 @click.pass_context
 def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None, no_signup: bool,
-           forwarded_allow_ips: str | None) -> None:
+           forwarded_allow_ips: str | None, public_url: str | None) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -148,8 +155,10 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
         from .server.main import serve
     except ImportError as exc:
         raise _no_server_extra(exc) from None
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
-          forwarded_allow_ips=forwarded_allow_ips)
+          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url)
 
 
 def _no_server_extra(exc: ImportError) -> UserError:

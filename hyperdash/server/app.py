@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,9 @@ from .auth import Auth
 from .errors import TooLarge, install_handlers
 from .ingest import RunCache, mark_lost
 from .live import Hub
+from .notify.outbox import NotifyConfig
+from .notify.subscriber import OutboxSubscriber
+from .notify.worker import DeliveryWorker
 from .pages import router
 from .store import Store
 from .views import JSONReply
@@ -38,6 +42,12 @@ def lost_timeout_from_env() -> float:
     if timeout <= 0:
         raise ValueError("HYPERDASH_LOST_TIMEOUT must be above 0")
     return timeout
+
+
+def _notify_config_from_env() -> NotifyConfig:
+    """The default notification settings, with ``$HYPERDASH_PUBLIC_URL`` as the link's base."""
+    url = os.environ.get("HYPERDASH_PUBLIC_URL", "").strip()
+    return NotifyConfig(base_url=url) if url else NotifyConfig()
 
 
 class BodyLimit:
@@ -90,12 +100,17 @@ class BodyLimit:
                         status_code=413)(scope, receive, send)
 
 
-def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> FastAPI:
+def create_app(db_url: str | None = None, lost_timeout: float | None = None,
+               notify: NotifyConfig | None = None) -> FastAPI:
     """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
+
+    ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
+    public address from ``$HYPERDASH_PUBLIC_URL``); the delivery worker runs while the app does.
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
-    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub`` and ``lost_timeout``.
+    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub``, ``lost_timeout``, ``notify_outbox``
+    and ``notify_worker``.
     """
     lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
     if lost_timeout <= 0:
@@ -106,14 +121,20 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> 
     cache = RunCache()  # used on the writer thread only
     store.writer.on_rollback = cache.clear
     store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+    notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
+    worker = DeliveryWorker(store, notify)
+    outbox = OutboxSubscriber(store, notify, wake=worker.wake)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         hub.start(asyncio.get_running_loop())
+        await asyncio.to_thread(outbox.rescan)  # what a crash kept from the outbox
+        worker.start()
         try:
             yield
         finally:
             hub.close()
+            worker.stop()
             store.close()
 
     app = FastAPI(title="Hyperdash", version=__version__, lifespan=lifespan,
@@ -123,6 +144,8 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None) -> 
     app.state.auth = auth = Auth(store)
     store.writer.every(3600.0, auth.purge_expired)
     app.state.hub = hub
+    app.state.notify_outbox = outbox
+    app.state.notify_worker = worker
     app.state.lost_timeout = lost_timeout
     app.state.run_cache = cache
     install_handlers(app)

@@ -3,7 +3,8 @@
 How each is opened (driver, pool, SQLite's pragmas and its Unicode-aware ``lower``), which
 URLs are accepted (anything else is refused, in one line, when the store is made), the
 exactly-once bulk insert (``INSERT ... ON CONFLICT DO NOTHING``, on SQLite as multi-row
-statements), and the case-folding search of text. The rest of the server writes one code path.
+statements), the case-folding search of text, and how rows are claimed by one of several
+processes (:func:`skip_locked`). The rest of the server writes one code path.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from operator import itemgetter
 from pathlib import Path
 
 from msgspec.structs import astuple
-from sqlalchemy import Table, create_engine, event, func
+from sqlalchemy import Select, Table, create_engine, event, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "LOG_COLUMNS",
-           "UNICODE_LOWER"]
+__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "skip_locked",
+           "LOG_COLUMNS", "UNICODE_LOWER"]
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.
@@ -212,3 +213,15 @@ def execute(conn: Connection, stmt, params: dict) -> None:
         cached = _COMPILED[key] = (compiled.string, order)
     sql, order = cached
     conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order else params)
+
+
+def skip_locked(conn: Connection, query: Select) -> Select:
+    """``query`` made to lock the rows it selects for this transaction, passing over rows that
+    another transaction holds (a work queue shared by several server processes).
+
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED``. SQLite has no row locks and needs none:
+    the store's one writer runs every claim, one transaction at a time, and a SQLite file is
+    served by one process."""
+    if conn.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import ipaddress
+import os
 import socket
 import sys
 import threading
@@ -135,12 +137,14 @@ def _database_error(exc: SQLAlchemyError, db_url: str | None, doing: str) -> Sys
 
 def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
           lost_timeout: float | None = None, *, signup: bool = True,
-          forwarded_allow_ips: str | None = None) -> None:
+          forwarded_allow_ips: str | None = None, public_url: str | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM; every acknowledged batch is committed before it returns.
 
     ``signup=False`` closes sign-up (``--no-signup``); ``forwarded_allow_ips`` names the proxies
     whose ``X-Forwarded-For`` is believed (uvicorn's option: addresses or networks, comma
-    separated, ``*`` for any; None: ``$FORWARDED_ALLOW_IPS``, else 127.0.0.1 only)."""
+    separated, ``*`` for any; None: ``$FORWARDED_ALLOW_IPS``, else 127.0.0.1 only);
+    ``public_url`` is the dashboard's address in notifications' links (None:
+    ``$HYPERDASH_PUBLIC_URL``, else the address it listens on)."""
     try:
         app = create_app(db_url, lost_timeout)
     except SQLAlchemyError as exc:
@@ -154,6 +158,9 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
         app.state.store.close()
         raise SystemExit(f"hyperdash server: {exc}") from None
     url = _url(host, sock.getsockname()[1])
+    outbox = app.state.notify_outbox
+    public = public_url or os.environ.get("HYPERDASH_PUBLIC_URL", "").strip() or url
+    outbox.config = dataclasses.replace(outbox.config, base_url=public.rstrip("/"))
     if is_loopback(host):
         try:
             link = prepare_local_mode(app, url)

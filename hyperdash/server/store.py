@@ -35,7 +35,8 @@ from .dialect import checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "Store", "default_db_url", "SCHEMA_VERSION"]
+           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "Store", "default_db_url",
+           "SCHEMA_VERSION"]
 
 metadata = MetaData()
 
@@ -158,6 +159,48 @@ log_envelopes = Table(
     Column("uuid", String(128), primary_key=True),
 )
 
+# A person's notification channels (server/notify): the kind and its settings (JSON, secrets
+# included: the table is as private as the password hashes), which events it wants (a JSON list,
+# NULL for the defaults), a run-name filter (a substring, or a glob with * ? [), and how the
+# last delivery went (JSON), for the settings page.
+notify_channels = Table(
+    "notify_channels", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("settings", Text, nullable=False),
+    Column("events", Text, nullable=True),
+    Column("name_filter", String(600), nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_result", Text, nullable=True),
+)
+
+# The durable outbox: one row per (notification, channel), queued once (the unique key), sent
+# at least once by whichever server process holds its lease (claimed_until).
+notify_outbox = Table(
+    "notify_outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel_id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=True),
+    Column("key", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # the notification's kind: ended, lost, back
+    Column("notification", Text, nullable=False),
+    # pending, sending (claimed), delivered, failed, or coalesced (made moot by a later event)
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("claimed_until", BigInteger, nullable=True),
+    Column("last_detail", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    UniqueConstraint("channel_id", "key", name="uq_notify_outbox_channel_key"),
+    Index("ix_notify_outbox_due", "state", "next_attempt_at"),
+    Index("ix_notify_outbox_channel_run", "channel_id", "run_id"),
+    Index("ix_notify_outbox_channel_delivered", "channel_id", "delivered_at"),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -180,8 +223,8 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
-# Append only: each entry moves the schema from version i to i + 1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2]
+# Append only: each entry moves the schema from version i to i + 1 (3: the notification tables).
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

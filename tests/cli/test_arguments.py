@@ -201,3 +201,10 @@ def test_server_help_states_the_lost_timeout_default(invoke):
     assert "[default: 120; the environment variable HYPERDASH_LOST_TIMEOUT sets it too]" in help_text
     assert invoke("logs").exit_code == 2
     assert invoke("pipe").exit_code == 2
+
+
+def test_server_refuses_a_public_url_that_is_not_http(invoke):
+    result = invoke("server", "--public-url", "hd.example.com")
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        "hyperdash: --public-url must be an http:// or https:// address, not 'hd.example.com'")

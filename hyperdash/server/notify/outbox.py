@@ -1,0 +1,285 @@
+"""The durable outbox: a person's channels, and one queued row per (notification, channel).
+
+Store functions only, each taking a connection (those that write run as jobs on the store's
+writer). The subscriber (:mod:`.subscriber`) queues rows; the delivery worker (:mod:`.worker`)
+claims the due ones under a lease, sends them and marks the result. A row's life::
+
+    pending --claim--> sending --delivered--> delivered
+       ^                  |----retry-------> pending (next_attempt_at later)
+       |                  |----failed------> failed (the receiver's answer in last_detail)
+       +--lease expired---+  (a crash after the claim: sent again, with the same key)
+
+A row that a later event of the same run made moot before it was sent (a run lost then back
+within the grouping window, a lost run that then ended) becomes ``coalesced``: kept, so that its
+key stays taken and a rescan does not queue it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from ...events import FAILURE, KILLED, SUCCESS, USER_CANCELED
+from ..dialect import insert_many, skip_locked
+from ..store import notify_channels, notify_outbox
+from .message import BACK, ENDED, LOST, Notification
+
+__all__ = [
+    "EVENTS", "DEFAULT_EVENTS", "PENDING", "SENDING", "DELIVERED", "FAILED", "COALESCED",
+    "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels", "delete_channel",
+    "event_of", "wants", "name_matches", "enqueue", "claim_due", "mark_delivered", "mark_retry",
+    "mark_failed", "set_last_result",
+]
+
+# What a channel may ask for: a run's final status, or that it went silent or came back.
+EVENTS = (SUCCESS, FAILURE, KILLED, USER_CANCELED, LOST, BACK)
+# A channel that names no events gets these (and success of a long run: see wants()).
+DEFAULT_EVENTS = frozenset({FAILURE, KILLED, LOST})
+
+PENDING, SENDING, DELIVERED, FAILED, COALESCED = "pending", "sending", "delivered", "failed", "coalesced"
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """How the server queues and sends notifications (times in seconds; tests shorten them).
+
+    ``base_url``: the dashboard's public address, for the link to the run (``HYPERDASH_PUBLIC_URL``).
+    ``long_run_s``: by default, success is told only of runs longer than this. ``tail_lines``: the
+    lines of output sent. ``hold_s``: lost and back wait this long, so that a flapping run sends
+    nothing. ``lease_s``: how long a claimed row is one worker's (longer than a delivery's
+    timeout); after it, another worker sends the row again. ``backoff_s`` doubles per attempt up
+    to ``max_backoff_s``; a row is given up after ``max_attempts`` or ``give_up_after_s``.
+    ``rate_limit`` deliveries per channel per ``rate_window_s``, the rest wait. ``poll_s``: how
+    often the worker looks for due rows when nothing wakes it. ``deliveries``: deliveries at
+    once per process. ``rescan_s``: at startup, runs that ended this long ago are checked for a
+    missing row (facts announced just before a crash are never delivered to the subscriber).
+    ``lost_timeout_s``: the server's lost timeout, so that a rescan finds runs lost since.
+    ``channel_options``: passed to every ``make_channel`` (``timeout``, ``vapid``, ...).
+    """
+
+    base_url: str = "http://127.0.0.1:8000"
+    long_run_s: float = 300.0
+    tail_lines: int = 20
+    hold_s: float = 30.0
+    lease_s: float = 120.0
+    backoff_s: float = 10.0
+    max_backoff_s: float = 3600.0
+    max_attempts: int = 30
+    give_up_after_s: float = 24 * 3600.0
+    rate_limit: int = 20
+    rate_window_s: float = 60.0
+    poll_s: float = 2.0
+    deliveries: int = 4
+    rescan_s: float = 900.0
+    lost_timeout_s: float = 120.0
+    channel_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """A channel as stored. ``events`` is None for the defaults."""
+
+    id: int
+    user_id: int
+    kind: str
+    name: str
+    settings: dict[str, Any]
+    events: frozenset[str] | None
+    name_filter: str | None
+    enabled: bool
+    created_at: int
+    last_result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row claimed for delivery: what to send, where, and the lease that proves the claim."""
+
+    id: int
+    channel: ChannelRow
+    notification: Notification
+    attempts: int  # including this one
+    created_at: int
+    claimed_until: int
+
+
+def _channel(row: Any) -> ChannelRow:
+    return ChannelRow(
+        id=row.id, user_id=row.user_id, kind=row.kind, name=row.name, settings=json.loads(row.settings),
+        events=None if row.events is None else frozenset(json.loads(row.events)),
+        name_filter=row.name_filter, enabled=bool(row.enabled), created_at=row.created_at,
+        last_result=None if row.last_result is None else json.loads(row.last_result),
+    )
+
+
+def add_channel(conn: Connection, user_id: int, kind: str, name: str, settings: dict[str, Any], *, now: int,
+                events: Sequence[str] | None = None, name_filter: str | None = None,
+                enabled: bool = True) -> int:
+    """Store a channel and return its id. The settings are stored as given: check them first
+    with :func:`~hyperdash.server.notify.make_channel`. ValueError for an unknown event."""
+    if events is not None:
+        unknown = sorted(set(events) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; expected some of {', '.join(EVENTS)}")
+    result = conn.execute(notify_channels.insert().values(
+        user_id=user_id, kind=kind, name=name, settings=json.dumps(settings),
+        events=None if events is None else json.dumps(sorted(set(events))),
+        name_filter=name_filter or None, enabled=enabled, created_at=now,
+    ))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def list_channels(conn: Connection, user_id: int) -> list[ChannelRow]:
+    """Every channel of the account, oldest first."""
+    rows = conn.execute(select(notify_channels).where(notify_channels.c.user_id == user_id)
+                        .order_by(notify_channels.c.id)).all()
+    return [_channel(r) for r in rows]
+
+
+def enabled_channels(conn: Connection, user_id: int) -> list[ChannelRow]:
+    return [c for c in list_channels(conn, user_id) if c.enabled]
+
+
+def delete_channel(conn: Connection, channel_id: int) -> None:
+    """Delete a channel and everything queued for it."""
+    conn.execute(delete(notify_outbox).where(notify_outbox.c.channel_id == channel_id))
+    conn.execute(delete(notify_channels).where(notify_channels.c.id == channel_id))
+
+
+def set_last_result(conn: Connection, channel_id: int, result: dict[str, Any]) -> None:
+    conn.execute(update(notify_channels).where(notify_channels.c.id == channel_id)
+                 .values(last_result=json.dumps(result)))
+
+
+def event_of(n: Notification) -> str:
+    """The channel event a notification answers to: its final status, ``lost`` or ``back``."""
+    return n.status or "" if n.kind == ENDED else n.kind
+
+
+def wants(channel: ChannelRow, n: Notification, *, long_run_s: float) -> bool:
+    """Whether ``channel`` asked for ``n``: its events (or the defaults, with success only for
+    runs longer than ``long_run_s``) and its name filter."""
+    event = event_of(n)
+    if channel.events is not None:
+        wanted = event in channel.events
+    else:
+        wanted = event in DEFAULT_EVENTS or (
+            event == SUCCESS and n.duration_s is not None and n.duration_s > long_run_s)
+    return wanted and name_matches(channel.name_filter, n.run_name)
+
+
+def name_matches(pattern: str | None, name: str) -> bool:
+    """No pattern matches every run; one with ``*``, ``?`` or ``[`` is a glob on the whole name;
+    any other is a substring. Both ignore case."""
+    if not pattern:
+        return True
+    pattern, name = pattern.lower(), name.lower()
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return pattern in name
+
+
+# Lost and back undo each other; the end of a run makes a pending lost or back moot.
+_MOOTED_BY = {LOST: (BACK,), BACK: (LOST,), ENDED: (LOST, BACK)}
+_COLUMNS = ("channel_id", "run_id", "key", "kind", "notification", "state", "attempts", "next_attempt_at",
+            "created_at")
+
+
+def enqueue(conn: Connection, channel_id: int, run_id: int | None, n: Notification, *, now: int,
+            hold_ms: int = 0) -> bool:
+    """Queue ``n`` for the channel, once (a second call with the same key does nothing); True
+    if queued. Lost and back are held ``hold_ms`` before they are sent, so that a run flapping
+    between them within that window sends nothing: the new event and the unsent one it undoes
+    both become ``coalesced``."""
+    taken = conn.execute(select(notify_outbox.c.id).where(
+        notify_outbox.c.channel_id == channel_id, notify_outbox.c.key == n.key)).first()
+    if taken is not None:
+        return False
+    state, due = PENDING, now + (hold_ms if n.kind in (LOST, BACK) else 0)
+    if run_id is not None:
+        mooted = conn.execute(update(notify_outbox).where(
+            notify_outbox.c.channel_id == channel_id, notify_outbox.c.run_id == run_id,
+            notify_outbox.c.state == PENDING, notify_outbox.c.attempts == 0,
+            notify_outbox.c.kind.in_(_MOOTED_BY[n.kind]),
+        ).values(state=COALESCED, last_detail=f"made moot by {n.event}"))
+        if mooted.rowcount and n.kind in (LOST, BACK):
+            state = COALESCED  # an undone lost or back: the person has heard nothing, and needs not
+    # ON CONFLICT DO NOTHING: should another process queue the same key meanwhile, one row stays.
+    insert_many(conn, notify_outbox, _COLUMNS,
+                [(channel_id, run_id, n.key, n.kind, json.dumps(dataclasses.asdict(n)), state, 0, due, now)])
+    return state == PENDING
+
+
+def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_limit: int,
+              rate_window_ms: int) -> list[Claimed]:
+    """Claim up to ``limit`` due rows (pending and due, or sending with an expired lease) for
+    ``lease_ms``, at most ``rate_limit`` per channel within ``rate_window_ms`` (counting those
+    delivered and those in flight). A row held back by the rate limit is put off until its
+    channel's window has room, so that it does not hide other channels' rows."""
+    due = or_(and_(notify_outbox.c.state == PENDING, notify_outbox.c.next_attempt_at <= now),
+              and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until <= now))
+    candidates = conn.execute(skip_locked(conn, select(
+        notify_outbox.c.id, notify_outbox.c.channel_id, notify_outbox.c.notification, notify_outbox.c.attempts,
+        notify_outbox.c.created_at,
+    ).where(due).order_by(notify_outbox.c.next_attempt_at, notify_outbox.c.id).limit(limit * 5))).all()
+    if not candidates:
+        return []
+    channel_ids = sorted({r.channel_id for r in candidates})
+    window_start = now - rate_window_ms
+    used: dict[int, int] = {channel_id: count for channel_id, count in conn.execute(
+        select(notify_outbox.c.channel_id, func.count()).where(
+            notify_outbox.c.channel_id.in_(channel_ids),
+            or_(notify_outbox.c.delivered_at >= window_start,
+                and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now)),
+        ).group_by(notify_outbox.c.channel_id))}
+    channels = {r.id: _channel(r) for r in conn.execute(
+        select(notify_channels).where(notify_channels.c.id.in_(channel_ids))).all()}
+    chosen: list[Any] = []
+    held: list[int] = []
+    for r in candidates:
+        if len(chosen) < limit and used.get(r.channel_id, 0) < rate_limit and r.channel_id in channels:
+            used[r.channel_id] = used.get(r.channel_id, 0) + 1
+            chosen.append(r)
+        elif used.get(r.channel_id, 0) >= rate_limit:
+            held.append(r.id)
+    if held:
+        # Room comes back as the oldest delivery of the window leaves it; a second is close enough.
+        conn.execute(update(notify_outbox).where(notify_outbox.c.id.in_(held), notify_outbox.c.state == PENDING)
+                     .values(next_attempt_at=now + min(rate_window_ms, 1000)))
+    if not chosen:
+        return []
+    until = now + lease_ms
+    conn.execute(update(notify_outbox).where(notify_outbox.c.id.in_([r.id for r in chosen]))
+                 .values(state=SENDING, claimed_until=until, attempts=notify_outbox.c.attempts + 1))
+    return [Claimed(r.id, channels[r.channel_id], Notification(**json.loads(r.notification)), r.attempts + 1,
+                    r.created_at, until) for r in chosen]
+
+
+def _mine(claim: Claimed) -> Any:
+    # A worker whose lease ran out (another took the row since) must not overwrite the row.
+    return and_(notify_outbox.c.id == claim.id, notify_outbox.c.state == SENDING,
+                notify_outbox.c.claimed_until == claim.claimed_until)
+
+
+def mark_delivered(conn: Connection, claim: Claimed, *, now: int, detail: str = "") -> None:
+    conn.execute(update(notify_outbox).where(_mine(claim)).values(
+        state=DELIVERED, delivered_at=now, claimed_until=None, last_detail=detail or None))
+
+
+def mark_retry(conn: Connection, claim: Claimed, *, next_attempt_at: int, detail: str) -> None:
+    conn.execute(update(notify_outbox).where(_mine(claim)).values(
+        state=PENDING, next_attempt_at=next_attempt_at, claimed_until=None, last_detail=detail))
+
+
+def mark_failed(conn: Connection, claim: Claimed, *, detail: str) -> None:
+    conn.execute(update(notify_outbox).where(_mine(claim)).values(
+        state=FAILED, claimed_until=None, last_detail=detail))

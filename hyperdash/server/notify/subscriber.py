@@ -1,0 +1,139 @@
+"""From what the store announces to rows in the outbox.
+
+An :class:`OutboxSubscriber` listens to the store's announcements on a thread of its own (never
+the writer's, so ingest never waits on it). For each run that ended, went silent or came back,
+it builds a :class:`~hyperdash.server.notify.Notification` (the run's name, status, duration,
+exit code or signal, host, the last lines of output and the link to the run) and queues it,
+through the writer, for every enabled channel of the run's account that asks for it.
+
+Nothing is lost when the subscriber falls behind: the dispatcher then drops facts for it and says
+so (``on_overflow``), and the subscriber looks in the store for the runs that ended or went
+silent since its last such scan (at most a day back) and queues what is missing; the unique
+(channel, key) of each row makes that a no-op for what was queued already. The same scan runs at
+startup over the last ``rescan_s``, for facts committed just before a crash. What a scan cannot
+see: a run that went silent and came back meanwhile (its ``back`` is off by default anyway), and
+a rescanned run's ``back``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from ...events import FINAL_STATUSES, now_ms
+from ...events import LOST as LOST_STATUS
+from ..errors import Unavailable
+from ..facts import Fact, RunBack, RunEnded, RunLost, RunState
+from ..queries import log_lines
+from ..store import Store, runs
+from .message import BACK, ENDED, LOST, Notification
+from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue, wants
+
+__all__ = ["OutboxSubscriber", "notification_for"]
+
+log = logging.getLogger("hyperdash.server.notify")
+
+# An overflow's scan looks back at most this far (a day of dropped facts is beyond any backlog).
+MAX_RESCAN_MS = 24 * 3600 * 1000
+# Clocks of the commit and of this thread differ by the time a fact waits in the queue.
+_MARGIN_MS = 60 * 1000
+
+
+def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "") -> Notification:
+    """The notification about ``run`` (as it stands after the event) for ``kind``."""
+    end = run.ended_at if kind == ENDED and run.ended_at is not None else run.last_seen_at
+    key = ""
+    if kind in (LOST, BACK):
+        # A run may go silent and come back many times: each time is its own notification.
+        seed = f"{kind}\0{run.uuid}\0{run.last_seen_at}"
+        key = hashlib.sha256(seed.encode()).hexdigest()[:32]
+    return Notification(
+        kind=kind, run_name=run.name or "", run_uuid=run.uuid, base_url=base_url,
+        status=run.status if kind == ENDED else None, duration_s=max(0, end - run.started_at) / 1000,
+        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, key=key,
+    )
+
+
+def _tail_text(lines: list[dict[str, Any]]) -> str:
+    return "".join(line["text"] if line["partial"] else line["text"] + "\n" for line in lines).rstrip("\n")
+
+
+class OutboxSubscriber:
+    """Queues a notification per interested channel for each run that ends, is lost or is back.
+
+    ``wake`` is called after rows were queued (the delivery worker's nudge)."""
+
+    def __init__(self, store: Store, config: NotifyConfig, wake: Callable[[], None] | None = None):
+        self.store = store
+        self.config = config
+        self.wake = wake
+        self._scanned_to = now_ms() - int(config.rescan_s * 1000)
+        self.subscription = store.dispatcher.subscribe(self.on_facts, name="outbox", on_overflow=self.on_overflow)
+
+    def on_facts(self, facts: Iterable[Fact]) -> None:
+        for fact in facts:
+            if isinstance(fact, RunEnded):
+                self.consider(fact.user_id, fact.run_id, ENDED, fact.run)
+            elif isinstance(fact, RunLost):
+                self.consider(fact.user_id, fact.run_id, LOST, fact.run)
+            elif isinstance(fact, RunBack):
+                self.consider(fact.user_id, fact.run_id, BACK, fact.run)
+
+    def on_overflow(self, missed: int) -> None:
+        log.warning("the notification outbox missed %d commits; looking for runs that ended since", missed)
+        self.rescan()
+
+    def consider(self, user_id: int, run_id: int, kind: str, run: RunState, *,
+                 created_by: int | None = None) -> int:
+        """Queue the notification for every channel that wants it; how many were queued.
+        ``created_by``: only channels made by then (a rescan must not tell a new channel of
+        older runs)."""
+        n = notification_for(kind, run, base_url=self.config.base_url)
+        with self.store.read() as conn:
+            targets: list[ChannelRow] = [
+                c for c in enabled_channels(conn, user_id)
+                if wants(c, n, long_run_s=self.config.long_run_s)
+                and (created_by is None or c.created_at <= created_by)
+            ]
+            if not targets:
+                return 0
+            n = replace(n, tail=_tail_text(log_lines(conn, run_id, tail=self.config.tail_lines)))
+        now = now_ms()
+        hold_ms = int(self.config.hold_s * 1000)
+        try:
+            queued = self.store.writer.call(
+                lambda c: sum(enqueue(c, ch.id, run_id, n, now=now, hold_ms=hold_ms) for ch in targets))
+        except Unavailable:  # shutting down: the next start's scan queues it
+            log.info("not queued, the server is stopping: %s of run %s", n.event, run.uuid)
+            return 0
+        if queued and self.wake is not None:
+            self.wake()
+        return int(queued)
+
+    def rescan(self, since_ms: int | None = None) -> int:
+        """Queue what is missing for runs that ended or went silent since ``since_ms`` (default:
+        this subscriber's last scan, at most a day back); how many rows were queued."""
+        started = now_ms()
+        since = max(since_ms if since_ms is not None else self._scanned_to - _MARGIN_MS, started - MAX_RESCAN_MS)
+        lost_since = since - int(self.config.lost_timeout_s * 1000) - _MARGIN_MS
+        with self.store.read() as conn:
+            rows = conn.execute(select(runs).where(or_(
+                and_(runs.c.status.in_(FINAL_STATUSES), runs.c.last_seen_at >= since),
+                and_(runs.c.status == LOST_STATUS, runs.c.last_seen_at >= lost_since),
+            )).order_by(runs.c.id)).all()
+        queued = 0
+        fields = RunState.__struct_fields__
+        for row in rows:
+            run = RunState(**{name: getattr(row, name) for name in fields})
+            kind = LOST if row.status == LOST_STATUS else ENDED
+            queued += self.consider(row.user_id, row.id, kind, run, created_by=row.last_seen_at)
+        self._scanned_to = started
+        return queued
+
+    def close(self) -> None:
+        self.store.dispatcher.unsubscribe(self.subscription)

@@ -1,0 +1,336 @@
+"""The outbox and its delivery worker, end to end: runs ingested through the real app on each
+store, webhooks sent to a real receiver on a loopback port, and what the store then holds."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from server_helpers import Api, env, log
+from sqlalchemy import select
+from test_notify_channels import Answer, Receiver
+from test_notify_webpush import SUBJECT, Browser
+
+from hyperdash.events import now_ms
+from hyperdash.server.app import create_app
+from hyperdash.server.notify import LOST, Notification, VapidKeys, generate_secret, verify_signature
+from hyperdash.server.notify.message import BACK
+from hyperdash.server.notify.outbox import (
+    COALESCED,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    NotifyConfig,
+    add_channel,
+    claim_due,
+    enqueue,
+    list_channels,
+)
+from hyperdash.server.store import notify_outbox, users
+
+FAST = NotifyConfig(base_url="https://hd.example/", hold_s=0, lease_s=3, backoff_s=0.05, poll_s=0.05,
+                    rate_limit=1000, channel_options={"timeout": (2.0, 5.0)})
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def start(db_url):
+    """``start(config)``: a TestClient on a new app (its worker running) on this test's store."""
+    clients: list[TestClient] = []
+
+    def make(config: NotifyConfig = FAST) -> TestClient:
+        client = TestClient(create_app(db_url, notify=config), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def stop(client: TestClient) -> None:
+    client.__exit__(None, None, None)
+
+
+def user_id(client: TestClient, api: Api) -> int:
+    with client.app.state.store.read() as conn:  # type: ignore[attr-defined]
+        return int(conn.execute(select(users.c.id).where(users.c.email == api.email)).scalar_one())
+
+
+def webhook(client: TestClient, api: Api, url: str, secret: str, **kw) -> int:
+    uid = user_id(client, api)
+    settings = {"url": url, "secret": secret}
+    return client.app.state.store.writer.call(  # type: ignore[attr-defined]
+        lambda conn: add_channel(conn, uid, "webhook", "hook", settings, now=now_ms(), **kw))
+
+
+def outbox_rows(client: TestClient) -> list:
+    with client.app.state.store.read() as conn:  # type: ignore[attr-defined]
+        return conn.execute(select(notify_outbox).order_by(notify_outbox.c.id)).all()
+
+
+def run_to_end(api: Api, name: str, status: str, *, lines: int = 30, minutes: float = 0.0,
+               exit_code: int = 3) -> str:
+    run = str(uuid.uuid4())
+    began = now_ms() - int(minutes * 60_000)
+    events = [env("run_started", run, {"job_name": name, "host": "gpu-7", "pid": 42}, seq=1, timestamp=began)]
+    events += [log(run, i + 2, f"line {i + 1}") for i in range(lines)]
+    code = 0 if status == "success" else exit_code
+    events.append(env("run_ended", run, {"final_status": status, "exit_code": code, "signal": None}, seq=lines + 2))
+    api.ok(events)
+    return run
+
+
+def test_a_failed_run_sends_one_signed_webhook(start, receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = start()
+    api = Api(client)
+    secret = generate_secret()
+    webhook(client, api, receiver.base + "/in", secret)
+
+    run = run_to_end(api, "train-resnet", "failure")
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED], what="the delivery")
+    assert len(receiver.requests) == 1
+    req = receiver.last
+    assert req.path == "/in"
+    assert verify_signature(secret, req.headers["x-hyperdash-signature"], req.body)
+    body = req.json()
+    assert body["event"] == "run.ended"
+    assert body["url"] == f"https://hd.example/runs/{run}"
+    assert body["run"]["name"] == "train-resnet" and body["run"]["status"] == "failure"
+    assert body["run"]["exit_code"] == 3 and body["run"]["host"] == "gpu-7"
+    # The last 20 lines of output, and none before them.
+    assert body["tail"].splitlines() == [f"line {i}" for i in range(11, 31)]
+    assert req.headers["idempotency-key"] == outbox_rows(client)[0].key
+    with client.app.state.store.read() as conn:  # type: ignore[attr-defined]
+        channel = list_channels(conn, user_id(client, api))[0]
+    assert channel.last_result is not None and channel.last_result["outcome"] == "delivered"
+    assert secret not in caplog.text
+
+
+def test_the_defaults_and_the_name_filter_choose_what_is_sent(start, receiver):
+    client = start()
+    api = Api(client)
+    secret = generate_secret()
+    webhook(client, api, receiver.base + "/defaults", secret)
+    webhook(client, api, receiver.base + "/train", secret, events=["success", "failure"], name_filter="train-*")
+    webhook(client, api, receiver.base + "/eval", secret, name_filter="EVAL")  # a substring, any case
+
+    run_to_end(api, "train-short", "success", minutes=1)  # /train only: /defaults skips short successes
+    run_to_end(api, "train-long", "success", minutes=6)  # /defaults (long) and /train
+    run_to_end(api, "my-eval-set", "failure")  # /defaults and /eval
+    run_to_end(api, "train-x", "user_canceled")  # nobody: off by default, and /train asked not for it
+    last = run_to_end(api, "train-killed", "killed")  # /defaults: facts come in order, so after it...
+    with client.app.state.store.read() as conn:
+        uid = user_id(client, api)
+        defaults_id = list_channels(conn, uid)[0].id
+
+    def done() -> bool:
+        rows = outbox_rows(client)
+        return all(r.state == DELIVERED for r in rows) and any(
+            r.channel_id == defaults_id and last in r.notification for r in rows)
+
+    wait_for(done, what="every row delivered")  # ...every earlier run was considered
+    sent = collections.Counter((r.path, r.json()["run"]["name"]) for r in receiver.requests)
+    assert sent == collections.Counter({
+        ("/train", "train-short"): 1, ("/defaults", "train-long"): 1, ("/train", "train-long"): 1,
+        ("/defaults", "my-eval-set"): 1, ("/eval", "my-eval-set"): 1, ("/defaults", "train-killed"): 1,
+    })
+
+
+def test_an_error_then_success_is_delivered_once_and_secrets_stay_out(start, receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = start()
+    api = Api(client)
+    secret = generate_secret()
+    # The receiver echoes the secret in its error page: it must not reach the store nor the logs.
+    receiver.answers += [Answer(500, b"oops " + secret.encode()), Answer(200)]
+    webhook(client, api, receiver.base + "/in", secret)
+    run_to_end(api, "flaky", "failure")
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED], what="the delivery")
+    (row,) = outbox_rows(client)
+    assert row.attempts == 2 and len(receiver.requests) == 2
+    assert receiver.requests[0].headers["idempotency-key"] == receiver.requests[1].headers["idempotency-key"]
+    assert secret not in caplog.text and "oops" in caplog.text
+
+
+def test_retry_after_is_honoured(start, receiver):
+    client = start()
+    api = Api(client)
+    receiver.answers += [Answer(429, b"slow down", {"Retry-After": "1"}), Answer(200)]
+    webhook(client, api, receiver.base + "/in", generate_secret())
+    run_to_end(api, "busy", "failure")
+    wait_for(lambda: len(receiver.requests) >= 1, what="the first attempt")
+    first = time.monotonic()
+    wait_for(lambda: len(receiver.requests) >= 2, what="the second attempt")
+    # The backoff alone would retry after 0.05 s; the receiver asked for a second.
+    assert time.monotonic() - first >= 0.9
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED], what="the delivery")
+
+
+def test_a_receiver_that_refuses_for_good_is_given_up_with_its_answer(start, receiver):
+    client = start()
+    api = Api(client)
+    secret = generate_secret()
+    receiver.answers.append(Answer(404, b"no such hook for " + secret.encode()))
+    webhook(client, api, receiver.base + "/in", secret)
+    run_to_end(api, "lost-hook", "failure")
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [FAILED], what="giving up")
+    (row,) = outbox_rows(client)
+    assert "no such hook for" in row.last_detail and secret not in row.last_detail
+    assert len(receiver.requests) == 1
+
+
+def test_a_push_subscription_that_is_gone_is_deleted(start, receiver):
+    options = {"vapid": VapidKeys.generate(), "subject": SUBJECT, "timeout": (2.0, 5.0)}
+    client = start(NotifyConfig(**{**FAST.__dict__, "channel_options": options}))
+    api = Api(client)
+    uid = user_id(client, api)
+    settings = Browser().subscription(receiver.base + "/push/abc")
+    store = client.app.state.store  # type: ignore[attr-defined]
+    store.writer.call(lambda conn: add_channel(conn, uid, "webpush", "phone", settings, now=now_ms()))
+    receiver.answers.append(Answer(410, b"expired"))
+    run_to_end(api, "pushed", "failure")
+
+    def channels() -> list:
+        with store.read() as conn:
+            return list_channels(conn, uid)
+
+    wait_for(lambda: channels() == [] and outbox_rows(client) == [], what="the channel deleted")
+    assert len(receiver.requests) == 1
+
+
+def test_a_restart_between_queue_and_delivery_loses_nothing(start, receiver):
+    # The first server may not send (a rate limit of 0); the second, on the same store, does.
+    first = start(NotifyConfig(**{**FAST.__dict__, "rate_limit": 0}))
+    api = Api(first)
+    webhook(first, api, receiver.base + "/in", generate_secret())
+    run_to_end(api, "across-restart", "failure")
+    wait_for(lambda: [r.state for r in outbox_rows(first)] == [PENDING], what="the row queued")
+    stop(first)
+    assert receiver.requests == []
+    second = start()
+    wait_for(lambda: [r.state for r in outbox_rows(second)] == [DELIVERED], what="the delivery")
+    assert len(receiver.requests) == 1
+
+
+def test_a_delivery_cut_short_by_a_crash_is_sent_again_after_its_lease(start, receiver):
+    # The receiver hangs on the first attempt; the server stops meanwhile (as if it died with the
+    # row claimed); the next server sends the row again once the lease has run out, same key.
+    receiver.answers.append(Answer(hang=True))
+    first = start()
+    api = Api(first)
+    webhook(first, api, receiver.base + "/in", generate_secret())
+    run_to_end(api, "crash", "failure")
+    wait_for(lambda: len(receiver.requests) == 1, what="the first attempt")
+    stop(first)
+    second = start()
+    wait_for(lambda: [r.state for r in outbox_rows(second)] == [DELIVERED], what="the delivery")
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].headers["idempotency-key"] == receiver.requests[1].headers["idempotency-key"]
+
+
+def test_ingest_answers_while_a_receiver_hangs(start, receiver):
+    receiver.answers.append(Answer(hang=True))
+    client = start(NotifyConfig(**{**FAST.__dict__, "channel_options": {"timeout": (2.0, 60.0)}}))
+    api = Api(client)
+    webhook(client, api, receiver.base + "/in", generate_secret())
+    run_to_end(api, "hangs", "failure")
+    wait_for(lambda: len(receiver.requests) == 1, what="the hanging attempt")
+    began = time.monotonic()
+    run = str(uuid.uuid4())
+    assert api.ok([log(run, i + 1, f"x{i}") for i in range(50)])["stored"] == 50
+    run_to_end(api, "hangs-too", "failure")
+    assert time.monotonic() - began < 10 and not receiver.release.is_set()
+    receiver.release.set()
+
+
+@pytest.mark.postgres
+def test_two_servers_on_one_postgres_send_each_row_once(db_url, start, receiver):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several server processes share one store on PostgreSQL only")
+    config = NotifyConfig(**{**FAST.__dict__, "deliveries": 8})
+    one, _other = start(config), start(config)  # the other's worker races this one's
+    api = Api(one)
+    channel = webhook(one, api, receiver.base + "/in", generate_secret())
+    due = now_ms() + 500  # both workers find all 20 rows due at once
+
+    def queue(conn) -> None:
+        for i in range(20):
+            n = Notification(kind=LOST, run_name=f"run {i}", run_uuid=str(uuid.uuid4()), base_url="https://x/")
+            enqueue(conn, channel, None, n, now=due - 500, hold_ms=500)
+
+    one.app.state.store.writer.call(queue)  # type: ignore[attr-defined]
+    wait_for(lambda: sum(r.state == DELIVERED for r in outbox_rows(one)) == 20, what="20 deliveries")
+    keys = collections.Counter(r.headers["idempotency-key"] for r in receiver.requests)
+    assert len(keys) == 20 and set(keys.values()) == {1}
+
+
+def test_lost_and_back_within_the_window_cancel_out(start):
+    client = start(NotifyConfig(**{**FAST.__dict__, "rate_limit": 0}))  # nothing is sent here
+    api = Api(client)
+    channel = webhook(client, api, "https://hooks.example/in", generate_secret())
+    store = client.app.state.store  # type: ignore[attr-defined]
+    run = str(uuid.uuid4())
+    lost = Notification(kind=LOST, run_name="flappy", run_uuid=run, base_url="https://x/", key="lost-1")
+    back = Notification(kind=BACK, run_name="flappy", run_uuid=run, base_url="https://x/", key="back-1")
+    now = now_ms()
+    assert store.writer.call(lambda c: enqueue(c, channel, 7, lost, now=now, hold_ms=30_000))
+    assert not store.writer.call(lambda c: enqueue(c, channel, 7, back, now=now, hold_ms=30_000))
+    assert not store.writer.call(lambda c: enqueue(c, channel, 7, lost, now=now, hold_ms=30_000))  # once
+    assert [(r.key, r.state) for r in outbox_rows(client)] == [("lost-1", COALESCED), ("back-1", COALESCED)]
+
+
+def test_the_rate_limit_holds_the_rest_back(start):
+    client = start(NotifyConfig(**{**FAST.__dict__, "rate_limit": 0}))  # the app's own worker sends nothing
+    api = Api(client)
+    channel = webhook(client, api, "https://hooks.example/in", generate_secret())
+    store = client.app.state.store  # type: ignore[attr-defined]
+    now = now_ms()
+
+    def queue(conn) -> None:
+        for i in range(5):
+            n = Notification(kind=LOST, run_name=f"r{i}", run_uuid=str(uuid.uuid4()), base_url="https://x/")
+            enqueue(conn, channel, None, n, now=now)
+
+    store.writer.call(queue)
+    later = now + 10_000  # past the second by which the app's worker keeps putting them off
+    claimed = store.writer.call(lambda c: claim_due(c, now=later, lease_ms=60_000, limit=10, rate_limit=3,
+                                                    rate_window_ms=60_000))
+    assert len(claimed) == 3
+    again = store.writer.call(lambda c: claim_due(c, now=later + 2000, lease_ms=60_000, limit=10, rate_limit=3,
+                                                  rate_window_ms=60_000))
+    assert again == []  # three in flight fill the window
+    assert sorted(r.state for r in outbox_rows(client)) == [PENDING, PENDING, "sending", "sending", "sending"]
+
+
+def test_facts_missed_by_the_outbox_are_found_by_its_rescan(start, receiver):
+    client = start()
+    api = Api(client)
+    webhook(client, api, receiver.base + "/in", generate_secret())
+    outbox = client.app.state.notify_outbox  # type: ignore[attr-defined]
+    outbox.close()  # it hears nothing more: as if it had fallen behind
+    run_to_end(api, "missed", "failure")
+    assert outbox_rows(client) == []
+    assert outbox.rescan() == 1 and outbox.rescan() == 0  # the unique key: queued once
+    wait_for(lambda: len(receiver.requests) == 1, what="the delivery")
+
