@@ -85,7 +85,8 @@ class RunBack(Fact, frozen=True):
 
 class LinesStored(Fact, frozen=True):
     """Log lines stored and shown, in seq order (a progress line replaced in the same batch is
-    left out)."""
+    left out). An erased bar (a progress line with no text) is told too, though it is stored
+    superseded: a view open meanwhile removes the bar it drew."""
 
     lines: tuple[Line, ...]
 

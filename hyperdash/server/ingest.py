@@ -331,7 +331,8 @@ def _unseen(group: list[_Event], seen: set[int | None]) -> list[_Event]:
 
 def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Line], has_progress: bool) -> list[Line]:
     """Insert ``lines``, marking each progress line that a later line of its stream replaced
-    as superseded (in this batch or already stored). Returns the lines to show, as they came."""
+    as superseded (in this batch or already stored). Returns the lines to announce, as they came:
+    those to show, and each erased bar (kept superseded, yet told so that live views drop it)."""
     if not has_progress:
         # No progress line in the batch: only a stored one can be replaced.
         tops: dict[str, int] = {}
@@ -346,6 +347,7 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
         insert_lines(conn, logs, run_id, lines)
         return lines
     superseded: set[int] = set()  # indexes of lines replaced by a later line of their stream
+    erased: set[int] = set()  # indexes of erased bars: stored superseded, still announced
     found: dict[str, list[int]] = {}  # stream -> indexes of its lines
     for k, line in enumerate(lines):
         found.setdefault(line.stream, []).append(k)
@@ -368,8 +370,9 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
             max_seq = line.seq
             if line.progress and not line.text:
                 # An erased bar (tqdm's leave=False): it replaces the last state and leaves
-                # nothing to show itself.
+                # nothing to show itself; a page open meanwhile is told, to remove the bar.
                 superseded.add(k)
+                erased.add(k)
                 progress_seq, live = None, None
             else:
                 progress_seq, live = (line.seq, k) if line.progress else (None, None)
@@ -380,7 +383,7 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
         (run_id, line.seq, line.stream, "" if k in superseded else line.text, line.ts, line.partial,
          line.progress, int(k in superseded))
         for k, line in enumerate(lines)])
-    return [line for k, line in enumerate(lines) if k not in superseded]
+    return [line for k, line in enumerate(lines) if k not in superseded or k in erased]
 
 
 def _supersede_stored(conn: Connection, run_id: int, seq: int) -> None:

@@ -65,6 +65,26 @@ def test_ansi_colours_progress_lines_and_long_line_pieces(open_page, account):
     assert row_texts(page) == ["green plain bold red", "epoch 1: 100%|##########", "aaaabbbbcccc"]
 
 
+def test_a_bar_that_erases_itself_goes_from_the_open_page(open_page, account):
+    feed = RunFeed(account, "leave-false")
+    feed.log("before the bar")
+    page = open_run(open_page, account, feed)
+    feed.log(" 50%|█████     |", stream=ev.STDERR, progress=True)
+    page.locator(ROWS, has_text="50%").wait_for()
+    assert row_texts(page) == ["before the bar", " 50%|█████     |"]
+
+    # tqdm(leave=False) ends with an empty progress line: the bar's row goes, and no empty row comes.
+    feed.log("", stream=ev.STDERR, progress=True)
+    wait_until(page, f"document.querySelectorAll('{ROWS}').length === 1")
+    assert row_texts(page) == ["before the bar"]
+    feed.log("after the bar", stream=ev.STDERR)
+    page.locator(ROWS, has_text="after the bar").wait_for()
+    assert row_texts(page) == ["before the bar", "after the bar"]
+    page.reload()
+    page.locator(ROWS, has_text="after the bar").wait_for()
+    assert row_texts(page) == ["before the bar", "after the bar"]
+
+
 def scroll_log_until(page, text: str, *, to_top: bool) -> None:
     """Scroll the log to its top (or bottom) until a row holds ``text``: each scroll to an edge
     loads one more page."""

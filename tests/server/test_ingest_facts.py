@@ -96,16 +96,20 @@ def test_a_progress_line_replaced_in_its_batch_is_not_announced(api):
     assert [x.text for x in lines.lines] == ["done"]
 
 
-def test_an_erased_progress_line_is_not_announced(api):
+def test_an_erased_progress_line_is_announced_yet_not_read_back(api):
     sub = Subscriber(api.client.app)
     run = str(uuid.uuid4())
     api.ok([log(run, 1, " 10%", progress=True)])
     _, drawn = sub.take(2)
     assert [x.text for x in drawn.lines] == [" 10%"]
-    api.ok([log(run, 2, "", progress=True)])  # announces nothing: no empty line to show
+    api.ok([log(run, 2, "", progress=True)])  # told, so that an open page removes the bar
+    (erased,) = sub.take(1)
+    assert type(erased) is f.LinesStored and [(x.seq, x.text, x.progress) for x in erased.lines] == [(2, "", True)]
     api.ok([log(run, 3, "next")])
     (lines,) = sub.take(1)
     assert type(lines) is f.LinesStored and [x.text for x in lines.lines] == ["next"]
+    # A reload reads neither the bar nor its erasure.
+    assert api.lines(run) == ["next"]
 
 
 def test_a_replay_is_no_sign_of_life(api):

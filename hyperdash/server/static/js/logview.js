@@ -62,6 +62,15 @@ function paintText(el, text, term) {
   }
 }
 
+/**
+ * Whether `line` erases its stream's progress bar (an empty progress line, as tqdm's
+ * leave=False ends): it removes the bar's row and is no row itself.
+ * @param {Line} line
+ */
+function erases(line) {
+  return Boolean(line.progress) && !line.text;
+}
+
 export class LogView {
   /**
    * @param {object} o
@@ -191,7 +200,8 @@ export class LogView {
 
   /**
    * Rows for lines in order. A line continues the open row of its stream (in `open`, which it
-   * updates): a progress line redraws it, the next piece of a long line extends it.
+   * updates): a progress line redraws it, the next piece of a long line extends it, and an
+   * empty progress line removes it.
    * @param {Line[]} lines
    * @param {OpenRows} open
    */
@@ -200,6 +210,14 @@ export class LogView {
     for (const line of lines) {
       const row = this.mode === 'search' ? null : open.get(line.stream);
       const state = row ? this.state(row) : null;
+      if (erases(line)) {
+        // The bar erased itself (tqdm's leave=False): its row goes, as it does from the stored log.
+        if (row && state && state.progress) {
+          row.remove();
+          open.set(line.stream, null);
+        }
+        continue;
+      }
       if (row && state && (state.partial || state.progress)) {
         state.text = state.partial ? state.text + line.text : line.text;
         this.setLineState(row, line);
@@ -260,7 +278,7 @@ export class LogView {
     this.maxSeq = fresh[fresh.length - 1].seq;
     if (this.minSeq === Infinity) this.minSeq = fresh[0].seq;
     this.markShown();
-    return fresh.length;
+    return fresh.filter((line) => !erases(line)).length;
   }
 
   /** @param {Line[]} lines */
@@ -509,7 +527,7 @@ export class LogView {
       this.leaveTail();
     }
     if (!this.atTail) {
-      this.unseen = this.queue.filter((line) => line.seq > this.maxSeq).length;
+      this.unseen = this.queue.filter((line) => line.seq > this.maxSeq && !erases(line)).length;
       this.updateJump();
       return;
     }
