@@ -55,11 +55,13 @@ def db_url(request, tmp_path, pg_reason):
 
 @pytest.fixture
 def make_client(db_url):
-    """``make_client(lost_timeout=...)``: a TestClient on a new app on this test's store."""
+    """``make_client(lost_timeout=..., **create_app_options)``: a TestClient on a new app on this
+    test's store."""
     clients = []
 
-    def make(lost_timeout: float = 120.0) -> TestClient:
-        client = TestClient(create_app(db_url, lost_timeout=lost_timeout), raise_server_exceptions=False)
+    def make(lost_timeout: float = 120.0, **options) -> TestClient:
+        client = TestClient(create_app(db_url, lost_timeout=lost_timeout, **options),
+                            raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client

@@ -17,7 +17,6 @@ from test_notify_channels import Answer, Receiver
 from test_notify_webpush import SUBJECT, Browser
 
 from hyperdash.events import now_ms
-from hyperdash.server.app import create_app
 from hyperdash.server.notify import LOST, Notification, VapidKeys, generate_secret, verify_signature
 from hyperdash.server.notify.message import BACK
 from hyperdash.server.notify.outbox import (
@@ -52,19 +51,13 @@ def receiver():
 
 
 @pytest.fixture
-def start(db_url):
+def start(make_client):
     """``start(config)``: a TestClient on a new app (its worker running) on this test's store."""
-    clients: list[TestClient] = []
 
     def make(config: NotifyConfig = FAST) -> TestClient:
-        client = TestClient(create_app(db_url, notify=config), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return make_client(notify=config)
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make
 
 
 def stop(client: TestClient) -> None:
