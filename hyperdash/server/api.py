@@ -105,6 +105,37 @@ class KeyRevoked(Reply):
     revoked: int = Field(description="the id of the key revoked")
 
 
+class Progress(Reply):
+    """How far a running run is (server/progress.py)."""
+
+    done: float
+    total: float | None
+    percent: float | None = Field(description="0 to 100, null without a total")
+    rate: float | None = Field(description="units per second")
+    eta_s: float | None = Field(description="seconds left, as of updated_at")
+    elapsed_s: float | None
+    unit: str
+    source: Literal["bar", "iter"] = Field(description="a progress bar in the output, or exp.iter")
+    updated_at: str | None
+
+
+class Failure(Reply):
+    """Where a failed or killed run went wrong (server/summary.py)."""
+
+    summary: str = Field(description='one line: "ZeroDivisionError: division by zero", "exit code 3", '
+                                     '"killed by SIGKILL"')
+    first_seq: int | None = Field(description="the first log line that shows it (a traceback's first)")
+    last_seq: int | None
+
+
+class StopRequest(Reply):
+    """A stop asked of the run (server/stop.py)."""
+
+    requested_at: str | None
+    by: str | None = Field(description="the email of the account that asked")
+    via: Literal["dashboard", "cli", "api"] | None
+
+
 class Run(Reply):
     uuid: str
     name: str | None
@@ -118,6 +149,9 @@ class Run(Reply):
     pid: int | None
     api: str | None
     last_seq: int
+    progress: Progress | None
+    failure: Failure | None
+    stop: StopRequest | None
 
 
 class RunPage(Reply):
@@ -163,6 +197,8 @@ class Series(Reply):
 class IngestReply(Reply):
     stored: int
     duplicates: int
+    stop: dict[str, StopRequest] | None = Field(
+        None, description="present when a run of the batch was asked to stop: its uuid -> the request")
 
 
 _ENVELOPE_SCHEMA = {
@@ -293,7 +329,10 @@ async def ingest(request: Request) -> JSONReply:
     except SQLAlchemyError as exc:
         log.error("storing a batch failed: %s", exc)
         raise Unavailable("the database failed to store this batch; retry later") from None
-    return JSONReply({"stored": result.stored, "duplicates": result.duplicates})
+    reply = {"stored": result.stored, "duplicates": result.duplicates}
+    if result.stop:
+        reply["stop"] = result.stop
+    return JSONReply(reply)
 
 
 router.add_route(ev.INGEST_PATH, ingest, methods=["POST"], name="ingest",

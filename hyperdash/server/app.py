@@ -22,6 +22,7 @@ from .notify.outbox import NotifyConfig
 from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
 from .pages import router
+from .stop_routes import router as stop_router
 from .store import Store
 from .views import JSONReply
 
@@ -151,6 +152,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     install_handlers(app)
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
+    app.include_router(stop_router)
     app.include_router(router)
 
     def openapi() -> dict:

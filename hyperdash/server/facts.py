@@ -21,7 +21,8 @@ import msgspec
 from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
-           "LinesStored", "PointsStored", "ParamsStored", "Param", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+           "LinesStored", "PointsStored", "ParamsStored", "Param",
+           "ProgressChanged", "StopRequested", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -39,6 +40,14 @@ class RunState(msgspec.Struct, frozen=True):
     pid: int | None
     api: str | None
     max_seq: int  # the highest seq the run holds (``last_seq`` in the API)
+    # (server/progress.py, server/summary.py, server/stop.py)
+    progress: str | None = None  # the latest progress, as JSON text
+    failure: str | None = None  # a failed run's one-line summary
+    failure_first_seq: int | None = None
+    failure_last_seq: int | None = None
+    stop_requested_at: int | None = None
+    stop_by: str | None = None
+    stop_via: str | None = None
 
 
 class Fact(msgspec.Struct, frozen=True, tag_field="kind", tag=True):
@@ -83,6 +92,20 @@ class RunBack(Fact, frozen=True):
     run: RunState
 
 
+class ProgressChanged(Fact, frozen=True):
+    """The run's progress moved (a progress bar's line, or ``exp.iter``): ``run.progress``.
+    Told at most about once a second per run (server/progress.py), and always when it is done."""
+
+    run: RunState
+
+
+class StopRequested(Fact, frozen=True):
+    """Someone asked the run to stop (``run.stop_by``, ``run.stop_via``); the job hears of it
+    in the reply to its next batch or heartbeat."""
+
+    run: RunState
+
+
 class LinesStored(Fact, frozen=True):
     """Log lines stored and shown, in seq order (a progress line replaced in the same batch is
     left out). An erased bar (a progress line with no text) is told too, though it is stored
@@ -112,7 +135,7 @@ class ParamsStored(Fact, frozen=True):
 
 
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
-RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack)
+RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, ProgressChanged, StopRequested)
 FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()

@@ -14,7 +14,7 @@ checking the request is :mod:`hyperdash.server.checks`' job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from .facts import (
     Param,
     ParamsStored,
     PointsStored,
+    ProgressChanged,
     RunBack,
     RunCreated,
     RunEnded,
@@ -40,6 +41,9 @@ from .facts import (
     RunStarted,
     RunState,
 )
+from .progress import track as track_progress
+from .stop import pending as stop_pending
+from .summary import failure_of
 from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, streams
 
 __all__ = ["Stored", "RunCache", "store_batch", "mark_lost"]
@@ -75,6 +79,8 @@ class Stored:
     stored: int
     duplicates: int
     facts: list[Fact]
+    # run uuid -> the stop asked of it (server/stop.py), for the reply to tell the job
+    stop: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class RunCache:
@@ -128,11 +134,16 @@ def store_batch(conn: Connection, batch: Batch, cache: RunCache | None = None) -
     now = ev.now_ms()
     stored = duplicates = 0
     facts: list[Fact] = []
+    stop: dict[str, dict[str, Any]] = {}
     for part in batch.parts.values():
         s, d = _store_part(conn, cache, batch, part, now, facts)
         stored += s
         duplicates += d
-    return Stored(stored, duplicates, facts)
+        run = cache.runs.get((batch.user_id, part.uuid))
+        asked = stop_pending(conn, run, now) if run is not None and not batch.replay else None
+        if asked is not None:
+            stop[part.uuid] = asked
+    return Stored(stored, duplicates, facts, stop)
 
 
 def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, now: int,
@@ -189,6 +200,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             ended = mark
             changes.update(status=payload["final_status"], ended_at=mark.ts, exit_code=payload["exit_code"],
                            signal=payload["signal"])
+    if ended is not None:
+        changes.update(failure_of(conn, run_id, ended.payload))  # (its lines are stored above)
     back = (run["status"] == ev.LOST and "status" not in changes and run["ended_at"] is None
             and not batch.replay)
     if back:
@@ -199,6 +212,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     else:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**changes))
     run.update(changes)
+    moved = bool(lines or points or marks) and track_progress(conn, run, shown, part.has_progress, points, marks, now)
 
     about = (user_id, run_id, part.uuid)
     # The run as it stands now, when it was created or its state changed.
@@ -213,6 +227,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
                    for m in marks if m.type == ev.PARAM and m.seq is not None)  # (all numbered by now)
     if params:
         facts.append(ParamsStored(*about, params))
+    if moved and state is None:  # (a change of state tells the progress too)
+        facts.append(ProgressChanged(*about, _state(run)))
     if state is not None:
         if started is not None:
             facts.append(RunStarted(*about, state))
@@ -225,7 +241,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
 
 
 def _state(run: RunRow) -> RunState:
-    return RunState(**{name: run[name] for name in _RUN_STATE_FIELDS})
+    return RunState(**{name: run.get(name) for name in _RUN_STATE_FIELDS})
 
 
 def _number(conn: Connection, run_id: int, part: RunPart, top: int,

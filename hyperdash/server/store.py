@@ -24,7 +24,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 
@@ -91,6 +93,17 @@ runs = Table(
     Column("pid", BigInteger, nullable=True),
     Column("api", String(32), nullable=True),
     Column("max_seq", BigInteger, nullable=False, default=0),
+    # The latest progress of the run (server/progress.py), as JSON text.
+    Column("progress", Text, nullable=True),
+    # Where a failed run went wrong (server/summary.py): one line, and the seqs of the lines
+    # that show it (a traceback, or the last lines of stderr).
+    Column("failure", String(1000), nullable=True),
+    Column("failure_first_seq", BigInteger, nullable=True),
+    Column("failure_last_seq", BigInteger, nullable=True),
+    # A stop asked of the run (server/stop.py): when, by whom (an email) and from where.
+    Column("stop_requested_at", BigInteger, nullable=True),
+    Column("stop_by", String(320), nullable=True),
+    Column("stop_via", String(16), nullable=True),
     UniqueConstraint("user_id", "uuid", name="uq_runs_user_uuid"),
     Index("ix_runs_user_started", "user_id", "started_at", "id"),
     Index("ix_runs_status_seen", "status", "last_seen_at"),
@@ -223,8 +236,25 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
-# Append only: each entry moves the schema from version i to i + 1 (3: the notification tables).
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables]
+# The columns of the runs table that _migration_progress_failure_stop adds.
+_RUN_TROUBLE_COLUMNS = ("progress", "failure", "failure_first_seq", "failure_last_seq",
+                        "stop_requested_at", "stop_by", "stop_via")
+
+
+def _migration_progress_failure_stop(conn: Connection) -> None:
+    """Runs keep their progress, a failure's summary and a stop request."""
+    have = {column["name"] for column in inspect(conn).get_columns("runs")}
+    for name in _RUN_TROUBLE_COLUMNS:
+        if name not in have:  # (a store made by this version has them from its first step)
+            column = runs.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE runs ADD COLUMN "{name}" {kind}'))
+
+
+# Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
+# the runs' progress, failure summary and stop request).
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
+                                                   _migration_progress_failure_stop]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

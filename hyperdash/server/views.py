@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["iso", "run_json", "line_json", "Fields", "JSONReply"]
+__all__ = ["iso", "run_json", "trouble_json", "line_json", "Fields", "JSONReply"]
 
 
 class Fields(Protocol):
@@ -50,6 +50,22 @@ def run_json(run: Fields) -> dict:
         "pid": run["pid"],
         "api": run["api"],
         "last_seq": run["max_seq"],
+        **trouble_json(run),
+    }
+
+
+def trouble_json(run: Fields) -> dict:
+    """A run's ``progress``, ``failure`` and ``stop`` as the API shows them (each null when
+    there is none): see server/progress.py, server/summary.py and server/stop.py."""
+    progress = run["progress"]
+    failure = run["failure"]
+    stop_at = run["stop_requested_at"]
+    return {
+        "progress": orjson.loads(progress) if progress else None,
+        "failure": None if failure is None else {
+            "summary": failure, "first_seq": run["failure_first_seq"], "last_seq": run["failure_last_seq"]},
+        "stop": None if stop_at is None else {
+            "requested_at": iso(stop_at), "by": run["stop_by"], "via": run["stop_via"]},
     }
 
 

@@ -60,9 +60,18 @@ def test_every_documented_reply_matches_its_model(client):
         env("run_ended", run, {"final_status": "failure", "exit_code": 2, "signal": None}, seq=7),
     ])
     call("POST", events.INGEST_PATH, headers=headers, json=env("heartbeat", run, {}))
-    page = call("GET", "/api/v1/runs", headers=headers, params={"limit": 1})
-    assert page["runs"][0]["uuid"] == run
-    call("GET", "/api/v1/runs/{run_uuid}", f"/api/v1/runs/{run}", headers=headers)
+    # A running run with progress, asked to stop: the stop route, and an ingest reply that says so.
+    going = str(uuid.uuid4())
+    call("POST", events.INGEST_PATH, headers=headers, json=[
+        log(going, 1, " 37%|###7      | 370/1000 [01:02<01:45,  5.95it/s]", stream="stderr", progress=True)])
+    stopped = call("POST", "/api/v1/runs/{run_uuid}/stop", f"/api/v1/runs/{going}/stop", status=202,
+                   headers=headers)
+    assert stopped["progress"]["percent"] == 37.0 and stopped["stop"]["via"] == "api"
+    told = call("POST", events.INGEST_PATH, headers=headers, json=env("heartbeat", going, {}))
+    assert going in told["stop"]
+    page = call("GET", "/api/v1/runs", headers=headers, params={"limit": 2})
+    assert {r["uuid"] for r in page["runs"]} == {run, going}
+    assert call("GET", "/api/v1/runs/{run_uuid}", f"/api/v1/runs/{run}", headers=headers)["failure"]["summary"]
     call("GET", "/api/v1/runs/{run_uuid}/logs", f"/api/v1/runs/{run}/logs", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/loss", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/none", headers=headers)
