@@ -141,6 +141,13 @@ def get_run(session: Session, run_uuid: str) -> JSONObject:
     return run
 
 
+def stop_run(session: Session, run_uuid: str) -> JSONObject:
+    """Ask the run ``run_uuid`` to stop; the run as the server has it then (with ``stop``).
+    A run that has ended is refused: an :class:`~hyperdash.errors.APIError` with status 409."""
+    run: JSONObject = session.request("POST", f"/runs/{quote(run_uuid, safe='')}/stop", json={"via": "cli"})
+    return run
+
+
 def find_run(session: Session, ref: str) -> JSONObject | None:
     """The run that ``ref`` names: its uuid, a run name (its newest run), or the start of its
     uuid; ``None`` when none does. Raises :class:`~hyperdash.errors.AmbiguousRun` for the start

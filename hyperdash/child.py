@@ -14,10 +14,12 @@ import os
 import re
 import shutil
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import events
+from . import config, events
 from .channel import copy_window_size, isatty, open_channel, same_destination, widen_pipe
 from .errors import CommandError
 
@@ -35,6 +37,12 @@ __all__ = [
 #: After the child exits, how long its output may still take to reach end of file (a
 #: grandchild that inherited the pipe may hold it open for ever) before capture stops.
 DRAIN_SECONDS = 2.0
+
+#: A stop asked from afar: SIGINT, then after this many seconds SIGTERM, then SIGKILL
+#: (``HYPERDASH_STOP_GRACE`` sets it).
+DEFAULT_STOP_GRACE = 10.0
+#: The signals a stop sends, one after the other, while the child goes on.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 #: Signals hyperdash passes on to its child instead of acting on them itself.
 FORWARDED_SIGNALS = (
@@ -121,6 +129,7 @@ class Outcome:
     exit_code: int  #: the child's exit code, or 128+N when signal N killed it
     signal: int | None = None  #: the signal that killed the child
     interrupted: bool = False  #: hyperdash got SIGINT (Ctrl-C) while the child ran
+    stopped: bool = False  #: a stop asked from afar ended the child
 
     @property
     def signal_name(self) -> str | None:
@@ -128,7 +137,9 @@ class Outcome:
 
     @property
     def status(self) -> str:
-        """The run's final status: Ctrl-C is ``user_canceled``, another signal ``killed``."""
+        """The run's final status: Ctrl-C or a stop is ``user_canceled``, another signal ``killed``."""
+        if self.stopped:
+            return events.USER_CANCELED
         if self.signal == signal.SIGINT or (self.interrupted and self.exit_code != 0):
             return events.USER_CANCELED
         if self.signal:
@@ -136,11 +147,16 @@ class Outcome:
         return events.SUCCESS if self.exit_code == 0 else events.FAILURE
 
     @classmethod
-    def from_wait_status(cls, wait_status: int, interrupted: bool) -> Outcome:
+    def from_wait_status(cls, wait_status: int, interrupted: bool, stopped: bool = False) -> Outcome:
         if os.WIFSIGNALED(wait_status):
             sig = os.WTERMSIG(wait_status)
-            return cls(128 + sig, sig, interrupted)
-        return cls(os.waitstatus_to_exitcode(wait_status), None, interrupted)
+            return cls(128 + sig, sig, interrupted, stopped)
+        return cls(os.waitstatus_to_exitcode(wait_status), None, interrupted, stopped)
+
+
+def stop_grace_setting() -> float:
+    """Seconds between the signals of a stop (``HYPERDASH_STOP_GRACE``, else 10)."""
+    return config.env_float("HYPERDASH_STOP_GRACE", DEFAULT_STOP_GRACE)
 
 
 class SignalGate:
@@ -154,6 +170,16 @@ class SignalGate:
     def __init__(self) -> None:
         self._watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD, signal.SIGWINCH}
         self._old_mask: set[int] | None = None
+        self._supervisor: int | None = None  # the thread in supervise()
+        self._stop_grace: float | None = None  # set by stop()
+
+    def stop(self, grace: float) -> None:
+        """Stop the child (from any thread): SIGINT now, SIGTERM ``grace`` seconds later if it
+        still runs, SIGKILL as long again after that. The run ends ``user_canceled``."""
+        self._stop_grace = max(0.0, grace)
+        if self._supervisor is not None:
+            # wake supervise() (SIGCHLD is held for it, so nothing else sees this one)
+            signal.pthread_kill(self._supervisor, signal.SIGCHLD)
 
     def __enter__(self) -> SignalGate:
         # An ignored SIGCHLD (inherited from our parent) would make the kernel reap the child
@@ -179,11 +205,27 @@ class SignalGate:
         pty the child writes to, so full-screen programs and progress bars keep their width.
         """
         interrupted = False
+        self._supervisor = threading.get_ident()
+        sent = 0  # how many of STOP_SIGNALS a stop has sent
+        next_at = 0.0  # when the next of them is due
         while True:
             done, wait_status = os.waitpid(pid, os.WNOHANG)
             if done:
-                return Outcome.from_wait_status(wait_status, interrupted)
-            info = signal.sigwaitinfo(self._watched)
+                return Outcome.from_wait_status(wait_status, interrupted, stopped=sent > 0)
+            grace = self._stop_grace
+            if grace is not None and sent < len(STOP_SIGNALS) and time.monotonic() >= next_at:
+                try:
+                    os.kill(pid, STOP_SIGNALS[sent])
+                except ProcessLookupError:
+                    pass
+                sent += 1
+                next_at = time.monotonic() + grace
+            if grace is not None and sent < len(STOP_SIGNALS):
+                info = signal.sigtimedwait(self._watched, max(0.0, next_at - time.monotonic()))
+                if info is None:
+                    continue
+            else:
+                info = signal.sigwaitinfo(self._watched)
             sig = info.si_signo
             if sig == signal.SIGCHLD:
                 continue
@@ -239,7 +281,10 @@ def monitor_command(
     with SignalGate() as gate:
         run = Run(
             name, api="cli_run", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
-        ).start()
+        )
+        grace = stop_grace_setting()
+        run.on_stop = lambda request: gate.stop(grace)
+        run.start()
         channels = []  # (read_fd, write_fd, terminal_fd, stream)
         try:
             for terminal_fd, stream in destinations:
@@ -304,7 +349,10 @@ def monitor_stdin(
     with SignalGate():
         run = Run(
             name, api="cli_pipe", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
-        ).start()
+        )
+        main = threading.get_ident()
+        run.on_stop = lambda request: signal.pthread_kill(main, signal.SIGINT)  # a stop is a Ctrl-C here
+        run.start()
         widen_pipe(0)
         pump = Pump(run, [(_stdin_copy(0), 1, events.STDOUT)])
         pump.start()

@@ -659,6 +659,25 @@ def logs(run_ref: str, follow: bool) -> None:
                 return
 
 
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+def stop(run_ref: str) -> None:
+    """Stop RUN (a run id, the start of one, or a run name: its newest run), as the Stop button
+    of its page does: the job hears of it within a few seconds and ends user_canceled."""
+    from . import account
+
+    with user_errors():
+        session = account.Session.from_settings()
+        found = account.find_run(session, run_ref)
+        if found is None:
+            raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
+        stopped = account.stop_run(session, found["uuid"])
+    name = f" ({clip(stopped['name'], 40)})" if stopped.get("name") else ""
+    click.echo(f"Asked run {stopped['uuid'][:8]}{name} to stop: the job stops when it next hears from the "
+               "server, within a few seconds (a command run by `hyperdash run` gets SIGINT, then SIGTERM, "
+               "then SIGKILL if it goes on).")
+
+
 @cli.command("open")
 @click.argument("run_ref", metavar="RUN")
 def open_run(run_ref: str) -> None:

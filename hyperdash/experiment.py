@@ -110,6 +110,7 @@ class Experiment:
         self._iterators = 0
         self.callbacks = Callbacks(self)
         self._install_hooks()
+        self._run.on_stop = _interrupt_main
 
     # -- the public API -------------------------------------------------------------------
     @property
@@ -267,6 +268,23 @@ class Experiment:
         self._finish(KILLED, signal_name=signal.Signals(signum).name)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+def _interrupt_main(request: dict[str, Any]) -> None:
+    """A stop asked from afar: KeyboardInterrupt in the main thread, as Ctrl-C would raise it.
+
+    A real SIGINT sent to the main thread wakes it from a blocking call (a sleep, a wait on a
+    data loader) where ``_thread.interrupt_main`` alone would wait for the call to return; a
+    program that handles SIGINT itself gets it as from Ctrl-C."""
+    import _thread
+
+    main = threading.main_thread()
+    if not main.is_alive():
+        return
+    if callable(signal.getsignal(signal.SIGINT)) and main.ident is not None:
+        signal.pthread_kill(main.ident, signal.SIGINT)
+    else:  # a program that set SIGINT aside: Python raises KeyboardInterrupt when it can
+        _thread.interrupt_main()
 
 
 def _end_capturing_experiments(superseded_by: str) -> None:

@@ -217,6 +217,12 @@ class Run:
         self._forked = False
         self._orphans_checked = False
         self._logs_pruned = False
+        #: The stop asked of the run from the dashboard, the CLI or the API
+        #: (``{"requested_at", "by", "via"}``), once the server has told it.
+        self.stop_request: dict[str, Any] | None = None
+        #: Called (on the sending thread) with :attr:`stop_request` when it comes: each face
+        #: stops its job its own way.
+        self.on_stop: Callable[[dict[str, Any]], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Run:
@@ -255,7 +261,8 @@ class Run:
                                    "pid": os.getpid(), "api": self.api})
         transport = Transport(server_url, api_key=key_source.get)
         sender = SpoolSender(spool, transport, self.uuid, self.api,
-                             on_dropped=lambda exc: self.warn("dropped", f"the server refused an event: {exc}"))
+                             on_dropped=lambda exc: self.warn("dropped", f"the server refused an event: {exc}"),
+                             on_reply=self._heard)
         self._shipper = Shipper(sender, warn=self._warn_from_shipper, on_tick=self._tick,
                                 key_refresh_seconds=key_source.refresh_seconds)
         self._shipper.start()
@@ -527,6 +534,26 @@ class Run:
                 from .uploader import upload_orphans_in_background
 
                 upload_orphans_in_background(exclude=self.uuid)
+
+    def _heard(self, reply: dict[str, Any]) -> None:
+        """A reply of the server (on the sending thread): the first stop asked of this run is
+        said in one line and handed to :attr:`on_stop`."""
+        asked = reply.get("stop")
+        if not isinstance(asked, dict) or self.stop_request is not None or self._ended:
+            return
+        request = asked.get(self.uuid)
+        if request is None:
+            return
+        self.stop_request = request = request if isinstance(request, dict) else {}
+        via = {"dashboard": "the dashboard", "cli": "the command line", "api": "the API"}.get(
+            str(request.get("via")), "afar")
+        self.say(f"{request.get('by') or 'someone'} asked this run to stop, from {via}: stopping the job")
+        handler = self.on_stop
+        if handler is not None:
+            try:
+                handler(request)
+            except Exception as exc:  # never the sending thread's problem
+                self.warn("stop", f"internal error while stopping the job: {exc!r}")
 
     def _prune_logs(self) -> None:
         """Once a run: delete old run logs past the limits (see :mod:`hyperdash.runlogs`)."""

@@ -104,6 +104,7 @@ class SpoolSender:
         batch_events: int = DEFAULT_BATCH_EVENTS,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         on_dropped: Callable[[errors.APIError], None] | None = None,
+        on_reply: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.spool = spool
         self.transport = transport
@@ -112,6 +113,7 @@ class SpoolSender:
         self.batch_events = min(batch_events, MAX_BATCH_EVENTS)
         self.batch_bytes = batch_bytes
         self.on_dropped = on_dropped
+        self.on_reply = on_reply  # told every reply of the server (a stop asked of the run)
         self.frozen = False  # set once another process may own the spool: stop moving the cursor
         self._torn_end: int | None = None
 
@@ -170,13 +172,18 @@ class SpoolSender:
             offset = record.end
         return batch, offset, last_seq
 
+    def heard(self, reply: dict[str, Any]) -> None:
+        """Pass a reply of the server on to ``on_reply``."""
+        if self.on_reply is not None:
+            self.on_reply(reply)
+
     def _drop(self, exc: errors.APIError) -> None:
         if self.on_dropped is not None:
             self.on_dropped(exc)
 
     def _send(self, fragments: list[str]) -> None:
         try:
-            self.transport.send_events(_body(fragments), self.api)
+            self.heard(self.transport.send_events(_body(fragments), self.api))
         except errors.APIError as exc:
             if exc.status not in (400, 413, 422):
                 raise
@@ -286,7 +293,7 @@ class Shipper(threading.Thread):
 
     def _heartbeat(self) -> None:
         env = envelope(HEARTBEAT, self.sender.run_uuid, {})
-        self._attempt(lambda: self.sender.transport.send_events([env], self.sender.api))
+        self._attempt(lambda: self.sender.heard(self.sender.transport.send_events([env], self.sender.api)))
 
     def _attempt(self, send: Callable[[], Any]) -> None:
         try:

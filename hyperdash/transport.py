@@ -101,7 +101,8 @@ class Transport:
     def send_events(self, envelopes: Iterable[dict[str, Any]] | bytes, api: str) -> dict[str, Any]:
         """POST a batch of envelopes (or a JSON body already encoded) to the ingest endpoint.
 
-        Returns the server's reply, ``{"stored": N, "duplicates": M}``. A batch that JSON
+        Returns the server's reply, ``{"stored": N, "duplicates": M}``, with ``"stop": {run
+        uuid: {"requested_at", "by", "via"}}`` when a run of the batch was asked to stop. A batch that JSON
         cannot carry (a NaN, an infinity) is refused here as the server would refuse it: an
         :class:`~hyperdash.errors.APIError` with status 400.
         """
