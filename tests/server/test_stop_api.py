@@ -122,3 +122,18 @@ def test_a_request_taken_by_another_server_process_reaches_the_job(make_client):
             break
         time.sleep(0.2)
     assert reply["stop"][run]["by"] == api.email
+
+
+def test_an_original_client_goes_on_as_before(api: Api):
+    # The original clients send one envelope a request, without seq, and read only the status
+    # of the reply: a stop asked of their run changes nothing for them.
+    run = str(uuid.uuid4())
+    assert api.ingest(env("run_started", run, {"job_name": "old"})).status_code == 200
+    assert _stop(api, run).status_code == 202
+    for body in (log(run, None, "epoch 1\nepoch"), env("heartbeat", run, {}), log(run, None, " 2\n"),
+                 env("run_ended", run, {"final_status": "success"})):
+        resp = api.ingest(body)
+        assert resp.status_code == 200, resp.text
+    assert api.lines(run) == ["epoch 1", "epoch 2"]
+    shown = api.json(f"/api/v1/runs/{run}")
+    assert shown["status"] == "success" and shown["stop"]["by"] == api.email

@@ -1,0 +1,91 @@
+"""Stopping a `hyperdash run` job from afar: SIGINT, then SIGTERM and SIGKILL while the command
+goes on; `hyperdash stop`; the run ends user_canceled and says who stopped it."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+from cli_support import HYPERDASH, py
+
+# Prints a line, then waits: as an idle job does, between its heartbeats.
+WAITS = """
+import time
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+# Ignores SIGINT and SIGTERM (saying so), so only SIGKILL ends it.
+STUBBORN = """
+import signal, sys, time
+def said(signum, frame):
+    print("ignoring", signal.Signals(signum).name, flush=True)
+signal.signal(signal.SIGINT, said)
+signal.signal(signal.SIGTERM, said)
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def _start(account, home, code: str, **env: str) -> tuple[subprocess.Popen, str]:
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([*HYPERDASH, "run", "-n", name, *py(code)], env={**account.sdk_env(home), **env},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = account.wait_for_run(name, "running", timeout=30)
+    account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(run["uuid"])), timeout=30)
+    return proc, run["uuid"]
+
+
+def test_hyperdash_stop_ends_a_run_job_user_canceled(account, hyperdash_home, hd):
+    proc, run_uuid = _start(account, hyperdash_home, WAITS)
+    asked = time.monotonic()
+    done = hd("stop", run_uuid[:8])
+    assert done.returncode == 0, done.stderr
+    assert f"Asked run {run_uuid[:8]}" in done.stdout.decode()
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - asked
+    assert proc.returncode == 130, err.decode()  # the command died of SIGINT (KeyboardInterrupt)
+    assert took < 15, f"the job took {took:.1f}s to stop"
+    assert f"{account.email} asked this run to stop, from the command line" in err.decode()
+    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    assert run["status"] == "user_canceled"
+    assert run["stop"]["by"] == account.email and run["stop"]["via"] == "cli"
+    assert run["failure"] is None
+    # Stopping it again is refused, clearly.
+    again = hd("stop", run_uuid)
+    assert again.returncode == 1
+    assert "has already ended (user_canceled); there is nothing to stop" in again.stderr.decode()
+
+
+def test_a_command_that_ignores_sigint_gets_sigterm_then_sigkill(account, hyperdash_home):
+    proc, run_uuid = _start(account, hyperdash_home, STUBBORN, HYPERDASH_STOP_GRACE="1")
+    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
+                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 137, err.decode()  # SIGKILL
+    text = out.decode()
+    assert "ignoring SIGINT" in text and "ignoring SIGTERM" in text
+    assert text.index("ignoring SIGINT") < text.index("ignoring SIGTERM")
+    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    assert (run["status"], run["signal"], run["exit_code"]) == ("user_canceled", "SIGKILL", 137)
+    assert run["stop"]["via"] == "api"
+    stored = [line["text"] for line in account.logs(run_uuid)]
+    assert "ignoring SIGINT" in stored and "ignoring SIGTERM" in stored
+
+
+def test_another_account_cannot_stop_the_job(account, hyperdash_home, hyperdash_server):
+    proc, run_uuid = _start(account, hyperdash_home, WAITS)
+    try:
+        other = hyperdash_server.signup()
+        resp = hyperdash_server.session.post(f"{hyperdash_server.url}/api/v1/runs/{run_uuid}/stop",
+                                             headers={"x-hyperdash-auth": other.api_key}, timeout=10)
+        assert resp.status_code == 404
+        time.sleep(6)  # longer than an idle job's heartbeat: it would have heard by now
+        assert proc.poll() is None
+        assert account.run(run_uuid)["status"] == "running" and account.run(run_uuid)["stop"] is None
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

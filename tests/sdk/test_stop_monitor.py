@@ -1,0 +1,74 @@
+"""Stopping an @monitor or Experiment job from afar: KeyboardInterrupt in its main thread, even
+while it sleeps, and the run ends user_canceled."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+
+def _stop(account, run_uuid: str):
+    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
+                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+    assert resp.status_code == 202, resp.text
+
+
+def _start(account, script, sdk_env, code: str, name: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, str(script(code))], env=sdk_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = account.wait_for_run(name, "running", timeout=30)
+    account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(run["uuid"])), timeout=30)
+    return proc, run["uuid"]
+
+
+def test_a_monitor_job_asleep_is_stopped(account, script, sdk_env):
+    name = f"monitor-{uuid.uuid4().hex[:8]}"
+    proc, run_uuid = _start(account, script, sdk_env, f"""
+        import time
+        from hyperdash import monitor
+
+        @monitor({name!r})
+        def train():
+            print("ready", flush=True)
+            try:
+                time.sleep(120)  # blocked in a call: the stop must still reach it
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+                raise
+
+        train()
+    """, name)
+    asked = time.monotonic()
+    _stop(account, run_uuid)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - asked
+    assert "interrupted" in out.decode()
+    assert "KeyboardInterrupt" in err.decode()
+    assert proc.returncode != 0
+    assert took < 15, f"the job took {took:.1f}s to stop"
+    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    assert run["status"] == "user_canceled"
+    assert run["stop"] == {"requested_at": run["stop"]["requested_at"], "by": account.email, "via": "api"}
+    assert "interrupted" in [line["text"] for line in account.logs(run_uuid)]
+
+
+def test_an_experiment_in_a_busy_loop_is_stopped(account, script, sdk_env):
+    name = f"experiment-{uuid.uuid4().hex[:8]}"
+    proc, run_uuid = _start(account, script, sdk_env, f"""
+        from hyperdash import Experiment
+
+        with Experiment({name!r}) as exp:
+            print("ready", flush=True)
+            for i in exp.iter(10**9, log=False):
+                pass
+    """, name)
+    _stop(account, run_uuid)
+    out, err = proc.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err.decode()
+    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    assert run["status"] == "user_canceled" and run["stop"]["by"] == account.email
+    # exp.iter kept its progress meanwhile.
+    assert run["progress"]["source"] == "iter" and run["progress"]["total"] == 10**9
+    assert run["progress"]["done"] > 0
