@@ -7,8 +7,11 @@ import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
   parseTime, runDuration,
 } from './dom.js';
+import { highlightFailure } from './failure.js';
 import { LogView } from './logview.js';
 import { notifyRunEnded, setUpNotifyButton } from './notify.js';
+import { progressView, tickProgress } from './progress.js';
+import { setUpStop } from './stop.js';
 import { remember, remembered } from './prefs.js';
 
 const page = document.getElementById('run');
@@ -45,7 +48,33 @@ function renderFacts() {
     exit.previousElementSibling.textContent = 'Exit code';
     exit.textContent = run.exit_code === null || run.exit_code === undefined ? '—' : String(run.exit_code);
   }
+  renderTrouble();
 }
+
+// --- progress, stop, failure ------------------------------------------------------------------
+
+const renderStop = setUpStop({
+  runUuid,
+  button: $('stop'),
+  confirm: $('stop-confirm'),
+  yes: $('stop-yes'),
+  no: $('stop-no'),
+  info: $('stop-info'),
+  onChange: (changes) => updateRun(changes),
+  onError: showError,
+});
+
+function renderTrouble() {
+  const view = progressView(run);
+  $('run-progress').replaceChildren(...(view ? [view] : []));
+  $('run-progress').hidden = !view;
+  renderStop(run);
+  const summary = $('failure-summary');
+  summary.textContent = run.failure ? run.failure.summary : '';
+  summary.hidden = !run.failure;
+}
+
+setInterval(() => { if (run) tickProgress($('run-progress'), () => run); }, 1000);
 
 setInterval(() => {
   if (run && run.status === 'running') $('fact-duration').textContent = formatDuration(runDuration(run));
@@ -55,6 +84,7 @@ function updateRun(changes) {
   const before = run.status;
   run = { ...run, ...changes };
   renderFacts();
+  if (run.failure) highlightFailure(log, run.failure).catch(showError);
   if (before === 'running' && run.status !== 'running') {
     notifyRunEnded(run, STATUS_LABELS[run.status] || run.status, formatDuration(runDuration(run)));
   }
@@ -182,6 +212,8 @@ async function start() {
   setUpNotifyButton($('notify'), run);
   addParams(run.params || {});
   log.showTail(initial.tail, initial.tail_limit);
+  // A failed run opens at where it went wrong.
+  if (run.failure) highlightFailure(log, run.failure, { open: true }).catch(showError);
   subscribe(`/runs/${encodeURIComponent(runUuid)}/events`, {
     log: (line) => log.push(line),
     metric: (point) => charts.point(point),

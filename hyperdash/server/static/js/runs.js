@@ -5,6 +5,7 @@ import { api, subscribe } from './api.js';
 import {
   h, badge, coalesce, formatDuration, formatFull, formatStart, parseTime, runDuration,
 } from './dom.js';
+import { progressView, tickProgress } from './progress.js';
 
 const PAGE_SIZE = 100;
 const UNNAMED = 'Unnamed run';
@@ -76,6 +77,8 @@ function runRow(run) {
         formatDuration(runDuration(run))),
       h('span', { class: 'outcome' }, outcome(run)),
       h('span', { class: 'host', title: run.host || '' }, run.host || '—'),
+      progressView(run),
+      run.failure ? h('span', { class: 'failure', title: run.failure.summary }, run.failure.summary) : null,
     ),
   );
 }
@@ -157,6 +160,7 @@ setInterval(() => {
     const run = runs.get(uuid);
     if (run) el.textContent = formatDuration(runDuration(run));
   }
+  tickProgress(container, (el) => runs.get(/** @type {HTMLElement} */ (el.closest('.run-row')).dataset.uuid));
 }, 1000);
 
 // After a reconnection the stream may have missed changes: reload what is shown.

@@ -1,0 +1,48 @@
+// @ts-check
+// Where a failed run went wrong: its one-line summary, and the log lines that show it (a
+// traceback, or the last lines of stderr) highlighted, the page opened at them.
+
+/**
+ * A failed run's summary as the API gives it.
+ * @typedef {{summary: string, first_seq: number | null, last_seq: number | null}} Failure
+ */
+
+/**
+ * Mark the rows of `failure`'s lines; with `open`, bring them into view first (fetching them
+ * when the page does not hold them) and scroll the first to the top of the log.
+ * @param {import('./logview.js').LogView} log
+ * @param {Failure} failure
+ * @param {{open?: boolean}} [options]
+ */
+export async function highlightFailure(log, failure, { open = false } = {}) {
+  const first = failure.first_seq;
+  const last = failure.last_seq ?? first;
+  if (first === null || first === undefined || last === null) return;
+  let marked = mark(log, first, last);
+  if (!marked.length && open) {
+    await log.openAt(first);
+    marked = mark(log, first, last);
+  }
+  if (open && marked.length) {
+    marked[0].scrollIntoView({ block: 'start' });
+    log.onScroll();
+  }
+}
+
+/**
+ * @param {import('./logview.js').LogView} log
+ * @param {number} first
+ * @param {number} last
+ * @returns {HTMLElement[]}
+ */
+function mark(log, first, last) {
+  const marked = [];
+  for (const row of /** @type {HTMLCollectionOf<HTMLElement>} */ (log.rows.children)) {
+    const state = log.state(row);
+    if (state.seq >= first && state.firstSeq <= last) {
+      row.classList.add('failure');
+      marked.push(row);
+    }
+  }
+  return marked;
+}

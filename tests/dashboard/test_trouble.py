@@ -1,0 +1,248 @@
+"""Progress, where a run went wrong, and Stop, in Chromium, with real jobs: a tqdm loop and
+exp.iter in the runs list and the run page; a failed run's page opened at its traceback; Stop on
+a phone-sized page ending a `hyperdash run` job and an @monitor job."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+from .support import DESKTOP, PHONE, ROWS, sign_in, wait_until
+
+HYPERDASH = [sys.executable, "-m", "hyperdash"]
+
+TQDM_LOOP = """
+import time
+from tqdm import tqdm
+print("ready", flush=True)
+for i in tqdm(range(400), mininterval=0.2):
+    time.sleep(0.1)
+"""
+
+ITER_LOOP = """
+import time
+from hyperdash import Experiment
+with Experiment({name!r}) as exp:
+    print("ready", flush=True)
+    for i in exp.iter(400, log=False):
+        time.sleep(0.1)
+"""
+
+FAILS = """
+import atexit, sys
+for i in range(300):
+    print("step", i)
+atexit.register(lambda: [print("cleaning up", i) for i in range(80)])
+def divide(a, b):
+    return a / b
+divide(1, 0)
+"""
+
+MONITORED = """
+import time
+from hyperdash import monitor
+
+@monitor({name!r})
+def train():
+    print("ready", flush=True)
+    time.sleep(120)
+
+train()
+"""
+
+WAITS = """
+import time
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def _job(account, home, tmp_path, code: str, name: str, *, run: bool = True) -> tuple[subprocess.Popen, str]:
+    """Start a real job (under `hyperdash run`, or a Python script that monitors itself); once
+    it has said "ready", its process and run uuid."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(code))
+    argv = [*HYPERDASH, "run", "-n", name, sys.executable, str(path)] if run else [sys.executable, str(path)]
+    proc = subprocess.Popen(argv, env=account.sdk_env(home), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    found = account.wait_for_run(name, "running", timeout=30)
+    account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(found["uuid"])), timeout=30)
+    return proc, found["uuid"]
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    proc.communicate(timeout=30)
+
+
+def _seconds(text: str) -> float:
+    """ "1m 05s left" -> 65."""
+    total = 0.0
+    for amount, unit in re.findall(r"(\d+)([dhms])", text.split("left")[0]):
+        total += int(amount) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit]
+    return total
+
+
+def _check_progress(page, account, run_uuid: str, selector: str) -> None:
+    """The page shows the run's percent and time left as the server has them (which move
+    while this looks: it reads the server before and after the page)."""
+    wait_until(page, f"(document.querySelector({selector!r} + ' .progress-text') || {{}}).textContent"
+                     f"?.includes('left')", timeout=30)
+    for _ in range(20):
+        before = account.run(run_uuid)["progress"]
+        shown = page.locator(f"{selector} .progress-text").inner_text()
+        bar = page.locator(f"{selector} [role=progressbar]").get_attribute("aria-valuenow")
+        after = account.run(run_uuid)["progress"]
+        percent = int(shown.split("%")[0])
+        if int(before["percent"]) <= percent <= int(after["percent"]) and bar == str(percent):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the page shows {shown!r}, the server {before} then {after}")
+    assert 0 < percent < 100
+    # Time left: the server's ETA counted down since its update (a second of slack each way
+    # for the countdown's tick, and for the updates that came between the reads).
+    left = _seconds(shown)
+    now = time.time()
+
+    def left_of(progress):
+        at = time.mktime(time.strptime(progress["updated_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        return max(0.0, progress["eta_s"] - (now - at))
+
+    assert left_of(after) - 2.5 <= left <= left_of(before) + 2.5, (shown, before, after)
+    # And that ETA is tqdm's (or for exp.iter, derived from the pace): steps left over the rate.
+    assert abs(after["eta_s"] - (after["total"] - after["done"]) / after["rate"]) <= max(3.0, after["eta_s"] * 0.2)
+
+
+def test_a_tqdm_loop_shows_its_percent_and_time_left(open_page, account, hyperdash_home, tmp_path):
+    name = f"tqdm-{uuid.uuid4().hex[:6]}"
+    proc, run_uuid = _job(account, hyperdash_home, tmp_path, TQDM_LOOP, name)
+    try:
+        account.wait_for(lambda: account.run(run_uuid)["progress"], timeout=30)
+        phone = open_page(PHONE)
+        sign_in(phone, account, "/")
+        _check_progress(phone, account, run_uuid, f'.run-row[data-uuid="{run_uuid}"]')
+        page = open_page(DESKTOP)
+        sign_in(page, account, f"/runs/{run_uuid}")
+        _check_progress(page, account, run_uuid, "#run-progress")
+        # Live: the percent moves on without a reload.
+        first = int(page.locator("#run-progress .progress-text").inner_text().split("%")[0])
+        wait_until(page, f"parseInt(document.querySelector('#run-progress .progress-text').textContent) > {first}",
+                   timeout=20)
+        assert account.run(run_uuid)["progress"]["source"] == "bar"
+    finally:
+        _end(proc)
+
+
+def test_exp_iter_shows_its_percent_and_time_left(open_page, account, hyperdash_home, tmp_path):
+    name = f"iter-{uuid.uuid4().hex[:6]}"
+    proc, run_uuid = _job(account, hyperdash_home, tmp_path, ITER_LOOP.format(name=name), name, run=False)
+    try:
+        account.wait_for(lambda: (account.run(run_uuid)["progress"] or {}).get("eta_s"), timeout=30)
+        page = open_page(DESKTOP)
+        sign_in(page, account, "/")
+        _check_progress(page, account, run_uuid, f'.run-row[data-uuid="{run_uuid}"]')
+        assert account.run(run_uuid)["progress"]["source"] == "iter"
+    finally:
+        _end(proc)
+    # A run that has ended shows no progress bar.
+    account.wait_for(lambda: account.run(run_uuid)["status"] != "running", timeout=30)
+    page.reload()
+    page.wait_for_selector(f'.run-row[data-uuid="{run_uuid}"]')
+    assert page.locator(f'.run-row[data-uuid="{run_uuid}"] .progress').count() == 0
+
+
+def test_a_failed_run_opens_at_its_traceback(open_page, account, hyperdash_home, tmp_path):
+    name = f"fails-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "fails.py"
+    path.write_text(textwrap.dedent(FAILS))
+    env = account.sdk_env(hyperdash_home)
+    done = subprocess.run([*HYPERDASH, "run", "-n", name, sys.executable, str(path)], env=env,
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    subprocess.run([*HYPERDASH, "run", "-n", name, sys.executable, "-c",
+                    "import sys; print('no config', file=sys.stderr); sys.exit(3)"],
+                   env=env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    subprocess.run([*HYPERDASH, "run", "-n", name, sys.executable, "-c",
+                    "import os, signal; print('bye', flush=True); os.kill(os.getpid(), signal.SIGKILL)"],
+                   env=env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    runs = account.wait_for(lambda: len(found := account.runs(name=name)) == 3
+                            and all(r["status"] != "running" for r in found) and found, timeout=30)
+    failed = runs[-1]  # (newest first)
+    assert failed["failure"]["summary"] == "ZeroDivisionError: division by zero"
+
+    page = open_page(PHONE)
+    sign_in(page, account, "/?name=" + name)
+    page.wait_for_selector(f'.run-row[data-uuid="{failed["uuid"]}"] .failure')
+    summaries = [page.locator(f'.run-row[data-uuid="{r["uuid"]}"] .failure').inner_text() for r in runs]
+    assert summaries == ["killed by SIGKILL", "exit code 3", "ZeroDivisionError: division by zero"]
+
+    page = open_page(DESKTOP)
+    sign_in(page, account, f"/runs/{failed['uuid']}")
+    page.wait_for_selector(f"{ROWS}.failure")
+    assert page.locator("#failure-summary").inner_text() == "ZeroDivisionError: division by zero"
+    marked = page.locator(f"{ROWS}.failure .text").all_inner_texts()
+    assert marked[0] == "Traceback (most recent call last):"
+    assert marked[-1] == "ZeroDivisionError: division by zero"
+    assert any("divide(1, 0)" in text for text in marked)
+    # It is where the log is open, though 80 lines came after it.
+    wait_until(page, """(() => {
+        const row = document.querySelector('#log-rows .line.failure');
+        const box = document.getElementById('log').getBoundingClientRect();
+        const r = row.getBoundingClientRect();
+        return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+    })()""")
+    assert "cleaning up 79" in page.locator(f"{ROWS} .text").all_inner_texts()  # (in the page, below)
+    assert page.locator("#stop").is_hidden()
+
+
+def _stop_on_phone(open_page, account, run_uuid: str):
+    page = open_page(PHONE)
+    sign_in(page, account, f"/runs/{run_uuid}")
+    stop = page.locator("#stop")
+    stop.wait_for(state="visible")
+    box = stop.bounding_box()
+    assert box["x"] + box["width"] <= PHONE["width"]  # within a phone's screen
+    stop.click()
+    confirm = page.locator("#stop-confirm")
+    assert confirm.is_visible() and "Stop this run?" in confirm.inner_text()
+    page.locator("#stop-no").click()  # changed their mind: nothing asked
+    assert confirm.is_hidden() and account.run(run_uuid)["stop"] is None
+    stop.click()
+    page.locator("#stop-yes").click()
+    page.wait_for_selector("#stop-info:not([hidden])")
+    assert f"Stop requested by {account.email} from the dashboard" in page.locator("#stop-info").inner_text()
+    assert stop.is_hidden()
+    return page
+
+
+def test_stop_on_a_phone_ends_a_run_job(open_page, account, hyperdash_home, tmp_path):
+    name = f"stop-run-{uuid.uuid4().hex[:6]}"
+    proc, run_uuid = _job(account, hyperdash_home, tmp_path, WAITS, name)
+    try:
+        page = _stop_on_phone(open_page, account, run_uuid)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        page.wait_for_selector('#run-status [data-status="user_canceled"]', timeout=20_000)
+        assert page.locator("#stop-info").inner_text().startswith(f"Stopped by {account.email} from the dashboard")
+    finally:
+        _end(proc)
+
+
+def test_stop_on_a_phone_ends_a_monitor_job(open_page, account, hyperdash_home, tmp_path):
+    name = f"stop-monitor-{uuid.uuid4().hex[:6]}"
+    proc, run_uuid = _job(account, hyperdash_home, tmp_path, MONITORED.format(name=name), name, run=False)
+    try:
+        page = _stop_on_phone(open_page, account, run_uuid)
+        out, err = proc.communicate(timeout=30)
+        assert "KeyboardInterrupt" in err.decode()
+        page.wait_for_selector('#run-status [data-status="user_canceled"]', timeout=20_000)
+        assert page.locator("#stop-info").inner_text().startswith(f"Stopped by {account.email} from the dashboard")
+        assert account.run(run_uuid)["stop"]["via"] == "dashboard"
+    finally:
+        _end(proc)
