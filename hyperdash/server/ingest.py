@@ -43,8 +43,8 @@ from .facts import (
 )
 from .progress import track as track_progress
 from .stop import pending as stop_pending
-from .summary import failure_of
 from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, streams
+from .summary import failure_of
 
 __all__ = ["Stored", "RunCache", "store_batch", "mark_lost"]
 
@@ -241,7 +241,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
 
 
 def _state(run: RunRow) -> RunState:
-    return RunState(**{name: run.get(name) for name in _RUN_STATE_FIELDS})
+    fields: dict[str, Any] = {name: run.get(name) for name in _RUN_STATE_FIELDS}  # (new columns may be missing)
+    return RunState(**fields)
 
 
 def _number(conn: Connection, run_id: int, part: RunPart, top: int,

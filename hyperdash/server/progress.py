@@ -99,8 +99,8 @@ def parse_bar(text: str, ts: int = 0) -> dict[str, Any] | None:
     if "[" not in plain:  # (every bar shows its elapsed time in brackets: most lines stop here)
         return None
     found = None
-    for found in _BAR.finditer(plain):
-        pass
+    for match in _BAR.finditer(plain):  # the last one: the bar is at the end of its line
+        found = match
     if found is None:
         return None
     done = _number(found["done"])
