@@ -89,3 +89,23 @@ def test_another_account_cannot_stop_the_job(account, hyperdash_home, hyperdash_
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_pipe_is_stopped_like_ctrl_c(account, hyperdash_home):
+    name = f"pipe-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([*HYPERDASH, "pipe", "-n", name], env=account.sdk_env(hyperdash_home),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"ready\n")
+    proc.stdin.flush()
+    run = account.wait_for_run(name, "running", timeout=30)
+    account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(run["uuid"])), timeout=30)
+    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run['uuid']}/stop",
+                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+    assert resp.status_code == 202
+    try:
+        proc.wait(timeout=30)
+    finally:
+        proc.stdin.close()
+    assert proc.returncode == 130
+    ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r)
+    assert ended["status"] == "user_canceled"

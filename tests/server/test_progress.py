@@ -87,3 +87,28 @@ def test_iter_after_a_restart_finds_its_total_in_the_store(make_client):
                                       "step": None}, seq=2, timestamp=t0 + 5000)])
     progress = fresh_api.json(f"/api/v1/runs/{run}")["progress"]
     assert (progress["done"], progress["total"], progress["rate"], progress["eta_s"]) == (5, 10, 1.0, 5.0)
+
+
+def test_progress_is_announced_at_most_once_a_second_and_when_done(api: Api):
+    from hyperdash.server.facts import ProgressChanged
+
+    run = str(uuid.uuid4())
+    seen = []
+    store = api.client.app.state.store
+    store.dispatcher.subscribe(seen.extend, name="test")
+    api.ok([env("run_started", run, {"job_name": "fast", "host": "h", "pid": 1, "api": "cli_run"}, seq=1)])
+    # A fast bar: ten batches as fast as they go, then its end.
+    import time
+
+    started = time.monotonic()
+    for k in range(10):
+        api.ok([_bar(run, 2 + k, 10 * (k + 1), progress=True)])
+    elapsed = time.monotonic() - started
+    api.ok([_bar(run, 12, 1000)])
+    store.writer.call(lambda conn: None)
+    store.dispatcher.close()
+    told = [f.run.progress for f in seen if isinstance(f, ProgressChanged)]
+    # The first state, at most one more a second, and the bar done.
+    assert 2 <= len(told) <= 2 + int(elapsed), (elapsed, told)
+    assert '"done":10,' in told[0] and '"done":1000,' in told[-1]
+    assert api.json(f"/api/v1/runs/{run}")["progress"]["done"] == 1000  # (stored every time)
