@@ -11,6 +11,8 @@ import textwrap
 import time
 import uuid
 
+import pytest
+
 from .support import DESKTOP, PHONE, ROWS, sign_in, wait_until
 
 HYPERDASH = [sys.executable, "-m", "hyperdash"]
@@ -221,26 +223,19 @@ def _stop_on_phone(open_page, account, run_uuid: str):
     return page
 
 
-def test_stop_on_a_phone_ends_a_run_job(open_page, account, hyperdash_home, tmp_path):
-    name = f"stop-run-{uuid.uuid4().hex[:6]}"
-    proc, run_uuid = _job(account, hyperdash_home, tmp_path, WAITS, name)
-    try:
-        page = _stop_on_phone(open_page, account, run_uuid)
-        proc.communicate(timeout=30)
-        assert proc.returncode == 130
-        page.wait_for_selector('#run-status [data-status="user_canceled"]', timeout=20_000)
-        assert page.locator("#stop-info").inner_text().startswith(f"Stopped by {account.email} from the dashboard")
-    finally:
-        _end(proc)
-
-
-def test_stop_on_a_phone_ends_a_monitor_job(open_page, account, hyperdash_home, tmp_path):
-    name = f"stop-monitor-{uuid.uuid4().hex[:6]}"
-    proc, run_uuid = _job(account, hyperdash_home, tmp_path, MONITORED.format(name=name), name, run=False)
+@pytest.mark.parametrize("face", ["hyperdash run", "@monitor"])
+def test_stop_on_a_phone_ends_the_job(face, open_page, account, hyperdash_home, tmp_path):
+    name = f"stop-{uuid.uuid4().hex[:6]}"
+    under_run = face == "hyperdash run"
+    code = WAITS if under_run else MONITORED.format(name=name)
+    proc, run_uuid = _job(account, hyperdash_home, tmp_path, code, name, run=under_run)
     try:
         page = _stop_on_phone(open_page, account, run_uuid)
         out, err = proc.communicate(timeout=30)
-        assert "KeyboardInterrupt" in err.decode()
+        if under_run:
+            assert proc.returncode == 130  # the command died of SIGINT
+        else:
+            assert "KeyboardInterrupt" in err.decode()
         page.wait_for_selector('#run-status [data-status="user_canceled"]', timeout=20_000)
         assert page.locator("#stop-info").inner_text().startswith(f"Stopped by {account.email} from the dashboard")
         assert account.run(run_uuid)["stop"]["via"] == "dashboard"
