@@ -58,8 +58,7 @@ def request_stop(conn: Connection, cached_runs: dict[tuple[int, str], dict[str, 
         raise ValueError(f"via must be one of {SOURCES}")
     row = find_run(conn, user_id, run_uuid)
     if row.status in ev.FINAL_STATUSES or row.ended_at is not None:
-        raise RunFinished(f"the run {row.uuid} has already ended ({row.status}); there is nothing to stop",
-                          details={"status": row.status})
+        raise RunFinished(f"the run {row.uuid} has already ended ({row.status}); there is nothing to stop")
     run = row._asdict()
     new = row.stop_requested_at is None
     if new:

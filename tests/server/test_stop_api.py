@@ -6,6 +6,7 @@ import uuid
 
 from server_helpers import Api, env, log
 
+from hyperdash.server.api import Error
 from hyperdash.server.auth import CSRF_HEADER, SESSION_COOKIE
 from hyperdash.server.facts import StopRequested
 
@@ -63,6 +64,7 @@ def test_a_finished_run_is_not_stopped(api: Api):
     assert resp.status_code == 409
     assert resp.json()["code"] == "run_finished"
     assert "already ended (success)" in resp.json()["message"]
+    Error.model_validate(resp.json())
     assert api.json(f"/api/v1/runs/{run}")["stop"] is None
 
 
