@@ -164,7 +164,8 @@ def test_a_failed_run_opens_at_its_traceback(open_page, account, hyperdash_home,
     path = tmp_path / "fails.py"
     path.write_text(textwrap.dedent(FAILS))
     env = account.sdk_env(hyperdash_home)
-    done = subprocess.run([*HYPERDASH, "run", "-n", name, sys.executable, str(path)], env=env,
+    # (one channel for both streams: the lines after the traceback stay after it)
+    done = subprocess.run([*HYPERDASH, "run", "-n", name, "--merge-streams", sys.executable, str(path)], env=env,
                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 1
     subprocess.run([*HYPERDASH, "run", "-n", name, sys.executable, "-c",
@@ -199,7 +200,10 @@ def test_a_failed_run_opens_at_its_traceback(open_page, account, hyperdash_home,
         const r = row.getBoundingClientRect();
         return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
     })()""")
-    assert "cleaning up 79" in page.locator(f"{ROWS} .text").all_inner_texts()  # (in the page, below)
+    texts = page.locator(f"{ROWS} .text").all_inner_texts()
+    assert texts.index("cleaning up 79") > texts.index("ZeroDivisionError: division by zero")
+    # The log scrolled to it, not the page: its header is still in view.
+    assert page.evaluate("window.scrollY") == 0 and page.locator("#run-name").is_visible()
     assert page.locator("#stop").is_hidden()
 
 

@@ -24,7 +24,10 @@ export async function highlightFailure(log, failure, { open = false } = {}) {
     marked = mark(log, first, last);
   }
   if (open && marked.length) {
-    marked[0].scrollIntoView({ block: 'start' });
+    // Scroll the log alone (scrollIntoView would scroll the page too, hiding its header).
+    const scroller = log.scroller;
+    const offset = marked[0].getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+    scroller.scrollTop += offset - 8;
     log.onScroll();
   }
 }
