@@ -4,6 +4,7 @@ a phone-sized page ending a `hyperdash run` job and an @monitor job."""
 
 from __future__ import annotations
 
+import calendar
 import re
 import subprocess
 import sys
@@ -113,7 +114,7 @@ def _check_progress(page, account, run_uuid: str, selector: str) -> None:
     now = time.time()
 
     def left_of(progress):
-        at = time.mktime(time.strptime(progress["updated_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        at = calendar.timegm(time.strptime(progress["updated_at"][:19], "%Y-%m-%dT%H:%M:%S"))
         return max(0.0, progress["eta_s"] - (now - at))
 
     assert left_of(after) - 2.5 <= left <= left_of(before) + 2.5, (shown, before, after)
