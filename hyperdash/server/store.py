@@ -35,8 +35,8 @@ from .dialect import checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "Store", "default_db_url",
-           "SCHEMA_VERSION"]
+           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values", "Store",
+           "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
 
@@ -201,6 +201,15 @@ notify_outbox = Table(
     Index("ix_notify_outbox_channel_delivered", "channel_id", "delivered_at"),
 )
 
+# The server's own values, one per database, made on the first start (the VAPID key pair of
+# Web Push, server/notify/keys.py): every process on one database uses the same.
+server_values = Table(
+    "server_values", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -223,8 +232,13 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
+def _server_values_table(conn: Connection) -> None:
+    _create_missing_tables(conn)  # server_values
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables).
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
+                                                  _server_values_table]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

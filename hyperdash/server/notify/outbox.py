@@ -29,19 +29,23 @@ from sqlalchemy.engine import Connection
 from ...events import FAILURE, KILLED, SUCCESS, USER_CANCELED
 from ..dialect import insert_many, skip_locked
 from ..store import notify_channels, notify_outbox
-from .message import BACK, ENDED, LOST, Notification
+from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
 
 __all__ = [
     "EVENTS", "DEFAULT_EVENTS", "PENDING", "SENDING", "DELIVERED", "FAILED", "COALESCED",
-    "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels", "delete_channel",
-    "event_of", "wants", "name_matches", "enqueue", "claim_due", "mark_delivered", "mark_retry",
-    "mark_failed", "set_last_result",
+    "NotifyConfig", "ChannelRow", "Claimed", "Delivery", "add_channel", "list_channels", "enabled_channels",
+    "get_channel", "update_channel", "delete_channel", "check_events", "event_of", "wants", "name_matches", "enqueue",
+    "claim_due", "mark_delivered", "mark_retry", "mark_failed", "set_last_result", "recent_deliveries",
+    "purge_outbox",
 ]
 
-# What a channel may ask for: a run's final status, or that it went silent or came back.
-EVENTS = (SUCCESS, FAILURE, KILLED, USER_CANCELED, LOST, BACK)
+# What a channel may ask for: a run's final status, that it went silent or came back, that it
+# stalled (alive, writing nothing), or that one of the person's rules fired.
+EVENTS = (SUCCESS, FAILURE, KILLED, USER_CANCELED, LOST, BACK, STALLED, RULE)
 # A channel that names no events gets these (and success of a long run: see wants()).
-DEFAULT_EVENTS = frozenset({FAILURE, KILLED, LOST})
+DEFAULT_EVENTS = frozenset({FAILURE, KILLED, LOST, STALLED})
+# The longest run-name filter a channel may hold (the column's size).
+MAX_NAME_FILTER_CHARS = 600
 
 PENDING, SENDING, DELIVERED, FAILED, COALESCED = "pending", "sending", "delivered", "failed", "coalesced"
 
@@ -62,6 +66,7 @@ class NotifyConfig:
     missing row (facts announced just before a crash are never delivered to the subscriber).
     ``lost_timeout_s``: the server's lost timeout, so that a rescan finds runs lost since.
     ``channel_options``: passed to every ``make_channel`` (``timeout``, ``vapid``, ...).
+    ``keep_days``: delivered, failed and coalesced rows older than this are purged.
     """
 
     base_url: str = "http://127.0.0.1:8000"
@@ -80,6 +85,7 @@ class NotifyConfig:
     rescan_s: float = 900.0
     lost_timeout_s: float = 120.0
     channel_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    keep_days: float = 14.0
 
 
 @dataclass(frozen=True)
@@ -119,15 +125,20 @@ def _channel(row: Any) -> ChannelRow:
     )
 
 
+def check_events(events: Sequence[str] | None) -> None:
+    """ValueError naming the first event that is not one of :data:`EVENTS`."""
+    if events is not None:
+        unknown = sorted(set(events) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; expected some of {', '.join(EVENTS)}")
+
+
 def add_channel(conn: Connection, user_id: int, kind: str, name: str, settings: dict[str, Any], *, now: int,
                 events: Sequence[str] | None = None, name_filter: str | None = None,
                 enabled: bool = True) -> int:
     """Store a channel and return its id. The settings are stored as given: check them first
     with :func:`~hyperdash.server.notify.make_channel`. ValueError for an unknown event."""
-    if events is not None:
-        unknown = sorted(set(events) - set(EVENTS))
-        if unknown:
-            raise ValueError(f"unknown event {unknown[0]!r}; expected some of {', '.join(EVENTS)}")
+    check_events(events)
     result = conn.execute(notify_channels.insert().values(
         user_id=user_id, kind=kind, name=name, settings=json.dumps(settings),
         events=None if events is None else json.dumps(sorted(set(events))),
@@ -149,6 +160,38 @@ def enabled_channels(conn: Connection, user_id: int) -> list[ChannelRow]:
     return [c for c in list_channels(conn, user_id) if c.enabled]
 
 
+def get_channel(conn: Connection, user_id: int, channel_id: int) -> ChannelRow | None:
+    """The account's channel ``channel_id``, or None (another account's is None too)."""
+    row = conn.execute(select(notify_channels).where(
+        notify_channels.c.id == channel_id, notify_channels.c.user_id == user_id)).first()
+    return None if row is None else _channel(row)
+
+
+_UNCHANGED: Any = object()
+
+
+def update_channel(conn: Connection, channel_id: int, *, name: str | None = None,
+                   settings: dict[str, Any] | None = None, events: Sequence[str] | None = _UNCHANGED,
+                   name_filter: str | None = _UNCHANGED, enabled: bool | None = None) -> None:
+    """Change what is given of a channel (``events=None`` means the defaults again; checked
+    settings only, as for :func:`add_channel`). ValueError for an unknown event."""
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = name
+    if settings is not None:
+        values["settings"] = json.dumps(settings)
+        values["last_result"] = None  # the old answer was about the old settings
+    if events is not _UNCHANGED:
+        check_events(events)
+        values["events"] = None if events is None else json.dumps(sorted(set(events)))
+    if name_filter is not _UNCHANGED:
+        values["name_filter"] = name_filter or None
+    if enabled is not None:
+        values["enabled"] = enabled
+    if values:
+        conn.execute(update(notify_channels).where(notify_channels.c.id == channel_id).values(**values))
+
+
 def delete_channel(conn: Connection, channel_id: int) -> None:
     """Delete a channel and everything queued for it."""
     conn.execute(delete(notify_outbox).where(notify_outbox.c.channel_id == channel_id))
@@ -161,7 +204,8 @@ def set_last_result(conn: Connection, channel_id: int, result: dict[str, Any]) -
 
 
 def event_of(n: Notification) -> str:
-    """The channel event a notification answers to: its final status, ``lost`` or ``back``."""
+    """The channel event a notification answers to: its final status, or its kind (``lost``,
+    ``back``, ``stalled``, ``rule``)."""
     return n.status or "" if n.kind == ENDED else n.kind
 
 
@@ -189,7 +233,7 @@ def name_matches(pattern: str | None, name: str) -> bool:
 
 
 # Lost and back undo each other; the end of a run makes a pending lost or back moot.
-_MOOTED_BY = {LOST: (BACK,), BACK: (LOST,), ENDED: (LOST, BACK)}
+_MOOTED_BY = {LOST: (BACK,), BACK: (LOST,), ENDED: (LOST, BACK, STALLED)}
 _COLUMNS = ("channel_id", "run_id", "key", "kind", "notification", "state", "attempts", "next_attempt_at",
             "created_at")
 
@@ -205,7 +249,7 @@ def enqueue(conn: Connection, channel_id: int, run_id: int | None, n: Notificati
     if taken is not None:
         return False
     state, due = PENDING, now + (hold_ms if n.kind in (LOST, BACK) else 0)
-    if run_id is not None:
+    if run_id is not None and n.kind in _MOOTED_BY:
         mooted = conn.execute(update(notify_outbox).where(
             notify_outbox.c.channel_id == channel_id, notify_outbox.c.run_id == run_id,
             notify_outbox.c.state == PENDING, notify_outbox.c.attempts == 0,
@@ -283,3 +327,53 @@ def mark_retry(conn: Connection, claim: Claimed, *, next_attempt_at: int, detail
 def mark_failed(conn: Connection, claim: Claimed, *, detail: str) -> None:
     conn.execute(update(notify_outbox).where(_mine(claim)).values(
         state=FAILED, claimed_until=None, last_detail=detail))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row as the settings page shows it: what, where, and how it went."""
+
+    id: int
+    channel_id: int
+    channel_name: str
+    event: str
+    title: str
+    run_uuid: str
+    url: str
+    state: str
+    attempts: int
+    detail: str | None
+    created_at: int
+    delivered_at: int | None
+    next_attempt_at: int | None
+
+
+def recent_deliveries(conn: Connection, user_id: int, *, limit: int = 50, channel_id: int | None = None,
+                      state: str | None = None) -> list[Delivery]:
+    """The account's newest outbox rows, newest first; ``detail`` is the receiver's last answer
+    (scrubbed of the channel's secrets when it was kept)."""
+    query = (select(notify_outbox, notify_channels.c.name.label("channel_name"))
+             .join(notify_channels, notify_channels.c.id == notify_outbox.c.channel_id)
+             .where(notify_channels.c.user_id == user_id))
+    if channel_id is not None:
+        query = query.where(notify_outbox.c.channel_id == channel_id)
+    if state is not None:
+        query = query.where(notify_outbox.c.state == state)
+    found = []
+    for r in conn.execute(query.order_by(notify_outbox.c.id.desc()).limit(limit)).all():
+        n = Notification(**json.loads(r.notification))
+        found.append(Delivery(
+            id=r.id, channel_id=r.channel_id, channel_name=r.channel_name, event=event_of(n), title=n.title,
+            run_uuid=n.run_uuid, url=n.url, state=r.state, attempts=r.attempts, detail=r.last_detail,
+            created_at=r.created_at, delivered_at=r.delivered_at,
+            next_attempt_at=r.next_attempt_at if r.state == PENDING else None,
+        ))
+    return found
+
+
+def purge_outbox(conn: Connection, *, now: int, keep_ms: int) -> int:
+    """Delete the rows done with (delivered, failed, coalesced) queued over ``keep_ms`` ago;
+    how many. (A rescan looks back a day at most, so an older key needs not stay taken.)"""
+    result = conn.execute(delete(notify_outbox).where(
+        notify_outbox.c.state.in_((DELIVERED, FAILED, COALESCED)), notify_outbox.c.created_at < now - keep_ms))
+    return int(result.rowcount or 0)
