@@ -327,3 +327,33 @@ def test_facts_missed_by_the_outbox_are_found_by_its_rescan(start, receiver):
     assert outbox.rescan() == 1 and outbox.rescan() == 0  # the unique key: queued once
     wait_for(lambda: len(receiver.requests) == 1, what="the delivery")
 
+
+
+def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, receiver):
+    from hyperdash.server.facts import RunState
+    from hyperdash.server.notify import RULE, STALLED
+    from hyperdash.server.store import runs
+
+    client = start()
+    api = Api(client)
+    by_default, rules = generate_secret(), generate_secret()
+    webhook(client, api, receiver.base + "/default", by_default)
+    webhook(client, api, receiver.base + "/rules", rules, events=["rule"])
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "slow-train", "host": "gpu-2", "pid": 9}, seq=1),
+            log(run, 2, "epoch 3")])
+    store = client.app.state.store  # type: ignore[attr-defined]
+    with store.read() as conn:
+        row = conn.execute(select(runs).where(runs.c.uuid == run)).one()
+    state = RunState(**{name: getattr(row, name) for name in RunState.__struct_fields__})
+    subscriber = client.app.state.notify_outbox  # type: ignore[attr-defined]
+    assert subscriber.consider(row.user_id, row.id, STALLED, state) == 1
+    assert subscriber.consider(row.user_id, row.id, RULE, state, rule="loss > 10") == 1
+    assert subscriber.consider(row.user_id, row.id, STALLED, state) == 0  # the same stall, once
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED, DELIVERED], what="both deliveries")
+    got = {r.path: r for r in receiver.requests}
+    assert got["/default"].headers["x-hyperdash-event"] == "run.stalled"
+    assert got["/default"].json()["tail"] == "epoch 3"
+    assert got["/rules"].headers["x-hyperdash-event"] == "rule.fired"
+    assert "loss > 10" in got["/rules"].json()["title"]
+    assert verify_signature(rules, got["/rules"].headers["x-hyperdash-signature"], got["/rules"].body)
