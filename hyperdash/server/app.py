@@ -14,7 +14,6 @@ from .. import events
 from . import __version__
 from .api import ingest_openapi
 from .api import router as api_router
-from .notify_api import router as notify_router
 from .auth import Auth
 from .errors import TooLarge, install_handlers
 from .ingest import RunCache, mark_lost
@@ -23,6 +22,7 @@ from .notify.keys import stored_vapid_keys
 from .notify.outbox import NotifyConfig, purge_outbox
 from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
+from .notify_api import router as notify_router
 from .pages import router
 from .store import Store
 from .views import JSONReply
