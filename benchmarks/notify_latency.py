@@ -35,10 +35,9 @@ from pathlib import Path
 import orjson
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from support import start_server  # noqa: E402
+from support import start_server  # noqa: E402  (benchmarks/, the script's folder)
 
 from hyperdash import events  # noqa: E402
 

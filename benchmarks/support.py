@@ -21,13 +21,17 @@ def free_port() -> int:
 
 
 def start_server(home: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """``hyperdash server ARGS`` on a fresh SQLite store under ``home``: (process, its URL)."""
+    """``hyperdash server ARGS`` on 127.0.0.1 with a fresh SQLite store under ``home`` (its
+    output in ``home/server.log``): (process, its URL)."""
     port = free_port()
     env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
     env.pop("FORWARDED_ALLOW_IPS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "server", "--port", str(port),
-                             "--db", f"sqlite:///{home / 'bench.db'}", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    with open(home / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hyperdash", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--db", f"sqlite:///{home / 'bench.db'}", *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -37,4 +41,4 @@ def start_server(home: Path, *args: str) -> tuple[subprocess.Popen, str]:
         except requests.RequestException:
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit("the server did not start")
+    raise SystemExit("the server did not start: " + (home / "server.log").read_text()[-2000:])

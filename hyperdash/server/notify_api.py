@@ -28,7 +28,6 @@ from .notify.outbox import (
     MAX_NAME_FILTER_CHARS,
     PENDING,
     ChannelRow,
-    Delivery,
     NotifyConfig,
     add_channel,
     check_events,
@@ -164,13 +163,8 @@ def channel_json(request: Request, row: ChannelRow) -> dict[str, Any]:
     }
 
 
-def _delivery_json(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.id, "channel_id": d.channel_id, "channel_name": d.channel_name, "event": d.event, "title": d.title,
-        "run_uuid": d.run_uuid, "url": d.url, "state": d.state, "attempts": d.attempts, "detail": d.detail,
-        "created_at": iso(d.created_at), "delivered_at": iso(d.delivered_at),
-        "next_attempt_at": iso(d.next_attempt_at),
-    }
+def _delivery_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, **{name: iso(d[name]) for name in ("created_at", "delivered_at", "next_attempt_at")}}
 
 
 def _text(value: str | None, what: str) -> str | None:

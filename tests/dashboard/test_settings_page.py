@@ -17,17 +17,10 @@ from .support import PHONE, RunFeed, sign_in
 
 # The real receivers of the server's notification tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from test_notify_channels import Answer, Receiver  # noqa: E402
+from test_notify_channels import Answer, receiver  # noqa: E402, F401  (the fixture)
 from test_notify_webpush import Browser  # noqa: E402
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def channels(account) -> list[dict]:
@@ -47,7 +40,7 @@ def open_settings(open_page, account, **options):
     return page
 
 
-def test_channels_are_added_tested_edited_and_removed_from_a_phone(open_page, account, receiver):
+def test_channels_are_added_tested_edited_and_removed_from_a_phone(open_page, account, receiver):  # noqa: F811
     page = open_settings(open_page, account)
     page.on("dialog", lambda dialog: dialog.accept())
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
@@ -120,7 +113,7 @@ def test_channels_are_added_tested_edited_and_removed_from_a_phone(open_page, ac
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
-def test_the_service_worker_shows_the_servers_push_and_keeps_the_runs_link(open_page, account, receiver):
+def test_the_service_worker_shows_the_servers_push_and_keeps_the_runs_link(open_page, account, receiver):  # noqa: F811
     # The server's side for real: a subscription (keys made here, as a browser makes them) and
     # a failing run; the push service on a loopback port gets the encrypted message.
     browser = Browser()

@@ -12,7 +12,7 @@ import time
 import pytest
 from server_helpers import Api
 from sqlalchemy import select
-from test_notify_channels import TELEGRAM_TOKEN, Answer, Receiver
+from test_notify_channels import TELEGRAM_TOKEN, Answer, receiver  # noqa: F401  (the fixture)
 from test_notify_outbox import FAST, outbox_rows, run_to_end, wait_for
 from test_notify_webpush import Browser
 
@@ -23,13 +23,6 @@ from hyperdash.server.notify.outbox import DELIVERED, FAILED, purge_outbox
 from hyperdash.server.store import Store, notify_channels, notify_outbox
 
 CHANNELS = "/api/v1/notify/channels"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ NTFY_TOKEN = "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"
 SMTP_PASSWORD = "hunter2-but-longer"
 
 
-def test_channels_are_added_listed_edited_and_removed_without_showing_secrets(client, receiver, caplog):
+def test_channels_are_added_listed_edited_and_removed_without_showing_secrets(client, receiver, caplog):  # noqa: F811
     caplog.set_level(logging.DEBUG)
     call = Replies(Api(client))
     secret = generate_secret()
@@ -155,7 +148,7 @@ def test_a_bad_edit_changes_nothing_and_other_accounts_see_nothing(client):
     assert client.get(CHANNELS).status_code == 401
 
 
-def test_testing_a_channel_gives_the_receivers_real_answer_and_a_hang_is_cut_off(make_client, receiver):
+def test_testing_a_channel_gives_the_receivers_real_answer_and_a_hang_is_cut_off(make_client, receiver):  # noqa: F811
     config = FAST.__class__(**{**FAST.__dict__, "channel_options": {"timeout": (1.0, 1.0)}})
     client = make_client(notify=config)
     api = Api(client)
@@ -181,7 +174,7 @@ def test_testing_a_channel_gives_the_receivers_real_answer_and_a_hang_is_cut_off
     assert result["outcome"] == "retry" and "no answer within" in result["detail"]
 
 
-def test_failed_deliveries_are_listed_with_the_receivers_answer(client, receiver):
+def test_failed_deliveries_are_listed_with_the_receivers_answer(client, receiver):  # noqa: F811
     api = Api(client)
     secret = generate_secret()
     settings = {"url": receiver.base + "/gone/hookpath12345", "secret": secret}
@@ -231,7 +224,7 @@ def test_the_vapid_keys_survive_a_restart_and_concurrent_first_starts_agree(make
     assert second.get("/api/v1/notify/webpush_key", headers=api.headers).json()["public_key"] == key
 
 
-def test_old_finished_rows_are_purged_and_pending_ones_kept(client, receiver):
+def test_old_finished_rows_are_purged_and_pending_ones_kept(client, receiver):  # noqa: F811
     api = Api(client)
     body = {"kind": "webhook", "settings": {"url": receiver.base + "/in", "secret": generate_secret()}}
     client.post(CHANNELS, headers=api.headers, json=body)

@@ -9,19 +9,12 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from test_notify_channels import Answer, Receiver
+from test_notify_channels import Answer, receiver  # noqa: F401  (the fixture)
 
 from hyperdash.cli import cli
 from hyperdash.server.notify import verify_signature
 
 PUBLIC_URL = "https://runs.example.org/hd"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -53,7 +46,7 @@ def hd(account, home, *args: str, input: str | None = None) -> subprocess.Comple
                           env=account.sdk_env(home), timeout=120)
 
 
-def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home, receiver):
+def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home, receiver):  # noqa: F811
     hook = receiver.base + "/hooks/cli-secret-path-0123"
     added = hd(account, hyperdash_home, "notify", "add", "webhook", "--url", hook, "--name", "ci",
                "--events", "failure,stalled", "--filter", "train-*")
@@ -96,7 +89,7 @@ def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home
     assert again.returncode == 1 and f"no notification channel {channel_id}" in again.stderr
 
 
-def test_a_failing_job_reaches_the_webhook_with_a_link_under_the_public_url(server_factory, tmp_path, receiver):
+def test_a_failing_job_reaches_the_webhook_with_a_link_under_the_public_url(server_factory, tmp_path, receiver):  # noqa: F811
     server = server_factory("--public-url", PUBLIC_URL)
     account = server.signup()
     home = tmp_path / "job-home"

@@ -33,7 +33,7 @@ from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
 
 __all__ = [
     "EVENTS", "DEFAULT_EVENTS", "PENDING", "SENDING", "DELIVERED", "FAILED", "COALESCED",
-    "NotifyConfig", "ChannelRow", "Claimed", "Delivery", "add_channel", "list_channels", "enabled_channels",
+    "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels",
     "get_channel", "update_channel", "delete_channel", "check_events", "event_of", "wants", "name_matches", "enqueue",
     "claim_due", "mark_delivered", "mark_retry", "mark_failed", "set_last_result", "recent_deliveries",
     "purge_outbox",
@@ -329,29 +329,11 @@ def mark_failed(conn: Connection, claim: Claimed, *, detail: str) -> None:
         state=FAILED, claimed_until=None, last_detail=detail))
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One outbox row as the settings page shows it: what, where, and how it went."""
-
-    id: int
-    channel_id: int
-    channel_name: str
-    event: str
-    title: str
-    run_uuid: str
-    url: str
-    state: str
-    attempts: int
-    detail: str | None
-    created_at: int
-    delivered_at: int | None
-    next_attempt_at: int | None
-
-
 def recent_deliveries(conn: Connection, user_id: int, *, limit: int = 50, channel_id: int | None = None,
-                      state: str | None = None) -> list[Delivery]:
-    """The account's newest outbox rows, newest first; ``detail`` is the receiver's last answer
-    (scrubbed of the channel's secrets when it was kept)."""
+                      state: str | None = None) -> list[dict[str, Any]]:
+    """The account's newest outbox rows, newest first, as the settings page shows them (times in
+    ms): which channel, the event, the title and link, the state and attempts, and ``detail``,
+    the receiver's last answer (scrubbed of the channel's secrets when it was kept)."""
     query = (select(notify_outbox, notify_channels.c.name.label("channel_name"))
              .join(notify_channels, notify_channels.c.id == notify_outbox.c.channel_id)
              .where(notify_channels.c.user_id == user_id))
@@ -362,12 +344,12 @@ def recent_deliveries(conn: Connection, user_id: int, *, limit: int = 50, channe
     found = []
     for r in conn.execute(query.order_by(notify_outbox.c.id.desc()).limit(limit)).all():
         n = Notification(**json.loads(r.notification))
-        found.append(Delivery(
-            id=r.id, channel_id=r.channel_id, channel_name=r.channel_name, event=event_of(n), title=n.title,
-            run_uuid=n.run_uuid, url=n.url, state=r.state, attempts=r.attempts, detail=r.last_detail,
-            created_at=r.created_at, delivered_at=r.delivered_at,
-            next_attempt_at=r.next_attempt_at if r.state == PENDING else None,
-        ))
+        found.append({
+            "id": r.id, "channel_id": r.channel_id, "channel_name": r.channel_name, "event": event_of(n),
+            "title": n.title, "run_uuid": n.run_uuid, "url": n.url, "state": r.state, "attempts": r.attempts,
+            "detail": r.last_detail, "created_at": r.created_at, "delivered_at": r.delivered_at,
+            "next_attempt_at": r.next_attempt_at if r.state == PENDING else None,
+        })
     return found
 
 
