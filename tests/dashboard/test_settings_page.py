@@ -165,6 +165,16 @@ def test_the_service_worker_shows_the_servers_push_and_keeps_the_runs_link(open_
     assert note["tag"] == f"run-{feed.uuid}"
     assert note["data"]["url"].endswith(f"/runs/{feed.uuid}")
 
+    # A tap: only a trusted event may wait for a window to open, so a dispatched one shows that
+    # the handler runs and closes the notification, not that the run's page opens.
+    (worker,) = page.context.service_workers
+    left = worker.evaluate("""async () => {
+        const [shown] = await self.registration.getNotifications();
+        self.dispatchEvent(new NotificationEvent('notificationclick', {notification: shown}));
+        return (await self.registration.getNotifications()).length;
+    }""")
+    assert left == 0
+
 
 def test_subscribing_this_device_says_why_when_the_browser_cannot(open_page, account):
     page = open_settings(open_page, account)
