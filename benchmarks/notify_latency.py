@@ -37,7 +37,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from support import start_server  # noqa: E402  (benchmarks/, the script's folder)
+from support import cpu_seconds, start_server  # noqa: E402  (benchmarks/, the script's folder)
 
 from hyperdash import events  # noqa: E402
 
@@ -169,8 +169,8 @@ def latency(url: str, receiver: Receiver, args) -> list[float]:
     return sorted(receiver.arrived[r] - t for r, t in sent.items())
 
 
-def throughput(account: Account, args) -> tuple[float, list[str], int]:
-    """Lines per second of ``--clients`` threads posting; (rate, ended runs, lines sent)."""
+def throughput(account: Account, args, pid: int) -> tuple[float, float, list[str]]:
+    """``--clients`` threads posting: (lines per second, the server's CPU µs per line, ended runs)."""
     ended: list[str] = []
     lock = threading.Lock()
 
@@ -192,14 +192,16 @@ def throughput(account: Account, args) -> tuple[float, list[str], int]:
             ended.append(run.uuid)
 
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
+    cpu = cpu_seconds(pid)
     began = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - began
+    cpu = cpu_seconds(pid) - cpu
     lines = args.clients * args.batches * args.batch
-    return lines / seconds, ended, lines
+    return lines / seconds, cpu / lines * 1e6, ended
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -232,24 +234,29 @@ def main() -> None:
                 with_channels.add_webhook(receiver.url + f"/tp/{k}", events=list(
                     ("success", "failure", "killed", "user_canceled", "lost", "back", "stalled", "rule")))
             rates: dict[str, list[float]] = {"none": [], "10 channels": []}
-            ratios = []
+            cpus: dict[str, list[float]] = {"none": [], "10 channels": []}
+            ratios, cpu_ratios = [], []
             ended_with: list[str] = []
             for r in range(args.rounds):
                 if r % 2:  # each goes first in every other round, so that neither gets the calmer start
-                    rate, ended, _ = throughput(with_channels, args)
-                    base, _, _ = throughput(without, args)
+                    rate, cpu, ended = throughput(with_channels, args, proc.pid)
+                    base, base_cpu, _ = throughput(without, args, proc.pid)
                 else:
-                    base, _, _ = throughput(without, args)
-                    rate, ended, _ = throughput(with_channels, args)
+                    base, base_cpu, _ = throughput(without, args, proc.pid)
+                    rate, cpu, ended = throughput(with_channels, args, proc.pid)
                 rates["none"].append(base)
                 rates["10 channels"].append(rate)
+                cpus["none"].append(base_cpu)
+                cpus["10 channels"].append(cpu)
                 ratios.append(rate / base)
+                cpu_ratios.append(cpu / base_cpu)
                 ended_with.extend(ended)
             for name, values in rates.items():
-                print(f"ingest with {name:>11}: median {statistics.median(values):,.0f} lines/s "
+                print(f"ingest with {name:>11}: median {statistics.median(values):,.0f} lines/s, "
+                      f"server CPU {statistics.median(cpus[name]):.1f} µs/line "
                       f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})")
-            ratio = statistics.median(ratios)
-            print(f"ratio 10 channels / none: {ratio:.3f} (median of {args.rounds} rounds; target >= 0.95)")
+            print(f"ratio 10 channels / none: throughput {statistics.median(ratios):.3f} (target >= 0.95), "
+                  f"server CPU per line {statistics.median(cpu_ratios):.3f} (medians of {args.rounds} rounds' ratios)")
             # Every end queued 10 notifications; the rate limit spreads them out, but they are queued.
             time.sleep(1.0)
             print(f"notifications received during the run: {receiver.count}; "
