@@ -357,3 +357,21 @@ def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, 
     assert got["/rules"].headers["x-hyperdash-event"] == "rule.fired"
     assert "loss > 10" in got["/rules"].json()["title"]
     assert verify_signature(rules, got["/rules"].headers["x-hyperdash-signature"], got["/rules"].body)
+
+
+def test_a_receiver_that_hangs_holds_one_delivery_slot_not_all(start, receiver):
+    slow = Receiver()
+    try:
+        slow.answers = [Answer(hang=True) for _ in range(10)]
+        client = start(NotifyConfig(**{**FAST.__dict__, "deliveries": 2, "channel_options": {"timeout": (2.0, 60.0)}}))
+        api = Api(client)
+        webhook(client, api, slow.base + "/slow", generate_secret())
+        webhook(client, api, receiver.base + "/fast", generate_secret())
+        for i in range(4):
+            run_to_end(api, f"run-{i}", "failure")
+        # Each run's notification reaches the receiver that answers, while the other hangs on its first.
+        wait_for(lambda: len(receiver.requests) == 4, what="the four deliveries to the receiver that answers")
+        assert len(slow.requests) == 1
+    finally:
+        slow.release.set()
+        slow.close()

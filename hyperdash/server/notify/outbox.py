@@ -60,7 +60,8 @@ class NotifyConfig:
     nothing. ``lease_s``: how long a claimed row is one worker's (longer than a delivery's
     timeout); after it, another worker sends the row again. ``backoff_s`` doubles per attempt up
     to ``max_backoff_s``; a row is given up after ``max_attempts`` or ``give_up_after_s``.
-    ``rate_limit`` deliveries per channel per ``rate_window_s``, the rest wait. ``poll_s``: how
+    ``rate_limit`` deliveries per channel per ``rate_window_s``, the rest wait; at most
+    ``in_flight_per_channel`` of a channel's at once (a slow receiver holds no more slots). ``poll_s``: how
     often the worker looks for due rows when nothing wakes it. ``deliveries``: deliveries at
     once per process. ``rescan_s``: at startup, runs that ended this long ago are checked for a
     missing row (facts announced just before a crash are never delivered to the subscriber).
@@ -80,6 +81,7 @@ class NotifyConfig:
     give_up_after_s: float = 24 * 3600.0
     rate_limit: int = 20
     rate_window_s: float = 60.0
+    in_flight_per_channel: int = 1
     poll_s: float = 2.0
     deliveries: int = 4
     rescan_s: float = 900.0
@@ -264,13 +266,21 @@ def enqueue(conn: Connection, channel_id: int, run_id: int | None, n: Notificati
 
 
 def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_limit: int,
-              rate_window_ms: int) -> list[Claimed]:
+              rate_window_ms: int, in_flight_limit: int | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due rows (pending and due, or sending with an expired lease) for
     ``lease_ms``, at most ``rate_limit`` per channel within ``rate_window_ms`` (counting those
-    delivered and those in flight). A row held back by the rate limit is put off until its
-    channel's window has room, so that it does not hide other channels' rows."""
+    delivered and those in flight), and at most ``in_flight_limit`` per channel in flight at
+    once (so that a receiver that is slow to answer holds no more delivery slots than that: the
+    rows of a channel with its fill in flight are not candidates). A row held back by the rate
+    limit is put off until its channel's window has room, so that it does not hide other
+    channels' rows."""
     due = or_(and_(notify_outbox.c.state == PENDING, notify_outbox.c.next_attempt_at <= now),
               and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until <= now))
+    in_flight = and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now)
+    if in_flight_limit is not None:  # channels with their fill in flight are not even looked at
+        full = (select(notify_outbox.c.channel_id).where(in_flight).group_by(notify_outbox.c.channel_id)
+                .having(func.count() >= in_flight_limit))
+        due = and_(due, notify_outbox.c.channel_id.not_in(full))
     candidates = conn.execute(skip_locked(conn, select(
         notify_outbox.c.id, notify_outbox.c.channel_id, notify_outbox.c.notification, notify_outbox.c.attempts,
         notify_outbox.c.created_at,
@@ -285,13 +295,21 @@ def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_lim
             or_(notify_outbox.c.delivered_at >= window_start,
                 and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now)),
         ).group_by(notify_outbox.c.channel_id))}
+    busy: dict[int, int] = {}
+    if in_flight_limit is not None:
+        busy = {channel_id: count for channel_id, count in conn.execute(
+            select(notify_outbox.c.channel_id, func.count()).where(
+                notify_outbox.c.channel_id.in_(channel_ids), in_flight).group_by(notify_outbox.c.channel_id))}
     channels = {r.id: _channel(r) for r in conn.execute(
         select(notify_channels).where(notify_channels.c.id.in_(channel_ids))).all()}
     chosen: list[Any] = []
     held: list[int] = []
     for r in candidates:
+        if in_flight_limit is not None and busy.get(r.channel_id, 0) >= in_flight_limit:
+            continue  # its turn comes when the one in flight is done
         if len(chosen) < limit and used.get(r.channel_id, 0) < rate_limit and r.channel_id in channels:
             used[r.channel_id] = used.get(r.channel_id, 0) + 1
+            busy[r.channel_id] = busy.get(r.channel_id, 0) + 1
             chosen.append(r)
         elif used.get(r.channel_id, 0) >= rate_limit:
             held.append(r.id)
