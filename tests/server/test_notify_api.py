@@ -238,3 +238,8 @@ def test_old_finished_rows_are_purged_and_pending_ones_kept(client, receiver):  
     assert store.writer.call(lambda conn: purge_outbox(conn, now=now_ms(), keep_ms=day)) == 0
     assert store.writer.call(lambda conn: purge_outbox(conn, now=now_ms() + 2 * day, keep_ms=day)) == 1
     assert [r.key for r in outbox_rows(client)] == ["later"]
+
+
+def test_the_settings_page_asks_to_sign_in_first(client):
+    resp = client.get("/settings", follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/login?next=%2Fsettings"
