@@ -35,6 +35,7 @@ __all__ = [
     "EVENTS", "DEFAULT_EVENTS", "PENDING", "SENDING", "DELIVERED", "FAILED", "COALESCED",
     "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels",
     "get_channel", "update_channel", "delete_channel", "check_events", "event_of", "wants", "name_matches", "enqueue",
+    "enqueue_many",
     "claim_due", "mark_delivered", "mark_retry", "mark_failed", "set_last_result", "recent_deliveries",
     "purge_outbox",
 ]
@@ -242,27 +243,38 @@ _COLUMNS = ("channel_id", "run_id", "key", "kind", "notification", "state", "att
 
 def enqueue(conn: Connection, channel_id: int, run_id: int | None, n: Notification, *, now: int,
             hold_ms: int = 0) -> bool:
-    """Queue ``n`` for the channel, once (a second call with the same key does nothing); True
-    if queued. Lost and back are held ``hold_ms`` before they are sent, so that a run flapping
-    between them within that window sends nothing: the new event and the unsent one it undoes
-    both become ``coalesced``."""
-    taken = conn.execute(select(notify_outbox.c.id).where(
-        notify_outbox.c.channel_id == channel_id, notify_outbox.c.key == n.key)).first()
-    if taken is not None:
-        return False
-    state, due = PENDING, now + (hold_ms if n.kind in (LOST, BACK) else 0)
+    """Queue ``n`` for one channel (see :func:`enqueue_many`); True if queued."""
+    return enqueue_many(conn, [channel_id], run_id, n, now=now, hold_ms=hold_ms) == 1
+
+
+def enqueue_many(conn: Connection, channel_ids: Sequence[int], run_id: int | None, n: Notification, *,
+                 now: int, hold_ms: int = 0) -> int:
+    """Queue ``n`` for each channel, once (a second call with the same key does nothing); how
+    many were queued to be sent. Lost and back are held ``hold_ms`` before they are sent, so that
+    a run flapping between them within that window sends nothing: the new event and the unsent
+    one it undoes both become ``coalesced``. A few statements whatever the number of channels."""
+    if not channel_ids:
+        return 0
+    taken = set(conn.execute(select(notify_outbox.c.channel_id).where(
+        notify_outbox.c.channel_id.in_(channel_ids), notify_outbox.c.key == n.key)).scalars())
+    fresh = [c for c in dict.fromkeys(channel_ids) if c not in taken]
+    if not fresh:
+        return 0
+    due = now + (hold_ms if n.kind in (LOST, BACK) else 0)
+    undone: set[int] = set()
     if run_id is not None and n.kind in _MOOTED_BY:
-        mooted = conn.execute(update(notify_outbox).where(
-            notify_outbox.c.channel_id == channel_id, notify_outbox.c.run_id == run_id,
-            notify_outbox.c.state == PENDING, notify_outbox.c.attempts == 0,
-            notify_outbox.c.kind.in_(_MOOTED_BY[n.kind]),
-        ).values(state=COALESCED, last_detail=f"made moot by {n.event}"))
-        if mooted.rowcount and n.kind in (LOST, BACK):
-            state = COALESCED  # an undone lost or back: the person has heard nothing, and needs not
+        moot = and_(notify_outbox.c.channel_id.in_(fresh), notify_outbox.c.run_id == run_id,
+                    notify_outbox.c.state == PENDING, notify_outbox.c.attempts == 0,
+                    notify_outbox.c.kind.in_(_MOOTED_BY[n.kind]))
+        if n.kind in (LOST, BACK):
+            # An undone lost or back: the person has heard nothing, and needs not.
+            undone = set(conn.execute(select(notify_outbox.c.channel_id).where(moot)).scalars())
+        conn.execute(update(notify_outbox).where(moot).values(state=COALESCED, last_detail=f"made moot by {n.event}"))
+    data = json.dumps(dataclasses.asdict(n))
     # ON CONFLICT DO NOTHING: should another process queue the same key meanwhile, one row stays.
-    insert_many(conn, notify_outbox, _COLUMNS,
-                [(channel_id, run_id, n.key, n.kind, json.dumps(dataclasses.asdict(n)), state, 0, due, now)])
-    return state == PENDING
+    insert_many(conn, notify_outbox, _COLUMNS, [
+        (c, run_id, n.key, n.kind, data, COALESCED if c in undone else PENDING, 0, due, now) for c in fresh])
+    return len(fresh) - len(undone)
 
 
 def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_limit: int,

@@ -32,7 +32,7 @@ from ..facts import Fact, RunBack, RunEnded, RunLost, RunState
 from ..queries import log_lines
 from ..store import Store, runs
 from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
-from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue, wants
+from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue_many, wants
 
 __all__ = ["OutboxSubscriber", "notification_for"]
 
@@ -109,7 +109,7 @@ class OutboxSubscriber:
         hold_ms = int(self.config.hold_s * 1000)
         try:
             queued = self.store.writer.call(
-                lambda c: sum(enqueue(c, ch.id, run_id, n, now=now, hold_ms=hold_ms) for ch in targets))
+                lambda c: enqueue_many(c, [ch.id for ch in targets], run_id, n, now=now, hold_ms=hold_ms))
         except Unavailable:  # shutting down: the next start's scan queues it
             log.info("not queued, the server is stopping: %s of run %s", n.event, run.uuid)
             return 0
