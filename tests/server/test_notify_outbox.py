@@ -375,3 +375,28 @@ def test_a_receiver_that_hangs_holds_one_delivery_slot_not_all(start, receiver):
     finally:
         slow.release.set()
         slow.close()
+
+
+def test_one_notification_is_queued_for_many_channels_at_once(start):
+    from hyperdash.server.notify import ENDED
+    from hyperdash.server.notify.outbox import enqueue_many
+
+    client = start(NotifyConfig(**{**FAST.__dict__, "rate_limit": 0}))  # nothing is sent here
+    api = Api(client)
+    channels = [webhook(client, api, f"https://hooks.example/{i}", generate_secret()) for i in range(3)]
+    store = client.app.state.store  # type: ignore[attr-defined]
+    run = str(uuid.uuid4())
+
+    def note(kind: str, **kw) -> Notification:
+        return Notification(kind=kind, run_name="many", run_uuid=run, base_url="https://x/", **kw)
+
+    now = now_ms()
+    lost = note(LOST, key="lost-1")
+    assert store.writer.call(lambda c: enqueue_many(c, channels[:2], 9, lost, now=now, hold_ms=30_000)) == 2
+    assert store.writer.call(lambda c: enqueue_many(c, channels, 9, lost, now=now, hold_ms=30_000)) == 1  # once each
+    back = note(BACK, key="back-1")
+    assert store.writer.call(lambda c: enqueue_many(c, channels, 9, back, now=now, hold_ms=30_000)) == 0
+    ended = note(ENDED, status="failure")
+    assert store.writer.call(lambda c: enqueue_many(c, channels, 9, ended, now=now)) == 3
+    states = collections.Counter((r.kind, r.state) for r in outbox_rows(client))
+    assert states == {("lost", COALESCED): 3, ("back", COALESCED): 3, ("ended", PENDING): 3}
