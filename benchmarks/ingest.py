@@ -34,6 +34,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from support import cpu_seconds  # noqa: E402  (benchmarks/, the script's folder)
+
 from hyperdash import events  # noqa: E402
 from hyperdash.server.store import Store  # noqa: E402
 
@@ -107,14 +109,14 @@ def bench_server(runs: int, batches: int, size: int, workdir: Path) -> tuple[flo
         latencies: list[float] = []
         errors: list = []
         threads = [threading.Thread(target=post_all, args=(port, api_key, w, latencies, errors)) for w in work]
-        cpu_before = _cpu_seconds(proc.pid)
+        cpu_before = cpu_seconds(proc.pid)
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
-        cpu = _cpu_seconds(proc.pid) - cpu_before
+        cpu = cpu_seconds(proc.pid) - cpu_before
         if errors:
             raise RuntimeError(f"ingest failed: {errors[0]}")
         # Check the count the server holds, so the figure is of lines stored, not sent.
@@ -130,15 +132,6 @@ def bench_server(runs: int, batches: int, size: int, workdir: Path) -> tuple[flo
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux), to tell our cost from the machine's load."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_raw_sqlite(runs: int, batches: int, size: int, workdir: Path) -> dict[str, float]:

@@ -18,10 +18,7 @@ import collections
 import http.client
 import itertools
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,32 +32,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from support import start_server  # noqa: E402  (benchmarks/, the script's folder)
+
 from hyperdash import events  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
-    env.pop("FORWARDED_ALLOW_IPS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "server", "--port", str(port),
-                             "--db", f"sqlite:///{home / 'bench.db'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/api/v1/health", timeout=1).ok:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def ingest_phase(port: int, key: str, batches: int, size: int, interval: float,

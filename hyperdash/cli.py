@@ -363,6 +363,147 @@ def keys_revoke(key_id: int) -> None:
     click.echo(f"Revoked key {key_id}.")
 
 
+# --- notifications ----------------------------------------------------------------------------
+
+NOTIFY_KINDS = ("webhook", "slack", "discord", "ntfy", "telegram", "email")
+NOTIFY_EVENTS = ("success", "failure", "killed", "user_canceled", "lost", "back", "stalled", "rule")
+# Which kinds each setting belongs to: a setting given to another kind is a mistake to point out.
+_NOTIFY_SETTINGS = {
+    "url": ("webhook", "slack", "discord", "ntfy"), "secret": ("webhook",), "token": ("ntfy", "telegram"),
+    "priority": ("ntfy",), "chat_id": ("telegram",), "host": ("email",), "port": ("email",),
+    "security": ("email",), "username": ("email",), "from": ("email",), "to": ("email",),
+}
+
+
+def _notify_events(value: str | None) -> list[str] | None:
+    """``--events a,b``: those events; ``default``: the server's defaults (None)."""
+    if value is None or value.strip() == "default":
+        return None
+    found = [e.strip() for e in value.split(",") if e.strip()]
+    unknown = [e for e in found if e not in NOTIFY_EVENTS]
+    if unknown or not found:
+        raise UserError(f"--events takes some of {', '.join(NOTIFY_EVENTS)} (comma-separated), or default; "
+                        f"not {(unknown or [value])[0]!r}")
+    return found
+
+
+def _notify_session() -> Any:
+    from . import account
+
+    return account.Session.from_settings()
+
+
+@cli.group()
+def notify() -> None:
+    """Get told when runs end, go silent or stall: by webhook, Slack, Discord, ntfy, Telegram or
+    email (phones: add Web Push from the dashboard's settings page)."""
+
+
+@notify.command("add")
+@click.argument("kind", type=click.Choice(NOTIFY_KINDS))
+@click.option("--name", default=None, help="A name to recognise the channel by.")
+@click.option("--url", default=None, help="webhook, slack, discord: the hook's address; ntfy: the topic's.")
+@click.option("--secret", default=None, help="webhook: the signing secret (default: a new one, printed once).")
+@click.option("--token", default=None, help="telegram: the bot's token; ntfy: an access token (tk_...).")
+@click.option("--chat-id", "chat_id", default=None, help="telegram: the chat to write to.")
+@click.option("--priority", default=None, help="ntfy: min, low, default, high or max.")
+@click.option("--host", default=None, help="email: the SMTP server.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="email: its port.")
+@click.option("--security", default=None, type=click.Choice(("starttls", "tls", "none")),
+              help="email: starttls (default), tls or none.")
+@click.option("--username", default=None, help="email: the SMTP login (with --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="email: read the SMTP password from stdin.")
+@click.option("--from", "sender", default=None, help="email: the sender's address.")
+@click.option("--to", default=None, help="email: where to send (addresses separated by commas).")
+@click.option("--events", default=None, metavar="LIST",
+              help=f"Comma-separated, some of {', '.join(NOTIFY_EVENTS)}; default: failure, killed, lost, "
+                   "stalled, and success of long runs.")
+@click.option("--filter", "name_filter", default=None, metavar="TEXT",
+              help="Only runs whose name holds TEXT (or matches it, with * ? [).")
+def notify_add(kind: str, name: str | None, sender: str | None, password_stdin: bool, events: str | None,
+               name_filter: str | None, **options: Any) -> None:
+    """Add a channel of KIND; the server checks it before keeping it."""
+    given = {key: value for key, value in {**options, "from": sender}.items() if value is not None}
+    for key in given:
+        if kind not in _NOTIFY_SETTINGS[key]:
+            raise UserError(f"--{key.replace('_', '-')} is not a setting of {kind} channels")
+    if password_stdin:
+        if kind != "email":
+            raise UserError("--password-stdin is for email channels")
+        given["password"] = sys.stdin.readline().rstrip("\n")
+    new_secret = kind == "webhook" and "secret" not in given
+    if new_secret:
+        import secrets
+
+        given["secret"] = "whsec_" + secrets.token_urlsafe(32)
+    body = {"kind": kind, "name": name, "settings": given, "events": _notify_events(events), "name_filter": name_filter}
+    with user_errors():
+        added = _notify_session().request("POST", "/notify/channels", json=body)
+    click.echo(f"Added {kind} channel {added['id']} ({added['name']}).")
+    if new_secret:
+        click.echo(f"Signing secret (shown only now; your receiver checks X-Hyperdash-Signature with it): "
+                   f"{given['secret']}")
+
+
+@notify.command("list")
+def notify_list() -> None:
+    """List your channels, their events and how their last delivery went."""
+    with user_errors():
+        found = _notify_session().request("GET", "/notify/channels")["channels"]
+    if not found:
+        click.echo("No notification channels: add one with `hyperdash notify add KIND`.")
+        return
+    rows = []
+    for c in found:
+        last = c.get("last_result") or {}
+        target = next((str(v) for k, v in c["settings"].items() if k in ("url", "endpoint", "to", "chat_id")), "")
+        rows.append((str(c["id"]), c["kind"], clip(c["name"], 24), clip(target, 48),
+                     ",".join(c["events"]) if c["events"] is not None else "default", c["name_filter"] or "*",
+                     "yes" if c["enabled"] else "no",
+                     clip(f"{last.get('outcome')}: {last.get('detail')}" if last else "-", 60)))
+    print_table(("ID", "KIND", "NAME", "TO", "EVENTS", "RUNS", "ON", "LAST RESULT"), rows)
+
+
+@notify.command("edit")
+@click.argument("channel_id", type=click.IntRange(min=1))
+@click.option("--name", default=None, help="A new name.")
+@click.option("--events", default=None, metavar="LIST", help="Comma-separated events, or default.")
+@click.option("--filter", "name_filter", default=None, metavar="TEXT", help="A run-name filter; '' for all runs.")
+@click.option("--enable/--disable", "enabled", default=None, help="Turn the channel on or off.")
+def notify_edit(channel_id: int, name: str | None, events: str | None, name_filter: str | None,
+                enabled: bool | None) -> None:
+    """Change channel CHANNEL_ID's name, events, run filter, or turn it on or off."""
+    body: dict[str, Any] = {"name": name, "enabled": enabled}
+    if events is not None:
+        body["events"] = _notify_events(events)
+    if name_filter is not None:
+        body["name_filter"] = name_filter or None
+    with user_errors():
+        _notify_session().request("PATCH", f"/notify/channels/{channel_id}", json=body)
+    click.echo(f"Changed channel {channel_id}.")
+
+
+@notify.command("test")
+@click.argument("channel_id", type=click.IntRange(min=1))
+def notify_test(channel_id: int) -> None:
+    """Send a test notification to CHANNEL_ID now and print the receiver's answer."""
+    with user_errors():
+        result = _notify_session().request("POST", f"/notify/channels/{channel_id}/test")
+    detail = result.get("detail") or "no answer"
+    if result["outcome"] != "delivered":
+        raise UserError(f"not delivered ({result['outcome']}): {detail}")
+    click.echo(f"Delivered: {detail}")
+
+
+@notify.command("remove")
+@click.argument("channel_id", type=click.IntRange(min=1))
+def notify_remove(channel_id: int) -> None:
+    """Remove channel CHANNEL_ID and what is queued for it."""
+    with user_errors():
+        _notify_session().request("DELETE", f"/notify/channels/{channel_id}")
+    click.echo(f"Removed channel {channel_id}.")
+
+
 # --- monitoring -------------------------------------------------------------------------------
 
 _NAME_HINTS = {

@@ -18,9 +18,11 @@ from .auth import Auth
 from .errors import TooLarge, install_handlers
 from .ingest import RunCache, mark_lost
 from .live import Hub
-from .notify.outbox import NotifyConfig
+from .notify.keys import stored_vapid_keys
+from .notify.outbox import NotifyConfig, purge_outbox
 from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
+from .notify_api import router as notify_router
 from .pages import router
 from .stop_routes import router as stop_router
 from .store import Store
@@ -110,8 +112,9 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
-    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub``, ``lost_timeout``, ``notify_outbox``
-    and ``notify_worker``.
+    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub``, ``lost_timeout``, ``notify`` (the
+    :class:`NotifyConfig` in force, with the VAPID keys among its channel options),
+    ``notify_outbox`` and ``notify_worker``.
     """
     lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
     if lost_timeout <= 0:
@@ -123,6 +126,12 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     store.writer.on_rollback = cache.clear
     store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
+    # Web Push channels sign with the store's key pair, as the server's public address.
+    vapid = stored_vapid_keys(store)
+    notify = dataclasses.replace(notify, channel_options={
+        "vapid": vapid, "subject": notify.base_url.rstrip("/"), **notify.channel_options})
+    keep_ms = int(notify.keep_days * 86400 * 1000)
+    store.writer.every(3600.0, lambda conn: purge_outbox(conn, now=events.now_ms(), keep_ms=keep_ms))
     worker = DeliveryWorker(store, notify)
     outbox = OutboxSubscriber(store, notify, wake=worker.wake)
 
@@ -145,6 +154,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.state.auth = auth = Auth(store)
     store.writer.every(3600.0, auth.purge_expired)
     app.state.hub = hub
+    app.state.notify = notify
     app.state.notify_outbox = outbox
     app.state.notify_worker = worker
     app.state.lost_timeout = lost_timeout
@@ -153,6 +163,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
     app.include_router(stop_router)
+    app.include_router(notify_router)
     app.include_router(router)
 
     def openapi() -> dict:

@@ -1,4 +1,5 @@
-"""The web dashboard: sign-in and sign-out, the runs page, a run's page, and their static files.
+"""The web dashboard: sign-in and sign-out, the runs page, a run's page, the notification
+settings page, and their static files.
 
 Pages are Jinja2 templates (autoescaped) that small JavaScript modules under ``static/js/`` bring
 to life through the JSON API and its server-sent events. A browser proves who it is with the
@@ -261,6 +262,16 @@ def runs_page(request: Request, name: str = "", q: str = "", status: str = "") -
     return render(request, "runs.html", user=user, csrf_token=csrf, name=name[: ev.MAX_NAME_CHARS],
                   q=q[: ev.MAX_NAME_CHARS], status=status if status in ev.STATUSES else "",
                   statuses=STATUS_CHOICES)
+
+
+@router.get("/settings")
+def settings_page(request: Request) -> Response:
+    """The account's notification channels (static/js/settings.js does the work)."""
+    session = _session(request)
+    if session is None:
+        return _to_login(request)
+    user, csrf = session
+    return render(request, "settings.html", user=user, csrf_token=csrf)
 
 
 @router.get("/runs/{run_uuid}")

@@ -37,8 +37,8 @@ from .dialect import checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "Store", "default_db_url",
-           "SCHEMA_VERSION"]
+           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values", "Store",
+           "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
 
@@ -214,6 +214,15 @@ notify_outbox = Table(
     Index("ix_notify_outbox_channel_delivered", "channel_id", "delivered_at"),
 )
 
+# The server's own values, one per database, made on the first start (the VAPID key pair of
+# Web Push, server/notify/keys.py): every process on one database uses the same.
+server_values = Table(
+    "server_values", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -252,9 +261,9 @@ def _migration_progress_failure_stop(conn: Connection) -> None:
 
 
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
-# the runs' progress, failure summary and stop request).
+# the runs' progress, failure summary and stop request; 5: the server's own values).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
-                                                   _migration_progress_failure_stop]
+                                                   _migration_progress_failure_stop, _create_missing_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -327,3 +327,76 @@ def test_facts_missed_by_the_outbox_are_found_by_its_rescan(start, receiver):
     assert outbox.rescan() == 1 and outbox.rescan() == 0  # the unique key: queued once
     wait_for(lambda: len(receiver.requests) == 1, what="the delivery")
 
+
+
+def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, receiver):
+    from hyperdash.server.facts import RunState
+    from hyperdash.server.notify import RULE, STALLED
+    from hyperdash.server.store import runs
+
+    client = start()
+    api = Api(client)
+    by_default, rules = generate_secret(), generate_secret()
+    webhook(client, api, receiver.base + "/default", by_default)
+    webhook(client, api, receiver.base + "/rules", rules, events=["rule"])
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "slow-train", "host": "gpu-2", "pid": 9}, seq=1),
+            log(run, 2, "epoch 3")])
+    store = client.app.state.store  # type: ignore[attr-defined]
+    with store.read() as conn:
+        row = conn.execute(select(runs).where(runs.c.uuid == run)).one()
+    state = RunState(**{name: getattr(row, name) for name in RunState.__struct_fields__})
+    subscriber = client.app.state.notify_outbox  # type: ignore[attr-defined]
+    assert subscriber.consider(row.user_id, row.id, STALLED, state) == 1
+    assert subscriber.consider(row.user_id, row.id, RULE, state, rule="loss > 10") == 1
+    assert subscriber.consider(row.user_id, row.id, STALLED, state) == 0  # the same stall, once
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED, DELIVERED], what="both deliveries")
+    got = {r.path: r for r in receiver.requests}
+    assert got["/default"].headers["x-hyperdash-event"] == "run.stalled"
+    assert got["/default"].json()["tail"] == "epoch 3"
+    assert got["/rules"].headers["x-hyperdash-event"] == "rule.fired"
+    assert "loss > 10" in got["/rules"].json()["title"]
+    assert verify_signature(rules, got["/rules"].headers["x-hyperdash-signature"], got["/rules"].body)
+
+
+def test_a_receiver_that_hangs_holds_one_delivery_slot_not_all(start, receiver):
+    slow = Receiver()
+    try:
+        slow.answers = [Answer(hang=True) for _ in range(10)]
+        client = start(NotifyConfig(**{**FAST.__dict__, "deliveries": 2, "channel_options": {"timeout": (2.0, 60.0)}}))
+        api = Api(client)
+        webhook(client, api, slow.base + "/slow", generate_secret())
+        webhook(client, api, receiver.base + "/fast", generate_secret())
+        for i in range(4):
+            run_to_end(api, f"run-{i}", "failure")
+        # Each run's notification reaches the receiver that answers, while the other hangs on its first.
+        wait_for(lambda: len(receiver.requests) == 4, what="the four deliveries to the receiver that answers")
+        assert len(slow.requests) == 1
+    finally:
+        slow.release.set()
+        slow.close()
+
+
+def test_one_notification_is_queued_for_many_channels_at_once(start):
+    from hyperdash.server.notify import ENDED
+    from hyperdash.server.notify.outbox import enqueue_many
+
+    client = start(NotifyConfig(**{**FAST.__dict__, "rate_limit": 0}))  # nothing is sent here
+    api = Api(client)
+    channels = [webhook(client, api, f"https://hooks.example/{i}", generate_secret()) for i in range(3)]
+    store = client.app.state.store  # type: ignore[attr-defined]
+    run = str(uuid.uuid4())
+
+    def note(kind: str, **kw) -> Notification:
+        return Notification(kind=kind, run_name="many", run_uuid=run, base_url="https://x/", **kw)
+
+    now = now_ms()
+    lost = note(LOST, key="lost-1")
+    assert store.writer.call(lambda c: enqueue_many(c, channels[:2], 9, lost, now=now, hold_ms=30_000)) == 2
+    assert store.writer.call(lambda c: enqueue_many(c, channels, 9, lost, now=now, hold_ms=30_000)) == 1  # once each
+    back = note(BACK, key="back-1")
+    assert store.writer.call(lambda c: enqueue_many(c, channels, 9, back, now=now, hold_ms=30_000)) == 0
+    ended = note(ENDED, status="failure")
+    assert store.writer.call(lambda c: enqueue_many(c, channels, 9, ended, now=now)) == 3
+    states = collections.Counter((r.kind, r.state) for r in outbox_rows(client))
+    assert states == {("lost", COALESCED): 3, ("back", COALESCED): 3, ("ended", PENDING): 3}

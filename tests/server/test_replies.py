@@ -6,9 +6,16 @@ import uuid
 
 from pydantic import BaseModel
 from server_helpers import Api, env, log
+from test_notify_channels import Answer, Receiver
 
 from hyperdash import events
 from hyperdash.server import api as api_module
+from hyperdash.server import notify_api
+from hyperdash.server.notify import generate_secret
+
+
+def _model(name: str) -> type[BaseModel]:
+    return getattr(api_module, name, None) or getattr(notify_api, name)
 
 
 def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
@@ -20,7 +27,7 @@ def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
             for status, reply in operation["responses"].items():
                 schema = reply.get("content", {}).get("application/json", {}).get("schema", {})
                 if status.startswith("2") and "$ref" in schema:
-                    found[(method.upper(), path)] = getattr(api_module, schema["$ref"].rsplit("/", 1)[1])
+                    found[(method.upper(), path)] = _model(schema["$ref"].rsplit("/", 1)[1])
                 elif status.startswith("2") and schema.get("title") == "IngestReply":
                     found[(method.upper(), path)] = api_module.IngestReply
     return found
@@ -75,6 +82,23 @@ def test_every_documented_reply_matches_its_model(client):
     call("GET", "/api/v1/runs/{run_uuid}/logs", f"/api/v1/runs/{run}/logs", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/loss", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/none", headers=headers)
+    # Notifications: a channel added, tested (its receiver fails), edited, listed, removed.
+    receiver = Receiver()
+    try:
+        call("GET", "/api/v1/notify/channels", headers=headers)
+        call("GET", "/api/v1/notify/webpush_key", headers=headers)
+        added = call("POST", "/api/v1/notify/channels", status=201, headers=headers, json={
+            "kind": "webhook", "name": "ci", "settings": {"url": receiver.base + "/hook", "secret": generate_secret()}})
+        one = f"/api/v1/notify/channels/{added['id']}"
+        receiver.answers.append(Answer(500, b"down for maintenance"))
+        call("POST", "/api/v1/notify/channels/{channel_id}/test", one + "/test", headers=headers)
+        call("PATCH", "/api/v1/notify/channels/{channel_id}", one, headers=headers,
+             json={"events": ["failure", "stalled"], "name_filter": "train-*"})
+        call("GET", "/api/v1/notify/channels", headers=headers)  # with a last result
+        call("GET", "/api/v1/notify/deliveries", headers=headers)
+        call("DELETE", "/api/v1/notify/channels/{channel_id}", one, headers=headers)
+    finally:
+        receiver.close()
     call("DELETE", "/api/v1/sessions", headers={"authorization": login["access_token"]})
     assert set(checked) == set(models), f"routes without a checked reply: {set(models) - set(checked)}"
 

@@ -43,23 +43,39 @@ CHANNEL_KINDS: dict[str, type[Channel]] = {
 }
 
 
+# The server's options that each kind takes besides ``timeout`` (see make_channel).
+KIND_OPTIONS: dict[str, frozenset[str]] = {
+    "webpush": frozenset({"vapid", "subject", "ttl_s"}),
+    "email": frozenset({"ssl_context"}),
+    "telegram": frozenset({"api_base"}),
+    "slack": frozenset({"origins"}),
+    "discord": frozenset({"origins"}),
+}
+
+
 def make_channel(kind: str, settings: Mapping[str, Any], **options: Any) -> Channel:
     """The channel of ``kind`` with ``settings`` checked; raises SettingsError if unusable.
 
     ``options`` are the server's, not the user's: ``timeout`` for every kind; ``vapid`` and
     ``subject`` for webpush; ``ssl_context`` for email; ``api_base`` for telegram; ``origins``
-    for slack and discord.
+    for slack and discord. Those another kind takes are left out, so one set serves every kind.
     """
     try:
         cls = CHANNEL_KINDS[kind]
     except KeyError:
         raise SettingsError(f"unknown channel kind {kind!r}; expected one of {', '.join(CHANNEL_KINDS)}") from None
-    return cls(settings, **options)
+    taken = KIND_OPTIONS.get(kind, frozenset()) | {"timeout"}
+    ours = {name: value for name, value in options.items() if name in taken or name not in ALL_KIND_OPTIONS}
+    return cls(settings, **ours)
+
+
+ALL_KIND_OPTIONS = frozenset().union(*KIND_OPTIONS.values())
 
 
 __all__ = [
     "BACK",
     "CHANNEL_KINDS",
+    "KIND_OPTIONS",
     "ENDED",
     "KINDS",
     "LOST",

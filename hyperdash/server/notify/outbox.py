@@ -29,19 +29,24 @@ from sqlalchemy.engine import Connection
 from ...events import FAILURE, KILLED, SUCCESS, USER_CANCELED
 from ..dialect import insert_many, skip_locked
 from ..store import notify_channels, notify_outbox
-from .message import BACK, ENDED, LOST, Notification
+from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
 
 __all__ = [
     "EVENTS", "DEFAULT_EVENTS", "PENDING", "SENDING", "DELIVERED", "FAILED", "COALESCED",
-    "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels", "delete_channel",
-    "event_of", "wants", "name_matches", "enqueue", "claim_due", "mark_delivered", "mark_retry",
-    "mark_failed", "set_last_result",
+    "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels",
+    "get_channel", "update_channel", "delete_channel", "check_events", "event_of", "wants", "name_matches", "enqueue",
+    "enqueue_many",
+    "claim_due", "mark_delivered", "mark_retry", "mark_failed", "set_last_result", "recent_deliveries",
+    "purge_outbox",
 ]
 
-# What a channel may ask for: a run's final status, or that it went silent or came back.
-EVENTS = (SUCCESS, FAILURE, KILLED, USER_CANCELED, LOST, BACK)
+# What a channel may ask for: a run's final status, that it went silent or came back, that it
+# stalled (alive, writing nothing), or that one of the person's rules fired.
+EVENTS = (SUCCESS, FAILURE, KILLED, USER_CANCELED, LOST, BACK, STALLED, RULE)
 # A channel that names no events gets these (and success of a long run: see wants()).
-DEFAULT_EVENTS = frozenset({FAILURE, KILLED, LOST})
+DEFAULT_EVENTS = frozenset({FAILURE, KILLED, LOST, STALLED})
+# The longest run-name filter a channel may hold (the column's size).
+MAX_NAME_FILTER_CHARS = 600
 
 PENDING, SENDING, DELIVERED, FAILED, COALESCED = "pending", "sending", "delivered", "failed", "coalesced"
 
@@ -56,12 +61,14 @@ class NotifyConfig:
     nothing. ``lease_s``: how long a claimed row is one worker's (longer than a delivery's
     timeout); after it, another worker sends the row again. ``backoff_s`` doubles per attempt up
     to ``max_backoff_s``; a row is given up after ``max_attempts`` or ``give_up_after_s``.
-    ``rate_limit`` deliveries per channel per ``rate_window_s``, the rest wait. ``poll_s``: how
+    ``rate_limit`` deliveries per channel per ``rate_window_s``, the rest wait; at most
+    ``in_flight_per_channel`` of a channel's at once (a slow receiver holds no more slots). ``poll_s``: how
     often the worker looks for due rows when nothing wakes it. ``deliveries``: deliveries at
     once per process. ``rescan_s``: at startup, runs that ended this long ago are checked for a
     missing row (facts announced just before a crash are never delivered to the subscriber).
     ``lost_timeout_s``: the server's lost timeout, so that a rescan finds runs lost since.
     ``channel_options``: passed to every ``make_channel`` (``timeout``, ``vapid``, ...).
+    ``keep_days``: delivered, failed and coalesced rows older than this are purged.
     """
 
     base_url: str = "http://127.0.0.1:8000"
@@ -75,11 +82,13 @@ class NotifyConfig:
     give_up_after_s: float = 24 * 3600.0
     rate_limit: int = 20
     rate_window_s: float = 60.0
+    in_flight_per_channel: int = 1
     poll_s: float = 2.0
     deliveries: int = 4
     rescan_s: float = 900.0
     lost_timeout_s: float = 120.0
     channel_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    keep_days: float = 14.0
 
 
 @dataclass(frozen=True)
@@ -119,15 +128,20 @@ def _channel(row: Any) -> ChannelRow:
     )
 
 
+def check_events(events: Sequence[str] | None) -> None:
+    """ValueError naming the first event that is not one of :data:`EVENTS`."""
+    if events is not None:
+        unknown = sorted(set(events) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}; expected some of {', '.join(EVENTS)}")
+
+
 def add_channel(conn: Connection, user_id: int, kind: str, name: str, settings: dict[str, Any], *, now: int,
                 events: Sequence[str] | None = None, name_filter: str | None = None,
                 enabled: bool = True) -> int:
     """Store a channel and return its id. The settings are stored as given: check them first
     with :func:`~hyperdash.server.notify.make_channel`. ValueError for an unknown event."""
-    if events is not None:
-        unknown = sorted(set(events) - set(EVENTS))
-        if unknown:
-            raise ValueError(f"unknown event {unknown[0]!r}; expected some of {', '.join(EVENTS)}")
+    check_events(events)
     result = conn.execute(notify_channels.insert().values(
         user_id=user_id, kind=kind, name=name, settings=json.dumps(settings),
         events=None if events is None else json.dumps(sorted(set(events))),
@@ -149,6 +163,38 @@ def enabled_channels(conn: Connection, user_id: int) -> list[ChannelRow]:
     return [c for c in list_channels(conn, user_id) if c.enabled]
 
 
+def get_channel(conn: Connection, user_id: int, channel_id: int) -> ChannelRow | None:
+    """The account's channel ``channel_id``, or None (another account's is None too)."""
+    row = conn.execute(select(notify_channels).where(
+        notify_channels.c.id == channel_id, notify_channels.c.user_id == user_id)).first()
+    return None if row is None else _channel(row)
+
+
+_UNCHANGED: Any = object()
+
+
+def update_channel(conn: Connection, channel_id: int, *, name: str | None = None,
+                   settings: dict[str, Any] | None = None, events: Sequence[str] | None = _UNCHANGED,
+                   name_filter: str | None = _UNCHANGED, enabled: bool | None = None) -> None:
+    """Change what is given of a channel (``events=None`` means the defaults again; checked
+    settings only, as for :func:`add_channel`). ValueError for an unknown event."""
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = name
+    if settings is not None:
+        values["settings"] = json.dumps(settings)
+        values["last_result"] = None  # the old answer was about the old settings
+    if events is not _UNCHANGED:
+        check_events(events)
+        values["events"] = None if events is None else json.dumps(sorted(set(events)))
+    if name_filter is not _UNCHANGED:
+        values["name_filter"] = name_filter or None
+    if enabled is not None:
+        values["enabled"] = enabled
+    if values:
+        conn.execute(update(notify_channels).where(notify_channels.c.id == channel_id).values(**values))
+
+
 def delete_channel(conn: Connection, channel_id: int) -> None:
     """Delete a channel and everything queued for it."""
     conn.execute(delete(notify_outbox).where(notify_outbox.c.channel_id == channel_id))
@@ -161,7 +207,8 @@ def set_last_result(conn: Connection, channel_id: int, result: dict[str, Any]) -
 
 
 def event_of(n: Notification) -> str:
-    """The channel event a notification answers to: its final status, ``lost`` or ``back``."""
+    """The channel event a notification answers to: its final status, or its kind (``lost``,
+    ``back``, ``stalled``, ``rule``)."""
     return n.status or "" if n.kind == ENDED else n.kind
 
 
@@ -189,44 +236,63 @@ def name_matches(pattern: str | None, name: str) -> bool:
 
 
 # Lost and back undo each other; the end of a run makes a pending lost or back moot.
-_MOOTED_BY = {LOST: (BACK,), BACK: (LOST,), ENDED: (LOST, BACK)}
+_MOOTED_BY = {LOST: (BACK,), BACK: (LOST,), ENDED: (LOST, BACK, STALLED)}
 _COLUMNS = ("channel_id", "run_id", "key", "kind", "notification", "state", "attempts", "next_attempt_at",
             "created_at")
 
 
 def enqueue(conn: Connection, channel_id: int, run_id: int | None, n: Notification, *, now: int,
             hold_ms: int = 0) -> bool:
-    """Queue ``n`` for the channel, once (a second call with the same key does nothing); True
-    if queued. Lost and back are held ``hold_ms`` before they are sent, so that a run flapping
-    between them within that window sends nothing: the new event and the unsent one it undoes
-    both become ``coalesced``."""
-    taken = conn.execute(select(notify_outbox.c.id).where(
-        notify_outbox.c.channel_id == channel_id, notify_outbox.c.key == n.key)).first()
-    if taken is not None:
-        return False
-    state, due = PENDING, now + (hold_ms if n.kind in (LOST, BACK) else 0)
-    if run_id is not None:
-        mooted = conn.execute(update(notify_outbox).where(
-            notify_outbox.c.channel_id == channel_id, notify_outbox.c.run_id == run_id,
-            notify_outbox.c.state == PENDING, notify_outbox.c.attempts == 0,
-            notify_outbox.c.kind.in_(_MOOTED_BY[n.kind]),
-        ).values(state=COALESCED, last_detail=f"made moot by {n.event}"))
-        if mooted.rowcount and n.kind in (LOST, BACK):
-            state = COALESCED  # an undone lost or back: the person has heard nothing, and needs not
+    """Queue ``n`` for one channel (see :func:`enqueue_many`); True if queued."""
+    return enqueue_many(conn, [channel_id], run_id, n, now=now, hold_ms=hold_ms) == 1
+
+
+def enqueue_many(conn: Connection, channel_ids: Sequence[int], run_id: int | None, n: Notification, *,
+                 now: int, hold_ms: int = 0) -> int:
+    """Queue ``n`` for each channel, once (a second call with the same key does nothing); how
+    many were queued to be sent. Lost and back are held ``hold_ms`` before they are sent, so that
+    a run flapping between them within that window sends nothing: the new event and the unsent
+    one it undoes both become ``coalesced``. A few statements whatever the number of channels."""
+    if not channel_ids:
+        return 0
+    taken = set(conn.execute(select(notify_outbox.c.channel_id).where(
+        notify_outbox.c.channel_id.in_(channel_ids), notify_outbox.c.key == n.key)).scalars())
+    fresh = [c for c in dict.fromkeys(channel_ids) if c not in taken]
+    if not fresh:
+        return 0
+    due = now + (hold_ms if n.kind in (LOST, BACK) else 0)
+    undone: set[int] = set()
+    if run_id is not None and n.kind in _MOOTED_BY:
+        moot = and_(notify_outbox.c.channel_id.in_(fresh), notify_outbox.c.run_id == run_id,
+                    notify_outbox.c.state == PENDING, notify_outbox.c.attempts == 0,
+                    notify_outbox.c.kind.in_(_MOOTED_BY[n.kind]))
+        if n.kind in (LOST, BACK):
+            # An undone lost or back: the person has heard nothing, and needs not.
+            undone = set(conn.execute(select(notify_outbox.c.channel_id).where(moot)).scalars())
+        conn.execute(update(notify_outbox).where(moot).values(state=COALESCED, last_detail=f"made moot by {n.event}"))
+    data = json.dumps(dataclasses.asdict(n))
     # ON CONFLICT DO NOTHING: should another process queue the same key meanwhile, one row stays.
-    insert_many(conn, notify_outbox, _COLUMNS,
-                [(channel_id, run_id, n.key, n.kind, json.dumps(dataclasses.asdict(n)), state, 0, due, now)])
-    return state == PENDING
+    insert_many(conn, notify_outbox, _COLUMNS, [
+        (c, run_id, n.key, n.kind, data, COALESCED if c in undone else PENDING, 0, due, now) for c in fresh])
+    return len(fresh) - len(undone)
 
 
 def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_limit: int,
-              rate_window_ms: int) -> list[Claimed]:
+              rate_window_ms: int, in_flight_limit: int | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due rows (pending and due, or sending with an expired lease) for
     ``lease_ms``, at most ``rate_limit`` per channel within ``rate_window_ms`` (counting those
-    delivered and those in flight). A row held back by the rate limit is put off until its
-    channel's window has room, so that it does not hide other channels' rows."""
+    delivered and those in flight), and at most ``in_flight_limit`` per channel in flight at
+    once (so that a receiver that is slow to answer holds no more delivery slots than that: the
+    rows of a channel with its fill in flight are not candidates). A row held back by the rate
+    limit is put off until its channel's window has room, so that it does not hide other
+    channels' rows."""
     due = or_(and_(notify_outbox.c.state == PENDING, notify_outbox.c.next_attempt_at <= now),
               and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until <= now))
+    in_flight = and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now)
+    if in_flight_limit is not None:  # channels with their fill in flight are not even looked at
+        full = (select(notify_outbox.c.channel_id).where(in_flight).group_by(notify_outbox.c.channel_id)
+                .having(func.count() >= in_flight_limit))
+        due = and_(due, notify_outbox.c.channel_id.not_in(full))
     candidates = conn.execute(skip_locked(conn, select(
         notify_outbox.c.id, notify_outbox.c.channel_id, notify_outbox.c.notification, notify_outbox.c.attempts,
         notify_outbox.c.created_at,
@@ -241,13 +307,21 @@ def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_lim
             or_(notify_outbox.c.delivered_at >= window_start,
                 and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now)),
         ).group_by(notify_outbox.c.channel_id))}
+    busy: dict[int, int] = {}
+    if in_flight_limit is not None:
+        busy = {channel_id: count for channel_id, count in conn.execute(
+            select(notify_outbox.c.channel_id, func.count()).where(
+                notify_outbox.c.channel_id.in_(channel_ids), in_flight).group_by(notify_outbox.c.channel_id))}
     channels = {r.id: _channel(r) for r in conn.execute(
         select(notify_channels).where(notify_channels.c.id.in_(channel_ids))).all()}
     chosen: list[Any] = []
     held: list[int] = []
     for r in candidates:
+        if in_flight_limit is not None and busy.get(r.channel_id, 0) >= in_flight_limit:
+            continue  # its turn comes when the one in flight is done
         if len(chosen) < limit and used.get(r.channel_id, 0) < rate_limit and r.channel_id in channels:
             used[r.channel_id] = used.get(r.channel_id, 0) + 1
+            busy[r.channel_id] = busy.get(r.channel_id, 0) + 1
             chosen.append(r)
         elif used.get(r.channel_id, 0) >= rate_limit:
             held.append(r.id)
@@ -283,3 +357,35 @@ def mark_retry(conn: Connection, claim: Claimed, *, next_attempt_at: int, detail
 def mark_failed(conn: Connection, claim: Claimed, *, detail: str) -> None:
     conn.execute(update(notify_outbox).where(_mine(claim)).values(
         state=FAILED, claimed_until=None, last_detail=detail))
+
+
+def recent_deliveries(conn: Connection, user_id: int, *, limit: int = 50, channel_id: int | None = None,
+                      state: str | None = None) -> list[dict[str, Any]]:
+    """The account's newest outbox rows, newest first, as the settings page shows them (times in
+    ms): which channel, the event, the title and link, the state and attempts, and ``detail``,
+    the receiver's last answer (scrubbed of the channel's secrets when it was kept)."""
+    query = (select(notify_outbox, notify_channels.c.name.label("channel_name"))
+             .join(notify_channels, notify_channels.c.id == notify_outbox.c.channel_id)
+             .where(notify_channels.c.user_id == user_id))
+    if channel_id is not None:
+        query = query.where(notify_outbox.c.channel_id == channel_id)
+    if state is not None:
+        query = query.where(notify_outbox.c.state == state)
+    found = []
+    for r in conn.execute(query.order_by(notify_outbox.c.id.desc()).limit(limit)).all():
+        n = Notification(**json.loads(r.notification))
+        found.append({
+            "id": r.id, "channel_id": r.channel_id, "channel_name": r.channel_name, "event": event_of(n),
+            "title": n.title, "run_uuid": n.run_uuid, "url": n.url, "state": r.state, "attempts": r.attempts,
+            "detail": r.last_detail, "created_at": r.created_at, "delivered_at": r.delivered_at,
+            "next_attempt_at": r.next_attempt_at if r.state == PENDING else None,
+        })
+    return found
+
+
+def purge_outbox(conn: Connection, *, now: int, keep_ms: int) -> int:
+    """Delete the rows done with (delivered, failed, coalesced) queued over ``keep_ms`` ago;
+    how many. (A rescan looks back a day at most, so an older key needs not stay taken.)"""
+    result = conn.execute(delete(notify_outbox).where(
+        notify_outbox.c.state.in_((DELIVERED, FAILED, COALESCED)), notify_outbox.c.created_at < now - keep_ms))
+    return int(result.rowcount or 0)

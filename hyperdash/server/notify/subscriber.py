@@ -31,8 +31,8 @@ from ..errors import Unavailable
 from ..facts import Fact, RunBack, RunEnded, RunLost, RunState
 from ..queries import log_lines
 from ..store import Store, runs
-from .message import BACK, ENDED, LOST, Notification
-from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue, wants
+from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
+from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue_many, wants
 
 __all__ = ["OutboxSubscriber", "notification_for"]
 
@@ -44,18 +44,20 @@ MAX_RESCAN_MS = 24 * 3600 * 1000
 _MARGIN_MS = 60 * 1000
 
 
-def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "") -> Notification:
-    """The notification about ``run`` (as it stands after the event) for ``kind``."""
+def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "",
+                     rule: str | None = None) -> Notification:
+    """The notification about ``run`` (as it stands after the event) for ``kind``; ``rule``
+    names the rule that fired, for :data:`RULE`."""
     end = run.ended_at if kind == ENDED and run.ended_at is not None else run.last_seen_at
     key = ""
-    if kind in (LOST, BACK):
-        # A run may go silent and come back many times: each time is its own notification.
-        seed = f"{kind}\0{run.uuid}\0{run.last_seen_at}"
+    if kind in (LOST, BACK, STALLED, RULE):
+        # A run may go silent (or stall, or trip a rule) many times: each time is its own.
+        seed = f"{kind}\0{run.uuid}\0{run.last_seen_at}" + (f"\0{rule}" if rule else "")
         key = hashlib.sha256(seed.encode()).hexdigest()[:32]
     return Notification(
         kind=kind, run_name=run.name or "", run_uuid=run.uuid, base_url=base_url,
         status=run.status if kind == ENDED else None, duration_s=max(0, end - run.started_at) / 1000,
-        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, key=key,
+        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, rule=rule, key=key,
     )
 
 
@@ -89,11 +91,11 @@ class OutboxSubscriber:
         self.rescan()
 
     def consider(self, user_id: int, run_id: int, kind: str, run: RunState, *,
-                 created_by: int | None = None) -> int:
+                 created_by: int | None = None, rule: str | None = None) -> int:
         """Queue the notification for every channel that wants it; how many were queued.
         ``created_by``: only channels made by then (a rescan must not tell a new channel of
-        older runs)."""
-        n = notification_for(kind, run, base_url=self.config.base_url)
+        older runs). ``rule``: the rule that fired, for :data:`RULE`."""
+        n = notification_for(kind, run, base_url=self.config.base_url, rule=rule)
         with self.store.read() as conn:
             targets: list[ChannelRow] = [
                 c for c in enabled_channels(conn, user_id)
@@ -107,7 +109,7 @@ class OutboxSubscriber:
         hold_ms = int(self.config.hold_s * 1000)
         try:
             queued = self.store.writer.call(
-                lambda c: sum(enqueue(c, ch.id, run_id, n, now=now, hold_ms=hold_ms) for ch in targets))
+                lambda c: enqueue_many(c, [ch.id for ch in targets], run_id, n, now=now, hold_ms=hold_ms))
         except Unavailable:  # shutting down: the next start's scan queues it
             log.info("not queued, the server is stopping: %s of run %s", n.event, run.uuid)
             return 0

@@ -106,7 +106,7 @@ class DeliveryWorker:
         cfg = self.config
         claimed: list[Claimed] = self.store.writer.call(lambda conn: claim_due(
             conn, now=now_ms(), lease_ms=int(cfg.lease_s * 1000), limit=free, rate_limit=cfg.rate_limit,
-            rate_window_ms=int(cfg.rate_window_s * 1000)))
+            rate_window_ms=int(cfg.rate_window_s * 1000), in_flight_limit=cfg.in_flight_per_channel))
         with self._lock:
             self._free -= len(claimed)
         return claimed

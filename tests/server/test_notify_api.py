@@ -1,0 +1,245 @@
+"""The notification settings API on the real app, each store: channels checked before they are
+stored, edited, tested against a real receiver, their deliveries listed, and no secret in any
+reply or log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+from server_helpers import Api
+from sqlalchemy import select
+from test_notify_channels import TELEGRAM_TOKEN, Answer, receiver  # noqa: F401  (the fixture)
+from test_notify_outbox import FAST, outbox_rows, run_to_end, wait_for
+from test_notify_webpush import Browser
+
+from hyperdash.events import now_ms
+from hyperdash.server.notify import generate_secret
+from hyperdash.server.notify.keys import stored_vapid_keys
+from hyperdash.server.notify.outbox import DELIVERED, FAILED, purge_outbox
+from hyperdash.server.store import Store, notify_channels, notify_outbox
+
+CHANNELS = "/api/v1/notify/channels"
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client(notify=FAST)
+
+
+class Replies:
+    """Every reply's text, to look for secrets in them all at the end."""
+
+    def __init__(self, api: Api):
+        self.api = api
+        self.texts: list[str] = []
+
+    def __call__(self, method: str, path: str, status: int | None = None, **kwargs):
+        resp = self.api.client.request(method, path, headers=self.api.headers, **kwargs)
+        self.texts.append(resp.text)
+        if status is not None:
+            assert resp.status_code == status, resp.text
+        return resp
+
+
+def stored_channels(client) -> list:
+    with client.app.state.store.read() as conn:
+        return conn.execute(select(notify_channels).order_by(notify_channels.c.id)).all()
+
+
+SLACK = "https://hooks.slack.com/services/T0123ABCD/B0456EFGH/s3cr3tXyZtokenPART"
+NTFY_TOKEN = "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"
+SMTP_PASSWORD = "hunter2-but-longer"
+
+
+def test_channels_are_added_listed_edited_and_removed_without_showing_secrets(client, receiver, caplog):  # noqa: F811
+    caplog.set_level(logging.DEBUG)
+    call = Replies(Api(client))
+    secret = generate_secret()
+    hook = receiver.base + "/hooks/abcdef0123456789secretpath"
+    browser = Browser()
+    push = browser.subscription(receiver.base + "/push/subscriptionTOKEN0123456789")
+    added = [
+        call("POST", CHANNELS, 201, json={"kind": "webhook", "name": "ci", "settings": {"url": hook, "secret": secret},
+                                          "events": ["failure", "stalled", "rule"], "name_filter": "train-*"}).json(),
+        call("POST", CHANNELS, 201, json={"kind": "slack", "settings": {"url": SLACK}}).json(),
+        call("POST", CHANNELS, 201, json={"kind": "telegram",
+                                          "settings": {"token": TELEGRAM_TOKEN, "chat_id": "42"}}).json(),
+        call("POST", CHANNELS, 201, json={"kind": "ntfy", "settings": {
+            "url": "http://192.168.1.20:8080/my-runs", "token": NTFY_TOKEN}}).json(),
+        call("POST", CHANNELS, 201, json={"kind": "email", "settings": {
+            "host": "smtp.example.com", "username": "me", "password": SMTP_PASSWORD,
+            "from": "hd@example.com", "to": "me@example.com"}}).json(),
+        call("POST", CHANNELS, 201, json={"kind": "webpush", "name": "phone", "settings": push}).json(),
+    ]
+    assert [c["kind"] for c in added] == ["webhook", "slack", "telegram", "ntfy", "email", "webpush"]
+    assert added[0]["events"] == ["failure", "stalled", "rule"] and added[0]["name_filter"] == "train-*"
+    assert added[1]["name"] == "slack" and added[1]["events"] is None
+    assert added[1]["settings"]["url"].startswith("https://hooks.slack.com/services/")
+
+    # The same browser subscribing again updates its channel instead of adding another.
+    again = call("POST", CHANNELS, 200, json={"kind": "webpush", "name": "phone 2", "settings": push}).json()
+    assert again["id"] == added[-1]["id"] and again["name"] == "phone 2"
+
+    listing = call("GET", CHANNELS, 200).json()
+    assert [c["id"] for c in listing["channels"]] == [c["id"] for c in added]
+    assert "stalled" in listing["default_events"] and "rule" in listing["events"]
+    assert "success" not in listing["default_events"]
+
+    one = f"{CHANNELS}/{added[0]['id']}"
+    edited = call("PATCH", one, 200, json={"events": None, "enabled": False, "name": "ops"}).json()
+    assert (edited["events"], edited["enabled"], edited["name"]) == (None, False, "ops")
+    assert edited["name_filter"] == "train-*"
+    new_settings = {"url": hook + "2", "secret": secret}
+    edited = call("PATCH", one, 200, json={"name_filter": None, "settings": new_settings}).json()
+    assert edited["name_filter"] is None and edited["enabled"] is False
+    assert json.loads(stored_channels(client)[0].settings)["url"] == hook + "2"
+
+    call("DELETE", f"{CHANNELS}/{added[1]['id']}", 200)
+    assert len(call("GET", CHANNELS, 200).json()["channels"]) == 5
+    call("DELETE", f"{CHANNELS}/{added[1]['id']}", 404)
+
+    everything = "\n".join(call.texts) + caplog.text
+    for s in (secret, "abcdef0123456789secretpath", "s3cr3tXyZtokenPART", TELEGRAM_TOKEN.partition(":")[2],
+              NTFY_TOKEN, SMTP_PASSWORD, "subscriptionTOKEN0123456789", push["keys"]["auth"]):
+        assert s not in everything, s
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"kind": "carrier-pigeon", "settings": {}}, "unknown channel kind"),
+    ({"kind": "webhook", "settings": {"url": "ftp://example.com/x", "secret": "x" * 20}}, "https://"),
+    ({"kind": "webhook", "settings": {"url": "https://example.com/x"}}, "secret is required"),
+    ({"kind": "slack", "settings": {"url": "https://evil.example/services/a/b/c"}}, "hooks.slack.com"),
+    ({"kind": "telegram", "settings": {"token": "not-a-token", "chat_id": "1"}}, "token"),
+    ({"kind": "ntfy", "settings": {"url": "https://ntfy.sh/bad topic!"}}, "url"),
+    ({"kind": "email", "settings": {"host": "smtp.example.com", "from": "nobody", "to": "a@b.co"}}, "from"),
+    ({"kind": "webpush", "settings": {"endpoint": "https://push.example/x", "keys": {"p256dh": "AAAA", "auth": "x"}}},
+     "p256dh"),
+    ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "events": ["exploded"]},
+     "unknown event"),
+    ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "name": "a\x00b"}, "NUL"),
+])
+def test_a_bad_channel_is_refused_with_a_clear_message_and_nothing_stored(client, body, message):
+    api = Api(client)
+    resp = client.post(CHANNELS, headers=api.headers, json=body)
+    assert resp.status_code == 400, resp.text
+    assert message in resp.json()["message"]
+    assert stored_channels(client) == []
+
+
+def test_a_bad_edit_changes_nothing_and_other_accounts_see_nothing(client):
+    owner, other = Api(client), Api(client)
+    body = {"kind": "webhook", "settings": {"url": "https://example.com/hook", "secret": generate_secret()}}
+    channel = client.post(CHANNELS, headers=owner.headers, json=body).json()
+    path = f"{CHANNELS}/{channel['id']}"
+    before = stored_channels(client)
+    for edit in ({"settings": {"url": "nope", "secret": "z" * 20}}, {"events": ["success", "nope"]}):
+        resp = client.patch(path, headers=owner.headers, json=edit)
+        assert resp.status_code == 400, resp.text
+    assert stored_channels(client) == before
+    assert client.get(CHANNELS, headers=other.headers).json()["channels"] == []
+    for method, suffix in (("PATCH", ""), ("DELETE", ""), ("POST", "/test")):
+        resp = client.request(method, path + suffix, headers=other.headers, json={"enabled": False})
+        assert resp.status_code == 404, resp.text
+    assert stored_channels(client) == before
+    assert client.get(CHANNELS).status_code == 401
+
+
+def test_testing_a_channel_gives_the_receivers_real_answer_and_a_hang_is_cut_off(make_client, receiver):  # noqa: F811
+    config = FAST.__class__(**{**FAST.__dict__, "channel_options": {"timeout": (1.0, 1.0)}})
+    client = make_client(notify=config)
+    api = Api(client)
+    secret = generate_secret()
+    body = {"kind": "webhook", "settings": {"url": receiver.base + "/in/verysecretpath123", "secret": secret}}
+    path = f"{CHANNELS}/{client.post(CHANNELS, headers=api.headers, json=body).json()['id']}/test"
+
+    result = client.post(path, headers=api.headers).json()
+    assert (result["outcome"], result["status"]) == ("delivered", 200)
+    assert receiver.last.json()["run"]["name"] == "Hyperdash test notification"
+
+    receiver.answers.append(Answer(403, b"bad signature for /in/verysecretpath123"))
+    result = client.post(path, headers=api.headers).json()
+    assert (result["outcome"], result["status"]) == ("failed", 403)
+    assert "bad signature" in result["detail"] and "verysecretpath123" not in result["detail"]
+    listed = client.get(CHANNELS, headers=api.headers).json()["channels"][0]
+    assert listed["last_result"]["outcome"] == "failed" and "bad signature" in listed["last_result"]["detail"]
+
+    receiver.answers.append(Answer(hang=True))
+    started = time.monotonic()
+    result = client.post(path, headers=api.headers).json()
+    assert time.monotonic() - started < 10
+    assert result["outcome"] == "retry" and "no answer within" in result["detail"]
+
+
+def test_failed_deliveries_are_listed_with_the_receivers_answer(client, receiver):  # noqa: F811
+    api = Api(client)
+    secret = generate_secret()
+    settings = {"url": receiver.base + "/gone/hookpath12345", "secret": secret}
+    body = {"kind": "webhook", "name": "ops", "settings": settings}
+    channel = client.post(CHANNELS, headers=api.headers, json=body).json()
+    receiver.answers.append(Answer(404, b"no such hook /gone/hookpath12345"))
+    run = run_to_end(api, "train-x", "failure")
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [FAILED], what="giving up")
+    found = client.get("/api/v1/notify/deliveries", headers=api.headers).json()["deliveries"]
+    assert len(found) == 1
+    d = found[0]
+    assert (d["channel_id"], d["channel_name"], d["event"], d["state"], d["run_uuid"]) == (
+        channel["id"], "ops", "failure", "failed", run)
+    assert "no such hook" in d["detail"] and "hookpath12345" not in d["detail"]
+    assert d["url"].endswith(f"/runs/{run}") and "train-x" in d["title"]
+    only = client.get("/api/v1/notify/deliveries", headers=api.headers, params={"state": "delivered"}).json()
+    assert only["deliveries"] == []
+    assert client.get("/api/v1/notify/deliveries", headers=api.headers, params={"state": "bogus"}).status_code == 400
+    assert client.get("/api/v1/notify/deliveries", headers=Api(client).headers).json()["deliveries"] == []
+
+
+def test_the_vapid_keys_survive_a_restart_and_concurrent_first_starts_agree(make_client, db_url):
+    stores = [Store(db_url) for _ in range(4)]
+    try:
+        found: list[str] = []
+        barrier = threading.Barrier(len(stores))
+
+        def first_start(store: Store) -> None:
+            barrier.wait()
+            found.append(stored_vapid_keys(store).application_server_key)
+
+        threads = [threading.Thread(target=first_start, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(found) == 4 and len(set(found)) == 1
+    finally:
+        for s in stores:
+            s.close()
+    first = make_client()
+    api = Api(first)
+    key = first.get("/api/v1/notify/webpush_key", headers=api.headers).json()["public_key"]
+    assert key == found[0]
+    first.__exit__(None, None, None)
+    second = make_client()
+    assert second.get("/api/v1/notify/webpush_key", headers=api.headers).json()["public_key"] == key
+
+
+def test_old_finished_rows_are_purged_and_pending_ones_kept(client, receiver):  # noqa: F811
+    api = Api(client)
+    body = {"kind": "webhook", "settings": {"url": receiver.base + "/in", "secret": generate_secret()}}
+    client.post(CHANNELS, headers=api.headers, json=body)
+    run_to_end(api, "a", "failure")
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED], what="the delivery")
+    store = client.app.state.store
+    store.writer.call(lambda conn: conn.execute(notify_outbox.insert().values(
+        channel_id=1, key="later", kind="ended", notification="{}", state="pending", attempts=0,
+        next_attempt_at=now_ms() + 10**9, created_at=0)))
+    day = 86400 * 1000
+    assert store.writer.call(lambda conn: purge_outbox(conn, now=now_ms(), keep_ms=day)) == 0
+    assert store.writer.call(lambda conn: purge_outbox(conn, now=now_ms() + 2 * day, keep_ms=day)) == 1
+    assert [r.key for r in outbox_rows(client)] == ["later"]
+
+
+def test_the_settings_page_asks_to_sign_in_first(client):
+    resp = client.get("/settings", follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/login?next=%2Fsettings"
