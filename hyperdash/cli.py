@@ -89,6 +89,18 @@ def _seconds(min: float, min_open: bool = False) -> click.FloatRange:
     return kind
 
 
+def _duration(value: str | None, param: click.Parameter) -> float | None:
+    """A duration option (90s, 10m, 1h, off) in seconds; a wrong one reads as click's usage error."""
+    from .settings import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
 def _configured_server() -> str:
     from . import config
 
@@ -127,6 +139,15 @@ def version() -> None:
     "[default: 120; the environment variable HYPERDASH_LOST_TIMEOUT sets it too].",
 )
 @click.option(
+    "--stall-after",
+    default=None,
+    callback=lambda ctx, param, value: _duration(value, param),
+    metavar="DURATION",
+    help="How long a running run may make no progress (no output, metric or param) before it is "
+    "marked stalled: 90s, 10m, 1h; 0 or off to never [default: 30m; the environment variable "
+    "HYPERDASH_STALL_AFTER sets it too]. A run's own --stall-after or stall_after= wins.",
+)
+@click.option(
     "--no-signup",
     is_flag=True,
     help="Close sign-up: accounts are made by the admin with `hyperdash server adduser`.",
@@ -146,8 +167,8 @@ def version() -> None:
     "[default: $HYPERDASH_PUBLIC_URL, else the address the server listens on].",
 )
 @click.pass_context
-def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None, no_signup: bool,
-           forwarded_allow_ips: str | None, public_url: str | None) -> None:
+def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None,
+           stall_after: float | None, no_signup: bool, forwarded_allow_ips: str | None, public_url: str | None) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -158,7 +179,7 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
-          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url)
+          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after)
 
 
 def _no_server_extra(exc: ImportError) -> UserError:

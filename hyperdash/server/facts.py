@@ -9,7 +9,8 @@ subscriber needs no read of its own. Facts are frozen, plain data: :func:`to_jso
 
 A batch announces, per run, in this order: ``RunCreated`` (the run's first events), the stored
 ``LinesStored``, ``PointsStored``, ``ParamsStored``, then ``RunStarted``, ``RunEnded`` or
-``RunBack`` as its events say. The sweep for silent runs announces ``RunLost``.
+``RunBack`` as its events say, then ``RunResumed`` (a stalled run made progress) and ``RuleFired``.
+The sweep for silent runs announces ``RunLost``; the one for stuck runs ``RunStalled``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import msgspec
 from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
-           "LinesStored", "PointsStored", "ParamsStored", "Param", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+           "LinesStored", "PointsStored", "ParamsStored", "Param", "RunStalled", "RunResumed", "RuleFired",
+           "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -39,6 +41,7 @@ class RunState(msgspec.Struct, frozen=True):
     pid: int | None
     api: str | None
     max_seq: int  # the highest seq the run holds (``last_seq`` in the API)
+    stalled_since: int | None = None  # when a running run stalled (server/stalls.py), else None
 
 
 class Fact(msgspec.Struct, frozen=True, tag_field="kind", tag=True):
@@ -83,6 +86,36 @@ class RunBack(Fact, frozen=True):
     run: RunState
 
 
+class RunStalled(Fact, frozen=True):
+    """A running run made no progress (no output, no metric or param of its own) for its stall
+    window, though it may still be alive; ``since`` is when it last made progress."""
+
+    since: int
+    run: RunState
+
+
+class RunResumed(Fact, frozen=True):
+    """A stalled run made progress again."""
+
+    run: RunState
+
+
+class RuleFired(Fact, frozen=True):
+    """A metric rule fired on a point just stored. ``value`` is the point's value as text
+    (``NaN``, ``Infinity`` or a number), ``rule`` the rule in words."""
+
+    rule_id: int
+    firing_id: int
+    rule: str
+    metric: str
+    value: str
+    step: int | None
+    seq: int
+    ts: int
+    fired_at: int
+    run: RunState
+
+
 class LinesStored(Fact, frozen=True):
     """Log lines stored and shown, in seq order (a progress line replaced in the same batch is
     left out). An erased bar (a progress line with no text) is told too, though it is stored
@@ -112,8 +145,8 @@ class ParamsStored(Fact, frozen=True):
 
 
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
-RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack)
-FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
+RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, RunStalled, RunResumed)
+FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored, RuleFired)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(_ANY_FACT)

@@ -24,7 +24,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 
@@ -35,7 +37,7 @@ from .dialect import checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "Store", "default_db_url",
+           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "stall_names", "rules", "rule_states", "rule_firings", "Store", "default_db_url",
            "SCHEMA_VERSION"]
 
 metadata = MetaData()
@@ -91,6 +93,11 @@ runs = Table(
     Column("pid", BigInteger, nullable=True),
     Column("api", String(32), nullable=True),
     Column("max_seq", BigInteger, nullable=False, default=0),
+    # Stalls (server/stalls.py): when the job last made progress (stored output, a metric or a
+    # param of its own), its own stall window if it asked for one, and since when it is stalled.
+    Column("last_progress_at", BigInteger, nullable=True),
+    Column("stall_after_ms", BigInteger, nullable=True),
+    Column("stalled_since", BigInteger, nullable=True),
     UniqueConstraint("user_id", "uuid", name="uq_runs_user_uuid"),
     Index("ix_runs_user_started", "user_id", "started_at", "id"),
     Index("ix_runs_status_seen", "status", "last_seen_at"),
@@ -201,6 +208,56 @@ notify_outbox = Table(
     Index("ix_notify_outbox_channel_delivered", "channel_id", "delivered_at"),
 )
 
+# A person's stall window for every run of a name (0: no stall detection for that name).
+stall_names = Table(
+    "stall_names", metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(600), primary_key=True),
+    Column("stall_after_ms", BigInteger, nullable=False),
+)
+
+# Metric rules (server/rules.py): for one run (run_id) or for every run of a name (name).
+# ``spec`` is the rule as hyperdash.events.check_alert returns it (JSON); source: code, api.
+rules = Table(
+    "rules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("run_id", Integer, nullable=True, index=True),
+    Column("name", String(600), nullable=True),
+    Column("metric", String(600), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Where each rule stands on each run it watches: armed or fired, and the best value so far
+# (for no improvement), so a point is checked without reading the metric's history.
+rule_states = Table(
+    "rule_states", metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("fired", SmallInteger, nullable=False),
+    Column("best", Float, nullable=True),
+    Column("best_ts", BigInteger, nullable=True),
+    Column("since_best", BigInteger, nullable=False),
+)
+
+# Each time a rule fired on a run: the point that fired it (value as text: it may be NaN).
+rule_firings = Table(
+    "rule_firings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("metric", String(600), nullable=False),
+    Column("description", String(1200), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("step", BigInteger, nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("fired_at", BigInteger, nullable=False),
+    Index("ix_rule_firings_run", "run_id", "id"),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -223,8 +280,18 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
+def _migration_trouble(conn: Connection) -> None:
+    """Stalls and metric rules: three columns of ``runs``, and their tables."""
+    have = {column["name"] for column in inspect(conn).get_columns("runs")}
+    for name in ("last_progress_at", "stall_after_ms", "stalled_since"):
+        if name not in have:  # (a fresh store made them with the table)
+            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} BIGINT"))
+    _create_missing_tables(conn)
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables).
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
+                                                   _migration_trouble]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
