@@ -160,8 +160,11 @@ def check_alert(spec: Any) -> dict[str, Any]:
                          f"(no improvement){'; this one has ' + ', '.join(kinds) if kinds else ''}")
     if mode is not None and kinds[0] != "plateau":
         raise ValueError("'mode' goes with patience or minutes (no improvement) only")
-    return {"metric": metric, "kind": kinds[0], "nan": bool(nan), "above": above, "below": below,
-            "patience": patience, "minutes": minutes,
+    def real(value: Any) -> float | None:  # (so that 3 and 3.0 make the same rule)
+        return None if value is None else float(value)
+
+    return {"metric": metric, "kind": kinds[0], "nan": bool(nan), "above": real(above), "below": real(below),
+            "patience": patience, "minutes": real(minutes),
             "mode": (mode or "min") if kinds[0] == "plateau" else None}
 
 

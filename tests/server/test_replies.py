@@ -1,4 +1,5 @@
-"""Every documented route's real replies hold to the reply models of ``server/api.py``."""
+"""Every documented route's real replies hold to the reply models of ``server/api.py`` (and of
+the route modules beside it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from server_helpers import Api, env, log
 
 from hyperdash import events
 from hyperdash.server import api as api_module
+from hyperdash.server import trouble_api
+
+_MODULES = (api_module, trouble_api)
+
+
+def _model(name: str) -> type[BaseModel]:
+    return next(getattr(module, name) for module in _MODULES if hasattr(module, name))
 
 
 def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
@@ -20,7 +28,7 @@ def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
             for status, reply in operation["responses"].items():
                 schema = reply.get("content", {}).get("application/json", {}).get("schema", {})
                 if status.startswith("2") and "$ref" in schema:
-                    found[(method.upper(), path)] = getattr(api_module, schema["$ref"].rsplit("/", 1)[1])
+                    found[(method.upper(), path)] = _model(schema["$ref"].rsplit("/", 1)[1])
                 elif status.startswith("2") and schema.get("title") == "IngestReply":
                     found[(method.upper(), path)] = api_module.IngestReply
     return found
@@ -66,6 +74,22 @@ def test_every_documented_reply_matches_its_model(client):
     call("GET", "/api/v1/runs/{run_uuid}/logs", f"/api/v1/runs/{run}/logs", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/loss", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/none", headers=headers)
+    # Rules and stalls (server/trouble_api.py).
+    rules = f"/api/v1/runs/{run}/rules"
+    call("POST", "/api/v1/runs/{run_uuid}/rules", rules, status=201, headers=headers,
+         json={"metric": "loss", "above": 0.1})
+    call("POST", events.INGEST_PATH, headers=headers, json=[
+        env("metric", run, {"name": "loss", "value": "NaN"}, seq=8),
+        env("metric", run, {"name": "loss", "value": 0.7}, seq=9)])
+    named = call("POST", "/api/v1/rules", status=201, headers=headers,
+                 json={"name": "shapes", "metric": "acc", "patience": 5, "mode": "max"})
+    assert len(call("GET", "/api/v1/runs/{run_uuid}/rules", rules, headers=headers)["firings"]) == 1
+    call("GET", "/api/v1/rules", headers=headers)
+    call("DELETE", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{named['id']}", headers=headers)
+    call("GET", "/api/v1/runs/{run_uuid}/stall", f"/api/v1/runs/{run}/stall", headers=headers)
+    call("PUT", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers, json={"stall_after_s": "10m"})
+    call("GET", "/api/v1/stalls", headers=headers)
+    call("DELETE", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers)
     call("DELETE", "/api/v1/sessions", headers={"authorization": login["access_token"]})
     assert set(checked) == set(models), f"routes without a checked reply: {set(models) - set(checked)}"
 

@@ -28,10 +28,10 @@ from sqlalchemy import and_, or_, select
 from ...events import FINAL_STATUSES, now_ms
 from ...events import LOST as LOST_STATUS
 from ..errors import Unavailable
-from ..facts import Fact, RunBack, RunEnded, RunLost, RunState
+from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunStalled, RunState
 from ..queries import log_lines
 from ..store import Store, runs
-from .message import BACK, ENDED, LOST, Notification
+from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
 from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue, wants
 
 __all__ = ["OutboxSubscriber", "notification_for"]
@@ -44,18 +44,21 @@ MAX_RESCAN_MS = 24 * 3600 * 1000
 _MARGIN_MS = 60 * 1000
 
 
-def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "") -> Notification:
-    """The notification about ``run`` (as it stands after the event) for ``kind``."""
+def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "",
+                     rule: str | None = None) -> Notification:
+    """The notification about ``run`` (as it stands after the event) for ``kind`` (``rule``:
+    the rule that fired, in words)."""
     end = run.ended_at if kind == ENDED and run.ended_at is not None else run.last_seen_at
     key = ""
-    if kind in (LOST, BACK):
-        # A run may go silent and come back many times: each time is its own notification.
-        seed = f"{kind}\0{run.uuid}\0{run.last_seen_at}"
+    if kind in (LOST, BACK, STALLED, RULE):
+        # A run may go silent and come back, stall or break a rule many times: each time is its
+        # own notification.
+        seed = f"{kind}\0{run.uuid}\0{run.last_seen_at}\0{rule or ''}"
         key = hashlib.sha256(seed.encode()).hexdigest()[:32]
     return Notification(
         kind=kind, run_name=run.name or "", run_uuid=run.uuid, base_url=base_url,
         status=run.status if kind == ENDED else None, duration_s=max(0, end - run.started_at) / 1000,
-        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, key=key,
+        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, key=key, rule=rule,
     )
 
 
@@ -83,17 +86,21 @@ class OutboxSubscriber:
                 self.consider(fact.user_id, fact.run_id, LOST, fact.run)
             elif isinstance(fact, RunBack):
                 self.consider(fact.user_id, fact.run_id, BACK, fact.run)
+            elif isinstance(fact, RunStalled):
+                self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
+            elif isinstance(fact, RuleFired):
+                self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact.rule)
 
     def on_overflow(self, missed: int) -> None:
         log.warning("the notification outbox missed %d commits; looking for runs that ended since", missed)
         self.rescan()
 
     def consider(self, user_id: int, run_id: int, kind: str, run: RunState, *,
-                 created_by: int | None = None) -> int:
+                 created_by: int | None = None, rule: str | None = None) -> int:
         """Queue the notification for every channel that wants it; how many were queued.
         ``created_by``: only channels made by then (a rescan must not tell a new channel of
         older runs)."""
-        n = notification_for(kind, run, base_url=self.config.base_url)
+        n = notification_for(kind, run, base_url=self.config.base_url, rule=rule)
         with self.store.read() as conn:
             targets: list[ChannelRow] = [
                 c for c in enabled_channels(conn, user_id)
