@@ -423,13 +423,23 @@ _exit_timeout_option = click.option(
     "their order against each other not guaranteed. Default: merged when hyperdash's own stdout "
     "and stderr go to the same terminal, pipe or file, else separate.",
 )
+@click.option(
+    "--stall-after",
+    default=None,
+    callback=lambda ctx, param, value: _duration(value, param),
+    metavar="DURATION",
+    help="Mark the run stalled when the command writes no output for this long: 90s, 10m, 1h; "
+    "0 or off never [default: the server's window].",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(name: str, exit_timeout: float | None, merge_streams: bool | None, command: tuple[str, ...]) -> None:
+def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall_after: float | None,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND (no shell in between) and monitor its output and exit status.
 
     \b
     hyperdash run -n "resnet50" python train.py --epochs 90
     hyperdash run -n "nightly" -- ./build.sh --release
+    hyperdash run -n "resnet50" --stall-after 10m python train.py
     """
     from . import child
 
@@ -437,7 +447,7 @@ def run(name: str, exit_timeout: float | None, merge_streams: bool | None, comma
     try:
         exit_code = child.monitor_command(
             name, list(command), exit_timeout=exit_timeout, quiet_config_errors=shown,
-            merge_streams=merge_streams,
+            merge_streams=merge_streams, stall_after=stall_after,
         )
     except child.CommandError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None

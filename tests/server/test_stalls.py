@@ -129,3 +129,23 @@ def test_another_account_sees_no_stall_settings(client):
     assert bob.json("/api/v1/stalls")["names"] == []
     assert bob.get(f"/api/v1/runs/{run}/stall").status_code == 404
     assert client.get("/api/v1/stalls").status_code == 401
+
+
+def test_stalled_and_lost_stay_apart(make_client):
+    """A run whose heartbeats go on is stalled, never lost; one that sends nothing at all is
+    lost (and a lost run is not shown stalled)."""
+    from hyperdash.server.ingest import mark_lost
+
+    api = Api(make_client(stall_after=60, lost_timeout=120))
+    app = api.client.app
+    beating, silent = start(api, "beating"), start(api, "silent")
+    sweep_later(api, 61)
+    time.sleep(0.05)
+    between = events.now_ms()  # after the silent run's last word, before the beating one's
+    time.sleep(0.05)
+    heartbeat(api, beating)
+    lost = app.state.store.writer.call(
+        lambda conn: mark_lost(conn, 120, app.state.run_cache, now_ms=between + 120_000)).facts
+    assert [f.run_uuid for f in lost] == [silent]
+    shown = {r["uuid"]: (r["status"], r["stalled_since"] is not None) for r in api.json("/api/v1/runs")["runs"]}
+    assert shown == {beating: ("running", True), silent: ("lost", False)}
