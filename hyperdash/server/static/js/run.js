@@ -5,11 +5,12 @@ import { api, subscribe } from './api.js';
 import { AXIS_CHOICES, Charts } from './charts.js';
 import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
-  parseTime, runDuration,
+  parseTime, runDuration, stalledBadge,
 } from './dom.js';
 import { LogView } from './logview.js';
 import { notifyRunEnded, setUpNotifyButton } from './notify.js';
 import { remember, remembered } from './prefs.js';
+import { Trouble } from './trouble.js';
 
 const page = document.getElementById('run');
 const runUuid = page.dataset.runUuid;
@@ -29,7 +30,8 @@ function showError(err) {
 function renderFacts() {
   document.title = (run.name || 'Unnamed run') + ' · Hyperdash';
   $('run-name').textContent = run.name || 'Unnamed run';
-  $('run-status').replaceChildren(badge(run.status));
+  const stalled = stalledBadge(run);
+  $('run-status').replaceChildren(badge(run.status), ...(stalled ? [stalled] : []));
   const start = parseTime(run.started_at);
   const started = $('fact-started');
   started.textContent = formatStart(start);
@@ -171,6 +173,13 @@ axisSelect.addEventListener('change', () => {
   remember('chart-axis', choice);
 });
 
+const trouble = new Trouble({
+  runUuid,
+  runName: JSON.parse($('run-data').textContent).run.name,
+  charts,
+  onError: showError,
+});
+
 // --- start --------------------------------------------------------------------------------------
 
 async function start() {
@@ -187,8 +196,9 @@ async function start() {
     metric: (point) => charts.point(point),
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
+    alert: (firing) => trouble.fired(firing),
   }, { params: { after: run.last_seq || 0 } });
-  await charts.load(Object.keys(run.metrics || {}));
+  await Promise.all([charts.load(Object.keys(run.metrics || {})), trouble.load()]);
 }
 
 start();
