@@ -101,6 +101,12 @@ def _duration(value: str | None, param: click.Parameter) -> float | None:
         raise click.BadParameter(str(exc), param=param) from None
 
 
+def _stall_after_option(help: str) -> Callable[[F], F]:
+    """``--stall-after DURATION``, given to the command in seconds (None when left out)."""
+    return click.option("--stall-after", default=None, metavar="DURATION", help=help,
+                        callback=lambda ctx, param, value: _duration(value, param))
+
+
 def _configured_server() -> str:
     from . import config
 
@@ -138,14 +144,10 @@ def version() -> None:
     help="Seconds without a heartbeat after which a running run is marked lost "
     "[default: 120; the environment variable HYPERDASH_LOST_TIMEOUT sets it too].",
 )
-@click.option(
-    "--stall-after",
-    default=None,
-    callback=lambda ctx, param, value: _duration(value, param),
-    metavar="DURATION",
-    help="How long a running run may make no progress (no output, metric or param) before it is "
+@_stall_after_option(
+    "How long a running run may make no progress (no output, metric or param) before it is "
     "marked stalled: 90s, 10m, 1h; 0 or off to never [default: 30m; the environment variable "
-    "HYPERDASH_STALL_AFTER sets it too]. A run's own --stall-after or stall_after= wins.",
+    "HYPERDASH_STALL_AFTER sets it too]. A run's own --stall-after or stall_after= wins."
 )
 @click.option(
     "--no-signup",
@@ -423,13 +425,9 @@ _exit_timeout_option = click.option(
     "their order against each other not guaranteed. Default: merged when hyperdash's own stdout "
     "and stderr go to the same terminal, pipe or file, else separate.",
 )
-@click.option(
-    "--stall-after",
-    default=None,
-    callback=lambda ctx, param, value: _duration(value, param),
-    metavar="DURATION",
-    help="Mark the run stalled when the command writes no output for this long: 90s, 10m, 1h; "
-    "0 or off never [default: the server's window].",
+@_stall_after_option(
+    "Mark the run stalled when the command writes no output for this long: 90s, 10m, 1h; "
+    "0 or off never [default: the server's window]."
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall_after: float | None,

@@ -18,7 +18,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["SETTINGS_FILE", "parse_duration", "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
+__all__ = ["SETTINGS_FILE", "parse_duration",
+           "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
 
 SETTINGS_FILE = "hyperdash.json"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import signal
 from operator import itemgetter
-from typing import Annotated, Any, Literal, NoReturn, TypeGuard, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeGuard, TypeVar, cast
 
 import msgspec
 import orjson
@@ -241,7 +241,7 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
             _add(part, part.marks, Mark(seq, mts, ev.METRIC, {"name": clean(name), "value": odd, "step": step,
                                                              "is_internal": internal}))
         else:
-            _add(part, part.points, Point(seq, mts, clean(name), float(value), step, int(internal)))
+            _add(part, part.points, Point(seq, mts, clean(name), float(cast(float, value)), step, int(internal)))
     elif etype == ev.PARAM:
         params = payload.get("params")
         if type(params) is not dict:

@@ -3,8 +3,9 @@
 The :class:`Hub` is a subscriber of the store's dispatcher (:mod:`hyperdash.server.announce`):
 it gets each commit's facts on the dispatcher's thread and hands them to the event loop, where
 they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
-``log``, ``metric`` and ``param`` events in seq order (and ``alert`` when a rule fired), then a ``status`` with the run when the
-run was created or its state changed; the account's stream gets a ``run`` event then. A
+``log``, ``metric`` and ``param`` events in seq order (and ``alert`` when a rule fired), then a
+``status`` with the run when the run was created or its state changed (stalled or resumed too);
+the account's stream gets a ``run`` event then. A
 follower that falls too far behind is dropped; its browser reconnects with ``Last-Event-ID``
 and reads what it missed from the store.
 """

@@ -164,8 +164,9 @@ def check_points(conn: Connection, cache: RuleCache, user_id: int, run_id: int, 
     by_metric: dict[str, list[Rule]] = {}
     for rule in watching:
         by_metric.setdefault(rule.metric, []).append(rule)
-    seen = [(p.seq, p.ts, p.name, p.value, p.step) for p in points if p.name in by_metric]
-    seen += [(m.seq, m.ts, m.payload["name"], ev.NONFINITE_VALUES[m.payload["value"]], m.payload["step"])
+    # (every point stored has its seq by now)
+    seen = [(p.seq or 0, p.ts, p.name, p.value, p.step) for p in points if p.name in by_metric]
+    seen += [(m.seq or 0, m.ts, m.payload["name"], ev.NONFINITE_VALUES[m.payload["value"]], m.payload["step"])
              for m in odd if m.payload["name"] in by_metric]
     if not seen:
         return []

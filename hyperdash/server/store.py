@@ -37,7 +37,8 @@ from .dialect import checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "stall_names", "rules", "rule_states", "rule_firings", "Store", "default_db_url",
+           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "stall_names", "rules",
+           "rule_states", "rule_firings", "Store", "default_db_url",
            "SCHEMA_VERSION"]
 
 metadata = MetaData()

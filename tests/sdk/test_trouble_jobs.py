@@ -123,3 +123,36 @@ def test_a_bad_stall_after_is_said_and_the_job_runs(run_job, account):
     assert "stall_after is not used" in done.stderr.decode()
     run = account.wait_for_run("bad window", status="success")
     assert account.get(f"/api/v1/runs/{run['uuid']}/stall").json()["source"] == "server"
+
+
+def test_the_servers_default_window_from_its_command_line(server_factory, sdk_env, tmp_path):
+    server = server_factory("--stall-after", "2s")
+    account = server.signup()
+    code = textwrap.dedent(HANG + """
+    print("epoch 1", flush=True)
+    hang_until(go)
+    print("epoch 2", flush=True)
+    hang_until(end)
+    """)
+    env = {**sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end")),
+           "HYPERDASH_SERVER": server.url, "HYPERDASH_API_KEY": account.api_key}
+    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "stall-default", sys.executable, "-c",
+                             code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        run = account.wait_for_run("stall-default", timeout=30)
+        account.wait_for(lambda: account.run(run["uuid"])["stalled_since"], timeout=30)
+        assert account.get(f"/api/v1/runs/{run['uuid']}/stall").json()["source"] == "server"
+        (tmp_path / "go").touch()
+        account.wait_for(lambda: account.run(run["uuid"])["stalled_since"] is None, timeout=30)
+        (tmp_path / "end").touch()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+
+
+def test_a_bad_window_on_the_command_line_is_a_usage_error(sdk_env):
+    for args in (["server", "--stall-after", "soon"], ["run", "-n", "x", "--stall-after", "10y", "true"]):
+        done = subprocess.run([sys.executable, "-m", "hyperdash", *args], env=sdk_env(), capture_output=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2, done.stderr
+        assert "Invalid value for '--stall-after': a duration is a number" in done.stderr.decode()

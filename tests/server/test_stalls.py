@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 import uuid
 
+from server_helpers import Api, env, log
+
 from hyperdash import events
 from hyperdash.server.facts import RunResumed, RunStalled
 from hyperdash.server.stalls import mark_stalled
-
-from server_helpers import Api, env, log
 
 
 def start(api: Api, name: str = "train", seq: int = 1, **extra) -> str:
