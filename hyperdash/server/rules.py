@@ -13,8 +13,9 @@ best value (no improvement). Each firing is stored (``rule_firings``) and announ
 Every point costs a constant per rule watching its metric: where each rule stands on each run
 (armed or fired, the best value so far and since when) is kept in ``rule_states`` and, on the
 writer, in a :class:`RuleCache`, so the metric's history is never read again. The writer's
-cache re-reads an account's rules at most every :attr:`RuleCache.TTL_MS` (others processes'
-changes show within that) and at once after a change made through its own writer.
+cache re-reads an account's rules and their states every :attr:`RuleCache.TTL_MS` at most (what
+other server processes changed shows within that) and at once after a change made through its
+own writer.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class RuleCache:
             found = [_rule(row) for row in conn.execute(
                 select(rules).where(rules.c.user_id == user_id).order_by(rules.c.id))]
             held = self._rules[user_id] = (now, found)
+            # Their states are read again too: another process may have moved them meanwhile.
+            ids = {r.id for r in found}
+            if ids and self._states:
+                self._states = {key: state for key, state in self._states.items() if key[0] not in ids}
         return [r for r in held[1] if r.run_id == run_id or (r.run_id is None and r.name == name)]
 
     def state(self, conn: Connection, rule_id: int, run_id: int) -> _State:

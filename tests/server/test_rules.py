@@ -3,6 +3,7 @@ set before their metric exists, malformed rules refused, one account's rules are
 
 from __future__ import annotations
 
+import copy
 import uuid
 
 import pytest
@@ -181,3 +182,21 @@ def test_another_account_cannot_see_or_change_rules(client):
     assert mine.rules() == {"rules": [], "firings": []}
     assert len(job.rules()["rules"]) == 2 and len(job.fired()) == 1
     assert client.get(f"/api/v1/runs/{job.run}/rules").status_code == 401
+
+
+def test_two_server_processes_on_one_store_share_where_a_rule_stands(make_client):
+    """A run's batches may reach different server processes: each re-reads the rule's state
+    (here at once, its cache's time to live set to nothing), so the count goes on across them."""
+    first, second = make_client(), make_client()
+    for client in (first, second):
+        client.app.state.run_cache.rules.TTL_MS = -1
+    api = Api(first)
+    job = Job(api)
+    add(api, job.run, metric="loss", patience=3)
+    job.points("loss", 5, 4)  # best 4
+    job.api = copy.copy(api)  # the same account, through the second process
+    job.api.client = second
+    job.points("loss", 4.5, 4.2)  # two without improvement, stored by the second process
+    job.api = api
+    job.points("loss", 4.1)  # the third: the first process must know of the other two
+    assert job.fired() == [("loss has not improved (lower is better) for 3 points", "4.1", 0)]

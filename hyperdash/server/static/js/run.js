@@ -180,6 +180,8 @@ const trouble = new Trouble({
   onError: showError,
 });
 
+let connections = 0;
+
 // --- start --------------------------------------------------------------------------------------
 
 async function start() {
@@ -197,7 +199,11 @@ async function start() {
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
     alert: (firing) => trouble.fired(firing),
-  }, { params: { after: run.last_seq || 0 } });
+  }, {
+    params: { after: run.last_seq || 0 },
+    // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
+    onOpen: () => { if (connections++) trouble.load(); },
+  });
   await Promise.all([charts.load(Object.keys(run.metrics || {})), trouble.load()]);
 }
 
