@@ -287,6 +287,9 @@ def _migration_trouble(conn: Connection) -> None:
     for name in ("last_progress_at", "stall_after_ms", "stalled_since"):
         if name not in have:  # (a fresh store made them with the table)
             conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} BIGINT"))
+    # Progress was not kept before: a run's last word stands in for it, so that no run that was
+    # going at the upgrade is called stalled for what happened before.
+    conn.execute(text("UPDATE runs SET last_progress_at = last_seen_at WHERE last_progress_at IS NULL"))
     _create_missing_tables(conn)
 
 
