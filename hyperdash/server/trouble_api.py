@@ -113,6 +113,7 @@ def _state(request: Request):
 
 
 def _spec(body: RuleSpec) -> dict[str, Any]:
+    checked(body.metric, "the metric name")
     try:
         return ev.check_alert(body.model_dump(exclude={"name"}))
     except ValueError as exc:

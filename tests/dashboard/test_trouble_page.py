@@ -81,6 +81,7 @@ def test_rules_from_the_page_fire_live_with_a_marker_on_the_chart(open_page, acc
     assert abs(where[0] - 0.75) < 0.03, where
     assert where[1] < 0.15, where
     page.screenshot(path=str(artifacts / "run-alerts-desktop.png"))
+    page.locator(".chart[data-metric=loss]").screenshot(path=str(artifacts / "chart-alert-marker.png"))
     # the page opened later shows the same, from the store
     again = open_run(open_page, account, feed)
     again.locator(".chart[data-metric=loss] .alert-marker").wait_for()
@@ -124,3 +125,21 @@ def test_the_stall_window_of_a_name_is_set_from_the_page(open_page, account):
     wait_until(page, "document.getElementById('stall-info').dataset.source === 'name'")
     assert page.locator("#stall-info").inner_text().startswith("Stalled after 10m 00s")
     assert account.get("/api/v1/stalls").json()["names"] == [{"name": "windowed", "stall_after_s": 600.0}]
+
+
+def test_the_alerts_tab_on_a_phone(open_page, account, artifacts):
+    feed = RunFeed(account, "phone-alerts")
+    feed.send([feed.event(ev.ALERT, {"metric": "loss", "above": 1})])
+    feed.metric("loss", 2.0, step=0)
+    page = open_run(open_page, account, feed, viewport=PHONE)
+    page.click(".tabs [data-tab=alerts]")
+    page.locator("#firings li", has_text="loss is above 1").wait_for()
+    assert page.locator("#log").is_hidden() and page.locator("#metrics-panel").is_hidden()
+    for selector in ("#firings li", "#rules li", "#rule-form button[type=submit]", "#stall-info"):
+        box = page.locator(selector).first.bounding_box()
+        assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"] + 0.5, selector
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
+    page.screenshot(path=str(artifacts / "run-alerts-phone.png"), full_page=True)
+    page.click(".tabs [data-tab=metrics]")
+    page.locator(".chart[data-metric=loss] .alert-marker").wait_for()
+    assert page.locator("#alerts-panel").is_hidden()
