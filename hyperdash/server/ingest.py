@@ -9,7 +9,9 @@ its process ended, see :data:`hyperdash.events.REPLAY_HEADER`) is stored like an
 no sign of life: it neither moves the run's ``last_seen_at`` nor brings a lost run back (its
 ``run_ended`` still ends the run). The reply counts every envelope as either stored or
 duplicate. What was stored is announced after the commit as facts (:mod:`hyperdash.server.facts`);
-checking the request is :mod:`hyperdash.server.checks`' job.
+checking the request is :mod:`hyperdash.server.checks`' job. Each run's part also moves the run's
+last progress, clearing a stall (:mod:`hyperdash.server.stalls`), and has its points checked
+against the metric rules that watch it (:mod:`hyperdash.server.rules`).
 """
 
 from __future__ import annotations
