@@ -259,8 +259,10 @@ def monitor_command(
     exit_timeout: float | None = None,
     quiet_config_errors: bool = False,
     merge_streams: bool | None = None,
+    stall_after: float | None = None,
 ) -> int:
     """Run ``argv`` as the run ``name``: tee its output, pass signals on, record how it ended.
+    ``stall_after``: the run's stall window in seconds (None: the server's).
 
     ``merge_streams``: give the child one channel for both its stdout and its stderr, as a
     terminal is one, so that their bytes keep the order they were written in, in the terminal
@@ -280,7 +282,8 @@ def monitor_command(
     destinations = ((1, events.STDOUT),) if merge else ((1, events.STDOUT), (2, events.STDERR))
     with SignalGate() as gate:
         run = Run(
-            name, api="cli_run", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
+            name, api="cli_run", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors,
+            stall_after=stall_after,
         )
         grace = stop_grace_setting()
         run.on_stop = lambda request: gate.stop(grace)

@@ -91,6 +91,24 @@ def _seconds(min: float, min_open: bool = False) -> click.FloatRange:
     return kind
 
 
+def _duration(value: str | None, param: click.Parameter) -> float | None:
+    """A duration option (90s, 10m, 1h, off) in seconds; a wrong one reads as click's usage error."""
+    from .settings import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _stall_after_option(help: str) -> Callable[[F], F]:
+    """``--stall-after DURATION``, given to the command in seconds (None when left out)."""
+    return click.option("--stall-after", default=None, metavar="DURATION", help=help,
+                        callback=lambda ctx, param, value: _duration(value, param))
+
+
 def _configured_server() -> str:
     from . import config
 
@@ -128,6 +146,11 @@ def version() -> None:
     help="Seconds without a heartbeat after which a running run is marked lost "
     "[default: 120; the environment variable HYPERDASH_LOST_TIMEOUT sets it too].",
 )
+@_stall_after_option(
+    "How long a running run may make no progress (no output, metric or param) before it is "
+    "marked stalled: 90s, 10m, 1h; 0 or off to never [default: 30m; the environment variable "
+    "HYPERDASH_STALL_AFTER sets it too]. A run's own --stall-after or stall_after= wins."
+)
 @click.option(
     "--no-signup",
     is_flag=True,
@@ -148,8 +171,8 @@ def version() -> None:
     "[default: $HYPERDASH_PUBLIC_URL, else the address the server listens on].",
 )
 @click.pass_context
-def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None, no_signup: bool,
-           forwarded_allow_ips: str | None, public_url: str | None) -> None:
+def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None,
+           stall_after: float | None, no_signup: bool, forwarded_allow_ips: str | None, public_url: str | None) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -160,7 +183,7 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
-          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url)
+          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after)
 
 
 def _no_server_extra(exc: ImportError) -> UserError:
@@ -545,13 +568,19 @@ _exit_timeout_option = click.option(
     "their order against each other not guaranteed. Default: merged when hyperdash's own stdout "
     "and stderr go to the same terminal, pipe or file, else separate.",
 )
+@_stall_after_option(
+    "Mark the run stalled when the command writes no output for this long: 90s, 10m, 1h; "
+    "0 or off never [default: the server's window]."
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(name: str, exit_timeout: float | None, merge_streams: bool | None, command: tuple[str, ...]) -> None:
+def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall_after: float | None,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND (no shell in between) and monitor its output and exit status.
 
     \b
     hyperdash run -n "resnet50" python train.py --epochs 90
     hyperdash run -n "nightly" -- ./build.sh --release
+    hyperdash run -n "resnet50" --stall-after 10m python train.py
     """
     from . import child
 
@@ -559,7 +588,7 @@ def run(name: str, exit_timeout: float | None, merge_streams: bool | None, comma
     try:
         exit_code = child.monitor_command(
             name, list(command), exit_timeout=exit_timeout, quiet_config_errors=shown,
-            merge_streams=merge_streams,
+            merge_streams=merge_streams, stall_after=stall_after,
         )
     except child.CommandError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None

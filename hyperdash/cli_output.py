@@ -91,8 +91,11 @@ def duration(started: object, ended: object) -> str:
 
 
 def status_text(run: Mapping[str, Any]) -> str:
-    """``failure (4)``, ``killed (SIGKILL)``: the status with the exit code or signal behind it."""
+    """``failure (4)``, ``killed (SIGKILL)``, ``running (stalled)``: the status with the exit
+    code, the signal or the stall behind it."""
     text = str(run.get("status") or "")
+    if run.get("stalled_since"):
+        return f"{text} (stalled)"
     if run.get("signal"):
         return f"{text} ({run['signal']})"
     if run.get("exit_code") not in (None, 0):

@@ -20,7 +20,9 @@ HEARTBEAT = "heartbeat"
 METRIC = "metric"
 PARAM = "param"
 RUN_ENDED = "run_ended"
-EVENT_TYPES = (RUN_STARTED, LOG, HEARTBEAT, METRIC, PARAM, RUN_ENDED)
+# Our superset: a rule on one of the run's metrics, set from the job (payload: see check_alert).
+ALERT = "alert"
+EVENT_TYPES = (RUN_STARTED, LOG, HEARTBEAT, METRIC, PARAM, RUN_ENDED, ALERT)
 
 # --- run statuses -----------------------------------------------------------------------------
 RUNNING = "running"
@@ -64,6 +66,13 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # Names of params and metrics, and run names.
 MAX_NAME_CHARS = 512
 
+# JSON has no NaN nor infinities: a metric point holding one carries its value as one of these
+# strings (our superset), so that a rule on the metric still sees it.
+NONFINITE_VALUES = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+# The longest stall window a run may ask for (``stall_after`` in ``run_started``): 30 days.
+MAX_STALL_AFTER_S = 30 * 86400.0
+
 DEFAULT_PORT = 4680
 DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -91,3 +100,85 @@ def envelope(
     if seq is not None:
         env["seq"] = seq
     return env
+
+
+def nonfinite_text(value: float) -> str:
+    """How a NaN or an infinity travels as a metric's value (a key of NONFINITE_VALUES)."""
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+# --- metric rules -----------------------------------------------------------------------------
+ALERT_KEYS = ("metric", "nan", "above", "below", "patience", "minutes", "mode")
+ALERT_MODES = ("min", "max")
+MAX_PATIENCE_POINTS = 10**9
+MAX_PATIENCE_MINUTES = 366 * 24 * 60.0
+
+
+def _number(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and value == value and abs(value) != float("inf")
+
+
+def check_alert(spec: Any) -> dict[str, Any]:
+    """A metric rule's settings checked and made whole, or ValueError saying what is wrong.
+
+    ``spec`` holds ``metric`` (the metric's name) and exactly one kind of rule: ``nan: true``
+    (a NaN or infinite value), ``above: X`` or ``below: X`` (a value past a threshold), or
+    ``patience: N`` and/or ``minutes: M`` (no improvement for N points or M minutes, with
+    ``mode`` ``"min"``, lower is better, the default, or ``"max"``). The result has every key of
+    :data:`ALERT_KEYS`, plus ``kind``: ``nan``, ``above``, ``below`` or ``plateau``.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError("a rule must be a JSON object such as {\"metric\": \"loss\", \"above\": 10}")
+    unknown = sorted(set(spec) - set(ALERT_KEYS) - {"kind"})
+    if unknown:
+        raise ValueError(f"unknown rule field {unknown[0]!r}; a rule has {', '.join(ALERT_KEYS)}")
+    metric = spec.get("metric")
+    if not isinstance(metric, str) or not metric.strip() or len(metric) > MAX_NAME_CHARS:
+        raise ValueError(f"a rule needs 'metric', the metric's name (1 to {MAX_NAME_CHARS} characters)")
+    nan = spec.get("nan", False)
+    if nan not in (True, False, None):
+        raise ValueError("'nan' must be true or false")
+    above, below = spec.get("above"), spec.get("below")
+    patience, minutes = spec.get("patience"), spec.get("minutes")
+    mode = spec.get("mode")
+    for key, value in (("above", above), ("below", below)):
+        if value is not None and not _number(value):
+            raise ValueError(f"'{key}' must be a finite number")
+    if patience is not None and (type(patience) is not int or not 1 <= patience <= MAX_PATIENCE_POINTS):
+        raise ValueError(f"'patience' must be a whole number of points from 1 to {MAX_PATIENCE_POINTS}")
+    if minutes is not None and (not _number(minutes) or not 0 < minutes <= MAX_PATIENCE_MINUTES):
+        raise ValueError(f"'minutes' must be a number of minutes above 0, at most {MAX_PATIENCE_MINUTES:g}")
+    if mode is not None and mode not in ALERT_MODES:
+        raise ValueError("'mode' must be \"min\" (lower is better) or \"max\" (higher is better)")
+    kinds = [kind for kind, given in (("nan", bool(nan)), ("above", above is not None),
+                                      ("below", below is not None),
+                                      ("plateau", patience is not None or minutes is not None)) if given]
+    if len(kinds) != 1:
+        raise ValueError("a rule needs exactly one of: nan=true, above, below, or patience/minutes "
+                         f"(no improvement){'; this one has ' + ', '.join(kinds) if kinds else ''}")
+    if mode is not None and kinds[0] != "plateau":
+        raise ValueError("'mode' goes with patience or minutes (no improvement) only")
+    def real(value: Any) -> float | None:  # (so that 3 and 3.0 make the same rule)
+        return None if value is None else float(value)
+
+    return {"metric": metric, "kind": kinds[0], "nan": bool(nan), "above": real(above), "below": real(below),
+            "patience": patience, "minutes": real(minutes),
+            "mode": (mode or "min") if kinds[0] == "plateau" else None}
+
+
+def describe_alert(rule: dict[str, Any]) -> str:
+    """A rule (as :func:`check_alert` returns it) in words: ``loss is above 10``."""
+    metric, kind = rule["metric"], rule["kind"]
+    if kind == "nan":
+        return f"{metric} is NaN or infinite"
+    if kind in ("above", "below"):
+        return f"{metric} is {kind} {rule[kind]:g}"
+    spans = []
+    if rule["patience"] is not None:
+        spans.append(f"{rule['patience']} points")
+    if rule["minutes"] is not None:
+        spans.append(f"{rule['minutes']:g} min")
+    better = "lower" if rule["mode"] == "min" else "higher"
+    return f"{metric} has not improved ({better} is better) for {' or '.join(spans)}"

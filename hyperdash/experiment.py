@@ -72,6 +72,9 @@ class Experiment:
     :meth:`log` lines and the status still flow.
     ``echo=False`` stops showing params and metrics in the terminal. ``exit_timeout`` bounds
     the flush when the experiment ends (default ``HYPERDASH_EXIT_TIMEOUT``, else 3 seconds).
+    ``stall_after`` (seconds, or text such as ``"10m"``; 0 never) is how long the job may record
+    nothing (no output, metric or param) before the server marks the run stalled; by default
+    the server's window applies.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class Experiment:
         echo: bool = True,
         exit_timeout: float | None = None,
         api: str = "experiment",
+        stall_after: float | str | None = None,
     ):
         if api_key_getter is not None and not callable(api_key_getter):
             raise TypeError("api_key_getter must be a function that returns the API key, not "
@@ -93,7 +97,8 @@ class Experiment:
         self._end_lock = threading.Lock()
         if capture_io:
             _end_capturing_experiments(superseded_by=name)
-        self._run = Run(name, api=api, api_key_getter=api_key_getter, echo=echo, exit_timeout=exit_timeout)
+        self._run = Run(name, api=api, api_key_getter=api_key_getter, echo=echo, exit_timeout=exit_timeout,
+                        stall_after=stall_after)
         self._run.start()
         self._capture = None
         if capture_io:
@@ -138,6 +143,25 @@ class Experiment:
         """Record one point of a metric (a number) and return ``value``. ``log=False`` does
         not show it in the terminal."""
         return self._run.metric(name, value, step=step, log=log)
+
+    def alert(self, metric: str, *, nan: bool = False, above: float | None = None, below: float | None = None,
+              patience: int | None = None, minutes: float | None = None, mode: str | None = None) -> bool:
+        """Have the server watch a metric and say so (on the run's page, in notifications)
+        when it goes wrong; the metric need not exist yet. One of:
+
+        - ``nan=True``: a value is NaN or infinite;
+        - ``above=X`` / ``below=X``: a value is past a threshold;
+        - ``patience=N`` and/or ``minutes=M``: no improvement for N points or M minutes, where
+          ``mode="min"`` (the default) means lower is better and ``mode="max"`` higher.
+
+        A rule fires once, and again only after the metric recovered. A malformed rule is
+        said once on stderr and not set; the job goes on. Returns whether it was set."""
+        rule: dict[str, object] = {"nan": nan}
+        for key, value in (("above", above), ("below", below), ("patience", patience), ("minutes", minutes),
+                           ("mode", mode)):
+            if value is not None:
+                rule[key] = value
+        return self._run.alert(metric, **rule)
 
     def iter(self, n: int, log: bool = True) -> Iterator[int]:
         """``range(n)`` that records the run's progress through it: the count as the internal

@@ -32,13 +32,16 @@ def _takes_exp(func: Callable[..., Any]) -> bool:
 
 
 def monitor(
-    name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True
+    name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True, *,
+    stall_after: float | str | None = None,
 ) -> Callable[[F], F]:
     """Decorate a function so that each call is a monitored run called ``name``.
 
     If the function has a parameter named ``exp``, it receives the run's
     :class:`~hyperdash.experiment.Experiment`. ``api_key_getter`` is called, about every
-    5 minutes, for the API key; ``capture_io=False`` leaves the output alone.
+    5 minutes, for the API key; ``capture_io=False`` leaves the output alone. ``stall_after``
+    (seconds, or text such as ``"10m"``; 0 never): how long the job may record nothing before
+    the server marks the run stalled (default: the server's window).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("monitor needs the run's name, a non-empty string: @monitor(\"my job\")")
@@ -48,7 +51,8 @@ def monitor(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor")
+            exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor",
+                             stall_after=stall_after)
             if wants_exp and "exp" not in kwargs:
                 kwargs["exp"] = exp
             try:

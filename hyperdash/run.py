@@ -34,18 +34,23 @@ from typing import TYPE_CHECKING, Any
 from . import config, framing
 from .errors import AuthenticationError, HyperdashError
 from .events import (
+    ALERT,
     APIS,
     FINAL_STATUSES,
     MAX_NAME_CHARS,
+    MAX_STALL_AFTER_S,
     METRIC,
     PARAM,
     RUN_ENDED,
     RUN_STARTED,
     STREAMS,
     SUCCESS,
+    check_alert,
+    nonfinite_text,
     now_ms,
 )
 from .links import follow_message
+from .settings import parse_duration
 from .spool import EVENT, Spool
 
 if TYPE_CHECKING:
@@ -174,7 +179,10 @@ class Run:
     ``echo`` shows each param and metric in the terminal as a line. ``exit_timeout`` bounds
     the flush at :meth:`end` (default ``HYPERDASH_EXIT_TIMEOUT``, else 3 seconds).
     ``quiet_config_errors=True`` tells the run that the caller has already shown why a
-    hyperdash.json cannot be read, so the run does not say it again.
+    hyperdash.json cannot be read, so the run does not say it again. ``stall_after``: how long
+    the job may make no progress (no output, no metric, no param) before the server marks the
+    run stalled, in seconds or as text such as ``"10m"``; 0 never; None leaves it to the server
+    (a bad value is said once on stderr and left to the server).
     """
 
     def __init__(
@@ -186,6 +194,7 @@ class Run:
         echo: bool = True,
         exit_timeout: float | None = None,
         quiet_config_errors: bool = False,
+        stall_after: float | str | None = None,
     ):
         self.name = _check_name(name)
         if api not in APIS:
@@ -223,6 +232,15 @@ class Run:
         #: Called (on the sending thread) with :attr:`stop_request` when it comes: each face
         #: stops its job its own way.
         self.on_stop: Callable[[dict[str, Any]], None] | None = None
+        self.stall_after: float | None = None
+        if stall_after is not None:
+            try:
+                self.stall_after = parse_duration(stall_after)
+                if self.stall_after > MAX_STALL_AFTER_S:
+                    raise ValueError(f"a stall window is at most {MAX_STALL_AFTER_S:g} seconds")
+            except ValueError as exc:
+                self.stall_after = None
+                self.warn("stall_after", f"stall_after is not used ({exc}); the server's window applies")
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Run:
@@ -257,8 +275,10 @@ class Run:
         spool.on_disk_error = self._spool_disk_error
         self._spool = spool
         self._open_log()
-        self._record(RUN_STARTED, {"job_name": self.name, "host": os.uname().nodename,
-                                   "pid": os.getpid(), "api": self.api})
+        started = {"job_name": self.name, "host": os.uname().nodename, "pid": os.getpid(), "api": self.api}
+        if self.stall_after is not None:
+            started["stall_after"] = self.stall_after
+        self._record(RUN_STARTED, started)
         transport = Transport(server_url, api_key=key_source.get)
         sender = SpoolSender(spool, transport, self.uuid, self.api,
                              on_dropped=lambda exc: self.warn("dropped", f"the server refused an event: {exc}"),
@@ -446,8 +466,10 @@ class Run:
                internal: bool = False) -> Any:
         """Record one point of a metric (a finite number) and return ``value`` unchanged.
 
-        A NaN or infinite value is not recorded (JSON has no such numbers): a warning says so,
-        once per metric, and the job goes on. ``internal`` marks the SDK's own bookkeeping.
+        A NaN or infinite value is recorded as the text ``NaN``, ``Infinity`` or ``-Infinity``
+        (JSON has no such numbers), which the server's rules see (:meth:`alert`) and charts
+        skip: a warning says so, once per metric, and the job goes on. ``internal`` marks the
+        SDK's own bookkeeping.
         """
         _check_name(name, "metric name")
         plain = _plain(value)
@@ -458,13 +480,31 @@ class Run:
             if isinstance(step, bool) or not isinstance(step, int):
                 raise TypeError(f"step must be an integer, not {type(step).__name__}")
         if not math.isfinite(plain):
-            self.warn(f"nan:{name}", f"metric {name!r} got {plain}, which is not recorded")
+            self.warn(f"nan:{name}", f"metric {name!r} got {plain}: charts skip it, rules on it see it")
+            if self._recording(name):
+                self._record(METRIC, {"name": name, "value": nonfinite_text(plain), "timestamp": now_ms(),
+                                      "is_internal": internal, "step": step})
         elif self._recording(name):
             self._record(METRIC, {"name": name, "value": plain, "timestamp": now_ms(),
                                   "is_internal": internal, "step": step})
         if log and self.echo:
             self._echo(f"| {name}: {plain:10f} |" if isinstance(plain, float) else f"| {name}: {plain} |")
         return value
+
+    def alert(self, metric: str, **rule: Any) -> bool:
+        """Ask the server to watch ``metric`` with a rule (see :func:`hyperdash.events.check_alert`:
+        ``nan=True``, ``above=X``, ``below=X``, or ``patience=N`` and/or ``minutes=M`` with
+        ``mode="min"`` or ``"max"``). A malformed rule is said once on stderr and not sent: the
+        job goes on. Whether the rule was recorded."""
+        try:
+            spec = check_alert({"metric": metric, **rule})
+        except ValueError as exc:
+            self.warn(f"alert:{metric!r}:{rule!r}", f"alert on {metric!r} is not set: {exc}")
+            return False
+        if not self._recording(metric):
+            return False
+        self._record(ALERT, spec)
+        return True
 
     def _recording(self, name: str) -> bool:
         """Whether a param or metric is recorded now; in a forked child, says once why not."""

@@ -9,16 +9,42 @@ read at call time.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["SETTINGS_FILE", "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
+__all__ = ["SETTINGS_FILE", "parse_duration",
+           "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
 
 SETTINGS_FILE = "hyperdash.json"
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h|d)?\s*", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """A duration in seconds: a number of seconds, or text such as ``90``, ``90s``, ``10m``,
+    ``1.5h``, ``2d``; ``off`` is 0. ValueError for anything else (or a negative number)."""
+    if isinstance(value, bool):
+        raise ValueError(f"a duration must be a number of seconds or text such as 10m, not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().lower() in ("off", "none", "never"):
+        return 0.0
+    else:
+        match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"a duration is a number with an optional unit (ms, s, m, h, d) "
+                             f"such as 90s, 10m or 1h, not {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be 0 or more seconds, not {value!r}")
+    return seconds
 
 
 def home_dir() -> Path:

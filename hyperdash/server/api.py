@@ -152,6 +152,8 @@ class Run(Reply):
     progress: Progress | None
     failure: Failure | None
     stop: StopRequest | None
+    stalled_since: str | None = Field(description="set while a running run is stalled: when its job last "
+                                      "made progress (output, a metric or a param)")
 
 
 class RunPage(Reply):
@@ -496,7 +498,7 @@ async def run_events_stream(
                     continue
                 chunk = []
                 for seq, name, data in events:
-                    if name == "status":
+                    if name in ("status", "alert"):  # (not numbered events of their own)
                         chunk.append(sse(name, data, max(last, seq)))
                         last = max(last, seq)
                     elif seq > last:

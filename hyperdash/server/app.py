@@ -24,8 +24,10 @@ from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
 from .notify_api import router as notify_router
 from .pages import router
+from .stalls import mark_stalled, stall_after_from_env
 from .stop_routes import router as stop_router
 from .store import Store
+from .trouble_api import router as trouble_router
 from .views import JSONReply
 
 __all__ = ["create_app", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
@@ -104,27 +106,34 @@ class BodyLimit:
 
 
 def create_app(db_url: str | None = None, lost_timeout: float | None = None,
-               notify: NotifyConfig | None = None) -> FastAPI:
+               notify: NotifyConfig | None = None, stall_after: float | None = None) -> FastAPI:
     """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
 
     ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
     public address from ``$HYPERDASH_PUBLIC_URL``); the delivery worker runs while the app does.
+    ``stall_after``: the default stall window in seconds, 0 for off (default:
+    ``$HYPERDASH_STALL_AFTER``, else 30 minutes; see :mod:`hyperdash.server.stalls`).
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
-    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub``, ``lost_timeout``, ``notify`` (the
-    :class:`NotifyConfig` in force, with the VAPID keys among its channel options),
+    ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub``, ``lost_timeout``, ``stall_after_ms``,
+    ``notify`` (the :class:`NotifyConfig` in force, with the VAPID keys among its channel options),
     ``notify_outbox`` and ``notify_worker``.
     """
     lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
     if lost_timeout <= 0:
         raise ValueError("the lost timeout must be above 0 seconds")
+    stall_after = stall_after_from_env() if stall_after is None else float(stall_after)
+    if not 0 <= stall_after <= events.MAX_STALL_AFTER_S:
+        raise ValueError(f"the stall window must be 0 (off) to {events.MAX_STALL_AFTER_S:g} seconds")
+    stall_after_ms = int(stall_after * 1000)
     store = Store(db_url)
     hub = Hub()
     store.dispatcher.subscribe(hub.on_facts, name="live", on_overflow=hub.on_overflow)
     cache = RunCache()  # used on the writer thread only
     store.writer.on_rollback = cache.clear
     store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+    store.writer.every(1.0, lambda conn: mark_stalled(conn, events.now_ms(), stall_after_ms, cache))
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
     # Web Push channels sign with the store's key pair, as the server's public address.
     vapid = stored_vapid_keys(store)
@@ -158,12 +167,14 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.state.notify_outbox = outbox
     app.state.notify_worker = worker
     app.state.lost_timeout = lost_timeout
+    app.state.stall_after_ms = stall_after_ms
     app.state.run_cache = cache
     install_handlers(app)
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
     app.include_router(stop_router)
     app.include_router(notify_router)
+    app.include_router(trouble_router)
     app.include_router(router)
 
     def openapi() -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import signal
 from operator import itemgetter
-from typing import Annotated, Any, Literal, NoReturn, TypeGuard, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeGuard, TypeVar, cast
 
 import msgspec
 import orjson
@@ -223,8 +223,10 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
         if type(name) is not str or not name or len(name) > ev.MAX_NAME_CHARS:
             _fail(i, f"metric 'name' must be a string of 1 to {ev.MAX_NAME_CHARS} characters")
         value = payload.get("value")
-        if not _is_number(value):
-            _fail(i, "metric 'value' must be a finite number")
+        odd = value if type(value) is str and value in ev.NONFINITE_VALUES else None
+        if odd is None and not _is_number(value):
+            _fail(i, "metric 'value' must be a finite number, or one of the strings "
+                     + ", ".join(ev.NONFINITE_VALUES))
         mts = _timestamp(payload.get("timestamp", ts))
         if mts is None:
             _fail(i, f"metric 'timestamp' must be an integer of milliseconds since the epoch, "
@@ -235,7 +237,11 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
         internal = payload.get("is_internal", False)
         if type(internal) is not bool:
             _fail(i, "metric 'is_internal' must be true or false")
-        _add(part, part.points, Point(seq, mts, clean(name), float(value), step, int(internal)))
+        if odd is not None:  # kept beside the run's marks: the metrics table holds numbers only
+            _add(part, part.marks, Mark(seq, mts, ev.METRIC, {"name": clean(name), "value": odd, "step": step,
+                                                             "is_internal": internal}))
+        else:
+            _add(part, part.points, Point(seq, mts, clean(name), float(cast(float, value)), step, int(internal)))
     elif etype == ev.PARAM:
         params = payload.get("params")
         if type(params) is not dict:
@@ -259,10 +265,22 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
             _fail(i, "run_started 'pid' must be an integer from 0 to 2**63-1")
         if face is not None and (type(face) is not str or len(face) > 32):
             _fail(i, "run_started 'api' must be a string")
-        _add(part, part.marks, Mark(seq, ts, ev.RUN_STARTED, {
-            "job_name": clean(name), "host": host and clean(host), "pid": pid,
-            "api": clean(face) if face else api,
-        }))
+        stall_after = payload.get("stall_after")
+        if stall_after is not None and (not _is_number(stall_after)
+                                        or not 0 <= stall_after <= ev.MAX_STALL_AFTER_S):
+            _fail(i, f"run_started 'stall_after' must be a number of seconds from 0 (off) to "
+                     f"{ev.MAX_STALL_AFTER_S:g}")
+        started = {"job_name": clean(name), "host": host and clean(host), "pid": pid,
+                   "api": clean(face) if face else api}
+        if stall_after is not None:
+            started["stall_after"] = stall_after
+        _add(part, part.marks, Mark(seq, ts, ev.RUN_STARTED, started))
+    elif etype == ev.ALERT:
+        try:
+            rule = ev.check_alert(payload)
+        except ValueError as exc:
+            _fail(i, f"alert: {exc}")
+        _add(part, part.marks, Mark(seq, ts, ev.ALERT, {**rule, "metric": clean(rule["metric"])}))
     elif etype == ev.RUN_ENDED:
         status = payload.get("final_status")
         if status not in _FINAL:

@@ -9,7 +9,8 @@ subscriber needs no read of its own. Facts are frozen, plain data: :func:`to_jso
 
 A batch announces, per run, in this order: ``RunCreated`` (the run's first events), the stored
 ``LinesStored``, ``PointsStored``, ``ParamsStored``, then ``RunStarted``, ``RunEnded`` or
-``RunBack`` as its events say. The sweep for silent runs announces ``RunLost``.
+``RunBack`` as its events say, then ``RunResumed`` (a stalled run made progress) and ``RuleFired``.
+The sweep for silent runs announces ``RunLost``; the one for stuck runs ``RunStalled``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import msgspec
 from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
-           "LinesStored", "PointsStored", "ParamsStored", "Param",
-           "ProgressChanged", "StopRequested", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+           "LinesStored", "PointsStored", "ParamsStored", "Param", "ProgressChanged", "StopRequested",
+           "RunStalled", "RunResumed", "RuleFired", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -48,6 +49,7 @@ class RunState(msgspec.Struct, frozen=True):
     stop_requested_at: int | None = None
     stop_by: str | None = None
     stop_via: str | None = None
+    stalled_since: int | None = None  # when a running run stalled (server/stalls.py), else None
 
 
 class Fact(msgspec.Struct, frozen=True, tag_field="kind", tag=True):
@@ -99,10 +101,40 @@ class ProgressChanged(Fact, frozen=True):
     run: RunState
 
 
+class RunStalled(Fact, frozen=True):
+    """A running run made no progress (no output, no metric or param of its own) for its stall
+    window, though it may still be alive; ``since`` is when it last made progress."""
+
+    since: int
+    run: RunState
+
+
+class RunResumed(Fact, frozen=True):
+    """A stalled run made progress again."""
+
+    run: RunState
+
+
 class StopRequested(Fact, frozen=True):
     """Someone asked the run to stop (``run.stop_by``, ``run.stop_via``); the job hears of it
     in the reply to its next batch or heartbeat."""
 
+    run: RunState
+
+
+class RuleFired(Fact, frozen=True):
+    """A metric rule fired on a point just stored. ``value`` is the point's value as text
+    (``NaN``, ``Infinity`` or a number), ``rule`` the rule in words."""
+
+    rule_id: int
+    firing_id: int
+    rule: str
+    metric: str
+    value: str
+    step: int | None
+    seq: int
+    ts: int
+    fired_at: int
     run: RunState
 
 
@@ -135,8 +167,9 @@ class ParamsStored(Fact, frozen=True):
 
 
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
-RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, ProgressChanged, StopRequested)
-FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
+RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, ProgressChanged, StopRequested, RunStalled,
+             RunResumed)
+FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored, RuleFired)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(_ANY_FACT)

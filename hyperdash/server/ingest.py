@@ -9,7 +9,9 @@ its process ended, see :data:`hyperdash.events.REPLAY_HEADER`) is stored like an
 no sign of life: it neither moves the run's ``last_seen_at`` nor brings a lost run back (its
 ``run_ended`` still ends the run). The reply counts every envelope as either stored or
 duplicate. What was stored is announced after the commit as facts (:mod:`hyperdash.server.facts`);
-checking the request is :mod:`hyperdash.server.checks`' job.
+checking the request is :mod:`hyperdash.server.checks`' job. Each run's part also moves the run's
+last progress, clearing a stall (:mod:`hyperdash.server.stalls`), and has its points checked
+against the metric rules that watch it (:mod:`hyperdash.server.rules`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ from .facts import (
     RunCreated,
     RunEnded,
     RunLost,
+    RunResumed,
     RunStarted,
     RunState,
 )
 from .progress import track as track_progress
+from .rules import RuleCache, check_points, rules_from_marks
 from .stop import pending as stop_pending
 from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, streams
 from .summary import failure_of
@@ -65,7 +69,7 @@ StreamState = tuple[int, int | None]
 
 # Statements every batch runs, built once (see dialect.execute).
 _RUN_SEEN = update(runs).where(runs.c.id == bindparam("run")).values(
-    last_seen_at=bindparam("seen"), max_seq=bindparam("top"))
+    last_seen_at=bindparam("seen"), max_seq=bindparam("top"), last_progress_at=bindparam("progress_at"))
 _STREAM_NEW = streams.insert().values(
     run_id=bindparam("run"), stream=bindparam("name"), max_seq=bindparam("top"), progress_seq=bindparam("progress"))
 _STREAM_SET = update(streams).where(streams.c.run_id == bindparam("run"), streams.c.stream == bindparam("name")).values(
@@ -95,10 +99,12 @@ class RunCache:
     def __init__(self) -> None:
         self.runs: dict[tuple[int, str], RunRow] = {}
         self.streams: dict[tuple[int, str], StreamState | None] = {}
+        self.rules = RuleCache()
 
     def clear(self) -> None:
         self.runs.clear()
         self.streams.clear()
+        self.rules.clear()
 
     def run(self, conn: Connection, user_id: int, run_uuid: str) -> RunRow | None:
         key = (user_id, run_uuid)
@@ -156,7 +162,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
         first_ts = min((e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)), default=now)
         run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
                "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
-               "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0}
+               "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0,
+               "last_progress_at": now, "stall_after_ms": None, "stalled_since": None}
         run["id"] = conn.execute(runs.insert().values(**run).returning(runs.c.id)).scalar_one()
         cache.remember(run)
     run_id = run["id"]
@@ -185,6 +192,13 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
 
     # (a replay leaves last_seen_at as it was, through the same statement)
     changes: dict[str, Any] = {"last_seen_at": run["last_seen_at"] if batch.replay else now}
+    # Progress (server/stalls.py): anything the job recorded of its own; not heartbeats, not
+    # internal metrics.
+    progress = not batch.replay and bool(lines or marks or any(not p.is_internal for p in points))
+    changes["last_progress_at"] = now if progress else run["last_progress_at"]
+    resumed = progress and run["stalled_since"] is not None
+    if resumed:
+        changes["stalled_since"] = None
     if top > run["max_seq"]:
         changes["max_seq"] = top
     started = ended = None  # the latest run_started and run_ended marks stored
@@ -196,6 +210,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
                            pid=payload["pid"])
             if payload["api"]:
                 changes["api"] = payload["api"]
+            if payload.get("stall_after") is not None:
+                changes["stall_after_ms"] = int(payload["stall_after"] * 1000)
         elif mark.type == ev.RUN_ENDED:
             ended = mark
             changes.update(status=payload["final_status"], ended_at=mark.ts, exit_code=payload["exit_code"],
@@ -206,9 +222,10 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             and not batch.replay)
     if back:
         changes["status"] = ev.RUNNING
-    if changes.keys() <= {"last_seen_at", "max_seq"}:  # most batches: a prepared statement
+    if changes.keys() <= {"last_seen_at", "max_seq", "last_progress_at"}:  # most batches: a prepared statement
         execute(conn, _RUN_SEEN, {"run": run_id, "seen": changes["last_seen_at"],
-                                  "top": changes.get("max_seq", run["max_seq"])})
+                                  "top": changes.get("max_seq", run["max_seq"]),
+                                  "progress_at": changes["last_progress_at"]})
     else:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**changes))
     run.update(changes)
@@ -237,6 +254,14 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             facts.append(RunEnded(*about, payload["final_status"], payload["exit_code"], payload["signal"], state))
         if back:
             facts.append(RunBack(*about, state))
+    if resumed and ended is None:
+        facts.append(RunResumed(*about, _state(run)))
+    # Metric rules (server/rules.py): those the job set, then every point checked against them.
+    odd = [m for m in marks if m.type == ev.METRIC]  # NaN and infinite points
+    if any(m.type == ev.ALERT for m in marks):
+        rules_from_marks(conn, cache.rules, user_id, run_id, [m for m in marks if m.type == ev.ALERT], now)
+    if points or odd:
+        facts += check_points(conn, cache.rules, user_id, run_id, part.uuid, _state(run), points, odd, now)
     return stored, duplicates
 
 

@@ -3,8 +3,9 @@
 The :class:`Hub` is a subscriber of the store's dispatcher (:mod:`hyperdash.server.announce`):
 it gets each commit's facts on the dispatcher's thread and hands them to the event loop, where
 they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
-``log``, ``metric`` and ``param`` events in seq order, then a ``status`` with the run when the
-run was created or its state changed; the account's stream gets a ``run`` event then. A
+``log``, ``metric`` and ``param`` events in seq order (and ``alert`` when a rule fired), then a
+``status`` with the run when the run was created or its state changed (stalled or resumed too);
+the account's stream gets a ``run`` event then. A
 follower that falls too far behind is dropped; its browser reconnects with ``Last-Event-ID``
 and reads what it missed from the store.
 """
@@ -16,7 +17,8 @@ import asyncio
 import orjson
 from msgspec.structs import asdict
 
-from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored
+from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored, RuleFired
+from .rules import firing_of_fact
 from .views import iso, run_json
 
 __all__ = ["Hub", "sse"]
@@ -143,6 +145,8 @@ def _run_events(facts: list[Fact]) -> list[tuple]:
                       for p in fact.points]
         elif isinstance(fact, ParamsStored):
             found += [(p.seq, "param", {"params": p.params}) for p in fact.params]
+        elif isinstance(fact, RuleFired):  # after its point (the sort is stable)
+            found.append((fact.seq, "alert", firing_of_fact(fact)))
     found.sort(key=lambda item: item[0])
     return found
 

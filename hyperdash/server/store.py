@@ -37,8 +37,8 @@ from .dialect import checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values", "Store",
-           "default_db_url", "SCHEMA_VERSION"]
+           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values",
+           "stall_names", "rules", "rule_states", "rule_firings", "Store", "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
 
@@ -104,6 +104,11 @@ runs = Table(
     Column("stop_requested_at", BigInteger, nullable=True),
     Column("stop_by", String(320), nullable=True),
     Column("stop_via", String(16), nullable=True),
+    # Stalls (server/stalls.py): when the job last made progress (stored output, a metric or a
+    # param of its own), its own stall window if it asked for one, and since when it is stalled.
+    Column("last_progress_at", BigInteger, nullable=True),
+    Column("stall_after_ms", BigInteger, nullable=True),
+    Column("stalled_since", BigInteger, nullable=True),
     UniqueConstraint("user_id", "uuid", name="uq_runs_user_uuid"),
     Index("ix_runs_user_started", "user_id", "started_at", "id"),
     Index("ix_runs_status_seen", "status", "last_seen_at"),
@@ -223,6 +228,56 @@ server_values = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+# A person's stall window for every run of a name (0: no stall detection for that name).
+stall_names = Table(
+    "stall_names", metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(600), primary_key=True),
+    Column("stall_after_ms", BigInteger, nullable=False),
+)
+
+# Metric rules (server/rules.py): for one run (run_id) or for every run of a name (name).
+# ``spec`` is the rule as hyperdash.events.check_alert returns it (JSON); source: code, api.
+rules = Table(
+    "rules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("run_id", Integer, nullable=True, index=True),
+    Column("name", String(600), nullable=True),
+    Column("metric", String(600), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Where each rule stands on each run it watches: armed or fired, and the best value so far
+# (for no improvement), so a point is checked without reading the metric's history.
+rule_states = Table(
+    "rule_states", metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("fired", SmallInteger, nullable=False),
+    Column("best", Float, nullable=True),
+    Column("best_ts", BigInteger, nullable=True),
+    Column("since_best", BigInteger, nullable=False),
+)
+
+# Each time a rule fired on a run: the point that fired it (value as text: it may be NaN).
+rule_firings = Table(
+    "rule_firings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("metric", String(600), nullable=False),
+    Column("description", String(1200), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("step", BigInteger, nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("fired_at", BigInteger, nullable=False),
+    Index("ix_rule_firings_run", "run_id", "id"),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -245,25 +300,37 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
-# The columns of the runs table that _migration_progress_failure_stop adds.
-_RUN_TROUBLE_COLUMNS = ("progress", "failure", "failure_first_seq", "failure_last_seq",
-                        "stop_requested_at", "stop_by", "stop_via")
+def _add_missing_run_columns(conn: Connection, names: tuple[str, ...]) -> None:
+    """ALTER the runs table to add those of ``names`` it lacks, typed as :data:`runs` says (a
+    store made by a newer version has them from its first step)."""
+    have = {column["name"] for column in inspect(conn).get_columns("runs")}
+    for name in names:
+        if name not in have:
+            kind = runs.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE runs ADD COLUMN "{name}" {kind}'))
 
 
 def _migration_progress_failure_stop(conn: Connection) -> None:
     """Runs keep their progress, a failure's summary and a stop request."""
-    have = {column["name"] for column in inspect(conn).get_columns("runs")}
-    for name in _RUN_TROUBLE_COLUMNS:
-        if name not in have:  # (a store made by this version has them from its first step)
-            column = runs.c[name]
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(text(f'ALTER TABLE runs ADD COLUMN "{name}" {kind}'))
+    _add_missing_run_columns(conn, ("progress", "failure", "failure_first_seq", "failure_last_seq",
+                                    "stop_requested_at", "stop_by", "stop_via"))
+
+
+def _migration_trouble(conn: Connection) -> None:
+    """Stalls and metric rules: three columns of ``runs``, and their tables."""
+    _add_missing_run_columns(conn, ("last_progress_at", "stall_after_ms", "stalled_since"))
+    # Progress was not kept before: a run's last word stands in for it, so that no run that was
+    # going at the upgrade is called stalled for what happened before.
+    conn.execute(text("UPDATE runs SET last_progress_at = last_seen_at WHERE last_progress_at IS NULL"))
+    _create_missing_tables(conn)
 
 
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
-# the runs' progress, failure summary and stop request; 5: the server's own values).
+# the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
+# metric rules).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
-                                                   _migration_progress_failure_stop, _create_missing_tables]
+                                                   _migration_progress_failure_stop, _create_missing_tables,
+                                                   _migration_trouble]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -50,6 +50,8 @@ def run_json(run: Fields) -> dict:
         "pid": run["pid"],
         "api": run["api"],
         "last_seq": run["max_seq"],
+        # a condition of a running run (server/stalls.py): when its job last made progress
+        "stalled_since": iso(run["stalled_since"]) if run["status"] == "running" else None,
         **trouble_json(run),
     }
 

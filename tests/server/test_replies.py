@@ -1,4 +1,5 @@
-"""Every documented route's real replies hold to the reply models of ``server/api.py``."""
+"""Every documented route's real replies hold to the reply models of ``server/api.py`` (and of
+the route modules beside it)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from test_notify_channels import Answer, Receiver
 
 from hyperdash import events
 from hyperdash.server import api as api_module
-from hyperdash.server import notify_api
+from hyperdash.server import notify_api, trouble_api
 from hyperdash.server.notify import generate_secret
+
+_MODULES = (api_module, notify_api, trouble_api)
 
 
 def _model(name: str) -> type[BaseModel]:
-    return getattr(api_module, name, None) or getattr(notify_api, name)
+    return next(getattr(module, name) for module in _MODULES if hasattr(module, name))
 
 
 def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
@@ -99,6 +102,22 @@ def test_every_documented_reply_matches_its_model(client):
         call("DELETE", "/api/v1/notify/channels/{channel_id}", one, headers=headers)
     finally:
         receiver.close()
+    # Rules and stalls (server/trouble_api.py).
+    rules = f"/api/v1/runs/{run}/rules"
+    call("POST", "/api/v1/runs/{run_uuid}/rules", rules, status=201, headers=headers,
+         json={"metric": "loss", "above": 0.1})
+    call("POST", events.INGEST_PATH, headers=headers, json=[
+        env("metric", run, {"name": "loss", "value": "NaN"}, seq=8),
+        env("metric", run, {"name": "loss", "value": 0.7}, seq=9)])
+    named = call("POST", "/api/v1/rules", status=201, headers=headers,
+                 json={"name": "shapes", "metric": "acc", "patience": 5, "mode": "max"})
+    assert len(call("GET", "/api/v1/runs/{run_uuid}/rules", rules, headers=headers)["firings"]) == 1
+    call("GET", "/api/v1/rules", headers=headers)
+    call("DELETE", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{named['id']}", headers=headers)
+    call("GET", "/api/v1/runs/{run_uuid}/stall", f"/api/v1/runs/{run}/stall", headers=headers)
+    call("PUT", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers, json={"stall_after_s": "10m"})
+    call("GET", "/api/v1/stalls", headers=headers)
+    call("DELETE", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers)
     call("DELETE", "/api/v1/sessions", headers={"authorization": login["access_token"]})
     assert set(checked) == set(models), f"routes without a checked reply: {set(models) - set(checked)}"
 

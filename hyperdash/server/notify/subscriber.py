@@ -28,7 +28,7 @@ from sqlalchemy import and_, or_, select
 from ...events import FINAL_STATUSES, now_ms
 from ...events import LOST as LOST_STATUS
 from ..errors import Unavailable
-from ..facts import Fact, RunBack, RunEnded, RunLost, RunState
+from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunStalled, RunState
 from ..queries import log_lines
 from ..store import Store, runs
 from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
@@ -85,6 +85,10 @@ class OutboxSubscriber:
                 self.consider(fact.user_id, fact.run_id, LOST, fact.run)
             elif isinstance(fact, RunBack):
                 self.consider(fact.user_id, fact.run_id, BACK, fact.run)
+            elif isinstance(fact, RunStalled):
+                self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
+            elif isinstance(fact, RuleFired):
+                self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact.rule)
 
     def on_overflow(self, missed: int) -> None:
         log.warning("the notification outbox missed %d commits; looking for runs that ended since", missed)

@@ -41,6 +41,11 @@ function tick(value) {
 }
 
 /** @typedef {{name?: string, value: unknown, step?: number | null, timestamp?: string}} Point */
+/**
+ * A rule that fired on a point (GET /runs/{uuid}/rules, or the run stream's `alert` event).
+ * @typedef {{id: number, rule_id: number, description: string, metric: string, value: number | null,
+ *   value_text: string, step: number | null, seq: number, timestamp: string}} Firing
+ */
 /** @typedef {'step' | 'index' | 'time'} Axis */
 /** @typedef {'auto' | Axis} AxisChoice */
 
@@ -51,10 +56,15 @@ class MetricChart {
    * @param {string} name
    * @param {Point[]} points
    * @param {AxisChoice} choice
+   * @param {Firing[]} [firings] rules that fired on this metric, marked at their points
    */
-  constructor(name, points, choice) {
+  constructor(name, points, choice, firings = []) {
     this.name = name;
     this.choice = choice;
+    /** @type {Firing[]} */
+    this.firings = [...firings];
+    /** @type {HTMLElement[]} */
+    this.markers = [];
     /** @type {Point[]} every point with a number for a value, in the order logged */
     this.points = [];
     /** @type {number[]} */
@@ -148,6 +158,56 @@ class MetricChart {
     if (draw && this.plot) this.redraw();
   }
 
+  /**
+   * A rule fired on this metric: a marker at its point.
+   * @param {Firing} firing
+   */
+  alert(firing) {
+    if (this.firings.some((f) => f.id === firing.id)) return;
+    this.firings.push(firing);
+    this.placeMarkers();
+  }
+
+  /**
+   * Where a firing's point lies on the x axis (a NaN point has no place on the line: it is
+   * put where it came, between its neighbours).
+   * @param {Firing} firing
+   */
+  firingX(firing) {
+    if (this.axis === 'time') return Date.parse(firing.timestamp) / 1000;
+    if (this.axis === 'step' && typeof firing.step === 'number') return firing.step;
+    const before = this.points.filter((p) => (p.timestamp || '') <= firing.timestamp).length;
+    return Math.max(0, before - 1);
+  }
+
+  /**
+   * The markers of the rules that fired, over the plot at their points (after each draw).
+   * @param {any} [u] the plot (its draw hook runs before the constructor has returned it)
+   */
+  placeMarkers(u = this.plot) {
+    for (const marker of this.markers) marker.remove();
+    this.markers = [];
+    this.el.dataset.alerts = String(this.firings.length);
+    if (!u) return;
+    for (const firing of this.firings) {
+      const y = typeof firing.value === 'number' ? firing.value : u.scales.y.max;
+      const left = u.valToPos(this.firingX(firing), 'x');
+      const top = u.valToPos(y ?? 0, 'y');
+      const marker = h('span', {
+        class: 'alert-marker' + (typeof firing.value === 'number' ? '' : ' nonfinite'),
+        role: 'img',
+        'data-firing': firing.id,
+        title: `${firing.description}: ${firing.value_text}` + (firing.step !== null ? ` at step ${firing.step}` : ''),
+        'aria-label': firing.description,
+      });
+      // (positions through the CSSOM: the page's CSP allows no inline style attribute)
+      marker.style.left = `${Number.isFinite(left) ? left : 0}px`;
+      marker.style.top = `${Number.isFinite(top) ? top : 0}px`;
+      u.over.append(marker);
+      this.markers.push(marker);
+    }
+  }
+
   /** What the chart shows, in words, for screen readers. */
   describe() {
     this.el.dataset.axis = this.axis;
@@ -223,6 +283,7 @@ class MetricChart {
           points: { show: (/** @type {any} */ u) => u.data[0].length < 40 },
         },
       ],
+      hooks: { draw: [(/** @type {any} */ u) => this.placeMarkers(u)] },
     }, [this.xs, this.ys], this.plotBox);
     this.resizer = new ResizeObserver(() => {
       const width = this.plotBox.clientWidth;
@@ -253,6 +314,18 @@ export class Charts {
     this.charts = new Map();
     /** @type {Map<string, Point[]>} metric name -> points that came while its series loaded */
     this.loading = new Map();
+    /** @type {Firing[]} every rule that fired on the run, for the charts to come too */
+    this.firings = [];
+  }
+
+  /**
+   * A rule fired: a marker on its metric's chart (now, or when the chart is drawn).
+   * @param {Firing} firing
+   */
+  alert(firing) {
+    if (!firing || this.firings.some((f) => f.id === firing.id)) return;
+    this.firings.push(firing);
+    this.charts.get(firing.metric)?.alert(firing);
   }
 
   /**
@@ -275,7 +348,8 @@ export class Charts {
     } catch (err) {
       this.onError(err);
     }
-    const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis);
+    const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis,
+      this.firings.filter((f) => f.metric === name));
     this.loading.delete(name);
     this.charts.set(name, chart);
     this.place(chart);

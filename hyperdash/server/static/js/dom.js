@@ -36,6 +36,21 @@ export function badge(status) {
   }, known ? STATUS_LABELS[status] : String(status));
 }
 
+/**
+ * "Stalled" beside a running run's status while its job makes no progress (no output, metric
+ * or param for its stall window); null otherwise.
+ * @param {{status: string, stalled_since?: string | null}} run
+ */
+export function stalledBadge(run) {
+  if (run.status !== 'running' || !run.stalled_since) return null;
+  const since = parseTime(run.stalled_since);
+  return h('span', {
+    class: 'badge stalled',
+    'data-stalled-since': run.stalled_since,
+    title: 'Alive, but no output, metric or param since ' + formatFull(since),
+  }, 'Stalled');
+}
+
 export function parseTime(iso) {
   if (!iso) return null;
   const t = Date.parse(iso);

@@ -5,7 +5,7 @@ import { api, subscribe } from './api.js';
 import { AXIS_CHOICES, Charts } from './charts.js';
 import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
-  parseTime, runDuration,
+  parseTime, runDuration, stalledBadge,
 } from './dom.js';
 import { highlightFailure } from './failure.js';
 import { LogView } from './logview.js';
@@ -13,6 +13,7 @@ import { notifyRunEnded, setUpNotifyButton } from './notify.js';
 import { progressView, tickProgress } from './progress.js';
 import { setUpStop } from './stop.js';
 import { remember, remembered } from './prefs.js';
+import { Trouble } from './trouble.js';
 
 const page = document.getElementById('run');
 const runUuid = page.dataset.runUuid;
@@ -32,7 +33,8 @@ function showError(err) {
 function renderFacts() {
   document.title = (run.name || 'Unnamed run') + ' · Hyperdash';
   $('run-name').textContent = run.name || 'Unnamed run';
-  $('run-status').replaceChildren(badge(run.status));
+  const stalled = stalledBadge(run);
+  $('run-status').replaceChildren(badge(run.status), ...(stalled ? [stalled] : []));
   const start = parseTime(run.started_at);
   const started = $('fact-started');
   started.textContent = formatStart(start);
@@ -201,6 +203,15 @@ axisSelect.addEventListener('change', () => {
   remember('chart-axis', choice);
 });
 
+const trouble = new Trouble({
+  runUuid,
+  runName: JSON.parse($('run-data').textContent).run.name,
+  charts,
+  onError: showError,
+});
+
+let connections = 0;
+
 // --- start --------------------------------------------------------------------------------------
 
 async function start() {
@@ -219,8 +230,13 @@ async function start() {
     metric: (point) => charts.point(point),
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
-  }, { params: { after: run.last_seq || 0 } });
-  await charts.load(Object.keys(run.metrics || {}));
+    alert: (firing) => trouble.fired(firing),
+  }, {
+    params: { after: run.last_seq || 0 },
+    // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
+    onOpen: () => { if (connections++) trouble.load(); },
+  });
+  await Promise.all([charts.load(Object.keys(run.metrics || {})), trouble.load()]);
 }
 
 start();

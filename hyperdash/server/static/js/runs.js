@@ -3,7 +3,7 @@
 
 import { api, subscribe } from './api.js';
 import {
-  h, badge, coalesce, formatDuration, formatFull, formatStart, parseTime, runDuration,
+  h, badge, coalesce, formatDuration, formatFull, formatStart, parseTime, runDuration, stalledBadge,
 } from './dom.js';
 import { progressView, tickProgress } from './progress.js';
 
@@ -75,7 +75,7 @@ function runRow(run) {
       h('span', { class: 'started', title: formatFull(start) }, formatStart(start)),
       h('span', { class: 'duration', 'data-running': run.status === 'running' ? '1' : null },
         formatDuration(runDuration(run))),
-      h('span', { class: 'outcome' }, outcome(run)),
+      h('span', { class: 'outcome' }, outcome(run) || stalledBadge(run)),
       h('span', { class: 'host', title: run.host || '' }, run.host || '—'),
       progressView(run),
       run.failure ? h('span', { class: 'failure', title: run.failure.summary }, run.failure.summary) : null,

@@ -1,0 +1,151 @@
+"""Stalls on the server: what counts as progress, the windows (server, name, run), the sweep,
+the facts, and who may see the settings."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from server_helpers import Api, env, log
+
+from hyperdash import events
+from hyperdash.server.facts import RunResumed, RunStalled
+from hyperdash.server.stalls import mark_stalled
+
+
+def start(api: Api, name: str = "train", seq: int = 1, **extra) -> str:
+    run = str(uuid.uuid4())
+    api.ok([env(events.RUN_STARTED, run, {"job_name": name, **extra}, seq=seq)])
+    return run
+
+
+def sweep_later(api: Api, seconds: float):
+    """Run the stall sweep with a clock set ``seconds`` ahead, so no timing matters; its facts."""
+    app = api.client.app
+    later = events.now_ms() + int(seconds * 1000)
+    return app.state.store.writer.call(
+        lambda conn: mark_stalled(conn, later, app.state.stall_after_ms, app.state.run_cache)).facts
+
+
+def heartbeat(api: Api, run: str) -> None:
+    api.ok([env(events.HEARTBEAT, run, {})])
+
+
+def test_a_run_with_heartbeats_alone_stalls_and_clears_when_it_speaks(make_client):
+    api = Api(make_client(stall_after=60))
+    run = start(api)
+    heartbeat(api, run)
+    assert sweep_later(api, 30) == []
+    facts = sweep_later(api, 61)
+    assert [type(f) for f in facts] == [RunStalled] and facts[0].run.uuid == run
+    shown = api.json(f"/api/v1/runs/{run}")
+    assert shown["status"] == "running" and shown["stalled_since"] is not None
+    assert [r["stalled_since"] is not None for r in api.json("/api/v1/runs")["runs"]] == [True]
+    assert sweep_later(api, 120) == []  # stalled once, not once per sweep
+    heartbeat(api, run)  # alive is not progress
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is not None
+    api.ok([log(run, 2, "epoch 2")])
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+
+
+def test_internal_metrics_are_not_progress_but_metrics_and_params_are(make_client):
+    api = Api(make_client(stall_after=60))
+    run = start(api)
+    api.ok([env(events.METRIC, run, {"name": "cpu", "value": 3.0, "is_internal": True}, seq=2)])
+    assert len(sweep_later(api, 61)) == 1
+    api.ok([env(events.PARAM, run, {"params": {"lr": 0.1}}, seq=3)])
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+    assert len(sweep_later(api, 61)) == 1
+    api.ok([env(events.METRIC, run, {"name": "loss", "value": 3.0}, seq=4)])
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+
+
+def test_resumed_fact_and_live_status(make_client):
+    api = Api(make_client(stall_after=60))
+    seen = []
+    app = api.client.app
+    app.state.store.dispatcher.subscribe(seen.extend, name="test")
+    run = start(api)
+    sweep_later(api, 61)
+    api.ok([log(run, 2, "back at it")])
+    deadline = time.monotonic() + 5
+    while not any(isinstance(f, RunResumed) for f in seen):
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    resumed = next(f for f in seen if isinstance(f, RunResumed))
+    assert resumed.run.stalled_since is None and resumed.run_uuid == run
+
+
+def test_windows_run_beats_name_beats_server(make_client):
+    api = Api(make_client(stall_after=600))
+    own = start(api, "job", stall_after=30)
+    named = start(api, "job")
+    other = start(api, "other")
+    assert api.json(f"/api/v1/runs/{own}/stall")["source"] == "run"
+    resp = api.client.put("/api/v1/stalls/job", headers=api.headers, json={"stall_after_s": "2m"})
+    assert resp.status_code == 200 and resp.json() == {"name": "job", "stall_after_s": 120.0}
+    assert api.json(f"/api/v1/runs/{named}/stall")["stall_after_s"] == 120.0
+    assert api.json(f"/api/v1/runs/{named}/stall")["source"] == "name"
+    assert api.json(f"/api/v1/runs/{other}/stall") | {"last_progress_at": None} == {
+        "stall_after_s": 600.0, "source": "server", "stalled_since": None, "last_progress_at": None}
+    assert {f.run_uuid for f in sweep_later(api, 31)} == {own}
+    assert {f.run_uuid for f in sweep_later(api, 121)} == {named}
+    assert {f.run_uuid for f in sweep_later(api, 601)} == {other}
+    assert api.json("/api/v1/stalls") == {"default_s": 600.0, "names": [{"name": "job", "stall_after_s": 120.0}]}
+
+
+def test_zero_turns_detection_off(make_client):
+    api = Api(make_client(stall_after=0))
+    start(api, "a")
+    off = start(api, "b", stall_after=0)
+    on = start(api, "c", stall_after=5)
+    assert {f.run_uuid for f in sweep_later(api, 10**6)} == {on}
+    api.client.put("/api/v1/stalls/b", headers=api.headers, json={"stall_after_s": 10})
+    assert off not in {f.run_uuid for f in sweep_later(api, 10**6)}  # the run's own 0 wins
+
+
+def test_ended_and_lost_runs_do_not_stall(make_client):
+    api = Api(make_client(stall_after=60))
+    run = start(api)
+    api.ok([env(events.RUN_ENDED, run, {"final_status": "success"}, seq=2)])
+    assert sweep_later(api, 61) == []
+
+
+def test_bad_windows_are_refused_and_change_nothing(api):
+    for body in ({"stall_after_s": "soon"}, {"stall_after_s": -5}, {"stall_after_s": 10**9}, {}):
+        resp = api.client.put("/api/v1/stalls/job", headers=api.headers, json=body)
+        assert resp.status_code in (400, 422), (body, resp.text)
+        assert resp.json()["message"]
+    assert api.json("/api/v1/stalls")["names"] == []
+    run = str(uuid.uuid4())
+    resp = api.ingest([env(events.RUN_STARTED, run, {"job_name": "x", "stall_after": "10m"}, seq=1)])
+    assert resp.status_code == 400 and "stall_after" in resp.json()["message"]
+
+
+def test_another_account_sees_no_stall_settings(client):
+    alice, bob = Api(client), Api(client)
+    run = start(alice, "secret-job")
+    alice.client.put("/api/v1/stalls/secret-job", headers=alice.headers, json={"stall_after_s": 60})
+    assert bob.json("/api/v1/stalls")["names"] == []
+    assert bob.get(f"/api/v1/runs/{run}/stall").status_code == 404
+    assert client.get("/api/v1/stalls").status_code == 401
+
+
+def test_stalled_and_lost_stay_apart(make_client):
+    """A run whose heartbeats go on is stalled, never lost; one that sends nothing at all is
+    lost (and a lost run is not shown stalled)."""
+    from hyperdash.server.ingest import mark_lost
+
+    api = Api(make_client(stall_after=60, lost_timeout=120))
+    app = api.client.app
+    beating, silent = start(api, "beating"), start(api, "silent")
+    sweep_later(api, 61)
+    time.sleep(0.05)
+    between = events.now_ms()  # after the silent run's last word, before the beating one's
+    time.sleep(0.05)
+    heartbeat(api, beating)
+    lost = app.state.store.writer.call(
+        lambda conn: mark_lost(conn, 120, app.state.run_cache, now_ms=between + 120_000)).facts
+    assert [f.run_uuid for f in lost] == [silent]
+    shown = {r["uuid"]: (r["status"], r["stalled_since"] is not None) for r in api.json("/api/v1/runs")["runs"]}
+    assert shown == {beating: ("running", True), silent: ("lost", False)}
