@@ -310,10 +310,14 @@ def _add_missing_run_columns(conn: Connection, names: tuple[str, ...]) -> None:
             conn.execute(text(f'ALTER TABLE runs ADD COLUMN "{name}" {kind}'))
 
 
+# The columns of the runs table that _migration_progress_failure_stop adds.
+_RUN_TROUBLE_COLUMNS = ("progress", "failure", "failure_first_seq", "failure_last_seq",
+                        "stop_requested_at", "stop_by", "stop_via")
+
+
 def _migration_progress_failure_stop(conn: Connection) -> None:
     """Runs keep their progress, a failure's summary and a stop request."""
-    _add_missing_run_columns(conn, ("progress", "failure", "failure_first_seq", "failure_last_seq",
-                                    "stop_requested_at", "stop_by", "stop_via"))
+    _add_missing_run_columns(conn, _RUN_TROUBLE_COLUMNS)
 
 
 def _migration_trouble(conn: Connection) -> None:
