@@ -402,8 +402,23 @@ _exit_timeout_option = click.option(
     "their order against each other not guaranteed. Default: merged when hyperdash's own stdout "
     "and stderr go to the same terminal, pipe or file, else separate.",
 )
+@click.option(
+    "--system-metrics/--no-system-metrics",
+    default=None,
+    help="Record the command's CPU and memory, and the machine's CPU, memory, disk, network and "
+    "GPUs, as the run's System metrics. Default: on, unless HYPERDASH_SYSTEM_METRICS=0.",
+)
+@click.option(
+    "--system-metrics-interval",
+    type=_seconds(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between two samples of the system metrics (default 10, or "
+    "HYPERDASH_SYSTEM_METRICS_INTERVAL).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(name: str, exit_timeout: float | None, merge_streams: bool | None, command: tuple[str, ...]) -> None:
+def run(name: str, exit_timeout: float | None, merge_streams: bool | None, system_metrics: bool | None,
+        system_metrics_interval: float | None, command: tuple[str, ...]) -> None:
     """Run COMMAND (no shell in between) and monitor its output and exit status.
 
     \b
@@ -416,7 +431,8 @@ def run(name: str, exit_timeout: float | None, merge_streams: bool | None, comma
     try:
         exit_code = child.monitor_command(
             name, list(command), exit_timeout=exit_timeout, quiet_config_errors=shown,
-            merge_streams=merge_streams,
+            merge_streams=merge_streams, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval,
         )
     except child.CommandError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None

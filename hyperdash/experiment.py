@@ -72,6 +72,9 @@ class Experiment:
     :meth:`log` lines and the status still flow.
     ``echo=False`` stops showing params and metrics in the terminal. ``exit_timeout`` bounds
     the flush when the experiment ends (default ``HYPERDASH_EXIT_TIMEOUT``, else 3 seconds).
+    ``system_metrics=False`` records no system metrics (CPU, memory, disk, network, GPUs; on
+    unless ``HYPERDASH_SYSTEM_METRICS=0``), sampled every ``system_metrics_interval`` seconds
+    (default ``HYPERDASH_SYSTEM_METRICS_INTERVAL``, else 10): see :mod:`hyperdash.sysmetrics`.
     """
 
     def __init__(
@@ -83,7 +86,13 @@ class Experiment:
         echo: bool = True,
         exit_timeout: float | None = None,
         api: str = "experiment",
+        system_metrics: bool | None = None,
+        system_metrics_interval: float | None = None,
     ):
+        if system_metrics_interval is not None:
+            from .sysmetrics import interval_setting
+
+            interval_setting(system_metrics_interval)  # a bad one is refused before the run starts
         if api_key_getter is not None and not callable(api_key_getter):
             raise TypeError("api_key_getter must be a function that returns the API key, not "
                             f"{type(api_key_getter).__name__} (capture_io is the third argument)")
@@ -104,6 +113,9 @@ class Experiment:
         if self._capture is not None:
             with _capturing_lock:
                 _capturing.append(self)
+        from .sysmetrics import start_for
+
+        self._sampler = start_for(self._run, flag=system_metrics, interval=system_metrics_interval)
         self._exit_status: tuple[str, int | None] | None = None
         self._previous_excepthook: ExceptHook | None = None
         self._previous_handlers: dict[int, Any] = {}
@@ -132,6 +144,17 @@ class Experiment:
         list or dict as its JSON text, anything else as its ``str()``. ``log=False`` does not
         show it in the terminal."""
         return self._run.param(name, value, log=log)
+
+    def params(self, values: Any, log: bool = True) -> dict[str, Any]:
+        """Record many hyperparameters at once, in one event, and return them as recorded: a
+        dict (nested dicts flattened with dots: ``{"optim": {"lr": 0.1}}`` is ``optim.lr``), an
+        ``argparse.Namespace`` or a dataclass instance. Values are taken as :meth:`param`
+        takes them. Anything else raises TypeError, and nothing is recorded."""
+        from .params import flatten
+
+        flat = {str(name): value for name, value in flatten(values).items()}
+        self._run.params(flat, log=log)
+        return flat
 
     def metric(self, name: str, value: Any, step: int | None = None, log: bool = True) -> Any:
         """Record one point of a metric (a number) and return ``value``. ``log=False`` does
@@ -210,6 +233,8 @@ class Experiment:
         with _capturing_lock:
             if self in _capturing:
                 _capturing.remove(self)
+        if self._sampler is not None:
+            self._sampler.stop()
         try:
             if self._capture is not None:
                 self._capture.stop()

@@ -32,23 +32,30 @@ def _takes_exp(func: Callable[..., Any]) -> bool:
 
 
 def monitor(
-    name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True
+    name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True, *,
+    system_metrics: bool | None = None, system_metrics_interval: float | None = None,
 ) -> Callable[[F], F]:
     """Decorate a function so that each call is a monitored run called ``name``.
 
     If the function has a parameter named ``exp``, it receives the run's
     :class:`~hyperdash.experiment.Experiment`. ``api_key_getter`` is called, about every
     5 minutes, for the API key; ``capture_io=False`` leaves the output alone.
+    ``system_metrics`` and ``system_metrics_interval`` are :class:`Experiment`'s.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("monitor needs the run's name, a non-empty string: @monitor(\"my job\")")
+    if system_metrics_interval is not None:
+        from .sysmetrics import interval_setting
+
+        interval_setting(system_metrics_interval)  # a bad one is refused where it is written
 
     def decorator(func: F) -> F:
         wants_exp = _takes_exp(func)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor")
+            exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor",
+                             system_metrics=system_metrics, system_metrics_interval=system_metrics_interval)
             if wants_exp and "exp" not in kwargs:
                 kwargs["exp"] = exp
             try:

@@ -423,17 +423,32 @@ class Run:
         anything else as its ``str()`` (so NaN is recorded as ``"nan"``). ``internal`` marks
         the SDK's own bookkeeping (such as :meth:`Experiment.iter`'s).
         """
+        plain = self._param_value(name, value)
+        if self._recording(name):
+            self._record(PARAM, {"params": {name: plain}, "is_internal": internal})
+        if log and self.echo:
+            self._echo(f"{{ {name}: {plain} }}")
+        return value
+
+    def params(self, values: dict[str, Any], log: bool = True) -> None:
+        """Record several params in one event (names and values as :meth:`param` takes them);
+        all of them are checked before any is recorded."""
+        plain = {name: self._param_value(name, value) for name, value in values.items()}
+        if plain and self._recording(next(iter(plain))):
+            self._record(PARAM, {"params": plain, "is_internal": False})
+        if log and self.echo:
+            for name, text in plain.items():
+                self._echo(f"{{ {name}: {text} }}")
+
+    def _param_value(self, name: str, value: Any) -> Any:
+        """A param's checked name and its value as the wire carries it, long text cut."""
         _check_name(name, "param name")
         plain = _param_value(value)
         if isinstance(plain, str) and len(plain) > MAX_PARAM_TEXT_CHARS:
             self.warn(f"long:{name}", f"param {name!r} is longer than {MAX_PARAM_TEXT_CHARS} "
                                       "characters; its beginning is recorded")
             plain = plain[:MAX_PARAM_TEXT_CHARS]
-        if self._recording(name):
-            self._record(PARAM, {"params": {name: plain}, "is_internal": internal})
-        if log and self.echo:
-            self._echo(f"{{ {name}: {plain} }}")
-        return value
+        return plain
 
     def metric(self, name: str, value: Any, step: int | None = None, log: bool = True, *,
                internal: bool = False) -> Any:
