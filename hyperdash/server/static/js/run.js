@@ -165,6 +165,16 @@ const charts = new Charts({
   onError: showError,
   axis: axisChoice,
 });
+// The SDK's own figures (system metrics: CPU, memory, disk, network, GPUs) apart from the job's.
+const systemCharts = new Charts({
+  runUuid,
+  container: $('system-charts'),
+  empty: $('system-empty'),
+  counter: $('system-count'),
+  onError: showError,
+});
+/** @param {{internal?: boolean}} point */
+const chartsOf = (point) => (point && point.internal ? systemCharts : charts);
 axisSelect.addEventListener('change', () => {
   const choice = AXIS_CHOICES.find((c) => c === axisSelect.value) || 'auto';
   charts.setAxis(choice);
@@ -184,11 +194,15 @@ async function start() {
   log.showTail(initial.tail, initial.tail_limit);
   subscribe(`/runs/${encodeURIComponent(runUuid)}/events`, {
     log: (line) => log.push(line),
-    metric: (point) => charts.point(point),
+    metric: (point) => chartsOf(point).point(point),
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
   }, { params: { after: run.last_seq || 0 } });
-  await charts.load(Object.keys(run.metrics || {}));
+  const metrics = Object.entries(run.metrics || {});
+  await Promise.all([
+    charts.load(metrics.filter(([, point]) => !point.internal).map(([name]) => name)),
+    systemCharts.load(metrics.filter(([, point]) => point.internal).map(([name]) => name)),
+  ]);
 }
 
 start();
