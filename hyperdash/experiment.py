@@ -304,49 +304,41 @@ def _end_capturing_experiments(superseded_by: str) -> None:
 
 
 class Callbacks:
-    """Callbacks of machine-learning libraries that record into an experiment:
-    ``exp.callbacks.keras``. A library is imported only when its callback is asked for."""
+    """Callbacks of machine-learning libraries that record into an experiment, made on first
+    use (a library is imported only then; see :mod:`hyperdash.integrations`):
+    ``model.fit(..., callbacks=[exp.callbacks.keras])``."""
 
     def __init__(self, exp: Experiment):
         self._exp = exp
-        self._keras: Any = None
+        self._made: dict[str, Any] = {}
+
+    def _get(self, library: str) -> Any:
+        if library not in self._made:
+            import importlib
+
+            try:
+                module = importlib.import_module(f"hyperdash.integrations.{library}")
+            except ImportError:
+                return None
+            self._made[library] = module.HyperdashCallback(self._exp)
+        return self._made[library]
 
     @property
     def keras(self) -> Any:
         """A Keras callback that records every number Keras reports at the end of an epoch
         (``loss``, ``val_loss``, ``val_acc``, ...) as a metric, with the epoch as its step;
-        ``None`` when Keras is not installed."""
-        if self._keras is None:
-            base = _keras_callback_class()
-            if base is None:
-                return None
-            self._keras = _keras_callback(base, self._exp)
-        return self._keras
+        ``None`` when Keras is not installed. For each batch's too:
+        ``hyperdash.integrations.keras.HyperdashCallback(exp, batches=True)``."""
+        return self._get("keras")
 
+    @property
+    def transformers(self) -> Any:
+        """A Hugging Face ``TrainerCallback``: training arguments as params, the trainer's logs
+        as metrics at its global step; ``None`` without Transformers."""
+        return self._get("transformers")
 
-def _keras_callback_class() -> type[Any] | None:
-    """Keras's ``Callback`` class (Keras 3, else TensorFlow's), or ``None`` without Keras."""
-    import importlib
-
-    for module in ("keras.callbacks", "tensorflow.keras.callbacks"):
-        try:
-            callback: type[Any] = importlib.import_module(module).Callback
-            return callback
-        except ImportError:
-            continue
-    return None
-
-
-def _keras_callback(base: type[Any], exp: Experiment) -> Any:
-    """An instance of a subclass of ``base`` (Keras's Callback) that records into ``exp``."""
-
-    class HyperdashCallback(base):  # type: ignore[misc]  # Keras is found at run time and has no types
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            for name, value in (logs or {}).items():
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue  # not a number: nothing to chart
-                exp.metric(str(name), number, step=int(epoch))
-
-    return HyperdashCallback()
+    @property
+    def xgboost(self) -> Any:
+        """An XGBoost training callback: each round's evaluation results; ``None`` without
+        XGBoost."""
+        return self._get("xgboost")
