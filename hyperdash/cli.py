@@ -704,6 +704,53 @@ def _open_in_browser(url: str) -> bool:
         return False
 
 
+# --- tensorboard -----------------------------------------------------------------------------
+
+
+def _check_optional_run_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _check_run_name(ctx, param, value)
+
+
+@cli.command()
+@click.option("--logdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TensorBoard's log folder: each folder under it that holds event files is a run.")
+@click.option("-n", "--name", default=None, callback=_check_optional_run_name,
+              help="The runs' name (default: the log folder's name).")
+@click.option("--backfill", is_flag=True, help="Also send the scalars already in the event files.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep sending scalars as they are written, until Ctrl-C; --no-follow sends "
+              "what is there (with --backfill) and ends.")
+@click.option("--interval", type=_seconds(min=0.1), default=2.0, show_default=True, metavar="SECONDS",
+              help="How often to look for new scalars.")
+def tensorboard(logdir: Path, name: str | None, backfill: bool, follow: bool, interval: float) -> None:
+    """Send TensorBoard's scalars to Hyperdash, with their steps, as they are written.
+
+    \b
+    hyperdash tensorboard --logdir runs/ -n "resnet sweep" --backfill
+    """
+    import signal
+    import threading
+
+    from .tensorboard import Follower
+
+    if not follow and not backfill:
+        raise UserError("--no-follow sends only what is already there: add --backfill")
+    _warn_about_settings()
+    try:
+        follower = Follower(logdir, name, backfill=backfill, say=lambda line: click.echo(line, err=True))
+    except (ImportError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    stop = threading.Event()
+    if follow:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        click.echo(f"hyperdash: following {follower.logdir} (Ctrl-C stops)", err=True)
+        follower.follow(stop, interval)
+    else:
+        follower.poll()
+    follower.end()
+
+
 # --- demo ------------------------------------------------------------------------------------
 
 

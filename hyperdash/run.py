@@ -451,11 +451,13 @@ class Run:
         return plain
 
     def metric(self, name: str, value: Any, step: int | None = None, log: bool = True, *,
-               internal: bool = False) -> Any:
+               internal: bool = False, timestamp: int | None = None) -> Any:
         """Record one point of a metric (a finite number) and return ``value`` unchanged.
 
         A NaN or infinite value is not recorded (JSON has no such numbers): a warning says so,
         once per metric, and the job goes on. ``internal`` marks the SDK's own bookkeeping.
+        ``timestamp`` is when it was measured, in milliseconds since the epoch (default: now),
+        for points read from elsewhere (TensorBoard's event files).
         """
         _check_name(name, "metric name")
         plain = _plain(value)
@@ -468,7 +470,7 @@ class Run:
         if not math.isfinite(plain):
             self.warn(f"nan:{name}", f"metric {name!r} got {plain}, which is not recorded")
         elif self._recording(name):
-            self._record(METRIC, {"name": name, "value": plain, "timestamp": now_ms(),
+            self._record(METRIC, {"name": name, "value": plain, "timestamp": now_ms() if timestamp is None else timestamp,
                                   "is_internal": internal, "step": step})
         if log and self.echo:
             self._echo(f"| {name}: {plain:10f} |" if isinstance(plain, float) else f"| {name}: {plain} |")
