@@ -31,7 +31,8 @@ class UserError(click.ClickException, HyperdashError):
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
-        self.exit_code = exit_code
+        # click 8.5 declares exit_code a class variable; each error sets its own
+        setattr(self, "exit_code", exit_code)  # noqa: B010
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"hyperdash: {self.format_message()}", err=True)

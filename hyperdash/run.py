@@ -470,7 +470,8 @@ class Run:
         if not math.isfinite(plain):
             self.warn(f"nan:{name}", f"metric {name!r} got {plain}, which is not recorded")
         elif self._recording(name):
-            self._record(METRIC, {"name": name, "value": plain, "timestamp": now_ms() if timestamp is None else timestamp,
+            measured = now_ms() if timestamp is None else timestamp
+            self._record(METRIC, {"name": name, "value": plain, "timestamp": measured,
                                   "is_internal": internal, "step": step})
         if log and self.echo:
             self._echo(f"| {name}: {plain:10f} |" if isinstance(plain, float) else f"| {name}: {plain} |")

@@ -291,8 +291,10 @@ class SystemSampler(threading.Thread):
     def _sample(self, tree: _Tree, host: _Host, gpus: Gpus | None, elapsed: float | None) -> None:
         # CPU shares and rates are taken between two samples: the first records the rest.
         readings: dict[str, float] = {}
-        for read in (lambda: tree.read(elapsed), lambda: host.read(elapsed),
-                     (lambda: gpus.read()) if gpus is not None else dict):
+        reads: list[Callable[[], dict[str, float]]] = [lambda: tree.read(elapsed), lambda: host.read(elapsed)]
+        if gpus is not None:
+            reads.append(gpus.read)
+        for read in reads:
             try:
                 readings.update(read())
             except Exception as exc:

@@ -107,7 +107,8 @@ class Follower:
                 relative = folder.relative_to(self.logdir).as_posix()
                 # Folders there at the start have their old events skipped unless backfilled;
                 # folders that appear later are new runs, read from their beginning.
-                self.folders[folder] = _RunFolder(folder, relative, skip_existing=not self.started and not self.backfill)
+                skip = not self.started and not self.backfill
+                self.folders[folder] = _RunFolder(folder, relative, skip_existing=skip)
         self.started = True
         return list(self.folders.values())
 

@@ -20,24 +20,45 @@ process (rank zero) records. Works with ``lightning`` (``lightning.pytorch``) or
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from typing import Any
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from ..experiment import Experiment
 from ..params import flatten
 from . import record_numbers
 
-try:
-    from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
-    from lightning.pytorch.utilities import rank_zero_only
-except ImportError:
-    from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef]
-    from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
+
+def _lightning() -> tuple[Any, Any, Any]:
+    """Lightning's ``Logger``, ``rank_zero_experiment`` and ``rank_zero_only``: from
+    ``lightning.pytorch``, else ``pytorch_lightning``."""
+    for package in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            loggers = importlib.import_module(f"{package}.loggers.logger")
+            utilities = importlib.import_module(f"{package}.utilities")
+        except ImportError:
+            continue
+        return loggers.Logger, loggers.rank_zero_experiment, utilities.rank_zero_only
+    raise ImportError("hyperdash.integrations.lightning needs Lightning: pip install lightning")
+
+
+Logger, _rank_zero_experiment, _rank_zero_only = _lightning()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rank_zero_only(func: F) -> F:
+    """Lightning's ``rank_zero_only``: ``func`` runs in the main process alone."""
+    return cast(F, _rank_zero_only(func))
+
+
+def rank_zero_experiment(func: F) -> F:
+    """Lightning's ``rank_zero_experiment``: other processes get a stand-in experiment."""
+    return cast(F, _rank_zero_experiment(func))
 
 __all__ = ["HyperdashLogger"]
 
 
-class HyperdashLogger(Logger):  # type: ignore[misc]  # Lightning is found at run time
+class HyperdashLogger(Logger):  # type: ignore[misc,valid-type]  # Lightning is found at run time
     """A Lightning logger that records into a run; see the module's docstring."""
 
     def __init__(self, run: str | Experiment, **experiment_options: Any):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["HyperdashCallback"]
 
 
-class HyperdashCallback(TrainerCallback):  # type: ignore[misc]  # Transformers' classes are untyped here
+class HyperdashCallback(TrainerCallback):
     """A Transformers ``TrainerCallback`` that records into ``exp``; see the module's docstring."""
 
     def __init__(self, exp: Experiment):

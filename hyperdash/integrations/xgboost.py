@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["HyperdashCallback"]
 
 
-class HyperdashCallback(TrainingCallback):  # type: ignore[misc]  # XGBoost's classes are untyped
+class HyperdashCallback(TrainingCallback):
     """An XGBoost training callback that records into ``exp``; see the module's docstring."""
 
     def __init__(self, exp: Experiment):
