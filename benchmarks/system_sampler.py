@@ -4,7 +4,9 @@ run, and the job's CPU time against the same job without the sampler, reporting 
 Each round runs the same job twice as fresh interpreters, one after the other (which first
 alternates): an ``Experiment`` with ``system_metrics=False`` (the baseline) and one sampling
 every ``--interval`` seconds. The job does numpy work in its main thread for ``--seconds`` and
-has a child process, so the sampler reads a process tree. The sampled job reports its sampler
+has a child process, so the sampler reads a process tree. The work is a fixed number of steps
+(as many as a first, uncounted job does in ``--seconds``), so that the job's CPU time differs
+between the two by what sampling costs, and by the machine's noise. The sampled job reports its sampler
 thread's CPU time (``SystemSampler.cpu_seconds``) and the sample count, and every sample is checked
 to have arrived on the server.
 
@@ -46,17 +48,20 @@ from hyperdash import Experiment
 
 exp = Experiment({name!r}, capture_io=False, echo=False, {options})
 sampler = exp._sampler
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep({seconds} + 5)"])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 rng = np.random.default_rng(0)
 a = rng.standard_normal((128, 128))
 start = time.perf_counter()
 first = None  # the sampler's CPU time and samples once its start-up (imports) is behind it
-while time.perf_counter() - start < {seconds}:
+steps = 0
+# A fixed amount of work ({steps} steps), or for {seconds} s when no count is given.
+while (steps < {steps}) if {steps} else (time.perf_counter() - start < {seconds}):
     a = np.tanh(a @ a.T / 128.0)
+    steps += 1
     if first is None and sampler is not None and sampler.samples >= 2:
         first = (sampler.cpu_seconds, sampler.samples)
 wall = time.perf_counter() - start
-report = {{"wall": wall, "samples": 0}}
+report = {{"wall": wall, "samples": 0, "steps": steps}}
 if sampler is not None:
     report.update(samples=sampler.samples, thread_cpu=sampler.cpu_seconds,
                   steady=(sampler.cpu_seconds - first[0]) / (sampler.samples - first[1]))
@@ -91,6 +96,7 @@ def main() -> None:
     per_sample: list[float] = []
     thread_share: list[float] = []
     extra_cpu: list[float] = []
+    ratios: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         server, account, env = start_server(Path(tmp))
         env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
@@ -99,13 +105,17 @@ def main() -> None:
                         "hyperdash.transport, hyperdash.shipper"], env=env, check=True)
         report = Path(tmp) / "report.json"
         try:
+            measured(JOB.format(name="warm-up", options="system_metrics=False", seconds=args.seconds, steps=0,
+                                report=str(report)), env, stderr=True)
+            steps = json.loads(report.read_text())["steps"]
+            print(f"{steps} steps of numpy work a job (what {args.seconds:g} s held in a warm-up job)", flush=True)
             for round_ in range(args.rounds):
                 jobs = {
                     "baseline": JOB.format(name=f"baseline {round_}", options="system_metrics=False",
-                                           seconds=args.seconds, report=str(report)),
+                                           seconds=args.seconds, steps=steps, report=str(report)),
                     "sampled": JOB.format(name=f"sampled {round_}",
                                           options=f"system_metrics_interval={args.interval}",
-                                          seconds=args.seconds, report=str(report)),
+                                          seconds=args.seconds, steps=steps, report=str(report)),
                 }
                 order = list(jobs) if round_ % 2 == 0 else list(jobs)[::-1]
                 got: dict[str, dict] = {}
@@ -114,12 +124,13 @@ def main() -> None:
                     got[kind] = {**json.loads(report.read_text()), "cpu": cpu}
                 sampled, baseline = got["sampled"], got["baseline"]
                 arrived = count_samples(account, f"sampled {round_}")
-                assert arrived == sampled["samples"] >= args.seconds / args.interval - 1, \
+                assert arrived == sampled["samples"] >= 3, \
                     f"{arrived} samples on the server, {sampled['samples']} taken"
                 assert count_samples(account, f"baseline {round_}") == 0, "the baseline sampled"
                 per_sample.append(sampled["steady"])
                 thread_share.append(100 * sampled["thread_cpu"] / sampled["wall"])
                 extra_cpu.append(100 * ((sampled["cpu"] - baseline["cpu"]) / sampled["wall"]))
+                ratios.append(sampled["cpu"] / baseline["cpu"])
                 print(f"round {round_}: {sampled['samples']} samples (all on the server), sampler thread "
                       f"{sampled['thread_cpu']:.3f}s CPU over {sampled['wall']:.1f}s "
                       f"({1e3 * sampled['steady']:.2f} ms a sample once under way); job CPU sampled "
@@ -133,6 +144,7 @@ def main() -> None:
     print(median_line(f"sampler thread CPU (start-up included) / wall at a {args.interval:g} s interval",
                       thread_share, "% of one core"))
     print(median_line("job process CPU, sampled minus baseline, / wall", extra_cpu, "% of one core"))
+    print(median_line("job process CPU, sampled / baseline", ratios, "x"))
     print(f"at the default {DEFAULT_INTERVAL:g} s interval: {at_default:.4f}% of one core "
           f"(ratio to the target {at_default / TARGET:.3f}; target <= {TARGET}%)")
     if at_default > TARGET:
