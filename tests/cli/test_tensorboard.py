@@ -13,9 +13,9 @@ import time
 import pytest
 from cli_support import HYPERDASH
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("tensorboard") is None or importlib.util.find_spec("torch") is None,
-    reason="tensorboard and torch (its SummaryWriter) are not installed")
+    reason="tensorboard and torch (its SummaryWriter) are not installed")]
 
 WRITER = """
 import json, sys

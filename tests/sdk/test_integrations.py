@@ -7,6 +7,8 @@ import importlib.util
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "KERAS_BACKEND": "torch", "TOKENIZERS_PARALLELISM": "false"}
 
