@@ -35,6 +35,17 @@ TEST = SERVER + POSTGRES + JUPYTER + [
     "schemathesis>=4.0",
     "pytest-xdist>=3.5",  # the suite runs on every core
     "aiosmtpd>=1.4",  # a real SMTP server for the email channel's tests
+    # The framework integrations and `hyperdash tensorboard`, tested with the real frameworks.
+    # Pinned: torch==2.13.0 is the CPU build (a looser pin pulls a CUDA build of several GB),
+    # and the rest are releases that work with it. xgboost-cpu is XGBoost without its CUDA
+    # libraries (the same `xgboost` module).
+    "torch==2.13.0",
+    "keras==3.15.1",
+    "lightning==2.6.6",
+    "transformers==5.25.0",
+    "accelerate==1.15.0",  # what Transformers' Trainer needs with torch
+    "xgboost-cpu==3.2.0",
+    "tensorboard==2.21.0",
 ]
 # What CI checks the code with besides the tests, pinned so that a new release's rules
 # change nothing by themselves.
@@ -51,7 +62,9 @@ setup(
     packages=find_packages(include=["hyperdash", "hyperdash.*"]),
     include_package_data=True,
     package_data={"hyperdash": ["py.typed"], "hyperdash.server": ["templates/*", "static/*", "static/**/*"]},
-    install_requires=["requests>=2.28", "click>=8.1"],
+    # psutil reads the system metrics; nvidia-ml-py (pure Python, no driver needed to install)
+    # reads the GPUs' through NVML where a driver is present.
+    install_requires=["requests>=2.28", "click>=8.1", "psutil>=5.9", "nvidia-ml-py>=12.535"],
     extras_require={"server": SERVER, "postgres": POSTGRES, "jupyter": JUPYTER, "test": TEST + LINT, "lint": LINT},
     entry_points={
         "console_scripts": [

@@ -260,6 +260,8 @@ def monitor_command(
     quiet_config_errors: bool = False,
     merge_streams: bool | None = None,
     stall_after: float | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> int:
     """Run ``argv`` as the run ``name``: tee its output, pass signals on, record how it ended.
     ``stall_after``: the run's stall window in seconds (None: the server's).
@@ -269,11 +271,14 @@ def monitor_command(
     and in the run (which then stores them all as stdout); else a channel each, which the run
     keeps apart but whose order against each other is only as close as their reads come.
     ``None`` merges them where our own stdout and stderr lead to the same place.
+    ``system_metrics`` (default: on unless ``HYPERDASH_SYSTEM_METRICS=0``) samples the child's
+    process tree and the machine every ``system_metrics_interval`` seconds.
 
     Returns hyperdash's exit code: the child's, or 128+N when signal N killed it. Raises
     :class:`CommandError` when the command cannot be started: before any run is created where
     that can be told in advance, else after ending the run as a failure that says why.
     """
+    from . import sysmetrics
     from .pump import Pump
     from .run import Run
 
@@ -309,8 +314,11 @@ def monitor_command(
             os.close(write_fd)
         pump = Pump(run, [(read_fd, terminal_fd, stream) for read_fd, _, terminal_fd, stream in channels])
         pump.start()
+        sampler = sysmetrics.start_for(run, pid=pid, flag=system_metrics, interval=system_metrics_interval)
         ptys = [(terminal_fd, read_fd) for read_fd, _, terminal_fd, _ in channels if isatty(read_fd)]
         outcome = gate.supervise(pid, resize=ptys)
+        if sampler is not None:
+            sampler.stop()
         pump.join(DRAIN_SECONDS)
         pump.stop()
     run.end(outcome.status, exit_code=outcome.exit_code, signal=outcome.signal)

@@ -572,9 +572,23 @@ _exit_timeout_option = click.option(
     "Mark the run stalled when the command writes no output for this long: 90s, 10m, 1h; "
     "0 or off never [default: the server's window]."
 )
+@click.option(
+    "--system-metrics/--no-system-metrics",
+    default=None,
+    help="Record the command's CPU and memory, and the machine's CPU, memory, disk, network and "
+    "GPUs, as the run's System metrics. Default: on, unless HYPERDASH_SYSTEM_METRICS=0.",
+)
+@click.option(
+    "--system-metrics-interval",
+    type=_seconds(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between two samples of the system metrics (default 10, or "
+    "HYPERDASH_SYSTEM_METRICS_INTERVAL).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall_after: float | None,
-        command: tuple[str, ...]) -> None:
+        system_metrics: bool | None, system_metrics_interval: float | None, command: tuple[str, ...]) -> None:
     """Run COMMAND (no shell in between) and monitor its output and exit status.
 
     \b
@@ -588,7 +602,8 @@ def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall
     try:
         exit_code = child.monitor_command(
             name, list(command), exit_timeout=exit_timeout, quiet_config_errors=shown,
-            merge_streams=merge_streams, stall_after=stall_after,
+            merge_streams=merge_streams, stall_after=stall_after, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval,
         )
     except child.CommandError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None
@@ -877,6 +892,53 @@ def _open_in_browser(url: str) -> bool:
         return webbrowser.get().open(url)
     except webbrowser.Error:
         return False
+
+
+# --- tensorboard -----------------------------------------------------------------------------
+
+
+def _check_optional_run_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _check_run_name(ctx, param, value)
+
+
+@cli.command()
+@click.option("--logdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TensorBoard's log folder: each folder under it that holds event files is a run.")
+@click.option("-n", "--name", default=None, callback=_check_optional_run_name,
+              help="The runs' name (default: the log folder's name).")
+@click.option("--backfill", is_flag=True, help="Also send the scalars already in the event files.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep sending scalars as they are written, until Ctrl-C; --no-follow sends "
+              "what is there (with --backfill) and ends.")
+@click.option("--interval", type=_seconds(min=0.1), default=2.0, show_default=True, metavar="SECONDS",
+              help="How often to look for new scalars.")
+def tensorboard(logdir: Path, name: str | None, backfill: bool, follow: bool, interval: float) -> None:
+    """Send TensorBoard's scalars to Hyperdash, with their steps, as they are written.
+
+    \b
+    hyperdash tensorboard --logdir runs/ -n "resnet sweep" --backfill
+    """
+    import signal
+    import threading
+
+    from .tensorboard import Follower
+
+    if not follow and not backfill:
+        raise UserError("--no-follow sends only what is already there: add --backfill")
+    _warn_about_settings()
+    try:
+        follower = Follower(logdir, name, backfill=backfill, say=lambda line: click.echo(line, err=True))
+    except (ImportError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    stop = threading.Event()
+    if follow:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        click.echo(f"hyperdash: following {follower.logdir} (Ctrl-C stops)", err=True)
+        follower.follow(stop, interval)
+    else:
+        follower.poll()
+    follower.end()
 
 
 # --- demo ------------------------------------------------------------------------------------

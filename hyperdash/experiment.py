@@ -75,6 +75,9 @@ class Experiment:
     ``stall_after`` (seconds, or text such as ``"10m"``; 0 never) is how long the job may record
     nothing (no output, metric or param) before the server marks the run stalled; by default
     the server's window applies.
+    ``system_metrics=False`` records no system metrics (CPU, memory, disk, network, GPUs; on
+    unless ``HYPERDASH_SYSTEM_METRICS=0``), sampled every ``system_metrics_interval`` seconds
+    (default ``HYPERDASH_SYSTEM_METRICS_INTERVAL``, else 10): see :mod:`hyperdash.sysmetrics`.
     """
 
     def __init__(
@@ -87,7 +90,13 @@ class Experiment:
         exit_timeout: float | None = None,
         api: str = "experiment",
         stall_after: float | str | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float | None = None,
     ):
+        if system_metrics_interval is not None:
+            from .sysmetrics import interval_setting
+
+            interval_setting(system_metrics_interval)  # a bad one is refused before the run starts
         if api_key_getter is not None and not callable(api_key_getter):
             raise TypeError("api_key_getter must be a function that returns the API key, not "
                             f"{type(api_key_getter).__name__} (capture_io is the third argument)")
@@ -109,6 +118,9 @@ class Experiment:
         if self._capture is not None:
             with _capturing_lock:
                 _capturing.append(self)
+        from .sysmetrics import start_for
+
+        self._sampler = start_for(self._run, flag=system_metrics, interval=system_metrics_interval)
         self._exit_status: tuple[str, int | None] | None = None
         self._previous_excepthook: ExceptHook | None = None
         self._previous_handlers: dict[int, Any] = {}
@@ -138,6 +150,17 @@ class Experiment:
         list or dict as its JSON text, anything else as its ``str()``. ``log=False`` does not
         show it in the terminal."""
         return self._run.param(name, value, log=log)
+
+    def params(self, values: Any, log: bool = True) -> dict[str, Any]:
+        """Record many hyperparameters at once, in one event, and return them as recorded: a
+        dict (nested dicts flattened with dots: ``{"optim": {"lr": 0.1}}`` is ``optim.lr``), an
+        ``argparse.Namespace`` or a dataclass instance. Values are taken as :meth:`param`
+        takes them. Anything else raises TypeError, and nothing is recorded."""
+        from .params import flatten
+
+        flat = {str(name): value for name, value in flatten(values).items()}
+        self._run.params(flat, log=log)
+        return flat
 
     def metric(self, name: str, value: Any, step: int | None = None, log: bool = True) -> Any:
         """Record one point of a metric (a number) and return ``value``. ``log=False`` does
@@ -235,6 +258,8 @@ class Experiment:
         with _capturing_lock:
             if self in _capturing:
                 _capturing.remove(self)
+        if self._sampler is not None:
+            self._sampler.stop()
         try:
             if self._capture is not None:
                 self._capture.stop()
@@ -321,49 +346,41 @@ def _end_capturing_experiments(superseded_by: str) -> None:
 
 
 class Callbacks:
-    """Callbacks of machine-learning libraries that record into an experiment:
-    ``exp.callbacks.keras``. A library is imported only when its callback is asked for."""
+    """Callbacks of machine-learning libraries that record into an experiment, made on first
+    use (a library is imported only then; see :mod:`hyperdash.integrations`):
+    ``model.fit(..., callbacks=[exp.callbacks.keras])``."""
 
     def __init__(self, exp: Experiment):
         self._exp = exp
-        self._keras: Any = None
+        self._made: dict[str, Any] = {}
+
+    def _get(self, library: str) -> Any:
+        if library not in self._made:
+            import importlib
+
+            try:
+                module = importlib.import_module(f"hyperdash.integrations.{library}")
+            except ImportError:
+                return None
+            self._made[library] = module.HyperdashCallback(self._exp)
+        return self._made[library]
 
     @property
     def keras(self) -> Any:
         """A Keras callback that records every number Keras reports at the end of an epoch
         (``loss``, ``val_loss``, ``val_acc``, ...) as a metric, with the epoch as its step;
-        ``None`` when Keras is not installed."""
-        if self._keras is None:
-            base = _keras_callback_class()
-            if base is None:
-                return None
-            self._keras = _keras_callback(base, self._exp)
-        return self._keras
+        ``None`` when Keras is not installed. For each batch's too:
+        ``hyperdash.integrations.keras.HyperdashCallback(exp, batches=True)``."""
+        return self._get("keras")
 
+    @property
+    def transformers(self) -> Any:
+        """A Hugging Face ``TrainerCallback``: training arguments as params, the trainer's logs
+        as metrics at its global step; ``None`` without Transformers."""
+        return self._get("transformers")
 
-def _keras_callback_class() -> type[Any] | None:
-    """Keras's ``Callback`` class (Keras 3, else TensorFlow's), or ``None`` without Keras."""
-    import importlib
-
-    for module in ("keras.callbacks", "tensorflow.keras.callbacks"):
-        try:
-            callback: type[Any] = importlib.import_module(module).Callback
-            return callback
-        except ImportError:
-            continue
-    return None
-
-
-def _keras_callback(base: type[Any], exp: Experiment) -> Any:
-    """An instance of a subclass of ``base`` (Keras's Callback) that records into ``exp``."""
-
-    class HyperdashCallback(base):  # type: ignore[misc]  # Keras is found at run time and has no types
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            for name, value in (logs or {}).items():
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue  # not a number: nothing to chart
-                exp.metric(str(name), number, step=int(epoch))
-
-    return HyperdashCallback()
+    @property
+    def xgboost(self) -> Any:
+        """An XGBoost training callback: each round's evaluation results; ``None`` without
+        XGBoost."""
+        return self._get("xgboost")

@@ -33,7 +33,8 @@ def _takes_exp(func: Callable[..., Any]) -> bool:
 
 def monitor(
     name: str, api_key_getter: Callable[[], str | None] | None = None, capture_io: bool = True, *,
-    stall_after: float | str | None = None,
+    stall_after: float | str | None = None, system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Callable[[F], F]:
     """Decorate a function so that each call is a monitored run called ``name``.
 
@@ -42,9 +43,14 @@ def monitor(
     5 minutes, for the API key; ``capture_io=False`` leaves the output alone. ``stall_after``
     (seconds, or text such as ``"10m"``; 0 never): how long the job may record nothing before
     the server marks the run stalled (default: the server's window).
+    ``system_metrics`` and ``system_metrics_interval`` are :class:`Experiment`'s.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("monitor needs the run's name, a non-empty string: @monitor(\"my job\")")
+    if system_metrics_interval is not None:
+        from .sysmetrics import interval_setting
+
+        interval_setting(system_metrics_interval)  # a bad one is refused where it is written
 
     def decorator(func: F) -> F:
         wants_exp = _takes_exp(func)
@@ -52,7 +58,8 @@ def monitor(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor",
-                             stall_after=stall_after)
+                             stall_after=stall_after, system_metrics=system_metrics,
+                             system_metrics_interval=system_metrics_interval)
             if wants_exp and "exp" not in kwargs:
                 kwargs["exp"] = exp
             try:

@@ -450,26 +450,43 @@ class Run:
         anything else as its ``str()`` (so NaN is recorded as ``"nan"``). ``internal`` marks
         the SDK's own bookkeeping (such as :meth:`Experiment.iter`'s).
         """
-        _check_name(name, "param name")
-        plain = _param_value(value)
-        if isinstance(plain, str) and len(plain) > MAX_PARAM_TEXT_CHARS:
-            self.warn(f"long:{name}", f"param {name!r} is longer than {MAX_PARAM_TEXT_CHARS} "
-                                      "characters; its beginning is recorded")
-            plain = plain[:MAX_PARAM_TEXT_CHARS]
+        plain = self._param_value(name, value)
         if self._recording(name):
             self._record(PARAM, {"params": {name: plain}, "is_internal": internal})
         if log and self.echo:
             self._echo(f"{{ {name}: {plain} }}")
         return value
 
+    def params(self, values: dict[str, Any], log: bool = True) -> None:
+        """Record several params in one event (names and values as :meth:`param` takes them);
+        all of them are checked before any is recorded."""
+        plain = {name: self._param_value(name, value) for name, value in values.items()}
+        if plain and self._recording(next(iter(plain))):
+            self._record(PARAM, {"params": plain, "is_internal": False})
+        if log and self.echo:
+            for name, text in plain.items():
+                self._echo(f"{{ {name}: {text} }}")
+
+    def _param_value(self, name: str, value: Any) -> Any:
+        """A param's checked name and its value as the wire carries it, long text cut."""
+        _check_name(name, "param name")
+        plain = _param_value(value)
+        if isinstance(plain, str) and len(plain) > MAX_PARAM_TEXT_CHARS:
+            self.warn(f"long:{name}", f"param {name!r} is longer than {MAX_PARAM_TEXT_CHARS} "
+                                      "characters; its beginning is recorded")
+            plain = plain[:MAX_PARAM_TEXT_CHARS]
+        return plain
+
     def metric(self, name: str, value: Any, step: int | None = None, log: bool = True, *,
-               internal: bool = False) -> Any:
+               internal: bool = False, timestamp: int | None = None) -> Any:
         """Record one point of a metric (a finite number) and return ``value`` unchanged.
 
         A NaN or infinite value is recorded as the text ``NaN``, ``Infinity`` or ``-Infinity``
         (JSON has no such numbers), which the server's rules see (:meth:`alert`) and charts
         skip: a warning says so, once per metric, and the job goes on. ``internal`` marks the
         SDK's own bookkeeping.
+        ``timestamp`` is when it was measured, in milliseconds since the epoch (default: now),
+        for points read from elsewhere (TensorBoard's event files).
         """
         _check_name(name, "metric name")
         plain = _plain(value)
@@ -485,7 +502,8 @@ class Run:
                 self._record(METRIC, {"name": name, "value": nonfinite_text(plain), "timestamp": now_ms(),
                                       "is_internal": internal, "step": step})
         elif self._recording(name):
-            self._record(METRIC, {"name": name, "value": plain, "timestamp": now_ms(),
+            measured = now_ms() if timestamp is None else timestamp
+            self._record(METRIC, {"name": name, "value": plain, "timestamp": measured,
                                   "is_internal": internal, "step": step})
         if log and self.echo:
             self._echo(f"| {name}: {plain:10f} |" if isinstance(plain, float) else f"| {name}: {plain} |")

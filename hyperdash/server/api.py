@@ -165,6 +165,7 @@ class MetricValue(Reply):
     value: float
     step: int | None
     timestamp: str
+    internal: bool = Field(description="recorded by the SDK for itself (system metrics), not by the job")
 
 
 class RunDetail(Run):
@@ -193,6 +194,7 @@ class Point(Reply):
 
 class Series(Reply):
     name: str
+    internal: bool = Field(description="recorded by the SDK for itself (system metrics), not by the job")
     points: list[Point]
 
 

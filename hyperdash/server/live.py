@@ -141,7 +141,8 @@ def _run_events(facts: list[Fact]) -> list[tuple]:
                                          "progress": bool(line.progress)})
                       for line in fact.lines]
         elif isinstance(fact, PointsStored):
-            found += [(p.seq, "metric", {"name": p.name, "value": p.value, "step": p.step, "timestamp": iso(p.ts)})
+            found += [(p.seq, "metric", {"name": p.name, "value": p.value, "step": p.step, "timestamp": iso(p.ts),
+                                         "internal": bool(p.is_internal)})
                       for p in fact.points]
         elif isinstance(fact, ParamsStored):
             found += [(p.seq, "param", {"params": p.params}) for p in fact.params]

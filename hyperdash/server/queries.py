@@ -78,13 +78,14 @@ def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
         .where(metrics.c.run_id == row.id).group_by(metrics.c.name).subquery()
     )
     points = conn.execute(
-        select(metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts)
+        select(metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts, metrics.c.is_internal)
         .join(latest, and_(metrics.c.name == latest.c.name, metrics.c.seq == latest.c.seq))
         .where(metrics.c.run_id == row.id).order_by(metrics.c.name)
     ).all()
     result = run_json(row._mapping)
     result["params"] = params
-    result["metrics"] = {p.name: {"value": p.value, "step": p.step, "timestamp": iso(p.ts)} for p in points}
+    result["metrics"] = {p.name: {"value": p.value, "step": p.step, "timestamp": iso(p.ts),
+                                  "internal": bool(p.is_internal)} for p in points}
     return result
 
 
@@ -123,11 +124,14 @@ def log_text(store, run_id: int, page: int = 5000) -> Iterator[bytes]:
 
 
 def metric_series(conn: Connection, run_id: int, name: str) -> dict:
+    """One metric's points in seq order; ``internal`` when the SDK recorded it for itself
+    (system metrics, progress), not the job."""
     rows = conn.execute(
-        select(metrics.c.step, metrics.c.value, metrics.c.ts)
+        select(metrics.c.step, metrics.c.value, metrics.c.ts, metrics.c.is_internal)
         .where(metrics.c.run_id == run_id, metrics.c.name == name).order_by(metrics.c.seq)
     ).all()
-    return {"name": name, "points": [{"step": r.step, "value": r.value, "timestamp": iso(r.ts)} for r in rows]}
+    return {"name": name, "internal": any(r.is_internal for r in rows),
+            "points": [{"step": r.step, "value": r.value, "timestamp": iso(r.ts)} for r in rows]}
 
 
 def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -> list[tuple]:
@@ -141,11 +145,12 @@ def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -
     ):
         found.append((line.seq, "log", line_json(line._mapping)))
     for point in conn.execute(
-        select(metrics.c.seq, metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts)
+        select(metrics.c.seq, metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts, metrics.c.is_internal)
         .where(metrics.c.run_id == run_id, metrics.c.seq > after).order_by(metrics.c.seq).limit(limit)
     ):
         found.append((point.seq, "metric",
-                      {"name": point.name, "value": point.value, "step": point.step, "timestamp": iso(point.ts)}))
+                      {"name": point.name, "value": point.value, "step": point.step, "timestamp": iso(point.ts),
+                       "internal": bool(point.is_internal)}))
     for param in conn.execute(
         select(run_events.c.seq, run_events.c.payload)
         .where(run_events.c.run_id == run_id, run_events.c.seq > after, run_events.c.type == ev.PARAM)

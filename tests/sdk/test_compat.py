@@ -79,8 +79,10 @@ def test_original_experiment_script_runs_unchanged(run_job, sdk_env, account, tm
 
 def test_keras_callback_is_none_without_keras(run_job):
     done = run_job("""
+        import sys
         from hyperdash import Experiment
 
+        sys.modules["keras"] = sys.modules["tensorflow"] = None  # as if neither were installed
         with Experiment("no keras", capture_io=False) as exp:
             print("callback", exp.callbacks.keras)
     """)

@@ -72,7 +72,8 @@ def test_run_stream_follows_and_resumes(live):
                            env("param", run, {"params": {"lr": 0.1}}, seq=6)])
     got = stream.take(3)
     assert [(e["event"], e["id"]) for e in got] == [("log", "4"), ("metric", "5"), ("param", "6")]
-    assert got[1]["data"] == {"name": "loss", "value": 0.5, "step": 7, "timestamp": "1970-01-01T00:00:00.001Z"}
+    assert got[1]["data"] == {"name": "loss", "value": 0.5, "step": 7, "timestamp": "1970-01-01T00:00:00.001Z",
+                              "internal": False}
     assert got[2]["data"] == {"params": {"lr": 0.1}}
     stream.close()
 

@@ -197,6 +197,16 @@ const charts = new Charts({
   onError: showError,
   axis: axisChoice,
 });
+// The SDK's own figures (system metrics: CPU, memory, disk, network, GPUs) apart from the job's.
+const systemCharts = new Charts({
+  runUuid,
+  container: $('system-charts'),
+  empty: $('system-empty'),
+  counter: $('system-count'),
+  onError: showError,
+});
+/** @param {{internal?: boolean}} point */
+const chartsOf = (point) => (point && point.internal ? systemCharts : charts);
 axisSelect.addEventListener('change', () => {
   const choice = AXIS_CHOICES.find((c) => c === axisSelect.value) || 'auto';
   charts.setAxis(choice);
@@ -227,7 +237,7 @@ async function start() {
   if (run.failure) highlightFailure(log, run.failure, { open: true }).catch(showError);
   subscribe(`/runs/${encodeURIComponent(runUuid)}/events`, {
     log: (line) => log.push(line),
-    metric: (point) => charts.point(point),
+    metric: (point) => chartsOf(point).point(point),
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
     alert: (firing) => trouble.fired(firing),
@@ -236,7 +246,12 @@ async function start() {
     // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
     onOpen: () => { if (connections++) trouble.load(); },
   });
-  await Promise.all([charts.load(Object.keys(run.metrics || {})), trouble.load()]);
+  const metrics = Object.entries(run.metrics || {});
+  await Promise.all([
+    charts.load(metrics.filter(([, point]) => !point.internal).map(([name]) => name)),
+    systemCharts.load(metrics.filter(([, point]) => point.internal).map(([name]) => name)),
+    trouble.load(),
+  ]);
 }
 
 start();

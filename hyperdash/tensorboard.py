@@ -1,0 +1,151 @@
+"""``hyperdash tensorboard``: TensorBoard's scalars as runs, followed as they are written.
+
+Every folder under the log folder that holds event files (``events.out.tfevents.*``) is a run
+of its own, named ``name`` (the log folder's own name by default), with the params
+``tensorboard.logdir`` and ``tensorboard.run`` (the folder, relative to the log folder) telling
+them apart; runs of one name sit side by side on that name's page. Each scalar becomes a metric
+with its step and the time it was written. Only what is written after the command starts is
+sent, unless ``backfill`` imports what is there already.
+
+Event files are read with TensorBoard's own reader (the ``tensorboard`` package), which reads
+on from where it stopped as a file grows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .events import SUCCESS
+from .run import Run
+
+__all__ = ["Follower", "EVENT_FILE_MARK", "DEFAULT_INTERVAL"]
+
+EVENT_FILE_MARK = "tfevents"
+DEFAULT_INTERVAL = 2.0
+# What TensorBoard calls a scalar summary.
+_SCALARS = "scalars"
+
+
+def _loader_class() -> Any:
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    except ImportError as exc:
+        raise ImportError("hyperdash tensorboard needs the tensorboard package: pip install tensorboard") from exc
+    return EventFileLoader
+
+
+class _RunFolder:
+    """One folder of event files: its readers, and the run its scalars go to."""
+
+    def __init__(self, folder: Path, relative: str, skip_existing: bool):
+        self.folder = folder
+        self.relative = relative
+        self.loaders: dict[str, Any] = {}
+        self.kinds: dict[str, str] = {}  # tag -> plugin name, from the first value that says
+        self.skipping = skip_existing  # the first reading only moves past what is there
+        self.run: Run | None = None
+        self.points = 0
+
+    def files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.folder.iterdir() if EVENT_FILE_MARK in p.name and p.is_file())
+        except OSError:
+            return []
+
+    def scalars(self, loader_class: Any) -> Iterator[tuple[str, float, int, int]]:
+        """New scalars of every event file: (tag, value, step, wall time in ms)."""
+        from tensorboard.util import tensor_util
+
+        for path in self.files():
+            loader = self.loaders.get(path.name)
+            if loader is None:
+                loader = self.loaders[path.name] = loader_class(str(path))
+            for event in loader.Load():
+                if not event.HasField("summary"):
+                    continue
+                for value in event.summary.value:
+                    if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
+                        self.kinds.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
+                    if self.kinds.get(value.tag) != _SCALARS or not value.HasField("tensor"):
+                        continue
+                    number = tensor_util.make_ndarray(value.tensor)
+                    if number.size != 1:
+                        continue
+                    yield value.tag, float(number.item()), int(event.step), int(event.wall_time * 1000)
+
+
+class Follower:
+    """Reads the event files under ``logdir`` into runs; see the module's docstring.
+
+    ``say`` shows a line to the user; ``run_factory(name)`` makes a run (a started
+    :class:`~hyperdash.run.Run` of ``api="cli_tensorboard"`` by default).
+    """
+
+    def __init__(self, logdir: Path, name: str | None = None, *, backfill: bool = False,
+                 say: Callable[[str], Any] = print, run_factory: Callable[[str], Run] | None = None):
+        self.loader_class = _loader_class()
+        self.logdir = logdir.resolve()
+        if not self.logdir.is_dir():
+            raise FileNotFoundError(f"no such folder: {logdir}")
+        self.name = name or self.logdir.name or "tensorboard"
+        self.backfill = backfill
+        self.say = say
+        self.run_factory = run_factory or (lambda run_name: Run(run_name, api="cli_tensorboard", echo=False).start())
+        self.folders: dict[Path, _RunFolder] = {}
+        self.started = False
+
+    def _run_folders(self) -> list[_RunFolder]:
+        """Every folder holding event files, those met before first."""
+        for root, dirs, files in os.walk(self.logdir):
+            dirs.sort()
+            folder = Path(root)
+            if folder not in self.folders and any(EVENT_FILE_MARK in f for f in files):
+                relative = folder.relative_to(self.logdir).as_posix()
+                # Folders there at the start have their old events skipped unless backfilled;
+                # folders that appear later are new runs, read from their beginning.
+                skip = not self.started and not self.backfill
+                self.folders[folder] = _RunFolder(folder, relative, skip_existing=skip)
+        self.started = True
+        return list(self.folders.values())
+
+    def poll(self) -> int:
+        """Read what is new in every event file; the number of points recorded."""
+        recorded = 0
+        for folder in self._run_folders():
+            for tag, value, step, timestamp in folder.scalars(self.loader_class):
+                if folder.skipping:
+                    continue
+                if folder.run is None:
+                    folder.run = self._start_run(folder)
+                folder.run.metric(tag, value, step=step, log=False, timestamp=timestamp)
+                folder.points += 1
+                recorded += 1
+            folder.skipping = False
+        return recorded
+
+    def _start_run(self, folder: _RunFolder) -> Run:
+        run = self.run_factory(self.name)
+        run.params({"tensorboard.logdir": str(self.logdir), "tensorboard.run": folder.relative}, log=False)
+        self.say(f"hyperdash: {folder.relative} is the run {self.name!r} ({run.uuid})")
+        return run
+
+    def follow(self, stop: threading.Event, interval: float = DEFAULT_INTERVAL) -> None:
+        """Poll until ``stop`` is set (then once more, for what came last)."""
+        while True:
+            self.poll()
+            if stop.wait(interval):
+                self.poll()
+                return
+
+    def end(self) -> None:
+        """End every run that was started, ``success``: the follow is over."""
+        for folder in self.folders.values():
+            if folder.run is not None:
+                folder.run.end(SUCCESS)
+        runs = sum(folder.run is not None for folder in self.folders.values())
+        points = sum(folder.points for folder in self.folders.values())
+        self.say(f"hyperdash: {points} points sent in {runs} run{'' if runs == 1 else 's'}")
