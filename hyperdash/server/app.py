@@ -22,7 +22,11 @@ from .notify.outbox import NotifyConfig
 from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
 from .pages import router
+from .retention import TIDY_INTERVAL_S, checked_keep_days, tidy_job
+from .share_api import page_router as share_page_router
+from .share_api import router as share_api_router
 from .store import Store
+from .upkeep_api import router as upkeep_router
 from .views import JSONReply
 
 __all__ = ["create_app", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
@@ -101,17 +105,20 @@ class BodyLimit:
 
 
 def create_app(db_url: str | None = None, lost_timeout: float | None = None,
-               notify: NotifyConfig | None = None) -> FastAPI:
+               notify: NotifyConfig | None = None, keep_days: int | None = None) -> FastAPI:
     """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
 
     ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
     public address from ``$HYPERDASH_PUBLIC_URL``); the delivery worker runs while the app does.
+    ``keep_days``: finished runs older than this many days are removed in the background (None:
+    kept unless their account says otherwise; see :mod:`hyperdash.server.retention`).
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
     ``auth`` (:class:`~hyperdash.server.auth.Auth`), ``hub``, ``lost_timeout``, ``notify_outbox``
     and ``notify_worker``.
     """
+    keep_days = checked_keep_days(keep_days, "keep_days")
     lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
     if lost_timeout <= 0:
         raise ValueError("the lost timeout must be above 0 seconds")
@@ -121,6 +128,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     cache = RunCache()  # used on the writer thread only
     store.writer.on_rollback = cache.clear
     store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+    store.writer.every(TIDY_INTERVAL_S, tidy_job(keep_days, cache))  # retention, and deletes left unfinished
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
     worker = DeliveryWorker(store, notify)
     outbox = OutboxSubscriber(store, notify, wake=worker.wake)
@@ -148,10 +156,14 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.state.notify_worker = worker
     app.state.lost_timeout = lost_timeout
     app.state.run_cache = cache
+    app.state.keep_days = keep_days
     install_handlers(app)
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
+    app.include_router(upkeep_router)
+    app.include_router(share_api_router)
     app.include_router(router)
+    app.include_router(share_page_router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

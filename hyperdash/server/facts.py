@@ -21,7 +21,8 @@ import msgspec
 from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
-           "LinesStored", "PointsStored", "ParamsStored", "Param", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+           "LinesStored", "PointsStored", "ParamsStored", "Param", "RunDeleted", "RUN_FACTS", "FACT_TYPES",
+           "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -111,9 +112,13 @@ class ParamsStored(Fact, frozen=True):
     params: tuple[Param, ...]
 
 
+class RunDeleted(Fact, frozen=True):
+    """The run was deleted (by its owner, or by the retention rule): it is gone from every view."""
+
+
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
 RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack)
-FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored)
+FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored, RunDeleted)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(_ANY_FACT)

@@ -24,6 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -36,7 +38,7 @@ from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
            "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "Store", "default_db_url",
-           "SCHEMA_VERSION"]
+           "SCHEMA_VERSION", "deleted_runs", "run_shares", "account_settings"]
 
 metadata = MetaData()
 
@@ -91,6 +93,13 @@ runs = Table(
     Column("pid", BigInteger, nullable=True),
     Column("api", String(32), nullable=True),
     Column("max_seq", BigInteger, nullable=False, default=0),
+    # Set while the run is archived: out of the default lists, kept whole.
+    Column("archived_at", BigInteger, nullable=True),
+    # What the run holds, counted as it is stored (so a name's storage is a sum over its runs,
+    # never a scan of its lines): log lines, their text in UTF-8 bytes, metric points.
+    Column("line_count", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("log_bytes", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("point_count", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("user_id", "uuid", name="uq_runs_user_uuid"),
     Index("ix_runs_user_started", "user_id", "started_at", "id"),
     Index("ix_runs_status_seen", "status", "last_seen_at"),
@@ -201,6 +210,37 @@ notify_outbox = Table(
     Index("ix_notify_outbox_channel_delivered", "channel_id", "delivered_at"),
 )
 
+# Deleted runs: the uuid stays refused (410) so that a late batch cannot bring half a run back.
+# The run's rows go in small steps (server/deletion.py); purged_at is set when the last is gone.
+deleted_runs = Table(
+    "deleted_runs", metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("uuid", String(128), primary_key=True),
+    Column("run_id", Integer, nullable=False),
+    Column("reason", String(16), nullable=False),  # "deleted" (by its owner) or "retention"
+    Column("deleted_at", BigInteger, nullable=False),
+    Column("purged_at", BigInteger, nullable=True),
+    Index("ix_deleted_runs_purged", "purged_at"),
+)
+
+# Read-only links to one run (server/shares.py): the token is kept only as its SHA-256.
+run_shares = Table(
+    "run_shares", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+# An account's own settings: how many days its finished runs are kept (NULL: the server's).
+account_settings = Table(
+    "account_settings", metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("keep_days", Integer, nullable=True),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -223,8 +263,39 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
+def _add_missing_columns(conn: Connection, table: Table) -> list[str]:
+    """Add the columns of ``table`` that its stored form lacks (ALTER TABLE ... ADD COLUMN, which
+    both dialects take); the names of those added."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    added = []
+    for column in table.columns:
+        if column.name in have:
+            continue
+        kind = column.type.compile(dialect=conn.dialect)
+        default = f" DEFAULT {column.server_default.arg}" if column.server_default is not None else ""  # type: ignore[attr-defined]
+        null = " NOT NULL" if not column.nullable else ""
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}{null}")
+        added.append(column.name)
+    return added
+
+
+def _migration_tidy(conn: Connection) -> None:
+    """Deleted runs, shares, account settings; runs' archive mark and storage counters."""
+    _create_missing_tables(conn)  # deleted_runs, run_shares, account_settings
+    if "line_count" in _add_missing_columns(conn, runs):
+        # Count what the runs stored before the counters existed (once, at the upgrade).
+        conn.execute(runs.update().values(
+            line_count=select(func.count()).where(logs.c.run_id == runs.c.id, logs.c.superseded == 0)
+            .scalar_subquery(),
+            log_bytes=select(func.coalesce(func.sum(func.length(logs.c.text)), 0))
+            .where(logs.c.run_id == runs.c.id).scalar_subquery(),
+            point_count=select(func.count()).where(metrics.c.run_id == runs.c.id).scalar_subquery(),
+        ))
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables).
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
+                                                  _migration_tidy]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
