@@ -277,7 +277,8 @@ def run_page(request: Request, run_uuid: str) -> Response:
             if full_uuid != run_uuid:  # the start of a run's uuid: go to the run's own address
                 query = f"?{request.url.query}" if request.url.query else ""
                 return RedirectResponse(f"/runs/{quote(full_uuid, safe='')}{query}", status_code=307)
-            run_id = find_run(conn, user.id, run_uuid).id
+            row = find_run(conn, user.id, run_uuid)
+            run_id = row.id
             run = run_detail(conn, user.id, run_uuid)
             # Read after the run, so these lines reach at least its last_seq, from where the
             # page's event stream goes on.
@@ -290,4 +291,14 @@ def run_page(request: Request, run_uuid: str) -> Response:
                       title="Which run?", message=exc.message)
     page_data = {"run": run, "tail": tail, "tail_limit": FIRST_LINES}
     return render(request, "run.html", user=user, csrf_token=csrf, run=run, run_uuid=run["uuid"],
-                  download_url=f"/api/v1/runs/{quote(run['uuid'], safe='')}/logs.txt", page_data=page_data)
+                  archived=row.archived_at is not None, download_url=f"/api/v1/runs/{quote(run['uuid'], safe='')}/logs.txt", page_data=page_data)
+
+
+@router.get("/storage")
+def storage_page(request: Request) -> Response:
+    """How much each name's runs take, deleting a name's runs, and how long runs are kept."""
+    session = _session(request)
+    if session is None:
+        return _to_login(request)
+    user, csrf = session
+    return render(request, "storage.html", user=user, csrf_token=csrf)
