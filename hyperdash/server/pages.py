@@ -291,7 +291,8 @@ def run_page(request: Request, run_uuid: str) -> Response:
                       title="Which run?", message=exc.message)
     page_data = {"run": run, "tail": tail, "tail_limit": FIRST_LINES}
     return render(request, "run.html", user=user, csrf_token=csrf, run=run, run_uuid=run["uuid"],
-                  archived=row.archived_at is not None, download_url=f"/api/v1/runs/{quote(run['uuid'], safe='')}/logs.txt", page_data=page_data)
+                  archived=row.archived_at is not None,
+                  download_url=f"/api/v1/runs/{quote(run['uuid'], safe='')}/logs.txt", page_data=page_data)
 
 
 @router.get("/storage")
