@@ -252,15 +252,16 @@ async def logout(request: Request) -> Response:
 
 # --- pages --------------------------------------------------------------------------------------
 @router.get("/")
-def runs_page(request: Request, name: str = "", q: str = "", status: str = "") -> Response:
-    """The runs, filtered by a whole ``name`` (a group's link) or by ``q``, a part of it."""
+def runs_page(request: Request, name: str = "", q: str = "", status: str = "", archived: str = "") -> Response:
+    """The runs, filtered by a whole ``name`` (a group's link) or by ``q``, a part of it; the
+    archived ones alone with ``archived=only``."""
     session = _session(request)
     if session is None:
         return _to_login(request)
     user, csrf = session
     return render(request, "runs.html", user=user, csrf_token=csrf, name=name[: ev.MAX_NAME_CHARS],
                   q=q[: ev.MAX_NAME_CHARS], status=status if status in ev.STATUSES else "",
-                  statuses=STATUS_CHOICES)
+                  statuses=STATUS_CHOICES, archived=archived == "only")
 
 
 @router.get("/runs/{run_uuid}")
