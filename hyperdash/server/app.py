@@ -157,6 +157,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.state.lost_timeout = lost_timeout
     app.state.run_cache = cache
     app.state.keep_days = keep_days
+    app.state.public_url = None  # the dashboard's address when set (serve() sets it), for shared links
     install_handlers(app)
     app.add_middleware(BodyLimit)
     app.include_router(api_router)

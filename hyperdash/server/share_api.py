@@ -84,7 +84,8 @@ def create_share(run_uuid: str, request: Request, user: User = Depends(current_u
     an account. The token is shown only in this reply."""
     row = _own_run(request, user, run_uuid)
     share_id, token, created = _state(request).store.writer.call(lambda conn: new_share(conn, user.id, row.id))
-    url = str(request.base_url).rstrip("/") + SHARED_PATH + token
+    base = _state(request).public_url or str(request.base_url).rstrip("/")
+    url = base + SHARED_PATH + token
     return JSONReply({"id": share_id, "url": url, "token": token, "created_at": iso(created)}, status_code=201)
 
 

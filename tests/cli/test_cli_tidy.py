@@ -97,3 +97,26 @@ def test_a_run_deleted_while_it_runs_is_dropped_by_the_job_and_never_comes_back(
     spools = hyperdash_home / "spool"
     assert not spools.exists() or not any(spools.iterdir())  # nothing left to upload later
     assert hd("sync").stdout == b"Nothing to upload.\n"
+
+
+def test_the_server_keep_days_option_removes_old_runs(server_factory, hyperdash_home):
+    import sqlite3
+
+    from hyperdash import events
+
+    server = server_factory("--keep-days", "3")
+    account = server.signup()
+    env = account.sdk_env(hyperdash_home)
+    for name in ("old one", "new one"):
+        assert subprocess.run([*HYPERDASH, "run", "-n", name, "true"], env=env, timeout=60).returncode == 0
+    old = account.wait_for_run("old one", "success")["uuid"]
+    account.wait_for_run("new one", "success")
+    four_days_ago = events.now_ms() - 4 * 86_400_000
+    with sqlite3.connect(server.db_url.removeprefix("sqlite:///")) as db:  # its end, set in the database
+        db.execute("UPDATE runs SET ended_at = ?, last_seen_at = ? WHERE uuid = ?", (four_days_ago, four_days_ago, old))
+    account.wait_for(lambda: account.get(f"/api/v1/runs/{old}").status_code == 404)
+    assert [r["name"] for r in account.runs()] == ["new one"]
+    assert account.get("/api/v1/users/settings").json()["server_keep_days"] == 3
+
+    refused = subprocess.run([*HYPERDASH, "server", "--keep-days", "0"], env=env, capture_output=True, timeout=60)
+    assert refused.returncode == 2 and b"--keep-days" in refused.stderr

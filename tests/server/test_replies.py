@@ -9,6 +9,14 @@ from server_helpers import Api, env, log
 
 from hyperdash import events
 from hyperdash.server import api as api_module
+from hyperdash.server import share_api, upkeep_api
+
+# The modules whose routes document their replies with models.
+_MODEL_MODULES = (api_module, upkeep_api, share_api)
+
+
+def _model(name: str) -> type[BaseModel]:
+    return next(getattr(m, name) for m in _MODEL_MODULES if hasattr(m, name))
 
 
 def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
@@ -20,7 +28,7 @@ def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
             for status, reply in operation["responses"].items():
                 schema = reply.get("content", {}).get("application/json", {}).get("schema", {})
                 if status.startswith("2") and "$ref" in schema:
-                    found[(method.upper(), path)] = getattr(api_module, schema["$ref"].rsplit("/", 1)[1])
+                    found[(method.upper(), path)] = _model(schema["$ref"].rsplit("/", 1)[1])
                 elif status.startswith("2") and schema.get("title") == "IngestReply":
                     found[(method.upper(), path)] = api_module.IngestReply
     return found
@@ -66,6 +74,25 @@ def test_every_documented_reply_matches_its_model(client):
     call("GET", "/api/v1/runs/{run_uuid}/logs", f"/api/v1/runs/{run}/logs", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/loss", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/none", headers=headers)
+    # Keeping tidy: archive, storage, settings, shares, then delete.
+    run_path = f"/api/v1/runs/{run}"
+    call("POST", "/api/v1/runs/{run_uuid}/archive", f"{run_path}/archive", headers=headers)
+    call("DELETE", "/api/v1/runs/{run_uuid}/archive", f"{run_path}/archive", headers=headers)
+    call("GET", "/api/v1/names/storage", headers=headers)
+    call("GET", "/api/v1/users/settings", headers=headers)
+    call("PUT", "/api/v1/users/settings", headers=headers, json={"keep_days": 30})
+    share = call("POST", "/api/v1/runs/{run_uuid}/shares", f"{run_path}/shares", status=201, headers=headers)
+    call("GET", "/api/v1/runs/{run_uuid}/shares", f"{run_path}/shares", headers=headers)
+    shared = f"/api/v1/shared/{share['token']}"
+    call("GET", "/api/v1/shared/{token}/me", f"{shared}/me")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}", f"{shared}/runs/{run}")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/logs", f"{shared}/runs/{run}/logs")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/metrics/{name}", f"{shared}/runs/{run}/metrics/loss")
+    call("DELETE", "/api/v1/runs/{run_uuid}/shares/{share_id}", f"{run_path}/shares/{share['id']}", headers=headers)
+    call("DELETE", "/api/v1/runs/{run_uuid}", run_path, headers=headers)
+    other = str(uuid.uuid4())
+    call("POST", events.INGEST_PATH, headers=headers, json=[env("run_started", other, {"job_name": "again"}, seq=1)])
+    call("DELETE", "/api/v1/runs", headers=headers, params={"name": "again", "force": "true"})
     call("DELETE", "/api/v1/sessions", headers={"authorization": login["access_token"]})
     assert set(checked) == set(models), f"routes without a checked reply: {set(models) - set(checked)}"
 

@@ -67,7 +67,8 @@ def test_an_accounts_own_setting_applies_to_its_runs_alone(make_client):
     assert hoarder.get(f"/api/v1/runs/{theirs}").status_code == 200
     assert tidy.get(f"/api/v1/runs/{young}").status_code == 200
     # Back to none of its own.
-    assert client.put("/api/v1/users/settings", json={"keep_days": None}, headers=tidy.headers).json()["keep_days"] is None
+    back = client.put("/api/v1/users/settings", json={"keep_days": None}, headers=tidy.headers)
+    assert back.json()["keep_days"] is None
 
 
 @pytest.mark.parametrize("bad", [0, -1, 36501, 1.5, "7", True, None])
