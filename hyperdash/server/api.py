@@ -493,10 +493,11 @@ def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-async def _follow(sub, wait: float = PING_SECONDS) -> AsyncIterator[list | None]:
-    """Each list of news as it comes, or None after ``wait`` seconds of quiet; ends with the server."""
+async def _follow(sub, wait: float | None = None) -> AsyncIterator[list | None]:
+    """Each list of news as it comes, or None after ``wait`` seconds (PING_SECONDS) of quiet;
+    ends with the server."""
     while True:
-        events = await sub.get(wait)
+        events = await sub.get(PING_SECONDS if wait is None else wait)
         if events is None:
             return
         yield events or None

@@ -56,12 +56,12 @@ def expired_runs(conn: Connection, server_days: int | None, now: int, limit: int
                 ended < now - cast(account_settings.c.keep_days, BigInteger) * DAY_MS)]
     if server_days is not None:
         old.append(ended < now - server_days * DAY_MS)
-    return conn.execute(
+    return list(conn.execute(
         select(runs.c.id, runs.c.user_id, runs.c.uuid)
         .select_from(runs.outerjoin(account_settings, account_settings.c.user_id == runs.c.user_id))
         .where(runs.c.status != ev.RUNNING, or_(*old), not_deleted())
         .order_by(ended).limit(limit)
-    ).all()
+    ).all())
 
 
 def tidy_job(server_days: int | None, cache: RunCache | None) -> Callable[[Connection], Deleted | None]:

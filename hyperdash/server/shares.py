@@ -42,9 +42,9 @@ def new_share(conn: Connection, user_id: int, run_id: int) -> tuple[int, str, in
 
 def list_shares(conn: Connection, user_id: int, run_id: int) -> list[Row]:
     """The run's shares not revoked, oldest first."""
-    return conn.execute(select(run_shares.c.id, run_shares.c.created_at).where(
+    return list(conn.execute(select(run_shares.c.id, run_shares.c.created_at).where(
         run_shares.c.user_id == user_id, run_shares.c.run_id == run_id, run_shares.c.revoked_at.is_(None),
-    ).order_by(run_shares.c.id)).all()
+    ).order_by(run_shares.c.id)).all())
 
 
 def revoke_share(conn: Connection, user_id: int, run_id: int, share_id: int) -> bool:
