@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..events import now_ms
 from ..settings import home_dir
 from .announce import Dispatcher
-from .dialect import checked_url, open_engine
+from .dialect import byte_length, checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
@@ -287,7 +287,7 @@ def _migration_tidy(conn: Connection) -> None:
         conn.execute(runs.update().values(
             line_count=select(func.count()).where(logs.c.run_id == runs.c.id, logs.c.superseded == 0)
             .scalar_subquery(),
-            log_bytes=select(func.coalesce(func.sum(func.length(logs.c.text)), 0))
+            log_bytes=select(func.coalesce(func.sum(byte_length(conn, logs.c.text)), 0))
             .where(logs.c.run_id == runs.c.id).scalar_subquery(),
             point_count=select(func.count()).where(metrics.c.run_id == runs.c.id).scalar_subquery(),
         ))
