@@ -19,6 +19,7 @@ from sqlalchemy import Column, Table, delete, exists, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
 from .. import events as ev
+from .dialect import insert_many
 from .errors import ApiError, Conflict
 from .facts import Fact, RunDeleted
 from .store import (
@@ -101,9 +102,10 @@ def mark_deleted(conn: Connection, rows: Sequence[Row], reason: str, cache: RunC
     their uuids are refused. Announces a ``RunDeleted`` for each; the rows go with :func:`purge_step`."""
     now = ev.now_ms() if now is None else now
     result = Deleted()
+    # (once only, even when two server processes tombstone the same run at once)
+    insert_many(conn, deleted_runs, ("user_id", "uuid", "run_id", "reason", "deleted_at"),
+                [(row.user_id, row.uuid, row.id, reason, now) for row in rows])
     for row in rows:
-        conn.execute(deleted_runs.insert().values(user_id=row.user_id, uuid=row.uuid, run_id=row.id,
-                                                  reason=reason, deleted_at=now, purged_at=None))
         # Seen now: the sweep for silent runs leaves it alone while it goes.
         conn.execute(update(runs).where(runs.c.id == row.id).values(last_seen_at=now))
         if cache is not None:

@@ -40,7 +40,10 @@ def test_the_servers_keep_days_removes_old_finished_runs_only(make_client):
     running, lost = finished(api, "running", status=events.RUNNING), finished(api, "lost", status=events.RUNNING)
     age(client, old, 3)
     age(client, recent, 1)
-    age(client, running, 30, ended=False)  # silent for long, yet still running: never removed
+    # Started a month ago and still sending: never removed, however old.
+    month_ago = events.now_ms() - 30 * DAY_MS
+    client.app.state.store.writer.call(lambda conn: conn.execute(
+        update(runs).where(runs.c.uuid == running).values(started_at=month_ago)))
     client.app.state.store.writer.call(lambda conn: conn.execute(
         update(runs).where(runs.c.uuid == lost).values(status=events.LOST)))
     age(client, lost, 5, ended=False)
@@ -83,3 +86,25 @@ def test_bad_settings_are_refused_and_change_nothing(api, client, bad):
 def test_a_bad_server_setting_is_refused(db_url):
     with pytest.raises(Exception, match="keep_days must be a whole number of days"):
         create_app(db_url, keep_days=0)
+
+
+def test_the_rule_never_picks_a_running_run_however_silent(db_url):
+    from hyperdash.server.retention import expired_runs
+    from hyperdash.server.store import Store
+
+    store = Store(db_url)  # no app: no sweep marks the silent run lost meanwhile
+    try:
+        long_ago = events.now_ms() - 400 * DAY_MS
+
+        def make(conn):
+            for uuid_, status in (("silent", events.RUNNING), ("done", events.SUCCESS)):
+                conn.execute(runs.insert().values(user_id=1, uuid=uuid_, status=status, started_at=long_ago,
+                                                  ended_at=None if status == events.RUNNING else long_ago,
+                                                  last_seen_at=long_ago, max_seq=0))
+
+        store.writer.call(make)
+        with store.read() as conn:
+            assert [r.uuid for r in expired_runs(conn, 1, events.now_ms())] == ["done"]
+            assert expired_runs(conn, None, events.now_ms()) == []  # no rule: nothing goes
+    finally:
+        store.close()
