@@ -511,7 +511,7 @@ def _backlog(store, run_id: int, after: int) -> list:
 @router.get("/events", tags=["runs"], response_class=StreamingResponse, responses=_SSE_DOC)
 async def account_events(request: Request):
     """Server-sent events of the caller's account: ``run`` with the run whenever one is created
-    or changes status."""
+    or changes status, ``deleted`` with its ``uuid`` when one is deleted."""
     state = _state(request)
     user = await run_in_threadpool(current_user, request)
 

@@ -4,7 +4,8 @@ The :class:`Hub` is a subscriber of the store's dispatcher (:mod:`hyperdash.serv
 it gets each commit's facts on the dispatcher's thread and hands them to the event loop, where
 they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
 ``log``, ``metric`` and ``param`` events in seq order, then a ``status`` with the run when the
-run was created or its state changed; the account's stream gets a ``run`` event then. A
+run was created or its state changed; the account's stream gets a ``run`` event then (and a
+``deleted`` one with the uuid of a run deleted, whose own streams end). A
 follower that falls too far behind is dropped; its browser reconnects with ``Last-Event-ID``
 and reads what it missed from the store.
 """
@@ -16,7 +17,7 @@ import asyncio
 import orjson
 from msgspec.structs import asdict
 
-from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored
+from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored, RunDeleted
 from .views import iso, run_json
 
 __all__ = ["Hub", "sse"]
@@ -96,6 +97,13 @@ class Hub:
             account = self._subs.get((user_id, None))
             followers = self._subs.get((user_id, run_uuid))
             if not account and not followers:
+                continue
+            if any(isinstance(f, RunDeleted) for f in run_facts):
+                # Gone: the account's pages drop it, and its own streams end (a reconnection finds no run).
+                if account:
+                    _push(account, [(None, "deleted", {"uuid": run_uuid})])
+                for sub in list(followers or ()):
+                    _end(sub)
                 continue
             # The run's state after the commit, when the run was created or changed.
             state = next((f.run for f in reversed(run_facts) if isinstance(f, RUN_FACTS)), None)

@@ -146,3 +146,17 @@ def test_the_storage_page_shows_names_deletes_a_name_and_keeps_days(open_page, a
     page.locator("#storage-rows tr[data-name='small model']").wait_for(state="detached")
     assert account.runs(name="small model") == []
     assert account.runs(name="big model") != []
+
+
+def test_a_run_deleted_elsewhere_leaves_an_open_runs_page(open_page, account):
+    gone, kept = RunFeed(account, "deleted elsewhere"), RunFeed(account, "still here")
+    gone.end()
+    kept.end()
+    page = open_page()
+    sign_in(page, account, "/")
+    page.locator(f".run-row[data-uuid='{gone.uuid}']").wait_for()
+    resp = account.server.session.delete(f"{account.server.url}/api/v1/runs/{gone.uuid}", timeout=10,
+                                         headers={ev.AUTH_HEADER: account.api_key})
+    assert resp.status_code == 200
+    page.locator(f".run-row[data-uuid='{gone.uuid}']").wait_for(state="detached", timeout=5000)
+    assert page.locator(f".run-row[data-uuid='{kept.uuid}']").count() == 1

@@ -176,6 +176,11 @@ subscribe('/events', {
     announced.set(run.uuid, runs.get(run.uuid));
     render();
   },
+  deleted(data) {
+    if (!data || !runs.delete(data.uuid)) return;
+    announced.delete(data.uuid);
+    render();
+  },
 }, { onOpen: () => { if (connections++) load(); } });
 
 load();
