@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import uuid
 
+import httpx2
+import pytest
+import test_live
 from server_helpers import Api, env, log
 from sqlalchemy import func, select
+from test_live import Events
 
 from hyperdash import events
 from hyperdash.server.deletion import dependent_tables, mark_deleted, purge_step
 from hyperdash.server.store import Store, deleted_runs, logs, runs
+
+live = test_live.live  # the fixture: a real server in this process, and an account on it
 
 
 def finished(api: Api, name: str, lines: int = 3, status: str = events.SUCCESS) -> str:
@@ -134,31 +140,20 @@ def test_the_delete_route_is_documented(client):
     assert "410" in paths[events.INGEST_PATH]["post"]["responses"]
 
 
-def test_streams_are_told_of_a_delete(db_url):
-    import httpx2
-    from test_live import Events
-
-    from hyperdash.server.main import ServerThread
-
-    with ServerThread(db_url=db_url) as server, httpx2.Client(base_url=server.url) as client:
-        key = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org",
-                                                 "password": "password!"}).json()["api_key"]
-        headers = {events.AUTH_HEADER: key}
-        run = str(uuid.uuid4())
-        assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 1, "x")]).status_code == 200
-        account = Events(httpx2.Client(base_url=server.url), "/api/v1/events", headers)
-        own = Events(httpx2.Client(base_url=server.url), f"/api/v1/runs/{run}/events", headers)
-        try:
-            assert [e["event"] for e in own.take(2)] == ["status", "log"]
-            assert client.delete(f"/api/v1/runs/{run}", headers=headers, params={"force": "true"}).status_code == 200
-            told = account.take(1)[0]
-            assert (told["event"], told["data"]) == ("deleted", {"uuid": run})
-            try:
-                own.take(1)
-                raise AssertionError("the run's own stream went on")
-            except StopIteration:
-                pass  # it ended
-            assert client.get(f"/api/v1/runs/{run}/events", headers=headers).status_code == 404
-        finally:
-            account.close()
-            own.close()
+def test_streams_are_told_of_a_delete(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 1, "x")]).status_code == 200
+    account = Events(httpx2.Client(base_url=server.url), "/api/v1/events", headers)
+    own = Events(httpx2.Client(base_url=server.url), f"/api/v1/runs/{run}/events", headers)
+    try:
+        assert [e["event"] for e in own.take(2)] == ["status", "log"]
+        assert client.delete(f"/api/v1/runs/{run}", headers=headers, params={"force": "true"}).status_code == 200
+        told = account.take(1)[0]
+        assert (told["event"], told["data"]) == ("deleted", {"uuid": run})
+        with pytest.raises(StopIteration):  # the run's own stream ended
+            own.take(1)
+        assert client.get(f"/api/v1/runs/{run}/events", headers=headers).status_code == 404
+    finally:
+        account.close()
+        own.close()

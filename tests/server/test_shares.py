@@ -10,16 +10,18 @@ import uuid
 
 import httpx2
 import pytest
+import test_live
 from server_helpers import Api, env, log
 from sqlalchemy import select
 from test_deleting_runs import finished
 from test_live import Events
 
 from hyperdash import events
-from hyperdash.server.main import ServerThread
 from hyperdash.server.store import run_shares
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&'
+
+live = test_live.live  # the fixture: a real server in this process, and an account on it
 
 
 def share(api: Api, run_uuid: str) -> dict:
@@ -121,32 +123,29 @@ def test_the_shared_page_escapes_text(api, client):
     assert html.escape(HOSTILE, quote=False)[:20] in page or "\\u003cscript\\u003e" in page
 
 
-def test_a_shared_stream_is_live_and_ends_soon_after_revoking(db_url):
-    with ServerThread(db_url=db_url) as server, httpx2.Client(base_url=server.url) as client:
-        key = client.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.org",
-                                                 "password": "password!"}).json()["api_key"]
-        headers = {events.AUTH_HEADER: key}
-        run = str(uuid.uuid4())
-        assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 1, "first")]).status_code == 200
-        made = client.post(f"/api/v1/runs/{run}/shares", headers=headers).json()
-        stream = Events(httpx2.Client(base_url=server.url), f"/api/v1/shared/{made['token']}/runs/{run}/events", {})
-        try:
-            assert [e["event"] for e in stream.take(2)] == ["status", "log"]
-            assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 2, "live")]).status_code == 200
-            assert stream.take(1)[0]["data"]["text"] == "live"
+def test_a_shared_stream_is_live_and_ends_soon_after_revoking(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 1, "first")]).status_code == 200
+    made = client.post(f"/api/v1/runs/{run}/shares", headers=headers).json()
+    stream = Events(httpx2.Client(base_url=server.url), f"/api/v1/shared/{made['token']}/runs/{run}/events", {})
+    try:
+        assert [e["event"] for e in stream.take(2)] == ["status", "log"]
+        assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 2, "live")]).status_code == 200
+        assert stream.take(1)[0]["data"]["text"] == "live"
 
-            revoked_at = time.monotonic()
-            assert client.delete(f"/api/v1/runs/{run}/shares/{made['id']}", headers=headers).status_code == 200
-            ended = threading.Event()
+        revoked_at = time.monotonic()
+        assert client.delete(f"/api/v1/runs/{run}/shares/{made['id']}", headers=headers).status_code == 200
+        ended = threading.Event()
 
-            def drain():
-                try:
-                    stream.take(1000)
-                except (StopIteration, httpx2.HTTPError):
-                    ended.set()
+        def drain():
+            try:
+                stream.take(1000)
+            except (StopIteration, httpx2.HTTPError):
+                ended.set()
 
-            threading.Thread(target=drain, daemon=True).start()
-            assert ended.wait(8), "the stream went on after its link was revoked"
-            assert time.monotonic() - revoked_at < 8
-        finally:
-            stream.close()
+        threading.Thread(target=drain, daemon=True).start()
+        assert ended.wait(8), "the stream went on after its link was revoked"
+        assert time.monotonic() - revoked_at < 8
+    finally:
+        stream.close()
