@@ -120,3 +120,21 @@ def test_the_server_keep_days_option_removes_old_runs(server_factory, hyperdash_
 
     refused = subprocess.run([*HYPERDASH, "server", "--keep-days", "0"], env=env, capture_output=True, timeout=60)
     assert refused.returncode == 2 and b"--keep-days" in refused.stderr
+
+
+def test_a_quiet_job_learns_of_the_delete_from_its_heartbeat(hd, account, hyperdash_home):
+    # One line, then silence (only heartbeats go) while the run is deleted, then its end.
+    code = "import time; print('hello', flush=True); time.sleep(9); print('bye')"
+    job = subprocess.Popen([*HYPERDASH, "run", "-n", "tidy quiet", *py(code)],
+                           env=account.sdk_env(hyperdash_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        run = account.wait_for_run("tidy quiet", "running")["uuid"]
+        account.wait_for(lambda: account.logs(run))
+        assert hd("runs", "delete", run, "-y", "--force").returncode == 0
+        out, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0 and out.decode().splitlines() == ["hello", "bye"]
+    assert err.decode().count("deleted on the server") == 1, err.decode()
+    assert account.get(f"/api/v1/runs/{run}").status_code == 404  # its end did not bring it back
