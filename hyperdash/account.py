@@ -29,6 +29,11 @@ __all__ = [
     "get_run",
     "find_run",
     "run_logs",
+    "delete_runs",
+    "set_archived",
+    "create_share",
+    "list_shares",
+    "revoke_share",
 ]
 
 API = "/api/v1"
@@ -122,9 +127,10 @@ def revoke_key(session: Session, key_id: int | str) -> None:
 
 
 def list_runs(session: Session, *, name: str | None = None, search: str | None = None, status: str | None = None,
-              limit: int = 20) -> list[JSONObject]:
-    """The account's runs, newest first: with the whole ``name``, or a name holding ``search``."""
-    params: dict[str, str | int] = {"limit": limit}
+              limit: int = 20, archived: str = "no") -> list[JSONObject]:
+    """The account's runs, newest first: with the whole ``name``, or a name holding ``search``;
+    ``archived`` ``only`` lists the archived ones (``all``: both)."""
+    params: dict[str, str | int] = {"limit": limit, "archived": archived}
     if name:
         params["name"] = name
     if search:
@@ -181,3 +187,38 @@ def run_logs(session: Session, run_uuid: str, *, after: int = 0, limit: int = 50
     )
     lines: list[JSONObject] = reply["lines"]
     return lines
+
+
+def delete_runs(session: Session, *, run_uuid: str | None = None, name: str | None = None,
+                force: bool = False) -> list[str]:
+    """Delete one run (``run_uuid``, or the start of it) or every run called ``name``; the uuids
+    deleted. A running run is refused (409 ``run_running``) unless ``force``."""
+    params = {"force": "true"} if force else {}
+    if run_uuid is not None:
+        reply = session.request("DELETE", f"/runs/{quote(run_uuid, safe='')}", params=params)
+    else:
+        reply = session.request("DELETE", "/runs", params={**params, "name": name or ""})
+    deleted: list[str] = reply["deleted"]
+    return deleted
+
+
+def set_archived(session: Session, run_uuid: str, archived: bool) -> None:
+    """Archive the run (out of the default lists), or bring it back."""
+    session.request("POST" if archived else "DELETE", f"/runs/{quote(run_uuid, safe='')}/archive")
+
+
+def create_share(session: Session, run_uuid: str) -> JSONObject:
+    """A new read-only link to the run: ``{"id", "url", "token", "created_at"}``."""
+    made: JSONObject = session.request("POST", f"/runs/{quote(run_uuid, safe='')}/shares")
+    return made
+
+
+def list_shares(session: Session, run_uuid: str) -> list[JSONObject]:
+    """The run's live links: ``{"id", "created_at"}`` each."""
+    found: list[JSONObject] = session.request("GET", f"/runs/{quote(run_uuid, safe='')}/shares")["shares"]
+    return found
+
+
+def revoke_share(session: Session, run_uuid: str, share_id: int) -> None:
+    """Revoke one of the run's links: it stops working at once."""
+    session.request("DELETE", f"/runs/{quote(run_uuid, safe='')}/shares/{share_id}")

@@ -170,9 +170,18 @@ def version() -> None:
     help="The dashboard's address as people reach it, for the links in notifications "
     "[default: $HYPERDASH_PUBLIC_URL, else the address the server listens on].",
 )
+@click.option(
+    "--keep-days",
+    default=None,
+    type=click.IntRange(1, 36500),
+    metavar="DAYS",
+    help="Remove finished runs older than DAYS days, in the background (each account may choose fewer) "
+    "[default: keep them].",
+)
 @click.pass_context
 def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None,
-           stall_after: float | None, no_signup: bool, forwarded_allow_ips: str | None, public_url: str | None) -> None:
+           stall_after: float | None, no_signup: bool, forwarded_allow_ips: str | None, public_url: str | None,
+           keep_days: int | None) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -183,7 +192,8 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
-          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after)
+          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after,
+          keep_days=keep_days)
 
 
 def _no_server_extra(exc: ImportError) -> UserError:
@@ -682,8 +692,10 @@ def sync(run_uuid: str | None, server_url: str | None, list_only: bool, discard:
     busy = set(summary.busy) | {run for run in waiting if run not in done}
     if run_uuid is not None:
         busy &= {run_uuid}
-    if not (summary.uploaded or summary.failed or busy):
+    if not (summary.uploaded or summary.failed or busy or summary.deleted):
         click.echo("Nothing to upload.")
+    for run in summary.deleted:
+        click.echo(f"Dropped run {_run_label(run, waiting)}: it was deleted on the server.")
     if summary.uploaded:
         runs_word = "run" if len(summary.uploaded) == 1 else "runs"
         click.echo(f"Uploaded {len(summary.uploaded)} {runs_word} ({summary.events_sent} events).")
@@ -788,21 +800,27 @@ def _discard_spool(ref: str, yes: bool) -> None:
 # --- following runs from a terminal -----------------------------------------------------------
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("-n", "--name", default=None, help="Only runs with this name.")
 @click.option("-q", "--search", default=None, metavar="TEXT",
               help="Only runs whose name holds TEXT, in any case.")
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs in this state.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-def runs(name: str | None, search: str | None, status: str | None, limit: int) -> None:
-    """List your recent runs, newest first, with status and duration."""
+@click.option("--archived", is_flag=True, help="List the archived runs (left out otherwise).")
+@click.pass_context
+def runs(ctx: click.Context, name: str | None, search: str | None, status: str | None, limit: int,
+         archived: bool) -> None:
+    """List your recent runs, newest first, with status and duration; or delete, archive or
+    share one (see the commands below)."""
     from . import account
 
+    if ctx.invoked_subcommand is not None:
+        return
     with user_errors():
         found = account.list_runs(account.Session.from_settings(), name=name, search=search, status=status,
-                                  limit=limit)
+                                  limit=limit, archived="only" if archived else "no")
     if not found:
-        click.echo("No runs yet.")
+        click.echo("No archived runs." if archived else "No runs yet.")
         return
     print_table(
         ("RUN", "NAME", "STATUS", "STARTED", "DURATION"),
@@ -812,6 +830,110 @@ def runs(name: str | None, search: str | None, status: str | None, limit: int) -
             for r in found
         ],
     )
+
+
+def _one_run(session: Any, run_ref: str) -> dict[str, Any]:
+    """The run RUN names (an id, the start of one, or a name: its newest run), or a UserError."""
+    from . import account
+
+    found = account.find_run(session, run_ref)
+    if found is None:
+        raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
+    return found
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before deleting (unless --yes); without a terminal to ask on, refuse."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"{question} Nothing was deleted: add --yes to delete without being asked")
+    if not click.confirm(question, default=False):
+        raise UserError("nothing was deleted", exit_code=1)
+
+
+@runs.command("delete")
+@click.argument("run_ref", metavar="RUN", required=False)
+@click.option("-n", "--name", default=None, help="Delete every run with this name instead.")
+@click.option("--force", is_flag=True, help="Delete runs that are still running (what they send next is dropped).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+def runs_delete(run_ref: str | None, name: str | None, force: bool, yes: bool) -> None:
+    """Delete RUN (an id, the start of one, or a name: its newest run), or with --name every
+    run of a name: their logs, metrics and params, for good."""
+    from . import account, errors
+
+    if (run_ref is None) == (name is None):
+        raise click.UsageError("name a RUN, or give --name NAME (not both)")
+    with user_errors():
+        session = account.Session.from_settings()
+        if run_ref is not None:
+            found = _one_run(session, run_ref)
+            _confirm(f"Delete run {found['uuid'][:8]} ({found.get('name') or 'unnamed'}, {status_text(found)})?", yes)
+        else:
+            _confirm(f"Delete every run named {name!r}?", yes)
+        try:
+            deleted = account.delete_runs(session, run_uuid=found["uuid"] if run_ref is not None else None,
+                                          name=name, force=force)
+        except errors.APIError as exc:
+            if exc.code != "run_running":
+                raise
+            raise UserError(f"{exc.message.split(': deleting')[0]}: deleting a run that is being sent to drops "
+                            "what it sends next; add --force to delete it all the same (the job goes on)") from None
+    click.echo(f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}: "
+               + ", ".join(uuid[:8] for uuid in deleted))
+
+
+def _archive(run_ref: str, archived: bool) -> None:
+    from . import account
+
+    with user_errors():
+        session = account.Session.from_settings()
+        found = _one_run(session, run_ref)
+        account.set_archived(session, found["uuid"], archived)
+    click.echo(f"{'Archived' if archived else 'Unarchived'} run {found['uuid'][:8]} ({found.get('name') or 'unnamed'})"
+               + (": `hyperdash runs --archived` lists it" if archived else ""))
+
+
+@runs.command("archive")
+@click.argument("run_ref", metavar="RUN")
+def runs_archive(run_ref: str) -> None:
+    """Archive RUN: out of the default lists, kept whole (`hyperdash runs --archived` lists it)."""
+    _archive(run_ref, True)
+
+
+@runs.command("unarchive")
+@click.argument("run_ref", metavar="RUN")
+def runs_unarchive(run_ref: str) -> None:
+    """Bring an archived RUN back to the default lists."""
+    _archive(run_ref, False)
+
+
+@runs.command("share")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--list", "list_only", is_flag=True, help="List the run's live links instead.")
+@click.option("--revoke", type=click.IntRange(min=1), default=None, metavar="ID", help="Revoke the link ID.")
+def runs_share(run_ref: str, list_only: bool, revoke: int | None) -> None:
+    """Print a new read-only link to RUN that works without an account (its log, charts,
+    params and status, live); --list the live ones, --revoke one."""
+    from . import account
+
+    with user_errors():
+        session = account.Session.from_settings()
+        found = _one_run(session, run_ref)
+        if revoke is not None:
+            account.revoke_share(session, found["uuid"], revoke)
+            click.echo(f"Revoked link {revoke}: it stops working at once.")
+        elif list_only:
+            shares = account.list_shares(session, found["uuid"])
+            if not shares:
+                click.echo("No live links.")
+            for share in shares:
+                click.echo(f"{share['id']}  made {when(share['created_at'])}")
+        else:
+            made = account.create_share(session, found["uuid"])
+            click.echo(made["url"])
+            click.echo(f"(anyone with it can watch this run; `hyperdash runs share {found['uuid'][:8]} "
+                       f"--revoke {made['id']}` ends it)", err=True)
 
 
 @cli.command()

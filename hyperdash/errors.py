@@ -38,6 +38,7 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "APIError",
+    "RunDeleted",
     "NoCredentials",
     "AccountError",
     "WrongPassword",
@@ -126,6 +127,13 @@ class APIError(TransportError):
         self.code = code
         self.message = message
         super().__init__(message or f"request refused ({status}{', ' + code if code else ''})")
+
+
+class RunDeleted(APIError):
+    """410: the run was deleted on the server. Its events are dropped for good, never resent."""
+
+    def __init__(self, code: str | None = None, message: str = ""):
+        super().__init__(410, code, message or "the run was deleted on the server")
 
 
 class NoCredentials(HyperdashError):

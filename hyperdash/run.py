@@ -282,7 +282,9 @@ class Run:
         transport = Transport(server_url, api_key=key_source.get)
         sender = SpoolSender(spool, transport, self.uuid, self.api,
                              on_dropped=lambda exc: self.warn("dropped", f"the server refused an event: {exc}"),
-                             on_reply=self._heard)
+                             on_reply=self._heard,
+                             on_gone=lambda exc: self.warn("gone", f"{exc.message or exc}; this run's events are "
+                                                           "dropped from now on (the job goes on)"))
         self._shipper = Shipper(sender, warn=self._warn_from_shipper, on_tick=self._tick,
                                 key_refresh_seconds=key_source.refresh_seconds)
         self._shipper.start()

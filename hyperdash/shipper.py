@@ -92,7 +92,9 @@ class SpoolSender:
     ``send_batch()`` sends the next batch and returns how many events it carried (0: nothing
     left); it raises :mod:`hyperdash.errors` exceptions and then leaves the cursor where it
     was, so the same events go again. A batch the server calls malformed (400, 422) is halved
-    until the one bad event is found, which is dropped (``on_dropped`` is told why).
+    until the one bad event is found, which is dropped (``on_dropped`` is told why). Once the
+    server says the run was deleted (410), every event of the spool is dropped unsent, now and
+    later: ``gone`` holds that answer, and ``on_gone`` is told once.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class SpoolSender:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         on_dropped: Callable[[errors.APIError], None] | None = None,
         on_reply: Callable[[dict[str, Any]], None] | None = None,
+        on_gone: Callable[[errors.RunDeleted], None] | None = None,
     ):
         self.spool = spool
         self.transport = transport
@@ -114,6 +117,8 @@ class SpoolSender:
         self.batch_bytes = batch_bytes
         self.on_dropped = on_dropped
         self.on_reply = on_reply  # told every reply of the server (a stop asked of the run)
+        self.on_gone = on_gone
+        self.gone: errors.RunDeleted | None = None
         self.frozen = False  # set once another process may own the spool: stop moving the cursor
         self._torn_end: int | None = None
 
@@ -139,7 +144,8 @@ class SpoolSender:
             if offset != self.spool.cursor_offset and not self.frozen:
                 self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
             return 0
-        self._send(fragments)
+        if self.gone is None:  # (a deleted run's events are passed over, as if sent)
+            self._send(fragments)
         if not self.frozen:
             self.spool.save_cursor(offset, last_seq)
         return len(fragments)
@@ -177,6 +183,13 @@ class SpoolSender:
         if self.on_reply is not None:
             self.on_reply(reply)
 
+    def run_deleted(self, exc: errors.RunDeleted) -> None:
+        """The server deleted the run: drop its events from now on (``on_gone`` is told once)."""
+        if self.gone is None:
+            self.gone = exc
+            if self.on_gone is not None:
+                self.on_gone(exc)
+
     def _drop(self, exc: errors.APIError) -> None:
         if self.on_dropped is not None:
             self.on_dropped(exc)
@@ -184,6 +197,8 @@ class SpoolSender:
     def _send(self, fragments: list[str]) -> None:
         try:
             self.heard(self.transport.send_events(_body(fragments), self.api))
+        except errors.RunDeleted as exc:
+            self.run_deleted(exc)
         except errors.APIError as exc:
             if exc.status not in (400, 413, 422):
                 raise
@@ -276,7 +291,7 @@ class Shipper(threading.Thread):
                 self._guard(self._send_backlog)
             elif self._closing:
                 return
-            elif now - self._last_contact >= self.heartbeat_interval:
+            elif now - self._last_contact >= self.heartbeat_interval and self.sender.gone is None:
                 self._guard(self._heartbeat)
 
     def _send_backlog(self) -> None:
@@ -298,6 +313,9 @@ class Shipper(threading.Thread):
     def _attempt(self, send: Callable[[], Any]) -> None:
         try:
             send()
+        except errors.RunDeleted as exc:  # (a heartbeat's answer): final, nothing to retry
+            self.sender.run_deleted(exc)
+            self._last_contact = self._clock()
         except errors.AuthenticationError as exc:
             self._failed(exc, max(1.0, min(self.key_refresh_seconds, 60.0)))
             problem = f"the server refused the API key (401: {exc.message})" if exc.status else exc.message

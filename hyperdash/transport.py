@@ -200,4 +200,6 @@ def _error_of(resp: requests.Response) -> errors.TransportError:
         return errors.RateLimited(retry_after, message or "rate limited")
     if status >= 500:
         return errors.ServerError(status, message, retry_after)
+    if status == 410:
+        return errors.RunDeleted(code, message)
     return errors.APIError(status, code, message or resp.reason or "")

@@ -65,7 +65,8 @@ class UploadSummary:
     """What :func:`upload_pending` did: ``uploaded`` (runs now wholly on the server),
     ``events_sent``, ``failed`` (run uuid -> why it is still in its spool), ``skipped`` (run
     uuid -> why it was not tried: its server is in backoff), ``busy`` (runs whose owner still
-    lives) and ``group`` (run uuid -> the server, or server and key, whose failure holds it)."""
+    lives), ``group`` (run uuid -> the server, or server and key, whose failure holds it) and
+    ``deleted`` (runs deleted on the server meanwhile: their spools are dropped, unsent)."""
 
     def __init__(self) -> None:
         self.uploaded: list[str] = []
@@ -74,6 +75,7 @@ class UploadSummary:
         self.skipped: dict[str, str] = {}
         self.busy: list[str] = []
         self.group: dict[str, str] = {}
+        self.deleted: list[str] = []
 
     def __repr__(self) -> str:
         return (f"UploadSummary(uploaded={self.uploaded!r}, events_sent={self.events_sent}, "
@@ -285,6 +287,11 @@ def _upload_spool(
             summary.skipped[run_uuid] = book.describe(group)
             return
     error = _upload_one(spool, run_uuid, meta, target, keys.get, on_progress, summary)
+    if isinstance(error, errors.RunDeleted):  # final: the server will never take it
+        summary.deleted.append(run_uuid)
+        book.succeeded(*groups)
+        spool.remove()
+        return
     if error is None:
         summary.uploaded.append(run_uuid)
         book.succeeded(*groups)
@@ -322,7 +329,7 @@ def _upload_one(
             summary.events_sent += count
             if on_progress is not None:
                 on_progress(run_uuid, spool.acked_seq, total)
-        return None
+        return sender.gone
     finally:
         transport.close()
 
@@ -521,6 +528,8 @@ def _report(summary: UploadSummary, log: Callable[[str], None]) -> None:
         log(f"uploaded {len(summary.uploaded)} runs, {summary.events_sent} events")
     for run, why in summary.failed.items():
         log(f"run {run} not sent this time: {why}")
+    for run in summary.deleted:
+        log(f"run {run} was deleted on the server: its spool is dropped")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -18,6 +19,7 @@ from .. import events as ev
 from . import __version__, queries
 from .auth import User, access_token, current_user, refused_key
 from .checks import MAX_TIMESTAMP_MS, checked_batch
+from .deletion import GONE_MESSAGE, RunGone
 from .download import log_download
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import store_batch
@@ -26,13 +28,15 @@ from .run_refs import full_run_uuid
 from .text import checked
 from .views import JSONReply, run_json
 
-__all__ = ["router", "ingest_openapi", "PING_SECONDS"]
+__all__ = ["router", "ingest_openapi", "run_stream", "PING_SECONDS", "RECHECK_SECONDS"]
 
 log = logging.getLogger("hyperdash.server")
 
 router = APIRouter(prefix="/api/v1", default_response_class=JSONReply)
 
 PING_SECONDS = 15.0
+# How often a stream that may be withdrawn (a shared link) asks whether it still may go on.
+RECHECK_SECONDS = 2.0
 # The largest seq or id a query may name: beyond what any store holds, within 64 bits.
 MAX_ID = 2**62
 
@@ -333,6 +337,8 @@ async def ingest(request: Request) -> JSONReply:
     except SQLAlchemyError as exc:
         log.error("storing a batch failed: %s", exc)
         raise Unavailable("the database failed to store this batch; retry later") from None
+    if result.gone is not None:
+        raise RunGone(GONE_MESSAGE.format(uuid=result.gone))
     reply = {"stored": result.stored, "duplicates": result.duplicates}
     if result.stop:
         reply["stop"] = result.stop
@@ -359,6 +365,7 @@ def ingest_openapi() -> dict:
             "200": reply("Every envelope stored or recognised as a duplicate", IngestReply.model_json_schema()),
             "400": reply("Bad input: nothing was stored", error),
             "401": reply("No API key, or not a valid one", error),
+            "410": reply("The run was deleted: drop its events, never send them again", error),
             "413": reply("The body or the batch is too large", error),
             "503": reply("The database could not store the batch; retry", error),
         },
@@ -374,16 +381,17 @@ def list_runs(
     status: str | None = Query(None, description="one of " + ", ".join(ev.STATUSES)),
     limit: int = Query(50, ge=1, le=1000),
     cursor: str | None = None,
+    archived: Literal["no", "only", "all"] = Query("no", description="archived runs: left out, alone, or too"),
     user: User = Depends(current_user),
 ):
-    """The account's runs, newest first."""
+    """The account's runs, newest first (archived ones only when asked for)."""
     if name is not None:
         checked(name, "name")
     if q is not None:
         checked(q, "q")
     with _state(request).store.read() as conn:
         return JSONReply(queries.list_runs(conn, user.id, name=name, search=q, status=status, limit=limit,
-                                           cursor=cursor))
+                                           cursor=cursor, archived=archived))
 
 
 @router.get("/runs/{run_uuid}", tags=["runs"], response_model=RunDetail, responses=_errors(401, 404, 409))
@@ -479,12 +487,22 @@ async def run_events_stream(
             return row.id, run_json(row._mapping)
 
     run_id, run = await run_in_threadpool(lookup)
+    return run_stream(state, user.id, run_id, run, last)
+
+
+def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
+               still_allowed: Callable[[], Awaitable[bool]] | None = None) -> StreamingResponse:
+    """The server-sent events of one run (``run``, as the API shows it) from after ``last``.
+    With ``still_allowed``, it is asked every :data:`RECHECK_SECONDS` and the stream ends as soon
+    as it says no (a shared link revoked)."""
     run_uuid = run["uuid"]  # the whole uuid, which the live fan-out knows the run by
+    wait = PING_SECONDS if still_allowed is None else RECHECK_SECONDS
 
     async def stream():
         nonlocal last
         # Follow before reading what is stored, so nothing falls between the two.
-        sub = state.hub.subscribe(user.id, run_uuid)
+        sub = state.hub.subscribe(user_id, run_uuid)
+        checked_at = time.monotonic()
         try:
             yield b"retry: 1000\n" + sse("status", run, last)
             while True:  # what is stored already, a page at a time
@@ -494,7 +512,11 @@ async def run_events_stream(
                 for seq, name, data in page:
                     yield sse(name, data, seq)
                     last = seq
-            async for events in _follow(sub):
+            async for events in _follow(sub, wait):
+                if still_allowed is not None and time.monotonic() - checked_at >= RECHECK_SECONDS:
+                    if not await still_allowed():
+                        return
+                    checked_at = time.monotonic()
                 if events is None:
                     yield _PING
                     continue
@@ -514,10 +536,11 @@ async def run_events_stream(
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-async def _follow(sub) -> AsyncIterator[list | None]:
-    """Each list of news as it comes, or None after PING_SECONDS of quiet; ends with the server."""
+async def _follow(sub, wait: float | None = None) -> AsyncIterator[list | None]:
+    """Each list of news as it comes, or None after ``wait`` seconds (PING_SECONDS) of quiet;
+    ends with the server."""
     while True:
-        events = await sub.get(PING_SECONDS)
+        events = await sub.get(PING_SECONDS if wait is None else wait)
         if events is None:
             return
         yield events or None
@@ -531,7 +554,7 @@ def _backlog(store, run_id: int, after: int) -> list:
 @router.get("/events", tags=["runs"], response_class=StreamingResponse, responses=_SSE_DOC)
 async def account_events(request: Request):
     """Server-sent events of the caller's account: ``run`` with the run whenever one is created
-    or changes status."""
+    or changes status, ``deleted`` with its ``uuid`` when one is deleted."""
     state = _state(request)
     user = await run_in_threadpool(current_user, request)
 

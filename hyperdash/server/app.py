@@ -24,10 +24,14 @@ from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
 from .notify_api import router as notify_router
 from .pages import router
+from .retention import TIDY_INTERVAL_S, checked_keep_days, tidy_job
+from .share_api import page_router as share_page_router
+from .share_api import router as share_api_router
 from .stalls import mark_stalled, stall_after_from_env
 from .stop_routes import router as stop_router
 from .store import Store
 from .trouble_api import router as trouble_router
+from .upkeep_api import router as upkeep_router
 from .views import JSONReply
 
 __all__ = ["create_app", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
@@ -106,13 +110,16 @@ class BodyLimit:
 
 
 def create_app(db_url: str | None = None, lost_timeout: float | None = None,
-               notify: NotifyConfig | None = None, stall_after: float | None = None) -> FastAPI:
+               notify: NotifyConfig | None = None, stall_after: float | None = None,
+               keep_days: int | None = None) -> FastAPI:
     """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
 
     ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
     public address from ``$HYPERDASH_PUBLIC_URL``); the delivery worker runs while the app does.
     ``stall_after``: the default stall window in seconds, 0 for off (default:
     ``$HYPERDASH_STALL_AFTER``, else 30 minutes; see :mod:`hyperdash.server.stalls`).
+    ``keep_days``: finished runs older than this many days are removed in the background (None:
+    kept unless their account says otherwise; see :mod:`hyperdash.server.retention`).
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
@@ -120,6 +127,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     ``notify`` (the :class:`NotifyConfig` in force, with the VAPID keys among its channel options),
     ``notify_outbox`` and ``notify_worker``.
     """
+    keep_days = checked_keep_days(keep_days, "keep_days")
     lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
     if lost_timeout <= 0:
         raise ValueError("the lost timeout must be above 0 seconds")
@@ -134,6 +142,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     store.writer.on_rollback = cache.clear
     store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
     store.writer.every(1.0, lambda conn: mark_stalled(conn, events.now_ms(), stall_after_ms, cache))
+    store.writer.every(TIDY_INTERVAL_S, tidy_job(keep_days, cache))  # retention, and deletes left unfinished
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
     # Web Push channels sign with the store's key pair, as the server's public address.
     vapid = stored_vapid_keys(store)
@@ -169,13 +178,18 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.state.lost_timeout = lost_timeout
     app.state.stall_after_ms = stall_after_ms
     app.state.run_cache = cache
+    app.state.keep_days = keep_days
+    app.state.public_url = None  # the dashboard's address when set (serve() sets it), for shared links
     install_handlers(app)
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
     app.include_router(stop_router)
     app.include_router(notify_router)
     app.include_router(trouble_router)
+    app.include_router(upkeep_router)
+    app.include_router(share_api_router)
     app.include_router(router)
+    app.include_router(share_page_router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

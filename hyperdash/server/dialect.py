@@ -18,14 +18,14 @@ from operator import itemgetter
 from pathlib import Path
 
 from msgspec.structs import astuple
-from sqlalchemy import Select, Table, create_engine, event, func
+from sqlalchemy import LargeBinary, Select, Table, cast, create_engine, event, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
 __all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "skip_locked",
-           "LOG_COLUMNS", "UNICODE_LOWER"]
+           "byte_length", "LOG_COLUMNS", "UNICODE_LOWER"]
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.
@@ -213,6 +213,14 @@ def execute(conn: Connection, stmt, params: dict) -> None:
         cached = _COMPILED[key] = (compiled.string, order)
     sql, order = cached
     conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order else params)
+
+
+def byte_length(conn: Connection, column):
+    """The size of a text ``column`` in UTF-8 bytes: PostgreSQL's ``octet_length``; on SQLite
+    (whose ``octet_length`` is recent) the length of the text cast to a blob."""
+    if conn.dialect.name == "postgresql":
+        return func.octet_length(column)
+    return func.length(cast(column, LargeBinary))
 
 
 def skip_locked(conn: Connection, query: Select) -> Select:

@@ -23,7 +23,7 @@ from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
            "LinesStored", "PointsStored", "ParamsStored", "Param", "ProgressChanged", "StopRequested",
-           "RunStalled", "RunResumed", "RuleFired", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+           "RunStalled", "RunResumed", "RuleFired", "RunDeleted", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -166,10 +166,14 @@ class ParamsStored(Fact, frozen=True):
     params: tuple[Param, ...]
 
 
+class RunDeleted(Fact, frozen=True):
+    """The run was deleted (by its owner, or by the retention rule): it is gone from every view."""
+
+
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
 RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, ProgressChanged, StopRequested, RunStalled,
              RunResumed)
-FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored, RuleFired)
+FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored, RuleFired, RunDeleted)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(_ANY_FACT)

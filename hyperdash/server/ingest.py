@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
+from .deletion import is_deleted
 from .dialect import LOG_COLUMNS, execute, insert_lines, insert_many
 from .facts import (
     Fact,
@@ -59,6 +60,7 @@ METRIC_COLUMNS = ("run_id", "seq", "ts", "name", "value", "step", "is_internal")
 MARK_COLUMNS = ("run_id", "seq", "ts", "type", "payload")
 _SEQ_OF = attrgetter("seq")  # of a line, point or mark
 _STREAM_OF = attrgetter("stream")  # of a line
+_TEXT_OF = attrgetter("text")  # of a line
 _RUN_STATE_FIELDS = RunState.__struct_fields__
 
 # A row of the ``runs`` table as the writer holds it (its columns by name).
@@ -69,7 +71,9 @@ StreamState = tuple[int, int | None]
 
 # Statements every batch runs, built once (see dialect.execute).
 _RUN_SEEN = update(runs).where(runs.c.id == bindparam("run")).values(
-    last_seen_at=bindparam("seen"), max_seq=bindparam("top"), last_progress_at=bindparam("progress_at"))
+    last_seen_at=bindparam("seen"), max_seq=bindparam("top"), last_progress_at=bindparam("progress_at"),
+    line_count=runs.c.line_count + bindparam("lines"), log_bytes=runs.c.log_bytes + bindparam("bytes"),
+    point_count=runs.c.point_count + bindparam("points"))
 _STREAM_NEW = streams.insert().values(
     run_id=bindparam("run"), stream=bindparam("name"), max_seq=bindparam("top"), progress_seq=bindparam("progress"))
 _STREAM_SET = update(streams).where(streams.c.run_id == bindparam("run"), streams.c.stream == bindparam("name")).values(
@@ -78,13 +82,15 @@ _STREAM_SET = update(streams).where(streams.c.run_id == bindparam("run"), stream
 
 @dataclass
 class Stored:
-    """A writer job's result: the reply's counts, and the facts announced after the commit."""
+    """A writer job's result: the reply's counts, and the facts announced after the commit.
+    ``gone``: the uuid of a deleted run the batch was for (then nothing was stored)."""
 
     stored: int
     duplicates: int
     facts: list[Fact]
     # run uuid -> the stop asked of it (server/stop.py), for the reply to tell the job
     stop: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gone: str | None = None
 
 
 class RunCache:
@@ -137,6 +143,9 @@ class RunCache:
 def store_batch(conn: Connection, batch: Batch, cache: RunCache | None = None) -> Stored:
     """Store a checked batch (a writer job)."""
     cache = cache if cache is not None else RunCache()
+    for part in batch.parts.values():  # a deleted run's uuid is refused, never a new run
+        if (batch.user_id, part.uuid) not in cache.runs and is_deleted(conn, batch.user_id, part.uuid):
+            return Stored(0, 0, [], gone=part.uuid)
     now = ev.now_ms()
     stored = duplicates = 0
     facts: list[Fact] = []
@@ -222,12 +231,16 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             and not batch.replay)
     if back:
         changes["status"] = ev.RUNNING
+    # What the run holds, counted as it is stored (a name's storage needs no scan of its lines).
+    counts = {"lines": len(lines), "bytes": _text_bytes(lines), "points": len(points)}
     if changes.keys() <= {"last_seen_at", "max_seq", "last_progress_at"}:  # most batches: a prepared statement
         execute(conn, _RUN_SEEN, {"run": run_id, "seen": changes["last_seen_at"],
                                   "top": changes.get("max_seq", run["max_seq"]),
-                                  "progress_at": changes["last_progress_at"]})
+                                  "progress_at": changes["last_progress_at"], **counts})
     else:
-        conn.execute(update(runs).where(runs.c.id == run_id).values(**changes))
+        conn.execute(update(runs).where(runs.c.id == run_id).values(
+            **changes, line_count=runs.c.line_count + counts["lines"], log_bytes=runs.c.log_bytes + counts["bytes"],
+            point_count=runs.c.point_count + counts["points"]))
     run.update(changes)
     moved = bool(lines or points or marks) and track_progress(conn, run, shown, part.has_progress, points, marks, now)
 
@@ -263,6 +276,12 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     if points or odd:
         facts += check_points(conn, cache.rules, user_id, run_id, part.uuid, _state(run), points, odd, now)
     return stored, duplicates
+
+
+def _text_bytes(lines: list[Line]) -> int:
+    """The UTF-8 size of the lines' text (most lines are ASCII: their length is their size)."""
+    return sum(len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+               for text in map(_TEXT_OF, lines))
 
 
 def _state(run: RunRow) -> RunState:

@@ -5,7 +5,8 @@ it gets each commit's facts on the dispatcher's thread and hands them to the eve
 they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
 ``log``, ``metric`` and ``param`` events in seq order (and ``alert`` when a rule fired), then a
 ``status`` with the run when the run was created or its state changed (stalled or resumed too);
-the account's stream gets a ``run`` event then. A
+the account's stream gets a ``run`` event then (and a ``deleted`` one with the uuid of a run
+deleted, whose own streams end). A
 follower that falls too far behind is dropped; its browser reconnects with ``Last-Event-ID``
 and reads what it missed from the store.
 """
@@ -17,7 +18,7 @@ import asyncio
 import orjson
 from msgspec.structs import asdict
 
-from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored, RuleFired
+from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored, RuleFired, RunDeleted
 from .rules import firing_of_fact
 from .views import iso, run_json
 
@@ -98,6 +99,13 @@ class Hub:
             account = self._subs.get((user_id, None))
             followers = self._subs.get((user_id, run_uuid))
             if not account and not followers:
+                continue
+            if any(isinstance(f, RunDeleted) for f in run_facts):
+                # Gone: the account's pages drop it, and its own streams end (a reconnection finds no run).
+                if account:
+                    _push(account, [(None, "deleted", {"uuid": run_uuid})])
+                for sub in list(followers or ()):
+                    _end(sub)
                 continue
             # The run's state after the commit, when the run was created or changed.
             state = next((f.run for f in reversed(run_facts) if isinstance(f, RUN_FACTS)), None)

@@ -138,17 +138,19 @@ def _database_error(exc: SQLAlchemyError, db_url: str | None, doing: str) -> Sys
 def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
           lost_timeout: float | None = None, *, signup: bool = True,
           forwarded_allow_ips: str | None = None, public_url: str | None = None,
-          stall_after: float | None = None) -> None:
+          stall_after: float | None = None, keep_days: int | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM; every acknowledged batch is committed before it returns.
 
     ``signup=False`` closes sign-up (``--no-signup``); ``forwarded_allow_ips`` names the proxies
     whose ``X-Forwarded-For`` is believed (uvicorn's option: addresses or networks, comma
     separated, ``*`` for any; None: ``$FORWARDED_ALLOW_IPS``, else 127.0.0.1 only);
     ``public_url`` is the dashboard's address in notifications' links (None:
-    ``$HYPERDASH_PUBLIC_URL``, else the address it listens on); ``stall_after`` is the default
-    stall window in seconds (None: ``$HYPERDASH_STALL_AFTER``, else 30 minutes; 0: off)."""
+    ``$HYPERDASH_PUBLIC_URL``, else the address it listens on) and in shared links (None: the
+    address a request came to); ``stall_after`` is the default stall window in seconds (None:
+    ``$HYPERDASH_STALL_AFTER``, else 30 minutes; 0: off); ``keep_days``: finished runs older than
+    this go (``--keep-days``)."""
     try:
-        app = create_app(db_url, lost_timeout, stall_after=stall_after)
+        app = create_app(db_url, lost_timeout, stall_after=stall_after, keep_days=keep_days)
     except SQLAlchemyError as exc:
         raise _database_error(exc, db_url, "open") from None
     except (OSError, ValueError) as exc:
@@ -162,6 +164,7 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
     url = _url(host, sock.getsockname()[1])
     outbox = app.state.notify_outbox
     public = public_url or os.environ.get("HYPERDASH_PUBLIC_URL", "").strip() or url
+    app.state.public_url = (public_url or os.environ.get("HYPERDASH_PUBLIC_URL", "").strip()).rstrip("/") or None
     outbox.config = dataclasses.replace(outbox.config, base_url=public.rstrip("/"))
     if is_loopback(host):
         try:

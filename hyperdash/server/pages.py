@@ -253,15 +253,16 @@ async def logout(request: Request) -> Response:
 
 # --- pages --------------------------------------------------------------------------------------
 @router.get("/")
-def runs_page(request: Request, name: str = "", q: str = "", status: str = "") -> Response:
-    """The runs, filtered by a whole ``name`` (a group's link) or by ``q``, a part of it."""
+def runs_page(request: Request, name: str = "", q: str = "", status: str = "", archived: str = "") -> Response:
+    """The runs, filtered by a whole ``name`` (a group's link) or by ``q``, a part of it; the
+    archived ones alone with ``archived=only``."""
     session = _session(request)
     if session is None:
         return _to_login(request)
     user, csrf = session
     return render(request, "runs.html", user=user, csrf_token=csrf, name=name[: ev.MAX_NAME_CHARS],
                   q=q[: ev.MAX_NAME_CHARS], status=status if status in ev.STATUSES else "",
-                  statuses=STATUS_CHOICES)
+                  statuses=STATUS_CHOICES, archived=archived == "only")
 
 
 @router.get("/settings")
@@ -288,7 +289,8 @@ def run_page(request: Request, run_uuid: str) -> Response:
             if full_uuid != run_uuid:  # the start of a run's uuid: go to the run's own address
                 query = f"?{request.url.query}" if request.url.query else ""
                 return RedirectResponse(f"/runs/{quote(full_uuid, safe='')}{query}", status_code=307)
-            run_id = find_run(conn, user.id, run_uuid).id
+            row = find_run(conn, user.id, run_uuid)
+            run_id = row.id
             run = run_detail(conn, user.id, run_uuid)
             # Read after the run, so these lines reach at least its last_seq, from where the
             # page's event stream goes on.
@@ -301,4 +303,15 @@ def run_page(request: Request, run_uuid: str) -> Response:
                       title="Which run?", message=exc.message)
     page_data = {"run": run, "tail": tail, "tail_limit": FIRST_LINES}
     return render(request, "run.html", user=user, csrf_token=csrf, run=run, run_uuid=run["uuid"],
+                  archived=row.archived_at is not None,
                   download_url=f"/api/v1/runs/{quote(run['uuid'], safe='')}/logs.txt", page_data=page_data)
+
+
+@router.get("/storage")
+def storage_page(request: Request) -> Response:
+    """How much each name's runs take, deleting a name's runs, and how long runs are kept."""
+    session = _session(request)
+    if session is None:
+        return _to_login(request)
+    user, csrf = session
+    return render(request, "storage.html", user=user, csrf_token=csrf)

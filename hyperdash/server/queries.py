@@ -41,12 +41,16 @@ def _cursor(value: str) -> tuple[int, int]:
 
 
 def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search: str | None = None,
-              status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
+              status: str | None = None, limit: int = 50, cursor: str | None = None,
+              archived: str = "no") -> dict:
     """Newest first; ``next`` is the cursor of the following page, or None. ``name`` matches
-    the whole name; ``search``, any part of it, in any case."""
+    the whole name; ``search``, any part of it, in any case. ``archived``: ``no`` (the default)
+    leaves archived runs out, ``only`` lists them alone, ``all`` lists both."""
     if status is not None and status not in ev.STATUSES:
         raise BadRequest(f"unknown status {status!r}; one of {', '.join(ev.STATUSES)}", code="invalid_status")
     query = select(runs).where(runs.c.user_id == user_id)
+    if archived != "all":
+        query = query.where(runs.c.archived_at.is_(None) if archived == "no" else runs.c.archived_at.is_not(None))
     if name is not None:
         query = query.where(runs.c.name == name)
     if search:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     inspect,
     select,
     text,
@@ -33,12 +34,13 @@ from sqlalchemy.engine import Connection, Engine
 from ..events import now_ms
 from ..settings import home_dir
 from .announce import Dispatcher
-from .dialect import checked_url, open_engine
+from .dialect import byte_length, checked_url, open_engine
 from .writer import Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
            "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values",
-           "stall_names", "rules", "rule_states", "rule_firings", "Store", "default_db_url", "SCHEMA_VERSION"]
+           "stall_names", "rules", "rule_states", "rule_firings", "deleted_runs", "run_shares", "account_settings",
+           "Store", "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
 
@@ -109,6 +111,13 @@ runs = Table(
     Column("last_progress_at", BigInteger, nullable=True),
     Column("stall_after_ms", BigInteger, nullable=True),
     Column("stalled_since", BigInteger, nullable=True),
+    # Set while the run is archived: out of the default lists, kept whole.
+    Column("archived_at", BigInteger, nullable=True),
+    # What the run holds, counted as it is stored (so a name's storage is a sum over its runs,
+    # never a scan of its lines): log lines, their text in UTF-8 bytes, metric points.
+    Column("line_count", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("log_bytes", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("point_count", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("user_id", "uuid", name="uq_runs_user_uuid"),
     Index("ix_runs_user_started", "user_id", "started_at", "id"),
     Index("ix_runs_status_seen", "status", "last_seen_at"),
@@ -278,6 +287,37 @@ rule_firings = Table(
     Index("ix_rule_firings_run", "run_id", "id"),
 )
 
+# Deleted runs: the uuid stays refused (410) so that a late batch cannot bring half a run back.
+# The run's rows go in small steps (server/deletion.py); purged_at is set when the last is gone.
+deleted_runs = Table(
+    "deleted_runs", metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("uuid", String(128), primary_key=True),
+    Column("run_id", Integer, nullable=False),
+    Column("reason", String(16), nullable=False),  # "deleted" (by its owner) or "retention"
+    Column("deleted_at", BigInteger, nullable=False),
+    Column("purged_at", BigInteger, nullable=True),
+    Index("ix_deleted_runs_purged", "purged_at"),
+)
+
+# Read-only links to one run (server/shares.py): the token is kept only as its SHA-256.
+run_shares = Table(
+    "run_shares", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+# An account's own settings: how many days its finished runs are kept (NULL: the server's).
+account_settings = Table(
+    "account_settings", metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("keep_days", Integer, nullable=True),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -300,14 +340,21 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
-def _add_missing_run_columns(conn: Connection, names: tuple[str, ...]) -> None:
-    """ALTER the runs table to add those of ``names`` it lacks, typed as :data:`runs` says (a
-    store made by a newer version has them from its first step)."""
-    have = {column["name"] for column in inspect(conn).get_columns("runs")}
-    for name in names:
-        if name not in have:
-            kind = runs.c[name].type.compile(dialect=conn.dialect)
-            conn.execute(text(f'ALTER TABLE runs ADD COLUMN "{name}" {kind}'))
+def _add_missing_columns(conn: Connection, table: Table, names: tuple[str, ...]) -> list[str]:
+    """Add those of ``table``'s columns ``names`` that its stored form lacks (ALTER TABLE ... ADD
+    COLUMN, which both dialects take; a store made by a newer version has them from its first
+    step); the names of those added."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    added = []
+    for column in (table.c[name] for name in names):
+        if column.name in have:
+            continue
+        kind = column.type.compile(dialect=conn.dialect)
+        default = f" DEFAULT {column.server_default.arg}" if column.server_default is not None else ""  # type: ignore[attr-defined]
+        null = " NOT NULL" if not column.nullable else ""
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}{null}")
+        added.append(column.name)
+    return added
 
 
 # The columns of the runs table that _migration_progress_failure_stop adds.
@@ -317,24 +364,38 @@ _RUN_TROUBLE_COLUMNS = ("progress", "failure", "failure_first_seq", "failure_las
 
 def _migration_progress_failure_stop(conn: Connection) -> None:
     """Runs keep their progress, a failure's summary and a stop request."""
-    _add_missing_run_columns(conn, _RUN_TROUBLE_COLUMNS)
+    _add_missing_columns(conn, runs, _RUN_TROUBLE_COLUMNS)
 
 
 def _migration_trouble(conn: Connection) -> None:
     """Stalls and metric rules: three columns of ``runs``, and their tables."""
-    _add_missing_run_columns(conn, ("last_progress_at", "stall_after_ms", "stalled_since"))
+    _add_missing_columns(conn, runs, ("last_progress_at", "stall_after_ms", "stalled_since"))
     # Progress was not kept before: a run's last word stands in for it, so that no run that was
     # going at the upgrade is called stalled for what happened before.
     conn.execute(text("UPDATE runs SET last_progress_at = last_seen_at WHERE last_progress_at IS NULL"))
     _create_missing_tables(conn)
 
 
+def _migration_tidy(conn: Connection) -> None:
+    """Deleted runs, shares, account settings; runs' archive mark and storage counters."""
+    _create_missing_tables(conn)  # deleted_runs, run_shares, account_settings
+    if "line_count" in _add_missing_columns(conn, runs, ("archived_at", "line_count", "log_bytes", "point_count")):
+        # Count what the runs stored before the counters existed (once, at the upgrade).
+        conn.execute(runs.update().values(
+            line_count=select(func.count()).where(logs.c.run_id == runs.c.id, logs.c.superseded == 0)
+            .scalar_subquery(),
+            log_bytes=select(func.coalesce(func.sum(byte_length(conn, logs.c.text)), 0))
+            .where(logs.c.run_id == runs.c.id).scalar_subquery(),
+            point_count=select(func.count()).where(metrics.c.run_id == runs.c.id).scalar_subquery(),
+        ))
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
 # the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
-# metric rules).
+# metric rules; 7: deleted runs, shares, account settings, archive and storage counters).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
-                                                   _migration_trouble]
+                                                   _migration_trouble, _migration_tidy]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

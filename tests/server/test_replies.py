@@ -11,14 +11,15 @@ from test_notify_channels import Answer, Receiver
 
 from hyperdash import events
 from hyperdash.server import api as api_module
-from hyperdash.server import notify_api, trouble_api
+from hyperdash.server import notify_api, share_api, trouble_api, upkeep_api
 from hyperdash.server.notify import generate_secret
 
-_MODULES = (api_module, notify_api, trouble_api)
+# The modules whose routes document their replies with models.
+_MODEL_MODULES = (api_module, notify_api, trouble_api, upkeep_api, share_api)
 
 
 def _model(name: str) -> type[BaseModel]:
-    return next(getattr(module, name) for module in _MODULES if hasattr(module, name))
+    return next(getattr(m, name) for m in _MODEL_MODULES if hasattr(m, name))
 
 
 def _documented(client) -> dict[tuple[str, str], type[BaseModel]]:
@@ -118,6 +119,25 @@ def test_every_documented_reply_matches_its_model(client):
     call("PUT", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers, json={"stall_after_s": "10m"})
     call("GET", "/api/v1/stalls", headers=headers)
     call("DELETE", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers)
+    # Keeping tidy: archive, storage, settings, shares, then delete.
+    run_path = f"/api/v1/runs/{run}"
+    call("POST", "/api/v1/runs/{run_uuid}/archive", f"{run_path}/archive", headers=headers)
+    call("DELETE", "/api/v1/runs/{run_uuid}/archive", f"{run_path}/archive", headers=headers)
+    call("GET", "/api/v1/names/storage", headers=headers)
+    call("GET", "/api/v1/users/settings", headers=headers)
+    call("PUT", "/api/v1/users/settings", headers=headers, json={"keep_days": 30})
+    share = call("POST", "/api/v1/runs/{run_uuid}/shares", f"{run_path}/shares", status=201, headers=headers)
+    call("GET", "/api/v1/runs/{run_uuid}/shares", f"{run_path}/shares", headers=headers)
+    shared = f"/api/v1/shared/{share['token']}"
+    call("GET", "/api/v1/shared/{token}/me", f"{shared}/me")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}", f"{shared}/runs/{run}")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/logs", f"{shared}/runs/{run}/logs")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/metrics/{name}", f"{shared}/runs/{run}/metrics/loss")
+    call("DELETE", "/api/v1/runs/{run_uuid}/shares/{share_id}", f"{run_path}/shares/{share['id']}", headers=headers)
+    call("DELETE", "/api/v1/runs/{run_uuid}", run_path, headers=headers)
+    other = str(uuid.uuid4())
+    call("POST", events.INGEST_PATH, headers=headers, json=[env("run_started", other, {"job_name": "again"}, seq=1)])
+    call("DELETE", "/api/v1/runs", headers=headers, params={"name": "again", "force": "true"})
     call("DELETE", "/api/v1/sessions", headers={"authorization": login["access_token"]})
     assert set(checked) == set(models), f"routes without a checked reply: {set(models) - set(checked)}"
 

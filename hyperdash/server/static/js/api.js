@@ -3,6 +3,11 @@
 // call, and calls that change something carry the page's CSRF token.
 
 const csrfMeta = /** @type {HTMLMetaElement | null} */ (document.querySelector('meta[name="csrf-token"]'));
+// A shared run's page reads its run through the link's own read-only API.
+const baseMeta = /** @type {HTMLMetaElement | null} */ (document.querySelector('meta[name="api-base"]'));
+const apiBase = baseMeta ? baseMeta.content : '/api/v1';
+/** Whether this page shows a shared run, read-only, to someone who may not be signed in. */
+export const sharedView = baseMeta !== null;
 
 /** An API call that did not succeed; `status` is the HTTP status (0 when the network failed). */
 export class ApiError extends Error {
@@ -21,7 +26,7 @@ export class ApiError extends Error {
 /** @typedef {Record<string, string | number | boolean | null | undefined>} Params */
 
 /**
- * Build "/api/v1/…?a=1&b=2", leaving out parameters that are null, undefined or "".
+ * Build "/api/v1/…?a=1&b=2" (on a shared run's page, under the link's API), leaving out parameters that are null, undefined or "".
  * @param {string} path
  * @param {Params} [params]
  */
@@ -31,7 +36,7 @@ export function apiUrl(path, params = {}) {
     if (value !== null && value !== undefined && value !== '') query.set(key, String(value));
   }
   const qs = query.toString();
-  return '/api/v1' + path + (qs ? '?' + qs : '');
+  return apiBase + path + (qs ? '?' + qs : '');
 }
 
 /**

@@ -1,7 +1,7 @@
 // @ts-check
 // A run's page: its facts, log, metrics and params, kept live by the run's event stream.
 
-import { api, subscribe } from './api.js';
+import { api, sharedView, subscribe } from './api.js';
 import { AXIS_CHOICES, Charts } from './charts.js';
 import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
@@ -213,7 +213,8 @@ axisSelect.addEventListener('change', () => {
   remember('chart-axis', choice);
 });
 
-const trouble = new Trouble({
+// A shared run's page shows no rules (they are its owner's to set).
+const trouble = sharedView ? null : new Trouble({
   runUuid,
   runName: JSON.parse($('run-data').textContent).run.name,
   charts,
@@ -240,17 +241,17 @@ async function start() {
     metric: (point) => chartsOf(point).point(point),
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
-    alert: (firing) => trouble.fired(firing),
+    alert: (firing) => trouble?.fired(firing),
   }, {
     params: { after: run.last_seq || 0 },
     // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
-    onOpen: () => { if (connections++) trouble.load(); },
+    onOpen: () => { if (connections++) trouble?.load(); },
   });
   const metrics = Object.entries(run.metrics || {});
   await Promise.all([
     charts.load(metrics.filter(([, point]) => !point.internal).map(([name]) => name)),
     systemCharts.load(metrics.filter(([, point]) => point.internal).map(([name]) => name)),
-    trouble.load(),
+    trouble?.load(),
   ]);
 }
 

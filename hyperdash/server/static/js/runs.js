@@ -15,6 +15,8 @@ const nameInput = /** @type {HTMLInputElement} */ (form.elements.namedItem('q'))
 // A group's link names the whole name (?name=): matched exactly until the field is edited.
 let exactName = nameInput.dataset.exact || null;
 const statusSelect = /** @type {HTMLSelectElement} */ (form.elements.namedItem('status'));
+// Archived runs are left out unless asked for; then they are listed alone.
+const archivedBox = /** @type {HTMLInputElement} */ (form.elements.namedItem('archived'));
 const container = document.getElementById('runs');
 const emptyState = document.getElementById('runs-empty');
 const noMatch = document.getElementById('runs-no-match');
@@ -32,7 +34,10 @@ let generation = 0; // bumped on each new query, so a stale reply is dropped
 
 function filters() {
   const text = nameInput.value.trim();
-  return { name: exactName, q: exactName === null ? text : '', status: statusSelect.value };
+  return {
+    name: exactName, q: exactName === null ? text : '', status: statusSelect.value,
+    archived: archivedBox.checked ? 'only' : null,
+  };
 }
 
 function matches(run) {
@@ -103,7 +108,7 @@ const render = coalesce(() => {
   }
   if (added) nameList.replaceChildren(...[...knownNames].sort().map((name) => h('option', { value: name })));
   const { name, q, status } = filters();
-  const filtered = Boolean(name !== null || q || status);
+  const filtered = Boolean(name !== null || q || status || archivedBox.checked);
   emptyState.hidden = groups.size > 0 || filtered;
   noMatch.hidden = groups.size > 0 || !filtered;
   moreButton.hidden = !nextCursor;
@@ -112,10 +117,10 @@ const render = coalesce(() => {
 async function load({ append = false } = {}) {
   const mine = append ? generation : ++generation;
   if (!append) announced = new Map();
-  const { name, q, status } = filters();
+  const { name, q, status, archived } = filters();
   try {
     const page = await api('/runs', {
-      params: { name, q, status, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
+      params: { name, q, status, archived, limit: PAGE_SIZE, cursor: append ? nextCursor : null },
     });
     if (mine !== generation) return;
     if (!append) runs = new Map();
@@ -137,6 +142,7 @@ function syncUrl() {
   if (name !== null) query.set('name', name);
   if (q) query.set('q', q);
   if (status) query.set('status', status);
+  if (archivedBox.checked) query.set('archived', 'only');
   const qs = query.toString();
   history.replaceState(null, '', location.pathname + (qs ? '?' + qs : ''));
 }
@@ -150,6 +156,7 @@ nameInput.addEventListener('input', () => {
 });
 nameInput.addEventListener('change', () => { clearTimeout(typing); syncUrl(); load(); });
 statusSelect.addEventListener('change', () => { syncUrl(); load(); });
+archivedBox.addEventListener('change', () => { syncUrl(); load(); });
 form.addEventListener('submit', (event) => { event.preventDefault(); syncUrl(); load(); });
 moreButton.addEventListener('click', () => load({ append: true }));
 
@@ -168,8 +175,14 @@ let connections = 0;
 subscribe('/events', {
   run(run) {
     if (!run || !run.uuid) return;
+    if (archivedBox.checked && !runs.has(run.uuid)) return; // (a new run is not archived)
     runs.set(run.uuid, { ...(runs.get(run.uuid) || {}), ...run });
     announced.set(run.uuid, runs.get(run.uuid));
+    render();
+  },
+  deleted(data) {
+    if (!data || !runs.delete(data.uuid)) return;
+    announced.delete(data.uuid);
     render();
   },
 }, { onOpen: () => { if (connections++) load(); } });

@@ -2,7 +2,7 @@
 // Stop from the run page: a button for a running run, a confirmation that fits a phone, and
 // who asked for the stop, from where.
 
-import { api } from './api.js';
+import { api, sharedView } from './api.js';
 import { formatClock, parseTime } from './dom.js';
 
 const PLACES = { dashboard: 'the dashboard', cli: 'the command line', api: 'the API' };
@@ -55,7 +55,7 @@ export function setUpStop(o) {
   /** @param {any} run */
   function render(run) {
     current = run;
-    const canStop = (current.status === 'running' || current.status === 'lost') && !current.stop;
+    const canStop = !sharedView && (current.status === 'running' || current.status === 'lost') && !current.stop;
     o.button.hidden = !canStop;
     if (!canStop) close();
     const text = stopText(current);

@@ -1,0 +1,72 @@
+"""Archiving runs out of the default lists, and how much each name's runs take, on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from server_helpers import Api, env, log
+from test_deleting_runs import finished
+
+from hyperdash import events
+
+
+def listed(api: Api, **params) -> list[str]:
+    return [r["uuid"] for r in api.json("/api/v1/runs", **params)["runs"]]
+
+
+def test_an_archived_run_leaves_the_default_list_until_unarchived(api, client):
+    a, b = finished(api, "keep"), finished(api, "shelve")
+    resp = client.post(f"/api/v1/runs/{b}/archive", headers=api.headers)
+    assert resp.status_code == 200 and resp.json() == {"uuid": b, "archived": True}
+    assert listed(api) == [a]
+    assert listed(api, name="shelve") == []
+    assert listed(api, archived="only") == [b]
+    assert listed(api, archived="all") == [b, a]
+    assert api.json(f"/api/v1/runs/{b}")["uuid"] == b  # still whole
+    assert len(api.lines(b)) == 3
+    assert client.post(f"/api/v1/runs/{b}/archive", headers=api.headers).status_code == 200  # twice: the same
+
+    resp = client.delete(f"/api/v1/runs/{b[:8]}/archive", headers=api.headers)
+    assert resp.status_code == 200 and resp.json() == {"uuid": b, "archived": False}
+    assert listed(api) == [b, a]
+    assert listed(api, archived="only") == []
+
+
+def test_archiving_is_refused_to_others_and_for_bad_input(api, client):
+    run = finished(api, "mine")
+    other = Api(client)
+    assert client.post(f"/api/v1/runs/{run}/archive", headers=other.headers).status_code == 404
+    assert client.post(f"/api/v1/runs/{run}/archive").status_code == 401
+    assert api.get("/api/v1/runs", archived="maybe").status_code == 400
+    assert listed(api) == [run]
+
+
+def test_storage_per_name_counts_as_runs_are_stored(api, client):
+    a = finished(api, "big", lines=10)
+    finished(api, "big", lines=5)
+    finished(api, "small", lines=1)
+    api.ok([log(a, 100, "héllo")])  # 6 bytes in UTF-8
+    client.post(f"/api/v1/runs/{a}/archive", headers=api.headers)
+    other = Api(client)
+    finished(other, "big", lines=50)
+
+    names = {n["name"]: n for n in api.json("/api/v1/names/storage")["names"]}
+    assert set(names) == {"big", "small"}
+    big = names["big"]
+    text = sum(len(f"big line {i}") for i in range(10)) + sum(len(f"big line {i}") for i in range(5)) + 6
+    assert big == {"name": "big", "runs": 2, "archived": 1, "lines": 16, "bytes": text, "points": 2}
+    assert names["small"]["lines"] == 1 and names["small"]["runs"] == 1
+    assert [n["name"] for n in api.json("/api/v1/names/storage")["names"]] == ["big", "small"]  # largest first
+
+    # A duplicate is not counted twice; a deleted run no longer counts.
+    api.ok([log(a, 100, "héllo")])
+    assert {n["name"]: n for n in api.json("/api/v1/names/storage")["names"]}["big"]["lines"] == 16
+    assert client.delete("/api/v1/runs", params={"name": "small"}, headers=api.headers).status_code == 200
+    assert [n["name"] for n in api.json("/api/v1/names/storage")["names"]] == ["big"]
+
+
+def test_counters_follow_the_runs_end_and_original_clients(api):
+    run = "0c0ffee0-0000-4000-8000-000000000001"
+    api.ok([log(run, None, "one\ntwo\n"), env(events.METRIC, run, {"name": "m", "value": 1.0, "is_internal": False})])
+    api.ok([env(events.RUN_ENDED, run, {"final_status": events.SUCCESS, "exit_code": 0})])
+    (row,) = api.json("/api/v1/names/storage")["names"]
+    assert (row["lines"], row["bytes"], row["points"]) == (2, 6, 1)

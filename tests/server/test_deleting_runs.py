@@ -1,0 +1,159 @@
+"""Deleting runs through the API, on SQLite and PostgreSQL: everything of the run goes, only
+its owner may, a running run needs force, and a deleted run's uuid is refused for good."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx2
+import pytest
+import test_live
+from server_helpers import Api, env, log
+from sqlalchemy import func, select
+from test_live import Events
+
+from hyperdash import events
+from hyperdash.server.deletion import dependent_tables, mark_deleted, purge_step
+from hyperdash.server.store import Store, deleted_runs, logs, runs
+
+live = test_live.live  # the fixture: a real server in this process, and an account on it
+
+
+def finished(api: Api, name: str, lines: int = 3, status: str = events.SUCCESS) -> str:
+    """A run with lines, a metric, a param, and (unless running) an end."""
+    run = str(uuid.uuid4())
+    body = [env(events.RUN_STARTED, run, {"job_name": name}, seq=1),
+            env(events.PARAM, run, {"params": {"lr": 0.1}}, seq=2),
+            env(events.METRIC, run, {"name": "loss", "value": 0.5, "is_internal": False, "step": 1}, seq=3)]
+    body += [log(run, 4 + i, f"{name} line {i}") for i in range(lines)]
+    if status != events.RUNNING:
+        body.append(env(events.RUN_ENDED, run, {"final_status": status, "exit_code": 0}, seq=4 + lines))
+    api.ok(body)
+    return run
+
+
+def rows_of(client, run_uuid: str) -> dict[str, int]:
+    """How many rows each table holds of the run (by its id, even once the run is gone)."""
+    store = client.app.state.store
+    with store.read() as conn:
+        run_id = conn.execute(select(runs.c.id).where(runs.c.uuid == run_uuid)).scalar()
+        if run_id is None:
+            run_id = conn.execute(select(deleted_runs.c.run_id).where(deleted_runs.c.uuid == run_uuid)).scalar()
+        counts = {table.name: conn.execute(select(func.count()).select_from(table).where(column == run_id)).scalar()
+                  for table, column in dependent_tables()}
+        counts["runs"] = conn.execute(select(func.count()).where(runs.c.id == run_id)).scalar()
+    return counts
+
+
+def test_deleting_a_run_removes_all_of_it_and_nothing_else(api, client):
+    gone = finished(api, "old", lines=20)
+    kept = finished(api, "old")
+    client.post(f"/api/v1/runs/{gone}/shares", headers=api.headers)  # a share refers to it too
+    assert rows_of(client, gone)["logs"] == 20 and rows_of(client, gone)["run_shares"] == 1
+
+    resp = client.delete(f"/api/v1/runs/{gone[:8]}", headers=api.headers)  # a uuid's start names it
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"deleted": [gone]}
+
+    assert set(rows_of(client, gone).values()) == {0}
+    assert api.get(f"/api/v1/runs/{gone}").status_code == 404
+    assert [r["uuid"] for r in api.json("/api/v1/runs")["runs"]] == [kept]
+    assert len(api.lines(kept)) == 3 and api.json(f"/api/v1/runs/{kept}")["params"] == {"lr": 0.1}
+    assert api.get(f"/api/v1/runs/{gone}").status_code == 404
+    assert client.delete(f"/api/v1/runs/{gone}", headers=api.headers).status_code == 404  # once only
+
+
+def test_a_purge_goes_in_small_steps(db_url):
+    # A store with no app (so no periodic job purges beside the test's steps).
+    store = Store(db_url)
+    try:
+        def make(conn):
+            run_id = conn.execute(runs.insert().values(
+                user_id=1, uuid="big", status=events.SUCCESS, started_at=1, last_seen_at=1, max_seq=25,
+            ).returning(runs.c.id)).scalar_one()
+            conn.execute(logs.insert(), [{"run_id": run_id, "seq": seq, "stream": "stdout", "text": "x", "ts": 1,
+                                          "partial": 0, "progress": 0, "superseded": 0} for seq in range(1, 26)])
+            return conn.execute(select(runs).where(runs.c.id == run_id)).one()
+
+        row = store.writer.call(make)
+        store.writer.call(lambda conn: mark_deleted(conn, [row], "deleted", None))
+        left = []
+        while store.writer.call(lambda conn: purge_step(conn, [row.id], limit=10)):
+            with store.read() as conn:
+                left.append(conn.execute(select(func.count()).where(logs.c.run_id == row.id)).scalar())
+        assert left == [15, 5, 0, 0]  # 10 rows a step, then the run itself
+        with store.read() as conn:
+            assert conn.execute(select(func.count()).where(runs.c.id == row.id)).scalar() == 0
+            assert conn.execute(select(deleted_runs.c.purged_at).where(deleted_runs.c.uuid == "big")).scalar()
+    finally:
+        store.close()
+
+
+def test_another_account_gets_404_and_nothing_changes(api, client):
+    run = finished(api, "mine")
+    other = Api(client)
+    assert client.delete(f"/api/v1/runs/{run}", headers=other.headers).status_code == 404
+    assert client.delete("/api/v1/runs", params={"name": "mine"}, headers=other.headers).status_code == 404
+    assert client.delete("/api/v1/runs", params={"name": "mine"}).status_code == 401
+    assert rows_of(client, run)["logs"] == 3 and len(api.lines(run)) == 3
+
+
+def test_deleting_every_run_of_a_name(api, client):
+    a, b = finished(api, "sweep"), finished(api, "sweep", status=events.FAILURE)
+    other = finished(api, "sweeps")
+    resp = client.delete("/api/v1/runs", params={"name": "sweep"}, headers=api.headers)
+    assert resp.status_code == 200, resp.text
+    assert sorted(resp.json()["deleted"]) == sorted([a, b])
+    assert [r["uuid"] for r in api.json("/api/v1/runs")["runs"]] == [other]
+    assert client.delete("/api/v1/runs", params={"name": "sweep"}, headers=api.headers).status_code == 404
+    # Bad input changes nothing.
+    assert client.delete("/api/v1/runs", headers=api.headers).status_code == 400
+    assert client.delete("/api/v1/runs", params={"name": ""}, headers=api.headers).status_code == 400
+
+
+def test_a_running_run_is_refused_unless_forced_and_late_batches_get_410(api, client):
+    run = finished(api, "live", status=events.RUNNING)
+    resp = client.delete(f"/api/v1/runs/{run}", headers=api.headers)
+    assert resp.status_code == 409 and resp.json()["code"] == "run_running", resp.text
+    assert resp.json()["running"] == [run]
+    assert len(api.lines(run)) == 3  # nothing changed
+
+    resp = client.delete(f"/api/v1/runs/{run}", params={"force": "true"}, headers=api.headers)
+    assert resp.status_code == 200, resp.text
+    late = api.ingest([log(run, 50, "a late line"), log(run, 51, "another")])
+    assert late.status_code == 410, late.text
+    assert late.json()["code"] == "run_deleted" and run in late.json()["message"]
+    # Not even a heartbeat, nor an original client's chunk without seq, brings it back.
+    assert api.ingest(env(events.HEARTBEAT, run, {})).status_code == 410
+    assert api.ingest(log(run, None, "chunk\n")).status_code == 410
+    assert api.get(f"/api/v1/runs/{run}").status_code == 404
+    assert set(rows_of(client, run).values()) == {0}
+    # Another account may still use that uuid for a run of its own (uuids are per account).
+    other = Api(client)
+    other.ok([log(run, 1, "mine")])
+    assert other.lines(run) == ["mine"]
+
+
+def test_the_delete_route_is_documented(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "delete" in paths["/api/v1/runs/{run_uuid}"] and "delete" in paths["/api/v1/runs"]
+    assert "410" in paths[events.INGEST_PATH]["post"]["responses"]
+
+
+def test_streams_are_told_of_a_delete(live):
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    assert client.post(events.INGEST_PATH, headers=headers, json=[log(run, 1, "x")]).status_code == 200
+    account = Events(httpx2.Client(base_url=server.url), "/api/v1/events", headers)
+    own = Events(httpx2.Client(base_url=server.url), f"/api/v1/runs/{run}/events", headers)
+    try:
+        assert [e["event"] for e in own.take(2)] == ["status", "log"]
+        assert client.delete(f"/api/v1/runs/{run}", headers=headers, params={"force": "true"}).status_code == 200
+        told = account.take(1)[0]
+        assert (told["event"], told["data"]) == ("deleted", {"uuid": run})
+        with pytest.raises(StopIteration):  # the run's own stream ended
+            own.take(1)
+        assert client.get(f"/api/v1/runs/{run}/events", headers=headers).status_code == 404
+    finally:
+        account.close()
+        own.close()
