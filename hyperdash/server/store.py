@@ -223,8 +223,18 @@ def _migration_2(conn: Connection) -> None:
                  .values(expires_at=now_ms() + ACCESS_TOKEN_LIFETIME_MS))
 
 
-# Append only: each entry moves the schema from version i to i + 1 (3: the notification tables).
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables]
+# A name's runs, newest first: the page that compares them (runs.name is not otherwise indexed).
+runs_by_name = Index("ix_runs_user_name", runs.c.user_id, runs.c.name, runs.c.started_at)
+
+
+def _add_runs_by_name_index(conn: Connection) -> None:
+    runs_by_name.create(conn, checkfirst=True)
+
+
+# Append only: each entry moves the schema from version i to i + 1 (3: the notification tables;
+# 4: the index of runs by name).
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
+                                                  _add_runs_by_name_index]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

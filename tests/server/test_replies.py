@@ -66,6 +66,9 @@ def test_every_documented_reply_matches_its_model(client):
     call("GET", "/api/v1/runs/{run_uuid}/logs", f"/api/v1/runs/{run}/logs", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/loss", headers=headers)
     call("GET", "/api/v1/runs/{run_uuid}/metrics/{name}", f"/api/v1/runs/{run}/metrics/none", headers=headers)
+    call("GET", "/api/v1/compare", headers=headers, params={"name": "shapes"})
+    call("GET", "/api/v1/compare/series", headers=headers, params={"run": run})
+    call("GET", "/api/v1/compare/export.json", headers=headers, params={"name": "shapes"})
     call("DELETE", "/api/v1/sessions", headers={"authorization": login["access_token"]})
     assert set(checked) == set(models), f"routes without a checked reply: {set(models) - set(checked)}"
 
