@@ -2,7 +2,7 @@
 // A run's page: its facts, log, metrics and params, kept live by the run's event stream.
 
 import { api, subscribe } from './api.js';
-import { AXIS_CHOICES, Charts } from './charts.js';
+import { AXIS_CHOICES, Charts, bindLookControls } from './charts.js';
 import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
   parseTime, runDuration,
@@ -165,6 +165,9 @@ const charts = new Charts({
   onError: showError,
   axis: axisChoice,
 });
+charts.setLook(bindLookControls(
+  /** @type {HTMLInputElement} */ ($('chart-log')), /** @type {HTMLInputElement} */ ($('chart-smooth')),
+  (look) => charts.setLook(look)));
 axisSelect.addEventListener('change', () => {
   const choice = AXIS_CHOICES.find((c) => c === axisSelect.value) || 'auto';
   charts.setAxis(choice);
