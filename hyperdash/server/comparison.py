@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement
 
 from .. import events as ev
 from .errors import BadRequest, NotFound
@@ -66,10 +67,10 @@ def _duration_s(row, now_ms: int) -> float:
 
 
 def _name_runs(conn: Connection, user_id: int, name: str, limit: int) -> list:
-    return conn.execute(
+    return list(conn.execute(
         select(runs).where(runs.c.user_id == user_id, runs.c.name == name)
         .order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-    ).all()
+    ))
 
 
 def _params(conn: Connection, run_ids: list[int]) -> dict[int, dict]:
@@ -91,7 +92,7 @@ def _summaries(conn: Connection, run_ids: list[int], internal: bool) -> dict[int
     found: dict[int, dict] = {run_id: {} for run_id in run_ids}
     if not run_ids:
         return found
-    where = [metrics.c.run_id.in_(run_ids)]
+    where: list[ColumnElement[bool]] = [metrics.c.run_id.in_(run_ids)]
     if not internal:
         where.append(metrics.c.is_internal == 0)
     agg = (
@@ -161,7 +162,7 @@ def overlay(conn: Connection, user_id: int, run_uuids: list[str], *, metric_name
     if missing:
         raise NotFound(f"no run {missing[0]}")
     by_id = {found[u].id: found[u] for u in wanted}
-    where = [metrics.c.run_id.in_(list(by_id))]
+    where: list[ColumnElement[bool]] = [metrics.c.run_id.in_(list(by_id))]
     if not internal:
         where.append(metrics.c.is_internal == 0)
     if metric_names:

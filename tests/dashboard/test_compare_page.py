@@ -8,7 +8,6 @@ Screenshots go to test-artifacts/dashboard/ (ignored by git)."""
 from __future__ import annotations
 
 import csv
-import io
 
 import pytest
 
