@@ -14,10 +14,12 @@ import io
 import re
 import time
 from collections.abc import Iterable
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
@@ -169,48 +171,61 @@ def overlay(conn: Connection, user_id: int, run_uuids: list[str], *, metric_name
         where.append(metrics.c.name.in_(metric_names))
 
     # How many series, to share out the reply's points.
-    counts = conn.execute(
+    counts = {(r.run_id, r.name): r.n for r in conn.execute(
         select(metrics.c.run_id, metrics.c.name, func.count().label("n")).where(*where)
         .group_by(metrics.c.run_id, metrics.c.name)
-    ).all()
+    )}
     if counts:
         points = max(50, min(points, MAX_OVERLAY_POINTS // len(counts)))
-    buckets = max(1, points // 2)
-
-    numbered = select(
-        metrics.c.run_id, metrics.c.name, metrics.c.seq, metrics.c.step, metrics.c.ts, metrics.c.value,
-        func.row_number().over(partition_by=(metrics.c.run_id, metrics.c.name), order_by=metrics.c.seq)
-        .label("rn"),
-        func.count().over(partition_by=(metrics.c.run_id, metrics.c.name)).label("n"),
-    ).where(*where).subquery()
-    bucketed = select(
-        numbered, ((numbered.c.rn - 1) * buckets // numbered.c.n).label("bucket"),
-    ).subquery()
-    part = (bucketed.c.run_id, bucketed.c.name, bucketed.c.bucket)
-    ranked = select(
-        bucketed,
-        func.row_number().over(partition_by=part, order_by=(bucketed.c.value, bucketed.c.seq)).label("lo"),
-        func.row_number().over(partition_by=part, order_by=(bucketed.c.value.desc(), bucketed.c.seq)).label("hi"),
-    ).subquery()
-    kept = conn.execute(
-        select(ranked.c.run_id, ranked.c.name, ranked.c.step, ranked.c.ts, ranked.c.value, ranked.c.n)
-        .where(or_(ranked.c.n <= points, ranked.c.lo == 1, ranked.c.hi == 1))
-        .order_by(ranked.c.run_id, ranked.c.name, ranked.c.seq)
-    )
+    # Short series come whole; only long ones pay for thinning.
+    short = [key for key, n in counts.items() if n <= points]
+    long = [key for key, n in counts.items() if n > points]
+    pair = tuple_(metrics.c.run_id, metrics.c.name)
+    found_points: list = []
+    if short:
+        found_points += conn.execute(
+            select(metrics.c.run_id, metrics.c.name, metrics.c.step, metrics.c.ts, metrics.c.value)
+            .where(*where, pair.in_(short)).order_by(metrics.c.run_id, metrics.c.name, metrics.c.seq)
+        ).all()
+    if long:
+        found_points += conn.execute(_thinned([*where, pair.in_(long)], points)).all()
     series: dict[tuple[int, str], dict] = {}
-    for p in kept:
-        one = series.get((p.run_id, p.name))
-        if one is None:
-            one = series[(p.run_id, p.name)] = {
-                "run": by_id[p.run_id].uuid, "metric": p.name, "count": p.n, "steps": [], "times": [], "values": [],
-            }
-        one["steps"].append(p.step)
-        one["times"].append((p.ts - by_id[p.run_id].started_at) / 1000)
-        one["values"].append(p.value)
+    for (run_id, metric), group in groupby(found_points, key=itemgetter(0, 1)):
+        rows = list(group)
+        start = by_id[run_id].started_at
+        series[(run_id, metric)] = {
+            "run": by_id[run_id].uuid, "metric": metric, "count": counts[(run_id, metric)],
+            "steps": [r[2] for r in rows], "times": [(r[3] - start) / 1000 for r in rows],
+            "values": [r[4] for r in rows],
+        }
     order = {run_id: i for i, run_id in enumerate(by_id)}
     ordered = sorted(series.items(), key=lambda item: (item[0][1], order[item[0][0]]))
     return {"runs": [found[u].uuid for u in wanted], "points_per_series": points,
             "series": [one for _, one in ordered]}
+
+
+def _thinned(where: list[ColumnElement[bool]], points: int):
+    """The points of the series ``where`` selects, each series cut into ``points / 2`` buckets of
+    as many consecutive points, of which the lowest and the highest point are kept, in the order
+    recorded. Two window passes: numbering in seq order (which the (run_id, name, seq) index
+    gives), and a sort by value within each bucket."""
+    buckets = max(1, points // 2)
+    series = (metrics.c.run_id, metrics.c.name)
+    numbered = select(
+        metrics.c.run_id, metrics.c.name, metrics.c.seq, metrics.c.step, metrics.c.ts, metrics.c.value,
+        func.row_number().over(partition_by=series, order_by=metrics.c.seq).label("rn"),
+        func.count().over(partition_by=series).label("n"),
+    ).where(*where).subquery()
+    placed = select(numbered, ((numbered.c.rn - 1) * buckets // numbered.c.n).label("bucket")).subquery()
+    part = (placed.c.run_id, placed.c.name, placed.c.bucket)
+    ranked = select(
+        placed,
+        func.row_number().over(partition_by=part, order_by=(placed.c.value, placed.c.seq)).label("rank"),
+        func.count().over(partition_by=part).label("size"),
+    ).subquery()
+    return (select(ranked.c.run_id, ranked.c.name, ranked.c.step, ranked.c.ts, ranked.c.value)
+            .where(or_(ranked.c.rank == 1, ranked.c.rank == ranked.c.size))
+            .order_by(ranked.c.run_id, ranked.c.name, ranked.c.seq))
 
 
 def export_table(conn: Connection, user_id: int, name: str, *, best: dict[str, str] | None = None,
