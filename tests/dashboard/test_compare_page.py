@@ -209,6 +209,7 @@ def test_the_page_is_linked_from_the_runs_list_and_a_runs_page(open_page, accoun
     assert page.locator("#compare-name").inner_text() == "linked name/with ?&#"
     assert len(_rows(page)) == 3
 
+    # The page of a name from a run's page.
     page.click(f"tr[data-uuid='{feeds[1].uuid}'] th a")
     page.wait_for_url(f"**/runs/{feeds[1].uuid}")
     page.click("#compare-link")
@@ -263,3 +264,12 @@ def test_a_runs_page_charts_have_a_log_scale_smoothing_and_hover_values(open_pag
     page.locator(".chart[data-metric='loss'] canvas").wait_for()
     assert page.locator("#chart-log").is_checked()
     assert page.locator(".chart[data-metric='loss']").get_attribute("data-smooth") == "0.5"
+
+
+def test_the_page_without_a_name_says_what_it_needs(open_page, account):
+    page = open_page(DESKTOP)
+    sign_in(page, account, "/compare")
+    assert page.locator("h1").inner_text() == "Which runs?"
+    resp = page.request.get(account.server.url + "/compare?name=")
+    assert resp.status == 404
+    page.errors.clear()  # the 404 page is logged by the browser as a failed load

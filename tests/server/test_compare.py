@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 from server_helpers import Api, env
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from hyperdash import events
-from hyperdash.server.comparison import MAX_OVERLAY_RUNS, best_direction
+from hyperdash.server.comparison import MAX_OVERLAY_RUNS, best_direction, name_table
 
 T0 = 1_700_000_000_000
 
@@ -84,6 +84,16 @@ def test_a_name_without_runs_is_an_empty_table_and_bad_names_are_refused(api):
         resp = api.get("/api/v1/compare", **params)
         assert resp.status_code == 400, (params, resp.text)
         assert resp.json()["code"]
+
+
+def test_the_table_holds_the_newest_runs_and_says_when_there_are_more(api, client):
+    made = [_run(api, "capped", start=T0 + i * 1000) for i in range(3)]
+    with client.app.state.store.read() as conn:
+        user_id = conn.execute(text("SELECT id FROM users WHERE email = :e"), {"e": api.email}).scalar()
+        capped = name_table(conn, user_id, "capped", limit=2)
+        whole = name_table(conn, user_id, "capped", limit=3)
+    assert [r["uuid"] for r in capped["runs"]] == made[:0:-1] and capped["truncated"] is True
+    assert len(whole["runs"]) == 3 and whole["truncated"] is False
 
 
 def test_another_accounts_runs_never_appear(client):
