@@ -17,7 +17,7 @@ const OVERLAY_HEIGHT = 220;
 const STEP_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
   1e6, 1e7, 1e8, 1e9];
 // Seconds since a run started: ticks on round durations.
-const ELAPSED_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600,
+const ELAPSED_INCRS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600,
   12 * 3600, 86400, 2 * 86400, 7 * 86400];
 
 /** @param {string} name */
@@ -51,12 +51,13 @@ function tick(value) {
 }
 
 /**
- * Seconds as a short duration: 45s, 12m30s, 3h05m.
+ * Seconds as a short duration: 0.25s, 45s, 12m30s, 3h05m.
  * @param {number | null | undefined} seconds
  */
 export function formatElapsed(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '';
   const sign = seconds < 0 ? '-' : '';
+  if (Math.abs(seconds) < 10 && !Number.isInteger(seconds)) return `${sign}${Number(Math.abs(seconds).toPrecision(3))}s`;
   let s = Math.round(Math.abs(seconds));
   if (s < 60) return `${sign}${s}s`;
   const hours = Math.floor(s / 3600);
