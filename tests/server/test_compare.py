@@ -13,6 +13,7 @@ from server_helpers import Api, env
 from sqlalchemy import inspect, text
 
 from hyperdash import events
+from hyperdash.server import store as store_module
 from hyperdash.server.comparison import MAX_OVERLAY_RUNS, best_direction, name_table
 
 T0 = 1_700_000_000_000
@@ -236,9 +237,22 @@ def test_the_table_is_a_few_queries_whatever_the_number_of_runs(client, db_url):
     assert len([s for s in statements if "run_events" in s]) == 1
 
 
+def _name_index(engine) -> list[dict]:
+    return [ix for ix in inspect(engine).get_indexes("runs") if ix["column_names"][:2] == ["user_id", "name"]]
+
+
 def test_the_runs_of_a_name_are_found_through_an_index(client):
-    indexes = inspect(client.app.state.store.engine).get_indexes("runs")
-    assert any(ix["column_names"][:2] == ["user_id", "name"] for ix in indexes), indexes
+    engine = client.app.state.store.engine
+    assert _name_index(engine)
+    # A store made before the index gets it when it migrates, and migrating twice is harmless.
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_runs_user_name"))
+    assert not _name_index(engine)
+    for _ in range(2):
+        with engine.begin() as conn:
+            store_module._add_runs_by_name_index(conn)
+    assert _name_index(engine)
+    assert store_module._add_runs_by_name_index in store_module.MIGRATIONS
 
 
 @pytest.mark.parametrize("metric,direction", [("loss", "min"), ("val_loss", "min"), ("train/Error", "min"),
