@@ -11,16 +11,16 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import events as ev
-from . import __version__, queries
+from . import __version__, comparison, queries
 from .auth import User, access_token, current_user, refused_key
 from .checks import MAX_TIMESTAMP_MS, checked_batch
 from .deletion import GONE_MESSAGE, RunGone
-from .download import log_download
+from .download import content_disposition, log_download
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
 from .ingest import store_batch
 from .live import sse
@@ -447,6 +447,122 @@ def get_metric(run_uuid: str, name: str, request: Request, user: User = Depends(
     with _state(request).store.read() as conn:
         run = queries.find_run(conn, user.id, full_run_uuid(conn, user.id, run_uuid))
         return JSONReply(queries.metric_series(conn, run.id, name))
+
+
+# --- comparing runs ---------------------------------------------------------------------------
+class MetricSummary(Reply):
+    count: int
+    min: float
+    max: float
+    last: float
+    last_step: int | None
+
+
+class TableRun(Reply):
+    uuid: str
+    status: Literal[ev.STATUSES]  # type: ignore[valid-type]
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float = Field(description="to its end, its last sign of life, or now while running")
+    host: str | None
+    params: dict[str, Any]
+    metrics: dict[str, MetricSummary]
+
+
+class TableMetric(Reply):
+    name: str
+    best: Literal["min", "max"] = Field(description="which extreme is best by default (min for losses and errors)")
+
+
+class NameTable(Reply):
+    name: str
+    runs: list[TableRun] = Field(description=f"newest first, at most {comparison.MAX_RUNS}")
+    params: list[str]
+    metrics: list[TableMetric]
+    truncated: bool = Field(description="the name has more runs than the table holds")
+
+
+class OverlaySeries(Reply):
+    run: str
+    metric: str
+    count: int = Field(description="points recorded in all; fewer are sent when there are many")
+    steps: list[int | None]
+    times: list[float] = Field(description="seconds since the run started")
+    values: list[float]
+
+
+class Overlay(Reply):
+    runs: list[str]
+    points_per_series: int
+    series: list[OverlaySeries]
+
+
+class TableExport(Reply):
+    name: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    truncated: bool
+
+
+_NAME_QUERY = Query(min_length=1, max_length=ev.MAX_NAME_CHARS, description="the runs' whole name")
+_INTERNAL_QUERY = Query(False, description="include internal metrics (system metrics and the like)")
+_BEST_QUERY = Query([], description="METRIC:min or METRIC:max, the best value exported for a metric")
+
+
+@router.get("/compare", tags=["compare"], response_model=NameTable, responses=_errors(400, 401))
+def compare_table(request: Request, name: str = _NAME_QUERY, internal: bool = _INTERNAL_QUERY,
+                  user: User = Depends(current_user)):
+    """The runs of one name side by side: each with its status, start, duration, host, params,
+    and each metric's point count, min, max and last value."""
+    checked(name, "name")
+    with _state(request).store.read() as conn:
+        return JSONReply(comparison.name_table(conn, user.id, name, internal=internal))
+
+
+@router.get("/compare/series", tags=["compare"], response_model=Overlay, responses=_errors(400, 401, 404))
+def compare_series(
+    request: Request,
+    run: list[str] = Query(description=f"a run's uuid (repeated, at most {comparison.MAX_OVERLAY_RUNS})"),
+    metric: list[str] = Query([], description="only these metrics (repeated); else every one"),
+    points: int = Query(comparison.POINTS_PER_SERIES, ge=50, le=10_000, description="points per series, at most"),
+    internal: bool = _INTERNAL_QUERY,
+    user: User = Depends(current_user),
+):
+    """The metrics of several runs, to overlay: one series per (run, metric), a long one thinned
+    to its lowest and highest point in each of ``points / 2`` buckets."""
+    for text in (*run, *metric):
+        checked(text, "a run uuid or metric name")
+    with _state(request).store.read() as conn:
+        return JSONReply(comparison.overlay(conn, user.id, run, metric_names=metric or None,
+                                            internal=internal, points=points))
+
+
+def _export(request: Request, user: User, name: str, best: list[str], internal: bool) -> dict:
+    checked(name, "name")
+    for choice in best:
+        checked(choice, "best")
+    choices = comparison.parse_best(best)
+    with _state(request).store.read() as conn:
+        return comparison.export_table(conn, user.id, name, best=choices, internal=internal)
+
+
+@router.get("/compare/export.csv", tags=["compare"], response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}, **_errors(400, 401)})
+def export_csv(request: Request, name: str = _NAME_QUERY, best: list[str] = _BEST_QUERY,
+               internal: bool = _INTERNAL_QUERY, user: User = Depends(current_user)):
+    """The table as a CSV file: one row per run. Text that a spreadsheet app would run as a
+    formula (starting with = + - @) starts with ' instead."""
+    export = _export(request, user, name, best, internal)
+    return Response(comparison.csv_text(export), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": content_disposition(name[:100] + ".csv", "runs")})
+
+
+@router.get("/compare/export.json", tags=["compare"], response_model=TableExport, responses=_errors(400, 401))
+def export_json(request: Request, name: str = _NAME_QUERY, best: list[str] = _BEST_QUERY,
+                internal: bool = _INTERNAL_QUERY, user: User = Depends(current_user)):
+    """The table as a JSON file: its columns, and one row per run (column -> value)."""
+    export = _export(request, user, name, best, internal)
+    return JSONReply(export, headers={"content-disposition": content_disposition(name[:100] + ".json", "runs")})
 
 
 # --- live events ------------------------------------------------------------------------------

@@ -275,6 +275,20 @@ def settings_page(request: Request) -> Response:
     return render(request, "settings.html", user=user, csrf_token=csrf)
 
 
+@router.get("/compare")
+def compare_page(request: Request, name: str = "") -> Response:
+    """The runs of one name side by side: a table to sort, filter and export, and their metrics
+    overlaid."""
+    session = _session(request)
+    if session is None:
+        return _to_login(request)
+    user, csrf = session
+    if not name or len(name) > ev.MAX_NAME_CHARS or not is_clean(name):
+        return render(request, "not_found.html", status_code=404, user=user, csrf_token=csrf,
+                      title="Which runs?", message="Name the runs to compare: /compare?name=NAME.")
+    return render(request, "compare.html", user=user, csrf_token=csrf, name=name)
+
+
 @router.get("/runs/{run_uuid}")
 def run_page(request: Request, run_uuid: str) -> Response:
     session = _session(request)

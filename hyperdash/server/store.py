@@ -390,12 +390,21 @@ def _migration_tidy(conn: Connection) -> None:
         ))
 
 
+# A name's runs, newest first: the page that compares them (runs.name is not otherwise indexed).
+runs_by_name = Index("ix_runs_user_name", runs.c.user_id, runs.c.name, runs.c.started_at)
+
+
+def _add_runs_by_name_index(conn: Connection) -> None:
+    runs_by_name.create(conn, checkfirst=True)
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
 # the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
-# metric rules; 7: deleted runs, shares, account settings, archive and storage counters).
+# metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
+# index of runs by name).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
-                                                   _migration_trouble, _migration_tidy]
+                                                   _migration_trouble, _migration_tidy, _add_runs_by_name_index]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

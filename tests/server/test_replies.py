@@ -119,6 +119,10 @@ def test_every_documented_reply_matches_its_model(client):
     call("PUT", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers, json={"stall_after_s": "10m"})
     call("GET", "/api/v1/stalls", headers=headers)
     call("DELETE", "/api/v1/stalls/{name}", "/api/v1/stalls/shapes", headers=headers)
+    # Comparing runs (server/comparison.py).
+    call("GET", "/api/v1/compare", headers=headers, params={"name": "shapes"})
+    call("GET", "/api/v1/compare/series", headers=headers, params={"run": run})
+    call("GET", "/api/v1/compare/export.json", headers=headers, params={"name": "shapes"})
     # Keeping tidy: archive, storage, settings, shares, then delete.
     run_path = f"/api/v1/runs/{run}"
     call("POST", "/api/v1/runs/{run_uuid}/archive", f"{run_path}/archive", headers=headers)

@@ -1,14 +1,24 @@
 // @ts-check
-// One chart per metric of a run (uPlot, vendored), growing as points arrive. The x axis is the
-// point's step, its index (the order it was logged in) or the time it was logged; by default
-// the step when every point has one, else the time.
+// Metric charts (uPlot, vendored): one chart per metric of a run, growing as points arrive, and
+// the charts that overlay the runs of a name, a colour per run. The x axis of a run's chart is
+// the point's step, its index (the order it was logged in) or the time it was logged; by default
+// the step when every point has one, else the time. Every chart can show its values on a log
+// scale and smoothed (an exponential moving average), and shows the values under the pointer.
 
 import { api } from './api.js';
 import { h, formatClock, formatNumber } from './dom.js';
+import { remember, remembered } from './prefs.js';
 
 /** @type {any} uPlot's IIFE build, loaded by the page before this module */
 const uPlot = /** @type {any} */ (window).uPlot;
 const HEIGHT = 170;
+const OVERLAY_HEIGHT = 220;
+// Whole-number axes (steps, indexes): no ticks between them.
+const STEP_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
+  1e6, 1e7, 1e8, 1e9];
+// Seconds since a run started: ticks on round durations.
+const ELAPSED_INCRS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600,
+  12 * 3600, 86400, 2 * 86400, 7 * 86400];
 
 /** @param {string} name */
 function cssVar(name) {
@@ -40,6 +50,117 @@ function tick(value) {
   return formatNumber(value);
 }
 
+/**
+ * Seconds as a short duration: 0.25s, 45s, 12m30s, 3h05m.
+ * @param {number | null | undefined} seconds
+ */
+export function formatElapsed(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '';
+  const sign = seconds < 0 ? '-' : '';
+  if (Math.abs(seconds) < 10 && !Number.isInteger(seconds)) return `${sign}${Number(Math.abs(seconds).toPrecision(3))}s`;
+  let s = Math.round(Math.abs(seconds));
+  if (s < 60) return `${sign}${s}s`;
+  const hours = Math.floor(s / 3600);
+  const minutes = Math.floor((s % 3600) / 60);
+  s %= 60;
+  if (!hours) return `${sign}${minutes}m${s ? String(s).padStart(2, '0') + 's' : ''}`;
+  return `${sign}${hours}h${String(minutes).padStart(2, '0')}m`;
+}
+
+/**
+ * An exponential moving average of `values` (nulls stay null and are skipped), debiased so that
+ * the first values are not pulled towards zero. `weight` 0 is the values themselves; 0.99 is
+ * very smooth.
+ * @param {(number | null)[]} values
+ * @param {number} weight
+ * @returns {(number | null)[]}
+ */
+export function ema(values, weight) {
+  if (!(weight > 0)) return values.slice();
+  const out = new Array(values.length);
+  let last = 0;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || !Number.isFinite(v)) {
+      out[i] = null;
+      continue;
+    }
+    last = last * weight + (1 - weight) * v;
+    n += 1;
+    out[i] = last / (1 - weight ** n);
+  }
+  return out;
+}
+
+/**
+ * What a log scale can draw: values above zero (the rest become gaps).
+ * @param {(number | null)[]} values
+ * @param {boolean} log
+ */
+function drawable(values, log) {
+  return log ? values.map((v) => (v !== null && v > 0 ? v : null)) : values;
+}
+
+/** @typedef {{log: boolean, smooth: number}} Look how every chart of a page draws its values */
+
+/** The look remembered in this browser (log scale off, no smoothing at first). @returns {Look} */
+export function rememberedLook() {
+  const smooth = Number(remembered('chart-smooth', '0'));
+  return { log: remembered('chart-log', 'off') === 'on', smooth: smooth >= 0 && smooth < 1 ? smooth : 0 };
+}
+
+/**
+ * Wire a log-scale checkbox and a smoothing slider (0 to 0.99) to `onChange`, set as remembered.
+ * @param {HTMLInputElement} logBox
+ * @param {HTMLInputElement} smoothRange
+ * @param {(look: Look) => void} onChange
+ * @returns {Look}
+ */
+export function bindLookControls(logBox, smoothRange, onChange) {
+  const look = rememberedLook();
+  logBox.checked = look.log;
+  smoothRange.value = String(look.smooth);
+  const output = smoothRange.parentElement && smoothRange.parentElement.querySelector('output');
+  const show = () => { if (output) output.textContent = Number(smoothRange.value).toFixed(2); };
+  show();
+  const changed = () => {
+    const now = { log: logBox.checked, smooth: Number(smoothRange.value) };
+    remember('chart-log', now.log ? 'on' : 'off');
+    remember('chart-smooth', String(now.smooth));
+    show();
+    onChange(now);
+  };
+  logBox.addEventListener('change', changed);
+  smoothRange.addEventListener('input', changed);
+  return look;
+}
+
+/**
+ * uPlot's axes for an x axis of `kind` ('time': the clock; 'elapsed': seconds since a start;
+ * else whole numbers) and a y axis.
+ * @param {string} kind
+ */
+function plotAxes(kind) {
+  const muted = cssVar('--muted') || '#5d6673';
+  const grid = cssVar('--border') || '#e1e4ea';
+  const axis = {
+    stroke: muted,
+    grid: { stroke: grid, width: 1 },
+    ticks: { stroke: grid, width: 1, size: 4 },
+    font: '11px system-ui, sans-serif',
+  };
+  const values = (/** @type {any} */ u, /** @type {number[]} */ ticks) => ticks.map(tick);
+  /** @type {any} */
+  let x = { ...axis, space: 60, incrs: STEP_INCRS, values };
+  if (kind === 'time') x = { ...axis, space: 60 };
+  if (kind === 'elapsed') {
+    x = { ...axis, space: 60, incrs: ELAPSED_INCRS,
+      values: (/** @type {any} */ u, /** @type {number[]} */ ticks) => ticks.map(formatElapsed) };
+  }
+  return [x, { ...axis, size: 52, values }];
+}
+
 /** @typedef {{name?: string, value: unknown, step?: number | null, timestamp?: string}} Point */
 /**
  * A rule that fired on a point (GET /runs/{uuid}/rules, or the run stream's `alert` event).
@@ -56,11 +177,13 @@ class MetricChart {
    * @param {string} name
    * @param {Point[]} points
    * @param {AxisChoice} choice
+   * @param {Look} [look]
    * @param {Firing[]} [firings] rules that fired on this metric, marked at their points
    */
-  constructor(name, points, choice, firings = []) {
+  constructor(name, points, choice, look = { log: false, smooth: 0 }, firings = []) {
     this.name = name;
     this.choice = choice;
+    this.look = look;
     /** @type {Firing[]} */
     this.firings = [...firings];
     /** @type {HTMLElement[]} */
@@ -77,6 +200,8 @@ class MetricChart {
       h('div', { class: 'chart-head' }, h('h3', { title: name }, name), this.latest),
       this.plotBox,
     );
+    this.el.dataset.log = String(look.log);
+    this.el.dataset.smooth = String(look.smooth);
     this.redrawQueued = false;
     /** @type {any} */
     this.plot = null;
@@ -152,7 +277,7 @@ class MetricChart {
     } else {
       this.insert(point, this.points.length - 1);
     }
-    this.latest.textContent = formatNumber(this.ys[this.ys.length - 1]);
+    this.showLatest();
     this.el.dataset.points = String(this.xs.length);
     this.describe();
     if (draw && this.plot) this.redraw();
@@ -208,6 +333,41 @@ class MetricChart {
     }
   }
 
+  /** The last value beside the name (while the pointer is not on the chart). */
+  showLatest() {
+    this.latest.textContent = this.ys.length ? formatNumber(this.ys[this.ys.length - 1]) : '';
+  }
+
+  /**
+   * The value under the pointer beside the name: "step 12: 0.53" (smoothed: "≈ 0.51").
+   * @param {number | null | undefined} i the point's place, or nothing when the pointer left
+   */
+  showHovered(i) {
+    if (i === null || i === undefined || i >= this.xs.length) {
+      this.showLatest();
+      return;
+    }
+    const x = this.xs[i];
+    const at = this.axis === 'time' ? formatClock(x * 1000) : `${this.axis} ${formatNumber(x)}`;
+    let text = `${at}: ${formatNumber(this.ys[i])}`;
+    const smoothed = this.look.smooth > 0 && this.plot ? this.plot.data[2][i] : null;
+    if (typeof smoothed === 'number') text += ` (\u2248 ${formatNumber(smoothed)})`;
+    this.latest.textContent = text;
+  }
+
+  /** The plot's data: x, the values, and the values smoothed, as the look wants them. */
+  data() {
+    return [this.xs, drawable(this.ys, this.look.log), drawable(ema(this.ys, this.look.smooth), this.look.log)];
+  }
+
+  /** @param {Look} look */
+  setLook(look) {
+    this.look = look;
+    this.el.dataset.log = String(look.log);
+    this.el.dataset.smooth = String(look.smooth);
+    if (this.plot) this.remount();
+  }
+
   /** What the chart shows, in words, for screen readers. */
   describe() {
     this.el.dataset.axis = this.axis;
@@ -224,7 +384,7 @@ class MetricChart {
     this.redrawQueued = true;
     requestAnimationFrame(() => {
       this.redrawQueued = false;
-      this.plot.setData([this.xs, this.ys]);
+      this.plot.setData(this.data());
     });
   }
 
@@ -251,40 +411,31 @@ class MetricChart {
 
   draw() {
     const accent = cssVar('--accent') || '#4f46e5';
-    const muted = cssVar('--muted') || '#5d6673';
-    const grid = cssVar('--border') || '#e1e4ea';
-    const axis = {
-      stroke: muted,
-      grid: { stroke: grid, width: 1 },
-      ticks: { stroke: grid, width: 1, size: 4 },
-      font: '11px system-ui, sans-serif',
-    };
     const time = this.axis === 'time';
+    const smooth = this.look.smooth > 0;
     this.plot = new uPlot({
       width: Math.max(this.plotBox.clientWidth, 200),
       height: HEIGHT,
       legend: { show: false },
       cursor: { drag: { x: true, y: false }, points: { size: 6 } },
-      scales: { x: { time } },
-      axes: [
-        // Steps and indexes are whole numbers: no ticks between them.
-        time ? { ...axis, space: 60 } : { ...axis, space: 60, incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500,
-          1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7, 1e8, 1e9],
-        values: (/** @type {any} */ u, /** @type {number[]} */ values) => values.map(tick) },
-        { ...axis, size: 52, values: (/** @type {any} */ u, /** @type {number[]} */ values) => values.map(tick) },
-      ],
+      scales: { x: { time }, y: this.look.log ? { distr: 3 } : {} },
+      axes: plotAxes(this.axis),
       series: [
         {},
         {
           label: this.name,
-          stroke: accent,
-          width: 2,
-          fill: withAlpha(accent, 0.12),
+          stroke: smooth ? withAlpha(accent, 0.3) : accent,
+          width: smooth ? 1 : 2,
+          fill: smooth ? undefined : withAlpha(accent, 0.12),
           points: { show: (/** @type {any} */ u) => u.data[0].length < 40 },
         },
+        { label: 'smoothed', stroke: accent, width: 2, show: smooth, points: { show: false } },
       ],
-      hooks: { draw: [(/** @type {any} */ u) => this.placeMarkers(u)] },
-    }, [this.xs, this.ys], this.plotBox);
+      hooks: {
+        draw: [(/** @type {any} */ u) => this.placeMarkers(u)],
+        setCursor: [(/** @type {any} */ u) => this.showHovered(u.cursor.idx)],
+      },
+    }, this.data(), this.plotBox);
     this.resizer = new ResizeObserver(() => {
       const width = this.plotBox.clientWidth;
       if (width > 0 && width !== this.plot.width) this.plot.setSize({ width, height: HEIGHT });
@@ -302,8 +453,10 @@ export class Charts {
    * @param {HTMLElement} o.counter   the number of charts
    * @param {(err: unknown) => void} o.onError
    * @param {AxisChoice} [o.axis]    the x axis of every chart
+   * @param {Look} [o.look]          log scale and smoothing of every chart
    */
-  constructor({ runUuid, container, empty, counter, onError, axis = 'auto' }) {
+  constructor({ runUuid, container, empty, counter, onError, axis = 'auto', look = { log: false, smooth: 0 } }) {
+    this.look = look;
     this.runUuid = runUuid;
     this.container = container;
     this.empty = empty;
@@ -348,7 +501,7 @@ export class Charts {
     } catch (err) {
       this.onError(err);
     }
-    const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis,
+    const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis, this.look,
       this.firings.filter((f) => f.metric === name));
     this.loading.delete(name);
     this.charts.set(name, chart);
@@ -378,6 +531,15 @@ export class Charts {
   }
 
   /**
+   * Log scale and smoothing of every chart.
+   * @param {Look} look
+   */
+  setLook(look) {
+    this.look = look;
+    for (const chart of this.charts.values()) chart.setLook(look);
+  }
+
+  /**
    * A point from the event stream: {name, value, step, timestamp}.
    * @param {Point} point
    */
@@ -388,5 +550,122 @@ export class Charts {
     if (chart) chart.add(point);
     else if (waiting) waiting.push(point);
     else this.open(point.name);
+  }
+}
+
+/** Run colours, told apart in both themes; beyond ten they come round again. */
+export const RUN_COLORS = ['#4f6bed', '#e8590c', '#2b8a3e', '#c2255c', '#7048e8', '#0b7285', '#e0a800',
+  '#5c940d', '#862e9c', '#495057'];
+
+/** @typedef {{label: string, color: string, steps: (number | null)[], times: number[], values: number[]}} RunSeries */
+/** @typedef {'step' | 'time'} OverlayAxis by step, or by time since each run started */
+
+/**
+ * (x, y) pairs sorted by x, one per x (the last recorded wins), points without an x left out.
+ * @param {(number | null)[]} xs
+ * @param {number[]} ys
+ * @returns {[number[], number[]]}
+ */
+function byX(xs, ys) {
+  const at = new Map();
+  xs.forEach((x, i) => { if (typeof x === 'number') at.set(x, ys[i]); });
+  const sorted = [...at.keys()].sort((a, b) => a - b);
+  return [sorted, sorted.map((x) => at.get(x))];
+}
+
+/** One metric of several runs on one chart, a colour per run; the legend names each run. */
+export class OverlayChart {
+  /**
+   * @param {string} metric
+   * @param {RunSeries[]} runs
+   * @param {OverlayAxis} axis
+   * @param {Look} look
+   */
+  constructor(metric, runs, axis, look) {
+    this.metric = metric;
+    this.runs = runs;
+    this.axis = axis;
+    this.look = look;
+    this.plotBox = h('div', { class: 'chart-plot', role: 'img' });
+    this.el = h('div', { class: 'chart overlay-chart', 'data-metric': metric },
+      h('div', { class: 'chart-head' }, h('h3', { title: metric }, metric)),
+      this.plotBox,
+    );
+    /** @type {any} */
+    this.plot = null;
+    /** @type {ResizeObserver | null} */
+    this.resizer = null;
+  }
+
+  /** The runs' series on one x axis (uPlot.join fills the gaps with nulls, drawn across). */
+  data() {
+    const tables = this.runs.map((run) => {
+      const [xs, ys] = byX(this.axis === 'step' ? run.steps : run.times, run.values);
+      return [xs, drawable(ema(ys, this.look.smooth), this.look.log)];
+    });
+    return uPlot.join(tables);
+  }
+
+  /** @param {HTMLElement} container */
+  mount(container) {
+    container.append(this.el);
+    this.draw();
+  }
+
+  draw() {
+    const data = this.data();
+    const n = data[0].length;
+    this.el.dataset.axis = this.axis;
+    this.el.dataset.series = String(this.runs.length);
+    this.el.dataset.log = String(this.look.log);
+    this.el.dataset.smooth = String(this.look.smooth);
+    this.plotBox.setAttribute('aria-label',
+      `${this.metric} of ${this.runs.length} run${this.runs.length === 1 ? '' : 's'} by ${this.axis}`
+      + (this.look.log ? ', log scale' : '') + (this.look.smooth > 0 ? `, smoothed ${this.look.smooth}` : ''));
+    const xValue = this.axis === 'step'
+      ? (/** @type {any} */ u, /** @type {number} */ x) => (x === null || x === undefined ? '' : 'step ' + formatNumber(x))
+      : (/** @type {any} */ u, /** @type {number} */ x) => formatElapsed(x);
+    this.plot = new uPlot({
+      width: Math.max(this.plotBox.clientWidth, 200),
+      height: OVERLAY_HEIGHT,
+      legend: { show: true, live: true },
+      cursor: { drag: { x: true, y: false }, points: { size: 6 } },
+      scales: { x: { time: false }, y: this.look.log ? { distr: 3 } : {} },
+      axes: plotAxes(this.axis === 'step' ? 'step' : 'elapsed'),
+      series: [
+        { label: this.axis, value: xValue },
+        ...this.runs.map((run) => ({
+          label: run.label,
+          stroke: run.color,
+          width: 1.5,
+          spanGaps: true,
+          points: { show: n < 40 },
+          value: (/** @type {any} */ u, /** @type {number | null} */ v) => (v === null || v === undefined ? '—' : formatNumber(v)),
+        })),
+      ],
+    }, data, this.plotBox);
+    this.resizer = new ResizeObserver(() => {
+      const width = this.plotBox.clientWidth;
+      if (width > 0 && width !== this.plot.width) this.plot.setSize({ width, height: OVERLAY_HEIGHT });
+    });
+    this.resizer.observe(this.plotBox);
+  }
+
+  /**
+   * Draw again on another axis or with another look.
+   * @param {OverlayAxis} axis
+   * @param {Look} look
+   */
+  redraw(axis, look) {
+    this.axis = axis;
+    this.look = look;
+    this.destroy();
+    this.draw();
+  }
+
+  destroy() {
+    if (this.plot) this.plot.destroy();
+    if (this.resizer) this.resizer.disconnect();
+    this.plot = null;
   }
 }

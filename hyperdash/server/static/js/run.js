@@ -2,7 +2,7 @@
 // A run's page: its facts, log, metrics and params, kept live by the run's event stream.
 
 import { api, sharedView, subscribe } from './api.js';
-import { AXIS_CHOICES, Charts } from './charts.js';
+import { AXIS_CHOICES, Charts, bindLookControls } from './charts.js';
 import {
   h, badge, STATUS_LABELS, formatDuration, formatFull, formatNumber, formatStart,
   parseTime, runDuration, stalledBadge,
@@ -197,6 +197,9 @@ const charts = new Charts({
   onError: showError,
   axis: axisChoice,
 });
+charts.setLook(bindLookControls(
+  /** @type {HTMLInputElement} */ ($('chart-log')), /** @type {HTMLInputElement} */ ($('chart-smooth')),
+  (look) => charts.setLook(look)));
 // The SDK's own figures (system metrics: CPU, memory, disk, network, GPUs) apart from the job's.
 const systemCharts = new Charts({
   runUuid,

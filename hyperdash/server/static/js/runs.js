@@ -97,6 +97,8 @@ const render = coalesce(() => {
         h('h2', { title: name || UNNAMED },
           name ? h('a', { href: '/?name=' + encodeURIComponent(name) }, name) : UNNAMED),
         h('span', { class: 'count' }, group.length === 1 ? '1 run' : group.length + ' runs'),
+        name ? h('a', { class: 'compare-link', href: '/compare?name=' + encodeURIComponent(name),
+          title: 'Every run of this name side by side' }, 'Compare') : null,
       ),
       h('ul', { class: 'run-list' }, group.map(runRow)),
     ));
