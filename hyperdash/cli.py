@@ -145,9 +145,17 @@ def version() -> None:
     help="The dashboard's address as people reach it, for the links in notifications "
     "[default: $HYPERDASH_PUBLIC_URL, else the address the server listens on].",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    metavar="N",
+    help="Server processes serving this address, all on the same database (more than 1 needs PostgreSQL).",
+)
 @click.pass_context
 def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None, no_signup: bool,
-           forwarded_allow_ips: str | None, public_url: str | None) -> None:
+           forwarded_allow_ips: str | None, public_url: str | None, workers: int) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -158,7 +166,7 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
-          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url)
+          forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, workers=workers)
 
 
 def _no_server_extra(exc: ImportError) -> UserError:

@@ -20,7 +20,7 @@ from .auth import User, access_token, current_user, refused_key
 from .checks import MAX_TIMESTAMP_MS, checked_batch
 from .download import log_download
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
-from .ingest import store_batch
+from .ingest import BatchJob
 from .live import sse
 from .run_refs import full_run_uuid
 from .text import checked
@@ -284,11 +284,13 @@ async def ingest(request: Request) -> JSONReply:
         raise Unauthorized("a valid API key is required in the x-hyperdash-auth header")
     api = request.headers.get(ev.API_HEADER)
     # (the body's size is limited by the app's BodyLimit)
-    batch = checked_batch(await request.body(), user.id, api[:32] if api else None)
+    body = await request.body()
+    batch = checked_batch(body, user.id, api[:32] if api else None)
     batch.replay = request.headers.get(ev.REPLAY_HEADER) == "1"
     try:
+        # (refused with 503 and Retry-After, storing nothing, while the writer's queue is full)
         result = await asyncio.wrap_future(
-            state.store.writer.submit(lambda conn: store_batch(conn, batch, state.run_cache))
+            state.store.writer.submit(BatchJob(batch, state.run_cache), size=len(body))
         )
     except SQLAlchemyError as exc:
         log.error("storing a batch failed: %s", exc)
@@ -317,7 +319,8 @@ def ingest_openapi() -> dict:
             "400": reply("Bad input: nothing was stored", error),
             "401": reply("No API key, or not a valid one", error),
             "413": reply("The body or the batch is too large", error),
-            "503": reply("The database could not store the batch; retry", error),
+            "503": reply("The server is busy (its queue of batches to store is full) or the database "
+                         "could not store the batch: nothing was stored; retry after Retry-After seconds", error),
         },
     }}
 

@@ -101,11 +101,17 @@ class BodyLimit:
 
 
 def create_app(db_url: str | None = None, lost_timeout: float | None = None,
-               notify: NotifyConfig | None = None) -> FastAPI:
+               notify: NotifyConfig | None = None, max_queued_bytes: int | None = None) -> FastAPI:
     """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
 
     ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
     public address from ``$HYPERDASH_PUBLIC_URL``); the delivery worker runs while the app does.
+    ``max_queued_bytes``: the bound of the writer's queue, past which ingest answers 503
+    (default: :data:`~hyperdash.server.writer.DEFAULT_MAX_QUEUED_BYTES`).
+
+    On PostgreSQL several such apps, in several processes, may share the database: the live
+    streams follow every process's commits (``store.everywhere``), and the sweeps run in one
+    process at a time (``store.sweep``).
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
@@ -115,12 +121,14 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     lost_timeout = lost_timeout_from_env() if lost_timeout is None else float(lost_timeout)
     if lost_timeout <= 0:
         raise ValueError("the lost timeout must be above 0 seconds")
-    store = Store(db_url)
+    store = Store(db_url, max_queued_bytes=max_queued_bytes)
     hub = Hub()
-    store.dispatcher.subscribe(hub.on_facts, name="live", on_overflow=hub.on_overflow)
-    cache = RunCache()  # used on the writer thread only
+    store.everywhere.subscribe(hub.on_facts, name="live", on_overflow=hub.on_overflow)
+    cache = RunCache(shared=store.shared)  # used on the writer thread only
     store.writer.on_rollback = cache.clear
-    store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+    if store.shared:
+        store.writer.before = cache.begin
+    store.sweep("lost", min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
     worker = DeliveryWorker(store, notify)
     outbox = OutboxSubscriber(store, notify, wake=worker.wake)
@@ -142,7 +150,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
                   description="Monitor long-running jobs: ingest, runs, logs, metrics, live events.")
     app.state.store = store
     app.state.auth = auth = Auth(store)
-    store.writer.every(3600.0, auth.purge_expired)
+    store.sweep("purge_tokens", 3600.0, auth.purge_expired)
     app.state.hub = hub
     app.state.notify_outbox = outbox
     app.state.notify_worker = worker
