@@ -36,7 +36,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Connection, Engine
 
 from ..events import now_ms
@@ -147,7 +147,7 @@ class Relay:
                 first, wait = False, _RECONNECT_S[0]
                 while not self._stop.is_set():
                     for note in pg.notifies(timeout=0.5, stop_after=1000):
-                        self._received(pg, note.payload)
+                        self._received(note.payload)
             except Exception:
                 if self._stop.is_set():
                     return
@@ -158,13 +158,14 @@ class Relay:
                 if raw is not None:
                     raw.invalidate()  # closed, not handed back to the pool still listening
 
-    def _received(self, pg, payload: str) -> None:
+    def _received(self, payload: str) -> None:
         kind, rest = payload[:1], payload[1:]
         if kind == "F":
             self.dispatcher.publish(from_json(rest))
         elif kind == "R":
-            row = pg.execute(f"SELECT body FROM {self.table.name} WHERE id = %s", (int(rest),)).fetchone()
-            body = row[0] if row else None
+            # (read on another connection: the listening one is busy waiting for notifications)
+            with self.engine.connect() as conn:
+                body = conn.execute(select(self.table.c.body).where(self.table.c.id == int(rest))).scalar()
             if body is None:  # (deleted after KEEP_FACTS_S: this listener was that far behind)
                 self._missed()
             else:
