@@ -279,8 +279,9 @@ def run_worker(spec: str) -> None:
 class ServerThread:
     """The server in this process, on a background thread.
 
-    ``ServerThread(host="127.0.0.1", port=0, db_url=None, lost_timeout=None, local_mode=False)``;
-    ``port=0`` picks a free port. ``start()`` returns once the server answers (and returns
+    ``ServerThread(host="127.0.0.1", port=0, db_url=None, lost_timeout=None, local_mode=False,
+    max_queued_bytes=None)``; ``port=0`` picks a free port; ``max_queued_bytes`` bounds the
+    writer's queue (see :func:`~hyperdash.server.app.create_app`). ``start()`` returns once the server answers (and returns
     ``self``); ``url`` is its address, ``app`` the FastAPI app (``app.state.auth`` makes
     accounts: ``auth.create_user(email, password)``, ``auth.create_api_key(user.id, name)``);
     ``sign_in_link`` is set in local mode. ``stop()`` ends it with every acknowledged batch
@@ -288,8 +289,9 @@ class ServerThread:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, db_url: str | None = None,
-                 lost_timeout: float | None = None, local_mode: bool = False):
-        self.app = create_app(db_url, lost_timeout)
+                 lost_timeout: float | None = None, local_mode: bool = False,
+                 max_queued_bytes: int | None = None):
+        self.app = create_app(db_url, lost_timeout, max_queued_bytes=max_queued_bytes)
         try:
             self._sock = _bind(host, port)
         except OSError:
