@@ -240,13 +240,14 @@ def bench(setup: str, args, workdir: Path) -> dict:
         stop.set()
         stored = stored_lines(db_url)
         latencies = sorted(x for r in runs for x in r.latencies)
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
         duplicated = sum(c - 1 for r in runs for c in r.arrived.values() if c > 1)
         missing = sum(1 for r in runs for seq in r.sent_at if seq not in r.arrived)
         return {
             "setup": setup, "sent": counts["sent"], "stored": stored, "lost": counts["sent"] - stored,
             "duplicated": duplicated, "missing_live": missing, "busy_503": counts["busy"],
             "rate": stored / elapsed, "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan"),
+            "p99_ms": 1000 * p99,
             "cpu_us_per_line": 1e6 * cpu / stored if stored else float("nan"), "load": os.getloadavg()[0],
         }
     finally:

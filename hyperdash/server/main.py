@@ -281,8 +281,8 @@ class ServerThread:
 
     ``ServerThread(host="127.0.0.1", port=0, db_url=None, lost_timeout=None, local_mode=False,
     max_queued_bytes=None)``; ``port=0`` picks a free port; ``max_queued_bytes`` bounds the
-    writer's queue (see :func:`~hyperdash.server.app.create_app`). ``start()`` returns once the server answers (and returns
-    ``self``); ``url`` is its address, ``app`` the FastAPI app (``app.state.auth`` makes
+    writer's queue (see :func:`~hyperdash.server.app.create_app`). ``start()`` returns once the
+    server answers (and returns ``self``); ``url`` is its address, ``app`` the FastAPI app (``app.state.auth`` makes
     accounts: ``auth.create_user(email, password)``, ``auth.create_api_key(user.id, name)``);
     ``sign_in_link`` is set in local mode. ``stop()`` ends it with every acknowledged batch
     committed. Also a context manager.

@@ -139,6 +139,7 @@ class Relay:
             try:
                 raw = self.engine.raw_connection()
                 pg = raw.driver_connection
+                assert pg is not None  # (a connection just checked out)
                 pg.autocommit = True  # notifications arrive between transactions
                 pg.execute(f'LISTEN "{self.channel}"')
                 self._listening.set()

@@ -41,7 +41,7 @@ from ..settings import home_dir
 from .announce import Dispatcher
 from .dialect import checked_url, insert_ignoring, is_shared, lock_schema, open_engine, skip_locked
 from .relay import Relay
-from .writer import Job, Writer
+from .writer import DEFAULT_MAX_QUEUED_BYTES, Job, Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
            "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "sweeps", "relay_facts",
@@ -276,8 +276,8 @@ class Store:
         self.shared = is_shared(self.engine)
         self.migrate()
         self.dispatcher = Dispatcher()
-        options = {} if max_queued_bytes is None else {"max_queued_bytes": max_queued_bytes}
-        self.writer = Writer(self.engine, announce=self.dispatcher.publish, **options)
+        self.writer = Writer(self.engine, announce=self.dispatcher.publish,
+                             max_queued_bytes=max_queued_bytes or DEFAULT_MAX_QUEUED_BYTES)
         self.relay: Relay | None = None
         self.everywhere: Dispatcher | Relay = self.dispatcher
         if self.shared:

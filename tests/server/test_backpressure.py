@@ -68,8 +68,9 @@ def test_the_sdk_waits_out_a_full_queue_and_every_line_lands(tmp_path):
         environ = dict(os.environ, HYPERDASH_SERVER=server.url, HYPERDASH_API_KEY=key,
                        HYPERDASH_HOME=str(tmp_path / "home"))
         script = "import time\nfor i in range(200):\n    print(f'line {i}', flush=True)\n    time.sleep(0.03)\n"
-        job = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "busy", "--exit-timeout", "60", "--", sys.executable, "-c",
-                                script], env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [sys.executable, "-m", "hyperdash", "run", "-n", "busy", "--exit-timeout", "60", "--",
+                   sys.executable, "-c", script]
+        job = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(2)  # the job's batches are refused meanwhile, and retried after Retry-After
         gate.set()
         _, err = job.communicate(timeout=120)

@@ -267,7 +267,8 @@ def test_workers_serve_one_address_with_several_processes(server_factory, pg_url
     account.wait_for(lambda: len(_children(server.proc.pid)) == 3 and workers[0] not in _children(server.proc.pid))
     server.stop()
     time.sleep(0.5)
-    alive = [pid for pid in workers[1:] if subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode == 0]
+    alive = [pid for pid in workers[1:]
+             if subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode == 0]
     assert alive == []
 
 
