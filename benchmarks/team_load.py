@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -45,22 +44,12 @@ sys.path.insert(0, str(REPO))
 
 from hyperdash import events  # noqa: E402
 
+# (the helpers benchmarks/ingest.py has already: a free port, a process's CPU time)
+sys.path.insert(0, str(REPO / "benchmarks"))
+from ingest import _cpu_seconds as cpu_seconds  # noqa: E402
+from ingest import free_port  # noqa: E402
+
 PG_URL = os.environ.get("HYPERDASH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(db_url: str, home: Path) -> tuple[subprocess.Popen, str]:
@@ -175,6 +164,16 @@ def send(runs: list[Run], api_key: str, rate: int, seconds: float, interval: flo
         conn.close()
 
 
+def run_together(threads: list[threading.Thread]) -> float:
+    """Start the threads, wait for them all; the seconds it took."""
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def stored_lines(db_url: str) -> int:
     if db_url.startswith("sqlite"):
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
@@ -226,12 +225,7 @@ def bench(setup: str, args, workdir: Path) -> dict:
         senders = [threading.Thread(target=send, args=(g, api_key, args.rate, args.seconds, args.interval, counts))
                    for g in groups]
         cpu_before = sum(cpu_seconds(proc.pid) for proc, _ in servers)
-        started = time.perf_counter()
-        for sender in senders:
-            sender.start()
-        for sender in senders:
-            sender.join()
-        elapsed = time.perf_counter() - started
+        elapsed = run_together(senders)
         # The last lines' way to the streams.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(len(r.arrived) < len(r.sent_at) for r in runs):
