@@ -308,10 +308,13 @@ class Store:
         def claimed(conn: Connection) -> Any:
             now = now_ms()
             # A locked row is passed over: another process is running this sweep now.
-            row = conn.execute(skip_locked(conn, select(sweeps.c.ran_at).where(sweeps.c.name == name))).first()
-            if row is None:  # (or the sweep's first period: its row is made for the next)
+            claim = skip_locked(conn, select(sweeps.c.ran_at).where(sweeps.c.name == name))
+            row = conn.execute(claim).first()
+            if row is None:  # (or the sweep has no row yet: made now, and locked by this one)
                 conn.execute(insert_ignoring(conn, sweeps).values(name=name, ran_at=0))
-                return None
+                row = conn.execute(claim).first()
+                if row is None:
+                    return None
             # (a tenth of the period spare, so the timer's jitter does not skip a period)
             if row.ran_at > now - period_ms * 0.9:
                 return None
