@@ -39,6 +39,7 @@ from ..settings import home_dir, load_settings, save_settings, settings_path
 from .app import create_app
 from .auth import LOCAL_EMAIL
 from .dialect import checked_url
+from .errors import Conflict
 from .store import default_db_url
 
 __all__ = ["serve", "ServerThread", "is_loopback", "prepare_local_mode", "run_worker"]
@@ -71,9 +72,14 @@ def prepare_local_mode(app: FastAPI, url: str) -> str | None:
     auth = app.state.auth
     auth.local_mode = True
     local = auth.local_user()
+    made = None
     if local is None and auth.user_count() == 0:
-        local = auth.create_user(LOCAL_EMAIL, None, is_local=True)
-        key = auth.create_api_key(local.id, "local")
+        try:
+            local = made = auth.create_user(LOCAL_EMAIL, None, is_local=True)
+        except Conflict:  # another process on the same database made it at the same moment
+            local = auth.local_user()
+    if made is not None:
+        key = auth.create_api_key(made.id, "local")
         try:
             written = _write_client_config(key["api_key"], url)
         except ConfigError as exc:  # a settings file that is not ours to overwrite
