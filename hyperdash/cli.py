@@ -31,7 +31,9 @@ class UserError(click.ClickException, HyperdashError):
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
-        self.exit_code = exit_code
+        # click 8.5 declares exit_code a class variable, but it reads the instance's: a code of
+        # one error's own (a job's exit status passed on) belongs on the instance.
+        self.exit_code = exit_code  # type: ignore[misc]
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"hyperdash: {self.format_message()}", err=True)
