@@ -109,6 +109,9 @@ class Writer:
     def every(self, interval: float, job: Job) -> None:
         """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
         self._periodic.append([interval, time.monotonic() + interval, job])
+        with self._lock:
+            if not self._stopped:  # wake the loop, which may be waiting without a timeout, to count it
+                self._queue.put(())
 
     def stop(self, timeout: float = 30) -> None:
         """Finish every job already submitted, then stop."""
@@ -143,6 +146,8 @@ class Writer:
                         break
                     if item is None:
                         done = True
+                        continue
+                    if item == ():  # (a wake-up: the periodic jobs run after the group)
                         continue
                     self._taken(item)
                     group.append(item[:2])

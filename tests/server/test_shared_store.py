@@ -1,4 +1,5 @@
-"""The relay between server processes on PostgreSQL: big facts, signals, and a lost connection."""
+"""Stores of several processes on one PostgreSQL: the relay between them (big facts, signals, a
+lost connection) and sweeps that run in one of them per period."""
 
 from __future__ import annotations
 
@@ -100,3 +101,12 @@ def test_a_lost_connection_is_opened_again_and_the_subscribers_told(stores):
         return bool(heard)
 
     wait(relayed)
+
+
+def test_a_sweep_runs_in_one_store_per_period(stores):
+    runs: list[str] = []
+    for name, store in zip("ab", stores, strict=True):
+        store.sweep("test", 0.5, lambda conn, name=name: runs.append(name))
+    time.sleep(3.2)
+    # Each store's timer fires about 6 times: the sweep runs about once per half second in all.
+    assert 4 <= len(runs) <= 8, runs
