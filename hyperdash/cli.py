@@ -178,10 +178,18 @@ def version() -> None:
     help="Remove finished runs older than DAYS days, in the background (each account may choose fewer) "
     "[default: keep them].",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    metavar="N",
+    help="Server processes serving this address, all on the same database (more than 1 needs PostgreSQL).",
+)
 @click.pass_context
 def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_timeout: float | None,
            stall_after: float | None, no_signup: bool, forwarded_allow_ips: str | None, public_url: str | None,
-           keep_days: int | None) -> None:
+           keep_days: int | None, workers: int) -> None:
     """Run the Hyperdash server: the HTTP API and the web dashboard."""
     if ctx.invoked_subcommand is not None:
         return
@@ -193,7 +201,7 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
           forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after,
-          keep_days=keep_days)
+          keep_days=keep_days, workers=workers)
 
 
 def _no_server_extra(exc: ImportError) -> UserError:

@@ -22,7 +22,7 @@ from .checks import MAX_TIMESTAMP_MS, checked_batch
 from .deletion import GONE_MESSAGE, RunGone
 from .download import content_disposition, log_download
 from .errors import BadRequest, NotFound, Unauthorized, Unavailable
-from .ingest import store_batch
+from .ingest import BatchJob
 from .live import sse
 from .run_refs import full_run_uuid
 from .text import checked
@@ -328,11 +328,13 @@ async def ingest(request: Request) -> JSONReply:
         raise Unauthorized("a valid API key is required in the x-hyperdash-auth header")
     api = request.headers.get(ev.API_HEADER)
     # (the body's size is limited by the app's BodyLimit)
-    batch = checked_batch(await request.body(), user.id, api[:32] if api else None)
+    body = await request.body()
+    batch = checked_batch(body, user.id, api[:32] if api else None)
     batch.replay = request.headers.get(ev.REPLAY_HEADER) == "1"
     try:
+        # (refused with 503 and Retry-After, storing nothing, while the writer's queue is full)
         result = await asyncio.wrap_future(
-            state.store.writer.submit(lambda conn: store_batch(conn, batch, state.run_cache))
+            state.store.writer.submit(BatchJob(batch, state.run_cache), size=len(body))
         )
     except SQLAlchemyError as exc:
         log.error("storing a batch failed: %s", exc)
@@ -367,7 +369,8 @@ def ingest_openapi() -> dict:
             "401": reply("No API key, or not a valid one", error),
             "410": reply("The run was deleted: drop its events, never send them again", error),
             "413": reply("The body or the batch is too large", error),
-            "503": reply("The database could not store the batch; retry", error),
+            "503": reply("The server is busy (its queue of batches to store is full) or the database "
+                         "could not store the batch: nothing was stored; retry after Retry-After seconds", error),
         },
     }}
 

@@ -111,7 +111,7 @@ class BodyLimit:
 
 def create_app(db_url: str | None = None, lost_timeout: float | None = None,
                notify: NotifyConfig | None = None, stall_after: float | None = None,
-               keep_days: int | None = None) -> FastAPI:
+               keep_days: int | None = None, max_queued_bytes: int | None = None) -> FastAPI:
     """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
 
     ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
@@ -120,6 +120,12 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     ``$HYPERDASH_STALL_AFTER``, else 30 minutes; see :mod:`hyperdash.server.stalls`).
     ``keep_days``: finished runs older than this many days are removed in the background (None:
     kept unless their account says otherwise; see :mod:`hyperdash.server.retention`).
+    ``max_queued_bytes``: the bound of the writer's queue, past which ingest answers 503
+    (default: :data:`~hyperdash.server.writer.DEFAULT_MAX_QUEUED_BYTES`).
+
+    On PostgreSQL several such apps, in several processes, may share the database: the live
+    streams follow every process's commits (``store.everywhere``), and the sweeps run in one
+    process at a time (``store.sweep``).
 
     The store is opened (and its schema migrated) now; the app's shutdown closes it after the
     last request, so every acknowledged batch is committed. ``app.state`` holds ``store``,
@@ -135,21 +141,23 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     if not 0 <= stall_after <= events.MAX_STALL_AFTER_S:
         raise ValueError(f"the stall window must be 0 (off) to {events.MAX_STALL_AFTER_S:g} seconds")
     stall_after_ms = int(stall_after * 1000)
-    store = Store(db_url)
+    store = Store(db_url, max_queued_bytes=max_queued_bytes)
     hub = Hub()
-    store.dispatcher.subscribe(hub.on_facts, name="live", on_overflow=hub.on_overflow)
-    cache = RunCache()  # used on the writer thread only
+    store.everywhere.subscribe(hub.on_facts, name="live", on_overflow=hub.on_overflow)
+    cache = RunCache(shared=store.shared)  # used on the writer thread only
     store.writer.on_rollback = cache.clear
-    store.writer.every(min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
-    store.writer.every(1.0, lambda conn: mark_stalled(conn, events.now_ms(), stall_after_ms, cache))
-    store.writer.every(TIDY_INTERVAL_S, tidy_job(keep_days, cache))  # retention, and deletes left unfinished
+    if store.shared:
+        store.writer.before = cache.begin
+    store.sweep("lost", min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+    store.sweep("stalls", 1.0, lambda conn: mark_stalled(conn, events.now_ms(), stall_after_ms, cache))
+    store.sweep("tidy", TIDY_INTERVAL_S, tidy_job(keep_days, cache))  # retention, and deletes left unfinished
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)
     # Web Push channels sign with the store's key pair, as the server's public address.
     vapid = stored_vapid_keys(store)
     notify = dataclasses.replace(notify, channel_options={
         "vapid": vapid, "subject": notify.base_url.rstrip("/"), **notify.channel_options})
     keep_ms = int(notify.keep_days * 86400 * 1000)
-    store.writer.every(3600.0, lambda conn: purge_outbox(conn, now=events.now_ms(), keep_ms=keep_ms))
+    store.sweep("purge_outbox", 3600.0, lambda conn: purge_outbox(conn, now=events.now_ms(), keep_ms=keep_ms))
     worker = DeliveryWorker(store, notify)
     outbox = OutboxSubscriber(store, notify, wake=worker.wake)
 
@@ -170,7 +178,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
                   description="Monitor long-running jobs: ingest, runs, logs, metrics, live events.")
     app.state.store = store
     app.state.auth = auth = Auth(store)
-    store.writer.every(3600.0, auth.purge_expired)
+    store.sweep("purge_tokens", 3600.0, auth.purge_expired)
     app.state.hub = hub
     app.state.notify = notify
     app.state.notify_outbox = outbox

@@ -4,7 +4,9 @@ How each is opened (driver, pool, SQLite's pragmas and its Unicode-aware ``lower
 URLs are accepted (anything else is refused, in one line, when the store is made), the
 exactly-once bulk insert (``INSERT ... ON CONFLICT DO NOTHING``, on SQLite as multi-row
 statements), the case-folding search of text, and how rows are claimed by one of several
-processes (:func:`skip_locked`). The rest of the server writes one code path.
+processes (:func:`skip_locked`), whether several processes may share the database
+(:func:`is_shared`), and the lock that lets one of them at a time create or migrate the schema
+(:func:`lock_schema`). The rest of the server writes one code path.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
 __all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "skip_locked",
-           "byte_length", "LOG_COLUMNS", "UNICODE_LOWER"]
+           "byte_length", "insert_ignoring", "is_shared", "lock_schema", "LOG_COLUMNS", "UNICODE_LOWER"]
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.
@@ -233,3 +235,31 @@ def skip_locked(conn: Connection, query: Select) -> Select:
     if conn.dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
+
+
+def insert_ignoring(conn: Connection, table: Table):
+    """``INSERT INTO table ... ON CONFLICT DO NOTHING`` (add ``.values()``; with ``.returning()``
+    a row that was there already returns nothing)."""
+    return _INSERTS[conn.dialect.name](table).on_conflict_do_nothing()
+
+
+def is_shared(engine: Engine) -> bool:
+    """Whether several server processes may write to this database at once.
+
+    PostgreSQL: yes (the store then reads what it changes under row locks instead of trusting
+    what it wrote last, and relays its facts to the other processes). A SQLite file has one
+    writing process: the server refuses ``--workers`` on it."""
+    return engine.dialect.name == "postgresql"
+
+
+# The key of the PostgreSQL advisory lock held while the schema is created or migrated
+# (any fixed number: the two letters "hd" and a version of this lock).
+_SCHEMA_LOCK = 0x6864_0001
+
+
+def lock_schema(conn: Connection) -> None:
+    """Wait until no other process creates or migrates the schema, and keep them waiting until
+    this transaction ends (PostgreSQL's ``pg_advisory_xact_lock``; on SQLite the transaction
+    that writes holds the whole file already)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")

@@ -23,13 +23,13 @@ from typing import Any, TypeVar
 
 import orjson
 from msgspec.structs import replace
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
 from .deletion import is_deleted
-from .dialect import LOG_COLUMNS, execute, insert_lines, insert_many
+from .dialect import LOG_COLUMNS, execute, insert_ignoring, insert_lines, insert_many, skip_locked
 from .facts import (
     Fact,
     LinesStored,
@@ -51,7 +51,7 @@ from .stop import pending as stop_pending
 from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, streams
 from .summary import failure_of
 
-__all__ = ["Stored", "RunCache", "store_batch", "mark_lost"]
+__all__ = ["Stored", "RunCache", "BatchJob", "store_batch", "mark_lost"]
 
 # Output held back for want of a newline: past this many characters it is stored as a piece
 # marked partial (continued by the next), so what is held stays small.
@@ -94,15 +94,22 @@ class Stored:
 
 
 class RunCache:
-    """What the writer knows of the runs it wrote lately, so that a batch needs no reads.
+    """What the writer knows of the runs it writes, so that a batch needs few reads.
 
-    Only the writer thread uses it (it is the only writer, so the cache cannot go stale) and
-    it must be cleared whenever a transaction is rolled back.
+    Only the writer thread uses it, and it must be cleared whenever a transaction is rolled back.
+    With one writing process (``shared=False``: SQLite) the cache is the truth across
+    transactions, and a batch needs no reads. Where several processes write (``shared=True``:
+    PostgreSQL) any of them may have changed a run since: :meth:`begin` (the writer's ``before``
+    hook) forgets everything at the start of each transaction and reads, under row locks taken
+    in one order, the runs that the transaction's batches write; a run's status, its numbering
+    and its progress lines then follow from what the store holds, and a run written through
+    two processes at once has its batches stored one after the other.
     """
 
     MAX_RUNS = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, shared: bool = False) -> None:
+        self.shared = shared
         self.runs: dict[tuple[int, str], RunRow] = {}
         self.streams: dict[tuple[int, str], StreamState | None] = {}
         self.rules = RuleCache()
@@ -112,11 +119,25 @@ class RunCache:
         self.streams.clear()
         self.rules.clear()
 
+    def begin(self, conn: Connection, jobs: list) -> None:
+        """At the start of a transaction (several writers): read and lock the runs that the
+        :class:`BatchJob` among ``jobs`` write, in (account, uuid) order, so that two processes
+        locking some of the same runs cannot deadlock."""
+        self.clear()
+        keys = sorted({(job.batch.user_id, part.uuid) for job in jobs if isinstance(job, BatchJob)
+                       for part in job.batch.parts.values()})
+        for start in range(0, len(keys), 1000):
+            rows = conn.execute(select(runs).where(tuple_(runs.c.user_id, runs.c.uuid).in_(keys[start:start + 1000]))
+                                .order_by(runs.c.user_id, runs.c.uuid).with_for_update())
+            for row in rows:
+                self.remember(row._asdict())
+
     def run(self, conn: Connection, user_id: int, run_uuid: str) -> RunRow | None:
         key = (user_id, run_uuid)
         run = self.runs.get(key)
         if run is None:
-            row = conn.execute(select(runs).where(runs.c.user_id == user_id, runs.c.uuid == run_uuid)).first()
+            query = select(runs).where(runs.c.user_id == user_id, runs.c.uuid == run_uuid)
+            row = conn.execute(query.with_for_update() if self.shared else query).first()
             if row is None:
                 return None
             run = self.remember(row._asdict())
@@ -138,6 +159,19 @@ class RunCache:
             ).first()
             self.streams[key] = (row.max_seq, row.progress_seq) if row else None
         return self.streams[key]
+
+
+class BatchJob:
+    """The writer job that stores ``batch`` (its runs are what :meth:`RunCache.begin` locks)."""
+
+    __slots__ = ("batch", "cache")
+
+    def __init__(self, batch: Batch, cache: RunCache):
+        self.batch = batch
+        self.cache = cache
+
+    def __call__(self, conn: Connection) -> Stored:
+        return store_batch(conn, self.batch, self.cache)
 
 
 def store_batch(conn: Connection, batch: Batch, cache: RunCache | None = None) -> Stored:
@@ -166,15 +200,21 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     """Store one run's part of a batch, adding its facts to ``facts``; (stored, duplicates)."""
     user_id = batch.user_id
     run = cache.run(conn, user_id, part.uuid)
-    created = run is None
+    created = False
     if run is None:
         first_ts = min((e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)), default=now)
-        run = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
+        new = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
                "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
                "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0,
                "last_progress_at": now, "stall_after_ms": None, "stalled_since": None}
-        run["id"] = conn.execute(runs.insert().values(**run).returning(runs.c.id)).scalar_one()
-        cache.remember(run)
+        # (another process may create the same run meanwhile: then its row is the run)
+        run_id = conn.execute(insert_ignoring(conn, runs).values(**new).returning(runs.c.id)).scalar()
+        if run_id is None:
+            run = cache.run(conn, user_id, part.uuid)
+            assert run is not None  # (the row that stopped the insert)
+        else:
+            created = True
+            run = cache.remember({**new, "id": run_id})
     run_id = run["id"]
 
     # Number what came without a seq, after everything this run holds or this batch brings.
@@ -477,9 +517,9 @@ def mark_lost(conn: Connection, timeout_s: float, cache: RunCache | None = None,
     """Mark running runs silent for longer than ``timeout_s`` as lost (as of ``now_ms``,
     default now); a writer job that announces a ``RunLost`` for each."""
     cutoff = (ev.now_ms() if now_ms is None else now_ms) - int(timeout_s * 1000)
-    rows = conn.execute(
-        select(runs).where(runs.c.status == ev.RUNNING, runs.c.last_seen_at < cutoff)
-    ).all()
+    # (a run another process is storing a batch of right now is locked, and passed over: alive)
+    rows = conn.execute(skip_locked(conn, select(runs).where(
+        runs.c.status == ev.RUNNING, runs.c.last_seen_at < cutoff).order_by(runs.c.id))).all()
     facts: list[Fact] = []
     for row in rows:
         conn.execute(update(runs).where(runs.c.id == row.id, runs.c.status == ev.RUNNING)

@@ -1,7 +1,10 @@
 """Live fan-out: what the store announced, pushed to the server-sent event streams following it.
 
-The :class:`Hub` is a subscriber of the store's dispatcher (:mod:`hyperdash.server.announce`):
-it gets each commit's facts on the dispatcher's thread and hands them to the event loop, where
+The :class:`Hub` subscribes to every process's commits, ``store.everywhere`` (on SQLite the
+store's dispatcher, :mod:`hyperdash.server.announce`; on PostgreSQL the relay of
+:mod:`hyperdash.server.relay`, so a line stored through another server process shows too, in
+commit order): it gets each commit's facts on its subscription's thread and hands them to the
+event loop, where
 they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
 ``log``, ``metric`` and ``param`` events in seq order (and ``alert`` when a rule fired), then a
 ``status`` with the run when the run was created or its state changed (stalled or resumed too);

@@ -6,6 +6,11 @@ that account's key and the server's address there. Every start on loopback then 
 one-time sign-in link for the dashboard, valid for 15 minutes; it revokes the links printed
 before. The local account has no password, so a server on any other address refuses its sign-in
 links and browser sessions (its API keys keep working).
+
+``workers=N`` (``--workers N``) serves one address with N processes, on PostgreSQL only: the
+first process binds the socket, prepares the database (and local mode), then starts N worker
+processes that accept on that socket, each a whole server (dashboard and API) on the shared
+database (see :mod:`hyperdash.server.relay`), and restarts one that dies.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import contextlib
 import dataclasses
 import gc
 import ipaddress
+import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -30,9 +38,11 @@ from ..errors import ConfigError
 from ..settings import home_dir, load_settings, save_settings, settings_path
 from .app import create_app
 from .auth import LOCAL_EMAIL
+from .dialect import checked_url
+from .errors import Conflict
 from .store import default_db_url
 
-__all__ = ["serve", "ServerThread", "is_loopback", "prepare_local_mode"]
+__all__ = ["serve", "ServerThread", "is_loopback", "prepare_local_mode", "run_worker"]
 
 
 def is_loopback(host: str) -> bool:
@@ -62,9 +72,14 @@ def prepare_local_mode(app: FastAPI, url: str) -> str | None:
     auth = app.state.auth
     auth.local_mode = True
     local = auth.local_user()
+    made = None
     if local is None and auth.user_count() == 0:
-        local = auth.create_user(LOCAL_EMAIL, None, is_local=True)
-        key = auth.create_api_key(local.id, "local")
+        try:
+            local = made = auth.create_user(LOCAL_EMAIL, None, is_local=True)
+        except Conflict:  # another process on the same database made it at the same moment
+            local = auth.local_user()
+    if made is not None:
+        key = auth.create_api_key(made.id, "local")
         try:
             written = _write_client_config(key["api_key"], url)
         except ConfigError as exc:  # a settings file that is not ours to overwrite
@@ -138,7 +153,7 @@ def _database_error(exc: SQLAlchemyError, db_url: str | None, doing: str) -> Sys
 def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
           lost_timeout: float | None = None, *, signup: bool = True,
           forwarded_allow_ips: str | None = None, public_url: str | None = None,
-          stall_after: float | None = None, keep_days: int | None = None) -> None:
+          stall_after: float | None = None, keep_days: int | None = None, workers: int = 1) -> None:
     """Serve until Ctrl-C or SIGTERM; every acknowledged batch is committed before it returns.
 
     ``signup=False`` closes sign-up (``--no-signup``); ``forwarded_allow_ips`` names the proxies
@@ -148,25 +163,34 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
     ``$HYPERDASH_PUBLIC_URL``, else the address it listens on) and in shared links (None: the
     address a request came to); ``stall_after`` is the default stall window in seconds (None:
     ``$HYPERDASH_STALL_AFTER``, else 30 minutes; 0: off); ``keep_days``: finished runs older than
-    this go (``--keep-days``)."""
+    this go (``--keep-days``); ``workers`` is the number of server processes (more than one
+    needs PostgreSQL)."""
+    if workers < 1:
+        raise SystemExit("hyperdash server: --workers must be at least 1")
+    if workers > 1:
+        try:
+            backend = checked_url(db_url or default_db_url()).get_backend_name()
+        except ValueError as exc:
+            raise SystemExit(f"hyperdash server: {exc}") from None
+        if backend != "postgresql":
+            raise SystemExit(f"hyperdash server: --workers {workers} needs PostgreSQL (--db postgresql://...): "
+                             "a SQLite file has one writing process; run one process on SQLite")
     try:
         app = create_app(db_url, lost_timeout, stall_after=stall_after, keep_days=keep_days)
     except SQLAlchemyError as exc:
         raise _database_error(exc, db_url, "open") from None
     except (OSError, ValueError) as exc:
         raise SystemExit(f"hyperdash server: {exc}") from None
-    app.state.auth.signup_open = signup
     try:
         sock = _bind(host, port)
     except OSError as exc:
         app.state.store.close()
         raise SystemExit(f"hyperdash server: {exc}") from None
     url = _url(host, sock.getsockname()[1])
-    outbox = app.state.notify_outbox
-    public = public_url or os.environ.get("HYPERDASH_PUBLIC_URL", "").strip() or url
-    app.state.public_url = (public_url or os.environ.get("HYPERDASH_PUBLIC_URL", "").strip()).rstrip("/") or None
-    outbox.config = dataclasses.replace(outbox.config, base_url=public.rstrip("/"))
-    if is_loopback(host):
+    given = (public_url or os.environ.get("HYPERDASH_PUBLIC_URL", "").strip()).rstrip("/")
+    public = given or url.rstrip("/")
+    local_mode = is_loopback(host)
+    if local_mode:
         try:
             link = prepare_local_mode(app, url)
         except SQLAlchemyError as exc:  # e.g. a read-only SQLite file
@@ -175,8 +199,37 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
             raise _database_error(exc, db_url, "write to") from None
         if link:
             print(f"Sign in to the dashboard: {link}", flush=True)
-    print(f"Hyperdash server on {url} (store: {app.state.store.url.render_as_string(hide_password=True)})",
-          flush=True)
+    store_url = app.state.store.url.render_as_string(hide_password=True)
+    shown = f" with {workers} processes" if workers > 1 else ""
+    print(f"Hyperdash server on {url}{shown} (store: {store_url})", flush=True)
+    if workers > 1:
+        app.state.store.close()  # (the database is prepared: the workers open their own)
+        options = {"db_url": db_url, "lost_timeout": lost_timeout, "stall_after": stall_after, "keep_days": keep_days,
+                   "signup": signup, "forwarded_allow_ips": forwarded_allow_ips, "public_url": public,
+                   "link_url": given or None, "local_mode": local_mode}
+        try:
+            _supervise(sock, workers, options)
+        finally:
+            sock.close()
+        print("Hyperdash server stopped", flush=True)
+        return
+    _configure(app, signup=signup, public_url=public, link_url=given or None, local_mode=local_mode)
+    _run(app, sock, forwarded_allow_ips)
+    print("Hyperdash server stopped", flush=True)
+
+
+def _configure(app: FastAPI, *, signup: bool, public_url: str, link_url: str | None, local_mode: bool) -> None:
+    """Settings of a served app that are not the store's: ``public_url`` for notifications'
+    links, ``link_url`` for shared links (None: the address a request came to)."""
+    app.state.public_url = link_url
+    app.state.auth.signup_open = signup
+    app.state.auth.local_mode = local_mode
+    outbox = app.state.notify_outbox
+    outbox.config = dataclasses.replace(outbox.config, base_url=public_url)
+
+
+def _run(app: FastAPI, sock: socket.socket, forwarded_allow_ips: str | None) -> None:
+    """Serve ``app`` on ``sock`` until told to stop."""
     # A batch of events makes thousands of short-lived objects; with the default thresholds
     # the collector runs several times per batch and costs a third of ingest.
     gc.collect()
@@ -189,23 +242,72 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
         pass
     finally:
         sock.close()
-    print("Hyperdash server stopped", flush=True)
+
+
+def _supervise(sock: socket.socket, workers: int, options: dict) -> None:
+    """Run ``workers`` worker processes on ``sock`` until SIGINT or SIGTERM, restarting any that
+    dies; then stop them (each finishes its requests and commits what it acknowledged)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    argv = [sys.executable, "-c", "import sys; from hyperdash.server.main import run_worker; run_worker(sys.argv[1])",
+            json.dumps({**options, "fd": sock.fileno()})]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL)
+
+    procs = [start() for _ in range(workers)]
+    try:
+        while not stop.wait(0.5):
+            for k, proc in enumerate(procs):
+                if proc.poll() is not None:
+                    print(f"hyperdash server: worker process {proc.pid} exited ({proc.returncode}); "
+                          "starting another", file=sys.stderr, flush=True)
+                    procs[k] = start()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 30
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run_worker(spec: str) -> None:
+    """One worker process of ``serve(workers=N)``: a whole server on the inherited socket
+    (``spec``: the JSON of its options, ``fd`` the socket's descriptor)."""
+    options = json.loads(spec)
+    sock = socket.socket(fileno=options["fd"])
+    try:
+        app = create_app(options["db_url"], options["lost_timeout"], stall_after=options["stall_after"],
+                         keep_days=options["keep_days"])
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        raise SystemExit(f"hyperdash server: worker process {os.getpid()}: {exc}") from None
+    _configure(app, signup=options["signup"], public_url=options["public_url"], link_url=options["link_url"],
+               local_mode=options["local_mode"])
+    _run(app, sock, options["forwarded_allow_ips"])
 
 
 class ServerThread:
     """The server in this process, on a background thread.
 
-    ``ServerThread(host="127.0.0.1", port=0, db_url=None, lost_timeout=None, local_mode=False)``;
-    ``port=0`` picks a free port. ``start()`` returns once the server answers (and returns
-    ``self``); ``url`` is its address, ``app`` the FastAPI app (``app.state.auth`` makes
+    ``ServerThread(host="127.0.0.1", port=0, db_url=None, lost_timeout=None, local_mode=False,
+    max_queued_bytes=None)``; ``port=0`` picks a free port; ``max_queued_bytes`` bounds the
+    writer's queue (see :func:`~hyperdash.server.app.create_app`). ``start()`` returns once the
+    server answers (and returns ``self``); ``url`` is its address, ``app`` the FastAPI app (``app.state.auth`` makes
     accounts: ``auth.create_user(email, password)``, ``auth.create_api_key(user.id, name)``);
     ``sign_in_link`` is set in local mode. ``stop()`` ends it with every acknowledged batch
     committed. Also a context manager.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, db_url: str | None = None,
-                 lost_timeout: float | None = None, local_mode: bool = False):
-        self.app = create_app(db_url, lost_timeout)
+                 lost_timeout: float | None = None, local_mode: bool = False,
+                 max_queued_bytes: int | None = None):
+        self.app = create_app(db_url, lost_timeout, max_queued_bytes=max_queued_bytes)
         try:
             self._sock = _bind(host, port)
         except OSError:

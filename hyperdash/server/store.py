@@ -5,11 +5,18 @@ is in :mod:`hyperdash.server.dialect`). Every write goes through the store's
 :class:`~hyperdash.server.writer.Writer`; reads use their own pooled connections (SQLite in WAL
 mode lets them run beside the writer). After each commit the writer hands the facts stored to
 the store's :class:`~hyperdash.server.announce.Dispatcher`, ``store.dispatcher``.
+
+Several server processes may share one PostgreSQL database (:func:`~hyperdash.server.dialect.is_shared`):
+then the store's :class:`~hyperdash.server.relay.Relay` carries every process's facts to every
+other (``store.everywhere``; on SQLite that is ``store.dispatcher``), the schema is created and
+migrated by one process at a time, and each sweep (:meth:`Store.sweep`) runs in one process per
+period.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -28,18 +35,21 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine
 
 from ..events import now_ms
 from ..settings import home_dir
 from .announce import Dispatcher
-from .dialect import byte_length, checked_url, open_engine
-from .writer import Writer
+from .dialect import byte_length, checked_url, insert_ignoring, is_shared, lock_schema, open_engine, skip_locked
+from .relay import Relay
+from .writer import DEFAULT_MAX_QUEUED_BYTES, Job, Writer
 
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
            "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values",
            "stall_names", "rules", "rule_states", "rule_firings", "deleted_runs", "run_shares", "account_settings",
+           "sweeps", "relay_facts",
            "Store", "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
@@ -318,6 +328,22 @@ account_settings = Table(
     Column("keep_days", Integer, nullable=True),
 )
 
+# When each sweep (Store.sweep) last ran, in whichever process: the row claimed by one process
+# per period.
+sweeps = Table(
+    "sweeps", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ran_at", BigInteger, nullable=False),
+)
+
+# Facts too big for one notification, relayed to the other server processes by id (relay.py).
+relay_facts = Table(
+    "relay_facts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", BigInteger, nullable=False, index=True),
+    Column("body", Text, nullable=False),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -401,10 +427,11 @@ def _add_runs_by_name_index(conn: Connection) -> None:
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
 # the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
 # metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
-# index of runs by name).
+# index of runs by name; 9: sweeps and relay_facts, for several processes on one database).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
-                                                   _migration_trouble, _migration_tidy, _add_runs_by_name_index]
+                                                   _migration_trouble, _migration_tidy, _add_runs_by_name_index,
+                                                   _create_missing_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -416,17 +443,69 @@ def default_db_url() -> str:
 class Store:
     """An engine on ``db_url`` (SQLite or PostgreSQL; anything else is refused with a
     ValueError), its schema brought up to date, its single :class:`Writer` (``writer``) and
-    the :class:`Dispatcher` that announces what the writer committed (``dispatcher``)."""
+    the :class:`Dispatcher` that announces what the writer committed (``dispatcher``).
 
-    def __init__(self, db_url: str | None = None):
+    ``shared``: whether other processes may write to the same database (PostgreSQL). Then
+    ``relay`` is the :class:`Relay` that carries facts and signals between them, and
+    ``everywhere`` the source of every process's facts (``relay``; else ``dispatcher``).
+    ``max_queued_bytes`` bounds the writer's queue (see :class:`Writer`)."""
+
+    def __init__(self, db_url: str | None = None, max_queued_bytes: int | None = None):
         self.url = checked_url(db_url or default_db_url())
         self.engine: Engine = open_engine(self.url)
+        self.shared = is_shared(self.engine)
         self.migrate()
         self.dispatcher = Dispatcher()
-        self.writer = Writer(self.engine, announce=self.dispatcher.publish)
+        self.writer = Writer(self.engine, announce=self.dispatcher.publish,
+                             max_queued_bytes=max_queued_bytes or DEFAULT_MAX_QUEUED_BYTES)
+        self.relay: Relay | None = None
+        self.everywhere: Dispatcher | Relay = self.dispatcher
+        if self.shared:
+            self.relay = self.everywhere = Relay(self.engine, relay_facts)
+            self.writer.relay = self.relay.publish
+            self.relay.start()
+            self.sweep("relay_facts", 60.0, self.relay.forget_old)
+
+    def signal(self, conn: Connection, name: str) -> None:
+        """Call the ``on_signal(name)`` callbacks of the other processes sharing the database
+        when ``conn``'s transaction commits (nothing on SQLite, which has one process)."""
+        if self.relay is not None:
+            self.relay.signal(conn, name)
+
+    def on_signal(self, name: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when another process (or this one) signals ``name`` (see
+        :meth:`Relay.on_signal`); never on SQLite."""
+        if self.relay is not None:
+            self.relay.on_signal(name, callback)
+
+    def sweep(self, name: str, interval: float, job: Job) -> None:
+        """Run the writer job ``job`` about every ``interval`` seconds in ONE of the processes
+        sharing the database: each period, the process that claims the sweep's row in the
+        ``sweeps`` table runs it (in the same transaction); the others pass. ``name`` names
+        the sweep (at most 64 characters), the same in every process."""
+        period_ms = int(interval * 1000)
+
+        def claimed(conn: Connection) -> Any:
+            now = now_ms()
+            # A locked row is passed over: another process is running this sweep now.
+            claim = skip_locked(conn, select(sweeps.c.ran_at).where(sweeps.c.name == name))
+            row = conn.execute(claim).first()
+            if row is None:  # (or the sweep has no row yet: made now, and locked by this one)
+                conn.execute(insert_ignoring(conn, sweeps).values(name=name, ran_at=0))
+                row = conn.execute(claim).first()
+                if row is None:
+                    return None
+            # (a tenth of the period spare, so the timer's jitter does not skip a period)
+            if row.ran_at > now - period_ms * 0.9:
+                return None
+            conn.execute(update(sweeps).where(sweeps.c.name == name).values(ran_at=now))
+            return job(conn)
+
+        self.writer.every(interval, claimed)
 
     def migrate(self) -> None:
         with self.engine.begin() as conn:
+            lock_schema(conn)  # processes starting together on an empty database take turns
             schema_migrations.create(conn, checkfirst=True)
             current = conn.execute(
                 select(schema_migrations.c.version).order_by(schema_migrations.c.version.desc()).limit(1)
@@ -448,4 +527,6 @@ class Store:
         """Commit every job submitted, deliver what that announced, then close the engine."""
         self.writer.stop()
         self.dispatcher.close()
+        if self.relay is not None:
+            self.relay.close()
         self.engine.dispose()

@@ -2,7 +2,8 @@
 
 Keys and tokens are random and kept only as SHA-256 hashes. An API key lives until it is
 revoked; ingest asks who a key belongs to on every request, so answers are cached for a few
-seconds (a revocation empties the cache at once). Access tokens (from signup and login) expire
+seconds (a revocation empties the cache at once, in every server process sharing the database:
+the revoking transaction signals ``"keys"`` through the store's relay). Access tokens (from signup and login) expire
 ``ACCESS_TOKEN_DAYS`` after they were made, browser sessions ``SESSION_DAYS`` after, sign-in
 links ``LOGIN_TOKEN_SECONDS`` after (or when used, or when a newer link for the same account is
 made); ``purge_expired`` deletes them a week later.
@@ -34,6 +35,8 @@ ACCESS_TOKEN_DAYS = ACCESS_TOKEN_LIFETIME_MS // 86_400_000
 LOGIN_TOKEN_SECONDS = 15 * 60
 KEY_PREFIX = "hd_"
 _KEY_CACHE_SECONDS = 30
+# The signal (Store.signal) of a revoked key: every process forgets the keys it cached.
+KEYS_SIGNAL = "keys"
 _PURGE_AFTER_MS = 7 * 86_400_000
 _TOKEN_NAMES = {"access": "access token", "session": "dashboard session", "login": "sign-in link"}
 
@@ -62,6 +65,7 @@ class Tokens:
         # key hash -> (user, key id, monotonic expiry): ingest asks for every request.
         self._key_cache: dict[str, tuple[User, int, float]] = {}
         self._key_generation = 0  # bumped by every revocation, so no lookup caches a stale answer
+        store.on_signal(KEYS_SIGNAL, self.forget_keys)
 
     # --- API keys -----------------------------------------------------------------------------
     def create_api_key(self, user_id: int, name: str) -> dict:
@@ -87,16 +91,23 @@ class Tokens:
 
     def revoke_api_key(self, user_id: int, key_id: int) -> bool:
         def job(conn):
-            return conn.execute(
+            count = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id, api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=_now_ms())
             ).rowcount
+            if count:
+                self.store.signal(conn, KEYS_SIGNAL)  # the other processes forget it too
+            return count
 
         revoked = bool(self.store.writer.call(job))
-        self._key_generation += 1
-        self._key_cache.clear()  # a revoked key stops working at once
+        self.forget_keys()  # a revoked key stops working at once
         return revoked
+
+    def forget_keys(self) -> None:
+        """Empty the cache of keys (a key was revoked here or in another process)."""
+        self._key_generation += 1
+        self._key_cache.clear()
 
     def user_for_api_key(self, key: str) -> User | None:
         digest = _digest(key)

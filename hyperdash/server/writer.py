@@ -3,7 +3,13 @@
 Every write goes through :class:`Writer`: one thread that takes whatever jobs are waiting, runs
 them in one transaction (a group commit) and only then answers them, so a reply means "on
 disk". After each commit it hands the facts the committed jobs stored to ``announce`` (the
-store's :class:`~hyperdash.server.announce.Dispatcher`).
+store's :class:`~hyperdash.server.announce.Dispatcher`); where other processes share the database,
+``relay`` sends them to those inside the transaction (:mod:`hyperdash.server.relay`).
+
+The queue is bounded: a job submitted with a ``size`` (ingest gives its body's) is refused with
+:class:`~hyperdash.server.errors.Unavailable` (503, ``Retry-After``) while the jobs waiting hold
+more than ``max_queued_bytes``, so a database slower than the senders makes them wait and retry
+rather than the server's memory grow.
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from .errors import Unavailable
 
-__all__ = ["Writer", "Job"]
+__all__ = ["Writer", "Job", "DEFAULT_MAX_QUEUED_BYTES", "BUSY_RETRY_AFTER_S"]
 
 log = logging.getLogger("hyperdash.server")
 
 Job = Callable[[Connection], Any]
+
+# What the jobs waiting for the writer may hold, at most: several seconds of the fastest ingest.
+DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
+# What a refused sender is told to wait (seconds): the queue drains within a few group commits.
+BUSY_RETRY_AFTER_S = 1
 
 
 class Writer:
@@ -37,16 +48,24 @@ class Writer:
     its jobs, in job order, go to ``announce`` in one call on the writer thread (which must
     return at once: :meth:`Dispatcher.publish <hyperdash.server.announce.Dispatcher.publish>`
     does). ``on_rollback`` is called after any transaction that failed (so caches of what was
-    written can be dropped).
+    written can be dropped). ``relay(conn, facts)``, when set, is called inside each transaction
+    with the facts its jobs stored (before the commit, so that they are sent if and only if it
+    commits). ``before(conn, jobs)``, when set, is called at the start of each transaction with
+    the jobs it will run (to lock what they write, in one order, where several processes write).
     """
 
     def __init__(self, engine: Engine, max_group: int = 256,
                  announce: Callable[[Sequence[Any]], None] | None = None,
-                 on_rollback: Callable[[], None] | None = None):
+                 on_rollback: Callable[[], None] | None = None,
+                 max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES):
         self.engine = engine
         self.announce = announce
         self.on_rollback = on_rollback
+        self.relay: Callable[[Connection, list], None] | None = None
+        self.before: Callable[[Connection, list[Job]], None] | None = None
         self.max_group = max_group
+        self.max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0  # the sizes of the jobs waiting (those submitted with one)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = False
         self._lock = threading.Lock()
@@ -54,14 +73,34 @@ class Writer:
         self._thread = threading.Thread(target=self._loop, name="hyperdash-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> Future:
+    def submit(self, job: Job, size: int | None = None) -> Future:
+        """Queue ``job``; a Future answered after its commit. With ``size`` (its bytes, roughly)
+        it is refused (the Future fails with Unavailable) while the queue is full, unless the
+        queue is empty (so a job bigger than the bound still goes, alone)."""
         fut: Future = Future()
         with self._lock:  # so that no job lands behind the stop mark
             if self._stopped:
                 fut.set_exception(Unavailable("the server is shutting down"))
                 return fut
-            self._queue.put((job, fut))
+            if size is not None:
+                if self._queued_bytes and self._queued_bytes + size > self.max_queued_bytes:
+                    fut.set_exception(Unavailable("the server is busy storing other batches; retry shortly",
+                                                  retry_after=BUSY_RETRY_AFTER_S))
+                    return fut
+                self._queued_bytes += size
+            self._queue.put((job, fut, size))
         return fut
+
+    @property
+    def queued_bytes(self) -> int:
+        """The sizes of the jobs waiting (those submitted with one)."""
+        return self._queued_bytes
+
+    def _taken(self, item: tuple) -> None:
+        """A job left the queue: its size no longer counts."""
+        if item[2] is not None:
+            with self._lock:
+                self._queued_bytes -= item[2]
 
     def call(self, job: Job, timeout: float | None = 60) -> Any:
         """Run ``job`` on the writer and wait for its result (for synchronous callers)."""
@@ -70,6 +109,9 @@ class Writer:
     def every(self, interval: float, job: Job) -> None:
         """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
         self._periodic.append([interval, time.monotonic() + interval, job])
+        with self._lock:
+            if not self._stopped:  # wake the loop, which may be waiting without a timeout, to count it
+                self._queue.put(())
 
     def stop(self, timeout: float = 30) -> None:
         """Finish every job already submitted, then stop."""
@@ -95,7 +137,8 @@ class Writer:
                 group = []
                 done = item is None
                 if not done:
-                    group.append(item)
+                    self._taken(item)
+                    group.append(item[:2])
                 while len(group) < self.max_group:
                     try:
                         item = self._queue.get_nowait()
@@ -104,7 +147,10 @@ class Writer:
                     if item is None:
                         done = True
                         continue
-                    group.append(item)
+                    if item == ():  # (a wake-up: the periodic jobs run after the group)
+                        continue
+                    self._taken(item)
+                    group.append(item[:2])
                 if group:
                     self._run_group(conn, group)
                 if done and self._queue.empty():
@@ -126,6 +172,7 @@ class Writer:
                 try:
                     with conn.begin():
                         result = entry[2](conn)
+                        self._relay(conn, [result])
                 except Exception:
                     self._rolled_back()
                     log.exception("periodic store job failed")
@@ -135,7 +182,10 @@ class Writer:
     def _run_group(self, conn: Connection, group: list) -> None:
         try:
             with conn.begin():
+                if self.before is not None:
+                    self.before(conn, [job for job, _ in group])
                 results = [job(conn) for job, _ in group]
+                self._relay(conn, results)
         except Exception as exc:
             self._rolled_back()
             if len(group) == 1:
@@ -144,7 +194,10 @@ class Writer:
             for job, fut in group:
                 try:
                     with conn.begin():
+                        if self.before is not None:
+                            self.before(conn, [job])
                         result = job(conn)
+                        self._relay(conn, [result])
                 except Exception as job_exc:
                     self._rolled_back()
                     fut.set_exception(job_exc)
@@ -160,14 +213,26 @@ class Writer:
         if self.on_rollback is not None:
             self.on_rollback()
 
+    def _relay(self, conn: Connection, results: list) -> None:
+        """Hand the facts of the jobs of this transaction to ``relay`` (before the commit)."""
+        if self.relay is not None:
+            facts = _facts(results)
+            if facts:
+                self.relay(conn, facts)
+
     def _committed(self, results: list) -> None:
         """Announce the facts of the jobs of one commit."""
         if self.announce is None:
             return
-        facts = [fact for result in results for fact in getattr(result, "facts", ())]
+        facts = _facts(results)
         if facts:
             try:
                 self.announce(facts)
             except Exception:  # announcing must never cost a commit its reply
                 log.exception("announcing a commit's facts failed")
 
+
+
+def _facts(results: list) -> list:
+    """The facts of the jobs' results, in job order."""
+    return [fact for result in results for fact in getattr(result, "facts", ())]
