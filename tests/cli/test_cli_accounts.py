@@ -182,7 +182,7 @@ def test_account_calls_carry_the_access_token_alone(hyperdash_server, tmp_path):
             result = hyperdash(home, *args)
             assert result.returncode == 0, result.stderr
     assert seen == [("/api/v1/users/api_keys", None, saved["access_token"]),
-                    ("/api/v1/runs?limit=20", None, saved["access_token"])]
+                    ("/api/v1/runs?limit=20&archived=no", None, saved["access_token"])]
 
 
 def test_an_unknown_access_token_falls_back_to_the_api_key(account, tmp_path):

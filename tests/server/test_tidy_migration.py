@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
+from hyperdash.server import store as store_module
 from hyperdash.server.store import SCHEMA_VERSION, Store, logs, metrics, runs, schema_migrations
 
 
@@ -15,7 +16,9 @@ def test_an_older_store_is_upgraded_with_its_runs_counted(db_url):
             conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
         for table in ("deleted_runs", "run_shares", "account_settings"):
             conn.exec_driver_sql(f"DROP TABLE {table}")
-        conn.execute(delete(schema_migrations).where(schema_migrations.c.version == SCHEMA_VERSION))
+        # (the steps after it run again too: each does nothing on a store that has what it makes)
+        step = store_module.MIGRATIONS.index(store_module._migration_tidy) + 1
+        conn.execute(delete(schema_migrations).where(schema_migrations.c.version >= step))
         run_id = conn.exec_driver_sql(
             "INSERT INTO runs (user_id, uuid, name, status, started_at, last_seen_at, max_seq) "
             "VALUES (1, 'old-run', 'old', 'success', 1, 1, 4) RETURNING id").scalar_one()
