@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,37 +30,13 @@ sys.path.insert(0, str(REPO))
 
 from hyperdash import events  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from support import start_server, stop_server  # noqa: E402
+
 CHROMIUM = os.environ.get("HYPERDASH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking"]
 FIRST_LINE = "#log-rows .line"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperdash", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--db", f"sqlite:///{home / 'bench.db'}"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/api/v1/health", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the server did not start: " + (home / "server.log").read_text()[-2000:])
 
 
 def send_run(session: requests.Session, url: str, api_key: str, name: str, lines: int,
@@ -160,8 +134,7 @@ def main() -> None:
                             times[label].append(result)
                 browser.close()
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop_server(proc)
 
     medians = {}
     for label, lines in (("small", args.small), ("big", args.lines)):

@@ -18,10 +18,7 @@ import collections
 import http.client
 import itertools
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,30 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from hyperdash import events  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
-    env.pop("FORWARDED_ALLOW_IPS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "server", "--port", str(port),
-                             "--db", f"sqlite:///{home / 'bench.db'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/api/v1/health", timeout=1).ok:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the server did not start")
+sys.path.insert(0, str(REPO / "benchmarks"))
+from support import start_server, stop_server  # noqa: E402
 
 
 def ingest_phase(port: int, key: str, batches: int, size: int, interval: float,
@@ -155,8 +130,7 @@ def main() -> None:
                 if stored != sent:
                     raise SystemExit(f"run {run}: {stored} of {sent} lines arrived")
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop_server(proc)
 
     (a_med, a_p99), (f_med, f_p99) = quantiles(alone_all), quantiles(flood_all)
     print(f"ingest alone:        median {a_med * 1000:7.1f} ms, p99 {a_p99 * 1000:7.1f} ms "
