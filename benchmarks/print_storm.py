@@ -25,11 +25,9 @@ their spread, and how long after exit the last line was on the server.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import itertools
 import os
 import pty
-import re
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import REPO, Account, load_average, measured, ratio_line, reporting_server  # noqa: E402
+from support import REPO, Account, load_average, measured, ratio_line, reporting_server, uploader_cpu  # noqa: E402
 
 PLAIN = """
 line = "x" * 79
@@ -109,27 +107,6 @@ def wait_for_all_lines(account: Account, name: str, lines: int, timeout: float =
     assert seqs == sorted(seqs) and len(set(seqs)) == lines, "lines out of order or repeated"
     assert all(line["text"] == "x" * 79 for line in got), "a line arrived damaged"
     return took
-
-
-def uploader_cpu(home: Path, seen: int) -> tuple[float, int]:
-    """CPU seconds of the detached uploaders that ended since the first ``seen`` reports in
-    ``home``'s uploader log, once none runs; and how many reports there are now."""
-    deadline = time.monotonic() + 120
-    lock = os.open(home / "uploader.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("an uploader is still running after two minutes") from None
-                time.sleep(0.05)
-    finally:
-        os.close(lock)
-    log = home / "logs" / "uploader.log"
-    reports = re.findall(r"done in [\d.]+s, ([\d.]+)s of CPU", log.read_text()) if log.exists() else []
-    return sum(float(cpu) for cpu in reports[seen:]), len(reports)
 
 
 def median_ratio(monitored: list[float], plain: list[float]) -> float:

@@ -5,12 +5,15 @@
 - :func:`reporting_server`: a server with an account and the environment of a job that reports
   to it, for benchmarks that run monitored jobs;
 - :func:`measured`: wall and CPU seconds of one child process;
+- :func:`uploader_cpu`: waits for the detached uploaders a job started, and what they cost;
 - :func:`load_average` and :func:`ratio_line`, to print figures the same way everywhere.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -28,7 +31,7 @@ if str(REPO) not in sys.path:
 from tests.conftest import Account, ServerProcess, free_port  # noqa: E402  (the suite's real-server harness)
 
 __all__ = ["REPO", "free_port", "start_server", "stop_server", "reporting_server", "measured",
-           "load_average", "ratio_line"]
+           "load_average", "ratio_line", "uploader_cpu"]
 
 
 def start_server(home: Path, *args: str, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
@@ -117,3 +120,31 @@ def ratio_line(what: str, plain: Sequence[float], monitored: Sequence[float]) ->
     return (f"{what}: median ratio {median:.3f}x ({100 * (median - 1):+.1f}%; middle half of the "
             f"rounds {quartiles[0]:.3f}x to {quartiles[2]:.3f}x; {len(ratios)} rounds), "
             f"best/best {best:.3f}x")
+
+
+def uploader_cpu(home: Path, seen: int) -> tuple[float, int]:
+    """Once the detached uploaders working in Hyperdash home ``home`` are done (no spool left,
+    the uploader lock free): the CPU seconds of those that reported after the first ``seen``
+    reports in its uploader log, and how many reports there are now."""
+    deadline = time.monotonic() + 120
+    spools = home / "spool"
+    while spools.is_dir() and any(spools.iterdir()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"spools still wait in {spools} after two minutes")
+        time.sleep(0.05)
+    lock = os.open(home / "uploader.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("an uploader is still running after two minutes") from None
+                time.sleep(0.05)
+    finally:
+        os.close(lock)
+    time.sleep(0.2)  # it writes its report just after letting go of the lock
+    log = home / "logs" / "uploader.log"
+    reports = re.findall(r"done in [\d.]+s, ([\d.]+)s of CPU", log.read_text()) if log.exists() else []
+    return sum(float(cpu) for cpu in reports[seen:]), len(reports)

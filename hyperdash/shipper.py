@@ -227,8 +227,6 @@ class Shipper(threading.Thread):
         self.send_interval = send_interval
         self.heartbeat_interval = heartbeat_interval
         self.last_error: errors.HyperdashError | None = None
-        #: requests made so far (heartbeats included)
-        self.requests = 0
         self._clock = clock
         self._wake = threading.Event()
         # True while the thread waits with nothing to send: the next nudge wakes it
@@ -322,25 +320,27 @@ class Shipper(threading.Thread):
     def _send_backlog(self) -> None:
         while self.sender.pending() and not self._abandoned:
             started = self._last_send = time.monotonic()
-            self._attempt(self.sender.send_batch)
+            sent = self._attempt(self.sender.send_batch)
             if self._clock() < self._retry_at:
                 return
-            if not self._closing and self.sender.spool.on_disk:
-                # rest three times as long as the batch took: a flood of output is sent with
-                # at most a quarter of one CPU, and the job keeps the rest (not while the
-                # events wait in bounded memory, where waiting would lose some); a close
-                # ends the rest at once
+            if sent == self.sender.batch_events and not self._closing and self.sender.spool.on_disk:
+                # A full batch: output floods in. Rest three times as long as the batch took,
+                # so that a flood is sent with at most a quarter of one CPU and the job keeps
+                # the rest (not while the events wait in bounded memory, where waiting would
+                # lose some); a close ends the rest at once.
                 if self._wake.wait(min(3 * (time.monotonic() - started), 1.0)):
                     self._wake.clear()
+            elif not self._closing:
+                return  # what came meanwhile goes after send_interval, together
 
     def _heartbeat(self) -> None:
         env = envelope(HEARTBEAT, self.sender.run_uuid, {})
         self._attempt(lambda: self.sender.transport.send_events([env], self.sender.api))
 
-    def _attempt(self, send: Callable[[], Any]) -> None:
-        self.requests += 1
+    def _attempt(self, send: Callable[[], Any]) -> Any:
+        """``send()``'s result; None when it failed (the failure is handled here)."""
         try:
-            send()
+            result = send()
         except errors.AuthenticationError as exc:
             self._failed(exc, max(1.0, min(self.key_refresh_seconds, 60.0)))
             problem = f"the server refused the API key (401: {exc.message})" if exc.status else exc.message
@@ -360,6 +360,8 @@ class Shipper(threading.Thread):
             self._backoff.reset()
             self.last_error = None
             self._last_contact = self._clock()
+            return result
+        return None
 
     def _failed(self, exc: errors.HyperdashError, delay: float) -> None:
         self.last_error = exc
