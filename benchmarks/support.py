@@ -75,8 +75,12 @@ def stop_server(proc: subprocess.Popen) -> None:
 def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Account, dict[str, str]]:
     """A server, an account on it, and the environment of a job that reports to it as that
     account, importing hyperdash from ``sdk`` (another checkout, for a baseline) as an installed
-    package does: from cached bytecode, kept under ``workdir``. The environment is the
+    package does: from cached bytecode, kept under ``workdir``, which becomes the current
+    folder, the jobs' too. The environment is the
     caller's otherwise: a benchmark sets buffering and the like per case, and says so."""
+    # the jobs run in ``workdir``: ``python -c`` puts the current folder first on the path, and
+    # the hyperdash of the checkout the benchmark was started in would hide ``sdk``'s
+    os.chdir(workdir)
     server = ServerProcess(db_url=f"sqlite:///{workdir / 'server' / 'db.sqlite'}", home=workdir / "server").start()
     account = server.signup()
     home = workdir / "client"

@@ -240,6 +240,7 @@ class Shipper(threading.Thread):
         self._last_contact = clock()
         self._next_tick = 0.0
         self._last_send = float("-inf")  # time.monotonic() when the last request started
+        self._last_took = 0.0  # and how long it took
 
     @property
     def retry_at(self) -> float:
@@ -303,9 +304,11 @@ class Shipper(threading.Thread):
             self._wake.wait(min(tick, self.flush_interval))
             self._wake.clear()
             return
-        gap = self._last_send + self.send_interval - now
+        # Requests start send_interval apart at least, and three times as long apart as the
+        # last one took, so that a flood is sent with at most a quarter of one CPU and the job
+        # keeps the rest; what comes meanwhile goes together.
+        gap = self._last_send + max(self.send_interval, min(4 * self._last_took, 1.0)) - now
         if gap > 0 and self.sender.pending():
-            # what came during the last request, or just after it, goes together
             self._wake.wait(min(gap, tick))
             self._wake.clear()
             return
@@ -318,20 +321,15 @@ class Shipper(threading.Thread):
         self._wake.clear()
 
     def _send_backlog(self) -> None:
+        """One batch; more at once only while closing, or while the events wait in bounded
+        memory (where waiting would lose some)."""
+        self._guard(lambda: self.sender.transport.session)  # the HTTP client's import is no request's time
         while self.sender.pending() and not self._abandoned:
             started = self._last_send = time.monotonic()
-            sent = self._attempt(self.sender.send_batch)
-            if self._clock() < self._retry_at:
+            self._attempt(self.sender.send_batch)
+            self._last_took = time.monotonic() - started
+            if self._clock() < self._retry_at or not (self._closing or not self.sender.spool.on_disk):
                 return
-            if sent == self.sender.batch_events and not self._closing and self.sender.spool.on_disk:
-                # A full batch: output floods in. Rest three times as long as the batch took,
-                # so that a flood is sent with at most a quarter of one CPU and the job keeps
-                # the rest (not while the events wait in bounded memory, where waiting would
-                # lose some); a close ends the rest at once.
-                if self._wake.wait(min(3 * (time.monotonic() - started), 1.0)):
-                    self._wake.clear()
-            elif not self._closing:
-                return  # what came meanwhile goes after send_interval, together
 
     def _heartbeat(self) -> None:
         env = envelope(HEARTBEAT, self.sender.run_uuid, {})
