@@ -155,10 +155,9 @@ class SpoolSender:
         batch: list[str] = []
         last_seq = acked
         end = self.spool.end_offset
-        records = list(self.spool.records(offset, self.batch_bytes))
-        if not records:
-            self._torn_end = end  # nothing whole left to read
-        for record in records:
+        whole = False
+        for record in self.spool.records(offset, self.batch_bytes):
+            whole = True
             room = self.batch_events - len(batch)
             if room <= 0:
                 break
@@ -173,6 +172,8 @@ class SpoolSender:
             if record.last_seq > last_seq:
                 break  # this record goes on in the next batch
             offset = record.end
+        if not whole:
+            self._torn_end = end  # nothing whole left to read
         return batch, offset, last_seq
 
     def _drop(self, exc: errors.APIError) -> None:
