@@ -324,7 +324,7 @@ class Shipper(threading.Thread):
     def _send_backlog(self) -> None:
         """One batch; more at once only while closing, or while the events wait in bounded
         memory (where waiting would lose some)."""
-        self._guard(lambda: self.sender.transport.session)  # the HTTP client's import is no request's time
+        self._guard(self.sender.transport.warm_up)  # the HTTP client's import is no request's time
         while self.sender.pending() and not self._abandoned:
             started = self._last_send = time.monotonic()
             self._attempt(self.sender.send_batch)

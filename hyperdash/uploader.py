@@ -308,8 +308,8 @@ def _upload_one(
     summary: UploadSummary,
 ) -> errors.HyperdashError | None:
     """Send the spool until it is all on the server (None) or the first error (returned)."""
-    transport = Transport(server, api_key=key)
-    transport.session.headers[REPLAY_HEADER] = "1"  # the run's process has ended: no sign of life
+    # the run's process has ended: its events are no sign of life
+    transport = Transport(server, api_key=key, headers={REPLAY_HEADER: "1"})
     sender = SpoolSender(spool, transport, run_uuid, meta.get("api") or "monitor")
     sender.use_big_batches()
     total = _count_events(spool)

@@ -223,3 +223,34 @@ def test_key_source_is_what_the_transport_calls(monkeypatch):
     source = KeySource(lambda: next(keys), refresh_seconds=0)
     transport = Transport("http://127.0.0.1:9", api_key=source.get)
     assert transport._current_key() == "first" and transport._current_key() == "second"
+
+
+def test_an_ingest_request_goes_again_on_a_new_connection_when_the_server_dropped_the_kept_alive_one():
+    requests_seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the server is
+
+        def do_POST(self):
+            requests_seen.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            reply = json.dumps({"stored": 1, "duplicates": 0}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+            self.close_connection = True  # an idle timeout: gone without a word to the client
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    transport = Transport(f"http://127.0.0.1:{httpd.server_address[1]}", api_key="k")
+    try:
+        for seq in (1, 2, 3):
+            assert transport.send_events([{"type": "log", "seq": seq}], "monitor") == {"stored": 1, "duplicates": 0}
+        assert [body[0]["seq"] for body in requests_seen] == [1, 2, 3]
+    finally:
+        transport.close()
+        httpd.shutdown()
+        httpd.server_close()
