@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from sdk_support import texts
+from sdk_support import counting_job, texts
 from test_spool_and_upload import write_run
 
 from hyperdash.run import Run
@@ -137,16 +137,7 @@ def test_a_large_backlog_at_exit_goes_to_an_uploader_at_once_and_arrives_whole(r
                                                                                 hyperdash_home):
     # A flood just before the end: the job does not wait for it to be sent (even with a long
     # exit timeout), a detached uploader sends it.
-    done = run_job("""
-        from hyperdash import monitor
-
-        @monitor("flood at the end")
-        def job():
-            for i in range(100000):
-                print(i)
-
-        job()
-    """, env=sdk_env(HYPERDASH_EXIT_TIMEOUT="60"), timeout=120)
+    done = run_job(counting_job("flood at the end", 100000), env=sdk_env(HYPERDASH_EXIT_TIMEOUT="60"), timeout=120)
     assert done.returncode == 0, done.stderr
     assert "a background uploader is sending them now" in done.stderr.decode(), done.stderr
     run = account.wait_for_run("flood at the end", status="success", timeout=120)
