@@ -202,7 +202,8 @@ class Shipper(threading.Thread):
     """The background thread that sends a live run's spool (see the module's docstring).
 
     ``flush_interval`` is how often it wakes without being nudged (``on_tick``, heartbeats);
-    ``send_interval`` the least time between the starts of two requests. ``clock``
+    ``send_interval`` the least time between the starts of two requests, ``flood_interval``
+    after a full batch (a flood: fewer, fuller requests). ``clock``
     (``time.monotonic`` by default) decides when a retry or a heartbeat is due; tests pass one
     they move by hand."""
 
@@ -215,6 +216,7 @@ class Shipper(threading.Thread):
         key_refresh_seconds: float = 300.0,
         flush_interval: float = 0.5,
         send_interval: float = 0.05,
+        flood_interval: float = 0.1,
         heartbeat_interval: float = 5.0,
         first_send_delay: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -226,6 +228,7 @@ class Shipper(threading.Thread):
         self.key_refresh_seconds = key_refresh_seconds
         self.flush_interval = flush_interval
         self.send_interval = send_interval
+        self.flood_interval = flood_interval
         self.heartbeat_interval = heartbeat_interval
         self.last_error: errors.HyperdashError | None = None
         self._clock = clock
@@ -242,6 +245,7 @@ class Shipper(threading.Thread):
         self._next_tick = 0.0
         self._last_send = float("-inf")  # time.monotonic() when the last request started
         self._last_took = 0.0  # and how long it took
+        self._last_full = False  # and whether it carried a full batch (output floods in)
 
     @property
     def retry_at(self) -> float:
@@ -305,10 +309,11 @@ class Shipper(threading.Thread):
             self._wake.wait(min(tick, self.flush_interval))
             self._wake.clear()
             return
-        # Requests start send_interval apart at least, and three times as long apart as the
-        # last one took, so that a flood is sent with at most a quarter of one CPU and the job
-        # keeps the rest; what comes meanwhile goes together.
-        gap = self._last_send + max(self.send_interval, min(4 * self._last_took, 1.0)) - now
+        # Requests start send_interval apart at least (flood_interval after a full batch), and
+        # three times as long apart as the last one took, so that a flood is sent with at most
+        # a quarter of one CPU and the job keeps the rest; what comes meanwhile goes together.
+        least = self.flood_interval if self._last_full else self.send_interval
+        gap = self._last_send + max(least, min(4 * self._last_took, 1.0)) - now
         if gap > 0 and self.sender.pending():
             self._wake.wait(min(gap, tick))
             self._wake.clear()
@@ -327,8 +332,9 @@ class Shipper(threading.Thread):
         self._guard(self.sender.transport.warm_up)  # the HTTP client's import is no request's time
         while self.sender.pending() and not self._abandoned:
             started = self._last_send = time.monotonic()
-            self._attempt(self.sender.send_batch)
+            sent = self._attempt(self.sender.send_batch)
             self._last_took = time.monotonic() - started
+            self._last_full = sent == self.sender.batch_events
             if self._clock() < self._retry_at or not (self._closing or not self.sender.spool.on_disk):
                 return
 
