@@ -259,8 +259,7 @@ class Spool:
             at = offset - ahead_at
             if at + _HEADER.size > len(ahead):
                 ahead_at, at = offset, 0
-                ahead = self._read(offset, max(min(max_bytes - read, READ_AHEAD), _HEADER.size) if blobs
-                                   else _HEADER.size, end)
+                ahead = self._read(offset, max(min(max_bytes - read, READ_AHEAD), _HEADER.size), end)
                 if len(ahead) < _HEADER.size:
                     return  # a record cut short by a crash: nothing valid follows
             kind, code, first_seq, count, timestamp, length = _HEADER.unpack_from(ahead, at)
