@@ -84,6 +84,7 @@ class Pump(threading.Thread):
         self.close_when_done: list[int] = []
         self._buffer = bytearray(CHUNK_SIZE)
         self._last_read = float("-inf")  # time.monotonic() of the last read that brought bytes
+        self._pausable: set[int] = set()  # channels whose reads may wait for more to gather
         self._view = memoryview(self._buffer)
 
     def run(self) -> None:
@@ -104,6 +105,9 @@ class Pump(threading.Thread):
         # so that no signal handler of ours can interrupt the job's system calls)
         resizes = [PtyWindow(terminal_fd, read_fd) for read_fd, terminal_fd, _ in self.channels
                    if self.follow_resizes and terminal_fd is not None and isatty(read_fd) and isatty(terminal_fd)]
+        # A pty holds a few KiB: a writer would wait on it during any pause. Pipes (widened by
+        # open_channel) hold far more than a pause lets gather.
+        self._pausable = {fd for fd in self._open if fd not in unpolled and not isatty(fd)}
         next_resize_check = 0.0
         try:
             while self._open:
@@ -162,7 +166,7 @@ class Pump(threading.Thread):
             self._open[read_fd] = (None, stream)
         self.sink.write(stream, data)
         now = time.monotonic()
-        if len(data) < FLOOD_FULL and not self._stopping and selector is not None:
+        if len(data) < FLOOD_FULL and not self._stopping and read_fd in self._pausable:
             if len(data) >= FLOOD_READ:
                 # Output is flooding in: let it gather for a moment rather than being woken by
                 # every write of the job (each wake-up costs the job a context switch). Not
