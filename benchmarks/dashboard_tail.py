@@ -28,7 +28,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from support import start_server  # noqa: E402  (benchmarks/, the script's folder)
+from support import start_server, stop_server  # noqa: E402  (benchmarks/, the script's folder)
 
 from hyperdash import events  # noqa: E402
 
@@ -133,8 +133,7 @@ def main() -> None:
                             times[label].append(result)
                 browser.close()
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop_server(proc)
 
     medians = {}
     for label, lines in (("small", args.small), ("big", args.lines)):

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,16 +32,10 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from support import cpu_seconds  # noqa: E402  (benchmarks/, the script's folder)
+from support import cpu_seconds, start_server, stop_server  # noqa: E402  (benchmarks/, the script's folder)
 
 from hyperdash import events  # noqa: E402
 from hyperdash.server.store import Store  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_batches(run_uuid: str, batches: int, size: int) -> list[bytes]:
@@ -82,26 +74,9 @@ def post_all(port: int, api_key: str, bodies: list[bytes], latencies: list[float
 
 
 def bench_server(runs: int, batches: int, size: int, workdir: Path) -> tuple[float, float, int]:
-    port = free_port()
-    home = workdir / "server-home"
-    home.mkdir()
-    env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperdash", "server", "--port", str(port),
-         "--db", f"sqlite:///{workdir / 'server.db'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    proc, url = start_server(workdir / "server-home")
+    port = int(url.rsplit(":", 1)[1])
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(url + "/api/v1/health", timeout=1).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # (a loaded machine answers late)
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.05)
         api_key = requests.post(url + "/api/v1/users", json={
             "email": "bench@example.com", "password": "benchmark-password"}, timeout=10).json()["api_key"]
         run_ids = [str(uuid.uuid4()) for _ in range(runs)]
@@ -130,8 +105,7 @@ def bench_server(runs: int, batches: int, size: int, workdir: Path) -> tuple[flo
               f"machine load average {os.getloadavg()[0]:.1f})")
         return stored / elapsed, p99, stored
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_server(proc)
 
 
 def bench_raw_sqlite(runs: int, batches: int, size: int, workdir: Path) -> dict[str, float]:

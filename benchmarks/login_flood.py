@@ -32,7 +32,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from support import start_server  # noqa: E402  (benchmarks/, the script's folder)
+from support import start_server, stop_server  # noqa: E402  (benchmarks/, the script's folder)
 
 from hyperdash import events  # noqa: E402
 
@@ -129,8 +129,7 @@ def main() -> None:
                 if stored != sent:
                     raise SystemExit(f"run {run}: {stored} of {sent} lines arrived")
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop_server(proc)
 
     (a_med, a_p99), (f_med, f_p99) = quantiles(alone_all), quantiles(flood_all)
     print(f"ingest alone:        median {a_med * 1000:7.1f} ms, p99 {a_p99 * 1000:7.1f} ms "

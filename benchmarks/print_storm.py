@@ -1,30 +1,44 @@
-"""Print storm: 200,000 lines of 80 characters to /dev/null under ``@monitor`` against plain
-Python, whole process, exit included, with a real server up.
+"""Print storm: 200,000 lines of 80 characters, monitored against plain Python, whole process
+(exit included), with a real server up, in each case a user has.
 
-Each round runs the plain script and the monitored one as fresh interpreters (stdout to
-/dev/null) and times them from spawn to exit; the figure is the ratio of the best times (the
-machine's noise only ever adds time), the median ratio is printed too. After each monitored
-round it waits until the server holds every line, once and in order (a backlog left at exit is
-sent by the detached uploader), so that rounds do not overlap, and says how long that took.
+Cases (``--cases`` picks some; all by default):
 
-    python benchmarks/print_storm.py [--lines 200000] [--rounds 5]
+- face: ``monitor`` (``@monitor`` in the script) or ``run`` (``hyperdash run python -c ...``);
+- buffering: ``buffered`` (Python's default: block-buffered to a file or a pipe, line-buffered to
+  a terminal) or ``unbuffered`` (``python -u``, which is what ``PYTHONUNBUFFERED=1`` does: every
+  line is one write). ``hyperdash run`` makes a Python child writing to a pipe unbuffered
+  itself, so that lines arrive as printed: its ``buffered`` case is what users of it get;
+- destination of stdout: ``file`` (a file on disk), ``pipe`` (read by this process as fast as it
+  comes) or ``pty`` (a terminal this process reads; stderr goes there too, as in a terminal).
+  Elsewhere stderr goes to /dev/null.
+
+Each round runs the plain job and the monitored one as fresh interpreters, alternating which
+goes first, and times them from spawn to exit; after each monitored round it waits until the
+server holds every line, once and in order, and until any uploader the job started is done.
+Per case it prints the median of the rounds' ratios (wall, and CPU: the job's, its children's
+and that of the detached uploader it started, from the uploader's own account in its log),
+their spread, and how long after exit the last line was on the server.
+
+    python benchmarks/print_storm.py [--lines 200000] [--rounds 5] [--cases monitor-unbuffered-file,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import pty
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.conftest import ServerProcess  # noqa: E402  (the project's real-server harness)
+from support import REPO, Account, load_average, measured, ratio_line, reporting_server, uploader_cpu  # noqa: E402
 
 PLAIN = """
 line = "x" * 79
@@ -45,96 +59,124 @@ def storm():
 storm()
 """
 
+FACES = ("monitor", "run")
+BUFFERING = ("buffered", "unbuffered")
+DESTINATIONS = ("file", "pipe", "pty")
+ALL_CASES = ["-".join(case) for case in itertools.product(FACES, BUFFERING, DESTINATIONS)]
 
-def measured(code: str, env: dict[str, str], stderr: bool = False) -> tuple[float, float, int]:
-    """``python -c code`` with stdout (and with ``stderr``, stderr) to /dev/null: its wall
-    seconds, CPU seconds (user + system) and peak RSS in KiB."""
+
+def _drain(fd: int) -> None:
+    """Read ``fd`` until its writers are gone, as a terminal or a reader of a pipe does."""
+    try:
+        while os.read(fd, 1 << 16):
+            pass
+    except OSError:  # a pty's master reads EIO once the job has gone
+        pass
+    finally:
+        os.close(fd)
+
+
+def run_job(argv: list[str], env: dict[str, str], destination: str, workdir: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``argv`` with its stdout to ``destination``."""
+    if destination == "file":
+        with open(workdir / "out.txt", "wb") as out:
+            return measured(argv, env, stdout=out)
+    if destination == "pipe":
+        read_fd, write_fd = os.pipe()
+    else:
+        read_fd, write_fd = pty.openpty()
+    reader = threading.Thread(target=_drain, args=(read_fd,))
+    reader.start()
+    try:
+        return measured(argv, env, stdout=write_fd, stderr=write_fd if destination == "pty" else subprocess.DEVNULL)
+    finally:
+        os.close(write_fd)
+        reader.join()
+
+
+def wait_for_all_lines(account: Account, name: str, lines: int, timeout: float = 300.0) -> float:
+    """Seconds until run ``name`` is over on the server (its last event, ``run_ended``, is
+    stored: every line before it is too); then checks that it holds the ``lines`` lines, each
+    once, in order."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, env=env,
-                            stderr=subprocess.DEVNULL if stderr else None)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the benchmark's job failed with {proc.returncode}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
-
-
-def timed(code: str, env: dict[str, str], stderr: bool = False) -> float:
-    """Wall seconds of :func:`measured`."""
-    return measured(code, env, stderr)[0]
-
-
-def wait_for_run_status(account, name: str, status: str, timeout: float = 300.0) -> dict:
-    """The run called ``name`` once it has ``status`` (its backlog is on the server then)."""
-    return account.wait_for_run(name, status=status, timeout=timeout)
-
-
-def as_installed(env: dict[str, str], workdir: Path) -> dict[str, str]:
-    """``env`` for jobs that import hyperdash as an installed package does: from cached
-    bytecode (kept under ``workdir``, so the source tree stays clean), stdout block-buffered as
-    Python makes it when it is not a terminal. Warms the cache once."""
-    env = dict(env)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("PYTHONUNBUFFERED", None)
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
-    subprocess.run([sys.executable, "-c", "import hyperdash.monitor, hyperdash.uploader, numpy, tqdm"],
-                   env=env, check=True)
-    return env
-
-
-def start_server(workdir: Path) -> tuple[ServerProcess, dict[str, str]]:
-    """A real server on a loopback port, an account on it, and the environment of a job that
-    reports to it."""
-    server = ServerProcess(db_url=f"sqlite:///{workdir / 'server' / 'db.sqlite'}", home=workdir / "server").start()
-    account = server.signup()
-    home = workdir / "client"
-    home.mkdir()
-    return server, account, as_installed(account.sdk_env(home), workdir)
-
-
-def wait_for_all_lines(account, name: str, lines: int, timeout: float = 300.0) -> float:
-    """Seconds until the server holds run ``name``'s ``lines`` lines, each once, in order."""
-    start = time.perf_counter()
-    run = wait_for_run_status(account, name, "success", timeout)  # run_ended is the last event
-    expected = run["last_seq"]
+    run = account.wait_for_run(name, status="success", timeout=timeout)
+    took = time.perf_counter() - start
     got = account.logs(run["uuid"])
     seqs = [line["seq"] for line in got]
-    assert len(got) == lines, f"{len(got)} lines on the server, expected {lines} (last_seq {expected})"
+    assert len(got) == lines, f"{len(got)} lines on the server, expected {lines} (last_seq {run['last_seq']})"
     assert seqs == sorted(seqs) and len(set(seqs)) == lines, "lines out of order or repeated"
     assert all(line["text"] == "x" * 79 for line in got), "a line arrived damaged"
-    return time.perf_counter() - start
+    return took
+
+
+def median_ratio(monitored: list[float], plain: list[float]) -> float:
+    return statistics.median(m / p for m, p in zip(monitored, plain, strict=True))
+
+
+def commands(face: str, buffering: str, lines: int, name: str) -> tuple[list[str], list[str]]:
+    """The plain job's command line and the monitored one's."""
+    python = [sys.executable] + (["-u"] if buffering == "unbuffered" else [])
+    plain = [*python, "-c", PLAIN.format(lines=lines)]
+    if face == "monitor":
+        return plain, [*python, "-c", MONITORED.format(lines=lines, name=name)]
+    return plain, [sys.executable, "-m", "hyperdash", "run", "-n", name, "--", *plain]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cases", default=",".join(ALL_CASES), help="comma-separated, of " + ", ".join(ALL_CASES))
+    parser.add_argument("--sdk", type=Path, default=REPO,
+                        help="the checkout whose hyperdash the jobs import (another one: a baseline)")
     args = parser.parse_args()
+    cases = [case for case in args.cases.split(",") if case]
+    unknown = sorted(set(cases) - set(ALL_CASES))
+    if unknown:
+        parser.error(f"unknown cases {', '.join(unknown)}; the cases are {', '.join(ALL_CASES)}")
+    print(f"{args.lines} lines, {args.rounds} rounds per case, hyperdash from {args.sdk}; "
+          f"load average before: {load_average()}", flush=True)
+    summary = []
     with tempfile.TemporaryDirectory() as tmp:
-        server, account, env = start_server(Path(tmp))
+        workdir = Path(tmp)
+        server, account, env = reporting_server(workdir, args.sdk)
+        home = Path(env["HYPERDASH_HOME"])
+        reports = 0
         try:
-            plain, monitored, plain_cpu, monitored_cpu, upload = [], [], [], [], []
-            for round_ in range(args.rounds):
-                wall, cpu, _ = measured(PLAIN.format(lines=args.lines), env)
-                plain.append(wall)
-                plain_cpu.append(cpu)
-                name = f"storm {round_}"
-                wall, cpu, _ = measured(MONITORED.format(lines=args.lines, name=name), env, stderr=True)
-                monitored.append(wall)
-                monitored_cpu.append(cpu)
-                upload.append(wait_for_all_lines(account, name, args.lines))
-                print(f"round {round_}: plain {plain[-1]:.3f}s  monitored {monitored[-1]:.3f}s  "
-                      f"all {args.lines} lines on the server {upload[-1]:.1f}s after exit", flush=True)
+            for case in cases:
+                face, buffering, destination = case.split("-")
+                walls: dict[str, list[float]] = {"plain": [], "monitored": []}
+                cpus: dict[str, list[float]] = {"plain": [], "monitored": []}
+                after_exit = []
+                for round_ in range(args.rounds):
+                    name = f"storm {case} {round_}"
+                    plain, monitored = commands(face, buffering, args.lines, name)
+                    pair = [("plain", plain), ("monitored", monitored)]
+                    for kind, argv in pair if round_ % 2 == 0 else pair[::-1]:
+                        wall, cpu = run_job(argv, env, destination, workdir)
+                        if kind == "monitored":
+                            after_exit.append(wait_for_all_lines(account, name, args.lines))
+                            uploader, reports = uploader_cpu(home, reports)
+                            cpu += uploader
+                        walls[kind].append(wall)
+                        cpus[kind].append(cpu)
+                    print(f"  {case} round {round_}: plain {walls['plain'][-1]:.3f}s ({cpus['plain'][-1]:.3f}s CPU)"
+                          f"  monitored {walls['monitored'][-1]:.3f}s ({cpus['monitored'][-1]:.3f}s CPU with "
+                          f"any uploader)  every line on the server {after_exit[-1]:.1f}s after exit", flush=True)
+                print(ratio_line(f"{case}, wall", walls["plain"], walls["monitored"]) + "  [target <= 1.2x]")
+                print(ratio_line(f"{case}, CPU (job + uploader)", cpus["plain"], cpus["monitored"])
+                      + "  [target <= 1.5x]", flush=True)
+                summary.append((case, statistics.median(walls["plain"]), statistics.median(walls["monitored"]),
+                                median_ratio(walls["monitored"], walls["plain"]),
+                                median_ratio(cpus["monitored"], cpus["plain"]), statistics.median(after_exit)))
         finally:
             server.stop()
-    ratio_best = min(monitored) / min(plain)
-    ratio_median = statistics.median(m / p for m, p in zip(monitored, plain, strict=True))
-    print(f"plain best {min(plain):.3f}s, monitored best {min(monitored):.3f}s")
-    print(f"ratio (best/best): {ratio_best:.2f}x  (median of rounds: {ratio_median:.2f}x; target <= 1.5x)")
-    print(f"CPU time of the job process (user+system, best): plain {min(plain_cpu):.3f}s, "
-          f"monitored {min(monitored_cpu):.3f}s, ratio {min(monitored_cpu) / min(plain_cpu):.2f}x")
-    print(f"every line on the server in every round; upload after exit took {statistics.median(upload):.1f}s (median)")
+    print(f"\nsummary (medians of {args.rounds} paired rounds; load average after: {load_average()})")
+    print(f"{'case':28} {'plain s':>8} {'monitored s':>12} {'wall ratio':>10} {'CPU ratio':>10} "
+          f"{'on server after exit s':>23}")
+    for case, plain_wall, monitored_wall, wall_ratio, cpu_ratio, after in summary:
+        print(f"{case:28} {plain_wall:8.3f} {monitored_wall:12.3f} {wall_ratio:9.2f}x {cpu_ratio:9.2f}x {after:23.1f}")
+    print("every line reached the server, once and in order, in every round")
 
 
 if __name__ == "__main__":

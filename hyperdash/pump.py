@@ -28,6 +28,11 @@ FLOOD_PAUSE = 0.003
 FLOOD_FULL = 256 * 1024  # ...unless it is this large: then the pipe would fill during a pause
 FLOOD_READS_IN_A_ROW = 4  # reads of one channel without a look at the others, while it floods
 RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
+# Output that comes in small pieces one after the other (a training loop printing a line a
+# step, unbuffered) gathers for a moment before the next read: each wake-up of the pump costs
+# more than the lines it carries. A piece after a quiet spell is passed on at once.
+GATHER_WINDOW = 0.02  # a read this soon after the last one: output streams in
+GATHER_PAUSE = 0.008
 
 
 class OutputSink(Protocol):
@@ -78,6 +83,8 @@ class Pump(threading.Thread):
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
         self._buffer = bytearray(CHUNK_SIZE)
+        self._last_read = float("-inf")  # time.monotonic() of the last read that brought bytes
+        self._pausable: set[int] = set()  # channels whose reads may wait for more to gather
         self._view = memoryview(self._buffer)
 
     def run(self) -> None:
@@ -98,6 +105,9 @@ class Pump(threading.Thread):
         # so that no signal handler of ours can interrupt the job's system calls)
         resizes = [PtyWindow(terminal_fd, read_fd) for read_fd, terminal_fd, _ in self.channels
                    if self.follow_resizes and terminal_fd is not None and isatty(read_fd) and isatty(terminal_fd)]
+        # A pty holds a few KiB: a writer would wait on it during any pause. Pipes (widened by
+        # open_channel) hold far more than a pause lets gather.
+        self._pausable = {fd for fd in self._open if fd not in unpolled and not isatty(fd)}
         next_resize_check = 0.0
         try:
             while self._open:
@@ -155,12 +165,17 @@ class Pump(threading.Thread):
         if terminal_fd is not None and not _write_all(terminal_fd, data):
             self._open[read_fd] = (None, stream)
         self.sink.write(stream, data)
-        if FLOOD_READ <= len(data) < FLOOD_FULL and not self._stopping and selector is not None:
-            # Output is flooding in: let it gather for a moment rather than being woken by
-            # every write of the job (each wake-up costs the job a context switch). Not when
-            # the read nearly filled the pipe: the job writes faster than a pause would let
-            # the pipe hold, and it would be blocked until the pump came back.
-            time.sleep(FLOOD_PAUSE)
+        now = time.monotonic()
+        if len(data) < FLOOD_FULL and not self._stopping and read_fd in self._pausable:
+            if len(data) >= FLOOD_READ:
+                # Output is flooding in: let it gather for a moment rather than being woken by
+                # every write of the job (each wake-up costs the job a context switch). Not
+                # when the read nearly filled the pipe: the job writes faster than a pause
+                # would let the pipe hold, and it would be blocked until the pump came back.
+                time.sleep(FLOOD_PAUSE)
+            elif now - self._last_read < GATHER_WINDOW:
+                time.sleep(GATHER_PAUSE)
+        self._last_read = now
         return len(data)
 
     def _close(self, read_fd: int) -> None:

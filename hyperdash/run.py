@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 __all__ = ["Run", "DEFAULT_EXIT_TIMEOUT", "MAX_PARAM_TEXT_CHARS"]
 
 DEFAULT_EXIT_TIMEOUT = 3.0
+# A backlog larger than this at exit (bytes of spool) goes to a detached uploader at once, when
+# one can be started; a smaller one is sent before the job exits, within the exit timeout.
+HANDOFF_BYTES = 512 * 1024
 # The server keeps a param's text up to this many characters.
 MAX_PARAM_TEXT_CHARS = 64 * 1024
 
@@ -342,7 +345,7 @@ class Run:
         spool, shipper, server_url = self._spool, self._shipper, self.server_url
         if spool is None or shipper is None or server_url is None:
             return  # (a run that started is detached until it has all three: never here)
-        shipper.close(self.exit_timeout)
+        shipper.close(self._exit_flush_timeout(spool))
         self._close_log()
         self._prune_logs()
         on_disk, in_memory = spool.unsent()
@@ -354,6 +357,21 @@ class Run:
         self._say_what_is_left(on_disk, lost, shipper.last_error, spool, server_url)
         if self.log_path is not None:
             self.say(f"the log of this run is at {self.log_path}")
+
+    def _exit_flush_timeout(self, spool: Spool) -> float:
+        """How long to send the backlog before the job may exit: ``exit_timeout``, unless the
+        backlog is large and a detached uploader can take it over at once (a flood of output
+        just before the end does not hold the job's exit; what it wrote last is on the server
+        moments later). When an uploader already runs (it may be waiting for another server)
+        or the backlog is in memory only, the run sends it itself."""
+        if self.exit_timeout <= 0 or not spool.on_disk or spool.end_offset - spool.cursor_offset <= HANDOFF_BYTES:
+            return self.exit_timeout
+        try:
+            from .uploader import uploader_running
+
+            return self.exit_timeout if uploader_running() else 0.0
+        except Exception:
+            return self.exit_timeout
 
     def _say_what_is_left(self, left: int, lost: int, error: HyperdashError | None, spool: Spool,
                           server_url: str) -> None:
@@ -553,6 +571,8 @@ class Run:
             seq = self._next_seq
             self._next_seq += 1
             self._spool.append(EVENT, None, seq, 1, now_ms(), blob)
+        if self._shipper is not None:
+            self._shipper.nudge()
 
     def _store(self, stream: str, pieces: list[framing.Piece]) -> None:
         if not pieces or self._spool is None:
@@ -562,6 +582,8 @@ class Run:
             seq = self._next_seq
             self._next_seq += count
             self._spool.append(kind, stream, seq, count, timestamp, blob)
+        if self._shipper is not None:
+            self._shipper.nudge()
 
     def keep_unfinished_lines(self) -> None:
         """Store each stream's last line even though it has no newline yet (the process is

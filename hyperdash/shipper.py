@@ -2,8 +2,13 @@
 
 :class:`SpoolSender` turns spool records into envelopes and sends them, one batch a call,
 moving the spool's acknowledged cursor; it is shared by the live :class:`Shipper` thread of a
-run and by :mod:`hyperdash.uploader`. The shipper wakes every ``flush_interval`` seconds, sends
-what is new, retries with exponential backoff and jitter (honouring ``Retry-After``), keeps
+run and by :mod:`hyperdash.uploader`.
+
+The shipper sends what is new as soon as it is told (:meth:`Shipper.nudge`) while no request is
+in flight: a line printed by a quiet job is on the server within one round trip. Whatever
+arrives while a request is in flight, or within ``send_interval`` of the last request's start,
+goes in the next request, together: a flood of output costs no more requests than a fixed
+timer would. It retries with exponential backoff and jitter (honouring ``Retry-After``), keeps
 events waiting through a 401 until the key source yields a working key, and sends a heartbeat
 after ``heartbeat_interval`` seconds without traffic. Nothing it meets ever reaches the job:
 each kind of problem becomes one warning line.
@@ -158,10 +163,9 @@ class SpoolSender:
         batch: list[str] = []
         last_seq = acked
         end = self.spool.end_offset
-        records = list(self.spool.records(offset, self.batch_bytes))
-        if not records:
-            self._torn_end = end  # nothing whole left to read
-        for record in records:
+        whole = False
+        for record in self.spool.records(offset, self.batch_bytes):
+            whole = True
             room = self.batch_events - len(batch)
             if room <= 0:
                 break
@@ -176,6 +180,8 @@ class SpoolSender:
             if record.last_seq > last_seq:
                 break  # this record goes on in the next batch
             offset = record.end
+        if not whole:
+            self._torn_end = end  # nothing whole left to read
         return batch, offset, last_seq
 
     def heard(self, reply: dict[str, Any]) -> None:
@@ -217,8 +223,11 @@ class SpoolSender:
 class Shipper(threading.Thread):
     """The background thread that sends a live run's spool (see the module's docstring).
 
-    ``clock`` (``time.monotonic`` by default) decides when a retry or a heartbeat is due; tests
-    pass one they move by hand."""
+    ``flush_interval`` is how often it wakes without being nudged (``on_tick``, heartbeats);
+    ``send_interval`` the least time between the starts of two requests, ``flood_interval``
+    after a full batch (a flood: fewer, fuller requests). ``clock``
+    (``time.monotonic`` by default) decides when a retry or a heartbeat is due; tests pass one
+    they move by hand."""
 
     def __init__(
         self,
@@ -228,6 +237,8 @@ class Shipper(threading.Thread):
         on_tick: Callable[[], None] | None = None,
         key_refresh_seconds: float = 300.0,
         flush_interval: float = 0.5,
+        send_interval: float = 0.05,
+        flood_interval: float = 0.1,
         heartbeat_interval: float = 5.0,
         first_send_delay: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -238,10 +249,14 @@ class Shipper(threading.Thread):
         self.on_tick = on_tick
         self.key_refresh_seconds = key_refresh_seconds
         self.flush_interval = flush_interval
+        self.send_interval = send_interval
+        self.flood_interval = flood_interval
         self.heartbeat_interval = heartbeat_interval
         self.last_error: errors.HyperdashError | None = None
         self._clock = clock
         self._wake = threading.Event()
+        # True while the thread waits with nothing to send: the next nudge wakes it
+        self._idle = False
         self._closing = False
         self._abandoned = False
         self._backoff = Backoff(cap=10.0)
@@ -249,6 +264,10 @@ class Shipper(threading.Thread):
         # long one does not pay for the HTTP client's import while it starts up.
         self._retry_at = clock() + first_send_delay
         self._last_contact = clock()
+        self._next_tick = 0.0
+        self._last_send = float("-inf")  # time.monotonic() when the last request started
+        self._last_took = 0.0  # and how long it took
+        self._last_full = False  # and whether it carried a full batch (output floods in)
 
     @property
     def retry_at(self) -> float:
@@ -257,12 +276,20 @@ class Shipper(threading.Thread):
         return self._retry_at
 
     # -- control --------------------------------------------------------------------------
+    def nudge(self) -> None:
+        """New events are in the spool: send them now if the thread is idle (else they go with
+        the next request). Costs one attribute test while the thread is busy."""
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
     def close(self, timeout: float) -> None:
         """Send what is left for at most ``timeout`` seconds, in batches as large as the
         server takes, then stop."""
         if timeout <= 0:
             self._abandoned = True  # not even one try: the backlog goes to another process
             self.sender.frozen = True
+            self._wake.set()
             return
         self.sender.use_big_batches()
         self._retry_at = 0.0  # one more try now, whatever the backoff said; a failure ends it
@@ -278,10 +305,11 @@ class Shipper(threading.Thread):
     def run(self) -> None:
         while not self._abandoned:
             if not self._closing:
-                self._wake.wait(self.flush_interval)
-                self._wake.clear()
-            if self.on_tick is not None:
-                self._guard(self.on_tick)
+                self._wait()
+            if time.monotonic() >= self._next_tick:
+                self._next_tick = time.monotonic() + self.flush_interval
+                if self.on_tick is not None:
+                    self._guard(self.on_tick)
             now = self._clock()
             if now < self._retry_at:
                 if self._closing:
@@ -294,25 +322,52 @@ class Shipper(threading.Thread):
             elif now - self._last_contact >= self.heartbeat_interval and self.sender.gone is None:
                 self._guard(self._heartbeat)
 
+    def _wait(self) -> None:
+        """Until something is to be sent and may be, or the next tick is due."""
+        now = time.monotonic()
+        tick = max(0.0, self._next_tick - now)
+        if self._clock() < self._retry_at:
+            # in backoff, or before the first send: only the clock can make a send due
+            self._wake.wait(min(tick, self.flush_interval))
+            self._wake.clear()
+            return
+        # Requests start send_interval apart at least (flood_interval after a full batch), and
+        # three times as long apart as the last one took, so that a flood is sent with at most
+        # a quarter of one CPU and the job keeps the rest; what comes meanwhile goes together.
+        least = self.flood_interval if self._last_full else self.send_interval
+        gap = self._last_send + max(least, min(4 * self._last_took, 1.0)) - now
+        if gap > 0 and self.sender.pending():
+            self._wake.wait(min(gap, tick))
+            self._wake.clear()
+            return
+        self._wake.clear()
+        self._idle = True
+        # (a nudge between the flag and this test is seen here: the events are in the spool)
+        if not self.sender.pending():
+            self._wake.wait(tick)
+        self._idle = False
+        self._wake.clear()
+
     def _send_backlog(self) -> None:
+        """One batch; more at once only while closing, or while the events wait in bounded
+        memory (where waiting would lose some)."""
+        self._guard(self.sender.transport.warm_up)  # the HTTP client's import is no request's time
         while self.sender.pending() and not self._abandoned:
-            started = time.monotonic()
-            self._attempt(self.sender.send_batch)
-            if self._clock() < self._retry_at:
+            started = self._last_send = time.monotonic()
+            sent = self._attempt(self.sender.send_batch)
+            self._last_took = time.monotonic() - started
+            self._last_full = sent == self.sender.batch_events
+            if self._clock() < self._retry_at or not (self._closing or not self.sender.spool.on_disk):
                 return
-            if not self._closing and self.sender.spool.on_disk:
-                # rest three times as long as the batch took: a flood of output is sent with
-                # at most a quarter of one CPU, and the job keeps the rest (not while the
-                # events wait in bounded memory, where waiting would lose some)
-                time.sleep(min(3 * (time.monotonic() - started), 1.0))
 
     def _heartbeat(self) -> None:
         env = envelope(HEARTBEAT, self.sender.run_uuid, {})
         self._attempt(lambda: self.sender.heard(self.sender.transport.send_events([env], self.sender.api)))
 
-    def _attempt(self, send: Callable[[], Any]) -> None:
+    def _attempt(self, send: Callable[[], Any]) -> Any:
+        """``send()``'s result; None when it failed (the failure is handled here)."""
         try:
-            send()
+            result = send()
         except errors.RunDeleted as exc:  # (a heartbeat's answer): final, nothing to retry
             self.sender.run_deleted(exc)
             self._last_contact = self._clock()
@@ -335,6 +390,8 @@ class Shipper(threading.Thread):
             self._backoff.reset()
             self.last_error = None
             self._last_contact = self._clock()
+            return result
+        return None
 
     def _failed(self, exc: errors.HyperdashError, delay: float) -> None:
         self.last_error = exc

@@ -43,6 +43,7 @@ STREAM_CODES = {"stdout": 1, "stderr": 2}
 STREAM_NAMES = {code: name for name, code in STREAM_CODES.items()}
 DEFAULT_MEMORY_LIMIT = 16 * 1024 * 1024
 CURSOR_SAVE_INTERVAL = 1.0
+READ_AHEAD = 256 * 1024  # bytes read at once when records are read in order
 
 
 class Record(NamedTuple):
@@ -247,20 +248,32 @@ class Spool:
         With ``blobs=False`` only their headers are read (``blob`` is empty)."""
         end = self._written
         read = 0
+        # Read ahead in one call: records of one line each (unbuffered output) would otherwise
+        # cost two reads each.
+        ahead = b""
+        ahead_at = offset
         while offset < end and read < max_bytes:
             if self._disk_end <= offset < self._memory_base:
                 offset = self._memory_base  # dropped from memory: lost
                 continue
-            header = self._read(offset, _HEADER.size, end)
-            if len(header) < _HEADER.size:
-                return  # a record cut short by a crash: nothing valid follows
-            kind, code, first_seq, count, timestamp, length = _HEADER.unpack(header)
+            at = offset - ahead_at
+            if at + _HEADER.size > len(ahead):
+                ahead_at, at = offset, 0
+                ahead = self._read(offset, max(min(max_bytes - read, READ_AHEAD), _HEADER.size), end)
+                if len(ahead) < _HEADER.size:
+                    return  # a record cut short by a crash: nothing valid follows
+            kind, code, first_seq, count, timestamp, length = _HEADER.unpack_from(ahead, at)
             next_offset = offset + _HEADER.size + length
             if next_offset > end:
                 return
-            blob = self._read(offset + _HEADER.size, length, end) if blobs else b""
-            if blobs and len(blob) < length:
-                return
+            blob = b""
+            if blobs:
+                start = at + _HEADER.size
+                blob = ahead[start:start + length]
+                if len(blob) < length:
+                    blob = self._read(offset + _HEADER.size, length, end)
+                    if len(blob) < length:
+                        return
             yield Record(offset, next_offset, kind, STREAM_NAMES.get(code), first_seq, count, timestamp, blob)
             read += next_offset - offset
             offset = next_offset

@@ -8,6 +8,7 @@ starts servers a test owns, for tests that stop, restart or break them.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,6 +160,21 @@ class ServerProcess:
         )
         assert resp.status_code in (200, 201), resp.text
         return Account(self, email, password, resp.json()["api_key"])
+
+
+def _ignore_without_passing_it_on(signum, frame) -> None:
+    """A handler that does nothing: this process still ignores the signal, but a program it
+    starts meets the signal's default action (exec resets handlers, never an ignored signal)."""
+
+
+def pytest_configure(config) -> None:
+    # A suite started in the background (`pytest &` in a script, nohup) ignores SIGINT or
+    # SIGHUP, and every job a test starts would inherit that: the job, rightly left alone by
+    # hyperdash, would never react to the signal the test sends it. The suite keeps ignoring
+    # them; the jobs start with them at their default, as from a terminal.
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, _ignore_without_passing_it_on)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from sdk_support import texts
+from sdk_support import counting_job, texts
 from test_spool_and_upload import write_run
 
 from hyperdash.run import Run
@@ -131,3 +131,24 @@ def test_a_failed_run_hands_over_to_the_uploader_already_running(run_job, sdk_en
     assert done.returncode == 0, done.stderr
     assert "the background uploader already running sends them" in done.stderr.decode()
     assert uploader_log(hyperdash_home) == ""  # no second one was started
+
+
+def test_a_large_backlog_at_exit_goes_to_an_uploader_at_once_and_arrives_whole(run_job, sdk_env, account,
+                                                                                hyperdash_home):
+    # A flood just before the end: the job does not wait for it to be sent (even with a long
+    # exit timeout), a detached uploader sends it.
+    done = run_job(counting_job("flood at the end", 100000), env=sdk_env(HYPERDASH_EXIT_TIMEOUT="60"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "a background uploader is sending them now" in done.stderr.decode(), done.stderr
+    run = account.wait_for_run("flood at the end", status="success", timeout=120)
+    assert texts(account.logs(run["uuid"])) == [str(i) for i in range(100000)]
+    account.wait_for(lambda: "done in" in uploader_log(hyperdash_home), timeout=60)
+
+
+def test_a_short_job_sends_its_lines_itself_at_exit(run_job, sdk_env, account, hyperdash_home):
+    done = run_job(SHORT_JOB, env=sdk_env(HYPERDASH_EXIT_TIMEOUT="60"))
+    assert done.returncode == 0, done.stderr
+    assert "not sent" not in done.stderr.decode(), done.stderr
+    run = account.wait_for_run("handed over", status="success", timeout=5)
+    assert texts(account.logs(run["uuid"])) == ["a line"]
+    assert not (hyperdash_home / "logs" / "uploader.log").exists()  # no uploader was needed

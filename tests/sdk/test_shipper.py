@@ -19,7 +19,7 @@ class ScriptedServer:
     """An HTTP listener on a loopback port that answers ingest requests from a script of
     ``(status, headers)`` replies (the last one repeats) and notes when each request came."""
 
-    def __init__(self, replies):
+    def __init__(self, replies, gate: threading.Event | None = None):
         self.replies = list(replies)
         self.requests: list[tuple[float, list]] = []
         owner = self
@@ -28,6 +28,8 @@ class ScriptedServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 owner.requests.append((time.monotonic(), body))
+                if gate is not None:  # the request stays in flight until the test opens the gate
+                    gate.wait(30)
                 status, headers = owner.replies[min(len(owner.requests), len(owner.replies)) - 1]
                 reply = json.dumps({"stored": len(body), "duplicates": 0} if status == 200
                                    else {"code": "busy", "message": "try later"}).encode()
@@ -119,6 +121,53 @@ def test_server_errors_back_off_and_warn_under_one_key():
         server.close()
 
 
+def lines_sent(server: ScriptedServer) -> list[list[str]]:
+    """The log lines' bodies of each request the server received."""
+    return [[event["payload"]["body"] for event in body if event["type"] == "log"] for _, body in server.requests]
+
+
+def add_line(shipper: Shipper, seq: int) -> None:
+    shipper.sender.spool.append(framing.LINES, "stdout", seq, 1, 1, b"new %d\n" % seq)
+    shipper.nudge()
+
+
+def test_an_idle_shipper_sends_a_new_line_at_once():
+    server = ScriptedServer([(200, {})])
+    try:
+        # no timer would send it for a minute: only the nudge can
+        shipper, _ = make_shipper(server.url, lines=0)
+        shipper.flush_interval = shipper.heartbeat_interval = 60
+        shipper.start()
+        wait_until(lambda: len(server.requests) == 1 and not shipper.sender.pending())
+        wait_until(lambda: shipper._idle)
+        add_line(shipper, 2)
+        wait_until(lambda: len(server.requests) == 2)
+        assert lines_sent(server)[1] == ["new 2"]
+        shipper.close(2)
+    finally:
+        server.close()
+
+
+def test_lines_that_come_while_a_request_is_in_flight_go_together_in_the_next():
+    gate = threading.Event()
+    server = ScriptedServer([(200, {})], gate=gate)
+    try:
+        shipper, _ = make_shipper(server.url, lines=0)
+        shipper.flush_interval = shipper.heartbeat_interval = 60
+        shipper.start()
+        wait_until(lambda: len(server.requests) == 1)  # in flight, held at the gate
+        for seq in range(2, 7):
+            add_line(shipper, seq)
+        gate.set()
+        wait_until(lambda: not shipper.sender.pending())
+        assert len(server.requests) == 2
+        assert lines_sent(server)[1] == [f"new {seq}" for seq in range(2, 7)]
+        shipper.close(2)
+    finally:
+        gate.set()
+        server.close()
+
+
 def test_heartbeat_after_silence_and_none_while_busy(account):
     shipper, _ = make_shipper(account.server.url, lines=0, heartbeat_interval=0.3)
     shipper.sender.transport.api_key = account.api_key
@@ -174,3 +223,34 @@ def test_key_source_is_what_the_transport_calls(monkeypatch):
     source = KeySource(lambda: next(keys), refresh_seconds=0)
     transport = Transport("http://127.0.0.1:9", api_key=source.get)
     assert transport._current_key() == "first" and transport._current_key() == "second"
+
+
+def test_an_ingest_request_goes_again_on_a_new_connection_when_the_server_dropped_the_kept_alive_one():
+    requests_seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the server is
+
+        def do_POST(self):
+            requests_seen.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            reply = json.dumps({"stored": 1, "duplicates": 0}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+            self.close_connection = True  # an idle timeout: gone without a word to the client
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    transport = Transport(f"http://127.0.0.1:{httpd.server_address[1]}", api_key="k")
+    try:
+        for seq in (1, 2, 3):
+            assert transport.send_events([{"type": "log", "seq": seq}], "monitor") == {"stored": 1, "duplicates": 0}
+        assert [body[0]["seq"] for body in requests_seen] == [1, 2, 3]
+    finally:
+        transport.close()
+        httpd.shutdown()
+        httpd.server_close()

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from sdk_support import texts
+from sdk_support import counting_job, texts
 from test_spool_and_upload import write_run
 
 from hyperdash.spool import spool_root
@@ -131,16 +131,7 @@ def test_a_large_job_reaches_a_live_server_while_the_uploader_is_stuck(run_job, 
     lock = os.open(hyperdash_home / "uploader.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
-        done = run_job("""
-            from hyperdash import monitor
-
-            @monitor("big and short")
-            def job():
-                for i in range(200000):
-                    print(i)
-
-            job()
-        """, env=sdk_env(HYPERDASH_EXIT_TIMEOUT="60"), timeout=120)
+        done = run_job(counting_job("big and short", 200000), env=sdk_env(HYPERDASH_EXIT_TIMEOUT="60"), timeout=120)
         assert done.returncode == 0, done.stderr
         err = done.stderr.decode()
         assert "not sent" not in err and "lost" not in err, err  # all of it went at exit
