@@ -58,6 +58,32 @@ def test_a_monitor_job_that_hangs_is_stalled_then_clears(script, sdk_env, accoun
         proc.kill()
 
 
+def test_a_job_that_records_only_the_sdks_bookkeeping_is_stalled(script, sdk_env, account, tmp_path):
+    # ``exp.iter`` records an internal param each time it is called (and an internal metric):
+    # the job's loop asks for new ranges but makes no progress of its own.
+    path = script(HANG + """
+    from hyperdash import monitor
+
+    @monitor("stall-iter", stall_after="2s")
+    def train(exp):
+        print("epoch 1", flush=True)
+        while not go.exists():
+            for _ in exp.iter(1, log=False):
+                time.sleep(0.2)
+        print("epoch 2", flush=True)
+        hang_until(end)
+
+    train()
+    """)
+    env = sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end"))
+    proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        _wait_stalled_then_resumed(account, "stall-iter", tmp_path, proc)
+    finally:
+        proc.kill()
+
+
 def test_a_hyperdash_run_job_that_hangs_is_stalled_then_clears(sdk_env, account, tmp_path):
     code = textwrap.dedent(HANG + """
     print("epoch 1", flush=True)
