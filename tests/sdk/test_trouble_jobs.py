@@ -101,6 +101,27 @@ def test_a_hyperdash_run_job_that_hangs_is_stalled_then_clears(sdk_env, account,
         proc.kill()
 
 
+def test_a_hyperdash_pipe_job_that_hangs_is_stalled_then_clears(sdk_env, account, tmp_path):
+    code = textwrap.dedent(HANG + """
+    print("epoch 1", flush=True)
+    hang_until(go)
+    print("epoch 2", flush=True)
+    hang_until(end)
+    """)
+    env = sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end"))
+    job = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert job.stdout is not None
+    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "pipe", "-n", "stall-pipe", "--stall-after", "2s"],
+                            env=env, stdin=job.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    job.stdout.close()  # (the pipe's only reader is hyperdash now: it sees the end of input)
+    try:
+        _wait_stalled_then_resumed(account, "stall-pipe", tmp_path, proc)
+        assert job.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        job.kill()
+
+
 def test_alerts_from_code_fire_once_and_a_bad_one_never_stops_the_job(run_job, account):
     done = run_job("""
         import math
@@ -177,7 +198,8 @@ def test_the_servers_default_window_from_its_command_line(server_factory, sdk_en
 
 
 def test_a_bad_window_on_the_command_line_is_a_usage_error(sdk_env):
-    for args in (["server", "--stall-after", "soon"], ["run", "-n", "x", "--stall-after", "10y", "true"]):
+    for args in (["server", "--stall-after", "soon"], ["run", "-n", "x", "--stall-after", "10y", "true"],
+                 ["pipe", "-n", "x", "--stall-after", "soon"]):
         done = subprocess.run([sys.executable, "-m", "hyperdash", *args], env=sdk_env(), capture_output=True,
                               timeout=60, stdin=subprocess.DEVNULL)
         assert done.returncode == 2, done.stderr

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 import uuid
 
-from sqlalchemy import select
 from server_helpers import Api, env, log
+from sqlalchemy import select
 
 from hyperdash import events
 from hyperdash.server.facts import RunResumed, RunStalled
 from hyperdash.server.queries import events_after
-from hyperdash.server.store import runs
 from hyperdash.server.stalls import mark_stalled
+from hyperdash.server.store import runs
 
 
 def start(api: Api, name: str = "train", seq: int = 1, **extra) -> str:
