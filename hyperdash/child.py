@@ -346,9 +346,11 @@ def _stdin_copy(fd: int) -> int:
 
 
 def monitor_stdin(
-    name: str, *, exit_timeout: float | None = None, quiet_config_errors: bool = False
+    name: str, *, exit_timeout: float | None = None, quiet_config_errors: bool = False,
+    stall_after: float | None = None,
 ) -> int:
-    """Pass standard input through to standard output, monitoring it as the run ``name``.
+    """Pass standard input through to standard output, monitoring it as the run ``name``
+    (``stall_after``: its stall window in seconds, None for the server's).
 
     Ends with ``success`` at end of input (exit 0); on SIGINT with ``user_canceled`` (130), on
     SIGTERM or SIGHUP with ``killed`` (128+N), after taking what was already written.
@@ -359,7 +361,8 @@ def monitor_stdin(
     stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     with SignalGate():
         run = Run(
-            name, api="cli_pipe", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors
+            name, api="cli_pipe", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors,
+            stall_after=stall_after,
         )
         main = threading.get_ident()
         run.on_stop = lambda request: signal.pthread_kill(main, signal.SIGINT)  # a stop is a Ctrl-C here

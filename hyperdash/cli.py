@@ -109,6 +109,11 @@ def _stall_after_option(help: str) -> Callable[[F], F]:
                         callback=lambda ctx, param, value: _duration(value, param))
 
 
+# The help of a run's --stall-after (``what`` says where the run's output comes from).
+_RUN_STALL_HELP = ("Mark the run stalled when {what} no output for this long: 90s, 10m, 1h; "
+                   "0 or off never [default: the server's window].")
+
+
 def _configured_server() -> str:
     from . import config
 
@@ -586,10 +591,7 @@ _exit_timeout_option = click.option(
     "their order against each other not guaranteed. Default: merged when hyperdash's own stdout "
     "and stderr go to the same terminal, pipe or file, else separate.",
 )
-@_stall_after_option(
-    "Mark the run stalled when the command writes no output for this long: 90s, 10m, 1h; "
-    "0 or off never [default: the server's window]."
-)
+@_stall_after_option(_RUN_STALL_HELP.format(what="the command writes"))
 @click.option(
     "--system-metrics/--no-system-metrics",
     default=None,
@@ -631,16 +633,19 @@ def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall
 @cli.command()
 @_name_option
 @_exit_timeout_option
-def pipe(name: str, exit_timeout: float | None) -> None:
+@_stall_after_option(_RUN_STALL_HELP.format(what="standard input brings"))
+def pipe(name: str, exit_timeout: float | None, stall_after: float | None) -> None:
     """Monitor standard input as a run and pass it through to standard output.
 
     \b
     python train.py 2>&1 | hyperdash pipe -n "resnet50"
+    python train.py 2>&1 | hyperdash pipe -n "resnet50" --stall-after 10m
     """
     from . import child
 
     shown = _warn_about_settings()
-    sys.exit(child.monitor_stdin(name, exit_timeout=exit_timeout, quiet_config_errors=shown))
+    sys.exit(child.monitor_stdin(name, exit_timeout=exit_timeout, quiet_config_errors=shown,
+                                 stall_after=stall_after))
 
 
 def _warn_about_settings() -> bool:

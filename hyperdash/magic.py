@@ -6,6 +6,9 @@
             print("Epoch 1, accuracy: 50%")
             exp.metric("accuracy", 0.5)
 
+    In [3]: %%monitor_cell --stall-after 10m dogs vs. cats
+            train()
+
 Importing this module inside IPython (which ``from hyperdash import monitor_cell`` does)
 registers the magic with the running shell; ``%load_ext hyperdash`` does the same. The cell runs
 in the notebook's namespace, so the names it defines stay for the next cells, and its output shows
@@ -15,6 +18,7 @@ run's :class:`~hyperdash.experiment.Experiment`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -29,11 +33,18 @@ except ImportError as exc:
     ) from exc
 
 from .capture import in_ipython_kernel
+from .events import MAX_STALL_AFTER_S
 from .experiment import Experiment
+from .settings import parse_duration
 
 __all__ = ["monitor_cell", "load_ipython_extension"]
 
 USAGE = "%%monitor_cell needs the run's name: %%monitor_cell NAME, for example %%monitor_cell dogs vs. cats"
+STALL_USAGE = ("%%monitor_cell --stall-after needs a duration: %%monitor_cell --stall-after 10m NAME "
+               "(90s, 10m, 1h; 0 or off never)")
+
+# ``--stall-after DURATION`` or ``--stall-after=DURATION``, anywhere among the magic's words.
+_STALL_OPTION = re.compile(r"(?:^|\s)--stall-after(?:(?:=|\s+)(?!--)(\S+))?(?=\s|$)")
 
 _MISSING = object()
 
@@ -70,17 +81,42 @@ def _running_shell() -> _Shell | None:
 def monitor_cell(line: str, cell: str) -> None:
     """Run ``cell`` in the running IPython shell as a monitored run named ``line``.
 
-    This is the ``%%monitor_cell NAME`` cell magic. The run ends ``success`` when the cell does,
-    ``failure`` (with the traceback in its log) when it raises, and ``user_canceled`` when the
-    kernel is interrupted. The notebook shows the cell's output and traceback as usual.
+    This is the ``%%monitor_cell [--stall-after DURATION] NAME`` cell magic. The run ends
+    ``success`` when the cell does, ``failure`` (with the traceback in its log) when it raises,
+    and ``user_canceled`` when the kernel is interrupted. The notebook shows the cell's output
+    and traceback as usual. ``--stall-after`` (90s, 10m, 1h; 0 or off never) is the run's stall
+    window, as ``Experiment(..., stall_after=...)`` takes it; a bad one runs nothing.
     """
     shell = _running_shell()
     if shell is None:
         raise RuntimeError("%%monitor_cell runs inside IPython or a Jupyter kernel")
+    name, stall_after = _parse_line(line)
+    _run_monitored(shell, name, cell, stall_after)
+
+
+def _parse_line(line: str) -> tuple[str, float | None]:
+    """The run's name and its stall window in seconds (None: the server's) from the magic's
+    line; UsageError for a missing name or a bad window."""
+    stall_after = None
+    options = list(_STALL_OPTION.finditer(line))
+    if len(options) > 1:
+        raise UsageError("%%monitor_cell takes --stall-after once")
+    if options:
+        value = options[0].group(1)
+        if value is None:
+            raise UsageError(STALL_USAGE)
+        try:
+            stall_after = parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(f"%%monitor_cell --stall-after: {exc}") from None
+        if stall_after > MAX_STALL_AFTER_S:
+            days = MAX_STALL_AFTER_S / 86400
+            raise UsageError(f"%%monitor_cell --stall-after: a stall window is at most {days:g} days")
+        line = line[:options[0].start()].rstrip() + " " + line[options[0].end():].lstrip()
     name = line.strip()
     if not name:
         raise UsageError(USAGE)
-    _run_monitored(shell, name, cell)
+    return name, stall_after
 
 
 def load_ipython_extension(ipython: _Shell) -> None:
@@ -88,11 +124,11 @@ def load_ipython_extension(ipython: _Shell) -> None:
     ipython.register_magic_function(monitor_cell, magic_kind="cell", magic_name="monitor_cell")
 
 
-def _run_monitored(shell: _Shell, name: str, cell: str) -> None:
+def _run_monitored(shell: _Shell, name: str, cell: str, stall_after: float | None = None) -> None:
     # The ExecutionResult of the cell that holds the magic: IPython drops the display hook's
     # reference to it while the nested cell runs, and the nested cell's error is reported on it.
     outer_result = getattr(shell.displayhook, "exec_result", None)
-    exp = Experiment(name, api="jupyter")
+    exp = Experiment(name, api="jupyter", stall_after=stall_after)
     try:
         with _bound(shell.user_ns, "exp", exp):
             # Run as IPython runs any cell: its own syntax works, and an error is shown with the

@@ -477,12 +477,12 @@ class Run:
             self._echo(f"{{ {name}: {plain} }}")
         return value
 
-    def params(self, values: dict[str, Any], log: bool = True) -> None:
+    def params(self, values: dict[str, Any], log: bool = True, *, internal: bool = False) -> None:
         """Record several params in one event (names and values as :meth:`param` takes them);
-        all of them are checked before any is recorded."""
+        all of them are checked before any is recorded. ``internal`` as :meth:`param` says."""
         plain = {name: self._param_value(name, value) for name, value in values.items()}
         if plain and self._recording(next(iter(plain))):
-            self._record(PARAM, {"params": plain, "is_internal": False})
+            self._record(PARAM, {"params": plain, "is_internal": internal})
         if log and self.echo:
             for name, text in plain.items():
                 self._echo(f"{{ {name}: {text} }}")

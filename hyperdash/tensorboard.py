@@ -129,7 +129,8 @@ class Follower:
 
     def _start_run(self, folder: _RunFolder) -> Run:
         run = self.run_factory(self.name)
-        run.params({"tensorboard.logdir": str(self.logdir), "tensorboard.run": folder.relative}, log=False)
+        run.params({"tensorboard.logdir": str(self.logdir), "tensorboard.run": folder.relative}, log=False,
+                   internal=True)  # (where the points come from, not the job's progress)
         self.say(f"hyperdash: {folder.relative} is the run {self.name!r} ({run.uuid})")
         return run
 

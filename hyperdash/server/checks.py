@@ -253,7 +253,12 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
                 _fail(i, f"param {key!r} must be a number, a boolean or a string")
             if type(value) is str and len(value) > _MAX_VALUE_CHARS:
                 _fail(i, f"param {key!r} is longer than {_MAX_VALUE_CHARS} characters")
-        _add(part, part.marks, Mark(seq, ts, ev.PARAM, {"params": params}))
+        internal = payload.get("is_internal", False)
+        if type(internal) is not bool:
+            _fail(i, "param 'is_internal' must be true or false")
+        # (kept only when set, so the params a job records are stored as they always were)
+        _add(part, part.marks, Mark(seq, ts, ev.PARAM, {"params": params, "is_internal": True} if internal
+                                    else {"params": params}))
     elif etype == ev.RUN_STARTED:
         name = payload.get("job_name")
         if type(name) is not str or len(name) > ev.MAX_NAME_CHARS:

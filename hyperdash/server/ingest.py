@@ -242,8 +242,9 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     # (a replay leaves last_seen_at as it was, through the same statement)
     changes: dict[str, Any] = {"last_seen_at": run["last_seen_at"] if batch.replay else now}
     # Progress (server/stalls.py): anything the job recorded of its own; not heartbeats, not
-    # internal metrics.
-    progress = not batch.replay and bool(lines or marks or any(not p.is_internal for p in points))
+    # internal metrics or params (the SDK's bookkeeping).
+    progress = not batch.replay and bool(lines or any(not m.payload.get("is_internal") for m in marks)
+                                         or any(not p.is_internal for p in points))
     changes["last_progress_at"] = now if progress else run["last_progress_at"]
     resumed = progress and run["stalled_since"] is not None
     if resumed:

@@ -93,6 +93,9 @@ class ChannelEdit(BaseModel):
 
     name: str | None = Field(None, max_length=MAX_CHANNEL_NAME_CHARS)
     settings: dict[str, Any] | None = Field(None, description="all of them anew (masked ones cannot be sent back)")
+    settings_update: dict[str, Any] | None = Field(
+        None, description="some of them anew (a new address or token), the others kept as they are; null "
+        "removes an optional one. Not with settings")
     events: list[str] | None = None
     name_filter: str | None = Field(None, max_length=MAX_NAME_FILTER_CHARS)
     enabled: bool | None = None
@@ -239,12 +242,17 @@ def create_channel(body: NewChannel, request: Request, user: User = Depends(curr
 @router.patch("/channels/{channel_id}", response_model=NotifyChannel, responses=_errors(400, 401, 404))
 def edit_channel(body: ChannelEdit, request: Request, channel_id: int = _ID, user: User = Depends(current_user)):
     """Change a channel's name, events (null: the defaults), name filter, enabled, or settings
-    (checked as when added)."""
+    (checked as when added): all of them (``settings``), or some, keeping the secrets not sent
+    (``settings_update``)."""
     row = _owned(request, user, channel_id)
     given = body.model_fields_set
     changes: dict[str, Any] = {}
+    if body.settings is not None and body.settings_update is not None:
+        raise BadRequest("give settings (all of them) or settings_update (some), not both", code="bad_channel")
     if body.settings is not None:
         changes["settings"] = _build(request, row.kind, body.settings).settings
+    if body.settings_update is not None:
+        changes["settings"] = _build(request, row.kind, {**row.settings, **body.settings_update}).settings
     if body.name is not None:
         changes["name"] = _text(body.name, "name") or row.kind
     if "events" in given:

@@ -160,7 +160,7 @@ def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -
         .where(run_events.c.run_id == run_id, run_events.c.seq > after, run_events.c.type == ev.PARAM)
         .order_by(run_events.c.seq).limit(limit)
     ):
-        found.append((param.seq, "param", orjson.loads(param.payload)))
+        found.append((param.seq, "param", {"params": orjson.loads(param.payload)["params"]}))  # (as live sends it)
     found.sort(key=lambda item: item[0])
     # Stop where the shortest kind's page ended, so nothing between is skipped.
     if len(found) >= limit:

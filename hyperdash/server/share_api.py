@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from . import queries
+from . import queries, rules
 from .api import (
     _SSE_DOC,
     MAX_ID,
@@ -36,6 +36,7 @@ from .queries import find_run
 from .run_refs import full_run_uuid
 from .shares import list_shares, new_share, revoke_share, shared_run
 from .text import checked, is_clean
+from .trouble_api import RunRules
 from .views import JSONReply, iso, run_json
 
 __all__ = ["router", "page_router", "SHARED_PATH"]
@@ -171,6 +172,16 @@ def shared_metric(token: str, run_uuid: str, name: str, request: Request):
     checked(name, "the metric name")
     with _state(request).store.read() as conn:
         return JSONReply(queries.metric_series(conn, row.id, name))
+
+
+@router.get("/shared/{token}/runs/{run_uuid}/rules", tags=["shares"], response_model=RunRules,
+            responses=_errors(404))
+def shared_rules(token: str, run_uuid: str, request: Request):
+    """The rules that watch the shared run (its own and its name's) and every time one fired on
+    it, to read: a link sets and deletes none."""
+    row = _shared(request, token, run_uuid)
+    with _state(request).store.read() as conn:
+        return JSONReply({"rules": rules.run_rules(conn, row.user_id, row), "firings": rules.run_firings(conn, row.id)})
 
 
 @router.get("/shared/{token}/runs/{run_uuid}/events", tags=["shares"], response_class=StreamingResponse,

@@ -1,8 +1,9 @@
 """Stalls: a run that is alive but stuck.
 
 A running run is *stalled* when its job made no progress for its stall window: progress is
-what the job records of its own, stored output, a param, a metric point that is not internal
-(``is_internal``: the SDK's bookkeeping, system metrics), its start and its end. Heartbeats
+what the job records of its own, stored output, a param or metric point that is not internal
+(``is_internal``: the SDK's bookkeeping, such as system metrics, ``exp.iter``'s loop sizes or
+the TensorBoard directory), its start and its end. Heartbeats
 only prove the process alive (they keep a run from going ``lost``), so a training loop frozen on
 a dead data loader, whose shipper thread still beats, is told apart from a run that went silent.
 Stalled is a condition beside the run's status, not a status: it clears by itself when the job

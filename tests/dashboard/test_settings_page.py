@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from hyperdash import events as ev
+from hyperdash.server.notify import generate_secret
+from hyperdash.server.notify.webhook import SIGNATURE_HEADER, verify_signature
 
 from .support import PHONE, RunFeed, sign_in
 
@@ -110,6 +112,63 @@ def test_channels_are_added_tested_edited_and_removed_from_a_phone(open_page, ac
     item.locator("button[data-action=remove]").click()
     page.wait_for_selector("#channels-empty:not([hidden])")
     assert channels(account) == []
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+
+
+def test_a_channels_address_and_secret_are_replaced_from_a_phone_never_shown(open_page, account, receiver):  # noqa: F811
+    old_secret, new_secret = generate_secret(), generate_secret()
+    resp = account.server.session.post(
+        account.server.url + "/api/v1/notify/channels", headers={ev.AUTH_HEADER: account.api_key}, timeout=10,
+        json={"kind": "webhook", "name": "ops hook",
+              "settings": {"url": receiver.base + "/hooks/old-secret-path-77", "secret": old_secret}})
+    assert resp.status_code == 201, resp.text
+    page = open_settings(open_page, account)
+    item = page.locator("#channels li[data-kind=webhook]")
+    item.wait_for()
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+
+    def sent_with(secret: str, path: str) -> None:
+        """Test the channel from the page: the receiver gets it at ``path``, signed with ``secret``."""
+        before = len(receiver.requests)
+        item.locator("button[data-action=test]").click()
+        item.locator(".result.good", has_text="Test sent").wait_for()
+        assert len(receiver.requests) == before + 1
+        got = receiver.requests[-1]
+        assert got.path == path
+        assert verify_signature(secret, got.headers[SIGNATURE_HEADER.lower()], got.body)
+
+    sent_with(old_secret, "/hooks/old-secret-path-77")
+    item.locator("details.replace summary").click()
+    fields = item.locator("details.replace input[data-setting]")
+    assert [fields.nth(i).input_value() for i in range(fields.count())] == ["", ""]
+    assert fields.nth(0).is_visible() and fields.nth(1).get_attribute("type") == "password"
+
+    # A new address alone: the secret, left empty, is kept.
+    item.locator("input[data-setting=url]").fill(receiver.base + "/hooks/new-secret-path-88")
+    item.locator("button[data-action=save]").click()
+    item.locator(".result.good", has_text="Saved").wait_for()
+    assert item.locator("input[data-setting=url]").input_value() == ""  # not kept in the page
+    sent_with(old_secret, "/hooks/new-secret-path-88")
+
+    # A new secret alone: the address is kept.
+    item.locator("input[data-setting=secret]").fill(new_secret)
+    item.locator("button[data-action=save]").click()
+    item.locator(".result.good", has_text="Saved").wait_for()
+    sent_with(new_secret, "/hooks/new-secret-path-88")
+
+    # A bad address is refused with the server's message, and the channel stays as it was.
+    item.locator("input[data-setting=url]").fill("not an address")
+    item.locator("button[data-action=save]").click()
+    item.locator(".result.bad", has_text="url").wait_for()
+    page.errors[:] = [e for e in page.errors if "status of 400 (Bad Request)" not in e]
+    sent_with(new_secret, "/hooks/new-secret-path-88")
+
+    # Nothing of either secret ever reached the page, even after a reload.
+    page.reload()
+    item.wait_for()
+    for text in (page.content(), json.dumps(channels(account))):
+        for secret in (old_secret, new_secret, "old-secret-path-77", "new-secret-path-88"):
+            assert secret not in text
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 

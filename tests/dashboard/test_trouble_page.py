@@ -143,3 +143,30 @@ def test_the_alerts_tab_on_a_phone(open_page, account, artifacts):
     page.click(".tabs [data-tab=metrics]")
     page.locator(".chart[data-metric=loss] .alert-marker").wait_for()
     assert page.locator("#alerts-panel").is_hidden()
+
+
+def test_a_shared_link_shows_the_runs_alerts_to_read_on_a_phone(open_page, account):
+    feed = RunFeed(account, "shared-alerts")
+    feed.send([feed.event(ev.ALERT, {"metric": "loss", "above": 1})])
+    feed.metric("loss", 2.0, step=0)
+    made = account.server.session.post(account.server.url + f"/api/v1/runs/{feed.uuid}/shares", timeout=10,
+                                       headers={ev.AUTH_HEADER: account.api_key})
+    assert made.status_code == 201, made.text
+
+    guest = open_page(PHONE, is_mobile=True, has_touch=True)  # no cookies: signed out
+    guest.goto(made.json()["url"])
+    guest.click(".tabs [data-tab=alerts]")
+    guest.locator("#firings li", has_text="loss is above 1").wait_for()
+    assert guest.locator("#alerts-count").inner_text() == "1"
+    assert guest.locator("#rules li").all_inner_texts()[0].startswith("loss is above 1")
+    # To read: no form to add a rule, no Delete, no stall window to set.
+    for selector in ("#rule-form", "#stall-form", "#stall-info", "#rules li button"):
+        assert guest.locator(selector).count() == 0, selector
+    assert guest.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    # A rule that fires while the page is open (again, after the metric recovered) shows live.
+    feed.metric("loss", 0.5, step=1)
+    feed.metric("loss", 3.0, step=2)
+    guest.locator("#firings li").nth(1).wait_for()
+    assert guest.locator("#alerts-count").inner_text() == "2"
+    guest.click(".tabs [data-tab=metrics]")
+    guest.locator(".chart[data-metric=loss] .alert-marker").first.wait_for()

@@ -146,3 +146,37 @@ def test_output_written_to_the_kernels_file_descriptors_reaches_the_run(notebook
     assert texts.count("from python") == 1
     assert texts.count("from a child") == 1
     assert log_texts(account, run["uuid"], "stderr").count("straight to fd 2") == 1
+
+
+def test_stall_after_sets_the_runs_stall_window(notebook, account):
+    notebook.run("from hyperdash import monitor_cell")
+
+    cell = notebook.run("%%monitor_cell --stall-after 90s windowed cell\nprint('ran')")
+    assert shown(cell) == "ran\n" and errors(cell) == []
+    run = account.wait_for_run("windowed cell", status="success")
+    stall = account.get(f"/api/v1/runs/{run['uuid']}/stall").json()
+    assert (stall["stall_after_s"], stall["source"]) == (90.0, "run")
+
+    notebook.run("%%monitor_cell after the name --stall-after=off\nprint('ran')")
+    run = account.wait_for_run("after the name", status="success")
+    stall = account.get(f"/api/v1/runs/{run['uuid']}/stall").json()
+    assert (stall["stall_after_s"], stall["source"]) == (0.0, "run")
+
+
+def test_a_bad_stall_after_gets_a_usage_message_and_creates_no_run(notebook, account):
+    notebook.run("from hyperdash import monitor_cell")
+
+    said = {
+        "--stall-after soon bad window": "%%monitor_cell --stall-after: a duration is a number with an optional "
+        "unit (ms, s, m, h, d) such as 90s, 10m or 1h, not 'soon'",
+        "bad window --stall-after": "%%monitor_cell --stall-after needs a duration: %%monitor_cell "
+        "--stall-after 10m NAME (90s, 10m, 1h; 0 or off never)",
+        "--stall-after 90d bad window": "%%monitor_cell --stall-after: a stall window is at most 30 days",
+        "--stall-after 10m": "%%monitor_cell needs the run's name: %%monitor_cell NAME, "
+        "for example %%monitor_cell dogs vs. cats",
+    }
+    for magic_line, message in said.items():
+        cell = notebook.run(f"%%monitor_cell {magic_line}\nprint('must not run')", error=True)
+        assert shown(cell, "stderr") == f"UsageError: {message}\n"
+        assert "must not run" not in shown(cell)
+    assert account.runs() == []

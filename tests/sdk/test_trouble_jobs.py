@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 HANG = """
     import os, pathlib, time
 
@@ -17,6 +19,14 @@ HANG = """
         while not path.exists():  # the process lives (its heartbeats go on); the loop is stuck
             time.sleep(0.05)
 """
+
+# A command that prints, hangs until ``go``, prints again and hangs until ``end``.
+HANGING_SCRIPT = textwrap.dedent(HANG + """
+    print("epoch 1", flush=True)
+    hang_until(go)
+    print("epoch 2", flush=True)
+    hang_until(end)
+""")
 
 
 def _wait_stalled_then_resumed(account, name: str, tmp_path, proc: subprocess.Popen) -> None:
@@ -35,44 +45,66 @@ def _wait_stalled_then_resumed(account, name: str, tmp_path, proc: subprocess.Po
     assert (stall["stall_after_s"], stall["source"]) == (2.0, "run")
 
 
-def test_a_monitor_job_that_hangs_is_stalled_then_clears(script, sdk_env, account, tmp_path):
+# The training loop of a ``@monitor`` job that makes no progress of its own until ``go``.
+STUCK_LOOPS = {
+    "stall-monitor": "hang_until(go)",
+    # ``exp.iter`` records an internal param each time it is called (and an internal metric):
+    # the SDK's bookkeeping, not the job's progress.
+    "stall-iter": "while not go.exists():\n"
+                  "            for _ in exp.iter(1, log=False):\n"
+                  "                time.sleep(0.2)",
+}
+
+
+@pytest.mark.parametrize("name", list(STUCK_LOOPS))
+def test_a_monitor_job_that_hangs_is_stalled_then_clears(script, sdk_env, account, tmp_path, name):
     path = script(HANG + """
     from hyperdash import monitor
 
-    @monitor("stall-monitor", stall_after="2s")
+    @monitor(NAME, stall_after="2s")
     def train(exp):
         exp.metric("loss", 1.0)
         print("epoch 1", flush=True)
-        hang_until(go)
+        STUCK
         print("epoch 2", flush=True)
         hang_until(end)
 
     train()
-    """)
+    """.replace("NAME", repr(name)).replace("STUCK", STUCK_LOOPS[name]))
     env = sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end"))
     proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     try:
-        _wait_stalled_then_resumed(account, "stall-monitor", tmp_path, proc)
+        _wait_stalled_then_resumed(account, name, tmp_path, proc)
     finally:
         proc.kill()
 
 
 def test_a_hyperdash_run_job_that_hangs_is_stalled_then_clears(sdk_env, account, tmp_path):
-    code = textwrap.dedent(HANG + """
-    print("epoch 1", flush=True)
-    hang_until(go)
-    print("epoch 2", flush=True)
-    hang_until(end)
-    """)
     env = sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end"))
     proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "stall-cli", "--stall-after", "2s",
-                             sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+                             sys.executable, "-c", HANGING_SCRIPT], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         _wait_stalled_then_resumed(account, "stall-cli", tmp_path, proc)
     finally:
         proc.kill()
+
+
+def test_a_hyperdash_pipe_job_that_hangs_is_stalled_then_clears(sdk_env, account, tmp_path):
+    env = sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end"))
+    job = subprocess.Popen([sys.executable, "-c", HANGING_SCRIPT], env=env, stdout=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL)
+    assert job.stdout is not None
+    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "pipe", "-n", "stall-pipe", "--stall-after", "2s"],
+                            env=env, stdin=job.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    job.stdout.close()  # (the pipe's only reader is hyperdash now: it sees the end of input)
+    try:
+        _wait_stalled_then_resumed(account, "stall-pipe", tmp_path, proc)
+        assert job.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        job.kill()
 
 
 def test_alerts_from_code_fire_once_and_a_bad_one_never_stops_the_job(run_job, account):
@@ -128,16 +160,11 @@ def test_a_bad_stall_after_is_said_and_the_job_runs(run_job, account):
 def test_the_servers_default_window_from_its_command_line(server_factory, sdk_env, tmp_path):
     server = server_factory("--stall-after", "2s")
     account = server.signup()
-    code = textwrap.dedent(HANG + """
-    print("epoch 1", flush=True)
-    hang_until(go)
-    print("epoch 2", flush=True)
-    hang_until(end)
-    """)
     env = {**sdk_env(GO=str(tmp_path / "go"), END=str(tmp_path / "end")),
            "HYPERDASH_SERVER": server.url, "HYPERDASH_API_KEY": account.api_key}
     proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "stall-default", sys.executable, "-c",
-                             code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                             HANGING_SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
     try:
         run = account.wait_for_run("stall-default", timeout=30)
         account.wait_for(lambda: account.run(run["uuid"])["stalled_since"], timeout=30)
@@ -151,7 +178,8 @@ def test_the_servers_default_window_from_its_command_line(server_factory, sdk_en
 
 
 def test_a_bad_window_on_the_command_line_is_a_usage_error(sdk_env):
-    for args in (["server", "--stall-after", "soon"], ["run", "-n", "x", "--stall-after", "10y", "true"]):
+    for args in (["server", "--stall-after", "soon"], ["run", "-n", "x", "--stall-after", "10y", "true"],
+                 ["pipe", "-n", "x", "--stall-after", "soon"]):
         done = subprocess.run([sys.executable, "-m", "hyperdash", *args], env=sdk_env(), capture_output=True,
                               timeout=60, stdin=subprocess.DEVNULL)
         assert done.returncode == 2, done.stderr

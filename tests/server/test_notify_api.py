@@ -130,13 +130,45 @@ def test_a_bad_channel_is_refused_with_a_clear_message_and_nothing_stored(client
     assert stored_channels(client) == []
 
 
+def test_a_settings_update_replaces_what_it_names_and_keeps_the_other_secrets(client):
+    call = Replies(Api(client))
+    email = call("POST", CHANNELS, 201, json={"kind": "email", "settings": {
+        "host": "smtp.example.com", "username": "me", "password": SMTP_PASSWORD,
+        "from": "hd@example.com", "to": "me@example.com"}}).json()
+    ntfy = call("POST", CHANNELS, 201, json={"kind": "ntfy", "settings": {
+        "url": "https://ntfy.example/old-topic-x1", "token": NTFY_TOKEN}}).json()
+
+    edited = call("PATCH", f"{CHANNELS}/{email['id']}", 200,
+                  json={"settings_update": {"host": "mail.example.org"}}).json()
+    assert edited["settings"]["host"] == "mail.example.org" and edited["settings"]["password"] == "****"
+    assert json.loads(stored_channels(client)[0].settings)["password"] == SMTP_PASSWORD
+    new_token = "tk_NEWq7mVBoFD37zQVN29RhuMzNIz2"
+    call("PATCH", f"{CHANNELS}/{ntfy['id']}", 200, json={"settings_update": {"token": new_token}})
+    assert json.loads(stored_channels(client)[1].settings) == {
+        "url": "https://ntfy.example/old-topic-x1", "token": new_token, "priority": None}
+    call("PATCH", f"{CHANNELS}/{ntfy['id']}", 200, json={"settings_update": {"token": None}})  # (null removes)
+    assert json.loads(stored_channels(client)[1].settings)["token"] is None
+
+    # A bad one, or both ways at once, is refused and changes nothing.
+    before = stored_channels(client)
+    for edit, message in (({"settings_update": {"url": "not an address"}}, "url"),
+                          ({"settings_update": {"token": "tk_x"}, "settings": {"url": "https://ntfy.example/t"}},
+                           "not both")):
+        resp = call("PATCH", f"{CHANNELS}/{ntfy['id']}", 400, json=edit)
+        assert message in resp.json()["message"]
+    assert stored_channels(client) == before
+    for text in call.texts:
+        assert SMTP_PASSWORD not in text and NTFY_TOKEN not in text and new_token not in text
+
+
 def test_a_bad_edit_changes_nothing_and_other_accounts_see_nothing(client):
     owner, other = Api(client), Api(client)
     body = {"kind": "webhook", "settings": {"url": "https://example.com/hook", "secret": generate_secret()}}
     channel = client.post(CHANNELS, headers=owner.headers, json=body).json()
     path = f"{CHANNELS}/{channel['id']}"
     before = stored_channels(client)
-    for edit in ({"settings": {"url": "nope", "secret": "z" * 20}}, {"events": ["success", "nope"]}):
+    for edit in ({"settings": {"url": "nope", "secret": "z" * 20}}, {"events": ["success", "nope"]},
+                 {"settings_update": {"secret": "short"}}):
         resp = client.patch(path, headers=owner.headers, json=edit)
         assert resp.status_code == 400, resp.text
     assert stored_channels(client) == before

@@ -137,6 +137,7 @@ def test_every_documented_reply_matches_its_model(client):
     call("GET", "/api/v1/shared/{token}/runs/{run_uuid}", f"{shared}/runs/{run}")
     call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/logs", f"{shared}/runs/{run}/logs")
     call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/metrics/{name}", f"{shared}/runs/{run}/metrics/loss")
+    call("GET", "/api/v1/shared/{token}/runs/{run_uuid}/rules", f"{shared}/runs/{run}/rules")
     call("DELETE", "/api/v1/runs/{run_uuid}/shares/{share_id}", f"{run_path}/shares/{share['id']}", headers=headers)
     call("DELETE", "/api/v1/runs/{run_uuid}", run_path, headers=headers)
     other = str(uuid.uuid4())

@@ -83,6 +83,44 @@ def test_a_link_reaches_nothing_else(api, client):
     assert len(api.lines(run)) == 3  # nothing changed
 
 
+def test_a_link_reads_its_runs_rules_and_firings_and_nothing_else(api, client):
+    run, other_run = finished(api, "shared", status=events.RUNNING), finished(api, "private", status=events.RUNNING)
+    for uuid_, metric in ((run, "loss"), (other_run, "secret_metric")):
+        assert client.post(f"/api/v1/runs/{uuid_}/rules", headers=api.headers,
+                           json={"metric": metric, "above": 1}).status_code == 201
+    for name, metric in (("shared", "acc"), ("private", "private_acc")):
+        assert client.post("/api/v1/rules", headers=api.headers,
+                           json={"name": name, "metric": metric, "below": 0.1}).status_code == 201
+    api.ok([env(events.METRIC, run, {"name": "loss", "value": 5.0}, seq=20),
+            env(events.METRIC, other_run, {"name": "secret_metric", "value": 9.0}, seq=20)])
+    token = share(api, run)["token"]
+    base = f"/api/v1/shared/{token}"
+    owners = api.json(f"/api/v1/runs/{run}/rules")
+
+    client = anonymous(client)
+    found = client.get(f"{base}/runs/{run}/rules")
+    assert found.status_code == 200, found.text
+    assert found.json() == owners  # what the owner sees of this run, and only that
+    assert [r["metric"] for r in found.json()["rules"]] == ["loss", "acc"]
+    assert [(f["metric"], f["value"]) for f in found.json()["firings"]] == [("loss", 5.0)]
+    assert "secret_metric" not in found.text and "private" not in found.text
+    # Another run's, by the same token, or a change through it: refused.
+    assert client.get(f"{base}/runs/{other_run}/rules").status_code == 404
+    assert client.get(f"{base}/rules").status_code == 404
+    assert client.post(f"{base}/runs/{run}/rules", json={"metric": "x", "nan": True}).status_code == 405
+    rule_id = owners["rules"][0]["id"]
+    assert client.delete(f"{base}/rules/{rule_id}").status_code == 404
+    for headers in ({"authorization": f"Bearer {token}"}, {events.AUTH_HEADER: token}):
+        assert client.get(f"/api/v1/runs/{run}/rules", headers=headers).status_code == 401
+        assert client.get("/api/v1/rules", headers=headers).status_code == 401
+        assert client.delete(f"/api/v1/rules/{rule_id}", headers=headers).status_code == 401
+    assert api.json(f"/api/v1/runs/{run}/rules") == owners  # nothing changed
+    # Revoked: refused like a token never made.
+    share_id = api.json(f"/api/v1/runs/{run}/shares")["shares"][0]["id"]
+    assert api.client.delete(f"/api/v1/runs/{run}/shares/{share_id}", headers=api.headers).status_code == 200
+    assert client.get(f"{base}/runs/{run}/rules").status_code == 404
+
+
 @pytest.mark.parametrize("guess", ["x" * 43, "", "a", "%00", "." * 10, "y" * 300])
 def test_a_guessed_link_refuses(api, client, guess):
     token = share(api, finished(api, "shared"))["token"]

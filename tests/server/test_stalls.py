@@ -7,10 +7,13 @@ import time
 import uuid
 
 from server_helpers import Api, env, log
+from sqlalchemy import select
 
 from hyperdash import events
 from hyperdash.server.facts import RunResumed, RunStalled
+from hyperdash.server.queries import events_after
 from hyperdash.server.stalls import mark_stalled
+from hyperdash.server.store import runs
 
 
 def start(api: Api, name: str = "train", seq: int = 1, **extra) -> str:
@@ -58,6 +61,38 @@ def test_internal_metrics_are_not_progress_but_metrics_and_params_are(make_clien
     assert len(sweep_later(api, 61)) == 1
     api.ok([env(events.METRIC, run, {"name": "loss", "value": 3.0}, seq=4)])
     assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+
+
+def test_internal_params_are_not_progress_and_keep_their_flag(make_client):
+    api = Api(make_client(stall_after=60))
+    run = start(api)
+    api.ok([env(events.PARAM, run, {"params": {"hd_iter_0_epochs": 10}, "is_internal": True}, seq=2),
+            env(events.PARAM, run, {"params": {"tensorboard.run": "a"}, "is_internal": True}, seq=3)])
+    assert len(sweep_later(api, 61)) == 1  # the SDK's bookkeeping is not the job speaking
+    api.ok([env(events.PARAM, run, {"params": {"hd_iter_1_epochs": 5}, "is_internal": True}, seq=4)])
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is not None
+    shown = api.json(f"/api/v1/runs/{run}")
+    assert shown["params"] == {"hd_iter_0_epochs": 10, "tensorboard.run": "a", "hd_iter_1_epochs": 5}
+    store = api.client.app.state.store
+    caught_up = store.writer.call(lambda conn: events_after(conn, conn.execute(
+        select(runs.c.id).where(runs.c.uuid == run)).scalar_one(), 0))
+    # (a stream that catches up sends a param as a live one does)
+    assert [data for _, kind, data in caught_up if kind == "param"][0] == {"params": {"hd_iter_0_epochs": 10}}
+    # A param of the job's own, with the flag false or (as original clients send it) without it.
+    api.ok([env(events.PARAM, run, {"params": {"lr": 0.1}, "is_internal": False}, seq=5)])
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+    assert len(sweep_later(api, 61)) == 1
+    api.ok([env(events.PARAM, run, {"params": {"lr": 0.2}}, seq=6)])
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+
+
+def test_a_param_whose_flag_is_not_a_boolean_is_refused(make_client):
+    api = Api(make_client(stall_after=60))
+    run = start(api)
+    reply = api.ingest([
+        env(events.PARAM, run, {"params": {"lr": 0.1}, "is_internal": "yes"}, seq=2)])
+    assert reply.status_code == 400 and "param 'is_internal' must be true or false" in reply.text
+    assert api.json(f"/api/v1/runs/{run}")["params"] == {}
 
 
 def test_resumed_fact_and_live_status(make_client):

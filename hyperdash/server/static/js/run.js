@@ -216,12 +216,13 @@ axisSelect.addEventListener('change', () => {
   remember('chart-axis', choice);
 });
 
-// A shared run's page shows no rules (they are its owner's to set).
-const trouble = sharedView ? null : new Trouble({
+// A shared run's page shows its rules and firings to read (setting them is its owner's).
+const trouble = new Trouble({
   runUuid,
   runName: JSON.parse($('run-data').textContent).run.name,
   charts,
   onError: showError,
+  readOnly: sharedView,
 });
 
 let connections = 0;
@@ -244,17 +245,17 @@ async function start() {
     metric: (point) => chartsOf(point).point(point),
     param: (data) => addParams(data),
     status: (data) => updateRun(data),
-    alert: (firing) => trouble?.fired(firing),
+    alert: (firing) => trouble.fired(firing),
   }, {
     params: { after: run.last_seq || 0 },
     // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
-    onOpen: () => { if (connections++) trouble?.load(); },
+    onOpen: () => { if (connections++) trouble.load(); },
   });
   const metrics = Object.entries(run.metrics || {});
   await Promise.all([
     charts.load(metrics.filter(([, point]) => !point.internal).map(([name]) => name)),
     systemCharts.load(metrics.filter(([, point]) => point.internal).map(([name]) => name)),
-    trouble?.load(),
+    trouble.load(),
   ]);
 }
 

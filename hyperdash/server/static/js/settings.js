@@ -83,6 +83,48 @@ function readEvents(container) {
     .map((box) => /** @type {HTMLInputElement} */ (box).value);
 }
 
+/**
+ * The settings of each kind that a person may replace from the page: its address and secrets,
+ * as [setting, label, whether it is a secret]. The fields start empty (the server never sends a
+ * secret back) and an empty one keeps what the channel has.
+ * @type {Record<string, [string, string, boolean][]>}
+ */
+const REPLACEABLE = {
+  webhook: [['url', 'New address', true], ['secret', 'New signing secret', true]],
+  slack: [['url', 'New webhook address', true]],
+  discord: [['url', 'New webhook address', true]],
+  ntfy: [['url', 'New topic address', true], ['token', 'New token', true]],
+  telegram: [['token', 'New bot token', true], ['chat_id', 'New chat id', false]],
+  email: [['username', 'New user name', false], ['password', 'New password', true]],
+};
+
+/**
+ * The part of a channel's form that replaces its address or secrets, or null for a kind
+ * without any (a browser's push subscription is renewed by subscribing again).
+ * @param {any} channel
+ */
+function replaceFields(channel) {
+  const fields = REPLACEABLE[channel.kind];
+  if (!fields) return null;
+  return h('details', { class: 'replace' },
+    h('summary', {}, 'Change address or token'),
+    h('p', { class: 'hint' }, 'The current ones are never shown. Leave a field empty to keep it.'),
+    fields.map(([setting, label, secret]) => h('label', {}, label, h('input', {
+      type: secret ? 'password' : 'text', 'data-setting': setting, autocomplete: 'new-password',
+      placeholder: 'unchanged', spellcheck: 'false',
+    }))));
+}
+
+/** The settings filled in a channel's form, or null when none is. @param {Element} form */
+function readReplaced(form) {
+  /** @type {Record<string, string>} */
+  const found = {};
+  for (const input of /** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll('input[data-setting]'))) {
+    if (input.value.trim()) found[/** @type {string} */ (input.dataset.setting)] = input.value.trim();
+  }
+  return Object.keys(found).length ? found : null;
+}
+
 /** The masked address a channel sends to, for recognising it. @param {any} channel */
 function target(channel) {
   const s = channel.settings || {};
@@ -102,6 +144,7 @@ function resultLine(result) {
 /** One channel's row: what it is, its events and filter, and its buttons. @param {any} channel */
 function channelItem(channel) {
   const prefix = `ch-${channel.id}`;
+  const targetText = h('span', { class: 'target' }, target(channel));
   const enabled = h('input', { type: 'checkbox', name: 'enabled', checked: channel.enabled });
   const filter = h('input', {
     type: 'text', name: 'name_filter', maxlength: 600, value: channel.name_filter || '',
@@ -115,20 +158,28 @@ function channelItem(channel) {
     h('label', { class: 'check' }, enabled, 'On'),
     eventChoice(prefix, channel.events),
     h('label', {}, 'Only runs named', filter),
+    replaceFields(channel),
     h('div', { class: 'actions' }, save, test, remove),
     result));
   const setResult = (/** @type {Element} */ line) => { result.replaceWith(line); result = line; };
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    const replaced = readReplaced(form);
     try {
-      await api(`/notify/channels/${channel.id}`, {
+      const saved = await api(`/notify/channels/${channel.id}`, {
         method: 'PATCH',
         body: {
           enabled: /** @type {HTMLInputElement} */ (enabled).checked,
           events: readEvents(form),
           name_filter: /** @type {HTMLInputElement} */ (filter).value.trim() || null,
+          ...(replaced ? { settings_update: replaced } : {}),
         },
       });
+      // What was typed is not kept in the page once the server has it.
+      for (const input of /** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll('input[data-setting]'))) {
+        input.value = '';
+      }
+      targetText.textContent = target(saved);
       setResult(h('p', { class: 'result good' }, 'Saved.'));
     } catch (err) {
       setResult(h('p', { class: 'result bad' }, message(err)));
@@ -157,7 +208,7 @@ function channelItem(channel) {
   return h('li', { 'data-id': channel.id, 'data-kind': channel.kind },
     h('div', { class: 'channel-title' },
       h('strong', {}, channel.name), h('span', { class: 'kind' }, KIND_LABELS[channel.kind] || channel.kind),
-      h('span', { class: 'target' }, target(channel))),
+      targetText),
     form);
 }
 

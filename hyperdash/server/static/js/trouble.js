@@ -1,7 +1,8 @@
 // @ts-check
 // A run's alerts panel: the rules that watch its metrics (its own and its name's), each time one
 // fired (also marked on the metric's chart), a form to add a rule, and the run's stall window,
-// which can be set for every run of its name.
+// which can be set for every run of its name. A shared link's page shows the rules and firings
+// alone, to read.
 
 import { api } from './api.js';
 import { h, formatFull, formatDuration, parseTime } from './dom.js';
@@ -26,9 +27,11 @@ export class Trouble {
    * @param {string | null} o.runName
    * @param {import('./charts.js').Charts} o.charts where firings are marked
    * @param {(err: unknown) => void} o.onError
+   * @param {boolean} [o.readOnly] no forms, no deleting, no stall window (a shared link's page)
    */
-  constructor({ runUuid, runName, charts, onError }) {
+  constructor({ runUuid, runName, charts, onError, readOnly = false }) {
     this.runUuid = runUuid;
+    this.readOnly = readOnly;
     this.runName = runName;
     this.charts = charts;
     this.onError = onError;
@@ -44,7 +47,7 @@ export class Trouble {
       stallInfo: $('stall-info'), stallForm: /** @type {HTMLFormElement} */ ($('stall-form')),
       stallError: $('stall-error'),
     };
-    this.setUpForms();
+    if (!readOnly) this.setUpForms();
   }
 
   get base() {
@@ -53,11 +56,12 @@ export class Trouble {
 
   async load() {
     try {
-      const [found, stall] = await Promise.all([api(this.base + '/rules'), api(this.base + '/stall')]);
+      const [found, stall] = await Promise.all([
+        api(this.base + '/rules'), this.readOnly ? null : api(this.base + '/stall')]);
       this.rules = found.rules;
       for (const firing of found.firings) this.fired(firing);
       this.renderRules();
-      this.renderStall(stall);
+      if (stall) this.renderStall(stall);
     } catch (err) {
       this.onError(err);
     }
@@ -88,8 +92,11 @@ export class Trouble {
 
   renderRules() {
     const items = this.rules.map((rule) => {
-      const remove = h('button', { type: 'button', class: 'quiet', title: 'Delete this rule' }, 'Delete');
-      remove.addEventListener('click', () => this.remove(rule.id));
+      let remove = null;
+      if (!this.readOnly) {
+        remove = h('button', { type: 'button', class: 'quiet', title: 'Delete this rule' }, 'Delete');
+        remove.addEventListener('click', () => this.remove(rule.id));
+      }
       return h('li', { 'data-rule': rule.id },
         h('span', { class: 'what' }, rule.description),
         h('span', { class: 'scope' }, rule.scope === 'name' ? `every run of ${rule.name}` : 'this run'),
