@@ -113,11 +113,21 @@ class RunCache:
         self.runs: dict[tuple[int, str], RunRow] = {}
         self.streams: dict[tuple[int, str], StreamState | None] = {}
         self.rules = RuleCache()
+        # This process's hints about runs, by run id (where a progress bar was, when its progress
+        # was last told): kept across transactions even where the rows are not, for they are
+        # never the truth, only what saves work or announcements.
+        self.hints: dict[int, dict[str, Any]] = {}
 
     def clear(self) -> None:
         self.runs.clear()
         self.streams.clear()
         self.rules.clear()
+
+    def hints_of(self, run_id: int) -> dict[str, Any]:
+        """The hints kept about run ``run_id`` (a dict to read and update)."""
+        if run_id not in self.hints and len(self.hints) >= self.MAX_RUNS:
+            self.hints.clear()  # (hints lost cost a repeated announcement at most)
+        return self.hints.setdefault(run_id, {})
 
     def begin(self, conn: Connection, jobs: list) -> None:
         """At the start of a transaction (several writers): read and lock the runs that the
@@ -283,7 +293,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             **changes, line_count=runs.c.line_count + counts["lines"], log_bytes=runs.c.log_bytes + counts["bytes"],
             point_count=runs.c.point_count + counts["points"]))
     run.update(changes)
-    moved = bool(lines or points or marks) and track_progress(conn, run, shown, part.has_progress, points, marks, now)
+    moved = bool(lines or points or marks) and track_progress(conn, run, cache.hints_of(run_id), shown,
+                                                                  part.has_progress, points, marks, now)
 
     about = (user_id, run_id, part.uuid)
     # The run as it stands now, when it was created or its state changed.

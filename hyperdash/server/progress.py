@@ -118,12 +118,13 @@ def parse_bar(text: str, ts: int = 0) -> dict[str, Any] | None:
     return _made(done, total, rate, left, _seconds(found["elapsed"]), unit, "bar", ts)
 
 
-def track(conn: Connection, run: dict[str, Any], lines: list[Line], has_progress: bool, points: list[Point],
-          marks: list[Mark], now: int) -> bool:
+def track(conn: Connection, run: dict[str, Any], hints: dict[str, Any], lines: list[Line], has_progress: bool,
+          points: list[Point], marks: list[Mark], now: int) -> bool:
     """Keep the progress that this batch of the run shows (``run`` is the writer's row of the
-    run, updated too); whether it is worth announcing now."""
-    bar = _bar(run, lines, has_progress, now) if lines else None
-    counted = _iteration(conn, run, points, marks, now) if points or marks else None
+    run, updated too; ``hints`` what this process remembers of the run across transactions);
+    whether it is worth announcing now."""
+    bar = _bar(hints, lines, has_progress, now) if lines else None
+    counted = _iteration(conn, run, hints, points, marks, now) if points or marks else None
     if bar is None and counted is None:
         return False
     seq, progress = max((found for found in (bar, counted) if found is not None), key=lambda f: f[0])
@@ -132,15 +133,15 @@ def track(conn: Connection, run: dict[str, Any], lines: list[Line], has_progress
         return False
     conn.execute(update(runs).where(runs.c.id == run["id"]).values(progress=text))
     run["progress"] = text
-    told = run.get("_progress_told")
+    told = hints.get("progress_told")
     finished = progress["total"] is not None and progress["done"] >= progress["total"]
     if told is not None and now - told < ANNOUNCE_MS and not finished:
         return False
-    run["_progress_told"] = now
+    hints["progress_told"] = now
     return True
 
 
-def _bar(run: dict[str, Any], lines: list[Line], has_progress: bool, now: int) -> tuple[int, dict] | None:
+def _bar(hints: dict[str, Any], lines: list[Line], has_progress: bool, now: int) -> tuple[int, dict] | None:
     """(seq, progress) of the batch's last progress bar, or of the line that finished it."""
     candidates: list[Line] = []
     if has_progress:
@@ -150,8 +151,8 @@ def _bar(run: dict[str, Any], lines: list[Line], has_progress: bool, now: int) -
             # the bar's final state comes as an ordinary line, the one that replaced it
             after = next((line for line in lines[last + 1:] if line.stream == stream), None)
             candidates = [after, lines[last]] if after is not None else [lines[last]]
-    if not candidates and run.get("_bar_stream"):
-        stream = run["_bar_stream"]
+    if not candidates and hints.get("bar_stream"):
+        stream = hints["bar_stream"]
         after = next((line for line in lines if line.stream == stream), None)
         if after is None:
             return None
@@ -159,16 +160,16 @@ def _bar(run: dict[str, Any], lines: list[Line], has_progress: bool, now: int) -
     for line in candidates:
         progress = parse_bar(line.text, min(line.ts, now))
         if progress is not None:
-            run["_bar_stream"] = line.stream if line.progress else None
+            hints["bar_stream"] = line.stream if line.progress else None
             return line.seq, progress
-    run["_bar_stream"] = None
+    hints["bar_stream"] = None
     return None
 
 
-def _iteration(conn: Connection, run: dict[str, Any], points: list[Point], marks: list[Mark],
+def _iteration(conn: Connection, run: dict[str, Any], hints: dict[str, Any], points: list[Point], marks: list[Mark],
                now: int) -> tuple[int, dict] | None:
     """(seq, progress) of the batch's last ``exp.iter`` step (or of a loop just begun)."""
-    loops: dict[int, tuple[float, int]] = run.setdefault("_iter_loops", {})  # K -> (n, started at)
+    loops: dict[int, tuple[float, int]] = hints.setdefault("iter_loops", {})  # K -> (n, started at)
     begun = None
     for mark in marks:
         if mark.type != ev.PARAM:
