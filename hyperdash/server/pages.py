@@ -265,14 +265,20 @@ def runs_page(request: Request, name: str = "", q: str = "", status: str = "", a
                   statuses=STATUS_CHOICES, archived=archived == "only")
 
 
-@router.get("/settings")
-def settings_page(request: Request) -> Response:
-    """The account's notification channels (static/js/settings.js does the work)."""
+def _account_page(request: Request, template: str) -> Response:
+    """A page of the signed-in account whose script reads what it shows from the API (else the
+    sign-in page)."""
     session = _session(request)
     if session is None:
         return _to_login(request)
     user, csrf = session
-    return render(request, "settings.html", user=user, csrf_token=csrf)
+    return render(request, template, user=user, csrf_token=csrf)
+
+
+@router.get("/settings")
+def settings_page(request: Request) -> Response:
+    """The account's notification channels (static/js/settings.js does the work)."""
+    return _account_page(request, "settings.html")
 
 
 @router.get("/compare")
@@ -324,8 +330,4 @@ def run_page(request: Request, run_uuid: str) -> Response:
 @router.get("/storage")
 def storage_page(request: Request) -> Response:
     """How much each name's runs take, deleting a name's runs, and how long runs are kept."""
-    session = _session(request)
-    if session is None:
-        return _to_login(request)
-    user, csrf = session
-    return render(request, "storage.html", user=user, csrf_token=csrf)
+    return _account_page(request, "storage.html")
