@@ -610,10 +610,12 @@ async def run_events_stream(
 
 
 def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
-               still_allowed: Callable[[], Awaitable[bool]] | None = None) -> StreamingResponse:
+               still_allowed: Callable[[], Awaitable[bool]] | None = None,
+               shown: Callable[[dict], dict] | None = None) -> StreamingResponse:
     """The server-sent events of one run (``run``, as the API shows it) from after ``last``.
     With ``still_allowed``, it is asked every :data:`RECHECK_SECONDS` and the stream ends as soon
-    as it says no (a shared link revoked)."""
+    as it says no (a shared link revoked); ``shown`` turns each ``status`` event's run into what
+    this stream may show."""
     run_uuid = run["uuid"]  # the whole uuid, which the live fan-out knows the run by
     wait = PING_SECONDS if still_allowed is None else RECHECK_SECONDS
 
@@ -642,6 +644,8 @@ def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
                 chunk = []
                 for seq, name, data in events:
                     if name in ("status", "alert"):  # (not numbered events of their own)
+                        if name == "status" and shown is not None:
+                            data = shown(data)
                         chunk.append(sse(name, data, max(last, seq)))
                         last = max(last, seq)
                     elif seq > last:

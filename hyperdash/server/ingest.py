@@ -133,7 +133,11 @@ class RunCache:
         """At the start of a transaction (several writers): read and lock the runs that the
         :class:`BatchJob` among ``jobs`` write, in (account, uuid) order, so that two processes
         locking some of the same runs cannot deadlock."""
-        self.clear()
+        self.runs.clear()
+        self.streams.clear()
+        # (where each rule stands may have moved in another process; the rules themselves are
+        # read again once their time in the cache is up)
+        self.rules.forget_states()
         keys = sorted({(job.batch.user_id, part.uuid) for job in jobs if isinstance(job, BatchJob)
                        for part in job.batch.parts.values()})
         for start in range(0, len(keys), 1000):
@@ -199,7 +203,7 @@ def store_batch(conn: Connection, batch: Batch, cache: RunCache | None = None) -
         stored += s
         duplicates += d
         run = cache.runs.get((batch.user_id, part.uuid))
-        asked = stop_pending(conn, run, now) if run is not None and not batch.replay else None
+        asked = stop_pending(conn, run, now, fresh=cache.shared) if run is not None and not batch.replay else None
         if asked is not None:
             stop[part.uuid] = asked
     return Stored(stored, duplicates, facts, stop)

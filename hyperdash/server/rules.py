@@ -90,6 +90,10 @@ class RuleCache:
         self._rules.clear()
         self._states.clear()
 
+    def forget_states(self) -> None:
+        """Forget where the rules stand (read again from the store when next needed)."""
+        self._states.clear()
+
     def forget(self, user_id: int) -> None:
         """Re-read the account's rules next time (they changed)."""
         self._rules.pop(user_id, None)

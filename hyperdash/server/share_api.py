@@ -72,6 +72,14 @@ class SharedRun(Reply):
 
 
 # --- the owner's side ---------------------------------------------------------------------------
+def for_guest(run: dict) -> dict:
+    """A run as a shared link shows it: who asked it to stop (an account's email) is left out."""
+    stop = run.get("stop")
+    if stop and stop.get("by") is not None:
+        return {**run, "stop": {**stop, "by": None}}
+    return run
+
+
 def _own_run(request: Request, user: User, run_uuid: str):
     checked(run_uuid, "the run uuid")
     with _state(request).store.read() as conn:
@@ -134,7 +142,7 @@ def shared_detail(token: str, run_uuid: str, request: Request):
     """The shared run, its params and each metric's latest value."""
     row = _shared(request, token, run_uuid)
     with _state(request).store.read() as conn:
-        return JSONReply(queries.run_detail(conn, row.user_id, row.uuid))
+        return JSONReply(for_guest(queries.run_detail(conn, row.user_id, row.uuid)))
 
 
 @router.get("/shared/{token}/runs/{run_uuid}/logs", tags=["shares"], response_model=Lines,
@@ -200,7 +208,8 @@ async def shared_events(token: str, run_uuid: str, request: Request,
             return False
         return True
 
-    return run_stream(state, row.user_id, row.id, run_json(row._mapping), last, still_allowed=still_shared)
+    return run_stream(state, row.user_id, row.id, for_guest(run_json(row._mapping)), last, still_allowed=still_shared,
+                      shown=for_guest)
 
 
 @page_router.get(SHARED_PATH + "{token}")
@@ -212,7 +221,7 @@ def shared_page(request: Request, token: str) -> Response:
         return render(request, "not_found.html", status_code=404, title="Link not found",
                       message="This shared link does not exist, or its owner revoked it.")
     with _state(request).store.read() as conn:
-        run = queries.run_detail(conn, row.user_id, row.uuid)
+        run = for_guest(queries.run_detail(conn, row.user_id, row.uuid))
         tail = queries.log_lines(conn, row.id, tail=FIRST_LINES)
     base = "/api/v1/shared/" + quote(token, safe="")
     page_data = {"run": run, "tail": tail, "tail_limit": FIRST_LINES}

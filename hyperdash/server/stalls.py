@@ -24,11 +24,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from ..settings import parse_duration
+from .dialect import skip_locked
 from .facts import Fact, RunStalled, RunState
 from .ingest import Stored
 from .store import runs, stall_names
@@ -58,12 +59,10 @@ def run_state(run: Any) -> RunState:
 
 
 def _window(default_ms: int):
-    return func.coalesce(runs.c.stall_after_ms, stall_names.c.stall_after_ms, default_ms)
-
-
-def _joined():
-    return runs.outerjoin(stall_names, and_(stall_names.c.user_id == runs.c.user_id,
-                                            stall_names.c.name == runs.c.name))
+    # (the name's window by a subquery, not a join: the runs selected are locked, alone)
+    named = select(stall_names.c.stall_after_ms).where(
+        stall_names.c.user_id == runs.c.user_id, stall_names.c.name == runs.c.name).scalar_subquery()
+    return func.coalesce(runs.c.stall_after_ms, named, default_ms)
 
 
 def mark_stalled(conn: Connection, now_ms: int, default_ms: int, cache: Any = None) -> Stored:
@@ -72,10 +71,11 @@ def mark_stalled(conn: Connection, now_ms: int, default_ms: int, cache: Any = No
     with a ``runs`` dict of the rows it holds, by (user id, uuid)), kept up to date."""
     window = _window(default_ms)
     last = func.coalesce(runs.c.last_progress_at, runs.c.started_at)
-    rows = conn.execute(
-        select(runs).select_from(_joined())
-        .where(runs.c.status == ev.RUNNING, runs.c.stalled_since.is_(None), window > 0, last + window < now_ms)
-    ).all()
+    # (a run another process is storing a batch of right now is locked, and passed over: it is
+    # making progress; the rows taken stay locked, so no batch moves them on meanwhile)
+    rows = conn.execute(skip_locked(conn, select(runs).where(
+        runs.c.status == ev.RUNNING, runs.c.stalled_since.is_(None), window > 0, last + window < now_ms,
+    ).order_by(runs.c.id))).all()
     facts: list[Fact] = []
     for row in rows:
         since = row.last_progress_at if row.last_progress_at is not None else row.started_at

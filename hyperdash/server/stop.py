@@ -72,13 +72,14 @@ def request_stop(conn: Connection, cached_runs: dict[tuple[int, str], dict[str, 
     return Requested(state, [StopRequested(user_id, row.id, row.uuid, state)] if new else [])
 
 
-def pending(conn: Connection, run: dict[str, Any], now: int) -> dict[str, Any] | None:
+def pending(conn: Connection, run: dict[str, Any], now: int, *, fresh: bool = False) -> dict[str, Any] | None:
     """The stop asked of ``run`` (the writer's row of it) while it has not ended, as the ingest
-    reply tells it, or None."""
+    reply tells it, or None. ``fresh``: the row was read in this transaction (several writing
+    processes), so it holds any stop asked already."""
     if run.get("ended_at") is not None:
         return None
     if run.get("stop_requested_at") is None:
-        if now - run.get("_stop_checked_at", 0) < RECHECK_MS:
+        if fresh or now - run.get("_stop_checked_at", 0) < RECHECK_MS:
             return None
         run["_stop_checked_at"] = now
         row = conn.execute(select(runs.c.stop_requested_at, runs.c.stop_by, runs.c.stop_via)

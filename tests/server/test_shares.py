@@ -60,6 +60,20 @@ def test_a_link_shows_its_run_without_an_account(api, client):
     assert client.get(f"{base}/runs/{run}/logs.txt").text.startswith("shared line 0\n")
 
 
+def test_a_link_does_not_tell_who_asked_the_run_to_stop(api, client):
+    """Who stopped a run is an account's email: the owner sees it, a shared link does not."""
+    run = str(uuid.uuid4())
+    api.ok([env(events.RUN_STARTED, run, {"job_name": "stopped"}, seq=1), log(run, 2, "working")])
+    stopped = client.post(f"/api/v1/runs/{run}/stop", headers=api.headers)
+    assert stopped.status_code == 202, stopped.text
+    assert api.json(f"/api/v1/runs/{run}")["stop"]["by"] == api.email
+    token = share(api, run)["token"]
+    detail = anonymous(client).get(f"/api/v1/shared/{token}/runs/{run}").json()
+    assert detail["stop"]["by"] is None and detail["stop"]["via"] == "api" and detail["stop"]["requested_at"]
+    page = client.get(f"/shared/{token}")
+    assert page.status_code == 200 and api.email not in page.text and html.escape(api.email) not in page.text
+
+
 def test_a_link_reaches_nothing_else(api, client):
     run, other_run = finished(api, "shared"), finished(api, "private")
     token = share(api, run)["token"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from server_helpers import Api, env, log
 from sqlalchemy import select
 
@@ -184,3 +185,18 @@ def test_stalled_and_lost_stay_apart(make_client):
     assert [f.run_uuid for f in lost] == [silent]
     shown = {r["uuid"]: (r["status"], r["stalled_since"] is not None) for r in api.json("/api/v1/runs")["runs"]}
     assert shown == {beating: ("running", True), silent: ("lost", False)}
+
+
+def test_the_sweep_passes_over_a_run_another_process_is_writing(make_client, db_url):
+    """On PostgreSQL the stall sweep locks what it marks and skips a run whose row another
+    transaction holds (a batch being stored: progress), as the lost sweep does."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL")
+    api = Api(make_client(stall_after=60))
+    run = start(api)
+    store = api.client.app.state.store
+    with store.engine.connect() as other, other.begin():
+        other.execute(select(runs.c.id).where(runs.c.uuid == run).with_for_update())
+        assert sweep_later(api, 120) == []
+    facts = sweep_later(api, 120)
+    assert [type(f) for f in facts] == [RunStalled] and facts[0].run.uuid == run
