@@ -3,9 +3,11 @@
 Ingest requests, a run's steady traffic, go straight over one kept-alive :mod:`http.client`
 connection where the server is a plain ``http://`` one and no proxy is configured: a fraction of
 the CPU of a ``requests`` call, and no import of ``requests`` at all for a job or an uploader
-that only sends events. Everything else (``https://``, proxies, the CLI's account calls and
-streams) goes through ``requests``, imported on first use, not with this module, so that
-``import hyperdash`` stays cheap.
+that only sends events. Everything else (``https://``, proxies, a host with a netrc entry, the
+CLI's account calls and streams) goes through ``requests``, imported on first use, not with this
+module, so that ``import hyperdash`` stays cheap. An ingest request the direct path meets a
+redirect on goes again through ``requests``, which follows it, and so do all that come after: the
+direct path never counts a batch delivered on an answer ``requests`` would have treated otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ __all__ = ["Transport", "DEFAULT_TIMEOUT"]
 DEFAULT_TIMEOUT = (3.05, 10.0)
 # Set, any of these sends plain-http requests through a proxy: only requests knows how.
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+
+
+class _NotDirect(Exception):
+    """An answer of the direct path that only ``requests`` handles (a redirect): send it there."""
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -125,6 +131,8 @@ class Transport:
             raise errors.TransportError(f"request to {url} failed: {exc}") from None
         if resp.status_code >= 400:
             raise _error_of(resp)
+        if resp.status_code >= 300:  # a redirect requests could not follow: nothing reached the server
+            raise _unfollowed(resp.status_code, resp.reason, resp.url)
         return resp
 
     # -- calls ----------------------------------------------------------------------------
@@ -150,15 +158,30 @@ class Transport:
                 "or run `hyperdash login`)", code=API_KEY_REQUIRED, status=None)
         headers = {AUTH_HEADER: key, API_HEADER: api, "content-type": "application/json"}
         if self._goes_direct():
-            return _object(self._post_direct(INGEST_PATH, body, headers), self.server_url + INGEST_PATH)
+            try:
+                return _object(self._post_direct(INGEST_PATH, body, headers), self.server_url + INGEST_PATH)
+            except _NotDirect:
+                self._direct = False  # this request and every later one go the way requests goes
         resp = self._send("POST", INGEST_PATH, data=body, headers=headers)
         return _object(_json_of(resp), resp.url)
 
     def _goes_direct(self) -> bool:
         if self._direct is None:
             self._direct = self.server_url.startswith("http://") and "@" not in self.server_url and \
-                not any(os.environ.get(name) for name in _PROXY_VARIABLES)
+                not any(os.environ.get(name) for name in _PROXY_VARIABLES) and not self._has_netrc_entry()
         return self._direct
+
+    def _has_netrc_entry(self) -> bool:
+        """Whether requests would send basic auth from a netrc file to this server (asked of
+        requests itself, and only when a netrc file is there, so that a job without one never
+        imports requests)."""
+        named = os.environ.get("NETRC")
+        places = [named] if named is not None else ["~/.netrc", "~/_netrc"]
+        if not any(os.path.exists(os.path.expanduser(place)) for place in places):
+            return False
+        from requests.utils import get_netrc_auth
+
+        return get_netrc_auth(self.server_url) is not None
 
     def _post_direct(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
         """POST over the kept-alive http.client connection: the decoded JSON reply."""
@@ -195,6 +218,9 @@ class Transport:
                 self._close_connection()
             if resp.status >= 400:
                 raise _error_from(resp.status, resp.reason, resp.getheader("retry-after"), _decoded(data))
+            if resp.status >= 300:  # requests follows it (or says why not); a success it is not
+                self._close_connection()
+                raise _NotDirect(resp.status)
             if not data:
                 return {}
             try:
@@ -270,6 +296,11 @@ def _decoded(data: bytes) -> Any:
         return jsonlib.loads(data)
     except ValueError:
         return {}
+
+
+def _unfollowed(status: int, reason: str | None, url: str) -> errors.TransportError:
+    return errors.TransportError(f"the server at {url} answered {status} {reason or ''}".rstrip()
+                                 + ", a redirect that could not be followed")
 
 
 def _error_of(resp: requests.Response) -> errors.TransportError:

@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from hyperdash import framing
+import pytest
+
+from hyperdash import errors, framing
 from hyperdash.config import KeySource
 from hyperdash.shipper import Backoff, Shipper, SpoolSender
 from hyperdash.spool import EVENT, Spool
 from hyperdash.transport import Transport
 
 
-class ScriptedServer:
+class LoopbackServer:
+    """An HTTP listener on a loopback port, each request served on a thread of its own."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ScriptedServer(LoopbackServer):
     """An HTTP listener on a loopback port that answers ingest requests from a script of
-    ``(status, headers)`` replies (the last one repeats) and notes when each request came."""
+    ``(status, headers)`` replies (the last one repeats) and notes when each request came (and
+    its headers, in ``headers``)."""
 
     def __init__(self, replies, gate: threading.Event | None = None):
         self.replies = list(replies)
         self.requests: list[tuple[float, list]] = []
+        self.headers: list[dict[str, str]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                owner.headers.append({name.lower(): value for name, value in self.headers.items()})
                 owner.requests.append((time.monotonic(), body))
                 if gate is not None:  # the request stays in flight until the test opens the gate
                     gate.wait(30)
@@ -43,13 +62,7 @@ class ScriptedServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 class Clock:
@@ -254,3 +267,95 @@ def test_an_ingest_request_goes_again_on_a_new_connection_when_the_server_droppe
         transport.close()
         httpd.shutdown()
         httpd.server_close()
+
+
+class Redirector(LoopbackServer):
+    """A loopback listener that answers every POST with ``status``, a ``Location`` at ``target``
+    (none when None) and ``body``, as a proxy sending plain http to https does; it counts them."""
+
+    def __init__(self, status: int, target: str | None, body: bytes = b""):
+        self.posts = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # kept alive, as a proxy's connection is
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["content-length"]))
+                owner.posts += 1
+                self.send_response(status)
+                if target is not None:
+                    self.send_header("location", target + self.path)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(Handler)
+
+
+@pytest.mark.parametrize(("status", "body"), [(308, b""), (307, b""), (308, b"<html>moved</html>")])
+def test_a_redirected_ingest_request_is_followed_and_every_event_arrives(status, body):
+    receiver = ScriptedServer([(200, {})])
+    redirector = Redirector(status, receiver.url, body)
+    try:
+        shipper, warnings = make_shipper(redirector.url)
+        shipper.start()
+        wait_until(lambda: not shipper.sender.pending())
+        add_line(shipper, 5)  # (the first lines hold seqs 2 to 4)
+        wait_until(lambda: not shipper.sender.pending())
+        add_line(shipper, 6)
+        wait_until(lambda: not shipper.sender.pending())
+        shipper.close(2)
+        events = [event for _, batch in receiver.requests for event in batch]
+        assert [e["type"] for e in events if e["type"] != "log"][:1] == ["run_started"]
+        assert [e["payload"]["body"] for e in events if e["type"] == "log"] == ["l0", "l1", "l2", "new 5", "new 6"]
+        # each batch reached the receiver once through the redirect; only the first also went
+        # the direct way, met the redirect there and was sent again: later ones go straight to requests
+        assert redirector.posts == len(receiver.requests) + 1 and len(receiver.requests) >= 3
+        assert warnings == [] and shipper.last_error is None
+    finally:
+        redirector.close()
+        receiver.close()
+
+
+def test_a_redirect_that_cannot_be_followed_delivers_nothing_and_keeps_the_events():
+    redirector = Redirector(308, None)  # no Location: nowhere to go
+    clock = Clock()
+    try:
+        shipper, warnings = make_shipper(redirector.url, clock=clock)
+        shipper.start()
+        wait_until(lambda: shipper.last_error is not None)
+        shipper.close(0.5)
+        assert isinstance(shipper.last_error, errors.TransportError)
+        assert "308" in str(shipper.last_error) and "could not be followed" in str(shipper.last_error)
+        assert {key for key, _ in warnings} == {"transport"}
+        assert shipper.sender.pending()  # nothing acknowledged, nothing forgotten
+        # the direct path met the redirect and handed the request to requests, which said why not
+        assert redirector.posts >= 2
+    finally:
+        redirector.close()
+
+
+def test_basic_auth_from_a_netrc_entry_for_the_server_goes_with_ingest_requests(tmp_path, monkeypatch):
+    server = ScriptedServer([(200, {})])
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login ana password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    try:
+        transport = Transport(server.url, api_key="k")
+        assert transport.send_events([{"type": "log", "seq": 1}], "monitor") == {"stored": 1, "duplicates": 0}
+        transport.close()
+        assert server.headers[0]["authorization"] == "Basic " + base64.b64encode(b"ana:s3cret").decode()
+        assert server.headers[0]["x-hyperdash-auth"] == "k"
+
+        netrc.write_text("machine elsewhere.example login ana password s3cret\n")  # not this server's
+        transport = Transport(server.url, api_key="k")
+        transport.send_events([{"type": "log", "seq": 2}], "monitor")
+        transport.close()
+        assert "authorization" not in server.headers[1]
+    finally:
+        server.close()
