@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from ..settings import parse_duration
+from .deletion import not_deleted
 from .facts import Fact, RunStalled, RunState
 from .ingest import Stored
 from .store import runs, stall_names
@@ -74,7 +75,8 @@ def mark_stalled(conn: Connection, now_ms: int, default_ms: int, cache: Any = No
     last = func.coalesce(runs.c.last_progress_at, runs.c.started_at)
     rows = conn.execute(
         select(runs).select_from(_joined())
-        .where(runs.c.status == ev.RUNNING, runs.c.stalled_since.is_(None), window > 0, last + window < now_ms)
+        .where(runs.c.status == ev.RUNNING, runs.c.stalled_since.is_(None), window > 0, last + window < now_ms,
+               not_deleted())
     ).all()
     facts: list[Fact] = []
     for row in rows:
