@@ -159,7 +159,8 @@ def overlay(conn: Connection, user_id: int, run_uuids: list[str], *, metric_name
     if len(wanted) > MAX_OVERLAY_RUNS:
         raise BadRequest(f"at most {MAX_OVERLAY_RUNS} runs can be overlaid at once", code="too_many_runs")
     found = {r.uuid: r for r in conn.execute(
-        select(runs.c.id, runs.c.uuid, runs.c.started_at).where(runs.c.user_id == user_id, runs.c.uuid.in_(wanted), not_deleted())
+        select(runs.c.id, runs.c.uuid, runs.c.started_at)
+        .where(runs.c.user_id == user_id, runs.c.uuid.in_(wanted), not_deleted())
     )}
     missing = [u for u in wanted if u not in found]
     if missing:
