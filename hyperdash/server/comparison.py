@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from .. import events as ev
+from .deletion import not_deleted
 from .errors import BadRequest, NotFound
 from .store import metrics, run_events, runs
 from .views import iso
@@ -70,7 +71,7 @@ def _duration_s(row, now_ms: int) -> float:
 
 def _name_runs(conn: Connection, user_id: int, name: str, limit: int) -> list:
     return list(conn.execute(
-        select(runs).where(runs.c.user_id == user_id, runs.c.name == name)
+        select(runs).where(runs.c.user_id == user_id, runs.c.name == name, not_deleted())
         .order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
     ))
 
@@ -158,7 +159,8 @@ def overlay(conn: Connection, user_id: int, run_uuids: list[str], *, metric_name
     if len(wanted) > MAX_OVERLAY_RUNS:
         raise BadRequest(f"at most {MAX_OVERLAY_RUNS} runs can be overlaid at once", code="too_many_runs")
     found = {r.uuid: r for r in conn.execute(
-        select(runs.c.id, runs.c.uuid, runs.c.started_at).where(runs.c.user_id == user_id, runs.c.uuid.in_(wanted))
+        select(runs.c.id, runs.c.uuid, runs.c.started_at)
+        .where(runs.c.user_id == user_id, runs.c.uuid.in_(wanted), not_deleted())
     )}
     missing = [u for u in wanted if u not in found]
     if missing:

@@ -29,6 +29,9 @@ from .store import (
     logs,
     metrics,
     notify_outbox,
+    rule_firings,
+    rule_states,
+    rules,
     run_events,
     run_shares,
     runs,
@@ -82,11 +85,16 @@ def dependent_tables() -> list[tuple[Table, Column]]:
         (log_envelopes, log_envelopes.c.run_id),
         (notify_outbox, notify_outbox.c.run_id),
         (run_shares, run_shares.c.run_id),
+        # (a run's own rules; a name's rules have no run_id and stay)
+        (rules, rules.c.run_id),
+        (rule_states, rule_states.c.run_id),
+        (rule_firings, rule_firings.c.run_id),
     ]
 
 
 def not_deleted():
-    """A condition on ``runs``: the run is not deleted (its rows may still be going)."""
+    """A condition on ``runs``: the run is not deleted (its rows may still be going). A lookup of
+    ``deleted_runs`` by its primary key per run, so it costs an index probe, never a scan."""
     return ~exists().where(deleted_runs.c.user_id == runs.c.user_id, deleted_runs.c.uuid == runs.c.uuid)
 
 
@@ -117,10 +125,13 @@ def mark_deleted(conn: Connection, rows: Sequence[Row], reason: str, cache: RunC
 
 
 def forget(cache: RunCache, user_id: int, run_uuid: str, run_id: int) -> None:
-    """Drop what the writer's cache holds of a run."""
+    """Drop what the writer's cache holds of a run: its row, streams, hints and rule states (on
+    SQLite a later run may be given the same id)."""
     cache.runs.pop((user_id, run_uuid), None)
     for key in [key for key in cache.streams if key[0] == run_id]:
         del cache.streams[key]
+    cache.hints.pop(run_id, None)
+    cache.rules.forget_run(user_id, run_id)
 
 
 def purge_step(conn: Connection, run_ids: Iterable[int] | None = None, limit: int = PURGE_ROWS) -> bool:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
-from .deletion import is_deleted
+from .deletion import is_deleted, not_deleted
 from .dialect import LOG_COLUMNS, execute, insert_ignoring, insert_lines, insert_many, skip_locked
 from .facts import (
     Fact,
@@ -141,8 +141,10 @@ class RunCache:
         keys = sorted({(job.batch.user_id, part.uuid) for job in jobs if isinstance(job, BatchJob)
                        for part in job.batch.parts.values()})
         for start in range(0, len(keys), 1000):
-            rows = conn.execute(select(runs).where(tuple_(runs.c.user_id, runs.c.uuid).in_(keys[start:start + 1000]))
-                                .order_by(runs.c.user_id, runs.c.uuid).with_for_update())
+            # (a deleted run's row stays until its purge ends: left out, its batches meet the tombstone)
+            rows = conn.execute(select(runs).where(tuple_(runs.c.user_id, runs.c.uuid).in_(keys[start:start + 1000]),
+                                                   not_deleted())
+                                .order_by(runs.c.user_id, runs.c.uuid).with_for_update(of=runs))
             for row in rows:
                 self.remember(row._asdict())
 
@@ -535,7 +537,7 @@ def mark_lost(conn: Connection, timeout_s: float, cache: RunCache | None = None,
     cutoff = (ev.now_ms() if now_ms is None else now_ms) - int(timeout_s * 1000)
     # (a run another process is storing a batch of right now is locked, and passed over: alive)
     rows = conn.execute(skip_locked(conn, select(runs).where(
-        runs.c.status == ev.RUNNING, runs.c.last_seen_at < cutoff).order_by(runs.c.id))).all()
+        runs.c.status == ev.RUNNING, runs.c.last_seen_at < cutoff, not_deleted()).order_by(runs.c.id))).all()
     facts: list[Fact] = []
     for row in rows:
         conn.execute(update(runs).where(runs.c.id == row.id, runs.c.status == ev.RUNNING)

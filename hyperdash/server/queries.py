@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import events as ev
+from .deletion import not_deleted
 from .dialect import holds
 from .errors import BadRequest, NotFound
 from .store import logs, metrics, run_events, runs
@@ -24,7 +25,8 @@ _LINE_COLUMNS = (logs.c.seq, logs.c.stream, logs.c.text, logs.c.ts, logs.c.parti
 def find_run(conn: Connection, user_id: int, run_uuid: str):
     """The run row, or NotFound (also for another account's run)."""
     # Run uuids are stored in lower case; a UUID may be written in either.
-    row = conn.execute(select(runs).where(runs.c.user_id == user_id, runs.c.uuid == run_uuid.lower())).first()
+    row = conn.execute(select(runs).where(runs.c.user_id == user_id, runs.c.uuid == run_uuid.lower(),
+                                          not_deleted())).first()
     if row is None:
         raise NotFound(f"no run {run_uuid}")
     return row
@@ -48,7 +50,7 @@ def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search
     leaves archived runs out, ``only`` lists them alone, ``all`` lists both."""
     if status is not None and status not in ev.STATUSES:
         raise BadRequest(f"unknown status {status!r}; one of {', '.join(ev.STATUSES)}", code="invalid_status")
-    query = select(runs).where(runs.c.user_id == user_id)
+    query = select(runs).where(runs.c.user_id == user_id, not_deleted())
     if archived != "all":
         query = query.where(runs.c.archived_at.is_(None) if archived == "no" else runs.c.archived_at.is_not(None))
     if name is not None:

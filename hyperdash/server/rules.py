@@ -98,6 +98,11 @@ class RuleCache:
         """Re-read the account's rules next time (they changed)."""
         self._rules.pop(user_id, None)
 
+    def forget_run(self, user_id: int, run_id: int) -> None:
+        """Drop what is held of a deleted run: its states, and its account's rules (its own go)."""
+        self._rules.pop(user_id, None)
+        self._states = {key: state for key, state in self._states.items() if key[1] != run_id}
+
     def for_run(self, conn: Connection, user_id: int, run_id: int, name: str | None, now: int) -> list[Rule]:
         """The rules that watch a run: its own and its name's."""
         held = self._rules.get(user_id)

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from ..settings import parse_duration
+from .deletion import not_deleted
 from .dialect import skip_locked
 from .facts import Fact, RunStalled, RunState
 from .ingest import Stored
@@ -75,6 +76,7 @@ def mark_stalled(conn: Connection, now_ms: int, default_ms: int, cache: Any = No
     # making progress; the rows taken stay locked, so no batch moves them on meanwhile)
     rows = conn.execute(skip_locked(conn, select(runs).where(
         runs.c.status == ev.RUNNING, runs.c.stalled_since.is_(None), window > 0, last + window < now_ms,
+        not_deleted(),
     ).order_by(runs.c.id))).all()
     facts: list[Fact] = []
     for row in rows:

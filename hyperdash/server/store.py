@@ -424,14 +424,23 @@ def _add_runs_by_name_index(conn: Connection) -> None:
     runs_by_name.create(conn, checkfirst=True)
 
 
+# A run's rule states (its key starts with the rule): what deleting a run removes, a step at a time.
+rule_states_by_run = Index("ix_rule_states_run", rule_states.c.run_id)
+
+
+def _add_rule_states_by_run_index(conn: Connection) -> None:
+    rule_states_by_run.create(conn, checkfirst=True)
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
 # the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
 # metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
-# index of runs by name; 9: sweeps and relay_facts, for several processes on one database).
+# index of runs by name; 9: sweeps and relay_facts, for several processes on one database; 10: the
+# index of rule states by run).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
                                                    _migration_trouble, _migration_tidy, _add_runs_by_name_index,
-                                                   _create_missing_tables]
+                                                   _create_missing_tables, _add_rule_states_by_run_index]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

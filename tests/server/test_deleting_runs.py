@@ -14,7 +14,9 @@ from test_live import Events
 
 from hyperdash import events
 from hyperdash.server.deletion import dependent_tables, mark_deleted, purge_step
-from hyperdash.server.store import Store, deleted_runs, logs, runs
+from hyperdash.server.ingest import mark_lost
+from hyperdash.server.stalls import mark_stalled
+from hyperdash.server.store import Store, deleted_runs, logs, rule_firings, rule_states, rules, runs
 
 live = test_live.live  # the fixture: a real server in this process, and an account on it
 
@@ -157,3 +159,105 @@ def test_streams_are_told_of_a_delete(live):
     finally:
         account.close()
         own.close()
+
+
+def nan(run: str, seq: int) -> dict:
+    return env(events.METRIC, run, {"name": "loss", "value": "NaN", "step": seq}, seq=seq)
+
+
+def rule_rows(client, run_id: int) -> list[int]:
+    """How many rows of a run the tables of metric rules hold: rules, states, firings."""
+    with client.app.state.store.read() as conn:
+        return [conn.execute(select(func.count()).select_from(table).where(table.c.run_id == run_id)).scalar()
+                for table in (rules, rule_states, rule_firings)]
+
+
+def test_a_run_given_a_deleted_runs_id_starts_its_rules_afresh(api, client, db_url):
+    named = client.post("/api/v1/rules", headers=api.headers, json={"name": "nightly", "metric": "loss", "nan": True})
+    assert named.status_code == 201, named.text
+    first = str(uuid.uuid4())
+    api.ok([env(events.RUN_STARTED, first, {"job_name": "nightly"}, seq=1)])
+    assert client.post(f"/api/v1/runs/{first}/rules", headers=api.headers,
+                       json={"metric": "acc", "below": 0.5}).status_code == 201  # a rule of its own
+    api.ok([nan(first, 2)])  # (the writer holds where the rules stand on it now)
+    assert len(api.json(f"/api/v1/runs/{first}/rules")["firings"]) == 1
+    with client.app.state.store.read() as conn:
+        old_id = conn.execute(select(runs.c.id).where(runs.c.uuid == first)).scalar()
+    assert rule_rows(client, old_id) == [1, 1, 1]  # its own rule; the name rule's state and firing
+    assert client.delete(f"/api/v1/runs/{first}", params={"force": "true"}, headers=api.headers).status_code == 200
+    assert rule_rows(client, old_id) == [0, 0, 0] and set(rows_of(client, first).values()) == {0}
+
+    second = str(uuid.uuid4())
+    api.ok([env(events.RUN_STARTED, second, {"job_name": "nightly"}, seq=1)])
+    with client.app.state.store.read() as conn:
+        new_id = conn.execute(select(runs.c.id).where(runs.c.uuid == second)).scalar()
+        # The name's rule stays; the deleted run's own is gone.
+        assert conn.execute(select(rules.c.name)).scalars().all() == ["nightly"]
+    if db_url.startswith("sqlite"):
+        assert new_id == old_id  # SQLite gives the newest run's id again
+    reply = api.json(f"/api/v1/runs/{second}/rules")
+    assert reply["firings"] == [] and [r["id"] for r in reply["rules"]] == [named.json()["id"]]
+    api.ok([nan(second, 2)])
+    assert [f["value_text"] for f in api.json(f"/api/v1/runs/{second}/rules")["firings"]] == ["NaN"]
+    with client.app.state.store.read() as conn:
+        assert conn.execute(select(rule_states.c.fired).where(rule_states.c.run_id == new_id)).scalar() == 1
+
+
+@pytest.fixture
+def slow_purge(make_client, monkeypatch) -> Api:
+    """An account on an app whose periodic purge waits an hour: a deleted run's rows stay."""
+    monkeypatch.setattr("hyperdash.server.app.TIDY_INTERVAL_S", 3600.0)
+    return Api(make_client())
+
+
+def tombstone(client, run_uuid: str) -> int:
+    """Delete a run as the API does, but take one purge step only (of one row): its rows stay."""
+    state = client.app.state
+
+    def job(conn):
+        rows = conn.execute(select(runs).where(runs.c.uuid == run_uuid)).all()
+        return mark_deleted(conn, rows, "deleted", state.run_cache).run_ids[0]
+
+    run_id = state.store.writer.call(job)
+    assert state.store.writer.call(lambda conn: purge_step(conn, [run_id], limit=1))
+    left = rows_of(client, run_uuid)
+    assert left["runs"] == 1 and left["logs"] > 0
+    return run_id
+
+
+def test_a_batch_for_a_run_being_purged_gets_410_and_nothing_is_stored(slow_purge):
+    api, client = slow_purge, slow_purge.client
+    run = finished(api, "live", lines=5, status=events.RUNNING)
+    api.ok([log(run, 20, "before")])  # the writer holds the run now
+    tombstone(client, run)
+    before = rows_of(client, run)
+    late = api.ingest([log(run, 21, "a late line"), env(events.HEARTBEAT, run, {})])
+    assert late.status_code == 410, late.text
+    assert late.json()["code"] == "run_deleted"
+    assert rows_of(client, run) == before
+
+
+def test_a_run_being_purged_is_out_of_lists_pages_and_sweeps(slow_purge):
+    api, client = slow_purge, slow_purge.client
+    kept = finished(api, "grid")
+    alive = finished(api, "other", status=events.RUNNING)
+    gone = finished(api, "grid", status=events.RUNNING)
+    tombstone(client, gone)
+
+    assert [r["uuid"] for r in api.json("/api/v1/runs")["runs"]] == [alive, kept]
+    assert [r["uuid"] for r in api.json("/api/v1/runs", name="grid")["runs"]] == [kept]
+    assert api.get(f"/api/v1/runs/{gone}").status_code == 404
+    assert api.get(f"/api/v1/runs/{gone}/logs").status_code == 404
+    assert [r["uuid"] for r in api.json("/api/v1/compare", name="grid")["runs"]] == [kept]
+    assert api.get("/api/v1/compare/series", run=[kept, gone]).status_code == 404
+
+    # The sweeps pass it over: it is never called lost or stalled (nor notified as such).
+    state = client.app.state
+    later = events.now_ms() + 10**9
+    stalled = state.store.writer.call(lambda conn: mark_stalled(conn, later, 1000, state.run_cache))
+    assert [fact.run.uuid for fact in stalled.facts] == [alive]
+    lost = state.store.writer.call(lambda conn: mark_lost(conn, 1.0, state.run_cache, now_ms=later))
+    assert [fact.run.uuid for fact in lost.facts] == [alive]
+    with state.store.read() as conn:
+        assert conn.execute(select(runs.c.status).where(runs.c.uuid == gone)).scalar() == events.RUNNING
+        assert conn.execute(select(runs.c.stalled_since).where(runs.c.uuid == gone)).scalar() is None

@@ -25,9 +25,11 @@ def age(client, run_uuid: str, days: float, *, ended: bool = True) -> None:
 
 
 def wait_until_gone(api: Api, uuids: list[str], timeout: float = 15.0) -> None:
+    """Wait until the runs are deleted and purged (a deleted run is 404 at once, its rows go after)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(api.get(f"/api/v1/runs/{u}").status_code == 404 for u in uuids):
+        if all(api.get(f"/api/v1/runs/{u}").status_code == 404 and rows_of(api.client, u)["runs"] == 0
+               for u in uuids):
             return
         time.sleep(0.1)
     raise AssertionError(f"still there after {timeout} s: {uuids}")
