@@ -105,6 +105,8 @@ def test_a_groups_link_shows_that_name_alone_and_typing_searches_again(open_page
     page.locator(".group").nth(1).wait_for()
     page.click(".group[data-name='train'] h2 a")
     page.wait_for_url("**/?name=train")
+    # (the new page lists its runs after it loads: wait for them, not only for the other to go)
+    page.locator(".group[data-name='train']").wait_for()
     page.locator(".group[data-name='pretrain']").wait_for(state="detached")
     assert [name for name, _ in groups(page)] == ["train"]
     assert page.input_value("#filter-name") == "train"
