@@ -413,8 +413,9 @@ class Run:
                 # would only wait for it
                 how = (f"{server_url} has not answered for a while "
                        f"({book.describe(server_url)}); a later run on this machine sends them when it is due")
+            elif spawn_detached(self.uuid, api_key=key if self.api_key_getter else None) is None:
+                how = "the background uploader already running sends them"  # started meanwhile
             else:
-                spawn_detached(self.uuid, api_key=key if self.api_key_getter else None)
                 how = "a background uploader is sending them now"
         except Exception:
             how = "they will be sent by the next run on this machine"

@@ -16,8 +16,9 @@ to a detached ``python -m hyperdash.uploader --run UUID``; the next run on the m
 detached ``python -m hyperdash.uploader`` when orphaned spools wait for a server that is due.
 
 One detached uploader at a time works on a machine: it holds ``<home>/uploader.lock`` and, before
-it exits, takes every spool orphaned meanwhile too; a second one finds the lock taken and exits
-at once, leaving its run to the first.
+it exits, takes every spool orphaned meanwhile too. The process that starts it takes the lock
+first and hands it over, so that two runs ending together cannot both start one; one started by
+hand finds the lock taken and exits at once, leaving its run to the first.
 """
 
 from __future__ import annotations
@@ -341,17 +342,30 @@ def _count_events(spool: Spool) -> int:
     return last
 
 
-def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> int:
+def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> int | None:
     """Start ``python -m hyperdash.uploader [--run UUID]`` in its own session, detached from
     this process's terminal and lifetime (its output goes to ``<home>/logs/uploader.log``).
-    ``api_key`` is handed over in its environment. Returns its pid.
+    ``api_key`` is handed over in its environment. Returns its pid, or ``None`` when an uploader
+    runs already (it takes this run's spool too).
+
+    The uploader lock is taken here and inherited by the new process, which holds it from its
+    first instruction: between a look at the lock and the new uploader's own try, another run
+    ending at the same moment would otherwise start a second one.
 
     ``posix_spawn`` rather than :mod:`subprocess`: a run hands its backlog over as the job
     exits, and importing subprocess and forking through it would cost the job milliseconds.
     """
+    try:
+        lock_fd: int | None = _take_uploader_lock()
+    except OSError:
+        lock_fd = -1  # no lock file can be made here: the uploader works without one
+    if lock_fd is None:
+        return None
     command = [sys.executable, "-m", "hyperdash.uploader"]
     if run_uuid:
         command += ["--run", run_uuid]
+    if lock_fd >= 0:
+        command += ["--lock-fd", str(_HANDED_LOCK_FD)]
     env = dict(os.environ)
     if api_key:
         env["HYPERDASH_API_KEY"] = api_key
@@ -359,23 +373,42 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
     env["PYTHONPATH"] = package_parent + os.pathsep + env.get("PYTHONPATH", "")
     log_folder = config.ensure_home() / "logs"
     log_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log_fd = os.open(log_folder / "uploader.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    if log_fd <= 2:  # the job had closed a standard descriptor: keep clear of 0, 1 and 2
-        log_fd, low = fcntl.fcntl(log_fd, fcntl.F_DUPFD_CLOEXEC, 3), log_fd
-        os.close(low)
+    log_fd = -1
     try:
+        log_fd = _above(os.open(log_folder / "uploader.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                                0o600), 2)
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)]
         # What subprocess's close_fds does: no descriptor the job let its children inherit
         # (a pipe someone waits to see closed, say) stays open in a long-lived uploader.
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd > 2]
+        if lock_fd >= 0:
+            # dup2 onto another number makes a copy that survives exec; the same number would not
+            lock_fd = _above(lock_fd, _HANDED_LOCK_FD)
+            actions.append((os.POSIX_SPAWN_DUP2, lock_fd, _HANDED_LOCK_FD))
         pid = os.posix_spawn(sys.executable, command, env, file_actions=actions, setsid=True,
                              setsigmask=(), setsigdef=_DEFAULT_SIGNALS)
     finally:
-        os.close(log_fd)
+        # The lock stays held by the uploader's copy; without an uploader it is released here.
+        for fd in (log_fd, lock_fd):
+            if fd >= 0:
+                os.close(fd)
     _reap_spawned()
     _spawned.append(pid)
     return pid
+
+
+_HANDED_LOCK_FD = 3  # where a spawned uploader finds the lock its parent took for it
+
+
+def _above(fd: int, floor: int) -> int:
+    """``fd``, moved (close-on-exec) to a number above ``floor`` when it is not already there."""
+    if fd > floor:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor + 1)
+    finally:
+        os.close(fd)
 
 
 # Signals Python ignores that a new process should start with their default action (as
@@ -421,10 +454,7 @@ def upload_orphans_in_background(exclude: str | None = None) -> bool:
     now = time.time()
     if not any(book.due(_server_of(folder), now) for folder in orphans):
         return False  # every one waits for a server in backoff: no process to start for them
-    if uploader_running():
-        return False
-    spawn_detached()
-    return True
+    return spawn_detached() is not None  # None: the uploader running takes them
 
 
 def _server_of(folder: Path) -> str:
@@ -463,17 +493,22 @@ def uploader_running() -> bool:
     return False
 
 
-def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Callable[[str], None]) -> bool:
+def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Callable[[str], None],
+                                 handed_lock: int | None = None) -> bool:
     """Upload ``run_uuid`` (first, when given) and every orphaned spool, also those orphaned
     meanwhile, holding the uploader lock, each server with its own backoff; a server that has
     failed for ``patience`` seconds is left, with its spools, to a later try. Returns False when
     a run stays in its spool; True at once when another uploader holds the lock (it takes them
-    all instead)."""
-    try:
-        lock_fd = _take_uploader_lock()
-    except OSError as exc:
-        log(f"working without {_lock_path()}: {exc}")
-        lock_fd = -1  # nothing to release
+    all instead). ``handed_lock``: the locked descriptor the spawning process handed over."""
+    lock_fd: int | None
+    if handed_lock is not None and _holds_lock(handed_lock):
+        lock_fd = handed_lock
+    else:
+        try:
+            lock_fd = _take_uploader_lock()
+        except OSError as exc:
+            log(f"working without {_lock_path()}: {exc}")
+            lock_fd = -1  # nothing to release
     if lock_fd is None:
         log("another uploader is running on this machine; it takes these runs too")
         return True
@@ -514,6 +549,19 @@ def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Cal
             _release(lock_fd)
 
 
+def _holds_lock(fd: int) -> bool:
+    """Whether ``fd`` is the uploader lock file, locked by this process (flock again on a
+    descriptor whose lock it holds succeeds; on another file's, or a closed one, it fails)."""
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(_lock_path()))
+        if same:
+            os.set_inheritable(fd, False)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return same
+    except OSError:
+        return False
+
+
 def _release(lock_fd: int) -> None:
     if lock_fd >= 0:
         os.close(lock_fd)
@@ -546,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=float, default=None,
                         help="seconds to keep retrying a server that fails, from its first failure "
                              "(default HYPERDASH_UPLOADER_PATIENCE or 600)")
+    parser.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     patience = args.patience if args.patience is not None else config.env_float(
         "HYPERDASH_UPLOADER_PATIENCE", DEFAULT_PATIENCE)
@@ -555,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
-        return 0 if _upload_as_the_only_uploader(args.run, patience, log) else 1
+        return 0 if _upload_as_the_only_uploader(args.run, patience, log, handed_lock=args.lock_fd) else 1
     finally:
         # what it cost, for whoever wonders what a run's hand-over takes from the machine
         times = os.times()

@@ -123,6 +123,31 @@ def test_one_uploader_per_machine_however_many_runs_fail(run_job, sdk_env, hyper
         stop(uploader_pids(hyperdash_home))
 
 
+def test_runs_handing_over_at_the_same_moment_start_one_uploader(hyperdash_home, monkeypatch):
+    # No time for the first uploader to start and take the lock itself: the spawner holds it
+    # for it, so the next hand-overs see it taken at once.
+    monkeypatch.setenv("HYPERDASH_UPLOADER_PATIENCE", "600")
+    monkeypatch.setenv("HYPERDASH_API_KEY", "a-key-its-server-would-take")
+    write_run(dead_server(), "waits for its server", 3).close()
+    from hyperdash.uploader import spawn_detached, uploader_running
+
+    started = [spawn_detached() for _ in range(5)]
+    try:
+        assert started[0] is not None and started[1:] == [None] * 4
+        assert uploader_pids(hyperdash_home) == [started[0]]
+        assert uploader_running()
+        log = hyperdash_home / "logs" / "uploader.log"
+        deadline = time.monotonic() + 30
+        while "cannot reach" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the uploader should try the server"
+            time.sleep(0.05)
+        assert "another uploader" not in log.read_text()
+        assert uploader_pids(hyperdash_home) == [started[0]]  # it holds on, with the lock
+        assert spawn_detached() is None
+    finally:
+        stop(uploader_pids(hyperdash_home))
+
+
 def test_a_large_job_reaches_a_live_server_while_the_uploader_is_stuck(run_job, sdk_env, account, hyperdash_home):
     # Earlier runs against servers stopped for good, and an uploader holding the machine's lock
     # while it waits for them: the new job must not depend on it.
