@@ -32,7 +32,7 @@ RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
 # step, unbuffered) gathers for a moment before the next read: each wake-up of the pump costs
 # more than the lines it carries. A piece after a quiet spell is passed on at once.
 GATHER_WINDOW = 0.02  # a read this soon after the last one: output streams in
-GATHER_PAUSE = 0.008
+GATHER_PAUSE = 0.03  # (a step of 2 ms: ten lines a wake-up; stop() cuts a pause short)
 
 
 class OutputSink(Protocol):
@@ -79,6 +79,7 @@ class Pump(threading.Thread):
         self.channels = list(channels)
         self.follow_resizes = follow_resizes
         self._stopping = False
+        self._stopped = threading.Event()  # set by stop(): a pause in progress ends at once
         self._open: dict[int, tuple[int | None, str]] = {}
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
@@ -174,7 +175,7 @@ class Pump(threading.Thread):
                 # would let the pipe hold, and it would be blocked until the pump came back.
                 time.sleep(FLOOD_PAUSE)
             elif now - self._last_read < GATHER_WINDOW:
-                time.sleep(GATHER_PAUSE)
+                self._stopped.wait(GATHER_PAUSE)
         self._last_read = now
         return len(data)
 
@@ -189,4 +190,5 @@ class Pump(threading.Thread):
         """Take what is already written, then stop, even if writers (say, a child process that
         inherited the descriptor) still hold the channel open."""
         self._stopping = True
+        self._stopped.set()
         self.join(timeout)

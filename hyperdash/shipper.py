@@ -347,6 +347,12 @@ class Shipper(threading.Thread):
             self._wake.wait(tick)
         self._idle = False
         self._wake.clear()
+        # A line after a quiet spell goes at once; lines that keep coming (a training loop's
+        # line a step) go together, one request per send_interval at most.
+        gap = self._last_send + self.send_interval - time.monotonic()
+        if gap > 0 and not self._closing and self.sender.pending():
+            self._wake.wait(min(gap, tick))
+            self._wake.clear()
 
     def _send_backlog(self) -> None:
         """One batch; more at once only while closing, or while the events wait in bounded

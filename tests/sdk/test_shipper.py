@@ -161,6 +161,34 @@ def test_an_idle_shipper_sends_a_new_line_at_once():
         server.close()
 
 
+def test_lines_that_keep_coming_go_together_one_request_per_send_interval():
+    # A training loop's line every 2 ms: each would find the shipper idle (its request long
+    # answered), yet they go in one request per send_interval, not one each.
+    server = ScriptedServer([(200, {})])
+    try:
+        shipper, _ = make_shipper(server.url, lines=0, send_interval=0.05)
+        shipper.flush_interval = shipper.heartbeat_interval = 60
+        shipper.start()
+        wait_until(lambda: len(server.requests) == 1 and shipper._idle)
+        started = time.monotonic()
+        for seq in range(2, 252):
+            add_line(shipper, seq)
+            time.sleep(0.002)
+        wait_until(lambda: not shipper.sender.pending())
+        took = time.monotonic() - started
+        requests = len(server.requests) - 1
+        assert [line for batch in lines_sent(server) for line in batch] == [f"new {seq}" for seq in range(2, 252)]
+        assert 2 <= requests <= took / 0.05 + 2, (requests, took)
+        # and after a quiet spell, the next line goes at once, alone
+        time.sleep(0.2)
+        add_line(shipper, 252)
+        wait_until(lambda: len(server.requests) == requests + 2)
+        assert lines_sent(server)[-1] == ["new 252"]
+        shipper.close(2)
+    finally:
+        server.close()
+
+
 def test_lines_that_come_while_a_request_is_in_flight_go_together_in_the_next():
     gate = threading.Event()
     server = ScriptedServer([(200, {})], gate=gate)
