@@ -19,7 +19,7 @@ from sqlalchemy import Column, Table, delete, exists, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
 from .. import events as ev
-from .dialect import insert_many
+from .dialect import insert_many, skip_locked
 from .errors import ApiError, Conflict
 from .facts import Fact, RunDeleted
 from .store import (
@@ -104,6 +104,15 @@ def is_deleted(conn: Connection, user_id: int, run_uuid: str) -> bool:
         deleted_runs.c.user_id == user_id, deleted_runs.c.uuid == run_uuid)).first() is not None
 
 
+def deleted_among(conn: Connection, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of the ``(user_id, uuid)`` pairs (at most a thousand) the accounts deleted."""
+    if not keys:
+        return set()
+    rows = conn.execute(select(deleted_runs.c.user_id, deleted_runs.c.uuid).where(
+        tuple_(deleted_runs.c.user_id, deleted_runs.c.uuid).in_(list(keys))))
+    return {(row.user_id, row.uuid) for row in rows}
+
+
 def mark_deleted(conn: Connection, rows: Sequence[Row], reason: str, cache: RunCache | None,
                  now: int | None = None) -> Deleted:
     """Tombstone the runs of ``rows`` (``runs`` rows) for good (a writer job): from this commit on
@@ -142,7 +151,9 @@ def purge_step(conn: Connection, run_ids: Iterable[int] | None = None, limit: in
         deleted_runs.c.purged_at.is_(None))
     if run_ids is not None:
         query = query.where(deleted_runs.c.run_id.in_(list(run_ids)))
-    tomb = conn.execute(query.order_by(deleted_runs.c.deleted_at).limit(1)).first()
+    # Locked for this step: a second process purging at the same moment takes another run (two
+    # deleting the same rows at once would see none removed and call the purge done too early).
+    tomb = conn.execute(skip_locked(conn, query.order_by(deleted_runs.c.deleted_at).limit(1))).first()
     if tomb is None:
         return False
     removed = 0

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
-from .deletion import is_deleted, not_deleted
+from .deletion import deleted_among, is_deleted, not_deleted
 from .dialect import LOG_COLUMNS, execute, insert_ignoring, insert_lines, insert_many, skip_locked
 from .facts import (
     Fact,
@@ -142,11 +142,15 @@ class RunCache:
                        for part in job.batch.parts.values()})
         for start in range(0, len(keys), 1000):
             # (a deleted run's row stays until its purge ends: left out, its batches meet the tombstone)
-            rows = conn.execute(select(runs).where(tuple_(runs.c.user_id, runs.c.uuid).in_(keys[start:start + 1000]),
-                                                   not_deleted())
-                                .order_by(runs.c.user_id, runs.c.uuid).with_for_update(of=runs))
-            for row in rows:
-                self.remember(row._asdict())
+            locked = [row._asdict() for row in conn.execute(
+                select(runs).where(tuple_(runs.c.user_id, runs.c.uuid).in_(keys[start:start + 1000]), not_deleted())
+                .order_by(runs.c.user_id, runs.c.uuid).with_for_update(of=runs))]
+            # A lock waited for while another process tombstoned the run: the locking statement's
+            # recheck saw the row anew but not the tombstone committed with it; a new one does.
+            gone = deleted_among(conn, [(run["user_id"], run["uuid"]) for run in locked])
+            for run in locked:
+                if (run["user_id"], run["uuid"]) not in gone:
+                    self.remember(run)
 
     def run(self, conn: Connection, user_id: int, run_uuid: str) -> RunRow | None:
         key = (user_id, run_uuid)

@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, and_, cast, func, or_, select, update
+from sqlalchemy import BigInteger, and_, cast, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .deletion import Deleted, mark_deleted, not_deleted, purge_step
+from .dialect import upsert
 from .errors import BadRequest
 from .store import account_settings, runs
 
@@ -83,7 +84,5 @@ def account_keep_days(conn: Connection, user_id: int) -> int | None:
 
 def set_account_keep_days(conn: Connection, user_id: int, days: int | None) -> None:
     """Set the account's number of days (None: none of its own); a writer job."""
-    changed = conn.execute(update(account_settings).where(account_settings.c.user_id == user_id)
-                           .values(keep_days=days)).rowcount
-    if not changed:
-        conn.execute(account_settings.insert().values(user_id=user_id, keep_days=days))
+    # (one statement: two processes setting it at once for an account without a row both insert)
+    conn.execute(upsert(conn, account_settings, ("user_id",), {"user_id": user_id, "keep_days": days}))

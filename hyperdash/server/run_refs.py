@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from .deletion import not_deleted
 from .errors import ApiError
 from .store import runs
 
@@ -64,7 +65,7 @@ def full_run_uuid(conn: Connection, user_id: int, ref: str) -> str:
         return ref
     rows = conn.execute(
         select(runs.c.uuid, runs.c.name)
-        .where(runs.c.user_id == user_id, runs.c.uuid.startswith(prefix, autoescape=True))
+        .where(runs.c.user_id == user_id, runs.c.uuid.startswith(prefix, autoescape=True), not_deleted())
         .order_by(runs.c.started_at.desc(), runs.c.id.desc())
         .limit(MAX_CANDIDATES + 1)
     ).all()

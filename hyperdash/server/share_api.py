@@ -92,7 +92,10 @@ def create_share(run_uuid: str, request: Request, user: User = Depends(current_u
     """A read-only link to the run (its log, charts, params and status, live) that works without
     an account. The token is shown only in this reply."""
     row = _own_run(request, user, run_uuid)
-    share_id, token, created = _state(request).store.writer.call(lambda conn: new_share(conn, user.id, row.id))
+    made = _state(request).store.writer.call(lambda conn: new_share(conn, user.id, row.id, row.uuid))
+    if made is None:
+        raise NotFound(f"no run {run_uuid}")
+    share_id, token, created = made
     base = _state(request).public_url or str(request.base_url).rstrip("/")
     url = base + SHARED_PATH + token
     return JSONReply({"id": share_id, "url": url, "token": token, "created_at": iso(created)}, status_code=201)

@@ -29,9 +29,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def new_share(conn: Connection, user_id: int, run_id: int) -> tuple[int, str, int]:
+def new_share(conn: Connection, user_id: int, run_id: int, run_uuid: str) -> tuple[int, str, int] | None:
     """A new share of the run (a writer job): ``(id, token, created_at)``; the token is shown
-    only now."""
+    only now. None when the run is deleted meanwhile (read before this job, it may have gone
+    since; on SQLite a later run of the account may even be given its id)."""
+    there = conn.execute(select(runs.c.id).where(runs.c.id == run_id, runs.c.user_id == user_id,
+                                                 runs.c.uuid == run_uuid, not_deleted())).first()
+    if there is None:
+        return None
     token = secrets.token_urlsafe(TOKEN_BYTES)
     now = ev.now_ms()
     share_id = conn.execute(run_shares.insert().values(
