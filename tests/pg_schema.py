@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -44,5 +45,18 @@ def fresh_schema() -> Iterator[str]:
     try:
         yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        _drop_schema(psycopg, schema)
+
+
+def _drop_schema(psycopg, schema: str) -> None:
+    # A server process just stopped may still have a backend finishing its last statement on the
+    # schema's tables: the drop can meet it in a deadlock, which PostgreSQL ends by failing one side.
+    for attempt in range(10):
+        try:
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)

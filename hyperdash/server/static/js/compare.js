@@ -364,6 +364,8 @@ function selectionChanged() {
   const count = selected.size;
   $('selection-count').textContent = count ? `${count} selected` : '';
   clearTimeout(overlayTimer);
+  // (what the charts show is the last selection's until the new one is loaded)
+  page.dataset.overlay = 'loading';
   overlayTimer = setTimeout(loadOverlay, 200);
 }
 
