@@ -95,7 +95,9 @@ class ChannelEdit(BaseModel):
     settings: dict[str, Any] | None = Field(None, description="all of them anew (masked ones cannot be sent back)")
     settings_update: dict[str, Any] | None = Field(
         None, description="some of them anew (a new address or token), the others kept as they are; null "
-        "removes an optional one. Not with settings")
+        "removes an optional one. A new address (url, endpoint, an SMTP host or port) needs the channel's "
+        "secrets (secret, token, password, auth) in the same update, else 400 bad_channel: stored secrets "
+        "are never sent to a new address. Not with settings")
     events: list[str] | None = None
     name_filter: str | None = Field(None, max_length=MAX_NAME_FILTER_CHARS)
     enabled: bool | None = None
@@ -193,6 +195,21 @@ def _owned(request: Request, user: User, channel_id: int) -> ChannelRow:
     return row
 
 
+def _updated(request: Request, row: ChannelRow, update: dict[str, Any]) -> dict[str, Any]:
+    """The channel's settings with ``update`` over them, checked. A change of destination must
+    name every secret the channel holds (null drops an optional one): whoever moves a channel to
+    a new address must know its secrets, which are never sent there on their word alone."""
+    channel = _build(request, row.kind, {**row.settings, **update})
+    moved = [name for name in channel.destinations if channel.settings.get(name) != row.settings.get(name)]
+    # (a push subscription's keys may come nested, as browsers give them)
+    named = set(update) | (set(update["keys"]) if isinstance(update.get("keys"), dict) else set())
+    missing = [name for name in channel.secret_settings if row.settings.get(name) and name not in named]
+    if moved and missing:
+        raise BadRequest(f"a new {' and '.join(moved)} needs this channel's {' and '.join(missing)} given again "
+                         "with it: the stored one is never sent to a new address", code="bad_channel")
+    return channel.settings
+
+
 def _same_subscription(row: ChannelRow, channel: Channel) -> bool:
     return row.kind == channel.kind == "webpush" and row.settings.get("endpoint") == channel.settings["endpoint"]
 
@@ -243,7 +260,7 @@ def create_channel(body: NewChannel, request: Request, user: User = Depends(curr
 def edit_channel(body: ChannelEdit, request: Request, channel_id: int = _ID, user: User = Depends(current_user)):
     """Change a channel's name, events (null: the defaults), name filter, enabled, or settings
     (checked as when added): all of them (``settings``), or some, keeping the secrets not sent
-    (``settings_update``)."""
+    (``settings_update``), unless the address changes: a new address needs the secrets again (400)."""
     row = _owned(request, user, channel_id)
     given = body.model_fields_set
     changes: dict[str, Any] = {}
@@ -252,7 +269,7 @@ def edit_channel(body: ChannelEdit, request: Request, channel_id: int = _ID, use
     if body.settings is not None:
         changes["settings"] = _build(request, row.kind, body.settings).settings
     if body.settings_update is not None:
-        changes["settings"] = _build(request, row.kind, {**row.settings, **body.settings_update}).settings
+        changes["settings"] = _updated(request, row, body.settings_update)
     if body.name is not None:
         changes["name"] = _text(body.name, "name") or row.kind
     if "events" in given:

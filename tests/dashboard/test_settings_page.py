@@ -116,7 +116,7 @@ def test_channels_are_added_tested_edited_and_removed_from_a_phone(open_page, ac
 
 
 def test_a_channels_address_and_secret_are_replaced_from_a_phone_never_shown(open_page, account, receiver):  # noqa: F811
-    old_secret, new_secret = generate_secret(), generate_secret()
+    old_secret, moved_secret, new_secret = generate_secret(), generate_secret(), generate_secret()
     resp = account.server.session.post(
         account.server.url + "/api/v1/notify/channels", headers={ev.AUTH_HEADER: account.api_key}, timeout=10,
         json={"kind": "webhook", "name": "ops hook",
@@ -143,12 +143,22 @@ def test_a_channels_address_and_secret_are_replaced_from_a_phone_never_shown(ope
     assert [fields.nth(i).input_value() for i in range(fields.count())] == ["", ""]
     assert fields.nth(0).is_visible() and fields.nth(1).get_attribute("type") == "password"
 
-    # A new address alone: the secret, left empty, is kept.
+    assert "needs the signing secret" in item.locator("details.replace .hint").inner_text()
+
+    # A new address alone is refused with the server's reason (the stored secret is never sent
+    # to a new address), and the channel stays as it was.
     item.locator("input[data-setting=url]").fill(receiver.base + "/hooks/new-secret-path-88")
+    item.locator("button[data-action=save]").click()
+    item.locator(".result.bad", has_text="needs this channel's secret given again").wait_for()
+    page.errors[:] = [e for e in page.errors if "status of 400 (Bad Request)" not in e]
+    sent_with(old_secret, "/hooks/old-secret-path-77")
+
+    # With the secret (the address typed is still there): both replaced.
+    item.locator("input[data-setting=secret]").fill(moved_secret)
     item.locator("button[data-action=save]").click()
     item.locator(".result.good", has_text="Saved").wait_for()
     assert item.locator("input[data-setting=url]").input_value() == ""  # not kept in the page
-    sent_with(old_secret, "/hooks/new-secret-path-88")
+    sent_with(moved_secret, "/hooks/new-secret-path-88")
 
     # A new secret alone: the address is kept.
     item.locator("input[data-setting=secret]").fill(new_secret)
@@ -167,7 +177,7 @@ def test_a_channels_address_and_secret_are_replaced_from_a_phone_never_shown(ope
     page.reload()
     item.wait_for()
     for text in (page.content(), json.dumps(channels(account))):
-        for secret in (old_secret, new_secret, "old-secret-path-77", "new-secret-path-88"):
+        for secret in (old_secret, moved_secret, new_secret, "old-secret-path-77", "new-secret-path-88"):
             assert secret not in text
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 

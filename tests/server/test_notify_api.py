@@ -139,8 +139,8 @@ def test_a_settings_update_replaces_what_it_names_and_keeps_the_other_secrets(cl
         "url": "https://ntfy.example/old-topic-x1", "token": NTFY_TOKEN}}).json()
 
     edited = call("PATCH", f"{CHANNELS}/{email['id']}", 200,
-                  json={"settings_update": {"host": "mail.example.org"}}).json()
-    assert edited["settings"]["host"] == "mail.example.org" and edited["settings"]["password"] == "****"
+                  json={"settings_update": {"to": "you@example.com"}}).json()
+    assert edited["settings"]["to"] == ["you@example.com"] and edited["settings"]["password"] == "****"
     assert json.loads(stored_channels(client)[0].settings)["password"] == SMTP_PASSWORD
     new_token = "tk_NEWq7mVBoFD37zQVN29RhuMzNIz2"
     call("PATCH", f"{CHANNELS}/{ntfy['id']}", 200, json={"settings_update": {"token": new_token}})
@@ -159,6 +159,75 @@ def test_a_settings_update_replaces_what_it_names_and_keeps_the_other_secrets(cl
     assert stored_channels(client) == before
     for text in call.texts:
         assert SMTP_PASSWORD not in text and NTFY_TOKEN not in text and new_token not in text
+
+
+WEBHOOK_SECRET = generate_secret()
+PUSH = Browser()
+
+
+@pytest.mark.parametrize(("kind", "settings", "moved", "secrets"), [
+    ("webhook", {"url": "https://hooks.example/in/abc123def456", "secret": WEBHOOK_SECRET},
+     {"url": "https://attacker.example/in"}, {"secret": generate_secret()}),
+    ("ntfy", {"url": "https://ntfy.example/old-topic-x1", "token": NTFY_TOKEN},
+     {"url": "https://attacker.example/topic"}, {"token": None}),
+    ("email", {"host": "smtp.example.com", "username": "me", "password": SMTP_PASSWORD, "from": "hd@example.com",
+               "to": "me@example.com"},
+     {"host": "attacker.example"}, {"password": "a-new-password"}),
+    ("email", {"host": "smtp.example.com", "username": "me", "password": SMTP_PASSWORD, "from": "hd@example.com",
+               "to": "me@example.com"},
+     {"port": 2525}, {"password": SMTP_PASSWORD}),
+    ("webpush", PUSH.subscription("https://push.example/send/subscriptionTOKEN0123456789"),
+     {"endpoint": "https://attacker.example/push"}, {"keys": PUSH.subscription("https://x.example")["keys"]}),
+])
+def test_a_new_address_needs_the_channels_secrets_again(client, kind, settings, moved, secrets):
+    call = Replies(Api(client))
+    channel = call("POST", CHANNELS, 201, json={"kind": kind, "settings": settings}).json()
+    path = f"{CHANNELS}/{channel['id']}"
+    before = stored_channels(client)
+
+    # Moved without the secrets: refused, saying which to give, and nothing changes.
+    resp = call("PATCH", path, 400, json={"settings_update": moved, "name": "moved"})
+    assert resp.json()["code"] == "bad_channel"
+    message = resp.json()["message"]
+    assert f"a new {next(iter(moved))}" in message and "given again" in message
+    assert stored_channels(client) == before
+
+    # With them: moved, and what was given is what is stored.
+    call("PATCH", path, 200, json={"settings_update": {**moved, **secrets}})
+    stored = json.loads(stored_channels(client)[0].settings)
+    for name, value in {**moved, **secrets.get("keys", secrets)}.items():
+        assert stored[name] == value
+
+    # What does not move the channel keeps its secrets.
+    call("PATCH", path, 200, json={"settings_update": {}, "name": "renamed", "events": ["failure"]})
+    assert json.loads(stored_channels(client)[0].settings) == stored
+    for text in call.texts:
+        assert SMTP_PASSWORD not in text and NTFY_TOKEN not in text and WEBHOOK_SECRET not in text
+
+
+def test_what_is_no_new_address_keeps_the_secrets(client):
+    call = Replies(Api(client))
+    ntfy = call("POST", CHANNELS, 201, json={"kind": "ntfy", "settings": {
+        "url": "https://ntfy.example/topic-x1", "token": NTFY_TOKEN}}).json()
+    telegram = call("POST", CHANNELS, 201, json={"kind": "telegram", "settings": {
+        "token": TELEGRAM_TOKEN, "chat_id": "42"}}).json()
+    slack = call("POST", CHANNELS, 201, json={"kind": "slack", "settings": {"url": SLACK}}).json()
+    # The same address again (as a form that sends every field does), another priority, another
+    # chat of the same bot (its token only ever goes to the server's Telegram address), and a
+    # hook whose address is its only secret.
+    call("PATCH", f"{CHANNELS}/{ntfy['id']}", 200, json={"settings_update": {
+        "url": "https://ntfy.example/topic-x1/", "priority": "max"}})
+    call("PATCH", f"{CHANNELS}/{telegram['id']}", 200, json={"settings_update": {"chat_id": "-1001234567890"}})
+    call("PATCH", f"{CHANNELS}/{slack['id']}", 200, json={"settings_update": {"url": SLACK + "2"}})
+    stored = [json.loads(row.settings) for row in stored_channels(client)]
+    assert stored[0] == {"url": "https://ntfy.example/topic-x1", "token": NTFY_TOKEN, "priority": 5}
+    assert stored[1] == {"token": TELEGRAM_TOKEN, "chat_id": "-1001234567890"}
+    assert stored[2] == {"url": SLACK + "2"}
+
+    # A channel without a token needs none to move.
+    call("PATCH", f"{CHANNELS}/{ntfy['id']}", 200, json={"settings_update": {"token": None}})
+    call("PATCH", f"{CHANNELS}/{ntfy['id']}", 200, json={"settings_update": {"url": "https://other.example/t2"}})
+    assert json.loads(stored_channels(client)[0].settings)["url"] == "https://other.example/t2"
 
 
 def test_a_bad_edit_changes_nothing_and_other_accounts_see_nothing(client):

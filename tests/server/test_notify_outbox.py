@@ -17,6 +17,9 @@ from test_notify_channels import Answer, Receiver
 from test_notify_webpush import SUBJECT, Browser
 
 from hyperdash.events import now_ms
+from hyperdash.server.deletion import mark_deleted
+from hyperdash.server.facts import RunEnded, RunState
+from hyperdash.server.ingest import mark_lost
 from hyperdash.server.notify import LOST, Notification, VapidKeys, generate_secret, verify_signature
 from hyperdash.server.notify.message import BACK
 from hyperdash.server.notify.outbox import (
@@ -30,7 +33,7 @@ from hyperdash.server.notify.outbox import (
     enqueue,
     list_channels,
 )
-from hyperdash.server.store import notify_outbox, users
+from hyperdash.server.store import notify_channels, notify_outbox, runs, users
 
 FAST = NotifyConfig(base_url="https://hd.example/", hold_s=0, lease_s=3, backoff_s=0.05, poll_s=0.05,
                     rate_limit=1000, channel_options={"timeout": (2.0, 5.0)})
@@ -329,10 +332,68 @@ def test_facts_missed_by_the_outbox_are_found_by_its_rescan(start, receiver):
 
 
 
+def stored_run(client: TestClient, run_uuid: str) -> tuple[int, int, RunState]:
+    """(user id, run id, the run as the store holds it) of run ``run_uuid``."""
+    with client.app.state.store.read() as conn:  # type: ignore[attr-defined]
+        row = conn.execute(select(runs).where(runs.c.uuid == run_uuid)).one()
+    return row.user_id, row.id, RunState(**{name: getattr(row, name) for name in RunState.__struct_fields__})
+
+
+def ended(client: TestClient, run_uuid: str) -> RunEnded:
+    """The ``RunEnded`` fact the store told for run ``run_uuid``."""
+    uid, run_id, state = stored_run(client, run_uuid)
+    return RunEnded(uid, run_id, run_uuid, state.status, state.exit_code, state.signal, state)
+
+
+def test_a_deleted_run_is_never_notified(start, receiver, monkeypatch):
+    monkeypatch.setattr("hyperdash.server.app.TIDY_INTERVAL_S", 3600.0)  # a deleted run's rows stay
+    client = start()
+    api = Api(client)
+    webhook(client, api, receiver.base + "/in", generate_secret())
+    state = client.app.state  # type: ignore[attr-defined]
+    outbox = state.notify_outbox
+    outbox.close()  # it hears nothing more: as if it had fallen behind
+    kept, gone = run_to_end(api, "kept", "failure"), run_to_end(api, "gone", "failure")
+    silent = str(uuid.uuid4())
+    api.ok([env("run_started", silent, {"job_name": "gone too"}, seq=1)])
+    state.store.writer.call(lambda conn: mark_lost(conn, 1.0, state.run_cache, now_ms=now_ms() + 60_000))
+    assert stored_run(client, silent)[2].status == "lost"
+
+    # Deleted while the outbox was behind: their rows are still being purged, seen just now.
+    def delete(conn):
+        rows = conn.execute(select(runs).where(runs.c.uuid.in_([gone, silent]))).all()
+        return mark_deleted(conn, rows, "deleted", state.run_cache)
+
+    state.store.writer.call(delete)
+    assert outbox.rescan() == 1
+    # A fact told before the deletion but heard after it queues nothing either.
+    outbox.on_facts([ended(client, gone)])
+    kept_id = stored_run(client, kept)[1]
+    assert [r.run_id for r in outbox_rows(client)] == [kept_id]
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED], what="the delivery")
+    assert [r.json()["run"]["uuid"] for r in receiver.requests] == [kept]
+
+
+def test_a_fact_that_cannot_be_queued_does_not_keep_the_others_back(start, receiver, caplog):
+    client = start()
+    good, broken = Api(client), Api(client)
+    webhook(client, good, receiver.base + "/in", generate_secret())
+    uid = user_id(client, broken)
+    # A channel row that cannot be read (its settings are not JSON): queueing for its account fails.
+    client.app.state.store.writer.call(lambda conn: conn.execute(notify_channels.insert().values(  # type: ignore[attr-defined]
+        user_id=uid, kind="webhook", name="broken", settings="{not json", enabled=True, created_at=now_ms())))
+    outbox = client.app.state.notify_outbox  # type: ignore[attr-defined]
+    outbox.close()  # the facts are handed over below, as one commit's
+    first, second = run_to_end(broken, "broken", "failure"), run_to_end(good, "fine", "failure")
+    outbox.on_facts([ended(client, first), ended(client, second)])
+    assert [r.run_id for r in outbox_rows(client)] == [stored_run(client, second)[1]]
+    assert "could not queue" in caplog.text and first in caplog.text
+    wait_for(lambda: len(receiver.requests) == 1, what="the delivery")
+    assert receiver.requests[0].json()["run"]["uuid"] == second
+
+
 def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, receiver):
-    from hyperdash.server.facts import RunState
     from hyperdash.server.notify import RULE, STALLED
-    from hyperdash.server.store import runs
 
     client = start()
     api = Api(client)
@@ -348,7 +409,7 @@ def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, 
     state = RunState(**{name: getattr(row, name) for name in RunState.__struct_fields__})
     subscriber = client.app.state.notify_outbox  # type: ignore[attr-defined]
     assert subscriber.consider(row.user_id, row.id, STALLED, state) == 1
-    assert subscriber.consider(row.user_id, row.id, RULE, state, rule="loss > 10") == 1
+    assert subscriber.consider(row.user_id, row.id, RULE, state, rule="loss > 10", firing=1) == 1
     assert subscriber.consider(row.user_id, row.id, STALLED, state) == 0  # the same stall, once
     wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED, DELIVERED], what="both deliveries")
     got = {r.path: r for r in receiver.requests}

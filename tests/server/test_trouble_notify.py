@@ -10,7 +10,7 @@ import pytest
 from server_helpers import Api, env
 from sqlalchemy import select
 from test_notify_channels import Receiver
-from test_notify_outbox import FAST, user_id, wait_for
+from test_notify_outbox import FAST, stored_run, user_id, wait_for
 
 from hyperdash import events
 from hyperdash.server.facts import RunState
@@ -19,7 +19,7 @@ from hyperdash.server.notify.message import RULE, STALLED
 from hyperdash.server.notify.outbox import EVENTS, add_channel
 from hyperdash.server.notify.subscriber import notification_for
 from hyperdash.server.stalls import mark_stalled
-from hyperdash.server.store import notify_outbox
+from hyperdash.server.store import notify_outbox, rule_firings
 
 
 def state(last_seen_at: int) -> RunState:
@@ -30,10 +30,16 @@ def test_each_stall_and_each_firing_is_a_notification_of_its_own():
     first = notification_for(STALLED, state(1000), base_url="https://hd.example")
     again = notification_for(STALLED, state(9000), base_url="https://hd.example")
     assert first.event == "run.stalled" and first.key != again.key
-    fired = notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10")
-    other = notification_for(RULE, state(1000), base_url="https://hd.example", rule="acc is below 0.2")
+    fired = notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10", firing=1)
+    other = notification_for(RULE, state(1000), base_url="https://hd.example", rule="acc is below 0.2", firing=2)
     assert (fired.event, fired.rule) == ("rule.fired", "loss is above 10")
     assert fired.key != other.key
+    # The firing is what counts, not when the run was last seen: a rule that fires twice in one
+    # batch (or in a replayed one) is told twice, and one firing told twice is one notification.
+    fired_again = notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10", firing=3)
+    assert fired_again.key != fired.key
+    assert notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10",
+                            firing=1).key == fired.key
 
 
 @pytest.mark.skipif(not {"stalled", "rule"} <= set(EVENTS),
@@ -69,3 +75,39 @@ def test_stalled_and_rule_fired_are_queued_and_delivered(make_client):
         assert b"loss is NaN or infinite" in b"".join(r.body for r in receiver.requests)
     finally:
         receiver.close()
+
+
+def test_a_rule_that_fires_twice_in_one_batch_is_told_twice_and_each_firing_once(make_client):
+    client = make_client(notify=FAST.__class__(**{**FAST.__dict__, "rate_limit": 0}))  # nothing is sent here
+    api = Api(client)
+    uid = user_id(client, api)
+    store = client.app.state.store
+    store.writer.call(lambda conn: add_channel(conn, uid, "webhook", "hook", {
+        "url": "https://hooks.example/in", "secret": generate_secret()}, now=events.now_ms(),
+        events=["rule", "failure"]))
+    run = str(uuid.uuid4())
+    # NaN fires the rule, 1.0 arms it again, NaN fires it again: all in one batch.
+    batch = [env(events.RUN_STARTED, run, {"job_name": "watched"}, seq=1),
+             env(events.ALERT, run, {"metric": "loss", "nan": True}, seq=2),
+             env(events.METRIC, run, {"name": "loss", "value": "NaN"}, seq=3),
+             env(events.METRIC, run, {"name": "loss", "value": 1.0}, seq=4),
+             env(events.METRIC, run, {"name": "loss", "value": "NaN"}, seq=5)]
+    api.ok(batch)
+    api.ok(batch)  # sent twice (a retry, hyperdash sync): stored once, fired once
+    api.ok([env(events.RUN_ENDED, run, {"final_status": "failure", "exit_code": 1, "signal": None}, seq=6)])
+
+    def kinds() -> list[str]:
+        with store.read() as conn:
+            return conn.execute(select(notify_outbox.c.kind).order_by(notify_outbox.c.id)).scalars().all()
+
+    wait_for(lambda: "ended" in kinds(), what="the run's end queued (after its firings)")
+    assert kinds() == ["rule", "rule", "ended"]
+    with store.read() as conn:
+        firings = conn.execute(select(rule_firings.c.id, rule_firings.c.description)).all()
+    assert len(firings) == 2
+    # Each firing told again (as another server process hears it too) is still one notification.
+    _, run_id, run_state = stored_run(client, run)
+    for firing_id, description in firings:
+        subscriber = client.app.state.notify_outbox
+        assert subscriber.consider(uid, run_id, RULE, run_state, rule=description, firing=firing_id) == 0
+    assert kinds() == ["rule", "rule", "ended"]

@@ -20,6 +20,12 @@ class Channel(abc.ABC):
     """
 
     kind: ClassVar[str]
+    #: The settings that say where a delivery goes, and so where the secrets go with it.
+    destinations: ClassVar[tuple[str, ...]] = ()
+    #: The settings that are secrets besides the destinations (an address that is itself a
+    #: secret, a hook's, is given anew whenever it changes). A change of destination must come
+    #: with these given again: the stored ones are never carried to a new address.
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Mapping[str, Any], *, timeout: tuple[float, float] | None = None):
         if not isinstance(settings, Mapping):

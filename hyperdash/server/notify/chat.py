@@ -34,6 +34,7 @@ class SlackChannel(Channel):
     """A Slack incoming webhook. Settings: ``url`` (https://hooks.slack.com/services/T…/B…/…)."""
 
     kind = "slack"
+    destinations = ("url",)
     ORIGINS = ("https://hooks.slack.com",)
     PATH = re.compile(r"/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+")
 
@@ -65,6 +66,7 @@ class DiscordChannel(Channel):
     """A Discord incoming webhook. Settings: ``url`` (https://discord.com/api/webhooks/ID/TOKEN)."""
 
     kind = "discord"
+    destinations = ("url",)
     ORIGINS = ("https://discord.com", "https://discordapp.com", "https://ptb.discord.com", "https://canary.discord.com")
     PATH = re.compile(r"/api/webhooks/\d+/[A-Za-z0-9_-]+")
 
@@ -99,6 +101,8 @@ class TelegramChannel(Channel):
     """
 
     kind = "telegram"
+    # The token goes to the API address only, a server option; chat_id picks one of the bot's chats.
+    secret_settings = ("token",)
     API_BASE = "https://api.telegram.org"
     TOKEN = re.compile(r"\d{3,16}:[A-Za-z0-9_-]{30,64}")
     CHAT_ID = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
@@ -160,6 +164,8 @@ class NtfyChannel(Channel):
     or 1-5; by default high for failures and lost runs, default otherwise)."""
 
     kind = "ntfy"
+    destinations = ("url",)
+    secret_settings = ("token",)
     TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")
     TOKEN = re.compile(r"tk_[A-Za-z0-9]{20,64}")
 

@@ -32,6 +32,8 @@ class EmailChannel(Channel):
     """
 
     kind = "email"
+    destinations = ("host", "port")
+    secret_settings = ("password",)
 
     def __init__(self, settings: Mapping[str, Any], *, ssl_context: ssl.SSLContext | None = None, **options: Any):
         self.ssl_context = ssl_context

@@ -8,7 +8,8 @@ through the writer, for every enabled channel of the run's account that asks for
 
 Nothing is lost when the subscriber falls behind: the dispatcher then drops facts for it and says
 so (``on_overflow``), and the subscriber looks in the store for the runs that ended or went
-silent since its last such scan (at most a day back) and queues what is missing; the unique
+silent since its last such scan (at most a day back; deleted runs are passed over, as they are
+whenever something would be queued for them) and queues what is missing; the unique
 (channel, key) of each row makes that a no-op for what was queued already. The same scan runs at
 startup over the last ``rescan_s``, for facts committed just before a crash. What a scan cannot
 see: a run that went silent and came back meanwhile (its ``back`` is off by default anyway), and
@@ -27,6 +28,7 @@ from sqlalchemy import and_, or_, select
 
 from ...events import FINAL_STATUSES, now_ms
 from ...events import LOST as LOST_STATUS
+from ..deletion import is_deleted, not_deleted
 from ..errors import Unavailable
 from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunStalled, RunState
 from ..queries import log_lines
@@ -45,15 +47,20 @@ _MARGIN_MS = 60 * 1000
 
 
 def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "",
-                     rule: str | None = None) -> Notification:
-    """The notification about ``run`` (as it stands after the event) for ``kind``; ``rule``
-    names the rule that fired, for :data:`RULE`."""
+                     rule: str | None = None, firing: int | None = None) -> Notification:
+    """The notification about ``run`` (as it stands after the event) for ``kind``; for
+    :data:`RULE`, ``rule`` names the rule that fired and ``firing`` is the firing's id."""
     end = run.ended_at if kind == ENDED and run.ended_at is not None else run.last_seen_at
     key = ""
-    if kind in (LOST, BACK, STALLED, RULE):
-        # A run may go silent (or stall, or trip a rule) many times: each time is its own.
-        seed = f"{kind}\0{run.uuid}\0{run.last_seen_at}" + (f"\0{rule}" if rule else "")
-        key = hashlib.sha256(seed.encode()).hexdigest()[:32]
+    if kind == RULE:
+        # One per firing: a rule may fire, re-arm and fire again within one batch (or in a
+        # replayed one, which leaves last_seen_at as it was); a firing told twice is one.
+        if firing is None:
+            raise ValueError("a rule's notification needs the firing's id")
+        key = hashlib.sha256(f"{kind}\0{run.uuid}\0{firing}".encode()).hexdigest()[:32]
+    elif kind in (LOST, BACK, STALLED):
+        # A run may go silent (or stall) many times: each time is its own.
+        key = hashlib.sha256(f"{kind}\0{run.uuid}\0{run.last_seen_at}".encode()).hexdigest()[:32]
     return Notification(
         kind=kind, run_name=run.name or "", run_uuid=run.uuid, base_url=base_url,
         status=run.status if kind == ENDED else None, duration_s=max(0, end - run.started_at) / 1000,
@@ -79,27 +86,36 @@ class OutboxSubscriber:
 
     def on_facts(self, facts: Iterable[Fact]) -> None:
         for fact in facts:
-            if isinstance(fact, RunEnded):
-                self.consider(fact.user_id, fact.run_id, ENDED, fact.run)
-            elif isinstance(fact, RunLost):
-                self.consider(fact.user_id, fact.run_id, LOST, fact.run)
-            elif isinstance(fact, RunBack):
-                self.consider(fact.user_id, fact.run_id, BACK, fact.run)
-            elif isinstance(fact, RunStalled):
-                self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
-            elif isinstance(fact, RuleFired):
-                self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact.rule)
+            # Each fact on its own: one that fails (a bad channel row, the writer busy past its
+            # timeout) must not keep the others of the commit from being queued.
+            try:
+                self.on_fact(fact)
+            except Exception:
+                log.exception("the notification outbox could not queue %r", fact)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, RunEnded):
+            self.consider(fact.user_id, fact.run_id, ENDED, fact.run)
+        elif isinstance(fact, RunLost):
+            self.consider(fact.user_id, fact.run_id, LOST, fact.run)
+        elif isinstance(fact, RunBack):
+            self.consider(fact.user_id, fact.run_id, BACK, fact.run)
+        elif isinstance(fact, RunStalled):
+            self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
+        elif isinstance(fact, RuleFired):
+            self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact.rule, firing=fact.firing_id)
 
     def on_overflow(self, missed: int) -> None:
         log.warning("the notification outbox missed %d commits; looking for runs that ended since", missed)
         self.rescan()
 
     def consider(self, user_id: int, run_id: int, kind: str, run: RunState, *,
-                 created_by: int | None = None, rule: str | None = None) -> int:
+                 created_by: int | None = None, rule: str | None = None, firing: int | None = None) -> int:
         """Queue the notification for every channel that wants it; how many were queued.
         ``created_by``: only channels made by then (a rescan must not tell a new channel of
-        older runs). ``rule``: the rule that fired, for :data:`RULE`."""
-        n = notification_for(kind, run, base_url=self.config.base_url, rule=rule)
+        older runs). ``rule`` and ``firing``: the rule that fired and the firing's id, for
+        :data:`RULE`. Nothing is queued for a deleted run."""
+        n = notification_for(kind, run, base_url=self.config.base_url, rule=rule, firing=firing)
         with self.store.read() as conn:
             targets: list[ChannelRow] = [
                 c for c in enabled_channels(conn, user_id)
@@ -113,7 +129,8 @@ class OutboxSubscriber:
         hold_ms = int(self.config.hold_s * 1000)
         try:
             queued = self.store.writer.call(
-                lambda c: enqueue_many(c, [ch.id for ch in targets], run_id, n, now=now, hold_ms=hold_ms))
+                lambda c: 0 if is_deleted(c, user_id, run.uuid)  # (deleted while this fact waited)
+                else enqueue_many(c, [ch.id for ch in targets], run_id, n, now=now, hold_ms=hold_ms))
         except Unavailable:  # shutting down: the next start's scan queues it
             log.info("not queued, the server is stopping: %s of run %s", n.event, run.uuid)
             return 0
@@ -128,10 +145,11 @@ class OutboxSubscriber:
         since = max(since_ms if since_ms is not None else self._scanned_to - _MARGIN_MS, started - MAX_RESCAN_MS)
         lost_since = since - int(self.config.lost_timeout_s * 1000) - _MARGIN_MS
         with self.store.read() as conn:
+            # (a deleted run's last_seen_at is its deletion's time, while its rows are purged)
             rows = conn.execute(select(runs).where(or_(
                 and_(runs.c.status.in_(FINAL_STATUSES), runs.c.last_seen_at >= since),
                 and_(runs.c.status == LOST_STATUS, runs.c.last_seen_at >= lost_since),
-            )).order_by(runs.c.id)).all()
+            ), not_deleted()).order_by(runs.c.id)).all()
         queued = 0
         fields = RunState.__struct_fields__
         for row in rows:

@@ -103,6 +103,8 @@ class WebhookChannel(Channel):
     """Settings: ``url`` (http or https) and ``secret`` (at least 16 characters)."""
 
     kind = "webhook"
+    destinations = ("url",)
+    secret_settings = ("secret",)
 
     def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         url = check_url(require(settings, "url"))

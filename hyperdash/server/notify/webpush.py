@@ -116,6 +116,8 @@ class WebPushChannel(Channel):
     """
 
     kind = "webpush"
+    destinations = ("endpoint",)
+    secret_settings = ("auth",)
 
     def __init__(
         self,

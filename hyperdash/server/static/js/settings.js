@@ -99,6 +99,16 @@ const REPLACEABLE = {
 };
 
 /**
+ * What a new address needs with it, for the kinds whose secrets go to their address: the
+ * server never sends the stored secret to a new address, and refuses a new one without it.
+ * @type {Record<string, string>}
+ */
+const MOVING = {
+  webhook: ' A new address needs the signing secret with it.',
+  ntfy: ' A new topic address needs the token with it, if the channel has one.',
+};
+
+/**
  * The part of a channel's form that replaces its address or secrets, or null for a kind
  * without any (a browser's push subscription is renewed by subscribing again).
  * @param {any} channel
@@ -108,7 +118,8 @@ function replaceFields(channel) {
   if (!fields) return null;
   return h('details', { class: 'replace' },
     h('summary', {}, 'Change address or token'),
-    h('p', { class: 'hint' }, 'The current ones are never shown. Leave a field empty to keep it.'),
+    h('p', { class: 'hint' },
+      'The current ones are never shown. Leave a field empty to keep it.' + (MOVING[channel.kind] || '')),
     fields.map(([setting, label, secret]) => h('label', {}, label, h('input', {
       type: secret ? 'password' : 'text', 'data-setting': setting, autocomplete: 'new-password',
       placeholder: 'unchanged', spellcheck: 'false',
