@@ -16,6 +16,7 @@ against the metric rules that watch it (:mod:`hyperdash.server.rules`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
@@ -25,6 +26,7 @@ import orjson
 from msgspec.structs import replace
 from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
@@ -52,6 +54,8 @@ from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, st
 from .summary import failure_of
 
 __all__ = ["Stored", "RunCache", "BatchJob", "store_batch", "mark_lost"]
+
+log = logging.getLogger("hyperdash.server")
 
 # Output held back for want of a newline: past this many characters it is stored as a piece
 # marked partial (continued by the next), so what is held stays small.
@@ -303,8 +307,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             **changes, line_count=runs.c.line_count + counts["lines"], log_bytes=runs.c.log_bytes + counts["bytes"],
             point_count=runs.c.point_count + counts["points"]))
     run.update(changes)
-    moved = bool(lines or points or marks) and track_progress(conn, run, cache.hints_of(run_id), shown,
-                                                                  part.has_progress, points, marks, now)
+    moved = bool(lines or points or marks) and _track_progress(conn, run, cache.hints_of(run_id), shown,
+                                                                   part.has_progress, points, marks, now)
 
     about = (user_id, run_id, part.uuid)
     # The run as it stands now, when it was created or its state changed.
@@ -338,6 +342,20 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     if points or odd:
         facts += check_points(conn, cache.rules, user_id, run_id, part.uuid, _state(run), points, odd, now)
     return stored, duplicates
+
+
+def _track_progress(conn: Connection, run: RunRow, hints: dict[str, Any], lines: list[Line], has_progress: bool,
+                    points: list[Point], marks: list[Mark], now: int) -> bool:
+    """:func:`~hyperdash.server.progress.track`, which never fails the batch: progress is a
+    hint, and what the job sent is stored whatever its lines look like. (A failing database
+    still fails the batch, which is then retried.)"""
+    try:
+        return track_progress(conn, run, hints, lines, has_progress, points, marks, now)
+    except SQLAlchemyError:
+        raise
+    except Exception:
+        log.exception("reading the progress of run %s failed", run["uuid"])
+        return False
 
 
 def _text_bytes(lines: list[Line]) -> int:
