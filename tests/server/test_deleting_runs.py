@@ -11,7 +11,6 @@ import httpx2
 import orjson
 import pytest
 import test_live
-from pg_schema import fresh_schema
 from server_helpers import Api, env, log
 from sqlalchemy import func, select, text
 from test_live import Events
@@ -71,16 +70,6 @@ def big_run(store: Store, run_uuid: str, rows: int):
         return conn.execute(select(runs).where(runs.c.id == run_id)).one()
 
     return store.writer.call(make)
-
-
-@pytest.fixture
-def pg_store():
-    """A store with no app (no periodic job purges beside the test's) on a fresh PostgreSQL
-    schema."""
-    with fresh_schema() as url:
-        store = Store(url)
-        yield store
-        store.close()
 
 
 def backend_pid(conn) -> int:
