@@ -16,6 +16,7 @@ against the metric rules that watch it (:mod:`hyperdash.server.rules`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
@@ -25,11 +26,12 @@ import orjson
 from msgspec.structs import replace
 from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import events as ev
 from .batch import Batch, Chunk, Line, Mark, Point, RunPart
 from .deletion import deleted_among, is_deleted, not_deleted
-from .dialect import LOG_COLUMNS, execute, insert_ignoring, insert_lines, insert_many, skip_locked
+from .dialect import LOG_COLUMNS, byte_length, execute, insert_ignoring, insert_lines, insert_many, skip_locked
 from .facts import (
     Fact,
     LinesStored,
@@ -53,6 +55,8 @@ from .summary import failure_of
 
 __all__ = ["Stored", "RunCache", "BatchJob", "store_batch", "mark_lost"]
 
+log = logging.getLogger("hyperdash.server")
+
 # Output held back for want of a newline: past this many characters it is stored as a piece
 # marked partial (continued by the next), so what is held stays small.
 _MAX_TAIL_CHARS = ev.MAX_LINE_BYTES
@@ -65,6 +69,9 @@ _RUN_STATE_FIELDS = RunState.__struct_fields__
 
 # A row of the ``runs`` table as the writer holds it (its columns by name).
 RunRow = dict[str, Any]
+# What a batch adds to a run's counters: (lines, bytes of their text); negative where it
+# replaced more than it brings.
+Counted = tuple[int, int]
 # Of a run's stream: (max_seq, progress_seq), the highest line seq stored and the seq of its
 # live progress line if any.
 StreamState = tuple[int, int | None]
@@ -251,7 +258,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
                   + resent)
     stored = part.envelopes - duplicates
 
-    shown = _store_lines(conn, cache, run_id, lines, part.has_progress) if lines else []
+    shown, counted = _store_lines(conn, cache, run_id, lines, part.has_progress) if lines else ([], (0, 0))
     if points:
         insert_many(conn, metrics, METRIC_COLUMNS,
                     [(run_id, p.seq, p.ts, p.name, p.value, p.step, p.is_internal) for p in points])
@@ -293,7 +300,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     if back:
         changes["status"] = ev.RUNNING
     # What the run holds, counted as it is stored (a name's storage needs no scan of its lines).
-    counts = {"lines": len(lines), "bytes": _text_bytes(lines), "points": len(points)}
+    counts = {"lines": counted[0], "bytes": counted[1], "points": len(points)}
     if changes.keys() <= {"last_seen_at", "max_seq", "last_progress_at"}:  # most batches: a prepared statement
         execute(conn, _RUN_SEEN, {"run": run_id, "seen": changes["last_seen_at"],
                                   "top": changes.get("max_seq", run["max_seq"]),
@@ -303,8 +310,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             **changes, line_count=runs.c.line_count + counts["lines"], log_bytes=runs.c.log_bytes + counts["bytes"],
             point_count=runs.c.point_count + counts["points"]))
     run.update(changes)
-    moved = bool(lines or points or marks) and track_progress(conn, run, cache.hints_of(run_id), shown,
-                                                                  part.has_progress, points, marks, now)
+    moved = bool(lines or points or marks) and _track_progress(conn, run, cache.hints_of(run_id), shown,
+                                                                   part.has_progress, points, marks, now)
 
     about = (user_id, run_id, part.uuid)
     # The run as it stands now, when it was created or its state changed.
@@ -338,6 +345,20 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     if points or odd:
         facts += check_points(conn, cache.rules, user_id, run_id, part.uuid, _state(run), points, odd, now)
     return stored, duplicates
+
+
+def _track_progress(conn: Connection, run: RunRow, hints: dict[str, Any], lines: list[Line], has_progress: bool,
+                    points: list[Point], marks: list[Mark], now: int) -> bool:
+    """:func:`~hyperdash.server.progress.track`, which never fails the batch: progress is a
+    hint, and what the job sent is stored whatever its lines look like. (A failing database
+    still fails the batch, which is then retried.)"""
+    try:
+        return track_progress(conn, run, hints, lines, has_progress, points, marks, now)
+    except SQLAlchemyError:
+        raise
+    except Exception:
+        log.exception("reading the progress of run %s failed", run["uuid"])
+        return False
 
 
 def _text_bytes(lines: list[Line]) -> int:
@@ -452,10 +473,15 @@ def _unseen(group: list[_Event], seen: set[int | None]) -> list[_Event]:
     return kept
 
 
-def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Line], has_progress: bool) -> list[Line]:
+def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Line],
+                 has_progress: bool) -> tuple[list[Line], Counted]:
     """Insert ``lines``, marking each progress line that a later line of its stream replaced
     as superseded (in this batch or already stored). Returns the lines to announce, as they came:
-    those to show, and each erased bar (kept superseded, yet told so that live views drop it)."""
+    those to show, and each erased bar (kept superseded, yet told so that live views drop it);
+    and what the run's counters gain: a superseded line counts neither as a line nor its text
+    (a bar redrawn a thousand times is one line), so a line replacing a stored one takes that
+    one's count back."""
+    taken_lines = taken_bytes = 0  # what replaced stored lines gave back
     if not has_progress:
         # No progress line in the batch: only a stored one can be replaced.
         tops: dict[str, int] = {}
@@ -466,9 +492,10 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
                 if line.seq > tops.get(line.stream, 0):
                     tops[line.stream] = line.seq
         for stream, top in tops.items():
-            _advance_stream(conn, cache, run_id, stream, top)
+            taken = _advance_stream(conn, cache, run_id, stream, top)
+            taken_lines, taken_bytes = taken_lines + taken[0], taken_bytes + taken[1]
         insert_lines(conn, logs, run_id, lines)
-        return lines
+        return lines, (len(lines) - taken_lines, _text_bytes(lines) - taken_bytes)
     superseded: set[int] = set()  # indexes of lines replaced by a later line of their stream
     erased: set[int] = set()  # indexes of erased bars: stored superseded, still announced
     found: dict[str, list[int]] = {}  # stream -> indexes of its lines
@@ -489,7 +516,8 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
                 if live is not None:
                     superseded.add(live)
                 else:
-                    _supersede_stored(conn, run_id, progress_seq)
+                    taken = _supersede_stored(conn, run_id, progress_seq)
+                    taken_lines, taken_bytes = taken_lines + taken[0], taken_bytes + taken[1]
             max_seq = line.seq
             if line.progress and not line.text:
                 # An erased bar (tqdm's leave=False): it replaces the last state and leaves
@@ -506,22 +534,33 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
         (run_id, line.seq, line.stream, "" if k in superseded else line.text, line.ts, line.partial,
          line.progress, int(k in superseded))
         for k, line in enumerate(lines)])
-    return [line for k, line in enumerate(lines) if k not in superseded or k in erased]
+    kept = [line for k, line in enumerate(lines) if k not in superseded]
+    return ([line for k, line in enumerate(lines) if k not in superseded or k in erased],
+            (len(kept) - taken_lines, _text_bytes(kept) - taken_bytes))
 
 
-def _supersede_stored(conn: Connection, run_id: int, seq: int) -> None:
-    conn.execute(update(logs).where(and_(logs.c.run_id == run_id, logs.c.seq == seq))
-                 .values(superseded=1, text=""))
+def _supersede_stored(conn: Connection, run_id: int, seq: int) -> Counted:
+    """Mark the stored progress line ``seq`` superseded, its text dropped; what that takes from
+    the run's counters: one line and its text's size (none when it was superseded already)."""
+    where = and_(logs.c.run_id == run_id, logs.c.seq == seq, logs.c.superseded == 0)
+    size = conn.execute(select(byte_length(conn, logs.c.text)).where(where)).scalar()
+    if size is None:
+        return 0, 0
+    conn.execute(update(logs).where(where).values(superseded=1, text=""))
+    return 1, size
 
 
-def _advance_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, top: int) -> None:
-    """Lines up to seq ``top`` (none of them progress) arrived on a stream."""
+def _advance_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, top: int) -> Counted:
+    """Lines up to seq ``top`` (none of them progress) arrived on a stream; what the progress
+    line they replaced takes from the run's counters."""
     state = cache.stream(conn, run_id, stream)
     max_seq, progress_seq = state if state else (0, None)
+    taken: Counted = (0, 0)
     if progress_seq is not None and top > progress_seq:
-        _supersede_stored(conn, run_id, progress_seq)
+        taken = _supersede_stored(conn, run_id, progress_seq)
         progress_seq = None
     _save_stream(conn, cache, run_id, stream, state, (max(max_seq, top), progress_seq))
+    return taken
 
 
 def _save_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, old: StreamState | None,

@@ -39,8 +39,11 @@ __all__ = ["track", "parse_bar", "ANNOUNCE_MS"]
 #: The least time between two announcements of one run's progress (the live streams').
 ANNOUNCE_MS = 1000
 
-_NUMBER = r"\d+(?:\.\d+)?[kMGTPEZY]?"
-_CLOCK = r"(?:\d+d,\s*)?(?:\d+:)?\d+:\d\d"
+# A count or rate, and a clock, as a bar shows them. The digits before the point are bounded
+# (and a number is never read from the middle of a longer one), so that what is read is always
+# a finite float: a line with a number too long for that is simply no bar.
+_NUMBER = r"(?<![\d.])\d{1,15}(?:\.\d+)?(?![\d.])[kMGTPEZY]?"
+_CLOCK = r"(?:\d{1,6}d,\s*)?(?:\d{1,9}:)?\d{1,9}:\d\d(?!\d)"
 # tqdm's right side: "370/1000 [01:02<01:45,  5.95it/s" (the total, the time left and the rate
 # may each be missing or "?"), after the percent and the bar on its left side.
 _BAR = re.compile(
@@ -52,6 +55,7 @@ _BAR = re.compile(
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
 _ITER_METRIC = re.compile(r"hd_iter_(\d+)")
 _ITER_PARAM = re.compile(r"hd_iter_(\d+)_epochs")
+_EXACT = 2 ** 53  # the largest integer up to which every integer is a float
 
 
 def _number(text: str) -> float:
@@ -72,7 +76,8 @@ def _seconds(clock: str) -> float:
 
 
 def _plain_number(value: float) -> float | int:
-    return int(value) if value == int(value) else round(value, 3)
+    # (an int only where a float holds it exactly: JSON's readers need no more)
+    return int(value) if abs(value) <= _EXACT and value == int(value) else round(value, 3)
 
 
 def _made(done: float, total: float | None, rate: float | None, left: float | None, elapsed: float | None,

@@ -8,6 +8,7 @@ from pg_schema import fresh_schema, pg_unreachable
 from server_helpers import Api
 
 from hyperdash.server.app import create_app
+from hyperdash.server.store import Store
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,15 @@ def db_url(request, tmp_path, pg_reason):
         return
     with fresh_schema() as url:
         yield url
+
+
+@pytest.fixture
+def pg_store():
+    """A store with no app (so no periodic job beside the test's) on a fresh PostgreSQL schema."""
+    with fresh_schema() as url:
+        store = Store(url)
+        yield store
+        store.close()
 
 
 @pytest.fixture

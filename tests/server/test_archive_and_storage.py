@@ -3,10 +3,15 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import uuid
+
 from server_helpers import Api, env, log
+from sqlalchemy import func, select
 from test_deleting_runs import finished
 
 from hyperdash import events
+from hyperdash.server.dialect import byte_length
+from hyperdash.server.store import logs, runs
 
 
 def listed(api: Api, **params) -> list[str]:
@@ -70,3 +75,40 @@ def test_counters_follow_the_runs_end_and_original_clients(api):
     api.ok([env(events.RUN_ENDED, run, {"final_status": events.SUCCESS, "exit_code": 0})])
     (row,) = api.json("/api/v1/names/storage")["names"]
     assert (row["lines"], row["bytes"], row["points"]) == (2, 6, 1)
+
+
+def counted_from_the_lines(client, run_uuid: str) -> tuple[int, int]:
+    """(lines, bytes) of a run as the migration that added the counters computes them from its
+    stored lines."""
+    with client.app.state.store.read() as conn:
+        run_id = conn.execute(select(runs.c.id).where(runs.c.uuid == run_uuid)).scalar()
+        lines = conn.execute(select(func.count()).where(logs.c.run_id == run_id, logs.c.superseded == 0)).scalar()
+        size = conn.execute(select(func.coalesce(func.sum(byte_length(conn, logs.c.text)), 0))
+                            .where(logs.c.run_id == run_id)).scalar()
+    return lines, size
+
+
+def test_a_redrawn_bar_counts_once(api, client):
+    run = str(uuid.uuid4())
+
+    def bar(seq: int, n: int, **flags) -> dict:
+        return log(run, seq, f"{n:3d}%|{'█' * (n // 10):10}| {n}/100 [00:{n // 10:02d}<00:10, 10.00it/s]",
+                   stream="stderr", **flags)
+
+    # Redrawn within a batch, then from one batch to the next, then finished by its last state.
+    api.ok([env(events.RUN_STARTED, run, {"job_name": "bar"}, seq=1), log(run, 2, "start")]
+           + [bar(3 + k, 10 * (k + 1), progress=True) for k in range(5)])
+    for k in range(5, 10):
+        api.ok([bar(3 + k, 10 * (k + 1), progress=True)])
+    api.ok([bar(13, 100), log(run, 14, "done")])
+    # A bar that is erased (tqdm's leave=False), a line, and a late copy of a state already replaced.
+    api.ok([bar(15, 50, progress=True)])
+    api.ok([log(run, 16, "", stream="stderr", progress=True), log(run, 17, "after")])
+    api.ok([log(run, 19, "last", stream="stderr")])
+    api.ok([bar(18, 90, progress=True), env(events.RUN_ENDED, run, {"final_status": events.SUCCESS}, seq=20)])
+
+    shown = api.lines(run)
+    assert len(shown) == 5 and shown[1].startswith("100%")
+    (row,) = api.json("/api/v1/names/storage")["names"]
+    assert (row["lines"], row["bytes"]) == counted_from_the_lines(client, run) \
+        == (5, sum(len(text.encode()) for text in shown))

@@ -3,20 +3,24 @@ its owner may, a running run needs force, and a deleted run's uuid is refused fo
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import httpx2
+import orjson
 import pytest
 import test_live
 from server_helpers import Api, env, log
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from test_live import Events
 
 from hyperdash import events
+from hyperdash.server.checks import checked_batch
 from hyperdash.server.deletion import dependent_tables, mark_deleted, purge_step
-from hyperdash.server.ingest import mark_lost
+from hyperdash.server.ingest import BatchJob, RunCache, mark_lost, store_batch
 from hyperdash.server.stalls import mark_stalled
-from hyperdash.server.store import Store, deleted_runs, logs, rule_firings, rule_states, rules, runs
+from hyperdash.server.store import Store, deleted_runs, logs, metrics, rule_firings, rule_states, rules, runs
 
 live = test_live.live  # the fixture: a real server in this process, and an account on it
 
@@ -41,10 +45,46 @@ def rows_of(client, run_uuid: str) -> dict[str, int]:
         run_id = conn.execute(select(runs.c.id).where(runs.c.uuid == run_uuid)).scalar()
         if run_id is None:
             run_id = conn.execute(select(deleted_runs.c.run_id).where(deleted_runs.c.uuid == run_uuid)).scalar()
+    return rows_of_id(store, run_id)
+
+
+def rows_of_id(store: Store, run_id: int) -> dict[str, int]:
+    """How many rows each table holds of the run ``run_id``."""
+    with store.read() as conn:
         counts = {table.name: conn.execute(select(func.count()).select_from(table).where(column == run_id)).scalar()
                   for table, column in dependent_tables()}
         counts["runs"] = conn.execute(select(func.count()).where(runs.c.id == run_id)).scalar()
     return counts
+
+
+def big_run(store: Store, run_uuid: str, rows: int):
+    """A finished run (its ``runs`` row) of account 1 with ``rows`` lines and as many points."""
+    def make(conn):
+        run_id = conn.execute(runs.insert().values(
+            user_id=1, uuid=run_uuid, status=events.SUCCESS, started_at=1, last_seen_at=1, max_seq=2 * rows,
+        ).returning(runs.c.id)).scalar_one()
+        conn.execute(logs.insert(), [{"run_id": run_id, "seq": seq, "stream": "stdout", "text": "x", "ts": 1,
+                                      "partial": 0, "progress": 0, "superseded": 0} for seq in range(1, rows + 1)])
+        conn.execute(metrics.insert(), [{"run_id": run_id, "seq": rows + k, "ts": 1, "name": "m", "value": 1.0,
+                                         "step": None, "is_internal": 0} for k in range(1, rows + 1)])
+        return conn.execute(select(runs).where(runs.c.id == run_id)).one()
+
+    return store.writer.call(make)
+
+
+def backend_pid(conn) -> int:
+    return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def wait_for_lock(store: Store, pid: int, timeout: float = 10.0) -> None:
+    """Wait until the PostgreSQL backend ``pid`` waits for a lock that another transaction holds."""
+    deadline = time.monotonic() + timeout
+    with store.engine.connect() as conn:
+        while conn.execute(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                           {"pid": pid}).scalar() != "Lock":
+            assert time.monotonic() < deadline, "never waited for the lock"
+            conn.rollback()  # (a new snapshot of the activity for the next look)
+            time.sleep(0.01)
 
 
 def test_deleting_a_run_removes_all_of_it_and_nothing_else(api, client):
@@ -69,15 +109,7 @@ def test_a_purge_goes_in_small_steps(db_url):
     # A store with no app (so no periodic job purges beside the test's steps).
     store = Store(db_url)
     try:
-        def make(conn):
-            run_id = conn.execute(runs.insert().values(
-                user_id=1, uuid="big", status=events.SUCCESS, started_at=1, last_seen_at=1, max_seq=25,
-            ).returning(runs.c.id)).scalar_one()
-            conn.execute(logs.insert(), [{"run_id": run_id, "seq": seq, "stream": "stdout", "text": "x", "ts": 1,
-                                          "partial": 0, "progress": 0, "superseded": 0} for seq in range(1, 26)])
-            return conn.execute(select(runs).where(runs.c.id == run_id)).one()
-
-        row = store.writer.call(make)
+        row = big_run(store, "big", 25)
         store.writer.call(lambda conn: mark_deleted(conn, [row], "deleted", None))
         left = []
         while store.writer.call(lambda conn: purge_step(conn, [row.id], limit=10)):
@@ -89,6 +121,62 @@ def test_a_purge_goes_in_small_steps(db_url):
             assert conn.execute(select(deleted_runs.c.purged_at).where(deleted_runs.c.uuid == "big")).scalar()
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_two_processes_purging_at_once_never_take_the_same_run(pg_store):
+    store = pg_store
+    row = big_run(store, "big", 25)
+    store.writer.call(lambda conn: mark_deleted(conn, [row], "deleted", None))
+    with store.engine.connect() as a, store.engine.connect() as b:
+        with a.begin():
+            assert purge_step(a, [row.id], limit=10)  # (its transaction holds the run's rows it removed)
+            with b.begin():
+                # Another process's step meanwhile: it has nothing to take, and neither waits for
+                # the first one's rows nor removes none of them and calls the run purged.
+                b.execute(text("SET LOCAL lock_timeout = '2s'"))
+                assert not purge_step(b, [row.id], limit=10)
+        assert rows_of_id(store, row.id)["logs"] == 15
+    while store.writer.call(lambda conn: purge_step(conn, [row.id], limit=10)):
+        pass
+    assert set(rows_of_id(store, row.id).values()) == {0}
+    with store.read() as conn:
+        assert conn.execute(select(deleted_runs.c.purged_at).where(deleted_runs.c.run_id == row.id)).scalar()
+
+
+@pytest.mark.postgres
+def test_a_batch_that_waited_for_a_run_being_deleted_is_refused(pg_store):
+    """Another process tombstones the run while this one's transaction waits for the run's row:
+    the batch meets the tombstone (410), it is not stored."""
+    store = pg_store
+    run = str(uuid.uuid4())
+    body = orjson.dumps([env(events.RUN_STARTED, run, {"job_name": "going"}, seq=1), log(run, 2, "first")])
+    assert store.writer.call(lambda conn: store_batch(conn, checked_batch(body, 1, None))).stored == 2
+    late = checked_batch(orjson.dumps([log(run, 3, "late")]), 1, None)
+    cache = RunCache(shared=True)
+    seen: dict = {}
+
+    def other_process():
+        with store.engine.connect() as b, b.begin():
+            seen["pid"] = backend_pid(b)
+            started.set()
+            cache.begin(b, [BatchJob(late, cache)])  # (waits for the run's row)
+            seen["cached"] = (1, run) in cache.runs
+            seen["result"] = store_batch(b, late, cache)
+
+    started = threading.Event()
+    with store.engine.connect() as a:
+        with a.begin():
+            mark_deleted(a, a.execute(select(runs).where(runs.c.uuid == run)).all(), "deleted", None)
+            waiting = threading.Thread(target=other_process)
+            waiting.start()
+            started.wait()
+            wait_for_lock(store, seen["pid"])
+        waiting.join(timeout=10)
+    assert not waiting.is_alive()
+    assert seen["cached"] is False and seen["result"].gone == run and seen["result"].stored == 0
+    with store.read() as conn:
+        assert conn.execute(select(logs.c.text).where(logs.c.text == "late")).all() == []
 
 
 def test_another_account_gets_404_and_nothing_changes(api, client):

@@ -112,3 +112,51 @@ def test_progress_is_announced_at_most_once_a_second_and_when_done(api: Api):
     assert 2 <= len(told) <= 2 + int(elapsed), (elapsed, told)
     assert '"done":10,' in told[0] and '"done":1000,' in told[-1]
     assert api.json(f"/api/v1/runs/{run}")["progress"]["done"] == 1000  # (stored every time)
+
+
+_HUGE = "9" * 400  # (no float holds it)
+
+
+@pytest.mark.parametrize("text", [
+    f"result {_HUGE} [00:01]",
+    f"5/{_HUGE} [00:01<00:00, 1.00it/s]",
+    f"5/10 [{_HUGE}:00]",
+], ids=["count", "total", "clock"])
+def test_a_number_too_long_for_a_float_is_no_bar(text):
+    assert parse_bar(text, 0) is None
+
+
+@pytest.mark.parametrize("progress", [False, True], ids=["line", "progress-line"])
+@pytest.mark.parametrize("text", [
+    f"result {_HUGE} [00:01]",
+    f"5/{_HUGE} [00:01<00:00, 1.00it/s]",
+    f"5/10 [{_HUGE}:00]",
+], ids=["count", "total", "clock"])
+def test_a_line_with_an_absurd_number_is_stored_and_leaves_the_progress(api: Api, text, progress):
+    run = str(uuid.uuid4())
+    bar = "  1%|          | 10/1000 [00:01<01:39, 10.00it/s]"
+    api.ok([env("run_started", run, {"job_name": "huge", "host": "h", "pid": 1, "api": "cli_run"}, seq=1),
+            log(run, 2, bar, progress=True)])
+    # After a bar on stdout, the line (the bar's next state, or the line that replaced it) is
+    # stored like any other, and so is whatever comes after it.
+    api.ok([log(run, 3, text, progress=progress)])
+    assert api.lines(run)[-1] == text
+    api.ok([log(run, 4, "after")])
+    assert api.lines(run)[-1] == "after"
+    assert api.json(f"/api/v1/runs/{run}")["progress"]["done"] == 10
+
+
+def test_a_failure_in_reading_progress_never_fails_a_batch(api: Api, monkeypatch):
+    import hyperdash.server.progress as progress
+
+    def broken(text, ts=0):
+        raise RuntimeError("a parser that fails")
+
+    run = str(uuid.uuid4())
+    monkeypatch.setattr(progress, "parse_bar", broken)
+    # Progress is a hint: the bar's line is stored all the same, and so are later batches.
+    api.ok([env("run_started", run, {"job_name": "broken", "host": "h", "pid": 1, "api": "cli_run"}, seq=1),
+            _bar(run, 2, 10, progress=True)])
+    api.ok([_bar(run, 3, 1000), log(run, 4, "after")])
+    assert api.lines(run)[-2:] == [_bar(run, 3, 1000)["payload"]["body"], "after"]
+    assert api.json(f"/api/v1/runs/{run}")["progress"] is None

@@ -3,12 +3,13 @@ setting), on SQLite and PostgreSQL, with run times set in the database."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from server_helpers import Api
 from sqlalchemy import update
-from test_deleting_runs import finished, rows_of
+from test_deleting_runs import backend_pid, finished, rows_of, wait_for_lock
 
 from hyperdash import events
 from hyperdash.server.app import create_app
@@ -110,3 +111,35 @@ def test_the_rule_never_picks_a_running_run_however_silent(db_url):
             assert expired_runs(conn, None, events.now_ms()) == []  # no rule: nothing goes
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_two_processes_setting_an_account_at_once_both_succeed(pg_store):
+    """The account has no setting yet; two transactions set one at once (the second waits for
+    the first's row): neither fails, and the last one set holds."""
+    from hyperdash.server.retention import account_keep_days, set_account_keep_days
+
+    store = pg_store
+    seen: dict = {}
+
+    def other_process():
+        try:
+            with store.engine.connect() as b, b.begin():
+                seen["pid"] = backend_pid(b)
+                started.set()
+                set_account_keep_days(b, 1, 30)
+        except Exception as exc:  # (told to the test below)
+            seen["error"] = exc
+
+    started = threading.Event()
+    with store.engine.connect() as a:
+        with a.begin():
+            set_account_keep_days(a, 1, 7)
+            second = threading.Thread(target=other_process)
+            second.start()
+            started.wait()
+            wait_for_lock(store, seen["pid"])
+        second.join(timeout=10)
+    assert not second.is_alive() and "error" not in seen, seen.get("error")
+    with store.read() as conn:
+        assert account_keep_days(conn, 1) == 30

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import test_deleting_runs
 from server_helpers import Api, env, log
+from test_deleting_runs import tombstone
 
 from hyperdash import events
 
 ONE = "5eed0000-1111-4111-8111-111111111111"
 TWO = "5eed0000-2222-4222-8222-222222222222"
+
+slow_purge = test_deleting_runs.slow_purge  # the fixture: an app whose deleted runs' rows stay
 
 
 def started(api: Api, run_uuid: str, name: str) -> None:
@@ -50,6 +54,16 @@ def test_a_start_several_runs_share_is_refused_with_them_and_a_short_one_is_no_p
     for ref in ("5eed000", "5eed0000x", "first"):
         assert api.get(f"/api/v1/runs/{ref}").status_code == 404
     assert other.json("/api/v1/runs/5eed0000")["name"] == "another account's"
+
+
+def test_a_start_shared_with_a_run_being_deleted_names_the_live_run(slow_purge):
+    api = slow_purge
+    started(api, ONE, "first")
+    started(api, TWO, "second")
+    api.ok([log(TWO, 4, "second says more")])
+    tombstone(api.client, TWO)  # (its rows stay until the purge ends)
+    assert api.json("/api/v1/runs/5eed0000")["uuid"] == ONE
+    assert api.get(f"/api/v1/runs/{TWO}").status_code == 404
 
 
 def test_a_refused_key_says_whether_it_was_revoked(api, client):

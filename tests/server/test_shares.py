@@ -10,18 +10,21 @@ import uuid
 
 import httpx2
 import pytest
+import test_deleting_runs
 import test_live
 from server_helpers import Api, env, log
 from sqlalchemy import select
-from test_deleting_runs import finished
+from test_deleting_runs import finished, rows_of, tombstone
 from test_live import Events
 
 from hyperdash import events
+from hyperdash.server import share_api
 from hyperdash.server.store import run_shares
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&'
 
 live = test_live.live  # the fixture: a real server in this process, and an account on it
+slow_purge = test_deleting_runs.slow_purge  # the fixture: an app whose deleted runs' rows stay
 
 
 def share(api: Api, run_uuid: str) -> dict:
@@ -133,6 +136,22 @@ def test_a_link_reads_its_runs_rules_and_firings_and_nothing_else(api, client):
     share_id = api.json(f"/api/v1/runs/{run}/shares")["shares"][0]["id"]
     assert api.client.delete(f"/api/v1/runs/{run}/shares/{share_id}", headers=api.headers).status_code == 200
     assert client.get(f"{base}/runs/{run}/rules").status_code == 404
+
+
+def test_no_link_is_made_for_a_run_deleted_after_it_was_read(slow_purge, monkeypatch):
+    api = slow_purge
+    run = finished(api, "going")
+    own_run = share_api._own_run
+
+    def read_then_deleted(request, user, run_uuid):
+        row = own_run(request, user, run_uuid)
+        tombstone(api.client, run)  # (as another request or process may, before the share is made)
+        return row
+
+    monkeypatch.setattr(share_api, "_own_run", read_then_deleted)
+    resp = api.client.post(f"/api/v1/runs/{run}/shares", headers=api.headers)
+    assert resp.status_code == 404, resp.text
+    assert rows_of(api.client, run)["run_shares"] == 0
 
 
 @pytest.mark.parametrize("guess", ["x" * 43, "", "a", "%00", "." * 10, "y" * 300])
