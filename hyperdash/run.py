@@ -108,7 +108,7 @@ def _plain(value: Any) -> Any:
     if callable(item):
         try:
             plain = item()
-        except (TypeError, ValueError):
+        except Exception:  # not one value: numpy says ValueError, torch RuntimeError
             plain = None
         if isinstance(plain, (bool, int, float, str)):
             return plain
