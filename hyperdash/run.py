@@ -38,7 +38,6 @@ from .events import (
     APIS,
     FINAL_STATUSES,
     MAX_NAME_CHARS,
-    MAX_STALL_AFTER_S,
     METRIC,
     PARAM,
     RUN_ENDED,
@@ -50,7 +49,7 @@ from .events import (
     now_ms,
 )
 from .links import follow_message
-from .settings import parse_duration
+from .settings import parse_stall_window
 from .spool import EVENT, Spool
 
 if TYPE_CHECKING:
@@ -238,9 +237,7 @@ class Run:
         self.stall_after: float | None = None
         if stall_after is not None:
             try:
-                self.stall_after = parse_duration(stall_after)
-                if self.stall_after > MAX_STALL_AFTER_S:
-                    raise ValueError(f"a stall window is at most {MAX_STALL_AFTER_S:g} seconds")
+                self.stall_after = parse_stall_window(stall_after)
             except ValueError as exc:
                 self.stall_after = None
                 self.warn("stall_after", f"stall_after is not used ({exc}); the server's window applies")
