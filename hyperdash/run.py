@@ -350,6 +350,9 @@ class Run:
         if on_disk == 0:
             spool.remove()
         else:
+            # before the spool's lock goes, and before the look at the uploader's: an uploader
+            # about to exit waits for this spool, whoever holds it a moment longer
+            spool.mark_handed_over()
             spool.close()
         self._say_what_is_left(on_disk, lost, shipper.last_error, spool, server_url)
         if self.log_path is not None:

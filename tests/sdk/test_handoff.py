@@ -13,8 +13,10 @@ import time
 from sdk_support import counting_job, texts
 from test_spool_and_upload import write_run
 
+from hyperdash import errors
 from hyperdash.run import HANDOFF_BYTES, Run
 from hyperdash.spool import Spool, spool_root
+from hyperdash.transport import Transport
 from tests.conftest import free_port
 
 SHORT_JOB = """
@@ -120,6 +122,47 @@ def test_the_running_uploader_takes_spools_orphaned_while_it_works(account, hype
     assert b"stays in the spool" in out and stuck.folder.exists() and not late.folder.exists()
     run = account.wait_for_run("orphaned later", status="success")
     assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(4)]
+
+
+def test_the_running_uploader_waits_for_a_run_that_handed_over_and_still_holds_its_spool(
+        reporting, hyperdash_home, monkeypatch, capfd, tmp_path):
+    env = reporting.sdk_env(hyperdash_home)
+    env["HYPERDASH_UPLOADER_PATIENCE"] = "3"
+    stuck = write_run(f"http://127.0.0.1:{free_port()}", "server gone", 3)  # keeps the uploader busy
+    stuck.close()
+    said = tmp_path / "uploader.out"
+    with open(said, "wb") as out:
+        uploader = subprocess.Popen([sys.executable, "-m", "hyperdash.uploader"], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+    try:
+        reporting.wait_for(lambda: "not sent this time: cannot reach" in said.read_text())
+
+        def unreachable(self, envelopes, api):
+            raise errors.ServerUnreachable(reporting.server.url, "the network is down")
+
+        monkeypatch.setattr(Transport, "send_events", unreachable)  # (in this process only)
+        run = Run("handed over to the running uploader", echo=False, exit_timeout=1.0).start()
+        for i in range(5):
+            run.write("stdout", f"line {i}\n".encode())
+        # The run's process holds its spool a while after the run has ended and handed it over
+        # (as a look at it from another process does, for a moment).
+        still_held = os.dup(run._spool._lock_fd)
+        try:
+            run.end()
+            assert "the background uploader already running sends them" in capfd.readouterr().err
+            # the uploader has given up on the dead server: it exits, or waits for this run
+            reporting.wait_for(lambda: uploader.poll() is not None or
+                               f"waiting for the process of run {run.uuid} to exit" in said.read_text(), timeout=30)
+        finally:
+            os.close(still_held)  # the run's process exits
+        assert uploader.wait(timeout=60) == 1, said.read_text()  # (the dead server's run stays)
+    finally:
+        if uploader.poll() is None:
+            uploader.kill()
+            uploader.wait()
+    detail = reporting.wait_for_run("handed over to the running uploader", status="success")
+    assert texts(reporting.logs(detail["uuid"])) == [f"line {i}" for i in range(5)]
+    assert stuck.folder.exists() and not (spool_root() / run.uuid).exists()
 
 
 def test_a_failed_run_hands_over_to_the_uploader_already_running(run_job, sdk_env, hyperdash_home):
