@@ -91,14 +91,15 @@ def _seconds(min: float, min_open: bool = False) -> click.FloatRange:
     return kind
 
 
-def _duration(value: str | None, param: click.Parameter) -> float | None:
-    """A duration option (90s, 10m, 1h, off) in seconds; a wrong one reads as click's usage error."""
-    from .settings import parse_duration
+def _stall_window(value: str | None, param: click.Parameter) -> float | None:
+    """A stall window (90s, 10m, 1h, off; at most 30 days) in seconds; a wrong one reads as
+    click's usage error."""
+    from .settings import parse_stall_window
 
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return parse_stall_window(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param=param) from None
 
@@ -106,7 +107,7 @@ def _duration(value: str | None, param: click.Parameter) -> float | None:
 def _stall_after_option(help: str) -> Callable[[F], F]:
     """``--stall-after DURATION``, given to the command in seconds (None when left out)."""
     return click.option("--stall-after", default=None, metavar="DURATION", help=help,
-                        callback=lambda ctx, param, value: _duration(value, param))
+                        callback=lambda ctx, param, value: _stall_window(value, param))
 
 
 # The help of a run's --stall-after (``what`` says where the run's output comes from).

@@ -33,9 +33,8 @@ except ImportError as exc:
     ) from exc
 
 from .capture import in_ipython_kernel
-from .events import MAX_STALL_AFTER_S
 from .experiment import Experiment
-from .settings import parse_duration
+from .settings import parse_stall_window
 
 __all__ = ["monitor_cell", "load_ipython_extension"]
 
@@ -43,8 +42,9 @@ USAGE = "%%monitor_cell needs the run's name: %%monitor_cell NAME, for example %
 STALL_USAGE = ("%%monitor_cell --stall-after needs a duration: %%monitor_cell --stall-after 10m NAME "
                "(90s, 10m, 1h; 0 or off never)")
 
-# ``--stall-after DURATION`` or ``--stall-after=DURATION``, anywhere among the magic's words.
-_STALL_OPTION = re.compile(r"(?:^|\s)--stall-after(?:(?:=|\s+)(?!--)(\S+))?(?=\s|$)")
+# ``--stall-after DURATION`` or ``--stall-after=DURATION``, anywhere among the magic's words
+# (``--stall-after=`` with nothing after it too, so that it is refused, not taken as the name).
+_STALL_OPTION = re.compile(r"(?:^|\s)--stall-after(?:=(\S*)|\s+(?!--)(\S+))?(?=\s|$)")
 
 _MISSING = object()
 
@@ -102,16 +102,13 @@ def _parse_line(line: str) -> tuple[str, float | None]:
     if len(options) > 1:
         raise UsageError("%%monitor_cell takes --stall-after once")
     if options:
-        value = options[0].group(1)
-        if value is None:
+        value = options[0].group(1) or options[0].group(2)
+        if not value:
             raise UsageError(STALL_USAGE)
         try:
-            stall_after = parse_duration(value)
+            stall_after = parse_stall_window(value)
         except ValueError as exc:
             raise UsageError(f"%%monitor_cell --stall-after: {exc}") from None
-        if stall_after > MAX_STALL_AFTER_S:
-            days = MAX_STALL_AFTER_S / 86400
-            raise UsageError(f"%%monitor_cell --stall-after: a stall window is at most {days:g} days")
         line = line[:options[0].start()].rstrip() + " " + line[options[0].end():].lstrip()
     name = line.strip()
     if not name:

@@ -38,7 +38,6 @@ from .events import (
     APIS,
     FINAL_STATUSES,
     MAX_NAME_CHARS,
-    MAX_STALL_AFTER_S,
     METRIC,
     PARAM,
     RUN_ENDED,
@@ -50,7 +49,7 @@ from .events import (
     now_ms,
 )
 from .links import follow_message
-from .settings import parse_duration
+from .settings import parse_stall_window
 from .spool import EVENT, Spool
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ def _plain(value: Any) -> Any:
     if callable(item):
         try:
             plain = item()
-        except (TypeError, ValueError):
+        except Exception:  # not one value: numpy says ValueError, torch RuntimeError
             plain = None
         if isinstance(plain, (bool, int, float, str)):
             return plain
@@ -238,9 +237,7 @@ class Run:
         self.stall_after: float | None = None
         if stall_after is not None:
             try:
-                self.stall_after = parse_duration(stall_after)
-                if self.stall_after > MAX_STALL_AFTER_S:
-                    raise ValueError(f"a stall window is at most {MAX_STALL_AFTER_S:g} seconds")
+                self.stall_after = parse_stall_window(stall_after)
             except ValueError as exc:
                 self.stall_after = None
                 self.warn("stall_after", f"stall_after is not used ({exc}); the server's window applies")
@@ -353,6 +350,9 @@ class Run:
         if on_disk == 0:
             spool.remove()
         else:
+            # before the spool's lock goes, and before the look at the uploader's: an uploader
+            # about to exit waits for this spool, whoever holds it a moment longer
+            spool.mark_handed_over()
             spool.close()
         self._say_what_is_left(on_disk, lost, shipper.last_error, spool, server_url)
         if self.log_path is not None:

@@ -1,7 +1,8 @@
 """The home folder and the user's ``hyperdash.json`` settings file: what the SDK, the CLI and the
 server (its local mode writes the local account's key there) all need.
 
-Dependency-free (the standard library and :mod:`hyperdash.errors`), so the server may import it.
+Dependency-free (the standard library, :mod:`hyperdash.errors` and :mod:`hyperdash.events`), so
+the server may import it.
 The home folder is ``$HYPERDASH_HOME`` (``~`` expanded) when set, else ``~/.hyperdash``; it is
 read at call time.
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .events import MAX_STALL_AFTER_S
 
-__all__ = ["SETTINGS_FILE", "parse_duration",
+__all__ = ["SETTINGS_FILE", "parse_duration", "parse_stall_window",
            "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
 
 SETTINGS_FILE = "hyperdash.json"
@@ -44,6 +46,15 @@ def parse_duration(value: str | float | int) -> float:
         seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"a duration must be 0 or more seconds, not {value!r}")
+    return seconds
+
+
+def parse_stall_window(value: str | float | int) -> float:
+    """A run's stall window in seconds (:func:`parse_duration`; 0 never), at most 30 days
+    (:data:`~hyperdash.events.MAX_STALL_AFTER_S`, what the server takes); ValueError else."""
+    seconds = parse_duration(value)
+    if seconds > MAX_STALL_AFTER_S:
+        raise ValueError(f"a stall window is at most {MAX_STALL_AFTER_S / 86400:g} days")
     return seconds
 
 

@@ -124,7 +124,11 @@ class SpoolSender:
         self.on_reply = on_reply  # told every reply of the server (a stop asked of the run)
         self.on_gone = on_gone
         self.gone: errors.RunDeleted | None = None
-        self.frozen = False  # set once another process may own the spool: stop moving the cursor
+        # set (by freeze) once the spool is no longer this sender's: its owner closes it, or
+        # another process may own it
+        self.frozen = False
+        # held while the spool is read or its cursor moved, never while a request is in flight
+        self._spool_lock = threading.Lock()
         self._torn_end: int | None = None
 
     @property
@@ -143,16 +147,27 @@ class SpoolSender:
         self.batch_events = MAX_BATCH_EVENTS
         self.batch_bytes = max(self.batch_bytes, BIG_BATCH_BYTES)
 
+    def freeze(self) -> None:
+        """Stop reading the spool and moving its cursor, for good. Once this returns, this
+        sender touches the spool no more (its owner may close it, another process take it
+        over); it waits for a read of the spool in progress, never for a request in flight."""
+        with self._spool_lock:
+            self.frozen = True
+
     def send_batch(self) -> int:
-        fragments, offset, last_seq = self._next_batch()
-        if not fragments:
-            if offset != self.spool.cursor_offset and not self.frozen:
-                self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
-            return 0
+        with self._spool_lock:
+            if self.frozen:
+                return 0
+            fragments, offset, last_seq = self._next_batch()
+            if not fragments:
+                if offset != self.spool.cursor_offset:
+                    self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
+                return 0
         if self.gone is None:  # (a deleted run's events are passed over, as if sent)
             self._send(fragments)
-        if not self.frozen:
-            self.spool.save_cursor(offset, last_seq)
+        with self._spool_lock:
+            if not self.frozen:
+                self.spool.save_cursor(offset, last_seq)
         return len(fragments)
 
     def _next_batch(self) -> tuple[list[str], int, int]:
@@ -259,6 +274,7 @@ class Shipper(threading.Thread):
         self._idle = False
         self._closing = False
         self._abandoned = False
+        self._closed = False  # close() returned: the run has said its last word, the thread none
         self._backoff = Backoff(cap=10.0)
         # The first send waits a moment: a short job sends everything once, at exit, and a
         # long one does not pay for the HTTP client's import while it starts up.
@@ -285,10 +301,12 @@ class Shipper(threading.Thread):
 
     def close(self, timeout: float) -> None:
         """Send what is left for at most ``timeout`` seconds, in batches as large as the
-        server takes, then stop."""
+        server takes, then stop. Once this returns the thread neither reads the spool (which
+        may be closed now) nor warns; a request still in flight ends unheard."""
         if timeout <= 0:
             self._abandoned = True  # not even one try: the backlog goes to another process
-            self.sender.frozen = True
+            self.sender.freeze()
+            self._closed = True
             self._wake.set()
             return
         self.sender.use_big_batches()
@@ -297,9 +315,11 @@ class Shipper(threading.Thread):
         self._wake.set()
         if self.is_alive():
             self.join(timeout)
-        # a request may still be in flight; its answer must no longer move the cursor
+        # a request may still be in flight; its answer must no longer move the cursor, and the
+        # thread must no longer read the spool, which the run closes now
         self._abandoned = True
-        self.sender.frozen = True
+        self.sender.freeze()
+        self._closed = True
 
     # -- the thread -----------------------------------------------------------------------
     def run(self) -> None:
@@ -380,18 +400,18 @@ class Shipper(threading.Thread):
         except errors.AuthenticationError as exc:
             self._failed(exc, max(1.0, min(self.key_refresh_seconds, 60.0)))
             problem = f"the server refused the API key (401: {exc.message})" if exc.status else exc.message
-            self.warn("auth", f"{problem}; events wait in the spool until a valid API key is found")
+            self._say("auth", f"{problem}; events wait in the spool until a valid API key is found")
         except errors.RateLimited as exc:
             self._failed(exc, exc.retry_after if exc.retry_after is not None else self._backoff.next_delay())
         except errors.ServerError as exc:
             self._failed(exc, exc.retry_after if exc.retry_after is not None else self._backoff.next_delay())
-            self.warn("server", f"{exc}; events wait in the spool and will be sent again")
+            self._say("server", f"{exc}; events wait in the spool and will be sent again")
         except errors.ServerUnreachable as exc:
             self._failed(exc, self._backoff.next_delay())
-            self.warn("unreachable", f"{exc}; events wait in the spool and will be sent when it answers")
+            self._say("unreachable", f"{exc}; events wait in the spool and will be sent when it answers")
         except errors.TransportError as exc:
             self._failed(exc, self._backoff.next_delay())
-            self.warn("transport", f"{exc}; events wait in the spool")
+            self._say("transport", f"{exc}; events wait in the spool")
         else:
             self._backoff.reset()
             self.last_error = None
@@ -407,9 +427,13 @@ class Shipper(threading.Thread):
         self._retry_at = self._clock() + delay
         self._last_contact = self._clock()
 
+    def _say(self, key: str, message: str) -> None:
+        if not self._closed:  # (after the run's last line, what the thread met is for nobody)
+            self.warn(key, message)
+
     def _guard(self, step: Callable[[], None]) -> None:
         try:
             step()
         except Exception as exc:  # a bug of ours must never stop sending or reach the job
-            self.warn("internal", f"internal error while sending: {exc!r}")
+            self._say("internal", f"internal error while sending: {exc!r}")
             self._retry_at = self._clock() + self._backoff.next_delay()

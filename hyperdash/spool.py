@@ -12,7 +12,10 @@
 - ``meta.json``: the run's name, face and server, and where its API key came from (never the
   key), for whoever uploads it later;
 - ``lock``: ``flock``-ed by the process that owns the run, as long as it lives. A spool whose
-  lock can be taken is orphaned: its owner is gone and anyone may upload it.
+  lock can be taken is orphaned: its owner is gone and anyone may upload it;
+- ``handed-over``: written by a run that ends with events unsent, just before it lets go of
+  the spool: an uploader about to exit waits a moment for such a spool still locked (by its
+  owner closing it, or by someone's look at it) rather than leave it to a later run.
 
 When the disk cannot be written (full, say), a spool continues in memory, bounded: the oldest
 unsent records are dropped past ``memory_limit`` bytes (and counted in ``.dropped_events``);
@@ -34,7 +37,7 @@ from typing import Any, NamedTuple
 
 from .config import ensure_home, home_dir
 
-__all__ = ["EVENT", "Record", "Spool", "spool_root", "all_spools", "orphaned_spools"]
+__all__ = ["EVENT", "Record", "Spool", "spool_root", "all_spools", "orphaned_spools", "handed_over_spools"]
 
 EVENT = 0  # a JSON {"type", "payload"} record; the log kinds are those of hyperdash.framing
 
@@ -44,6 +47,7 @@ STREAM_NAMES = {code: name for name, code in STREAM_CODES.items()}
 DEFAULT_MEMORY_LIMIT = 16 * 1024 * 1024
 CURSOR_SAVE_INTERVAL = 1.0
 READ_AHEAD = 256 * 1024  # bytes read at once when records are read in order
+HANDED_OVER = "handed-over"
 
 
 class Record(NamedTuple):
@@ -325,6 +329,16 @@ class Spool:
             self.cursor_offset, self.acked_seq = 0, 0
 
     # -- closing ------------------------------------------------------------------------
+    def mark_handed_over(self) -> None:
+        """Note that the run has ended and leaves its events to an uploader (best effort; see
+        :func:`handed_over_spools`)."""
+        if self.folder is None:
+            return
+        try:
+            (self.folder / HANDED_OVER).touch(0o600)
+        except OSError:
+            pass  # only a later run or `hyperdash sync` is left to send them, as before
+
     def close(self) -> None:
         """Save the cursor, close the files and release the lock (the spool stays for a later
         upload)."""
@@ -376,24 +390,33 @@ def all_spools(root: Path | None = None) -> list[Path]:
     return sorted(folders, key=_mtime)
 
 
-def _mtime(path: Path) -> float:
+def _mtime(path: Path, missing: float = 0.0) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
-        return 0.0
+        return missing
 
 
 def orphaned_spools(root: Path | None = None) -> list[Path]:
     """Spool folders whose owner is gone (their lock is free right now), oldest first."""
-    orphans = []
-    for folder in all_spools(root):
-        try:
-            fd = os.open(folder / "lock", os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            if _try_lock(fd):
-                orphans.append(folder)
-        finally:
-            os.close(fd)  # also releases the probe's lock
-    return orphans
+    return [folder for folder in all_spools(root) if _is_free(folder) is True]
+
+
+def handed_over_spools(within: float, root: Path | None = None) -> list[Path]:
+    """Spool folders that their run handed over in the last ``within`` seconds and that are
+    still locked (their run lets go of them in a moment), oldest first."""
+    now = time.time()
+    return [folder for folder in all_spools(root)
+            if now - _mtime(folder / HANDED_OVER, float("-inf")) <= within and _is_free(folder) is False]
+
+
+def _is_free(folder: Path) -> bool | None:
+    """Whether the spool in ``folder`` is free to take (orphaned); None when it has no lock file."""
+    try:
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _try_lock(fd)
+    finally:
+        os.close(fd)  # also releases the probe's lock

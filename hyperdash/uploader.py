@@ -16,9 +16,13 @@ to a detached ``python -m hyperdash.uploader --run UUID``; the next run on the m
 detached ``python -m hyperdash.uploader`` when orphaned spools wait for a server that is due.
 
 One detached uploader at a time works on a machine: it holds ``<home>/uploader.lock`` and, before
-it exits, takes every spool orphaned meanwhile too. The process that starts it takes the lock
-first and hands it over, so that two runs ending together cannot both start one; one started by
-hand finds the lock taken and exits at once, leaving its run to the first.
+it exits, takes every spool orphaned meanwhile too, and waits a moment for those that a run has
+handed over but still holds (see :func:`~hyperdash.spool.handed_over_spools`). The process that
+starts it takes the lock first and hands it over, so that two runs ending together cannot both
+start one; one started by hand finds the lock taken and exits at once, leaving its run to the
+first. A look at whether an uploader runs takes the lock shared, for an instant: an uploader
+holds it exclusively, so that a look is never mistaken for one (and one who wants the lock
+waits the look out).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any, TypedDict, cast
 from . import config, errors
 from .events import REPLAY_HEADER
 from .shipper import SpoolSender
-from .spool import Spool, all_spools, orphaned_spools, spool_root
+from .spool import Spool, all_spools, handed_over_spools, orphaned_spools, spool_root
 from .transport import Transport
 
 __all__ = [
@@ -60,6 +64,12 @@ SHORT_CAP = 60.0
 LONG_BACKOFF = 900.0
 # How often a waiting uploader looks for newly orphaned spools (seconds).
 POLL_INTERVAL = 0.25
+# How long an uploader waits for the owner of a spool to let go of it: a run's (``--run``), or
+# one handed over by a run that has not let go of it yet (seconds).
+OWNER_WAIT = 30.0
+# How long one who wants the uploader lock waits out others' looks at it (seconds): a look
+# holds it for microseconds.
+LOOK_WAIT = 2.0
 
 
 class UploadSummary:
@@ -470,27 +480,44 @@ def _lock_path() -> Path:
 
 
 def _take_uploader_lock() -> int | None:
-    """The locked descriptor of ``<home>/uploader.lock``, or ``None`` when an uploader holds it.
-    Raises ``OSError`` when the file cannot be opened."""
+    """The locked descriptor of ``<home>/uploader.lock``, or ``None`` when an uploader holds it
+    (others' looks at it are waited out, for ``LOOK_WAIT`` seconds at most). Raises ``OSError``
+    when the file cannot be opened."""
     fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + LOOK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            pass
+        if not _only_looked_at(fd) or time.monotonic() > deadline:
+            os.close(fd)
+            return None
+        time.sleep(random.uniform(0.0005, 0.002))  # (two who want it do not meet again)
+
+
+def _only_looked_at(fd: int) -> bool:
+    """Whether ``fd``'s lock file is held shared only (looks at it, no uploader)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        os.close(fd)
-        return None
-    return fd
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
 
 def uploader_running() -> bool:
-    """Whether a detached uploader works on this machine now."""
+    """Whether a detached uploader works on this machine now (a shared look at its lock: one
+    who takes the lock meanwhile waits for the look to end)."""
     try:
-        fd = _take_uploader_lock()
+        fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         return False  # no lock file can be made here: none can be held either
-    if fd is None:
-        return True
-    os.close(fd)  # also releases the probe's lock
-    return False
+    try:
+        return not _only_looked_at(fd)
+    finally:
+        os.close(fd)
 
 
 def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Callable[[str], None],
@@ -514,10 +541,11 @@ def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Cal
         return True
     book = ServerBook.load()
     left: dict[str, str] = {}  # run uuid -> why it stays, once its server is given up
+    waited: set[str] = set()  # runs handed over whose owner it waits for (said once each)
     try:
         while True:
             if run_uuid is not None:
-                summary = upload_pending(run_uuid=run_uuid, book=book, patience=patience, wait_for_lock=30.0,
+                summary = upload_pending(run_uuid=run_uuid, book=book, patience=patience, wait_for_lock=OWNER_WAIT,
                                          on_wait=lambda run: log(f"waiting for the process of run {run} to exit"))
                 run_uuid = None
             else:
@@ -529,12 +557,12 @@ def _upload_as_the_only_uploader(run_uuid: str | None, patience: float, log: Cal
                 if group is None or book.given_up(group, now, patience):
                     left[run] = why
                     log(f"run {run} stays in the spool: {why}")
-            if not _orphans_left(set(left)):
+            if not _orphans_left(set(left), log, waited):
                 # A run may hand its spool over between this look and the lock's release, and
                 # its uploader then exits at once: look again once the lock is free.
                 _release(lock_fd)
                 lock_fd = None
-                if not _orphans_left(set(left)):
+                if not _orphans_left(set(left), log, waited):
                     return not left
                 try:
                     lock_fd = _take_uploader_lock()
@@ -567,8 +595,17 @@ def _release(lock_fd: int) -> None:
         os.close(lock_fd)
 
 
-def _orphans_left(left: set[str]) -> bool:
-    return any(folder.name not in left for folder in orphaned_spools())
+def _orphans_left(left: set[str], log: Callable[[str], None], waited: set[str]) -> bool:
+    """Whether spools other than ``left`` wait: orphaned ones, or ones handed over whose owner
+    lets go of them in a moment (told to ``log`` once each)."""
+    if any(folder.name not in left for folder in orphaned_spools()):
+        return True
+    handed = [folder.name for folder in handed_over_spools(OWNER_WAIT) if folder.name not in left]
+    for run in handed:
+        if run not in waited:
+            waited.add(run)
+            log(f"waiting for the process of run {run} to exit")
+    return bool(handed)
 
 
 def _report(summary: UploadSummary, log: Callable[[str], None]) -> None:

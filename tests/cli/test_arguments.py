@@ -69,6 +69,18 @@ def test_run_refuses_a_negative_exit_timeout(invoke):
     assert result.exit_code == 2 and "--exit-timeout" in result.output
 
 
+def test_a_stall_window_over_30_days_is_refused_before_anything_runs(invoke, tmp_path):
+    ran = tmp_path / "ran"
+    for command in (("run", "-n", "x", "--stall-after", "31d", "touch", str(ran)),
+                    ("run", "-n", "x", "--stall-after=2592001", "touch", str(ran)),
+                    ("pipe", "-n", "x", "--stall-after", "800h")):
+        result = invoke(*command, input="a line\n")
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--stall-after': a stall window is at most 30 days" in result.output
+        assert "Traceback" not in result.output and "a line" not in result.output
+    assert not ran.exists()
+
+
 def test_command_not_found_exits_127_in_one_line(invoke, hyperdash_home):
     result = invoke("run", "-n", "missing", "no-such-command-hd-test", "arg")
     assert result.exit_code == 127

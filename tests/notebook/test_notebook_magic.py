@@ -172,6 +172,10 @@ def test_a_bad_stall_after_gets_a_usage_message_and_creates_no_run(notebook, acc
         "bad window --stall-after": "%%monitor_cell --stall-after needs a duration: %%monitor_cell "
         "--stall-after 10m NAME (90s, 10m, 1h; 0 or off never)",
         "--stall-after 90d bad window": "%%monitor_cell --stall-after: a stall window is at most 30 days",
+        "--stall-after= bad window": "%%monitor_cell --stall-after needs a duration: %%monitor_cell "
+        "--stall-after 10m NAME (90s, 10m, 1h; 0 or off never)",
+        "bad window --stall-after=--x": "%%monitor_cell --stall-after: a duration is a number with an optional "
+        "unit (ms, s, m, h, d) such as 90s, 10m or 1h, not '--x'",
         "--stall-after 10m": "%%monitor_cell needs the run's name: %%monitor_cell NAME, "
         "for example %%monitor_cell dogs vs. cats",
     }

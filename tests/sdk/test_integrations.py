@@ -134,6 +134,30 @@ def test_lightning_logger_refuses_what_is_not_a_run():
             HyperdashLogger(bad)
 
 
+def test_a_value_that_is_not_one_number_is_left_out_and_the_job_goes_on(reporting, capfd):
+    """A log holding a vector (per-class F1, a tensor of several elements) never raises into
+    the training loop: the numbers beside it are recorded, the vector left out."""
+    needs("torch", "numpy")
+    import numpy as np
+    import torch
+
+    from hyperdash import Experiment
+    from hyperdash.integrations import record_numbers
+
+    values = {"loss": torch.tensor(0.5), "f1": torch.tensor([0.25, 0.75]), "none": torch.tensor([]),
+              "per_class": np.array([0.5, 0.5]), "schedule": "cosine", "acc": np.float32(0.75)}
+    with Experiment("vector values", capture_io=False, system_metrics=False) as exp:
+        record_numbers(exp, values, 1)
+        if importlib.util.find_spec("lightning") or importlib.util.find_spec("pytorch_lightning"):
+            from hyperdash.integrations.lightning import HyperdashLogger
+
+            HyperdashLogger(exp).log_metrics(values, step=2)
+    assert "Traceback" not in capfd.readouterr().err
+    run = reporting.wait_for_run("vector values", status="success")
+    assert set(reporting.run(run["uuid"])["metrics"]) == {"loss", "acc"}
+    assert points(reporting, run["uuid"], "loss")[0] == (1, 0.5)
+
+
 def test_transformers_callback_records_training_arguments_and_logs(run_job, sdk_env, account, tmp_path):
     needs("transformers", "torch")
     train(run_job, sdk_env, f"""

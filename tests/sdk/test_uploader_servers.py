@@ -148,6 +148,37 @@ def test_runs_handing_over_at_the_same_moment_start_one_uploader(hyperdash_home,
         stop(uploader_pids(hyperdash_home))
 
 
+def test_a_look_at_the_uploader_lock_is_not_taken_for_an_uploader(hyperdash_home, monkeypatch):
+    # Another process looking whether an uploader runs holds the lock shared, for an instant:
+    # caught in the act, it is no uploader, and the run that starts one waits the look out.
+    from hyperdash import uploader
+
+    monkeypatch.setenv("HYPERDASH_API_KEY", "a-key-its-server-would-take")
+    look = os.open(hyperdash_home / "uploader.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    ended: list[int] = []
+    try:
+        fcntl.flock(look, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        assert not uploader.uploader_running()
+        seen = uploader._only_looked_at
+
+        def look_ends_once_seen(fd):
+            if not seen(fd):
+                return False
+            os.close(look)
+            ended.append(look)
+            return True
+
+        monkeypatch.setattr(uploader, "_only_looked_at", look_ends_once_seen)
+        pid = uploader.spawn_detached()
+    finally:
+        if not ended:
+            os.close(look)
+    try:
+        assert ended and pid is not None
+    finally:
+        stop(uploader_pids(hyperdash_home))
+
+
 def test_a_large_job_reaches_a_live_server_while_the_uploader_is_stuck(run_job, sdk_env, account, hyperdash_home):
     # Earlier runs against servers stopped for good, and an uploader holding the machine's lock
     # while it waits for them: the new job must not depend on it.
