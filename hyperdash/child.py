@@ -16,8 +16,9 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import config, events
 from .channel import copy_window_size, isatty, open_channel, same_destination, widen_pipe
@@ -207,17 +208,17 @@ class SignalGate:
         interrupted = False
         self._supervisor = threading.get_ident()
         sent = 0  # how many of STOP_SIGNALS a stop has sent
+        stopping: dict[int, Any] = {}  # pid -> psutil.Process: the processes a stop has signalled
         next_at = 0.0  # when the next of them is due
         while True:
             done, wait_status = os.waitpid(pid, os.WNOHANG)
             if done:
+                if sent:
+                    _finish_stop(stopping, sent, next_at, self._stop_grace or 0.0)
                 return Outcome.from_wait_status(wait_status, interrupted, stopped=sent > 0)
             grace = self._stop_grace
             if grace is not None and sent < len(STOP_SIGNALS) and time.monotonic() >= next_at:
-                try:
-                    os.kill(pid, STOP_SIGNALS[sent])
-                except ProcessLookupError:
-                    pass
+                _signal_tree(pid, STOP_SIGNALS[sent], stopping)
                 sent += 1
                 next_at = time.monotonic() + grace
             if grace is not None and sent < len(STOP_SIGNALS):
@@ -240,6 +241,67 @@ class SignalGate:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
+
+
+def _signal_tree(pid: int, sig: int, known: dict[int, Any]) -> None:
+    """Send ``sig`` to the child ``pid`` and every process under it, as found now, and to those
+    an earlier signal reached that still run (a shell that died leaves its children to init).
+
+    A stop reaches the job's whole tree, as Ctrl-C reaches the terminal's whole foreground group:
+    a shell defers SIGINT while it waits for its command, and SIGTERM would end the shell alone.
+    Nothing else of hyperdash's process group is touched (``hyperdash run ... | tee log``). The
+    child goes first, so that a shell knows it was interrupted when its command dies of it."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        for process in (root, *root.children(recursive=True)):
+            known.setdefault(process.pid, process)
+    except psutil.NoSuchProcess:
+        pass
+    for number, process in list(known.items()):
+        try:
+            process.send_signal(sig)  # (refused for a pid that a new process took over since)
+        except psutil.NoSuchProcess:
+            del known[number]
+        except psutil.AccessDenied:
+            pass  # (a setuid program under it)
+
+
+def _running(processes: Iterable[Any]) -> list[Any]:
+    """Those of ``processes`` (psutil's) that still run: not gone, not zombies."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def _finish_stop(known: dict[int, Any], sent: int, next_at: float, grace: float) -> None:
+    """The child ended during a stop: the rest of the stop's signals, at their times, to the
+    processes of its tree that outlive it, until none is left or SIGKILL was sent."""
+    import psutil
+
+    while True:
+        alive = _running(known.values())
+        if not alive or sent >= len(STOP_SIGNALS):
+            return
+        if time.monotonic() < next_at:
+            # wait_procs polls processes that are not our children; a zombie counts as gone
+            psutil.wait_procs(alive, timeout=min(0.25, max(0.0, next_at - time.monotonic())))
+            continue
+        for process in alive:
+            try:
+                process.send_signal(STOP_SIGNALS[sent])
+            except psutil.Error:
+                pass
+        sent += 1
+        next_at = time.monotonic() + grace
 
 
 def _child_got_it_too(info: signal.struct_siginfo, pid: int) -> bool:

@@ -1068,13 +1068,10 @@ def tensorboard(logdir: Path, name: str | None, backfill: bool, follow: bool, in
         raise UserError(str(exc)) from None
     stop = threading.Event()
     if follow:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, lambda *_: stop.set())
         click.echo(f"hyperdash: following {follower.logdir} (Ctrl-C stops)", err=True)
-        follower.follow(stop, interval)
-    else:
-        follower.poll()
-    follower.end()
+    follower.send(stop if follow else None, interval)
 
 
 # --- demo ------------------------------------------------------------------------------------

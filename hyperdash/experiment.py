@@ -104,6 +104,7 @@ class Experiment:
         self._pid = os.getpid()
         self._ended = False
         self._end_lock = threading.Lock()
+        self._ended_event = threading.Event()  # set with _ended, for a stop that waits on it
         if capture_io:
             _end_capturing_experiments(superseded_by=name)
         self._run = Run(name, api=api, api_key_getter=api_key_getter, echo=echo, exit_timeout=exit_timeout,
@@ -127,7 +128,7 @@ class Experiment:
         self._iterators = 0
         self.callbacks = Callbacks(self)
         self._install_hooks()
-        self._run.on_stop = _interrupt_main
+        self._run.on_stop = self._on_stop
 
     # -- the public API -------------------------------------------------------------------
     @property
@@ -255,6 +256,7 @@ class Experiment:
             if self._ended:
                 return
             self._ended = True
+            self._ended_event.set()
         with _capturing_lock:
             if self in _capturing:
                 _capturing.remove(self)
@@ -319,21 +321,42 @@ class Experiment:
         os.kill(os.getpid(), signum)
 
 
-def _interrupt_main(request: dict[str, Any]) -> None:
-    """A stop asked from afar: KeyboardInterrupt in the main thread, as Ctrl-C would raise it.
+    # -- a stop asked from afar ----------------------------------------------------------
+    def _on_stop(self, request: dict[str, Any]) -> str | None:
+        """KeyboardInterrupt in the main thread, as Ctrl-C would raise it: a real SIGINT, which
+        wakes it from a blocking call (a sleep, a wait on a data loader); a program that handles
+        SIGINT itself gets it as from Ctrl-C.
 
-    A real SIGINT sent to the main thread wakes it from a blocking call (a sleep, a wait on a
-    data loader) where ``_thread.interrupt_main`` alone would wait for the call to return; a
-    program that handles SIGINT itself gets it as from Ctrl-C."""
-    import _thread
+        Where SIGINT is not Python's to handle (ignored, as in a job that a non-interactive shell
+        started in the background, or left to the system's default), no KeyboardInterrupt can
+        be raised: after the stop's grace period the run ends ``user_canceled`` and the process
+        is terminated. Returns what is done, in words, where that is not the usual."""
+        main = threading.main_thread()
+        if not main.is_alive() or main.ident is None:
+            return None  # the interpreter is ending already
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            signal.pthread_kill(main.ident, signal.SIGINT)
+            return None
+        from .child import stop_grace_setting
 
-    main = threading.main_thread()
-    if not main.is_alive():
-        return
-    if callable(signal.getsignal(signal.SIGINT)) and main.ident is not None:
-        signal.pthread_kill(main.ident, signal.SIGINT)
-    else:  # a program that set SIGINT aside: Python raises KeyboardInterrupt when it can
-        _thread.interrupt_main()
+        grace = stop_grace_setting()
+        threading.Thread(target=self._terminate_after, args=(grace,), name="hyperdash-stop", daemon=True).start()
+        why = "ignores SIGINT" if handler == signal.SIG_IGN else "does not handle SIGINT in Python"
+        return (f"the job {why}, so no KeyboardInterrupt can stop it: unless it ends first, in {grace:g} s "
+                f"the run ends user_canceled and the process (pid {os.getpid()}) is terminated")
+
+    def _terminate_after(self, grace: float) -> None:
+        """End the run ``user_canceled`` and the process, ``grace`` seconds from now unless the
+        run ended meanwhile: SIGTERM (which the program may handle), SIGKILL where it ignores
+        that or is still there as long again after it."""
+        if self._ended_event.wait(grace):
+            return
+        self._finish(USER_CANCELED)
+        if signal.getsignal(signal.SIGTERM) != signal.SIG_IGN:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(grace)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _end_capturing_experiments(superseded_by: str) -> None:

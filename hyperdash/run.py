@@ -232,8 +232,9 @@ class Run:
         #: (``{"requested_at", "by", "via"}``), once the server has told it.
         self.stop_request: dict[str, Any] | None = None
         #: Called (on the sending thread) with :attr:`stop_request` when it comes: each face
-        #: stops its job its own way.
-        self.on_stop: Callable[[dict[str, Any]], None] | None = None
+        #: stops its job its own way, and may return what it does, in words, where that is not
+        #: just "stopping the job". None: nothing can stop the job, and the user is told so.
+        self.on_stop: Callable[[dict[str, Any]], str | None] | None = None
         self.stall_after: float | None = None
         if stall_after is not None:
             try:
@@ -620,7 +621,7 @@ class Run:
 
     def _heard(self, reply: dict[str, Any]) -> None:
         """A reply of the server (on the sending thread): the first stop asked of this run is
-        said in one line and handed to :attr:`on_stop`."""
+        handed to :attr:`on_stop` and said in one line, with what is done about it."""
         asked = reply.get("stop")
         if not isinstance(asked, dict) or self.stop_request is not None or self._ended:
             return
@@ -630,13 +631,17 @@ class Run:
         self.stop_request = request = request if isinstance(request, dict) else {}
         via = {"dashboard": "the dashboard", "cli": "the command line", "api": "the API"}.get(
             str(request.get("via")), "afar")
-        self.say(f"{request.get('by') or 'someone'} asked this run to stop, from {via}: stopping the job")
+        asked_by = f"{request.get('by') or 'someone'} asked this run to stop, from {via}"
         handler = self.on_stop
-        if handler is not None:
-            try:
-                handler(request)
-            except Exception as exc:  # never the sending thread's problem
-                self.warn("stop", f"internal error while stopping the job: {exc!r}")
+        if handler is None:
+            self.say(f"{asked_by}, but nothing here can stop its job: stop it where it runs")
+            return
+        try:
+            done = handler(request)
+        except Exception as exc:  # never the sending thread's problem
+            self.say(f"{asked_by}, but the job was not stopped: internal error: {exc!r}")
+            return
+        self.say(f"{asked_by}: {done or 'stopping the job'}")
 
     def _prune_logs(self) -> None:
         """Once a run: delete old run logs past the limits (see :mod:`hyperdash.runlogs`)."""

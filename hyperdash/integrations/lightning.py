@@ -8,9 +8,9 @@
     trainer.fit(model, data)
 
 ``HyperdashLogger("mnist")`` starts a run of that name when Lightning first logs, and ends it
-when training ends (``success``, or ``failure`` when it failed; a later ``trainer.test`` that
-logs is a run of its own); ``HyperdashLogger(exp)`` records
-into an Experiment of your own, which you end. The module's hyperparameters
+when training ends (``success``; ``failure`` with the exception that ended it, traceback in the
+log; ``user_canceled`` after Ctrl-C or a stop; a later ``trainer.test`` that logs is a run of its
+own); ``HyperdashLogger(exp)`` records into an Experiment of your own, which you end. The module's hyperparameters
 (``self.save_hyperparameters()``) become params, nested ones flattened with dots; each logged
 metric (``self.log("train_loss", loss)``) is a metric with Lightning's step. Only the main
 process (rank zero) records. Works with ``lightning`` (``lightning.pytorch``) or, without it,
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -112,5 +113,12 @@ class HyperdashLogger(Logger):  # type: ignore[misc,valid-type]  # Lightning is 
         exp, self._exp = self._exp, None  # a later fit or test that logs is a run of its own
         if status == "success":
             exp.end()
+            return
+        # Lightning calls this from the except block that caught what ended training: Ctrl-C
+        # or a stop (KeyboardInterrupt) is user_canceled, a failure is that exception, with its
+        # traceback in the log (the run has ended by the time Python prints it).
+        caught = sys.exc_info()[1]
+        if caught is not None:
+            exp.end_with_exception(caught)
         else:
             exp.end_with_exception(RuntimeError(f"Lightning ended training: {status}"), log_traceback=False)

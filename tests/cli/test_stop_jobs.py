@@ -4,9 +4,12 @@ goes on; `hyperdash stop`; the run ends user_canceled and says who stopped it.""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import uuid
 
+import psutil
+import pytest
 from cli_support import HYPERDASH, py
 
 # Prints a line, then waits: as an idle job does, between its heartbeats.
@@ -29,10 +32,31 @@ while True:
 """
 
 
+# Run by a shell that waits for it, as `sh train.sh` runs it: writes its pid, then loops.
+GRANDCHILD = """
+import os, signal, sys, time
+if len(sys.argv) > 2:  # stubborn: only SIGKILL ends it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open(sys.argv[1], "w") as f:
+    f.write(str(os.getpid()))
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
 def _start(account, home, code: str, **env: str) -> tuple[subprocess.Popen, str]:
+    return _start_command(account, home, py(code), env)
+
+
+def _start_command(account, home, command: list[str], env: dict[str, str] | None = None,
+                   stdout=subprocess.PIPE) -> tuple[subprocess.Popen, str]:
+    """``hyperdash run`` of ``command``, once its run has stored the line ``ready``."""
     name = f"stop-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen([*HYPERDASH, "run", "-n", name, *py(code)], env={**account.sdk_env(home), **env},
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*HYPERDASH, "run", "-n", name, "--", *command],
+                            env={**account.sdk_env(home), **(env or {})},
+                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
     run = account.wait_for_run(name, "running", timeout=30)
     account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(run["uuid"])), timeout=30)
     return proc, run["uuid"]
@@ -109,3 +133,63 @@ def test_a_pipe_is_stopped_like_ctrl_c(account, hyperdash_home):
     assert proc.returncode == 130
     ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r)
     assert ended["status"] == "user_canceled"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_stop_reaches_the_job_under_a_shell_and_spares_the_pipe_reader(account, hyperdash_home, tmp_path,
+                                                                        shell):
+    (tmp_path / "train.py").write_text(GRANDCHILD)
+    pid_file = tmp_path / "grandchild.pid"
+    # The shell runs Python and waits for it (a command follows: no exec in its place).
+    (tmp_path / "train.sh").write_text(f"{sys.executable} {tmp_path / 'train.py'} {pid_file}\necho after\n")
+    # `hyperdash run ... | cat > out`: the reader shares hyperdash's process group.
+    reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        proc, run_uuid = _start_command(account, hyperdash_home, [shell, str(tmp_path / "train.sh")],
+                                        {"HYPERDASH_STOP_GRACE": "2"}, stdout=reader.stdin)
+        reader.stdin.close()  # (hyperdash holds the write end now)
+        shell_pid = psutil.Process(proc.pid).children()[0].pid
+        grandchild = int(pid_file.read_text())
+        resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
+                                           headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        _, err = proc.communicate(timeout=40)
+        # Python got the SIGINT (KeyboardInterrupt), and the shell ended with it.
+        assert proc.returncode == 130, err.decode()
+        assert "KeyboardInterrupt" in err.decode() and "after" not in reader.stdout.read().decode()
+        assert _gone(shell_pid) and _gone(grandchild)
+        run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+        assert (run["status"], run["signal"]) == ("user_canceled", "SIGINT")
+        assert reader.wait(timeout=30) == 0  # it read to the end: no signal reached it
+    finally:
+        reader.kill()
+        if pid_file.exists() and not _gone(grandchild := int(pid_file.read_text())):
+            psutil.Process(grandchild).kill()
+
+
+def test_the_final_sigkill_reaches_what_outlives_the_shell(account, hyperdash_home, tmp_path):
+    (tmp_path / "train.py").write_text(GRANDCHILD)
+    pid_file = tmp_path / "grandchild.pid"
+    try:
+        proc, run_uuid = _start_command(account, hyperdash_home, [
+            "bash", "-c", f"{sys.executable} {tmp_path / 'train.py'} {pid_file} stubborn; echo after"],
+            {"HYPERDASH_STOP_GRACE": "1"})
+        grandchild = int(pid_file.read_text())
+        resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
+                                           headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        out, err = proc.communicate(timeout=40)
+        assert proc.returncode == 143, err.decode()  # the shell died of SIGTERM, Python ignored it
+        assert _gone(grandchild)  # and got SIGKILL, though the shell was gone by then
+        run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+        assert (run["status"], run["signal"]) == ("user_canceled", "SIGTERM")
+    finally:
+        if pid_file.exists() and not _gone(grandchild := int(pid_file.read_text())):
+            psutil.Process(grandchild).kill()

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -110,3 +111,91 @@ def test_bad_input_is_refused_and_sends_nothing(account, hyperdash_home, tmp_pat
     assert nameless.returncode == 2 and "must not be empty" in nameless.stderr
     assert call("--logdir").returncode == 2
     assert account.runs() == []
+
+
+def _stop(account, run_uuid: str) -> None:
+    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
+                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+    assert resp.status_code == 202, resp.text
+
+
+def test_a_stop_ends_that_run_alone_and_the_last_one_ends_the_command(account, hyperdash_home, tmp_path):
+    logdir = tmp_path / "stops"
+    follower = subprocess.Popen([*HYPERDASH, "tensorboard", "--logdir", str(logdir), "--interval", "0.2"],
+                                env=account.sdk_env(hyperdash_home), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logdir.mkdir()
+    try:
+        write_scalars(logdir / "a", [("loss", 0, 1.0)])
+        write_scalars(logdir / "b", [("loss", 0, 2.0)])
+        account.wait_for(lambda: len(account.runs(name="stops")) == 2, timeout=30)
+        runs = {account.run(r["uuid"])["params"]["tensorboard.run"]: r["uuid"] for r in account.runs(name="stops")}
+        _stop(account, runs["a"])
+        account.wait_for(lambda: account.run(runs["a"])["status"] == "user_canceled", timeout=30)
+        # a is read no more; b goes on.
+        write_scalars(logdir / "a", [("loss", 1, 1.5)])
+        write_scalars(logdir / "b", [("loss", 1, 2.5)])
+        account.wait_for(lambda: series(account, runs["b"], "loss") == [(0, 2.0), (1, 2.5)], timeout=30)
+        assert follower.poll() is None and account.run(runs["b"])["status"] == "running"
+        _stop(account, runs["b"])  # the last one followed: the command ends
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    assert "from the API: ending this run and no longer following a; the other runs go on" in err
+    assert "from the API: ending this run, the only one followed: hyperdash tensorboard ends" in err
+    assert "stopping the job" not in err
+    assert account.run(runs["b"])["status"] == "user_canceled"
+    assert series(account, runs["a"], "loss") == [(0, 1.0)]
+
+
+@pytest.fixture
+def follower_reporting(account, monkeypatch):
+    """A Follower made in the test itself, whose runs report to ``account``."""
+    from hyperdash.tensorboard import Follower
+
+    monkeypatch.setenv("HYPERDASH_SERVER", account.server.url)
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    return lambda logdir: Follower(logdir, backfill=True, say=lambda line: None)
+
+
+def test_an_event_file_removed_meanwhile_is_passed_over(account, follower_reporting, tmp_path):
+    logdir = tmp_path / "rotated"
+    write_scalars(logdir / "a", [("loss", 0, 1.0)])
+    write_scalars(logdir / "a", [("loss", 1, 2.0)])  # a second event file
+    first, second = sorted((logdir / "a").iterdir())
+    follower = follower_reporting(logdir)
+    reader = follower.loader_class
+
+    def rotated_away_once_listed(path: str):
+        if path == str(first):
+            first.unlink()
+        return reader(path)
+
+    follower.loader_class = rotated_away_once_listed
+    assert follower.poll() == 1  # the second file's point
+    second.unlink()  # removed once its reader was open
+    write_scalars(logdir / "a", [("loss", 2, 3.0)])
+    assert follower.poll() == 1
+    follower.end()
+    run = account.wait_for_run("rotated", status="success", timeout=30)
+    assert series(account, run["uuid"], "loss") == [(1, 2.0), (2, 3.0)]
+
+
+def test_an_error_that_ends_the_command_ends_its_runs(account, follower_reporting, tmp_path):
+    logdir = tmp_path / "broken"
+    write_scalars(logdir / "a", [("loss", 0, 1.0)])
+    follower = follower_reporting(logdir)
+    follower.poll()
+    write_scalars(logdir / "a", [("loss", 1, 2.0)])
+
+    def unreadable(path: str):
+        raise OSError(5, "Input/output error")
+
+    follower.loader_class = unreadable
+    follower.folders[(logdir / "a").resolve()].loaders.clear()
+    with pytest.raises(OSError, match="Input/output error"):
+        follower.send(threading.Event(), 0.1)
+    run = account.wait_for_run("broken", status="failure", timeout=30)
+    texts = [line["text"] for line in account.logs(run["uuid"])]
+    assert texts == ["hyperdash tensorboard: ended by an error: OSError(5, 'Input/output error')"]

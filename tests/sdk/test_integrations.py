@@ -74,11 +74,13 @@ def test_keras_records_each_batch_when_asked(run_job, sdk_env, account):
     assert [step for step, _ in points(account, run["uuid"], "loss")] == [0, 1]
 
 
-def test_lightning_logger_records_hyperparameters_and_metrics_with_their_steps(run_job, sdk_env, account):
+def needs_lightning() -> None:
     needs("torch")
     if importlib.util.find_spec("lightning") is None:
         needs("pytorch_lightning")
-    train(run_job, sdk_env, """
+
+
+LIGHTNING_MODEL = """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
     try:
@@ -108,10 +110,18 @@ def test_lightning_logger_records_hyperparameters_and_metrics_with_their_steps(r
 
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(32, 4), torch.randn(32, 1))
+
+    def trainer(logger):
+        return pl.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, accelerator="cpu",
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+"""
+
+
+def test_lightning_logger_records_hyperparameters_and_metrics_with_their_steps(run_job, sdk_env, account):
+    needs_lightning()
+    train(run_job, sdk_env, LIGHTNING_MODEL + """
     logger = HyperdashLogger("lightning fit", system_metrics=False)
-    trainer = pl.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, accelerator="cpu",
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(Tiny(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=16))
+    trainer(logger).fit(Tiny(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=16))
     print("version", logger.version)
     """)
     run = account.wait_for_run("lightning fit", status="success")
@@ -123,10 +133,33 @@ def test_lightning_logger_records_hyperparameters_and_metrics_with_their_steps(r
     assert [step for step, _ in val] == [3, 7]
 
 
+@pytest.mark.parametrize("raised, status, exit_code", [
+    ("ValueError('bad batch 1')", "failure", 1),
+    ("KeyboardInterrupt()", "user_canceled", 1),  # (Ctrl-C, or a stop: Lightning exits 1)
+])
+def test_lightning_logger_ends_the_run_as_what_ended_training(run_job, sdk_env, account, raised, status,
+                                                              exit_code):
+    needs_lightning()
+    done = run_job(LIGHTNING_MODEL + f"""
+    class Breaks(Tiny):
+        def training_step(self, batch, index):
+            if index == 1:
+                raise {raised}
+            return super().training_step(batch, index)
+
+    trainer(HyperdashLogger("lightning ends", system_metrics=False)).fit(Breaks(), DataLoader(data, batch_size=8))
+    """, timeout=240, env=sdk_env(**OFFLINE))
+    assert done.returncode == exit_code, done.stderr.decode()[-3000:]
+    run = account.run(account.wait_for_run("lightning ends", status=status)["uuid"])
+    if status == "failure":  # the exception itself, with its traceback in the log
+        assert run["failure"]["summary"] == "ValueError: bad batch 1"
+    else:
+        assert run["failure"] is None
+    assert [step for step, _ in points(account, run["uuid"], "train_loss")] == [0]
+
+
 def test_lightning_logger_refuses_what_is_not_a_run():
-    needs("torch")
-    if importlib.util.find_spec("lightning") is None:
-        needs("pytorch_lightning")
+    needs_lightning()
     from hyperdash.integrations.lightning import HyperdashLogger
 
     for bad in ("", "  ", 3, None):

@@ -75,3 +75,21 @@ def test_new_run_uuid_is_a_version_4_uuid():
         assert value.version == 4 and value.variant == uuid.RFC_4122
         seen.add(value)
     assert len(seen) == 200
+
+
+def test_a_stop_that_nothing_here_can_carry_out_is_not_claimed(reporting, capfd):
+    run = Run("unstoppable", echo=False).start()  # (no on_stop: a face that cannot stop its job)
+    said: list[str] = []
+    try:
+        reporting.wait_for_run("unstoppable", status="running", timeout=30)
+        resp = reporting.server.session.post(f"{reporting.server.url}/api/v1/runs/{run.uuid}/stop",
+                                             headers={"x-hyperdash-auth": reporting.api_key}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        # (heard in the reply to the next heartbeat)
+        reporting.wait_for(lambda: said.append(capfd.readouterr().err) or "asked this run" in "".join(said),
+                           timeout=30)
+    finally:
+        run.end("success")
+    assert (f"hyperdash: {reporting.email} asked this run to stop, from the API, but nothing here can stop "
+            "its job: stop it where it runs\n") in "".join(said)
+    assert "stopping the job" not in "".join(said)

@@ -1,12 +1,16 @@
 """Stopping an @monitor or Experiment job from afar: KeyboardInterrupt in its main thread, even
-while it sleeps, and the run ends user_canceled."""
+while it sleeps, and the run ends user_canceled; a job that cannot get a KeyboardInterrupt (SIGINT
+ignored) is ended after the grace period instead."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 import uuid
+
+import pytest
 
 
 def _stop(account, run_uuid: str):
@@ -15,9 +19,10 @@ def _stop(account, run_uuid: str):
     assert resp.status_code == 202, resp.text
 
 
-def _start(account, script, sdk_env, code: str, name: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(script(code))], env=sdk_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _start(account, script, sdk_env, code: str, name: str, env: dict[str, str] | None = None,
+           **popen) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, str(script(code))], env=sdk_env(**(env or {})),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
     run = account.wait_for_run(name, "running", timeout=30)
     account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(run["uuid"])), timeout=30)
     return proc, run["uuid"]
@@ -72,3 +77,39 @@ def test_an_experiment_in_a_busy_loop_is_stopped(account, script, sdk_env):
     # exp.iter kept its progress meanwhile.
     assert run["progress"]["source"] == "iter" and run["progress"]["total"] == 10**9
     assert run["progress"]["done"] > 0
+
+
+@pytest.mark.parametrize("ignored, dies_of", [
+    ((signal.SIGINT,), signal.SIGTERM),
+    ((signal.SIGINT, signal.SIGTERM), signal.SIGKILL),
+])
+def test_a_job_that_ignores_sigint_is_ended_after_the_grace_period(account, script, sdk_env, ignored, dies_of):
+    name = f"deaf-{uuid.uuid4().hex[:8]}"
+
+    def ignore() -> None:  # as a non-interactive shell starts a job in the background (`job &`)
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+    proc, run_uuid = _start(account, script, sdk_env, f"""
+        import time
+        from hyperdash import monitor
+
+        @monitor({name!r})
+        def train():
+            print("ready", flush=True)
+            time.sleep(120)
+
+        train()
+    """, name, env={"HYPERDASH_STOP_GRACE": "1"}, preexec_fn=ignore)
+    try:
+        _stop(account, run_uuid)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -dies_of, err.decode()
+    said = [line for line in err.decode().splitlines() if "asked this run to stop" in line]
+    assert said == [f"hyperdash: {account.email} asked this run to stop, from the API: the job ignores SIGINT, "
+                    f"so no KeyboardInterrupt can stop it: unless it ends first, in 1 s the run ends "
+                    f"user_canceled and the process (pid {proc.pid}) is terminated"]
+    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    assert run["status"] == "user_canceled" and run["stop"]["by"] == account.email
