@@ -412,6 +412,8 @@ export class LogView {
     this.showSearchStatus();
     this.busy++;
     this.setEdges('loading');
+    // The view is this line's now: a search or tail still loading shows nothing when it comes.
+    const request = ++this.tailRequest;
     /** @type {HTMLElement | null} */
     let target = null;
     try {
@@ -419,6 +421,7 @@ export class LogView {
         this.fetchLines({ before: seq + 1, limit: 100 }),
         this.fetchLines({ after: seq, limit: 150 }),
       ]);
+      if (request !== this.tailRequest) return; // a newer search or tail took the view meanwhile
       this.clear();
       this.atTail = after.length < 150;
       this.following = false;
