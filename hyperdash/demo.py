@@ -83,8 +83,10 @@ def _serve_demo(configured_url: str, port: int | None, steps: int, step_seconds:
                        "(run `hyperdash signup` to make one).", err=True)
         else:
             run_demo_job(server.url, key, steps=steps, step_seconds=step_seconds)
+        stop = _ctrl_c_event()  # before the line that invites Ctrl-C: one pressed at once is heard
         click.echo("Serving until Ctrl-C.")
-        _wait_for_ctrl_c()
+        while not stop.wait(0.5):
+            pass
     finally:
         server.stop()
     click.echo("Server stopped.")
@@ -104,12 +106,12 @@ def _working_key(server: ServerThread) -> str | None:
     return auth.create_api_key(local.id, "demo")["api_key"] if local is not None else None
 
 
-def _wait_for_ctrl_c() -> None:
+def _ctrl_c_event() -> threading.Event:
+    """An event set by the next SIGINT or SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
+    return stop
 
 
 def run_demo_job(server_url: str, api_key: str, *, steps: int = 30, step_seconds: float = 0.15) -> str:
