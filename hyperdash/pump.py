@@ -31,8 +31,13 @@ RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
 # Output that comes in small pieces one after the other (a training loop printing a line a
 # step, unbuffered) gathers for a moment before the next read: each wake-up of the pump costs
 # more than the lines it carries. A piece after a quiet spell is passed on at once.
-GATHER_WINDOW = 0.02  # a read this soon after the last one: output streams in
-GATHER_PAUSE = 0.03  # (a step of 2 ms: ten lines a wake-up; stop() cuts a pause short)
+GATHER_WINDOW = 0.02  # a read this soon after the last one (or after a pause): output streams in
+GATHER_PAUSE = 0.03  # (a step of 2 ms: fifteen lines a wake-up; stop() cuts a pause short)
+# Output that brings many lines at each read while it streams in is steady (a loop printing a
+# line every few milliseconds): it gathers longer, and is passed on ten times a second. A few
+# lines now and then still go on within GATHER_PAUSE.
+STEADY_PAUSE = 0.1
+STEADY_LINES = 5  # lines in one read, at least
 
 
 class OutputSink(Protocol):
@@ -84,7 +89,8 @@ class Pump(threading.Thread):
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
         self._buffer = bytearray(CHUNK_SIZE)
-        self._last_read = float("-inf")  # time.monotonic() of the last read that brought bytes
+        # time.monotonic() when the last read that brought bytes was done with (its pause included)
+        self._last_read = float("-inf")
         self._pausable: set[int] = set()  # channels whose reads may wait for more to gather
         self._view = memoryview(self._buffer)
 
@@ -166,7 +172,6 @@ class Pump(threading.Thread):
         if terminal_fd is not None and not _write_all(terminal_fd, data):
             self._open[read_fd] = (None, stream)
         self.sink.write(stream, data)
-        now = time.monotonic()
         if len(data) < FLOOD_FULL and not self._stopping and read_fd in self._pausable:
             if len(data) >= FLOOD_READ:
                 # Output is flooding in: let it gather for a moment rather than being woken by
@@ -174,9 +179,11 @@ class Pump(threading.Thread):
                 # when the read nearly filled the pipe: the job writes faster than a pause
                 # would let the pipe hold, and it would be blocked until the pump came back.
                 time.sleep(FLOOD_PAUSE)
-            elif now - self._last_read < GATHER_WINDOW:
-                self._stopped.wait(GATHER_PAUSE)
-        self._last_read = now
+            elif time.monotonic() - self._last_read < GATHER_WINDOW:
+                steady = data.count(b"\n") >= STEADY_LINES
+                self._stopped.wait(STEADY_PAUSE if steady else GATHER_PAUSE)
+        # (after the pause: what came during it is read at once, and keeps the output streaming)
+        self._last_read = time.monotonic()
         return len(data)
 
     def _close(self, read_fd: int) -> None:

@@ -1,6 +1,7 @@
 """System metrics: what the job's processes and the machine are doing while a run runs.
 
-A :class:`SystemSampler` thread reads, every ``interval`` seconds (10 by default), the CPU and
+A :class:`SystemSampler` thread reads, every ``interval`` seconds (10 by default; the first time
+after a second, or the interval if shorter: a job that ends sooner is not sampled), the CPU and
 memory of the job's process tree (a process and all its descendants), the machine's CPU, memory,
 disk and network throughput (through :mod:`psutil`), and for each NVIDIA GPU its utilisation,
 memory, temperature and power (through NVML, the ``nvidia-ml-py`` package; no driver or no
@@ -30,8 +31,13 @@ __all__ = ["SystemSampler", "NAMES", "DEFAULT_INTERVAL", "MIN_INTERVAL", "enable
            "start_for"]
 
 DEFAULT_INTERVAL = 10.0
+# Seconds from the start of sampling to the first sample (or the interval, if shorter).
+FIRST_SAMPLE_DELAY = 1.0
 # Shorter intervals cost more than they tell.
 MIN_INTERVAL = 0.1
+# What the NVIDIA driver makes where it runs: on a machine, in a container given GPUs, and
+# under WSL. Where none is, NVML is not even tried.
+NVIDIA_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg")
 # A job with more processes than this is sampled through its first ones only.
 MAX_TREE_PROCESSES = 1000
 MB = 1024 * 1024
@@ -173,6 +179,8 @@ class Gpus:
 
     @classmethod
     def open(cls) -> Gpus | None:
+        if not any(os.path.exists(path) for path in NVIDIA_DRIVER_PATHS):
+            return None  # (no driver: NVML's import and its search for the library cost ~10 ms)
         try:
             import pynvml
         except ImportError:
@@ -268,6 +276,10 @@ class SystemSampler(threading.Thread):
     def run(self) -> None:
         start_cpu = time.thread_time()
         gpus = None
+        # A job that ends within FIRST_SAMPLE_DELAY is not sampled: psutil's import and a first
+        # sample would cost it more than they could tell.
+        if self._stop_event.wait(min(self.interval, FIRST_SAMPLE_DELAY)):
+            return
         try:
             import psutil
 
