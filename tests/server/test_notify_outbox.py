@@ -4,6 +4,7 @@ store, webhooks sent to a real receiver on a loopback port, and what the store t
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 import uuid
@@ -372,6 +373,32 @@ def test_a_deleted_run_is_never_notified(start, receiver, monkeypatch):
     assert [r.run_id for r in outbox_rows(client)] == [kept_id]
     wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED], what="the delivery")
     assert [r.json()["run"]["uuid"] for r in receiver.requests] == [kept]
+
+
+def test_a_notification_waiting_for_its_retry_is_not_sent_once_its_run_is_deleted(start, receiver, monkeypatch):
+    monkeypatch.setattr("hyperdash.server.app.TIDY_INTERVAL_S", 3600.0)  # a deleted run's rows stay
+    client = start(dataclasses.replace(FAST, backoff_s=1.0))
+    api = Api(client)
+    webhook(client, api, receiver.base + "/in", generate_secret())
+    receiver.answers = [Answer(status=503), Answer(status=503)]  # each run's first try fails
+    kept, gone = run_to_end(api, "kept", "failure"), run_to_end(api, "gone", "failure")
+    wait_for(lambda: len(receiver.requests) == 2, what="the first tries")
+    state = client.app.state  # type: ignore[attr-defined]
+
+    def delete(conn):
+        rows = conn.execute(select(runs).where(runs.c.uuid == gone)).all()
+        return mark_deleted(conn, rows, "deleted", state.run_cache)
+
+    state.store.writer.call(delete)
+    kept_id = stored_run(client, kept)[1]
+    wait_for(lambda: [r.state for r in outbox_rows(client) if r.run_id == kept_id] == [DELIVERED],
+             what="the kept run's retry")
+    # The deleted run's row stays unsent, well past the time its retry was due.
+    left = [r for r in outbox_rows(client) if r.run_id != kept_id]
+    assert [r.state for r in left] == [PENDING]
+    time.sleep(max(0, left[0].next_attempt_at - now_ms()) / 1000 + 0.5)  # (the worker polls every 0.05 s)
+    assert [r.state for r in outbox_rows(client) if r.run_id != kept_id] == [PENDING]
+    assert sorted(r.json()["run"]["uuid"] for r in receiver.requests) == sorted([kept, kept, gone])
 
 
 def test_a_fact_that_cannot_be_queued_does_not_keep_the_others_back(start, receiver, caplog):

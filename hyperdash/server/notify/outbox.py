@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from ...events import FAILURE, KILLED, SUCCESS, USER_CANCELED
 from ..dialect import insert_many, skip_locked
-from ..store import notify_channels, notify_outbox
+from ..store import deleted_runs, notify_channels, notify_outbox
 from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
 
 __all__ = [
@@ -288,6 +288,10 @@ def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_lim
     channels' rows."""
     due = or_(and_(notify_outbox.c.state == PENDING, notify_outbox.c.next_attempt_at <= now),
               and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until <= now))
+    # Nobody is told of a run deleted since its notification was queued (its rows go with the
+    # run's purge; until then its id is still the deleted run's, never a new run's).
+    being_purged = select(deleted_runs.c.run_id).where(deleted_runs.c.purged_at.is_(None))
+    due = and_(due, or_(notify_outbox.c.run_id.is_(None), notify_outbox.c.run_id.not_in(being_purged)))
     in_flight = and_(notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now)
     if in_flight_limit is not None:  # channels with their fill in flight are not even looked at
         full = (select(notify_outbox.c.channel_id).where(in_flight).group_by(notify_outbox.c.channel_id)
