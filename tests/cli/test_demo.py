@@ -17,6 +17,7 @@ def test_demo_starts_a_local_server_and_serves_until_ctrl_c(server_factory, tmp_
     home = tmp_path / "home"
     env = bare_env(home)
     env["HYPERDASH_SERVER"] = url
+    env["PYTHONFAULTHANDLER"] = "1"  # a SIGABRT makes it print where each of its threads is
     demo = subprocess.Popen([*HYPERDASH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=env, text=True)
     try:
@@ -45,7 +46,12 @@ def test_demo_starts_a_local_server_and_serves_until_ctrl_c(server_factory, tmp_
         assert requests.get(url + "/", timeout=10).status_code == 200  # the dashboard is served
 
         demo.send_signal(signal.SIGINT)
-        rest, _ = demo.communicate(timeout=30)
+        try:
+            rest, _ = demo.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            demo.send_signal(signal.SIGABRT)
+            _, stacks = demo.communicate(timeout=10)
+            raise AssertionError(f"the demo did not stop within 30 s of Ctrl-C; its threads:\n{stacks}") from None
     finally:
         if demo.poll() is None:
             demo.kill()
