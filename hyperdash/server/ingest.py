@@ -362,9 +362,10 @@ def _track_progress(conn: Connection, run: RunRow, hints: dict[str, Any], lines:
 
 
 def _text_bytes(lines: list[Line]) -> int:
-    """The UTF-8 size of the lines' text (most lines are ASCII: their length is their size)."""
-    return sum(len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
-               for text in map(_TEXT_OF, lines))
+    """The UTF-8 size of the lines' text, measured on their text joined (one pass in C rather
+    than one step of Python a line; most text is ASCII: its length is its size)."""
+    text = "".join(map(_TEXT_OF, lines))
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
 
 
 def _state(run: RunRow) -> RunState:
