@@ -10,7 +10,8 @@ import pytest
 from server_helpers import Api, env, log
 
 from hyperdash import events
-from hyperdash.server.ingest import mark_lost
+from hyperdash.server.batch import Line
+from hyperdash.server.ingest import _text_bytes, mark_lost
 
 
 def new_run() -> str:
@@ -456,3 +457,11 @@ def test_a_stopped_store_answers_503_with_retry_after(api):
     resp = api.ingest([log(new_run(), 1, "too late")])
     assert resp.status_code == 503 and resp.json()["code"] == "unavailable"
     assert int(resp.headers["retry-after"]) > 0
+
+
+def test_the_text_counted_is_its_size_in_utf8_line_by_line():
+    texts = ["plain", "", "épais 😀", "\x1b[31mred\x1b[0m", "a lone \ud83d", "\ude00 half of a pair", "x" * 1000]
+    lines = [Line(seq, 0, "stdout", text, 0, 0) for seq, text in enumerate(texts, 1)]
+    expected = sum(len(text.encode("utf-8", "replace")) for text in texts)
+    assert _text_bytes(lines) == expected
+    assert _text_bytes(lines[:1]) == 5 and _text_bytes([]) == 0

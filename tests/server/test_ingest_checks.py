@@ -34,6 +34,7 @@ TAKEN = {
     "partial and progress null": [line(1, payload={"partial": None, "progress": None})],
     "unicode": [line(1, body="épais 😀 \u2028 \x1b[31mred\x1b[0m")],
     "the same seq twice": [line(1), line(1)],
+    "escapes without a NUL": [line(1, body='say "hi"\tto C:\\temp'), line(2, body="\\u0000 is how JSON writes a NUL")],
 }
 
 LEFT = {
@@ -44,6 +45,7 @@ LEFT = {
     "a partial piece": [line(1, payload={"partial": False})],
     "a float timestamp": [{**line(1), "timestamp": 1.7e12}],
     "a NUL character": [line(1, body="a\x00b")],
+    "a NUL after other escapes": [line(1, body='say "hi"'), line(2, body="a\tb\x00c")],
     "a long body": [line(1, body="x" * (events.MAX_LOG_BODY_BYTES // 2))],
     "level instead of stream": [{**line(1), "payload": {"body": "x", "level": "ERROR"}}],
     "one envelope, not an array": line(1),
