@@ -26,6 +26,7 @@ __all__ = [
     "PtyWindow",
     "follow_window_sizes",
     "widen_pipe",
+    "pipe_size",
     "isatty",
     "wait_until_drained",
     "PIPE_SIZE",
@@ -33,6 +34,7 @@ __all__ = [
 
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux
+F_GETPIPE_SZ = 1032
 
 
 def open_channel(like_fd: int) -> tuple[int, int]:
@@ -87,6 +89,19 @@ def widen_pipe(fd: int) -> None:
             fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     except (OSError, ImportError):
         pass  # a smaller pipe only means more wake-ups
+
+
+def pipe_size(fd: int) -> int:
+    """How many bytes the pipe behind ``fd`` holds (Linux); 0 where ``fd`` is no pipe or its
+    size cannot be told."""
+    try:
+        import fcntl
+
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return int(fcntl.fcntl(fd, F_GETPIPE_SZ))
+    except (OSError, ImportError):
+        pass
+    return 0
 
 
 def _open_pty(like_fd: int) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .channel import PtyWindow, follow_window_sizes, isatty
+from .channel import PtyWindow, follow_window_sizes, isatty, pipe_size
 
 if TYPE_CHECKING:
     import selectors
@@ -35,9 +35,11 @@ GATHER_WINDOW = 0.02  # a read this soon after the last one (or after a pause): 
 GATHER_PAUSE = 0.03  # (a step of 2 ms: fifteen lines a wake-up; stop() cuts a pause short)
 # Output that brings many lines at each read while it streams in is steady (a loop printing a
 # line every few milliseconds): it gathers longer, and is passed on ten times a second. A few
-# lines now and then still go on within GATHER_PAUSE.
+# lines now and then still go on within GATHER_PAUSE. Only where the pipe holds enough for the
+# job not to wait on it meanwhile (a pipe that could not be widened holds a few KiB).
 STEADY_PAUSE = 0.1
 STEADY_LINES = 5  # lines in one read, at least
+STEADY_ROOM = 256 * 1024  # bytes the pipe holds, at least
 
 
 class OutputSink(Protocol):
@@ -92,6 +94,8 @@ class Pump(threading.Thread):
         # time.monotonic() when the last read that brought bytes was done with (its pause included)
         self._last_read = float("-inf")
         self._pausable: set[int] = set()  # channels whose reads may wait for more to gather
+        self._roomy: set[int] = set()  # pausable channels whose pipes hold STEADY_ROOM
+        self._terminals: set[int] = set()  # open channels that are ptys: while any is, no gathering
         self._view = memoryview(self._buffer)
 
     def run(self) -> None:
@@ -112,9 +116,12 @@ class Pump(threading.Thread):
         # so that no signal handler of ours can interrupt the job's system calls)
         resizes = [PtyWindow(terminal_fd, read_fd) for read_fd, terminal_fd, _ in self.channels
                    if self.follow_resizes and terminal_fd is not None and isatty(read_fd) and isatty(terminal_fd)]
-        # A pty holds a few KiB: a writer would wait on it during any pause. Pipes (widened by
-        # open_channel) hold far more than a pause lets gather.
-        self._pausable = {fd for fd in self._open if fd not in unpolled and not isatty(fd)}
+        # A pty holds a few KiB: a writer would wait on it during any pause, and one pump reads
+        # every channel, so none gathers while a pty is open. Pipes (widened by open_channel)
+        # hold far more than a pause lets gather.
+        self._terminals = {fd for fd in self._open if isatty(fd)}
+        self._pausable = {fd for fd in self._open if fd not in unpolled and fd not in self._terminals}
+        self._roomy = {fd for fd in self._pausable if pipe_size(fd) >= STEADY_ROOM}
         next_resize_check = 0.0
         try:
             while self._open:
@@ -179,15 +186,20 @@ class Pump(threading.Thread):
                 # when the read nearly filled the pipe: the job writes faster than a pause
                 # would let the pipe hold, and it would be blocked until the pump came back.
                 time.sleep(FLOOD_PAUSE)
-            elif time.monotonic() - self._last_read < GATHER_WINDOW:
-                steady = data.count(b"\n") >= STEADY_LINES
-                self._stopped.wait(STEADY_PAUSE if steady else GATHER_PAUSE)
+            elif time.monotonic() - self._last_read < GATHER_WINDOW and not self._terminals:
+                steady = read_fd in self._roomy and data.count(b"\n") >= STEADY_LINES
+                self.gather(STEADY_PAUSE if steady else GATHER_PAUSE)
         # (after the pause: what came during it is read at once, and keeps the output streaming)
         self._last_read = time.monotonic()
         return len(data)
 
+    def gather(self, seconds: float) -> None:
+        """Let output gather for ``seconds`` before the next read (:meth:`stop` cuts it short)."""
+        self._stopped.wait(seconds)
+
     def _close(self, read_fd: int) -> None:
         self._open.pop(read_fd, None)
+        self._terminals.discard(read_fd)
         try:
             os.close(read_fd)
         except OSError:

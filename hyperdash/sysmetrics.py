@@ -36,8 +36,11 @@ FIRST_SAMPLE_DELAY = 1.0
 # Shorter intervals cost more than they tell.
 MIN_INTERVAL = 0.1
 # What the NVIDIA driver makes where it runs: on a machine, in a container given GPUs, and
-# under WSL. Where none is, NVML is not even tried.
-NVIDIA_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg")
+# under WSL; failing those, an NVIDIA card on the PCI bus (its driver not loaded yet: NVML loads
+# it). Where none is, NVML is not even tried.
+NVIDIA_DRIVER_PATHS = ("/proc/driver/nvidia", "/sys/module/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+PCI_DEVICES = "/sys/bus/pci/devices"
+NVIDIA_PCI_VENDOR = "0x10de"
 # A job with more processes than this is sampled through its first ones only.
 MAX_TREE_PROCESSES = 1000
 MB = 1024 * 1024
@@ -179,8 +182,8 @@ class Gpus:
 
     @classmethod
     def open(cls) -> Gpus | None:
-        if not any(os.path.exists(path) for path in NVIDIA_DRIVER_PATHS):
-            return None  # (no driver: NVML's import and its search for the library cost ~10 ms)
+        if not _nvidia_present():
+            return None  # (NVML's import and its search for the library cost ~10 ms)
         try:
             import pynvml
         except ImportError:
@@ -228,6 +231,24 @@ class Gpus:
 
     def close(self) -> None:
         _shutdown(self.nvml)
+
+
+def _nvidia_present() -> bool:
+    """Whether this machine may have an NVIDIA GPU for NVML to find."""
+    if any(os.path.exists(path) for path in NVIDIA_DRIVER_PATHS):
+        return True
+    try:
+        devices = list(os.scandir(PCI_DEVICES))
+    except OSError:
+        return False
+    for device in devices:
+        try:
+            with open(os.path.join(device.path, "vendor")) as vendor:
+                if vendor.read().strip() == NVIDIA_PCI_VENDOR:
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _shutdown(nvml: Any) -> None:

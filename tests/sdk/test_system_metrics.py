@@ -241,11 +241,22 @@ def test_nvml_is_not_tried_where_no_nvidia_driver_is(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml("pynvml"))
     monkeypatch.setattr(sysmetrics, "NVIDIA_DRIVER_PATHS", (str(tmp_path / "nvidiactl"),))
+    bus = tmp_path / "pci"
+    for number, vendor in enumerate(["0x8086", "0x1af4"]):
+        (bus / f"0000:00:0{number}.0").mkdir(parents=True)
+        (bus / f"0000:00:0{number}.0" / "vendor").write_text(vendor + "\n")
+    monkeypatch.setattr(sysmetrics, "PCI_DEVICES", str(bus))
     assert Gpus.open() is None
     assert calls == []
     (tmp_path / "nvidiactl").touch()  # a driver: NVML is asked, and says there is no GPU
     assert Gpus.open() is None
     assert calls == ["init"]
+    # no driver loaded yet, but an NVIDIA card on the bus: NVML is asked (it loads the driver)
+    (tmp_path / "nvidiactl").unlink()
+    (bus / "0000:00:02.0").mkdir()
+    (bus / "0000:00:02.0" / "vendor").write_text("0x10de\n")
+    assert Gpus.open() is None
+    assert calls == ["init", "init"]
 
 
 @pytest.fixture

@@ -1,0 +1,134 @@
+"""The pump's gathering: steady output on a pipe waits a while between reads, a line now and
+then does not, a terminal channel is never kept waiting, and stop() cuts a pause short."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import threading
+import time
+
+import pytest
+
+from hyperdash import pump as pump_module
+from hyperdash.channel import F_SETPIPE_SZ, PIPE_SIZE, pipe_size
+from hyperdash.pump import GATHER_PAUSE, Pump
+
+BURST = b"".join(f"step {i} loss 0.{i}\n".encode() for i in range(10))  # ten lines a write
+
+
+class Received:
+    """What the pump hands on (the pump's sink), in order."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lock = threading.Lock()
+
+    def write(self, stream: str, data: bytes) -> None:
+        with self.lock:
+            self.data += data
+
+
+class WatchedPump(Pump):
+    """A pump that notes each pause it takes to let output gather."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pauses: list[float] = []
+
+    def gather(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        super().gather(seconds)
+
+
+def pipe_channel(size: int = PIPE_SIZE) -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, F_SETPIPE_SZ, size)
+    os.set_blocking(read_fd, False)
+    return read_fd, write_fd
+
+
+def write_steadily(fd: int, bursts: int, gap: float = 0.004) -> None:
+    for _ in range(bursts):
+        os.write(fd, BURST)
+        time.sleep(gap)
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_steady_output_gathers_longer_and_stop_cuts_the_pause_short(monkeypatch):
+    monkeypatch.setattr(pump_module, "STEADY_PAUSE", 60.0)  # longer than any test waits
+    read_fd, write_fd = pipe_channel()
+    received = Received()
+    pump = WatchedPump(received, [(read_fd, None, "stdout")])
+    pump.start()
+    try:
+        write_steadily(write_fd, 50)
+        wait_for(lambda: 60.0 in pump.pauses)
+        started = time.monotonic()
+        pump.stop(timeout=10)
+        assert not pump.is_alive() and time.monotonic() - started < 10
+        assert bytes(received.data) == BURST * 50  # what was written before stop(), all of it
+    finally:
+        os.close(write_fd)
+        pump.stop()
+
+
+def test_a_line_now_and_then_is_passed_on_at_once():
+    read_fd, write_fd = pipe_channel()
+    received = Received()
+    pump = WatchedPump(received, [(read_fd, None, "stdout")])
+    pump.start()
+    try:
+        for i in range(3):
+            os.write(write_fd, f"epoch {i}\n".encode())
+            wait_for(lambda lines=i + 1: received.data.count(b"\n") == lines)
+            time.sleep(0.1)  # a quiet spell
+        assert pump.pauses == []
+    finally:
+        os.close(write_fd)
+        pump.stop()
+
+
+def test_no_channel_gathers_while_a_terminal_channel_is_open():
+    read_fd, write_fd = pipe_channel()
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    received = Received()
+    pump = WatchedPump(received, [(master, None, "stdout"), (read_fd, None, "stderr")])
+    pump.start()
+    try:
+        write_steadily(write_fd, 30)
+        os.write(slave, b"to the terminal\n")
+        wait_for(lambda: received.data.count(b"\n") == 30 * 10 + 1)
+        assert pump.pauses == []  # the job's writes to its terminal never wait on a pause
+        os.close(slave)  # the terminal is gone: the pipe alone may gather again
+        wait_for(lambda: master not in pump._open)
+        write_steadily(write_fd, 30)
+        wait_for(lambda: received.data.count(b"\n") == 60 * 10 + 1)
+        assert pump.pauses
+    finally:
+        os.close(write_fd)
+        pump.stop()
+
+
+def test_a_pipe_that_holds_little_never_gathers_long():
+    read_fd, write_fd = pipe_channel(size=16 * 1024)
+    if pipe_size(read_fd) >= pump_module.STEADY_ROOM:
+        pytest.skip("this kernel would not make the pipe small")
+    received = Received()
+    pump = WatchedPump(received, [(read_fd, None, "stdout")])
+    pump.start()
+    try:
+        write_steadily(write_fd, 50)
+        wait_for(lambda: received.data.count(b"\n") == 50 * 10)
+        assert pump.pauses and set(pump.pauses) == {GATHER_PAUSE}
+    finally:
+        os.close(write_fd)
+        pump.stop()
