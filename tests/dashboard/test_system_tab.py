@@ -39,6 +39,12 @@ def chart_names(page, panel: str) -> list[str]:
     return page.locator(f"#{panel} .chart").evaluate_all("els => els.map(e => e.dataset.metric)")
 
 
+def wait_for_system_charts(page) -> None:
+    """Until every system chart of :func:`seed` is drawn (each is drawn as its series comes)."""
+    for name in SYSTEM:
+        page.locator(f"#system-panel .chart[data-metric='{name}'] canvas").wait_for()
+
+
 def overflow(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
@@ -54,7 +60,7 @@ def test_system_metrics_have_their_own_tab_on_a_phone(open_page, account, artifa
     assert page.locator("#metrics-count").inner_text() == "1"
 
     tab.click()
-    page.locator("#system-panel .chart[data-metric='sys/cpu_percent'] canvas").wait_for()
+    wait_for_system_charts(page)
     assert page.locator("#log").is_hidden() and page.locator("#metrics-panel").is_hidden()
     assert sorted(chart_names(page, "system-panel")) == sorted(SYSTEM)
     assert page.locator("#system-empty").is_hidden()
@@ -81,7 +87,7 @@ def test_system_metrics_have_their_own_tab_on_a_phone(open_page, account, artifa
 def test_system_metrics_sit_beside_the_log_on_a_desktop(open_page, account, artifacts):
     feed = seed(account)
     page = open_run(open_page, account, feed, DESKTOP)
-    page.locator("#system-panel .chart[data-metric='sys/gpu0/memory_percent'] canvas").wait_for()
+    wait_for_system_charts(page)
     assert page.locator("#log").is_visible() and page.locator("#system-panel").is_visible()
     assert chart_names(page, "metrics-panel") == ["loss"]
     assert sorted(chart_names(page, "system-panel")) == sorted(SYSTEM)
