@@ -35,8 +35,10 @@ GATHER_WINDOW = 0.02  # a read this soon after the last one (or after a pause): 
 GATHER_PAUSE = 0.03  # (a step of 2 ms: fifteen lines a wake-up; stop() cuts a pause short)
 # Output that brings many lines at each read while it streams in is steady (a loop printing a
 # line every few milliseconds): it gathers longer, and is passed on ten times a second. A few
-# lines now and then still go on within GATHER_PAUSE. Only where the pipe holds enough for the
-# job not to wait on it meanwhile (a pipe that could not be widened holds a few KiB).
+# lines now and then still go on within GATHER_PAUSE. Only when the read came after a pause and
+# brought less than FLOOD_READ: then the job writes less than FLOOD_READ per GATHER_PAUSE, and
+# the pipe, where it holds STEADY_ROOM, cannot fill during a longer pause (a pipe that could not
+# be widened holds a few KiB). A first small read of a flood is no sign of steady output.
 STEADY_PAUSE = 0.1
 STEADY_LINES = 5  # lines in one read, at least
 STEADY_ROOM = 256 * 1024  # bytes the pipe holds, at least
@@ -96,6 +98,7 @@ class Pump(threading.Thread):
         self._pausable: set[int] = set()  # channels whose reads may wait for more to gather
         self._roomy: set[int] = set()  # pausable channels whose pipes hold STEADY_ROOM
         self._terminals: set[int] = set()  # open channels that are ptys: while any is, no gathering
+        self._gathered = False  # whether the last read was followed by a pause to gather
         self._view = memoryview(self._buffer)
 
     def run(self) -> None:
@@ -179,6 +182,7 @@ class Pump(threading.Thread):
         if terminal_fd is not None and not _write_all(terminal_fd, data):
             self._open[read_fd] = (None, stream)
         self.sink.write(stream, data)
+        gathered = False
         if len(data) < FLOOD_FULL and not self._stopping and read_fd in self._pausable:
             if len(data) >= FLOOD_READ:
                 # Output is flooding in: let it gather for a moment rather than being woken by
@@ -187,8 +191,10 @@ class Pump(threading.Thread):
                 # would let the pipe hold, and it would be blocked until the pump came back.
                 time.sleep(FLOOD_PAUSE)
             elif time.monotonic() - self._last_read < GATHER_WINDOW and not self._terminals:
-                steady = read_fd in self._roomy and data.count(b"\n") >= STEADY_LINES
+                steady = self._gathered and read_fd in self._roomy and data.count(b"\n") >= STEADY_LINES
                 self.gather(STEADY_PAUSE if steady else GATHER_PAUSE)
+                gathered = True
+        self._gathered = gathered
         # (after the pause: what came during it is read at once, and keeps the output streaming)
         self._last_read = time.monotonic()
         return len(data)
