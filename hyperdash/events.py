@@ -60,9 +60,18 @@ API_KEY_REQUIRED = "api_key_requred"
 MAX_LINE_BYTES = 16 * 1024
 # The server refuses a log body longer than this (the original clients send at most 20 KiB).
 MAX_LOG_BODY_BYTES = 64 * 1024
-# One ingest request: at most this many envelopes, and this many bytes of body (else 413).
+# One ingest request: at most this many events (a block of lines counts as its lines), and this
+# many bytes of body (else 413).
 MAX_BATCH_EVENTS = 10_000
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# A block of lines (a log event whose payload has "lines": N, our superset): its body holds N whole
+# lines, each ending in "\n", which take the seqs seq .. seq + N - 1. The SDK cuts blocks at most
+# this many bytes long, so that even with every byte of invalid UTF-8 replaced (3 bytes each) a
+# block stays under MAX_LOG_BODY_BYTES. It sends blocks only to a server whose ingest replies
+# carry ``"log_blocks": true``; until then, one line per event.
+LOG_BLOCK_BYTES = MAX_LOG_BODY_BYTES // 4
+LINES_FIELD = "lines"
+BLOCKS_REPLY_FIELD = "log_blocks"
 # Names of params and metrics, and run names.
 MAX_NAME_CHARS = 512
 

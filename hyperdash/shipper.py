@@ -26,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors, framing
 from .events import (
+    BLOCKS_REPLY_FIELD,
     HEARTBEAT,
     LEVEL_OF_STREAM,
+    LINES_FIELD,
     LOG,
+    LOG_BLOCK_BYTES,
     MAX_BATCH_EVENTS,
     MAX_REQUEST_BYTES,
     envelope,
@@ -42,33 +45,74 @@ __all__ = ["Backoff", "SpoolSender", "Shipper", "encoded_events"]
 
 DEFAULT_BATCH_EVENTS = 2000
 DEFAULT_BATCH_BYTES = 1 << 20
+# Until the server's first reply says whether it takes blocks of lines, a batch holds at most
+# this many events (an uploader's first batch would be a big one, one envelope a line).
+PROBE_EVENTS = 100
 # At exit, and in the uploader, batches as large as the server takes: fewer round trips.
 BIG_BATCH_BYTES = MAX_REQUEST_BYTES // 4
 
 
-def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int | None = None) -> list[str]:
+def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int | None = None,
+                   blocks: bool = False) -> tuple[list[str], int]:
     """The JSON envelopes, as text, of one spool record's events whose seq is above
-    ``after_seq`` (at most ``limit``). Log lines are written straight into a template: a flood
-    of output costs a quarter of the CPU that building and encoding a dict for each line would.
-    Raises ``ValueError`` for an event that JSON cannot carry (a NaN from an older spool)."""
+    ``after_seq`` (at most ``limit`` events), and how many events they carry. With ``blocks``,
+    whole lines go as blocks of lines (:data:`hyperdash.events.LOG_BLOCK_BYTES` at most), so a
+    flood of output costs a few envelopes, not one per line; else log lines are written one per
+    envelope straight into a template, which costs a quarter of the CPU that building and
+    encoding a dict for each line would. Raises ``ValueError`` for an event that JSON cannot
+    carry (a NaN from an older spool)."""
     if record.kind == EVENT:
         if record.first_seq <= after_seq:
-            return []
+            return [], 0
         event = json.loads(record.blob)
         env = envelope(event["type"], run_uuid, event["payload"], seq=record.first_seq, timestamp=record.timestamp)
-        return [json.dumps(env, ensure_ascii=False, separators=(",", ":"), allow_nan=False)]
-    # a newline byte is never part of a longer UTF-8 sequence: decoding the whole blob at once
-    # gives the same text as decoding each line
-    text = record.blob.decode("utf-8", "replace")
-    lines = text.split("\n")[:-1] if record.kind == framing.LINES else [text]
+        return [json.dumps(env, ensure_ascii=False, separators=(",", ":"), allow_nan=False)], 1
     skip = max(0, after_seq - record.first_seq + 1)
-    stop = len(lines) if limit is None else min(len(lines), skip + limit)
     stream = record.stream or "stdout"
     flag = {framing.PARTIAL: ',"partial":true', framing.PROGRESS: ',"progress":true'}.get(record.kind, "")
     head = (f'{{"type":"{LOG}","timestamp":{int(record.timestamp)},"sdk_run_uuid":{_quote(run_uuid)},'
             f'"payload":{{"level":"{LEVEL_OF_STREAM[stream]}","stream":"{stream}"{flag},"body":')
+    if blocks and record.kind == framing.LINES:
+        return _blocks(record.blob, head, record.first_seq + skip, _after_lines(record.blob, skip), limit)
+    # a newline byte is never part of a longer UTF-8 sequence: decoding the whole blob at once
+    # gives the same text as decoding each line
+    text = record.blob.decode("utf-8", "replace")
+    lines = text.split("\n")[:-1] if record.kind == framing.LINES else [text]
+    stop = len(lines) if limit is None else min(len(lines), skip + limit)
     first = record.first_seq
-    return [f'{head}{_quote(lines[i])}}},"seq":{first + i}}}' for i in range(skip, stop)]
+    fragments = [f'{head}{_quote(lines[i])}}},"seq":{first + i}}}' for i in range(skip, stop)]
+    return fragments, len(fragments)
+
+
+def _after_lines(blob: bytes, count: int, start: int = 0) -> int:
+    """The offset just past the ``count``-th newline of ``blob`` from ``start`` (there are as
+    many). Split in C: a batch that ends inside a record has the next one skip thousands."""
+    if count <= 0:
+        return start
+    return len(blob) - len(blob[start:].split(b"\n", count)[count])
+
+
+def _blocks(blob: bytes, head: str, seq: int, start: int, limit: int | None) -> tuple[list[str], int]:
+    """Envelopes of blocks of the whole lines of ``blob`` from offset ``start`` (at most ``limit``
+    lines), cut at newlines every :data:`LOG_BLOCK_BYTES` or sooner, the first line taking
+    ``seq``; and how many lines they carry."""
+    fragments: list[str] = []
+    end = len(blob)
+    left = end if limit is None else limit  # (a line has a byte at least: no more than ``end``)
+    first = seq
+    while start < end and left > 0:
+        stop = blob.rfind(b"\n", start, start + LOG_BLOCK_BYTES) + 1 if start + LOG_BLOCK_BYTES < end else end
+        if stop <= start:  # (framing cuts lines shorter than a block: never, but stay whole)
+            stop = blob.index(b"\n", start) + 1
+        count = blob.count(b"\n", start, stop)
+        if count > left:
+            stop, count = _after_lines(blob, left, start), left
+        text = blob[start:stop].decode("utf-8", "replace")
+        fragments.append(f'{head}{_quote(text)},"{LINES_FIELD}":{count}}},"seq":{seq}}}')
+        seq += count
+        left -= count
+        start = stop
+    return fragments, seq - first
 
 
 def _body(fragments: list[str]) -> bytes:
@@ -124,6 +168,9 @@ class SpoolSender:
         self.on_reply = on_reply  # told every reply of the server (a stop asked of the run)
         self.on_gone = on_gone
         self.gone: errors.RunDeleted | None = None
+        # whether the server takes blocks of lines: None until a reply has said (until then a
+        # batch holds at most PROBE_EVENTS events, one line each)
+        self.blocks: bool | None = None
         # set (by freeze) once the spool is no longer this sender's: its owner closes it, or
         # another process may own it
         self.frozen = False
@@ -158,46 +205,49 @@ class SpoolSender:
         with self._spool_lock:
             if self.frozen:
                 return 0
-            fragments, offset, last_seq = self._next_batch()
+            fragments, count, offset, last_seq = self._next_batch()
             if not fragments:
                 if offset != self.spool.cursor_offset:
                     self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
                 return 0
         if self.gone is None:  # (a deleted run's events are passed over, as if sent)
-            self._send(fragments)
+            self._send(fragments, count)
         with self._spool_lock:
             if not self.frozen:
                 self.spool.save_cursor(offset, last_seq)
-        return len(fragments)
+        return count
 
-    def _next_batch(self) -> tuple[list[str], int, int]:
-        """The next envelopes (JSON text), the offset of the first record not wholly in them,
-        and their last seq."""
+    def _next_batch(self) -> tuple[list[str], int, int, int]:
+        """The next envelopes (JSON text), how many events they carry, the offset of the first
+        record not wholly in them, and their last seq."""
         acked = self.spool.acked_seq
         offset = self.spool.cursor_offset
         batch: list[str] = []
+        count = 0
         last_seq = acked
         end = self.spool.end_offset
         whole = False
+        most = self.batch_events if self.blocks is not None else min(self.batch_events, PROBE_EVENTS)
         for record in self.spool.records(offset, self.batch_bytes):
             whole = True
-            room = self.batch_events - len(batch)
+            room = most - count
             if room <= 0:
                 break
             after = max(acked, last_seq)
             try:
-                part = encoded_events(record, self.run_uuid, after, room)
-                last_seq = max(after, record.first_seq - 1) + len(part)
+                part, carried = encoded_events(record, self.run_uuid, after, room, bool(self.blocks))
+                last_seq = max(after, record.first_seq - 1) + carried
             except ValueError as exc:  # an event JSON cannot carry: the server could not take it
-                part, last_seq = [], max(after, record.last_seq)
+                part, carried, last_seq = [], 0, max(after, record.last_seq)
                 self._drop(errors.APIError(400, "invalid_json", f"an event cannot be sent as JSON: {exc}"))
             batch.extend(part)
+            count += carried
             if record.last_seq > last_seq:
                 break  # this record goes on in the next batch
             offset = record.end
         if not whole:
             self._torn_end = end  # nothing whole left to read
-        return batch, offset, last_seq
+        return batch, count, offset, last_seq
 
     def heard(self, reply: dict[str, Any]) -> None:
         """Pass a reply of the server on to ``on_reply``."""
@@ -215,9 +265,10 @@ class SpoolSender:
         if self.on_dropped is not None:
             self.on_dropped(exc)
 
-    def _send(self, fragments: list[str]) -> None:
+    def _send(self, fragments: list[str], count: int) -> None:
+        """Send envelopes carrying ``count`` events; halve a batch the server refuses."""
         try:
-            self.heard(self.transport.send_events(_body(fragments), self.api))
+            reply = self.transport.send_events(_body(fragments), self.api)
         except errors.RunDeleted as exc:
             self.run_deleted(exc)
         except errors.APIError as exc:
@@ -226,13 +277,16 @@ class SpoolSender:
             if len(fragments) == 1:
                 if exc.status == 413:
                     raise
-                self._drop(exc)  # the one malformed event: the others go on
+                self._drop(exc)  # the one malformed envelope: the others go on
                 return
             if exc.status == 413:
-                self.batch_events = max(1, len(fragments) // 2)
+                self.batch_events = max(1, min(self.batch_events, count) // 2)
             half = len(fragments) // 2
-            self._send(fragments[:half])
-            self._send(fragments[half:])
+            self._send(fragments[:half], count // 2)
+            self._send(fragments[half:], count - count // 2)
+        else:
+            self.blocks = reply.get(BLOCKS_REPLY_FIELD) is True
+            self.heard(reply)
 
 
 class Shipper(threading.Thread):

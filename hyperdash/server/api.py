@@ -203,8 +203,10 @@ class Series(Reply):
 
 
 class IngestReply(Reply):
-    stored: int
-    duplicates: int
+    stored: int = Field(description="events stored (a block of lines counts as its lines)")
+    duplicates: int = Field(description="events this server held already")
+    log_blocks: bool = Field(True, description="this server takes log events that carry a block of lines "
+                                               "(payload 'lines': N)")
     stop: dict[str, StopRequest] | None = Field(
         None, description="present when a run of the batch was asked to stop: its uuid -> the request")
 
@@ -341,7 +343,7 @@ async def ingest(request: Request) -> JSONReply:
         raise Unavailable("the database failed to store this batch; retry later") from None
     if result.gone is not None:
         raise RunGone(GONE_MESSAGE.format(uuid=result.gone))
-    reply = {"stored": result.stored, "duplicates": result.duplicates}
+    reply = {"stored": result.stored, "duplicates": result.duplicates, ev.BLOCKS_REPLY_FIELD: True}
     if result.stop:
         reply["stop"] = result.stop
     return JSONReply(reply)

@@ -5,6 +5,10 @@ Two ways lead to the same batch: most bodies are arrays of plain log lines, whic
 decodes and checks in one pass (:func:`_plain_lines_batch`); any other body, a bad one
 included, takes the general check (:func:`check_envelopes`), which names the first bad event.
 A test holds the two to the same result.
+
+A log event whose payload has ``"lines": N`` (a block of lines, see :data:`hyperdash.events.LOG_BLOCK_BYTES`)
+becomes N lines, numbered from its seq; either way, a batch holds at most
+:data:`~hyperdash.events.MAX_BATCH_EVENTS` events, a block counting as its lines.
 """
 
 from __future__ import annotations
@@ -112,7 +116,8 @@ def check_envelopes(envelopes: list[Any], user_id: int, api: str | None) -> Batc
                     and type(ts) is int and 0 <= ts <= MAX_TIMESTAMP_MS
                     and type(seq) is int and 0 < seq < _MAX_SEQ
                     and type(body) is str and len(body) <= _BODY_FAST and "\x00" not in body
-                    and stream in _STREAM_NAMES and "partial" not in payload and "progress" not in payload):
+                    and stream in _STREAM_NAMES and "partial" not in payload and "progress" not in payload
+                    and ev.LINES_FIELD not in payload):
                 add_line(Line(seq, ts, stream, body, 0, 0))
                 plain += 1
                 continue
@@ -123,6 +128,10 @@ def check_envelopes(envelopes: list[Any], user_id: int, api: str | None) -> Batc
         run_uuid_of_part, add_line = env["sdk_run_uuid"], part.lines.append
     if plain:
         part.envelopes += plain
+    events = sum(part.envelopes for part in parts.values())
+    if events > ev.MAX_BATCH_EVENTS:  # (blocks of lines count as their lines)
+        raise TooLarge(f"a batch holds at most {ev.MAX_BATCH_EVENTS} events (a block of lines counts as its "
+                       f"lines); this one has {events}", code="batch_too_large")
     return Batch(user_id, api, parts)
 
 
@@ -143,6 +152,7 @@ class _PlainPayload(msgspec.Struct, gc=False):  # (strings alone: no cycles to c
     stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
     partial: None = None  # present and true or false: not a plain line
     progress: None = None
+    lines: Annotated[int, msgspec.Meta(ge=1, le=ev.MAX_BATCH_EVENTS)] | None = None  # a block of lines
 
 
 class _PlainLine(msgspec.Struct, gc=False):
@@ -178,13 +188,52 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
         groups = {}
         for line in lines:
             groups.setdefault(line.sdk_run_uuid, []).append(line)
+    events = 0
     for run_uuid, group in groups.items():
         if len(run_uuid) != 36 or not _RUN_UUID.fullmatch(run_uuid):
             return None
-        part = parts[run_uuid] = RunPart(run_uuid.lower(), envelopes=len(group))
-        part.lines = [Line(line.seq, line.timestamp, line.payload.stream, line.payload.body, 0, 0)
-                      for line in group]
+        part = parts[run_uuid] = RunPart(run_uuid.lower())
+        if any(line.payload.lines for line in group):
+            of_blocks = _lines_of_blocks(group)
+            if of_blocks is None:
+                return None
+            part.lines = of_blocks
+        else:
+            part.lines = [Line(line.seq, line.timestamp, line.payload.stream, line.payload.body, 0, 0)
+                          for line in group]
+        part.envelopes = len(part.lines)
+        events += part.envelopes
+    if events > ev.MAX_BATCH_EVENTS:
+        return None
     return Batch(user_id, api, parts)
+
+
+def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
+    """The lines of plain log events some of which are blocks of lines, else None (a block
+    whose body does not hold its count of lines, each ending in a newline)."""
+    out: list[Line] = []
+    add, extend = out.append, out.extend
+    for event in group:
+        payload = event.payload
+        count = payload.lines
+        if count is None:
+            add(Line(event.seq, event.timestamp, payload.stream, payload.body, 0, 0))
+            continue
+        texts = _block_texts(payload.body, count)
+        seq, ts, stream = event.seq, event.timestamp, payload.stream
+        if texts is None or seq + count > _MAX_SEQ:
+            return None
+        extend([Line(seq + i, ts, stream, text, 0, 0) for i, text in enumerate(texts)])
+    return out
+
+
+def _block_texts(body: str, count: int) -> list[str] | None:
+    """The ``count`` lines of a block's body without their newlines, or None when the body is
+    not ``count`` lines that each end in a newline."""
+    texts = body.split("\n")
+    if texts.pop() or len(texts) != count:
+        return None
+    return texts
 
 
 def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None) -> RunPart:
@@ -347,6 +396,10 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
         part.has_progress = part.has_progress or bool(progress)
     if "\x00" in body:
         body = clean(body)
+    count = payload.get(ev.LINES_FIELD)
+    if count is not None:
+        _check_block(i, part, seq, ts, stream, body, count, partial or progress)
+        return
     if seq is not None:
         part.lines.append(Line(seq, ts, stream, body, partial, progress))
         return
@@ -359,3 +412,21 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
     part.unsequenced.append(Chunk(ts, stream, body, partial, progress, chunk_id))
 
 
+
+
+def _check_block(i: int, part: RunPart, seq: int | None, ts: int, stream: str, body: str, count: object,
+                 flagged: int) -> None:
+    """A block of lines (``"lines": count``): its lines, numbered from ``seq``, join the part."""
+    if type(count) is not int or not 1 <= count <= ev.MAX_BATCH_EVENTS:
+        _fail(i, f"log 'lines' must be an integer from 1 to {ev.MAX_BATCH_EVENTS}")
+    if seq is None:
+        _fail(i, "a block of lines (log 'lines') needs a 'seq', the seq of its first line")
+    if flagged:
+        _fail(i, "a block of lines (log 'lines') cannot be 'partial' or 'progress'")
+    if seq + count > _MAX_SEQ:
+        _fail(i, "'seq' must be a positive integer")
+    texts = _block_texts(body, count)
+    if texts is None:
+        _fail(i, f"log 'body' must hold exactly {count} lines (log 'lines'), each ending in a newline")
+    part.lines.extend([Line(seq + n, ts, stream, text, 0, 0) for n, text in enumerate(texts)])
+    part.envelopes += count - 1  # (the envelope itself is counted already)

@@ -11,10 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hyperdash import errors, framing
+from hyperdash import errors, events, framing
 from hyperdash.config import KeySource
-from hyperdash.shipper import Backoff, Shipper, SpoolSender
-from hyperdash.spool import EVENT, Spool
+from hyperdash.server.checks import checked_batch
+from hyperdash.shipper import PROBE_EVENTS, Backoff, Shipper, SpoolSender, encoded_events
+from hyperdash.spool import EVENT, Record, Spool
 from hyperdash.transport import Transport
 
 
@@ -36,7 +37,7 @@ class ScriptedServer(LoopbackServer):
     ``(status, headers)`` replies (the last one repeats) and notes when each request came (and
     its headers, in ``headers``)."""
 
-    def __init__(self, replies, gate: threading.Event | None = None):
+    def __init__(self, replies, gate: threading.Event | None = None, blocks: bool = False):
         self.replies = list(replies)
         self.requests: list[tuple[float, list]] = []
         self.headers: list[dict[str, str]] = []
@@ -50,8 +51,8 @@ class ScriptedServer(LoopbackServer):
                 if gate is not None:  # the request stays in flight until the test opens the gate
                     gate.wait(30)
                 status, headers = owner.replies[min(len(owner.requests), len(owner.replies)) - 1]
-                reply = json.dumps({"stored": len(body), "duplicates": 0} if status == 200
-                                   else {"code": "busy", "message": "try later"}).encode()
+                ok = {"stored": len(body), "duplicates": 0, **({"log_blocks": True} if blocks else {})}
+                reply = json.dumps(ok if status == 200 else {"code": "busy", "message": "try later"}).encode()
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -387,3 +388,69 @@ def test_basic_auth_from_a_netrc_entry_for_the_server_goes_with_ingest_requests(
         assert "authorization" not in server.headers[1]
     finally:
         server.close()
+
+
+def seqs_and_texts_sent(requests: list) -> list[tuple[int, str]]:
+    """(seq, text) of every log line the requests carried, blocks of lines opened up."""
+    out = []
+    for _, body in requests:
+        for env in body:
+            if env["type"] != "log":
+                continue
+            payload = env["payload"]
+            if "lines" in payload:
+                texts = payload["body"].split("\n")
+                assert texts.pop() == "" and len(texts) == payload["lines"]
+                out += [(env["seq"] + i, text) for i, text in enumerate(texts)]
+            else:
+                out.append((env["seq"], payload["body"]))
+    return out
+
+
+@pytest.mark.parametrize("blocks", [True, False], ids=["server takes blocks", "server does not say"])
+def test_lines_go_in_blocks_only_once_the_server_has_said_it_takes_them(blocks):
+    server = ScriptedServer([(200, {})], blocks=blocks)
+    try:
+        run_uuid = str(uuid.uuid4())
+        spool = Spool.create(run_uuid, {"server": server.url})
+        spool.append(EVENT, None, 1, 1, 1, json.dumps({"type": "run_started", "payload": {"job_name": "s"}}).encode())
+        texts = [f"line {i} " + "x" * (i % 300) for i in range(5000)]
+        spool.append(framing.LINES, "stdout", 2, len(texts), 1, "".join(t + "\n" for t in texts).encode())
+        sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor")
+        while sender.send_batch():
+            pass
+        assert seqs_and_texts_sent(server.requests) == list(enumerate(texts, start=2))  # every line, once, in order
+        first = server.requests[0][1]
+        assert len(first) == PROBE_EVENTS and all("lines" not in env["payload"] for env in first)
+        later = [env for _, body in server.requests[1:] for env in body]
+        if blocks:
+            assert all(env["payload"]["lines"] > 1 for env in later)
+            assert len(later) < 100  # (about 1.3 MB of lines, in 16 KiB blocks)
+            assert max(len(env["payload"]["body"].encode()) for env in later) <= events.LOG_BLOCK_BYTES
+        else:
+            assert len(later) == len(texts) + 1 - PROBE_EVENTS
+            assert all("lines" not in env["payload"] for env in later)
+        assert spool.acked_seq == len(texts) + 1
+        spool.close()
+    finally:
+        server.close()
+
+
+def test_blocks_of_lines_cut_anywhere_carry_each_line_once_and_pass_the_servers_check():
+    run_uuid = str(uuid.uuid4())
+    # Lines of every length up to the longest a piece may be, invalid UTF-8 among them.
+    texts = [b"\xff\xfe" * (n % 50) + b"a" * ((n * 997) % events.MAX_LINE_BYTES) for n in range(60)]
+    blob = b"".join(t + b"\n" for t in texts)
+    record = Record(0, len(blob), framing.LINES, "stderr", 11, len(texts), 5, blob)
+    expected = [(11 + i, t.decode("utf-8", "replace")) for i, t in enumerate(texts)]
+    for after, limit in [(0, None), (10, None), (10 + 7, None), (0, 1), (10 + 59, 5), (10 + 3, 20), (10 + 60, None)]:
+        fragments, count = encoded_events(record, run_uuid, after, limit, blocks=True)
+        body = ("[" + ",".join(fragments) + "]").encode()
+        got = seqs_and_texts_sent([(0, json.loads(body))]) if fragments else []
+        start = max(0, after - 10)
+        want = expected[start:] if limit is None else expected[start:start + limit]
+        assert got == want and count == len(want)
+        if fragments:
+            batch = checked_batch(body, 1, "monitor")  # what the server makes of them
+            assert [(line.seq, line.text) for line in batch.parts[run_uuid].lines] == want
+            assert all(len(env["payload"]["body"].encode()) <= events.MAX_LOG_BODY_BYTES for env in json.loads(body))

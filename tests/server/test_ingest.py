@@ -21,7 +21,8 @@ def new_run() -> str:
 def test_original_single_envelopes_make_a_run(api):
     run = new_run()
     headers = {events.API_HEADER: "monitor", events.VERSION_HEADER: "0.15.3"}
-    assert api.ok(env("run_started", run, {"job_name": "mnist"}), headers) == {"stored": 1, "duplicates": 0}
+    assert api.ok(env("run_started", run, {"job_name": "mnist"}), headers) == {
+        "stored": 1, "duplicates": 0, "log_blocks": True}
     api.ok(env("log", run, {"uuid": "a", "level": "INFO", "body": "epoch 1\nepoch 2\n"}), headers)
     api.ok(env("log", run, {"uuid": "b", "level": "ERROR", "body": "warning: slow\r\n"}), headers)
     api.ok(env("heartbeat", run, {}), headers)
@@ -51,7 +52,7 @@ def test_events_without_seq_are_numbered_in_the_order_they_came(api):
              env("log", run, {"uuid": "a", "level": "INFO", "body": "a\nb\n"}),
              env("metric", run, {"name": "m", "value": 1, "timestamp": 5, "is_internal": False}),
              env("log", run, {"uuid": "b", "level": "INFO", "body": "c"})]
-    assert api.ok(batch) == {"stored": 4, "duplicates": 0}
+    assert api.ok(batch) == {"stored": 4, "duplicates": 0, "log_blocks": True}
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
     # "c" has no newline yet: it waits for the rest of its line.
     assert [(line["seq"], line["text"]) for line in lines] == [(2, "a"), (3, "b")]
@@ -67,14 +68,14 @@ def test_output_chunks_are_joined_into_lines_and_stored_once(api):
     first = env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "one\ntwo\npart"})
     second = env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "ial three\n"})
     error = env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "an err"})
-    assert api.ok(first) == {"stored": 1, "duplicates": 0}
-    assert api.ok(error) == {"stored": 1, "duplicates": 0}
+    assert api.ok(first) == {"stored": 1, "duplicates": 0, "log_blocks": True}
+    assert api.ok(error) == {"stored": 1, "duplicates": 0, "log_blocks": True}
     assert api.lines(run) == ["one", "two"]
-    assert api.ok(second) == {"stored": 1, "duplicates": 0}
+    assert api.ok(second) == {"stored": 1, "duplicates": 0, "log_blocks": True}
     assert api.lines(run) == ["one", "two", "partial three"]
     # The original client resends an envelope it got no answer for: stored once.
-    assert api.ok(second) == {"stored": 0, "duplicates": 1}
-    assert api.ok([first, second]) == {"stored": 0, "duplicates": 2}
+    assert api.ok(second) == {"stored": 0, "duplicates": 1, "log_blocks": True}
+    assert api.ok([first, second]) == {"stored": 0, "duplicates": 2, "log_blocks": True}
     assert api.lines(run) == ["one", "two", "partial three"]
     # Output still waiting for a newline is stored when the run ends, before its end.
     api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "or\r\nlast words"}))
@@ -107,14 +108,43 @@ def test_batch_is_stored_once_however_often_it_is_sent(api):
     run = new_run()
     batch = [env("run_started", run, {"job_name": "train", "host": "box", "pid": 42, "api": "cli_run"}, seq=1)]
     batch += [log(run, seq, f"line {seq}") for seq in range(2, 102)]
-    assert api.ok(batch) == {"stored": 101, "duplicates": 0}
-    assert api.ok(batch) == {"stored": 0, "duplicates": 101}
+    assert api.ok(batch) == {"stored": 101, "duplicates": 0, "log_blocks": True}
+    assert api.ok(batch) == {"stored": 0, "duplicates": 101, "log_blocks": True}
     # A retry overlapping what is stored, with a repeat inside the batch itself.
     overlap = [log(run, seq, f"line {seq}") for seq in (100, 101, 102, 103, 103)]
-    assert api.ok(overlap) == {"stored": 2, "duplicates": 3}
+    assert api.ok(overlap) == {"stored": 2, "duplicates": 3, "log_blocks": True}
     assert api.lines(run) == [f"line {seq}" for seq in range(2, 104)]
     detail = api.json(f"/api/v1/runs/{run}")
     assert (detail["host"], detail["pid"], detail["api"]) == ("box", 42, "cli_run")
+
+
+def block(run: str, seq: int, texts: list[str], stream: str = "stdout") -> dict:
+    """A block of lines (our SDK's form of a flood of output): ``texts`` numbered from ``seq``."""
+    return log(run, seq, "".join(t + "\n" for t in texts), stream=stream, lines=len(texts))
+
+
+def test_a_block_of_lines_is_stored_as_its_lines_once(api):
+    run = new_run()
+    batch = [env("run_started", run, {"job_name": "flood"}, seq=1), block(run, 2, ["a", "", "c \u00e9"]),
+             log(run, 5, "one alone"), block(run, 6, ["err 1", "err 2"], stream="stderr")]
+    assert api.ok(batch) == {"stored": 7, "duplicates": 0, "log_blocks": True}
+    assert api.ok(batch) == {"stored": 0, "duplicates": 7, "log_blocks": True}
+    # A block overlapping what is stored: only its new lines are kept.
+    assert api.ok([block(run, 6, ["err 1", "err 2", "err 3"], stream="stderr")]) == {
+        "stored": 1, "duplicates": 2, "log_blocks": True}
+    got = api.json(f"/api/v1/runs/{run}/logs")["lines"]
+    assert [(line["seq"], line["stream"], line["text"]) for line in got] == [
+        (2, "stdout", "a"), (3, "stdout", ""), (4, "stdout", "c \u00e9"), (5, "stdout", "one alone"),
+        (6, "stderr", "err 1"), (7, "stderr", "err 2"), (8, "stderr", "err 3")]
+    assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 8
+
+
+def test_a_bad_block_of_lines_stores_nothing_of_its_batch(api):
+    run = new_run()
+    resp = api.ingest([block(run, 1, ["x", "y"]), log(run, 3, "a\nb\n", lines=3)])
+    assert resp.status_code == 400
+    assert resp.json()["message"].startswith("event 1: log 'body' must hold exactly 3 lines")
+    assert api.get(f"/api/v1/runs/{run}").status_code == 404
 
 
 def test_a_full_batch_of_lines_is_stored_whole_and_in_order(api):
@@ -123,8 +153,8 @@ def test_a_full_batch_of_lines_is_stored_whole_and_in_order(api):
     batch = [log(run, seq, f"{run[:4]} {seq}", stream="stderr" if seq % 3 else "stdout")
              for run, count in counts.items() for seq in range(1, count + 1)]
     assert len(batch) == events.MAX_BATCH_EVENTS
-    assert api.ok(batch) == {"stored": len(batch), "duplicates": 0}
-    assert api.ok(batch[-10:]) == {"stored": 0, "duplicates": 10}
+    assert api.ok(batch) == {"stored": len(batch), "duplicates": 0, "log_blocks": True}
+    assert api.ok(batch[-10:]) == {"stored": 0, "duplicates": 10, "log_blocks": True}
     for run, count in counts.items():
         got = api.json(f"/api/v1/runs/{run}/logs", limit=count)["lines"]
         assert [(line["seq"], line["text"]) for line in got] == [(seq, f"{run[:4]} {seq}")
@@ -163,7 +193,7 @@ def test_progress_lines_keep_only_the_newest(api):
     api.ok([log(run, 6, "100% done")])
     assert api.lines(run) == ["start", "an error line", "100% done"]
     # A resent progress line is a duplicate, not a line that comes back.
-    assert api.ok([log(run, 3, " 20%", progress=True)]) == {"stored": 0, "duplicates": 1}
+    assert api.ok([log(run, 3, " 20%", progress=True)]) == {"stored": 0, "duplicates": 1, "log_blocks": True}
     assert api.lines(run) == ["start", "an error line", "100% done"]
 
 
@@ -171,12 +201,12 @@ def test_an_erased_progress_line_leaves_no_row(api):
     run = new_run()
     api.ok([log(run, 1, "start"), log(run, 2, " 10%", progress=True)])
     # The bar erased (tqdm's leave=False): an empty state replaces the one stored.
-    assert api.ok([log(run, 3, "", progress=True)]) == {"stored": 1, "duplicates": 0}
+    assert api.ok([log(run, 3, "", progress=True)]) == {"stored": 1, "duplicates": 0, "log_blocks": True}
     assert api.lines(run) == ["start"]
     assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 3
     # Either one resent is a duplicate, and nothing comes back.
     assert api.ok([log(run, 2, " 10%", progress=True), log(run, 3, "", progress=True)]) == {
-        "stored": 0, "duplicates": 2}
+        "stored": 0, "duplicates": 2, "log_blocks": True}
     assert api.lines(run) == ["start"]
     assert "10%" not in api.get(f"/api/v1/runs/{run}/logs.txt").text
     # The next line is a line of its own, not the erased bar's.
@@ -189,7 +219,7 @@ def test_an_erased_progress_line_leaves_no_row(api):
             log(other, 4, "", progress=True, stream="stderr")])
     api.ok([log(other, 3, " 70%", progress=True, stream="stderr")])
     assert api.lines(other) == []
-    assert api.ok([log(other, 5, "end")]) == {"stored": 1, "duplicates": 0}
+    assert api.ok([log(other, 5, "end")]) == {"stored": 1, "duplicates": 0, "log_blocks": True}
     assert api.lines(other) == ["end"]
 
 
@@ -297,7 +327,8 @@ def test_a_replayed_spool_is_no_sign_of_life(api):
     before = api.json(f"/api/v1/runs/{run}")
     assert before["status"] == "lost"
     # The spool of the dead process uploaded: its lines are stored, the run stays lost.
-    assert api.ok([log(run, 2, "first"), log(run, 3, "last words")], replay) == {"stored": 1, "duplicates": 1}
+    assert api.ok([log(run, 2, "first"), log(run, 3, "last words")], replay) == {
+        "stored": 1, "duplicates": 1, "log_blocks": True}
     after = api.json(f"/api/v1/runs/{run}")
     assert (after["status"], after["last_seen_at"], after["last_seq"]) == ("lost", before["last_seen_at"], 3)
     assert api.lines(run) == ["first", "last words"]

@@ -22,6 +22,12 @@ def line(seq, body="a line", run=RUN, stream="stdout", **extra):
             "payload": payload, **extra}
 
 
+def block(seq, texts, run=RUN, stream="stdout", **extra):
+    """A block of lines: ``texts`` numbered from ``seq``."""
+    return line(seq, "".join(t + "\n" for t in texts), run, stream,
+                payload={"lines": len(texts), **extra.pop("payload", {})}, **extra)
+
+
 def general(body: bytes):
     return check_envelopes(parse_body(body), 7, "monitor")
 
@@ -35,6 +41,10 @@ TAKEN = {
     "unicode": [line(1, body="épais 😀 \u2028 \x1b[31mred\x1b[0m")],
     "the same seq twice": [line(1), line(1)],
     "escapes without a NUL": [line(1, body='say "hi"\tto C:\\temp'), line(2, body="\\u0000 is how JSON writes a NUL")],
+    "a block of lines": [block(1, ["one", "", "three \u00e9"])],
+    "blocks between lines, of two runs": [line(1), block(2, ["a", "b"]), block(1, ["x"], run=OTHER), line(4),
+                                          block(5, ["c"], stream="stderr")],
+    "a block that overlaps a line": [line(2), block(1, ["a", "b", "c"])],
 }
 
 LEFT = {
@@ -57,6 +67,17 @@ LEFT = {
     "an unknown stream": [line(1, stream="stdin")],
     "a body that is not a string": [line(1, body=42)],
     "a boolean seq": [{**line(1), "seq": True}],
+    "a block short of a line": [line(1, body="a\nb\n", payload={"lines": 3})],
+    "a block over its count": [line(1, body="a\nb\nc\n", payload={"lines": 2})],
+    "a block without its last newline": [line(1, body="a\nb", payload={"lines": 2})],
+    "a block of no lines": [line(1, body="", payload={"lines": 0})],
+    "a block count that is not an integer": [line(1, body="a\n", payload={"lines": "1"})],
+    "a block count that is a boolean": [line(1, body="a\n", payload={"lines": True})],
+    "a block without seq": [{k: v for k, v in block(1, ["a"]).items() if k != "seq"}],
+    "a partial block": [block(1, ["a"], payload={"partial": True})],
+    "a progress block": [block(1, ["a"], payload={"progress": False})],
+    "a block past the last seq": [block(2**62 - 1, ["a", "b"])],
+    "a block with a NUL": [block(1, ["a", "b\x00c"])],
 }
 
 
@@ -95,4 +116,32 @@ def test_a_batch_over_the_count_limit_is_refused_on_either_path():
     assert _plain_lines_batch(body, 7, None) is None
     with pytest.raises(ApiError) as raised:
         checked_batch(body, 7, None)
+    assert raised.value.code == "batch_too_large"
+
+
+@pytest.mark.parametrize("envelopes, message", [
+    ([line(1, body="a\nb\n", payload={"lines": 3})], "event 0: log 'body' must hold exactly 3 lines"),
+    ([line(1, body="a\nb", payload={"lines": 2})], "event 0: log 'body' must hold exactly 2 lines"),
+    ([line(1), line(2, body="", payload={"lines": 0})], "event 1: log 'lines' must be an integer from 1"),
+    ([{k: v for k, v in block(1, ["a"]).items() if k != "seq"}],
+     "event 0: a block of lines (log 'lines') needs a 'seq'"),
+    ([block(1, ["a"], payload={"partial": True})], "event 0: a block of lines (log 'lines') cannot be 'partial'"),
+], ids=["short", "no last newline", "zero", "no seq", "partial"])
+def test_a_bad_block_of_lines_is_refused_with_what_is_wrong(envelopes, message):
+    with pytest.raises(ApiError) as raised:
+        checked_batch(orjson.dumps(envelopes), 7, None)
+    assert raised.value.status == 400
+    assert raised.value.message.startswith(message)
+
+
+def test_a_block_counts_as_its_lines_toward_the_batch_limit_on_either_path():
+    texts = ["x"] * (events.MAX_BATCH_EVENTS // 2)
+    just = orjson.dumps([block(1, texts), block(len(texts) + 1, texts)])
+    batch = checked_batch(just, 7, None)
+    assert [line.seq for line in batch.parts[RUN].lines] == list(range(1, events.MAX_BATCH_EVENTS + 1))
+    assert batch.parts[RUN].envelopes == events.MAX_BATCH_EVENTS
+    over = orjson.dumps([block(1, texts), block(len(texts) + 1, texts), line(events.MAX_BATCH_EVENTS + 1)])
+    assert _plain_lines_batch(over, 7, None) is None
+    with pytest.raises(ApiError) as raised:
+        checked_batch(over, 7, None)
     assert raised.value.code == "batch_too_large"
