@@ -61,9 +61,9 @@ def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int
     envelope straight into a template, which costs a quarter of the CPU that building and
     encoding a dict for each line would. Raises ``ValueError`` for an event that JSON cannot
     carry (a NaN from an older spool)."""
+    if record.last_seq <= after_seq:
+        return [], 0
     if record.kind == EVENT:
-        if record.first_seq <= after_seq:
-            return [], 0
         event = json.loads(record.blob)
         env = envelope(event["type"], run_uuid, event["payload"], seq=record.first_seq, timestamp=record.timestamp)
         return [json.dumps(env, ensure_ascii=False, separators=(",", ":"), allow_nan=False)], 1
@@ -211,7 +211,12 @@ class SpoolSender:
                     self.spool.save_cursor(offset, max(last_seq, self.spool.acked_seq))
                 return 0
         if self.gone is None:  # (a deleted run's events are passed over, as if sent)
+            had_blocks = self.blocks and count > len(fragments)
             self._send(fragments, count)
+            if had_blocks and not self.blocks:
+                # A server that no longer takes blocks (one put back in place of ours) took each
+                # for one line: the same events go again, a line each, for the rest to be stored.
+                return count
         with self._spool_lock:
             if not self.frozen:
                 self.spool.save_cursor(offset, last_seq)
@@ -276,6 +281,8 @@ class SpoolSender:
                 raise
             if len(fragments) == 1:
                 if exc.status == 413:
+                    if count > 1:  # one block too many lines: the next batch cuts it smaller
+                        self.batch_events = max(1, min(self.batch_events, count) // 2)
                     raise
                 self._drop(exc)  # the one malformed envelope: the others go on
                 return

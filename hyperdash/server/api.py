@@ -314,7 +314,8 @@ def revoke_key(request: Request, key_id: int = Path(ge=1, le=MAX_ID), user: User
 
 # --- ingest -----------------------------------------------------------------------------------
 # The hottest path: a plain Starlette endpoint. FastAPI's request handling (dependencies,
-# validation, serialisation, none of which it needs) costs it more than parsing the batch.
+# validation, serialisation, none of which it needs) costs it more than parsing the batch, and
+# the app (app.HyperdashApp) hands its POSTs straight to it, past the framework's middleware.
 # Its OpenAPI entry comes from ingest_openapi(), which the app adds to the schema.
 async def ingest(request: Request) -> JSONReply:
     """Store one envelope (the original form) or a JSON array of them (our batched superset).

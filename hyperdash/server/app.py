@@ -6,16 +6,17 @@ import asyncio
 import dataclasses
 import os
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
 from .. import events
 from . import __version__
-from .api import ingest_openapi
+from .api import ingest, ingest_openapi
 from .api import router as api_router
 from .auth import Auth
-from .errors import TooLarge, install_handlers
+from .errors import ApiError, TooLarge, install_handlers, unexpected_reply
 from .ingest import RunCache, mark_lost
 from .live import Hub
 from .notify.keys import stored_vapid_keys
@@ -34,7 +35,7 @@ from .trouble_api import router as trouble_router
 from .upkeep_api import router as upkeep_router
 from .views import JSONReply
 
-__all__ = ["create_app", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
+__all__ = ["create_app", "HyperdashApp", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
 
 DEFAULT_LOST_TIMEOUT = 120.0
 
@@ -109,10 +110,43 @@ class BodyLimit:
                         status_code=413)(scope, receive, send)
 
 
+class HyperdashApp(FastAPI):
+    """The FastAPI app, with ingest taken before the framework's middleware and routing.
+
+    Ingest is the server's hottest path, and with batches of a few hundred lines the framework's
+    layers around a request cost as much as storing it. A ``POST`` to the ingest path goes
+    straight to its handler, behind the same :class:`BodyLimit` and with errors answered as
+    :func:`~hyperdash.server.errors.install_handlers` answers them; the route stays in the router
+    (the schema lists it, and other methods get their 405 there).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ingest = BodyLimit(_ingest_app)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == events.INGEST_PATH and scope["method"] == "POST":
+            scope["app"] = self  # (what Starlette sets, for request.app)
+            await self._ingest(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def _ingest_app(scope, receive, send) -> None:
+    """The ingest handler as an ASGI app of its own, its errors made replies."""
+    try:
+        response = await ingest(Request(scope, receive))
+    except ApiError as exc:
+        response = exc.response()
+    except Exception as exc:
+        response = unexpected_reply(exc)
+    await response(scope, receive, send)
+
+
 def create_app(db_url: str | None = None, lost_timeout: float | None = None,
                notify: NotifyConfig | None = None, stall_after: float | None = None,
-               keep_days: int | None = None, max_queued_bytes: int | None = None) -> FastAPI:
-    """The Hyperdash app on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
+               keep_days: int | None = None, max_queued_bytes: int | None = None) -> HyperdashApp:
+    """The Hyperdash app (a :class:`HyperdashApp`) on ``db_url`` (default: SQLite under ``$HYPERDASH_HOME``).
 
     ``notify``: how notifications are queued and sent (default: :class:`NotifyConfig` with the
     public address from ``$HYPERDASH_PUBLIC_URL``); the delivery worker runs while the app does.
@@ -173,7 +207,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
             worker.stop()
             store.close()
 
-    app = FastAPI(title="Hyperdash", version=__version__, lifespan=lifespan,
+    app = HyperdashApp(title="Hyperdash", version=__version__, lifespan=lifespan,
                   default_response_class=JSONReply,
                   description="Monitor long-running jobs: ingest, runs, logs, metrics, live events.")
     app.state.store = store

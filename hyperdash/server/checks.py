@@ -188,7 +188,9 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
         groups = {}
         for line in lines:
             groups.setdefault(line.sdk_run_uuid, []).append(line)
-    events = 0
+    # (counted before a block is split: a batch over the limit costs no more than reading it)
+    if sum([line.payload.lines or 1 for line in lines]) > ev.MAX_BATCH_EVENTS:
+        return None
     for run_uuid, group in groups.items():
         if len(run_uuid) != 36 or not _RUN_UUID.fullmatch(run_uuid):
             return None
@@ -202,9 +204,6 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
             part.lines = [Line(line.seq, line.timestamp, line.payload.stream, line.payload.body, 0, 0)
                           for line in group]
         part.envelopes = len(part.lines)
-        events += part.envelopes
-    if events > ev.MAX_BATCH_EVENTS:
-        return None
     return Batch(user_id, api, parts)
 
 
@@ -230,9 +229,10 @@ def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
 def _block_texts(body: str, count: int) -> list[str] | None:
     """The ``count`` lines of a block's body without their newlines, or None when the body is
     not ``count`` lines that each end in a newline."""
-    texts = body.split("\n")
-    if texts.pop() or len(texts) != count:
+    if not body.endswith("\n") or body.count("\n") != count:  # (before a list is made of it)
         return None
+    texts = body.split("\n")
+    texts.pop()
     return texts
 
 
@@ -270,7 +270,7 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
     part.envelopes += 1
 
     if etype == ev.LOG:
-        _check_log(i, part, seq, ts, payload)
+        _check_log(i, part, seq, ts, payload, parts)
     elif etype == ev.METRIC:
         name = payload.get("name")
         if type(name) is not str or not name or len(name) > ev.MAX_NAME_CHARS:
@@ -366,7 +366,8 @@ def _add(part: RunPart, group: list[_PointOrMark], event: _PointOrMark) -> None:
         part.unsequenced.append(event)
 
 
-def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[str, Any]) -> None:
+def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[str, Any],
+               parts: dict[str, RunPart]) -> None:
     body = payload.get("body")
     if type(body) is not str:
         _fail(i, "log 'body' must be a string")
@@ -398,7 +399,9 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
         body = clean(body)
     count = payload.get(ev.LINES_FIELD)
     if count is not None:
-        _check_block(i, part, seq, ts, stream, body, count, partial or progress)
+        # (the events before this one: this one is counted in its part already)
+        events_before = sum(other.envelopes for other in parts.values()) - 1
+        _check_block(i, part, seq, ts, stream, body, count, partial or progress, events_before)
         return
     if seq is not None:
         part.lines.append(Line(seq, ts, stream, body, partial, progress))
@@ -415,10 +418,14 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
 
 
 def _check_block(i: int, part: RunPart, seq: int | None, ts: int, stream: str, body: str, count: object,
-                 flagged: int) -> None:
-    """A block of lines (``"lines": count``): its lines, numbered from ``seq``, join the part."""
+                 flagged: int, events_before: int) -> None:
+    """A block of lines (``"lines": count``): its lines, numbered from ``seq``, join the part.
+    ``events_before``: the events of the request before this one."""
     if type(count) is not int or not 1 <= count <= ev.MAX_BATCH_EVENTS:
         _fail(i, f"log 'lines' must be an integer from 1 to {ev.MAX_BATCH_EVENTS}")
+    if events_before + count > ev.MAX_BATCH_EVENTS:  # (refused before the block is split)
+        raise TooLarge(f"a batch holds at most {ev.MAX_BATCH_EVENTS} events (a block of lines counts as its "
+                       f"lines); this one has more", code="batch_too_large")
     if seq is None:
         _fail(i, "a block of lines (log 'lines') needs a 'seq', the seq of its first line")
     if flagged:

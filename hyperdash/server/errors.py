@@ -169,5 +169,10 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):
-        log.exception("unexpected error", exc_info=exc)
-        return JSONReply({"code": "internal", "message": "internal server error"}, status_code=500)
+        return unexpected_reply(exc)
+
+
+def unexpected_reply(exc: Exception) -> JSONReply:
+    """The reply to an error nobody expected (logged with its traceback): 500, saying no more."""
+    log.exception("unexpected error", exc_info=exc)
+    return JSONReply({"code": "internal", "message": "internal server error"}, status_code=500)

@@ -39,6 +39,7 @@ class ScriptedServer(LoopbackServer):
 
     def __init__(self, replies, gate: threading.Event | None = None, blocks: bool = False):
         self.replies = list(replies)
+        self.blocks = blocks  # whether replies say the server takes blocks of lines
         self.requests: list[tuple[float, list]] = []
         self.headers: list[dict[str, str]] = []
         owner = self
@@ -51,7 +52,7 @@ class ScriptedServer(LoopbackServer):
                 if gate is not None:  # the request stays in flight until the test opens the gate
                     gate.wait(30)
                 status, headers = owner.replies[min(len(owner.requests), len(owner.replies)) - 1]
-                ok = {"stored": len(body), "duplicates": 0, **({"log_blocks": True} if blocks else {})}
+                ok = {"stored": len(body), "duplicates": 0, **({"log_blocks": True} if owner.blocks else {})}
                 reply = json.dumps(ok if status == 200 else {"code": "busy", "message": "try later"}).encode()
                 self.send_response(status)
                 for name, value in headers.items():
@@ -454,3 +455,53 @@ def test_blocks_of_lines_cut_anywhere_carry_each_line_once_and_pass_the_servers_
             batch = checked_batch(body, 1, "monitor")  # what the server makes of them
             assert [(line.seq, line.text) for line in batch.parts[run_uuid].lines] == want
             assert all(len(env["payload"]["body"].encode()) <= events.MAX_LOG_BODY_BYTES for env in json.loads(body))
+
+
+def spool_of_lines(url: str, texts: list[str]) -> tuple[Spool, str]:
+    run_uuid = str(uuid.uuid4())
+    spool = Spool.create(run_uuid, {"server": url})
+    spool.append(EVENT, None, 1, 1, 1, json.dumps({"type": "run_started", "payload": {"job_name": "s"}}).encode())
+    spool.append(framing.LINES, "stdout", 2, len(texts), 1, "".join(t + "\n" for t in texts).encode())
+    return spool, run_uuid
+
+
+def test_a_server_that_stops_taking_blocks_gets_the_same_lines_again_one_each():
+    server = ScriptedServer([(200, {})], blocks=True)
+    try:
+        texts = [f"line {i}" for i in range(3000)]
+        spool, run_uuid = spool_of_lines(server.url, texts)
+        sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor")
+        assert sender.send_batch() == PROBE_EVENTS
+        server.blocks = False  # an older server put back in its place
+        assert sender.send_batch() == 2000  # sent as blocks, taken for single lines...
+        assert spool.acked_seq == PROBE_EVENTS  # ...so not counted as stored
+        while sender.send_batch():
+            pass
+        resent = [env for _, body in server.requests[2:] for env in body]
+        assert all("lines" not in env["payload"] for env in resent)
+        assert [(env["seq"], env["payload"]["body"]) for env in resent] == list(enumerate(texts, start=2))[99:]
+        assert spool.acked_seq == len(texts) + 1
+        spool.close()
+    finally:
+        server.close()
+
+
+def test_a_block_refused_as_too_large_is_sent_again_cut_smaller():
+    server = ScriptedServer([(200, {}), (413, {}), (200, {})], blocks=True)
+    try:
+        texts = [f"line {i}" for i in range(300)]  # (short: the lines after the probe fit one block)
+        spool, run_uuid = spool_of_lines(server.url, texts)
+        sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor")
+        assert sender.send_batch() == PROBE_EVENTS
+        with pytest.raises(errors.APIError) as raised:
+            sender.send_batch()
+        assert raised.value.status == 413 and len(server.requests[1][1]) == 1
+        assert sender.batch_events == 100  # half the 201 lines of the block refused
+        while sender.send_batch():
+            pass
+        assert [len(body) for _, body in server.requests[2:]] == [1, 1, 1]  # blocks of 100, 100 and 1
+        assert seqs_and_texts_sent(server.requests[2:]) == list(enumerate(texts, start=2))[99:]
+        assert spool.acked_seq == len(texts) + 1
+        spool.close()
+    finally:
+        server.close()

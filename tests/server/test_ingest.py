@@ -465,6 +465,24 @@ def test_chunked_body_over_the_limit_is_refused_on_any_route(api):
         assert resp.status_code == 413 and resp.json()["code"] == "body_too_large", path
 
 
+def test_ingest_taken_before_the_framework_answers_as_the_rest_of_the_api(api, monkeypatch, caplog):
+    # A failure nobody expected: a 500 in JSON, saying no more, its traceback logged.
+    def broken(*args):
+        raise RuntimeError("a bug in checking")
+
+    monkeypatch.setattr("hyperdash.server.api.checked_batch", broken)
+    resp = api.ingest([log(new_run(), 1, "x")])
+    assert (resp.status_code, resp.json()) == (500, {"code": "internal", "message": "internal server error"})
+    assert "a bug in checking" in caplog.text
+    monkeypatch.undo()
+    # Other methods still meet the route in the router; a bad key its usual answer.
+    resp = api.client.get(events.INGEST_PATH, headers=api.headers)
+    assert resp.status_code == 405 and resp.json()["code"] == "method_not_allowed"
+    resp = api.client.post(events.INGEST_PATH, headers={events.AUTH_HEADER: "hd_not-a-key"}, json=[])
+    assert resp.status_code == 401 and resp.json()["code"] == events.API_KEY_REQUIRED
+    assert api.ok([log(new_run(), 1, "x")])["stored"] == 1
+
+
 def test_lost_timeout_from_the_environment(monkeypatch, db_url):
     from hyperdash.server.app import create_app
 

@@ -141,7 +141,12 @@ def test_a_block_counts_as_its_lines_toward_the_batch_limit_on_either_path():
     assert [line.seq for line in batch.parts[RUN].lines] == list(range(1, events.MAX_BATCH_EVENTS + 1))
     assert batch.parts[RUN].envelopes == events.MAX_BATCH_EVENTS
     over = orjson.dumps([block(1, texts), block(len(texts) + 1, texts), line(events.MAX_BATCH_EVENTS + 1)])
-    assert _plain_lines_batch(over, 7, None) is None
-    with pytest.raises(ApiError) as raised:
-        checked_batch(over, 7, None)
-    assert raised.value.code == "batch_too_large"
+    # Blocks that claim more lines than a batch may hold, in a request that is all blocks and in
+    # one that takes the general path (a metric first).
+    metric = {"type": "metric", "sdk_run_uuid": RUN, "timestamp": 1, "seq": 1, "payload": {"name": "m", "value": 1}}
+    many = [block(1 + n * events.MAX_BATCH_EVENTS, [""] * events.MAX_BATCH_EVENTS) for n in range(3)]
+    for body in (over, orjson.dumps(many), orjson.dumps([metric, *many])):
+        assert _plain_lines_batch(body, 7, None) is None
+        with pytest.raises(ApiError) as raised:
+            checked_batch(body, 7, None)
+        assert raised.value.code == "batch_too_large"
