@@ -55,15 +55,23 @@ def step_work():
     return float(c.mean())
 
 def thread_cpu():
+    # schedstat: nanoseconds on a CPU; stat's user and system times count whole clock ticks
+    # (10 ms), too coarse for threads that run a few tens of milliseconds in all
     ticks = os.sysconf("SC_CLK_TCK")
     out = {{}}
     for thread in threading.enumerate():
+        task = f"/proc/self/task/{{thread.native_id}}"
         try:
-            with open(f"/proc/self/task/{{thread.native_id}}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            with open(task + "/schedstat") as f:
+                seconds = int(f.read().split()[0]) / 1e9
         except OSError:
-            continue
-        out[thread.name] = out.get(thread.name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+            try:
+                with open(task + "/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / ticks
+        out[thread.name] = out.get(thread.name, 0.0) + seconds
     return out
 
 def train(exp=None):
