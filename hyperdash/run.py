@@ -51,7 +51,6 @@ from .events import (
 from .links import follow_message
 from .settings import parse_stall_window
 from .spool import EVENT, Spool
-from .switching import shorten_switch_interval
 
 if TYPE_CHECKING:
     from .shipper import Shipper
@@ -229,7 +228,6 @@ class Run:
         self._forked = False
         self._orphans_checked = False
         self._logs_pruned = False
-        self._release_switch_interval: Callable[[], None] = lambda: None
         #: The stop asked of the run from the dashboard, the CLI or the API
         #: (``{"requested_at", "by", "via"}``), once the server has told it.
         self.stop_request: dict[str, Any] | None = None
@@ -252,14 +250,11 @@ class Run:
             return self
         self._started = True
         _live_runs.add(self)
-        # (so that the SDK's threads are not kept waiting by a job busy in pure Python)
-        self._release_switch_interval = shorten_switch_interval()
         try:
             self._start()
         except Exception as exc:  # never the job's problem
             self.warn("start", f"monitoring is off for this run: {exc!r}")
             self._detached = True
-            self._release_switch_interval()
         return self
 
     def _start(self) -> None:
@@ -340,7 +335,6 @@ class Run:
             self.warn("end", f"internal error while ending the run: {exc!r}")
         finally:
             _live_runs.discard(self)
-            self._release_switch_interval()
 
     def _end(self, status: str, exit_code: int | None, signal: str | None) -> None:
         with self._lock:

@@ -117,7 +117,8 @@ class HyperdashApp(FastAPI):
     layers around a request cost as much as storing it. A ``POST`` to the ingest path goes
     straight to its handler, behind the same :class:`BodyLimit` and with errors answered as
     :func:`~hyperdash.server.errors.install_handlers` answers them; the route stays in the router
-    (the schema lists it, and other methods get their 405 there).
+    (the schema lists it, and other methods get their 405 there). Those requests pass FastAPI's
+    own tracing and request metrics by, when these are set up.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
