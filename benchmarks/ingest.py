@@ -36,8 +36,10 @@ sys.path.insert(0, str(REPO))
 
 from support import cpu_seconds, start_server, stop_server  # noqa: E402  (benchmarks/, the script's folder)
 
-from hyperdash import events  # noqa: E402
+from hyperdash import events, framing  # noqa: E402
 from hyperdash.server.store import Store  # noqa: E402
+from hyperdash.shipper import encoded_events  # noqa: E402
+from hyperdash.spool import Record  # noqa: E402
 
 
 def text_of(b: int, i: int, seq: int) -> str:
@@ -51,26 +53,16 @@ def make_batches(run_uuid: str, batches: int, size: int, form: str) -> list[byte
     ts = events.now_ms()
     bodies = []
     for b in range(batches):
-        envs = []
         if form == "lines":
-            for i in range(size):
-                seq = b * size + i + 1
-                envs.append({"type": "log", "timestamp": ts + seq, "sdk_run_uuid": run_uuid, "seq": seq,
-                             "payload": {"uuid": str(seq), "level": "INFO", "stream": "stdout",
-                                         "body": text_of(b, i, seq)}})
-        else:
-            block: list[str] = []
-            first = b * size + 1
-            for i in range(size + 1):
-                seq = b * size + i + 1
-                line = text_of(b, i, seq) + "\n" if i < size else ""
-                if block and (i == size or sum(map(len, block)) + len(line) > events.LOG_BLOCK_BYTES):
-                    envs.append({"type": "log", "timestamp": ts + seq, "sdk_run_uuid": run_uuid, "seq": first,
-                                 "payload": {"level": "INFO", "stream": "stdout", "body": "".join(block),
-                                             "lines": len(block)}})
-                    block, first = [], seq
-                block.append(line)
-        bodies.append(orjson.dumps(envs))
+            envs = [{"type": "log", "timestamp": ts + seq, "sdk_run_uuid": run_uuid, "seq": seq,
+                     "payload": {"uuid": str(seq), "level": "INFO", "stream": "stdout", "body": text_of(b, i, seq)}}
+                    for i, seq in enumerate(range(b * size + 1, (b + 1) * size + 1))]
+            bodies.append(orjson.dumps(envs))
+        else:  # cut by the SDK's own code, from the spool record a read of this output makes
+            blob = "".join(text_of(b, i, b * size + i + 1) + "\n" for i in range(size)).encode()
+            record = Record(0, len(blob), framing.LINES, "stdout", b * size + 1, size, ts + b * size, blob)
+            fragments, _ = encoded_events(record, run_uuid, blocks=True)
+            bodies.append(("[" + ",".join(fragments) + "]").encode())
     return bodies
 
 

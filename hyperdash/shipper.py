@@ -279,15 +279,13 @@ class SpoolSender:
         except errors.APIError as exc:
             if exc.status not in (400, 413, 422):
                 raise
+            if exc.status == 413 and count > 1:  # (one block of many lines too: cut smaller next)
+                self.batch_events = max(1, min(self.batch_events, count) // 2)
             if len(fragments) == 1:
                 if exc.status == 413:
-                    if count > 1:  # one block too many lines: the next batch cuts it smaller
-                        self.batch_events = max(1, min(self.batch_events, count) // 2)
                     raise
                 self._drop(exc)  # the one malformed envelope: the others go on
                 return
-            if exc.status == 413:
-                self.batch_events = max(1, min(self.batch_events, count) // 2)
             half = len(fragments) // 2
             self._send(fragments[:half], count // 2)
             self._send(fragments[half:], count - count // 2)

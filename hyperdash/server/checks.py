@@ -188,14 +188,15 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
         groups = {}
         for line in lines:
             groups.setdefault(line.sdk_run_uuid, []).append(line)
+    has_blocks = any(line.payload.lines for line in lines)
     # (counted before a block is split: a batch over the limit costs no more than reading it)
-    if sum([line.payload.lines or 1 for line in lines]) > ev.MAX_BATCH_EVENTS:
+    if has_blocks and sum([line.payload.lines or 1 for line in lines]) > ev.MAX_BATCH_EVENTS:
         return None
     for run_uuid, group in groups.items():
         if len(run_uuid) != 36 or not _RUN_UUID.fullmatch(run_uuid):
             return None
         part = parts[run_uuid] = RunPart(run_uuid.lower())
-        if any(line.payload.lines for line in group):
+        if has_blocks and any(line.payload.lines for line in group):
             of_blocks = _lines_of_blocks(group)
             if of_blocks is None:
                 return None
@@ -219,10 +220,9 @@ def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
             add(Line(event.seq, event.timestamp, payload.stream, payload.body, 0, 0))
             continue
         texts = _block_texts(payload.body, count)
-        seq, ts, stream = event.seq, event.timestamp, payload.stream
-        if texts is None or seq + count > _MAX_SEQ:
+        if texts is None or event.seq + count > _MAX_SEQ:
             return None
-        extend([Line(seq + i, ts, stream, text, 0, 0) for i, text in enumerate(texts)])
+        extend(_block_lines(event.seq, event.timestamp, payload.stream, texts))
     return out
 
 
@@ -234,6 +234,11 @@ def _block_texts(body: str, count: int) -> list[str] | None:
     texts = body.split("\n")
     texts.pop()
     return texts
+
+
+def _block_lines(seq: int, ts: int, stream: str, texts: list[str]) -> list[Line]:
+    """A block's lines, numbered from ``seq``."""
+    return [Line(seq + n, ts, stream, text, 0, 0) for n, text in enumerate(texts)]
 
 
 def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None) -> RunPart:
@@ -415,8 +420,6 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
     part.unsequenced.append(Chunk(ts, stream, body, partial, progress, chunk_id))
 
 
-
-
 def _check_block(i: int, part: RunPart, seq: int | None, ts: int, stream: str, body: str, count: object,
                  flagged: int, events_before: int) -> None:
     """A block of lines (``"lines": count``): its lines, numbered from ``seq``, join the part.
@@ -435,5 +438,5 @@ def _check_block(i: int, part: RunPart, seq: int | None, ts: int, stream: str, b
     texts = _block_texts(body, count)
     if texts is None:
         _fail(i, f"log 'body' must hold exactly {count} lines (log 'lines'), each ending in a newline")
-    part.lines.extend([Line(seq + n, ts, stream, text, 0, 0) for n, text in enumerate(texts)])
+    part.lines.extend(_block_lines(seq, ts, stream, texts))
     part.envelopes += count - 1  # (the envelope itself is counted already)
