@@ -1,13 +1,15 @@
 """The one module that knows HTTP: requests to the server, and their errors translated.
 
-Ingest requests, a run's steady traffic, go straight over one kept-alive :mod:`http.client`
-connection where the server is a plain ``http://`` one and no proxy is configured: a fraction of
-the CPU of a ``requests`` call, and no import of ``requests`` at all for a job or an uploader
-that only sends events. Everything else (``https://``, proxies, a host with a netrc entry, the
-CLI's account calls and streams) goes through ``requests``, imported on first use, not with this
-module, so that ``import hyperdash`` stays cheap. An ingest request the direct path meets a
-redirect on goes again through ``requests``, which follows it, and so do all that come after: the
-direct path never counts a batch delivered on an answer ``requests`` would have treated otherwise.
+Ingest requests, a run's steady traffic, go straight over one kept-alive connection of our own
+(:class:`_Connection`) where the server is a plain ``http://`` one and no proxy is configured: a
+POST and its answer, read whole, for half the CPU that :mod:`http.client` spends on one (whose
+general header parsing, the ``email`` package, is most of it), and no import of ``requests``,
+``http.client``, ``email`` or ``ssl`` for a job or an uploader that only sends events.
+Everything else (``https://``, proxies, a host with a netrc entry, the CLI's account calls and
+streams) goes through ``requests``, imported on first use, not with this module, so that
+``import hyperdash`` stays cheap. An ingest request the direct path meets a redirect on goes
+again through ``requests``, which follows it, and so do all that come after: the direct path
+never counts a batch delivered on an answer ``requests`` would have treated otherwise.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from __future__ import annotations
 import json as jsonlib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import errors
 from .events import API_HEADER, API_KEY_REQUIRED, AUTH_HEADER, INGEST_PATH, VERSION_HEADER
 from .version import __version__
 
 if TYPE_CHECKING:
-    import http.client
+    import socket
 
     import requests
 
@@ -77,7 +79,7 @@ class Transport:
         self.timeout = timeout
         self.headers = dict(headers or {})
         self._session: requests.Session | None = None
-        self._connection: http.client.HTTPConnection | None = None
+        self._connection: _Connection | None = None
         self._direct: bool | None = None  # whether ingest goes over http.client (decided once)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -98,7 +100,7 @@ class Transport:
         """Import what the next ingest request needs (a run does it before timing its first
         request)."""
         if self._goes_direct():
-            import http.client  # noqa: F401
+            import socket  # noqa: F401
         else:
             self.session  # noqa: B018  (made for its import)
 
@@ -184,49 +186,44 @@ class Transport:
         return get_netrc_auth(self.server_url) is not None
 
     def _post_direct(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
-        """POST over the kept-alive http.client connection: the decoded JSON reply."""
-        import http.client
+        """POST over the kept-alive connection: the decoded JSON reply."""
         from urllib.parse import urlsplit
 
         parts = urlsplit(self.server_url)
+        head = _request_head(parts.path + path, parts.netloc, {**self._common_headers(), **headers}, len(body))
         connect_timeout, read_timeout = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
-        all_headers = {**self._common_headers(), **headers}
         for _ in range(2):
             conn, fresh = self._connection, self._connection is None
             try:
                 if conn is None:
-                    conn = self._connection = http.client.HTTPConnection(
-                        parts.hostname or "localhost", parts.port or 80, timeout=connect_timeout)
-                    conn.connect()
-                    assert conn.sock is not None
-                    conn.sock.settimeout(read_timeout)
-                conn.request("POST", parts.path + path, body=body, headers=all_headers)
-                resp = conn.getresponse()
-                data = resp.read()
+                    conn = self._connection = _Connection(
+                        parts.hostname or "localhost", parts.port or 80, connect_timeout, read_timeout)
+                answer = conn.post(head, body)
             except TimeoutError:
                 self._close_connection()
                 raise errors.ServerUnreachable(self.server_url, "no answer in time") from None
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            except (_Closed, ConnectionResetError, BrokenPipeError) as exc:
                 self._close_connection()
                 if fresh:
                     raise errors.ServerUnreachable(self.server_url, _short_reason(exc)) from None
                 continue  # the server had closed the kept-alive connection: once more, on a new one
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, _BadAnswer) as exc:
                 self._close_connection()
                 raise errors.ServerUnreachable(self.server_url, _short_reason(exc)) from None
-            if resp.will_close:
+            if answer.will_close:
                 self._close_connection()
-            if resp.status >= 400:
-                raise _error_from(resp.status, resp.reason, resp.getheader("retry-after"), _decoded(data))
-            if resp.status >= 300:  # requests follows it (or says why not); a success it is not
+            if answer.status >= 400:
+                raise _error_from(answer.status, answer.reason, answer.headers.get("retry-after"),
+                                  _decoded(answer.body))
+            if answer.status >= 300:  # requests follows it (or says why not); a success it is not
                 self._close_connection()
-                raise _NotDirect(resp.status)
-            if not data:
+                raise _NotDirect(answer.status)
+            if not answer.body:
                 return {}
             try:
-                return jsonlib.loads(data)
+                return jsonlib.loads(answer.body)
             except ValueError:
-                raise errors.TransportError(f"the server at {self.server_url + path} answered {resp.status} "
+                raise errors.TransportError(f"the server at {self.server_url + path} answered {answer.status} "
                                             "with something that is not JSON") from None
         raise AssertionError("unreachable")  # (the second try returns or raises)
 
@@ -327,3 +324,171 @@ def _error_from(status: int, reason: str | None, retry_after_header: str | None,
     if status == 410:
         return errors.RunDeleted(code, message)
     return errors.APIError(status, code, message or reason or "")
+
+
+# -- the direct path's HTTP/1.1 ----------------------------------------------------------------
+# The largest answer head and body the direct path reads: ingest answers are a few hundred bytes.
+_MAX_ANSWER_HEAD = 64 * 1024
+_MAX_ANSWER_BODY = 16 * 1024 * 1024
+_FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
+
+
+class _Closed(ConnectionError):
+    """The server closed the connection before the answer began (a kept-alive connection it
+    had let go: the request goes again on a new one)."""
+
+
+class _BadAnswer(Exception):
+    """An answer that is not HTTP/1.x, or larger than the direct path reads."""
+
+
+class _Answer(NamedTuple):
+    status: int
+    reason: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    will_close: bool  # the server closes the connection after it
+
+
+def _request_head(target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
+    """The head of a POST of ``length`` bytes to ``target``. A header value that would break the
+    head (a line break, a NUL, a character outside Latin-1) is refused, as ``requests`` refuses it."""
+    lines = [f"POST {target} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
+    for name, value in headers.items():
+        if not _FORBIDDEN_IN_HEADERS.isdisjoint(value):
+            raise errors.TransportError(f"the {name} header holds a line break or a NUL, which HTTP forbids")
+        lines.append(f"{name}: {value}")
+    lines += [f"Content-Length: {length}", "", ""]
+    try:
+        return "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise errors.TransportError(f"a request header holds a character HTTP cannot carry: {bad!r}") from None
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection to a plain ``http://`` server, for ingest requests: a
+    POST, and its answer read whole (by ``Content-Length``, chunked, or up to the close). What
+    :mod:`http.client` does for this one exchange, less its general header parsing (the
+    ``email`` package), which cost most of its CPU per request."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float, read_timeout: float):
+        import socket
+
+        self.sock: socket.socket = socket.create_connection((host, port), connect_timeout)
+        try:
+            self.sock.settimeout(read_timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (small requests go at once)
+        except OSError:
+            self.sock.close()
+            raise
+        self._buffer = bytearray()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def post(self, head: bytes, body: bytes) -> _Answer:
+        """Send a request (its head and body) and read its answer. Raises :class:`_Closed` when
+        the server closed the connection before answering, :class:`_BadAnswer`, ``OSError``."""
+        if len(body) <= 64 * 1024:
+            self.sock.sendall(head + body)  # (one segment for a small request)
+        else:
+            self.sock.sendall(head)
+            self.sock.sendall(body)
+        self._buffer.clear()  # (nothing can come before an answer to this request)
+        while True:
+            status, reason, headers, will_close = self._read_head()
+            if not 100 <= status < 200:
+                break  # (an interim answer, 100 Continue, comes before the real one)
+        if status in (204, 304):
+            return _Answer(status, reason, headers, b"", will_close)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return _Answer(status, reason, headers, self._read_chunked(), will_close)
+        length = headers.get("content-length")
+        if length is None:  # the body ends with the connection
+            return _Answer(status, reason, headers, self._read_to_close(), True)
+        if not length.isdigit() or int(length) > _MAX_ANSWER_BODY:
+            raise _BadAnswer(f"an answer with Content-Length {length[:40]!r}")
+        return _Answer(status, reason, headers, self._read_exactly(int(length)), will_close)
+
+    def _read_head(self) -> tuple[int, str, dict[str, str], bool]:
+        end = self._buffer.find(b"\r\n\r\n")
+        while end < 0 and len(self._buffer) <= _MAX_ANSWER_HEAD:
+            searched = max(0, len(self._buffer) - 3)
+            if not self._fill():
+                if self._buffer:
+                    raise _BadAnswer("the connection closed inside an answer's head")
+                raise _Closed("the server closed the connection without answering")
+            end = self._buffer.find(b"\r\n\r\n", searched)
+        if not 0 <= end <= _MAX_ANSWER_HEAD:
+            raise _BadAnswer("an answer whose head is over 64 KiB")
+        lines = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
+        del self._buffer[:end + 4]
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise _BadAnswer(f"an answer that is not HTTP/1.x: {lines[0][:80]!r}")
+        headers: dict[str, str] = {}
+        name = ""
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t") and name:  # (an obsolete folded line goes on the last one)
+                headers[name] = f"{headers[name]} {line.strip()}"
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise _BadAnswer(f"a malformed header line in an answer: {line[:80]!r}")
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+        connection = {token.strip() for token in headers.get("connection", "").lower().split(",")}
+        will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        return int(code), reason.strip(), headers, will_close
+
+    def _fill(self) -> bool:
+        """Read what has come into the buffer; False when the server closed the connection."""
+        data = self.sock.recv(65536)
+        self._buffer += data
+        return bool(data)
+
+    def _read_exactly(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            if not self._fill():
+                raise _BadAnswer("the connection closed inside an answer's body")
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    def _read_line(self) -> bytes:
+        end = self._buffer.find(b"\r\n")
+        while end < 0:
+            if len(self._buffer) > _MAX_ANSWER_HEAD or not self._fill():
+                raise _BadAnswer("a malformed chunked answer")
+            end = self._buffer.find(b"\r\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 2]
+        return line
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size = self._read_line().split(b";", 1)[0].strip()
+            try:
+                count = int(size, 16)
+            except ValueError:
+                raise _BadAnswer(f"a chunk size that is not a number: {size[:40]!r}") from None
+            if count == 0:
+                while self._read_line():  # (trailer fields, up to an empty line)
+                    pass
+                return bytes(body)
+            if count < 0 or len(body) + count > _MAX_ANSWER_BODY:
+                raise _BadAnswer("an answer over 16 MiB")
+            body += self._read_exactly(count)
+            if self._read_line():
+                raise _BadAnswer("a chunk longer than its size")
+
+    def _read_to_close(self) -> bytes:
+        while self._fill():
+            if len(self._buffer) > _MAX_ANSWER_BODY:
+                raise _BadAnswer("an answer over 16 MiB")
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
