@@ -34,12 +34,12 @@ RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
 GATHER_WINDOW = 0.02  # a read this soon after the last one (or after a pause): output streams in
 GATHER_PAUSE = 0.03  # (a step of 2 ms: fifteen lines a wake-up; stop() cuts a pause short)
 # Output that brings many lines at each read while it streams in is steady (a loop printing a
-# line every few milliseconds): it gathers longer, and is passed on ten times a second. A few
+# line every few milliseconds): it gathers longer, and is passed on five times a second. A few
 # lines now and then still go on within GATHER_PAUSE. Only when the read came after a pause and
 # brought less than FLOOD_READ: then the job writes less than FLOOD_READ per GATHER_PAUSE, and
 # the pipe, where it holds STEADY_ROOM, cannot fill during a longer pause (a pipe that could not
 # be widened holds a few KiB). A first small read of a flood is no sign of steady output.
-STEADY_PAUSE = 0.1
+STEADY_PAUSE = 0.2
 STEADY_LINES = 5  # lines in one read, at least
 STEADY_ROOM = 256 * 1024  # bytes the pipe holds, at least
 
