@@ -16,8 +16,6 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .experiment import Experiment
-
 __all__ = ["monitor"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +55,8 @@ def monitor(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from .experiment import Experiment  # (on the first call: `import hyperdash` stays light)
+
             exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor",
                              stall_after=stall_after, system_metrics=system_metrics,
                              system_metrics_interval=system_metrics_interval)

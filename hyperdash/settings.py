@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +109,8 @@ def save_settings(updates: dict[str, Any], path: Path | str | None = None) -> Pa
         else:
             settings[key] = value
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    import tempfile  # (here: settings are written seldom, and every job and uploader imports this module)
+
     fd, tmp = tempfile.mkstemp(prefix=".hyperdash-", suffix=".json", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import struct
 import threading
 import time
@@ -357,6 +356,8 @@ class Spool:
         """Delete the spool (everything in it is stored by the server)."""
         self._cursor_unsaved = False
         if self.folder is not None:
+            import shutil  # (here: a job that never removes its spool does not import it)
+
             shutil.rmtree(self.folder, ignore_errors=True)
         self.close()
 

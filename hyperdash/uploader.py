@@ -28,7 +28,6 @@ waits the look out).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import random
@@ -187,6 +186,8 @@ def _key_getter(source: str | None) -> Callable[[], str | None] | None:
 
 
 def _fingerprint(key: str) -> str:
+    import hashlib  # (here: OpenSSL's load is no cost of an uploader's start)
+
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
