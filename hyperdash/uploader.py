@@ -12,8 +12,8 @@ again (exponential backoff, longer once it has failed for ``patience`` seconds),
 this process nor the next one retries a dead server in a loop.
 
 ``hyperdash sync`` calls :func:`upload_pending`. A run that ends with events unsent hands them
-to a detached ``python -m hyperdash.uploader --run UUID``; the next run on the machine starts a
-detached ``python -m hyperdash.uploader`` when orphaned spools wait for a server that is due.
+to a detached uploader (what ``python -m hyperdash.uploader --run UUID`` runs); the next run on
+the machine starts one when orphaned spools wait for a server that is due.
 
 One detached uploader at a time works on a machine: it holds ``<home>/uploader.lock`` and, before
 it exits, takes every spool orphaned meanwhile too, and waits a moment for those that a run has
@@ -354,10 +354,10 @@ def _count_events(spool: Spool) -> int:
 
 
 def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> int | None:
-    """Start ``python -m hyperdash.uploader [--run UUID]`` in its own session, detached from
-    this process's terminal and lifetime (its output goes to ``<home>/logs/uploader.log``).
-    ``api_key`` is handed over in its environment. Returns its pid, or ``None`` when an uploader
-    runs already (it takes this run's spool too).
+    """Start an uploader (what ``python -m hyperdash.uploader [--run UUID]`` runs) in its own
+    session, detached from this process's terminal and lifetime (its output goes to
+    ``<home>/logs/uploader.log``). ``api_key`` is handed over in its environment. Returns its
+    pid, or ``None`` when an uploader runs already (it takes this run's spool too).
 
     The uploader lock is taken here and inherited by the new process, which holds it from its
     first instruction: between a look at the lock and the new uploader's own try, another run
@@ -372,7 +372,11 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
         lock_fd = -1  # no lock file can be made here: the uploader works without one
     if lock_fd is None:
         return None
-    command = [sys.executable, "-m", "hyperdash.uploader"]
+    # The job's own import path, after the standard library's: `-S` spares the new interpreter
+    # the site-packages scan and its .pth files (often more than the upload's own CPU), and the
+    # folder it starts in shadows no module of ours.
+    here = [path for path in sys.path[1:] if path and isinstance(path, str)]
+    command = [sys.executable, "-S", "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(here))]
     if run_uuid:
         command += ["--run", run_uuid]
     if lock_fd >= 0:
@@ -381,7 +385,8 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
     if api_key:
         env["HYPERDASH_API_KEY"] = api_key
     package_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = package_parent + os.pathsep + env.get("PYTHONPATH", "")
+    # (an empty entry would put the current folder on the path)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     log_folder = config.ensure_home() / "logs"
     log_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_fd = -1
@@ -410,6 +415,11 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
 
 
 _HANDED_LOCK_FD = 3  # where a spawned uploader finds the lock its parent took for it
+# What a spawned uploader runs first: the job's import path (its first argument) goes after its
+# own, the current folder out of it; then main() with the rest of the arguments.
+_BOOTSTRAP = ("import os, sys; sys.path[:1] = []; "
+              "sys.path += [p for p in sys.argv.pop(1).split(os.pathsep) if p not in sys.path]; "
+              "from hyperdash.uploader import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _above(fd: int, floor: int) -> int:

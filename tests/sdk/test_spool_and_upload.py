@@ -173,6 +173,27 @@ def test_detached_uploader_command(account, hyperdash_home):
     assert missing.returncode == 1 and b"no spool for this run" in missing.stdout
 
 
+def test_a_detached_uploader_imports_nothing_from_the_folder_it_starts_in(account, hyperdash_home, tmp_path,
+                                                                         monkeypatch):
+    from hyperdash.uploader import spawn_detached
+
+    spool = write_run(account.server.url, "crowded folder", 7)
+    spool.close()
+    # a job's folder holding a module named as one the uploader imports (and the job does not)
+    (tmp_path / "argparse.py").write_text("raise SystemExit('the folder shadowed argparse')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    pid = spawn_detached(spool.folder.name)
+    assert pid is not None
+    _, status = os.waitpid(pid, 0)
+    log = (hyperdash_home / "logs" / "uploader.log").read_text()
+    assert os.waitstatus_to_exitcode(status) == 0, log
+    assert "uploaded 1 runs, 9 events" in log and "s of CPU" in log
+    run = account.wait_for_run("crowded folder", status="success")
+    assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(7)]
+
+
 def test_every_api_name_is_accepted_by_run():
     from hyperdash.run import Run
 

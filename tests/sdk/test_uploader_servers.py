@@ -21,7 +21,8 @@ from tests.conftest import free_port
 
 
 def uploader_pids(home: Path) -> list[int]:
-    """Live ``python -m hyperdash.uploader`` processes working on Hyperdash home ``home``."""
+    """Live uploaders (``python -m hyperdash.uploader``, or a detached one, whose command line
+    imports it) working on Hyperdash home ``home``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -32,7 +33,8 @@ def uploader_pids(home: Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"hyperdash.uploader" in cmdline and f"HYPERDASH_HOME={home}".encode() in environ and state != "Z":
+        uploads = any(b"hyperdash.uploader" in arg for arg in cmdline)
+        if uploads and f"HYPERDASH_HOME={home}".encode() in environ and state != "Z":
             pids.append(int(entry.name))
     return pids
 
