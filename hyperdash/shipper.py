@@ -86,10 +86,22 @@ def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int
 
 def _after_lines(blob: bytes, count: int, start: int = 0) -> int:
     """The offset just past the ``count``-th newline of ``blob`` from ``start`` (there are as
-    many). Split in C: a batch that ends inside a record has the next one skip thousands."""
-    if count <= 0:
-        return start
-    return len(blob) - len(blob[start:].split(b"\n", count)[count])
+    many). A batch that ends inside a record has the next one skip thousands of lines: they are
+    counted in C a window at a time, and only the window that holds the last one is split."""
+    end = len(blob)
+    while count > 0:
+        stop = min(end, start + _SKIP_WINDOW)
+        found = blob.count(b"\n", start, stop)
+        if found >= count:
+            return stop - len(blob[start:stop].split(b"\n", count)[count])
+        if stop == end:
+            return end  # (fewer than ``count``: never, but never loop)
+        count -= found
+        start = stop
+    return start
+
+
+_SKIP_WINDOW = 64 * 1024
 
 
 def _blocks(blob: bytes, head: str, seq: int, start: int, limit: int | None) -> tuple[list[str], int]:
