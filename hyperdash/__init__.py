@@ -11,6 +11,7 @@ The server lives in :mod:`hyperdash.server` (the ``server`` extra) and is never 
 
 from typing import TYPE_CHECKING
 
+from . import errors as errors  # (``except hyperdash.errors.HyperdashError`` after ``import hyperdash``)
 from .monitor import monitor
 from .version import __version__
 

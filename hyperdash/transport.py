@@ -80,7 +80,7 @@ class Transport:
         self.headers = dict(headers or {})
         self._session: requests.Session | None = None
         self._connection: _Connection | None = None
-        self._direct: bool | None = None  # whether ingest goes over http.client (decided once)
+        self._direct: bool | None = None  # whether ingest goes over _Connection (decided once)
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -331,6 +331,12 @@ def _error_from(status: int, reason: str | None, retry_after_header: str | None,
 _MAX_ANSWER_HEAD = 64 * 1024
 _MAX_ANSWER_BODY = 16 * 1024 * 1024
 _FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is a decimal number as HTTP writes one (``str.isdigit`` takes ``²`` too)."""
+    return text.isascii() and text.isdigit()
 
 
 class _Closed(ConnectionError):
@@ -395,21 +401,23 @@ class _Connection:
         else:
             self.sock.sendall(head)
             self.sock.sendall(body)
-        self._buffer.clear()  # (nothing can come before an answer to this request)
         while True:
             status, reason, headers, will_close = self._read_head()
             if not 100 <= status < 200:
                 break  # (an interim answer, 100 Continue, comes before the real one)
-        if status in (204, 304):
-            return _Answer(status, reason, headers, b"", will_close)
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return _Answer(status, reason, headers, self._read_chunked(), will_close)
         length = headers.get("content-length")
-        if length is None:  # the body ends with the connection
-            return _Answer(status, reason, headers, self._read_to_close(), True)
-        if not length.isdigit() or int(length) > _MAX_ANSWER_BODY:
+        if status in (204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif length is None:  # the body ends with the connection
+            body, will_close = self._read_to_close(), True
+        elif not _is_number(length) or int(length) > _MAX_ANSWER_BODY:
             raise _BadAnswer(f"an answer with Content-Length {length[:40]!r}")
-        return _Answer(status, reason, headers, self._read_exactly(int(length)), will_close)
+        else:
+            body = self._read_exactly(int(length))
+        # bytes after the answer (nothing was asked for them): the connection is not used again
+        return _Answer(status, reason, headers, body, will_close or bool(self._buffer))
 
     def _read_head(self) -> tuple[int, str, dict[str, str], bool]:
         end = self._buffer.find(b"\r\n\r\n")
@@ -426,7 +434,7 @@ class _Connection:
         del self._buffer[:end + 4]
         version, _, rest = lines[0].partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if not version.startswith("HTTP/1.") or not _is_number(code) or not 100 <= int(code) <= 999:
             raise _BadAnswer(f"an answer that is not HTTP/1.x: {lines[0][:80]!r}")
         headers: dict[str, str] = {}
         name = ""
@@ -471,15 +479,14 @@ class _Connection:
         body = bytearray()
         while True:
             size = self._read_line().split(b";", 1)[0].strip()
-            try:
-                count = int(size, 16)
-            except ValueError:
-                raise _BadAnswer(f"a chunk size that is not a number: {size[:40]!r}") from None
+            if not size or size.strip(_HEX_DIGITS):  # (int() would take "+5", "0x5" and "5_0" too)
+                raise _BadAnswer(f"a chunk size that is not a number: {size[:40]!r}")
+            count = int(size, 16)
             if count == 0:
                 while self._read_line():  # (trailer fields, up to an empty line)
                     pass
                 return bytes(body)
-            if count < 0 or len(body) + count > _MAX_ANSWER_BODY:
+            if len(body) + count > _MAX_ANSWER_BODY:
                 raise _BadAnswer("an answer over 16 MiB")
             body += self._read_exactly(count)
             if self._read_line():

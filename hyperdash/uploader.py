@@ -375,8 +375,8 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
     # The job's own import path, after the standard library's: `-S` spares the new interpreter
     # the site-packages scan and its .pth files (often more than the upload's own CPU), and the
     # folder it starts in shadows no module of ours.
-    here = [path for path in sys.path[1:] if path and isinstance(path, str)]
-    command = [sys.executable, "-S", "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(here))]
+    here = list(dict.fromkeys(path for path in sys.path if path and isinstance(path, str)))
+    command = [sys.executable, "-S", "-c", _BOOTSTRAP, json.dumps(here)]
     if run_uuid:
         command += ["--run", run_uuid]
     if lock_fd >= 0:
@@ -415,10 +415,11 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
 
 
 _HANDED_LOCK_FD = 3  # where a spawned uploader finds the lock its parent took for it
-# What a spawned uploader runs first: the job's import path (its first argument) goes after its
-# own, the current folder out of it; then main() with the rest of the arguments.
-_BOOTSTRAP = ("import os, sys; sys.path[:1] = []; "
-              "sys.path += [p for p in sys.argv.pop(1).split(os.pathsep) if p not in sys.path]; "
+# What a spawned uploader runs first: the job's import path (its first argument, a JSON list)
+# goes after its own, the current folder ("" first, unless PYTHONSAFEPATH is set) out of it;
+# then main() with the rest of the arguments.
+_BOOTSTRAP = ("import json, sys; sys.path[:1] = [] if sys.path[:1] == [''] else sys.path[:1]; "
+              "sys.path += [p for p in json.loads(sys.argv.pop(1)) if p and p not in sys.path]; "
               "from hyperdash.uploader import main; sys.exit(main(sys.argv[1:]))")
 
 

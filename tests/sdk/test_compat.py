@@ -77,6 +77,21 @@ def test_original_experiment_script_runs_unchanged(run_job, sdk_env, account, tm
     assert points("hd_iter_0")[0][1] == 0 and points("hd_iter_0")[-1][1] == 2
 
 
+def test_import_hyperdash_gives_its_public_names_and_errors_and_loads_a_run_only_when_used():
+    code = (
+        "import sys, hyperdash\n"
+        "assert 'hyperdash.experiment' not in sys.modules and 'hyperdash.run' not in sys.modules\n"
+        "assert issubclass(hyperdash.errors.TransportError, hyperdash.errors.HyperdashError)\n"
+        "from hyperdash import Experiment, monitor\n"
+        "from hyperdash.sdk import Experiment as E2, monitor as m2\n"
+        "assert callable(hyperdash.monitor) and m2 is monitor and E2 is Experiment is hyperdash.Experiment\n"
+        "assert {'Experiment', 'monitor', 'monitor_cell'} <= set(dir(hyperdash))\n"
+        "try:\n    hyperdash.no_such_name\nexcept AttributeError:\n    print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+
+
 def test_keras_callback_is_none_without_keras(run_job):
     done = run_job("""
         import sys

@@ -173,22 +173,25 @@ def test_detached_uploader_command(account, hyperdash_home):
     assert missing.returncode == 1 and b"no spool for this run" in missing.stdout
 
 
+@pytest.mark.parametrize("safe_path", [False, True], ids=["", "PYTHONSAFEPATH"])
 def test_a_detached_uploader_imports_nothing_from_the_folder_it_starts_in(account, hyperdash_home, tmp_path,
-                                                                         monkeypatch):
-    from hyperdash.uploader import spawn_detached
-
+                                                                         safe_path):
     spool = write_run(account.server.url, "crowded folder", 7)
     spool.close()
-    # a job's folder holding a module named as one the uploader imports (and the job does not)
+    # A job in a folder holding a module named as one the uploader imports (and the job does
+    # not), with hyperdash found as the job finds it, not from this test's own path.
     (tmp_path / "argparse.py").write_text("raise SystemExit('the folder shadowed argparse')\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    pid = spawn_detached(spool.folder.name)
-    assert pid is not None
-    _, status = os.waitpid(pid, 0)
+    env = account.sdk_env(hyperdash_home)
+    env.pop("PYTHONPATH", None)
+    if safe_path:  # (the interpreter then puts no current folder first: nothing else is taken off)
+        env["PYTHONSAFEPATH"] = "1"
+    job = ("import os, sys\n"
+           "from hyperdash.uploader import spawn_detached\n"
+           f"pid = spawn_detached({spool.folder.name!r})\n"
+           "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    done = subprocess.run([sys.executable, "-c", job], cwd=tmp_path, env=env, capture_output=True, timeout=60)
     log = (hyperdash_home / "logs" / "uploader.log").read_text()
-    assert os.waitstatus_to_exitcode(status) == 0, log
+    assert done.returncode == 0, (done.stderr, log)
     assert "uploaded 1 runs, 9 events" in log and "s of CPU" in log
     run = account.wait_for_run("crowded folder", status="success")
     assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(7)]

@@ -122,7 +122,10 @@ def test_a_kept_alive_connection_carries_request_after_request(raw_server):
     ((b"HTTP/1.1 200 OK\r\n\r\n" + OK, True), [1, 2]),  # no length: the body ends with the connection
     ((with_length("200 OK", OK, "Connection: close"), True), [1, 2]),
     ((b"HTTP/1.0 200 OK\r\n" + f"Content-Length: {len(OK)}\r\n\r\n".encode() + OK, True), [1, 2]),
-], ids=["chunked", "interim answer first", "folded header", "no length", "connection close", "HTTP/1.0"])
+    # bytes after the answer that nobody asked for: the connection is not trusted again
+    ((with_length("200 OK", OK) + b"HTTP/1.1 200 OK\r\n", True), [1, 2]),
+], ids=["chunked", "interim answer first", "folded header", "no length", "connection close", "HTTP/1.0",
+        "bytes after the answer"])
 def test_answers_framed_every_way_a_server_may_frame_them_are_read_whole(raw_server, answer, connections):
     server = raw_server(answer)
     transport = Transport(server.url, api_key="k")
@@ -163,7 +166,12 @@ def test_error_answers_become_the_sdks_errors_with_the_servers_words(raw_server)
     ((b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + OK, True), "closed inside an answer's body"),
     ((b"HTTP/1.1 200 OK\r\nContent-", True), "closed inside an answer's head"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size that is not a number"),
-], ids=["not http", "bad status", "no colon", "huge head", "bad length", "short body", "short head", "bad chunk"])
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n", "chunk size that is not a number"),
+    ("HTTP/1.1 1²3 OK\r\n\r\n".encode("latin-1"), "not HTTP/1.x"),
+    (b"HTTP/1.1 099 OK\r\n\r\n", "not HTTP/1.x"),
+    ("HTTP/1.1 200 OK\r\nContent-Length: ²\r\n\r\n".encode("latin-1"), "Content-Length"),
+], ids=["not http", "bad status", "no colon", "huge head", "bad length", "short body", "short head", "bad chunk",
+        "0x chunk", "superscript status", "status under 100", "superscript length"])
 def test_an_answer_that_is_not_http_as_we_read_it_is_a_clear_error_and_counts_nothing(raw_server, answer, reason):
     server = raw_server(answer)
     transport = Transport(server.url, api_key="k")
