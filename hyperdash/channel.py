@@ -17,7 +17,6 @@ import os
 import stat
 import time
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
 
 __all__ = [
     "open_channel",
@@ -135,14 +134,15 @@ def copy_window_size(terminal_fd: int, pty_fd: int, unless: bytes | None = None)
         return None
 
 
-@dataclass
 class PtyWindow:
     """A pty standing in for the terminal ``terminal_fd``, and the window size it was given last
-    (``None`` before the first)."""
+    (``None`` before the first). (A plain class: every monitored job imports this module, and
+    the dataclasses module costs it several milliseconds to import.)"""
 
-    terminal_fd: int
-    pty_fd: int
-    last_size: bytes | None = None
+    __slots__ = ("terminal_fd", "pty_fd", "last_size")
+
+    def __init__(self, terminal_fd: int, pty_fd: int, last_size: bytes | None = None):
+        self.terminal_fd, self.pty_fd, self.last_size = terminal_fd, pty_fd, last_size
 
 
 def follow_window_sizes(windows: Sequence[PtyWindow], open_fds: Container[int]) -> None:
