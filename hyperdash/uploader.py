@@ -373,8 +373,8 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
     if lock_fd is None:
         return None
     # The job's own import path, after the standard library's: `-S` spares the new interpreter
-    # the site-packages scan and its .pth files (often more than the upload's own CPU), and the
-    # folder it starts in shadows no module of ours.
+    # the site-packages scan and its .pth files (tens of milliseconds of CPU where many packages
+    # are installed), and the folder it starts in shadows no module of ours.
     here = list(dict.fromkeys(path for path in sys.path if path and isinstance(path, str)))
     command = [sys.executable, "-S", "-c", _BOOTSTRAP, json.dumps(here)]
     if run_uuid:
