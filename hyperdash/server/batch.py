@@ -72,6 +72,10 @@ class RunPart:
     unsequenced: list[Chunk | Point | Mark] = field(default_factory=list)
     envelopes: int = 0  # every envelope of the run, heartbeats included
     has_progress: bool = False  # a progress line is among ``lines``
+    # ``lines`` are one stretch, as blocks of lines cut from one read of output come: each
+    # line's seq the one after the last's, one time, one stream, none partial or progress (a
+    # hint of how to store them, found where it costs nothing: not part of what was sent)
+    one_run: bool = field(default=False, compare=False)
 
 
 @dataclass

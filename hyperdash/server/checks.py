@@ -201,6 +201,7 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
             if of_blocks is None:
                 return None
             part.lines = of_blocks
+            part.one_run = _one_run(group)
         else:
             part.lines = [Line(line.seq, line.timestamp, line.payload.stream, line.payload.body, 0, 0)
                           for line in group]
@@ -224,6 +225,18 @@ def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
             return None
         extend(_block_lines(event.seq, event.timestamp, payload.stream, texts))
     return out
+
+
+def _one_run(group: list[_PlainLine]) -> bool:
+    """Whether plain log events (blocks or lines) hold one stretch of lines: each envelope's
+    first seq the one after the last line of the one before, one time, one stream."""
+    first = group[0]
+    seq, ts, stream = first.seq, first.timestamp, first.payload.stream
+    for event in group:
+        if event.seq != seq or event.timestamp != ts or event.payload.stream != stream:
+            return False
+        seq += event.payload.lines or 1
+    return True
 
 
 def _block_texts(body: str, count: int) -> list[str] | None:

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 from msgspec.structs import astuple
@@ -172,9 +172,21 @@ def _sqlite_multirow(sql: str, width: int, count: int) -> str:
 LOG_COLUMNS = ("run_id", "seq", "stream", "text", "ts", "partial", "progress", "superseded")
 
 
-def insert_lines(conn: Connection, table: Table, run_id: int, lines: list) -> None:
+def insert_lines(conn: Connection, table: Table, run_id: int, lines: list, one_run: bool = False) -> None:
     """Insert lines of one run (:class:`~hyperdash.server.batch.Line`), none superseded, into
-    the logs ``table``; a line stored already is left as it is."""
+    the logs ``table``; a line stored already is left as it is. ``one_run``: the lines are one
+    stretch (each seq the one after the last's, one time, one stream, none partial or progress),
+    as blocks of lines bring them."""
+    if conn.dialect.name == "sqlite" and one_run:
+        # What the lines share is bound once (?2 the first seq, ?3 the time, ?4 the stream) and
+        # only each line's text on its own: binding a parameter holds the GIL, and a block's
+        # lines would otherwise bind six each.
+        first = lines[0]
+        for start in range(0, len(lines), RUN_LINES_PER_STATEMENT):
+            chunk = lines[start:start + RUN_LINES_PER_STATEMENT]
+            conn.exec_driver_sql(_sqlite_run_sql(table.name, len(chunk)),
+                                 (run_id, first.seq + start, first.ts, first.stream, *map(_TEXT_OF, chunk)))
+        return
     if conn.dialect.name == "sqlite":
         # The run's id bound once as ?1, each line's fields as they are (no row built per line:
         # at ingest rates that copying costs as much as the insert).
@@ -191,6 +203,18 @@ def insert_lines(conn: Connection, table: Table, run_id: int, lines: list) -> No
 _PLAIN_LINE_COLUMNS = ("run_id", "seq", "ts", "stream", "text", "partial", "progress", "superseded")
 _PLAIN_LINE_VALUES = "(?1, ?, ?, ?, ?, ?, ?, 0)"
 _PLAIN_LINES_PER_STATEMENT = (_SQLITE_MAX_VARIABLES - 1) // 6
+
+
+RUN_LINES_PER_STATEMENT = _SQLITE_MAX_VARIABLES - 4
+_TEXT_OF = attrgetter("text")
+
+
+@lru_cache(maxsize=64)
+def _sqlite_run_sql(table: str, count: int) -> str:
+    columns = ", ".join(_PLAIN_LINE_COLUMNS)
+    return (f"INSERT INTO {table} ({columns}) VALUES "
+            + ", ".join([f"(?1, ?2 + {k}, ?3, ?4, ?{k + 5}, 0, 0, 0)" for k in range(count)])
+            + " ON CONFLICT DO NOTHING")
 
 
 @lru_cache(maxsize=64)

@@ -262,7 +262,9 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
                   + resent)
     stored = part.envelopes - duplicates
 
-    shown, counted = _store_lines(conn, cache, run_id, lines, part.has_progress) if lines else ([], (0, 0))
+    # (``lines is part.lines``: none dropped as a duplicate, none numbered here, the stretch whole)
+    shown, counted = _store_lines(conn, cache, run_id, lines, part.has_progress,
+                                  part.one_run and lines is part.lines) if lines else ([], (0, 0))
     if points:
         insert_many(conn, metrics, METRIC_COLUMNS,
                     [(run_id, p.seq, p.ts, p.name, p.value, p.step, p.is_internal) for p in points])
@@ -480,13 +482,13 @@ def _unseen(group: list[_Event], seen: set[int | None]) -> list[_Event]:
 
 
 def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Line],
-                 has_progress: bool) -> tuple[list[Line], Counted]:
+                 has_progress: bool, one_run: bool = False) -> tuple[list[Line], Counted]:
     """Insert ``lines``, marking each progress line that a later line of its stream replaced
     as superseded (in this batch or already stored). Returns the lines to announce, as they came:
     those to show, and each erased bar (kept superseded, yet told so that live views drop it);
     and what the run's counters gain: a superseded line counts neither as a line nor its text
     (a bar redrawn a thousand times is one line), so a line replacing a stored one takes that
-    one's count back."""
+    one's count back. ``one_run``: the lines are one stretch (see :class:`RunPart`)."""
     taken_lines = taken_bytes = 0  # what replaced stored lines gave back
     if not has_progress:
         # No progress line in the batch: only a stored one can be replaced.
@@ -500,7 +502,7 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
         for stream, top in tops.items():
             taken = _advance_stream(conn, cache, run_id, stream, top)
             taken_lines, taken_bytes = taken_lines + taken[0], taken_bytes + taken[1]
-        insert_lines(conn, logs, run_id, lines)
+        insert_lines(conn, logs, run_id, lines, one_run)
         return lines, (len(lines) - taken_lines, _text_bytes(lines) - taken_bytes)
     superseded: set[int] = set()  # indexes of lines replaced by a later line of their stream
     erased: set[int] = set()  # indexes of erased bars: stored superseded, still announced

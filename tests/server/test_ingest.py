@@ -139,6 +139,37 @@ def test_a_block_of_lines_is_stored_as_its_lines_once(api):
     assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 8
 
 
+@pytest.mark.parametrize("per_statement", [3, None], ids=["statements of 3 lines", "one statement"])
+def test_blocks_of_one_stretch_are_stored_line_for_line(api, db_url, monkeypatch, per_statement):
+    # Blocks cut from one read of output, as the SDK sends them: one time, one stream, each
+    # block's first seq after the last line of the one before. They are stored the short way
+    # (what the lines share bound once), across statements too.
+    from hyperdash.server import dialect
+
+    if per_statement is not None:
+        monkeypatch.setattr(dialect, "RUN_LINES_PER_STATEMENT", per_statement)
+    run = new_run()
+    api.ok([env("run_started", run, {"job_name": "stretch"}, seq=1)])
+    texts = [f"line {i} \u00e9" if i % 3 else "" for i in range(10)]
+
+    def stretch(seq: int, part: list[str]) -> dict:
+        return env(events.LOG, run, {"level": "INFO", "stream": "stderr", "lines": len(part),
+                                     "body": "".join(t + "\n" for t in part)}, seq=seq, timestamp=1_700_000_000_000)
+
+    before = dialect._sqlite_run_sql.cache_info()
+    assert api.ok([stretch(2, texts[:4]), stretch(6, texts[4:])]) == {
+        "stored": 10, "duplicates": 0, "log_blocks": True}
+    if db_url.startswith("sqlite"):  # (the short way was taken)
+        after = dialect._sqlite_run_sql.cache_info()
+        assert after.hits + after.misses > before.hits + before.misses
+    got = api.json(f"/api/v1/runs/{run}/logs")["lines"]
+    assert [(line["seq"], line["stream"], line["text"]) for line in got] == [
+        (seq, "stderr", text) for seq, text in enumerate(texts, start=2)]
+    assert {line["timestamp"] for line in got} == {"2023-11-14T22:13:20.000Z"}  # (1,700,000,000,000 ms)
+    assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 11
+    assert api.ok([stretch(2, texts[:4])]) == {"stored": 0, "duplicates": 4, "log_blocks": True}
+
+
 def test_a_bad_block_of_lines_stores_nothing_of_its_batch(api):
     run = new_run()
     resp = api.ingest([block(run, 1, ["x", "y"]), log(run, 3, "a\nb\n", lines=3)])

@@ -134,6 +134,23 @@ def test_a_bad_block_of_lines_is_refused_with_what_is_wrong(envelopes, message):
     assert raised.value.message.startswith(message)
 
 
+@pytest.mark.parametrize(("second", "one_run"), [
+    ({}, True),
+    ({"seq": 7}, False),  # a line left out between the blocks
+    ({"timestamp": 1_700_000_000_001}, False),  # another read of output
+    ({"stream": "stderr"}, False),
+], ids=["one stretch", "a gap", "another time", "another stream"])
+def test_blocks_are_told_to_be_one_stretch_only_when_they_are(second, one_run):
+    run = str(uuid.uuid4())
+
+    def block(seq: int, count: int, timestamp: int = 1_700_000_000_000, stream: str = "stdout") -> dict:
+        return {"type": "log", "sdk_run_uuid": run, "timestamp": timestamp, "seq": seq,
+                "payload": {"stream": stream, "lines": count, "body": "x\n" * count}}
+
+    body = orjson.dumps([block(1, 5), block(**{"seq": 6, "count": 3, **second})])
+    assert checked_batch(body, 1, "monitor").parts[run].one_run is one_run
+
+
 def test_a_block_counts_as_its_lines_toward_the_batch_limit_on_either_path():
     texts = ["x"] * (events.MAX_BATCH_EVENTS // 2)
     just = orjson.dumps([block(1, texts), block(len(texts) + 1, texts)])
