@@ -136,6 +136,10 @@ def test_runs_handing_over_at_the_same_moment_start_one_uploader(hyperdash_home,
     started = [spawn_detached() for _ in range(5)]
     try:
         assert started[0] is not None and started[1:] == [None] * 4
+        # (a process that has just been spawned may not show its new command line yet)
+        deadline = time.monotonic() + 10
+        while not uploader_pids(hyperdash_home) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert uploader_pids(hyperdash_home) == [started[0]]
         assert uploader_running()
         log = hyperdash_home / "logs" / "uploader.log"
@@ -178,7 +182,7 @@ def test_a_look_at_the_uploader_lock_is_not_taken_for_an_uploader(hyperdash_home
     try:
         assert ended and pid is not None
     finally:
-        stop(uploader_pids(hyperdash_home))
+        stop(uploader_pids(hyperdash_home) + ([pid] if pid else []))
 
 
 def test_a_large_job_reaches_a_live_server_while_the_uploader_is_stuck(run_job, sdk_env, account, hyperdash_home):
