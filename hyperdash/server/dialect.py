@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from functools import lru_cache
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 
+import orjson
 from msgspec.structs import astuple
 from sqlalchemy import LargeBinary, Select, Table, cast, create_engine, event, func
 from sqlalchemy.dialects import postgresql, sqlite
@@ -177,15 +179,16 @@ def insert_lines(conn: Connection, table: Table, run_id: int, lines: list, one_r
     the logs ``table``; a line stored already is left as it is. ``one_run``: the lines are one
     stretch (each seq the one after the last's, one time, one stream, none partial or progress),
     as blocks of lines bring them."""
-    if conn.dialect.name == "sqlite" and one_run:
-        # What the lines share is bound once (?2 the first seq, ?3 the time, ?4 the stream) and
-        # only each line's text on its own: binding a parameter holds the GIL, and a block's
-        # lines would otherwise bind six each.
+    if conn.dialect.name == "sqlite" and one_run and _SQLITE_HAS_JSON:
+        # What the lines share is bound once (the first seq, the time, the stream) and their
+        # texts as one JSON array, numbered by SQLite: binding a parameter holds the GIL, and a
+        # block's lines would otherwise bind six each. One statement for any count of lines (a
+        # statement made per count would be prepared anew for most batches).
         first = lines[0]
         for start in range(0, len(lines), RUN_LINES_PER_STATEMENT):
-            chunk = lines[start:start + RUN_LINES_PER_STATEMENT]
-            conn.exec_driver_sql(_sqlite_run_sql(table.name, len(chunk)),
-                                 (run_id, first.seq + start, first.ts, first.stream, *map(_TEXT_OF, chunk)))
+            texts = orjson.dumps([line.text for line in lines[start:start + RUN_LINES_PER_STATEMENT]])
+            conn.exec_driver_sql(_sqlite_run_sql(table.name),
+                                 (run_id, first.seq + start, first.ts, first.stream, texts))
         return
     if conn.dialect.name == "sqlite":
         # The run's id bound once as ?1, each line's fields as they are (no row built per line:
@@ -205,16 +208,27 @@ _PLAIN_LINE_VALUES = "(?1, ?, ?, ?, ?, ?, ?, 0)"
 _PLAIN_LINES_PER_STATEMENT = (_SQLITE_MAX_VARIABLES - 1) // 6
 
 
-RUN_LINES_PER_STATEMENT = _SQLITE_MAX_VARIABLES - 4
-_TEXT_OF = attrgetter("text")
+RUN_LINES_PER_STATEMENT = 10_000
 
 
-@lru_cache(maxsize=64)
-def _sqlite_run_sql(table: str, count: int) -> str:
+def _sqlite_json() -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38, and in most builds before)."""
+    try:
+        with closing(sqlite3.connect(":memory:")) as db:
+            return db.execute("SELECT count(*) FROM json_each('[1]')").fetchone() == (1,)
+    except sqlite3.Error:
+        return False
+
+
+_SQLITE_HAS_JSON = _sqlite_json()
+
+
+@lru_cache(maxsize=8)
+def _sqlite_run_sql(table: str) -> str:
     columns = ", ".join(_PLAIN_LINE_COLUMNS)
-    return (f"INSERT INTO {table} ({columns}) VALUES "
-            + ", ".join([f"(?1, ?2 + {k}, ?3, ?4, ?{k + 5}, 0, 0, 0)" for k in range(count)])
-            + " ON CONFLICT DO NOTHING")
+    # (an upsert's SELECT needs a WHERE, even a true one, to be told apart from its ON clause)
+    return (f"INSERT INTO {table} ({columns}) SELECT ?1, ?2 + key, ?3, ?4, value, 0, 0, 0 "
+            "FROM json_each(?5) WHERE true ON CONFLICT DO NOTHING")
 
 
 @lru_cache(maxsize=64)
