@@ -493,7 +493,9 @@ def _store_lines(conn: Connection, cache: RunCache, run_id: int, lines: list[Lin
     if not has_progress:
         # No progress line in the batch: only a stored one can be replaced.
         tops: dict[str, int] = {}
-        if len(set(map(_STREAM_OF, lines))) == 1:  # the usual case, done without a loop
+        if one_run:  # (one stream, its last line the highest: known, not looked for)
+            tops[lines[0].stream] = lines[-1].seq
+        elif len(set(map(_STREAM_OF, lines))) == 1:  # the usual case, done without a loop
             tops[lines[0].stream] = max(map(_SEQ_OF, lines))
         else:
             for line in lines:
