@@ -1,9 +1,11 @@
 """Ingest throughput: 16 runs at once posting batches of 500 log lines to a real server.
 
 Starts ``hyperdash server`` on a loopback port with a fresh SQLite store, signs up, and has 16
-client threads each post a fixed number of pre-encoded batches for its own run, in each of two
+client threads each post a fixed number of pre-encoded batches for its own run, in each of three
 forms (``--forms``): ``lines``, an envelope a line (what clients that send one line per event
-send), and ``blocks``, blocks of lines cut as the SDK cuts them (what the SDK sends). Prints lines
+send); ``blocks``, blocks of lines in the JSON, cut as the SDK cuts them for a server that takes
+blocks but not texts after the JSON; and ``attached``, the SDK's form for a server that takes
+both: a block a read of output, its text as bytes after the JSON. Prints lines
 stored per second and the 99th-percentile batch latency, then the baseline measured in the same
 run: the same rows inserted straight into SQLite (same schema, same pragmas, one transaction per
 batch; the faster of executemany and one multi-row INSERT), and the ratio of the two. It also
@@ -38,7 +40,7 @@ from support import cpu_seconds, start_server, stop_server  # noqa: E402  (bench
 
 from hyperdash import events, framing  # noqa: E402
 from hyperdash.server.store import Store  # noqa: E402
-from hyperdash.shipper import encoded_events  # noqa: E402
+from hyperdash.shipper import _body, encoded_events  # noqa: E402
 from hyperdash.spool import Record  # noqa: E402
 
 
@@ -46,10 +48,11 @@ def text_of(b: int, i: int, seq: int) -> str:
     return f"epoch {b} step {i}: loss=0.{seq:06d} acc=0.{(seq * 7) % 1000:03d} ok"
 
 
-def make_batches(run_uuid: str, batches: int, size: int, form: str) -> list[bytes]:
-    """Pre-encoded bodies, so the clients spend their time sending, not encoding. ``form``:
-    ``lines`` (an envelope a line, as the original clients' successors and older SDKs send) or
-    ``blocks`` (blocks of lines, as the SDK sends output to a server that takes them)."""
+def make_batches(run_uuid: str, batches: int, size: int, form: str) -> list[tuple[bytes, str]]:
+    """Pre-encoded bodies and their content types, so the clients spend their time sending, not
+    encoding. ``form``: ``lines`` (an envelope a line, as the original clients' successors and
+    older SDKs send), ``blocks`` (blocks of lines in the JSON) or ``attached`` (their texts after
+    the JSON), each as the SDK sends output to a server that takes that form."""
     ts = events.now_ms()
     bodies = []
     for b in range(batches):
@@ -57,23 +60,22 @@ def make_batches(run_uuid: str, batches: int, size: int, form: str) -> list[byte
             envs = [{"type": "log", "timestamp": ts + seq, "sdk_run_uuid": run_uuid, "seq": seq,
                      "payload": {"uuid": str(seq), "level": "INFO", "stream": "stdout", "body": text_of(b, i, seq)}}
                     for i, seq in enumerate(range(b * size + 1, (b + 1) * size + 1))]
-            bodies.append(orjson.dumps(envs))
+            bodies.append((orjson.dumps(envs), "application/json"))
         else:  # cut by the SDK's own code, from the spool record a read of this output makes
             blob = "".join(text_of(b, i, b * size + i + 1) + "\n" for i in range(size)).encode()
             record = Record(0, len(blob), framing.LINES, "stdout", b * size + 1, size, ts + b * size, blob)
-            fragments, _ = encoded_events(record, run_uuid, blocks=True)
-            bodies.append(("[" + ",".join(fragments) + "]").encode())
+            fragments, _ = encoded_events(record, run_uuid, blocks=True, attach=form == "attached")
+            bodies.append(_body(fragments))
     return bodies
 
 
-def post_all(port: int, api_key: str, bodies: list[bytes], latencies: list[float], errors: list) -> None:
+def post_all(port: int, api_key: str, bodies: list[tuple[bytes, str]], latencies: list[float], errors: list) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"content-type": "application/json", events.AUTH_HEADER: api_key,
-               events.API_HEADER: "cli_run"}
+    headers = {events.AUTH_HEADER: api_key, events.API_HEADER: "cli_run"}
     try:
-        for body in bodies:
+        for body, content_type in bodies:
             start = time.perf_counter()
-            conn.request("POST", events.INGEST_PATH, body=body, headers=headers)
+            conn.request("POST", events.INGEST_PATH, body=body, headers={**headers, "content-type": content_type})
             resp = conn.getresponse()
             reply = resp.read()
             latencies.append(time.perf_counter() - start)
@@ -158,7 +160,7 @@ def bench_raw_sqlite(runs: int, batches: int, size: int, workdir: Path) -> dict[
     return rates
 
 
-FORMS = ("lines", "blocks")
+FORMS = ("lines", "blocks", "attached")
 # The baseline the ratio is taken against: the faster of these (the rows run after run).
 HEADLINE_RAW = ("executemany", "multi-row")
 
@@ -170,7 +172,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="batches per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--forms", default=",".join(FORMS),
-                        help="comma-separated: lines (an envelope a line), blocks (blocks of lines, the SDK's form)")
+                        help="comma-separated: lines (an envelope a line), blocks (blocks of lines), attached "
+                             "(blocks whose texts follow the JSON: the SDK's form)")
     args = parser.parse_args()
     forms = [f for f in args.forms.split(",") if f]
     if not forms or set(forms) - set(FORMS):
@@ -197,7 +200,7 @@ def main() -> None:
     for form, rounds in results.items():
         rate, p99, stored, _ = max(rounds, key=lambda r: r[0])
         median_ratio = statistics.median(r[0] / max(r[3][m] for m in HEADLINE_RAW) for r in rounds)
-        print(f"server, {form:6}: {rate:12,.0f} lines/s   p99 batch latency {p99 * 1000:7.1f} ms   "
+        print(f"server, {form:8}: {rate:12,.0f} lines/s   p99 batch latency {p99 * 1000:7.1f} ms   "
               f"({stored:,} of {expected:,} lines stored; {args.runs} runs x {args.batches} batches of {args.batch}; "
               f"best of {args.rounds} rounds)")
         print(f"  ratio       : {rate / raw:12.2f}   best against best of the faster raw insert; "

@@ -58,7 +58,8 @@ API_KEY_REQUIRED = "api_key_requred"
 # --- limits -----------------------------------------------------------------------------------
 # A line longer than this is split by the SDK into pieces marked "partial" (continued).
 MAX_LINE_BYTES = 16 * 1024
-# The server refuses a log body longer than this (the original clients send at most 20 KiB).
+# The server refuses a log body longer than this (the original clients send at most 20 KiB); in
+# a block of lines, each line.
 MAX_LOG_BODY_BYTES = 64 * 1024
 # One ingest request: at most this many events (a block of lines counts as its lines), and this
 # many bytes of body (else 413).
@@ -68,10 +69,21 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # lines, each ending in "\n", which take the seqs seq .. seq + N - 1. The SDK cuts blocks at most
 # this many bytes long, so that even with every byte of invalid UTF-8 replaced (3 bytes each) a
 # block stays under MAX_LOG_BODY_BYTES. It sends blocks only to a server whose ingest replies
-# carry ``"log_blocks": true``; until then, one line per event.
+# carry ``"log_blocks": true``; until then, one line per event. A block has no limit of its own but
+# the request's (each of its lines at most MAX_LOG_BODY_BYTES): one whose text is attached (below)
+# is a whole spool record.
 LOG_BLOCK_BYTES = MAX_LOG_BODY_BYTES // 4
 LINES_FIELD = "lines"
 BLOCKS_REPLY_FIELD = "log_blocks"
+# A batch may also travel with its log texts as raw bytes after the JSON (our superset): a body
+# of this content type is the JSON of the envelopes (on one line), a newline, then the texts, one
+# after the other. A log event carrying ``"bytes": N`` in place of ``"body"`` takes the next N
+# bytes as its body, read as UTF-8 (an invalid sequence becomes U+FFFD), so that neither side
+# spends time quoting a flood of output as JSON. The SDK sends this form only to a server whose
+# ingest replies carry ``"attached_text": true``.
+ATTACHED_TEXT_TYPE = "application/vnd.hyperdash.attached-text"
+TEXT_BYTES_FIELD = "bytes"
+ATTACHED_TEXT_REPLY_FIELD = "attached_text"
 # Names of params and metrics, and run names.
 MAX_NAME_CHARS = 512
 

@@ -22,10 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from json.encoder import encode_basestring as _quote
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import errors, framing
 from .events import (
+    ATTACHED_TEXT_REPLY_FIELD,
+    ATTACHED_TEXT_TYPE,
     BLOCKS_REPLY_FIELD,
     HEARTBEAT,
     LEVEL_OF_STREAM,
@@ -34,6 +36,7 @@ from .events import (
     LOG_BLOCK_BYTES,
     MAX_BATCH_EVENTS,
     MAX_REQUEST_BYTES,
+    TEXT_BYTES_FIELD,
     envelope,
 )
 from .spool import EVENT, Record, Spool
@@ -41,7 +44,7 @@ from .spool import EVENT, Record, Spool
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["Backoff", "SpoolSender", "Shipper", "encoded_events"]
+__all__ = ["Attached", "Backoff", "SpoolSender", "Shipper", "encoded_events"]
 
 DEFAULT_BATCH_EVENTS = 2000
 DEFAULT_BATCH_BYTES = 1 << 20
@@ -52,15 +55,27 @@ PROBE_EVENTS = 100
 BIG_BATCH_BYTES = MAX_REQUEST_BYTES // 4
 
 
+class Attached(NamedTuple):
+    """An envelope whose log text travels as raw bytes after the batch's JSON (it carries
+    ``"bytes": N`` in place of ``"body"``; see :data:`hyperdash.events.ATTACHED_TEXT_TYPE`)."""
+
+    envelope: str
+    text: bytes
+
+
+Fragment = str | Attached  # one event's envelope, as JSON text, its text attached or not
+
+
 def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int | None = None,
-                   blocks: bool = False) -> tuple[list[str], int]:
+                   blocks: bool = False, attach: bool = False) -> tuple[list[Fragment], int]:
     """The JSON envelopes, as text, of one spool record's events whose seq is above
     ``after_seq`` (at most ``limit`` events), and how many events they carry. With ``blocks``,
     whole lines go as blocks of lines (:data:`hyperdash.events.LOG_BLOCK_BYTES` at most), so a
-    flood of output costs a few envelopes, not one per line; else log lines are written one per
-    envelope straight into a template, which costs a quarter of the CPU that building and
-    encoding a dict for each line would. Raises ``ValueError`` for an event that JSON cannot
-    carry (a NaN from an older spool)."""
+    flood of output costs a few envelopes, not one per line, and with ``attach`` as well, their
+    text goes as bytes after the JSON (:class:`Attached`), unquoted; else log lines are written
+    one per envelope straight into a template, which costs a quarter of the CPU that building
+    and encoding a dict for each line would. Raises ``ValueError`` for an event that JSON
+    cannot carry (a NaN from an older spool)."""
     if record.last_seq <= after_seq:
         return [], 0
     if record.kind == EVENT:
@@ -71,8 +86,10 @@ def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int
     stream = record.stream or "stdout"
     flag = {framing.PARTIAL: ',"partial":true', framing.PROGRESS: ',"progress":true'}.get(record.kind, "")
     head = (f'{{"type":"{LOG}","timestamp":{int(record.timestamp)},"sdk_run_uuid":{_quote(run_uuid)},'
-            f'"payload":{{"level":"{LEVEL_OF_STREAM[stream]}","stream":"{stream}"{flag},"body":')
+            f'"payload":{{"level":"{LEVEL_OF_STREAM[stream]}","stream":"{stream}"{flag},')
     if blocks and record.kind == framing.LINES:
+        if attach:
+            return _attached_block(record, head, skip, limit)
         return _blocks(record.blob, head, record.first_seq + skip, _after_lines(record.blob, skip), limit)
     # a newline byte is never part of a longer UTF-8 sequence: decoding the whole blob at once
     # gives the same text as decoding each line
@@ -80,7 +97,7 @@ def encoded_events(record: Record, run_uuid: str, after_seq: int = 0, limit: int
     lines = text.split("\n")[:-1] if record.kind == framing.LINES else [text]
     stop = len(lines) if limit is None else min(len(lines), skip + limit)
     first = record.first_seq
-    fragments = [f'{head}{_quote(lines[i])}}},"seq":{first + i}}}' for i in range(skip, stop)]
+    fragments: list[Fragment] = [f'{head}"body":{_quote(lines[i])}}},"seq":{first + i}}}' for i in range(skip, stop)]
     return fragments, len(fragments)
 
 
@@ -104,11 +121,11 @@ def _after_lines(blob: bytes, count: int, start: int = 0) -> int:
 _SKIP_WINDOW = 64 * 1024
 
 
-def _blocks(blob: bytes, head: str, seq: int, start: int, limit: int | None) -> tuple[list[str], int]:
+def _blocks(blob: bytes, head: str, seq: int, start: int, limit: int | None) -> tuple[list[Fragment], int]:
     """Envelopes of blocks of the whole lines of ``blob`` from offset ``start`` (at most ``limit``
     lines), cut at newlines every :data:`LOG_BLOCK_BYTES` or sooner, the first line taking
     ``seq``; and how many lines they carry."""
-    fragments: list[str] = []
+    fragments: list[Fragment] = []
     end = len(blob)
     left = end if limit is None else limit  # (a line has a byte at least: no more than ``end``)
     first = seq
@@ -120,15 +137,36 @@ def _blocks(blob: bytes, head: str, seq: int, start: int, limit: int | None) -> 
         if count > left:
             stop, count = _after_lines(blob, left, start), left
         text = blob[start:stop].decode("utf-8", "replace")
-        fragments.append(f'{head}{_quote(text)},"{LINES_FIELD}":{count}}},"seq":{seq}}}')
+        fragments.append(f'{head}"body":{_quote(text)},"{LINES_FIELD}":{count}}},"seq":{seq}}}')
         seq += count
         left -= count
         start = stop
     return fragments, seq - first
 
 
-def _body(fragments: list[str]) -> bytes:
-    return ("[" + ",".join(fragments) + "]").encode("utf-8", "surrogatepass")
+def _attached_block(record: Record, head: str, skip: int, limit: int | None) -> tuple[list[Fragment], int]:
+    """The record's lines after the first ``skip`` (at most ``limit``) as one block, its text
+    attached: a text that travels as it is needs no cutting, and the record's header counts its
+    lines already."""
+    blob = record.blob
+    start = _after_lines(blob, skip)
+    stop, count = len(blob), record.event_count - skip
+    if limit is not None and limit < count:
+        stop, count = _after_lines(blob, limit, start), limit
+    text = blob if start == 0 and stop == len(blob) else blob[start:stop]
+    seq = record.first_seq + skip
+    return [Attached(f'{head}"{TEXT_BYTES_FIELD}":{len(text)},"{LINES_FIELD}":{count}}},"seq":{seq}}}', text)], count
+
+
+def _body(fragments: list[Fragment]) -> tuple[bytes, str]:
+    """The request body of ``fragments``, and its content type."""
+    texts = [fragment.text for fragment in fragments if type(fragment) is Attached]
+    envelopes = [fragment.envelope if type(fragment) is Attached else fragment for fragment in fragments] \
+        if texts else fragments
+    head = ("[" + ",".join(envelopes) + "]").encode("utf-8", "surrogatepass")  # type: ignore[arg-type]
+    if not texts:
+        return head, "application/json"
+    return b"".join([head, b"\n", *texts]), ATTACHED_TEXT_TYPE
 
 
 class Backoff:
@@ -145,6 +183,10 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+class _SendAgain(Exception):
+    """The batch was not stored, for a reason that its next encoding avoids."""
 
 
 class SpoolSender:
@@ -183,6 +225,9 @@ class SpoolSender:
         # whether the server takes blocks of lines: None until a reply has said (until then a
         # batch holds at most PROBE_EVENTS events, one line each)
         self.blocks: bool | None = None
+        # whether it takes log texts as bytes after the JSON (ATTACHED_TEXT_TYPE), as its last
+        # reply said
+        self.attach = False
         # set (by freeze) once the spool is no longer this sender's: its owner closes it, or
         # another process may own it
         self.frozen = False
@@ -224,7 +269,10 @@ class SpoolSender:
                 return 0
         if self.gone is None:  # (a deleted run's events are passed over, as if sent)
             had_blocks = self.blocks and count > len(fragments)
-            self._send(fragments, count)
+            try:
+                self._send(fragments, count)
+            except _SendAgain:
+                return count  # (the cursor stays: the same events go again, as JSON)
             if had_blocks and not self.blocks:
                 # A server that no longer takes blocks (one put back in place of ours) took each
                 # for one line: the same events go again, a line each, for the rest to be stored.
@@ -234,12 +282,12 @@ class SpoolSender:
                 self.spool.save_cursor(offset, last_seq)
         return count
 
-    def _next_batch(self) -> tuple[list[str], int, int, int]:
+    def _next_batch(self) -> tuple[list[Fragment], int, int, int]:
         """The next envelopes (JSON text), how many events they carry, the offset of the first
         record not wholly in them, and their last seq."""
         acked = self.spool.acked_seq
         offset = self.spool.cursor_offset
-        batch: list[str] = []
+        batch: list[Fragment] = []
         count = 0
         last_seq = acked
         end = self.spool.end_offset
@@ -252,7 +300,7 @@ class SpoolSender:
                 break
             after = max(acked, last_seq)
             try:
-                part, carried = encoded_events(record, self.run_uuid, after, room, bool(self.blocks))
+                part, carried = encoded_events(record, self.run_uuid, after, room, bool(self.blocks), self.attach)
                 last_seq = max(after, record.first_seq - 1) + carried
             except ValueError as exc:  # an event JSON cannot carry: the server could not take it
                 part, carried, last_seq = [], 0, max(after, record.last_seq)
@@ -282,13 +330,20 @@ class SpoolSender:
         if self.on_dropped is not None:
             self.on_dropped(exc)
 
-    def _send(self, fragments: list[str], count: int) -> None:
+    def _send(self, fragments: list[Fragment], count: int) -> None:
         """Send envelopes carrying ``count`` events; halve a batch the server refuses."""
+        body, content_type = _body(fragments)
         try:
-            reply = self.transport.send_events(_body(fragments), self.api)
+            reply = self.transport.send_events(body, self.api, content_type)
         except errors.RunDeleted as exc:
             self.run_deleted(exc)
         except errors.APIError as exc:
+            if content_type == ATTACHED_TEXT_TYPE and (exc.status == 415 or exc.status == 400
+                                                       and exc.code in ("invalid_json", "invalid_utf8")):
+                # A server that does not read text after the JSON (one put back in place of
+                # ours): none of it was stored. The same events go again, as JSON.
+                self.attach = False
+                raise _SendAgain from None
             if exc.status not in (400, 413, 422):
                 raise
             if exc.status == 413 and count > 1:  # (one block of many lines too: cut smaller next)
@@ -303,6 +358,7 @@ class SpoolSender:
             self._send(fragments[half:], count - count // 2)
         else:
             self.blocks = reply.get(BLOCKS_REPLY_FIELD) is True
+            self.attach = self.blocks and reply.get(ATTACHED_TEXT_REPLY_FIELD) is True
             self.heard(reply)
 
 

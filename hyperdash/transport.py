@@ -138,8 +138,10 @@ class Transport:
         return resp
 
     # -- calls ----------------------------------------------------------------------------
-    def send_events(self, envelopes: Iterable[dict[str, Any]] | bytes, api: str) -> dict[str, Any]:
-        """POST a batch of envelopes (or a JSON body already encoded) to the ingest endpoint.
+    def send_events(self, envelopes: Iterable[dict[str, Any]] | bytes, api: str,
+                    content_type: str = "application/json") -> dict[str, Any]:
+        """POST a batch of envelopes (or a body already encoded, of ``content_type``: JSON, or
+        :data:`~hyperdash.events.ATTACHED_TEXT_TYPE`) to the ingest endpoint.
 
         Returns the server's reply, ``{"stored": N, "duplicates": M}``, with ``"stop": {run
         uuid: {"requested_at", "by", "via"}}`` when a run of the batch was asked to stop. A batch that JSON
@@ -158,7 +160,7 @@ class Transport:
             raise errors.AuthenticationError(
                 "no API key is configured (set HYPERDASH_API_KEY, put one in hyperdash.json, "
                 "or run `hyperdash login`)", code=API_KEY_REQUIRED, status=None)
-        headers = {AUTH_HEADER: key, API_HEADER: api, "content-type": "application/json"}
+        headers = {AUTH_HEADER: key, API_HEADER: api, "content-type": content_type}
         if self._goes_direct():
             try:
                 return _object(self._post_direct(INGEST_PATH, body, headers), self.server_url + INGEST_PATH)

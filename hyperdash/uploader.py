@@ -331,7 +331,7 @@ def _upload_one(
     transport = Transport(server, api_key=key, headers={REPLAY_HEADER: "1"})
     sender = SpoolSender(spool, transport, run_uuid, meta.get("api") or "monitor")
     sender.use_big_batches()
-    total = _count_events(spool)
+    total = _count_events(spool) if on_progress is not None else 0  # (a read of the whole spool)
     try:
         while sender.pending():
             try:

@@ -207,6 +207,9 @@ class IngestReply(Reply):
     duplicates: int = Field(description="events this server held already")
     log_blocks: bool = Field(True, description="this server takes log events that carry a block of lines "
                                                "(payload 'lines': N)")
+    attached_text: bool = Field(True, description=f"this server takes bodies of type {ev.ATTACHED_TEXT_TYPE}: "
+                                                  "the JSON on one line, a newline, then the log texts as bytes "
+                                                  "(payload 'bytes': N in place of 'body')")
     stop: dict[str, StopRequest] | None = Field(
         None, description="present when a run of the batch was asked to stop: its uuid -> the request")
 
@@ -224,13 +227,20 @@ _ENVELOPE_SCHEMA = {
         "payload": {"type": "object", "description": "depends on type (see the wire protocol)"},
     },
 }
+_ENVELOPES_SCHEMA = {
+    "oneOf": [_ENVELOPE_SCHEMA, {"type": "array", "items": _ENVELOPE_SCHEMA, "maxItems": ev.MAX_BATCH_EVENTS}],
+}
 _INGEST_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {
-            "oneOf": [_ENVELOPE_SCHEMA, {"type": "array", "items": _ENVELOPE_SCHEMA,
-                                         "maxItems": ev.MAX_BATCH_EVENTS}],
-        }}},
+        "content": {
+            "application/json": {"schema": _ENVELOPES_SCHEMA},
+            ev.ATTACHED_TEXT_TYPE: {"schema": {
+                "type": "string", "format": "binary",
+                "description": "the envelopes as JSON on one line, a newline, then the log texts one after the "
+                               "other: a log event whose payload has 'bytes': N in place of 'body' takes the next N "
+                               "bytes as its body (UTF-8; an invalid sequence becomes U+FFFD)"}},
+        },
     }
 }
 
@@ -318,7 +328,9 @@ def revoke_key(request: Request, key_id: int = Path(ge=1, le=MAX_ID), user: User
 # the app (app.HyperdashApp) hands its POSTs straight to it, past the framework's middleware.
 # Its OpenAPI entry comes from ingest_openapi(), which the app adds to the schema.
 async def ingest(request: Request) -> JSONReply:
-    """Store one envelope (the original form) or a JSON array of them (our batched superset).
+    """Store one envelope (the original form) or a JSON array of them (our batched superset),
+    or such an array followed by the log texts it names (a body of type
+    `application/vnd.hyperdash.attached-text`).
 
     The whole request is checked before anything is stored; the reply comes after the commit.
     """
@@ -332,7 +344,9 @@ async def ingest(request: Request) -> JSONReply:
     api = request.headers.get(ev.API_HEADER)
     # (the body's size is limited by the app's BodyLimit)
     body = await request.body()
-    batch = checked_batch(body, user.id, api[:32] if api else None)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    batch = checked_batch(body, user.id, api[:32] if api else None,
+                          attached_text=media_type == ev.ATTACHED_TEXT_TYPE)
     batch.replay = request.headers.get(ev.REPLAY_HEADER) == "1"
     try:
         # (refused with 503 and Retry-After, storing nothing, while the writer's queue is full)
@@ -344,7 +358,8 @@ async def ingest(request: Request) -> JSONReply:
         raise Unavailable("the database failed to store this batch; retry later") from None
     if result.gone is not None:
         raise RunGone(GONE_MESSAGE.format(uuid=result.gone))
-    reply = {"stored": result.stored, "duplicates": result.duplicates, ev.BLOCKS_REPLY_FIELD: True}
+    reply = {"stored": result.stored, "duplicates": result.duplicates, ev.BLOCKS_REPLY_FIELD: True,
+             ev.ATTACHED_TEXT_REPLY_FIELD: True}
     if result.stop:
         reply["stop"] = result.stop
     return JSONReply(reply)

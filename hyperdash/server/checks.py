@@ -9,6 +9,10 @@ A test holds the two to the same result.
 A log event whose payload has ``"lines": N`` (a block of lines, see :data:`hyperdash.events.LOG_BLOCK_BYTES`)
 becomes N lines, numbered from its seq; either way, a batch holds at most
 :data:`~hyperdash.events.MAX_BATCH_EVENTS` events, a block counting as its lines.
+
+A body of :data:`~hyperdash.events.ATTACHED_TEXT_TYPE` carries its log texts as bytes after the
+JSON; each event's ``"bytes": N`` is replaced by the body it names before the same two ways are
+taken, so a batch is the same whichever form it came in (a test holds them to it).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import re
 import signal
 from operator import itemgetter
-from typing import Annotated, Any, Literal, NoReturn, TypeGuard, TypeVar, cast
+from typing import Annotated, Any, Generic, Literal, NoReturn, TypeGuard, TypeVar, cast
 
 import msgspec
 import orjson
@@ -68,6 +72,11 @@ def parse_body(body: bytes) -> list[Any]:
 
 def _fail(i: int, message: str, code: str = "invalid_event") -> NoReturn:
     raise BadRequest(f"event {i}: {message}", code=code)
+
+
+def _too_large(i: int, what: str) -> NoReturn:
+    raise BadRequest(f"event {i}: {what} has at most {ev.MAX_LOG_BODY_BYTES} bytes; split longer lines into "
+                     f"pieces marked \"partial\"", code="log_too_large")
 
 
 def _is_number(v: object) -> TypeGuard[int | float]:
@@ -135,13 +144,58 @@ def check_envelopes(envelopes: list[Any], user_id: int, api: str | None) -> Batc
     return Batch(user_id, api, parts)
 
 
-def checked_batch(body: bytes, user_id: int, api: str | None) -> Batch:
+def checked_batch(body: bytes, user_id: int, api: str | None, attached_text: bool = False) -> Batch:
     """The request body checked and grouped by run (:func:`parse_body`, then
-    :func:`check_envelopes`), or BadRequest/TooLarge."""
+    :func:`check_envelopes`), or BadRequest/TooLarge. With ``attached_text``, the body is of
+    :data:`~hyperdash.events.ATTACHED_TEXT_TYPE`: the JSON, a newline, the log texts."""
+    if attached_text:
+        head, text = _split_attached(body)
+        batch = _attached_lines_batch(head, text, user_id, api)
+        if batch is None:
+            batch = check_envelopes(_with_texts(parse_body(head), text), user_id, api)
+        return batch
     batch = _plain_lines_batch(body, user_id, api)
     if batch is None:
         batch = check_envelopes(parse_body(body), user_id, api)
     return batch
+
+
+def _split_attached(body: bytes) -> tuple[bytes, memoryview]:
+    """The JSON of a body with attached text, and the text after it."""
+    cut = body.find(b"\n")
+    if cut < 0:
+        raise BadRequest(f"a body of type {ev.ATTACHED_TEXT_TYPE} is the JSON of its events on one line, a "
+                         "newline, then their texts; this one has no newline", code="invalid_request")
+    return body[:cut], memoryview(body)[cut + 1:]
+
+
+def _decoded(text: memoryview) -> str:
+    return str(text, "utf-8", "replace")
+
+
+def _with_texts(envelopes: list[Any], text: memoryview) -> list[Any]:
+    """``envelopes`` with each log event's ``"bytes": N`` replaced by the ``"body"`` that the next
+    N bytes of ``text`` hold; every byte of it must be taken."""
+    field = ev.TEXT_BYTES_FIELD
+    offset = 0
+    for i, env in enumerate(envelopes):
+        payload = env.get("payload") if type(env) is dict else None
+        if type(payload) is not dict or field not in payload:
+            continue
+        size = payload.pop(field)
+        if env.get("type") != ev.LOG:
+            _fail(i, f"only a log event may carry its text after the JSON ('{field}')")
+        if "body" in payload:
+            _fail(i, f"log '{field}' stands in place of 'body': give one of them")
+        left = len(text) - offset
+        if type(size) is not int or not 0 <= size <= left:
+            _fail(i, f"log '{field}' must be an integer from 0 to {left} (the bytes of text left after the JSON)")
+        payload["body"] = _decoded(text[offset:offset + size])
+        offset += size
+    if offset != len(text):
+        raise BadRequest(f"the text after the JSON holds {len(text)} bytes, and its events take {offset}",
+                         code="invalid_request")
+    return envelopes
 
 
 # The batch most requests carry: a JSON array of plain log lines, each with its seq, none of
@@ -155,15 +209,30 @@ class _PlainPayload(msgspec.Struct, gc=False):  # (strings alone: no cycles to c
     lines: Annotated[int, msgspec.Meta(ge=1, le=ev.MAX_BATCH_EVENTS)] | None = None  # a block of lines
 
 
-class _PlainLine(msgspec.Struct, gc=False):
+# The same with their texts after the JSON: "bytes" in place of "body".
+class _AttachedPayload(msgspec.Struct, gc=False):
+    bytes: Annotated[int, msgspec.Meta(ge=0, le=ev.MAX_REQUEST_BYTES)]
+    stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
+    body: None = None  # present: the general way says what is wrong
+    partial: None = None
+    progress: None = None
+    lines: Annotated[int, msgspec.Meta(ge=1, le=ev.MAX_BATCH_EVENTS)] | None = None
+
+
+_Payload = TypeVar("_Payload", _PlainPayload, _AttachedPayload)
+
+
+class _LogEvent(msgspec.Struct, Generic[_Payload], gc=False):
     type: Literal["log"]
     sdk_run_uuid: str
     timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
     seq: Annotated[int, msgspec.Meta(gt=0, lt=_MAX_SEQ)]
-    payload: _PlainPayload
+    payload: _Payload
 
 
+_PlainLine = _LogEvent[_PlainPayload]
 _PLAIN_LINES = msgspec.json.Decoder(list[_PlainLine])
+_ATTACHED_LINES = msgspec.json.Decoder(list[_LogEvent[_AttachedPayload]])
 
 
 def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | None:
@@ -174,11 +243,42 @@ def _plain_lines_batch(body: bytes, user_id: int, api: str | None) -> Batch | No
         lines = _PLAIN_LINES.decode(body)
     except (msgspec.MsgspecError, ValueError):  # (invalid UTF-8 raises UnicodeDecodeError)
         return None
-    if not lines or len(lines) > ev.MAX_BATCH_EVENTS:
-        return None
     # A NUL in a line's text (JSON writes it \u0000) is cleaned on the general way. Without a
     # backslash the body holds none: one byte looked for, far faster than the texts searched.
     if b"\\" in body and "\x00" in "".join([line.payload.body for line in lines]):
+        return None
+    return _plain_batch(lines, user_id, api)
+
+
+def _attached_lines_batch(head: bytes, text: memoryview, user_id: int, api: str | None) -> Batch | None:
+    """The batch of a body of plain log lines alone whose texts follow the JSON, else None."""
+    if head[:1] != b"[":
+        return None
+    try:
+        attached = _ATTACHED_LINES.decode(head)
+    except (msgspec.MsgspecError, ValueError):
+        return None
+    if sum([line.payload.bytes for line in attached]) != len(text):
+        return None
+    lines = []
+    offset = 0
+    for line in attached:
+        payload = line.payload
+        if payload.lines is None and payload.bytes > _BODY_FAST:  # (bytes: no more characters)
+            return None
+        end = offset + payload.bytes
+        body = _decoded(text[offset:end])
+        if "\x00" in body:  # (a NUL is cleaned on the general way)
+            return None
+        lines.append(_LogEvent(line.type, line.sdk_run_uuid, line.timestamp, line.seq,
+                               _PlainPayload(body, payload.stream, lines=payload.lines)))
+        offset = end
+    return _plain_batch(lines, user_id, api)
+
+
+def _plain_batch(lines: list[_PlainLine], user_id: int, api: str | None) -> Batch | None:
+    """The batch of plain log lines (some of them blocks), else None."""
+    if not lines or len(lines) > ev.MAX_BATCH_EVENTS:
         return None
     parts: dict[str, RunPart] = {}
     run_uuid = lines[0].sdk_run_uuid
@@ -221,7 +321,7 @@ def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
             add(Line(event.seq, event.timestamp, payload.stream, payload.body, 0, 0))
             continue
         texts = _block_texts(payload.body, count)
-        if texts is None or event.seq + count > _MAX_SEQ:
+        if texts is None or event.seq + count > _MAX_SEQ or not _lines_fit(payload.body, texts):
             return None
         extend(_block_lines(event.seq, event.timestamp, payload.stream, texts))
     return out
@@ -247,6 +347,14 @@ def _block_texts(body: str, count: int) -> list[str] | None:
     texts = body.split("\n")
     texts.pop()
     return texts
+
+
+def _lines_fit(body: str, texts: list[str]) -> bool:
+    """Whether each of a block's lines (``texts``, of ``body``) is no longer than a log body
+    may be (a block has no limit of its own but the request's)."""
+    if len(body) <= _BODY_FAST or max(map(len, texts)) <= _BODY_FAST:
+        return True
+    return all(len(text.encode("utf-8", "surrogatepass")) <= ev.MAX_LOG_BODY_BYTES for text in texts)
 
 
 def _block_lines(seq: int, ts: int, stream: str, texts: list[str]) -> list[Line]:
@@ -389,11 +497,9 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
     body = payload.get("body")
     if type(body) is not str:
         _fail(i, "log 'body' must be a string")
-    if len(body) > _BODY_FAST and len(body.encode("utf-8", "surrogatepass")) > ev.MAX_LOG_BODY_BYTES:
-        raise BadRequest(
-            f"event {i}: a log body has at most {ev.MAX_LOG_BODY_BYTES} bytes; split longer lines "
-            f"into pieces marked \"partial\"", code="log_too_large",
-        )
+    if len(body) > _BODY_FAST and ev.LINES_FIELD not in payload and \
+            len(body.encode("utf-8", "surrogatepass")) > ev.MAX_LOG_BODY_BYTES:  # (a block: each line)
+        _too_large(i, "a log body")
     stream = payload.get("stream")
     if stream is None:
         level = payload.get("level", "INFO")
@@ -451,5 +557,7 @@ def _check_block(i: int, part: RunPart, seq: int | None, ts: int, stream: str, b
     texts = _block_texts(body, count)
     if texts is None:
         _fail(i, f"log 'body' must hold exactly {count} lines (log 'lines'), each ending in a newline")
+    if not _lines_fit(body, texts):
+        _too_large(i, "a line of a block of lines")
     part.lines.extend(_block_lines(seq, ts, stream, texts))
     part.envelopes += count - 1  # (the envelope itself is counted already)

@@ -14,7 +14,7 @@ import pytest
 from hyperdash import errors, events, framing
 from hyperdash.config import KeySource
 from hyperdash.server.checks import checked_batch
-from hyperdash.shipper import PROBE_EVENTS, Backoff, Shipper, SpoolSender, encoded_events
+from hyperdash.shipper import PROBE_EVENTS, Backoff, Shipper, SpoolSender, _body, encoded_events
 from hyperdash.spool import EVENT, Record, Spool
 from hyperdash.transport import Transport
 
@@ -37,25 +37,36 @@ class ScriptedServer(LoopbackServer):
     ``(status, headers)`` replies (the last one repeats) and notes when each request came (and
     its headers, in ``headers``)."""
 
-    def __init__(self, replies, gate: threading.Event | None = None, blocks: bool = False):
+    def __init__(self, replies, gate: threading.Event | None = None, blocks: bool = False, attached: bool = False):
         self.replies = list(replies)
         self.blocks = blocks  # whether replies say the server takes blocks of lines
-        self.requests: list[tuple[float, list]] = []
+        self.attached = attached  # whether they say it takes texts after the JSON (else: it refuses them)
+        self.requests: list[tuple[float, list]] = []  # what it took (with texts after the JSON put in place)
         self.headers: list[dict[str, str]] = []
+        self.refused = 0  # bodies with texts after the JSON refused as a server without them refuses them
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                raw = self.rfile.read(int(self.headers["content-length"]))
                 owner.headers.append({name.lower(): value for name, value in self.headers.items()})
+                if self.headers["content-type"] == events.ATTACHED_TEXT_TYPE and not owner.attached:
+                    owner.refused += 1
+                    self.answer(400, {"code": "invalid_json", "message": "not JSON"})
+                    return
+                body = json.loads(raw) if self.headers["content-type"] == "application/json" else texts_put_in(raw)
                 owner.requests.append((time.monotonic(), body))
                 if gate is not None:  # the request stays in flight until the test opens the gate
                     gate.wait(30)
                 status, headers = owner.replies[min(len(owner.requests), len(owner.replies)) - 1]
-                ok = {"stored": len(body), "duplicates": 0, **({"log_blocks": True} if owner.blocks else {})}
-                reply = json.dumps(ok if status == 200 else {"code": "busy", "message": "try later"}).encode()
+                ok = {"stored": len(body), "duplicates": 0, **({"log_blocks": True} if owner.blocks else {}),
+                      **({"attached_text": True} if owner.attached else {})}
+                self.answer(status, ok if status == 200 else {"code": "busy", "message": "try later"}, headers)
+
+            def answer(self, status, answer, headers=None):
+                reply = json.dumps(answer).encode()
                 self.send_response(status)
-                for name, value in headers.items():
+                for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(reply)))
                 self.end_headers()
@@ -65,6 +76,21 @@ class ScriptedServer(LoopbackServer):
                 pass
 
         super().__init__(Handler)
+
+
+def texts_put_in(raw: bytes) -> list:
+    """The envelopes of a body whose log texts follow its JSON, each text put in its event's
+    ``body``; every byte of them taken."""
+    head, _, text = raw.partition(b"\n")
+    envelopes = json.loads(head)
+    offset = 0
+    for env in envelopes:
+        size = env["payload"].pop("bytes", None)
+        if size is not None:
+            env["payload"]["body"] = text[offset:offset + size].decode("utf-8", "replace")
+            offset += size
+    assert offset == len(text)
+    return envelopes
 
 
 class Clock:
@@ -408,9 +434,11 @@ def seqs_and_texts_sent(requests: list) -> list[tuple[int, str]]:
     return out
 
 
-@pytest.mark.parametrize("blocks", [True, False], ids=["server takes blocks", "server does not say"])
-def test_lines_go_in_blocks_only_once_the_server_has_said_it_takes_them(blocks):
-    server = ScriptedServer([(200, {})], blocks=blocks)
+@pytest.mark.parametrize("blocks, attached", [(True, True), (True, False), (False, False)],
+                         ids=["server takes blocks and texts after the JSON", "server takes blocks",
+                              "server does not say"])
+def test_lines_go_in_blocks_only_once_the_server_has_said_it_takes_them(blocks, attached):
+    server = ScriptedServer([(200, {})], blocks=blocks, attached=attached)
     try:
         run_uuid = str(uuid.uuid4())
         spool = Spool.create(run_uuid, {"server": server.url})
@@ -424,7 +452,12 @@ def test_lines_go_in_blocks_only_once_the_server_has_said_it_takes_them(blocks):
         first = server.requests[0][1]
         assert len(first) == PROBE_EVENTS and all("lines" not in env["payload"] for env in first)
         later = [env for _, body in server.requests[1:] for env in body]
-        if blocks:
+        types = [headers["content-type"] for headers in server.headers]
+        assert types == ["application/json"] + [events.ATTACHED_TEXT_TYPE if attached else "application/json"] * (
+            len(types) - 1)
+        if attached:  # the record's lines left, a batch's worth (2,000 events) a block, uncut
+            assert [env["payload"]["lines"] for env in later] == [2000, 2000, len(texts) + 1 - PROBE_EVENTS - 4000]
+        elif blocks:
             assert all(env["payload"]["lines"] > 1 for env in later)
             assert len(later) < 100  # (about 1.3 MB of lines, in 16 KiB blocks)
             assert max(len(env["payload"]["body"].encode()) for env in later) <= events.LOG_BLOCK_BYTES
@@ -437,7 +470,8 @@ def test_lines_go_in_blocks_only_once_the_server_has_said_it_takes_them(blocks):
         server.close()
 
 
-def test_blocks_of_lines_cut_anywhere_carry_each_line_once_and_pass_the_servers_check():
+@pytest.mark.parametrize("attach", [False, True], ids=["texts in the JSON", "texts after the JSON"])
+def test_blocks_of_lines_cut_anywhere_carry_each_line_once_and_pass_the_servers_check(attach):
     run_uuid = str(uuid.uuid4())
     # Lines of every length up to the longest a piece may be, invalid UTF-8 among them.
     texts = [b"\xff\xfe" * (n % 50) + b"a" * ((n * 997) % events.MAX_LINE_BYTES) for n in range(60)]
@@ -445,16 +479,21 @@ def test_blocks_of_lines_cut_anywhere_carry_each_line_once_and_pass_the_servers_
     record = Record(0, len(blob), framing.LINES, "stderr", 11, len(texts), 5, blob)
     expected = [(11 + i, t.decode("utf-8", "replace")) for i, t in enumerate(texts)]
     for after, limit in [(0, None), (10, None), (10 + 7, None), (0, 1), (10 + 59, 5), (10 + 3, 20), (10 + 60, None)]:
-        fragments, count = encoded_events(record, run_uuid, after, limit, blocks=True)
-        body = ("[" + ",".join(fragments) + "]").encode()
-        got = seqs_and_texts_sent([(0, json.loads(body))]) if fragments else []
+        fragments, count = encoded_events(record, run_uuid, after, limit, blocks=True, attach=attach)
+        body, content_type = _body(fragments)
+        assert content_type == (events.ATTACHED_TEXT_TYPE if attach and fragments else "application/json")
+        envelopes = texts_put_in(body) if attach else json.loads(body)
+        got = seqs_and_texts_sent([(0, envelopes)]) if fragments else []
         start = max(0, after - 10)
         want = expected[start:] if limit is None else expected[start:start + limit]
         assert got == want and count == len(want)
         if fragments:
-            batch = checked_batch(body, 1, "monitor")  # what the server makes of them
+            batch = checked_batch(body, 1, "monitor", attached_text=attach)  # what the server makes of them
             assert [(line.seq, line.text) for line in batch.parts[run_uuid].lines] == want
-            assert all(len(env["payload"]["body"].encode()) <= events.MAX_LOG_BODY_BYTES for env in json.loads(body))
+            if attach:  # what is left of the record, one block (a text sent as it is needs no cutting)
+                assert len(envelopes) == 1
+            else:
+                assert all(len(env["payload"]["body"].encode()) <= events.MAX_LOG_BODY_BYTES for env in envelopes)
 
 
 def spool_of_lines(url: str, texts: list[str]) -> tuple[Spool, str]:
@@ -480,6 +519,27 @@ def test_a_server_that_stops_taking_blocks_gets_the_same_lines_again_one_each():
         resent = [env for _, body in server.requests[2:] for env in body]
         assert all("lines" not in env["payload"] for env in resent)
         assert [(env["seq"], env["payload"]["body"]) for env in resent] == list(enumerate(texts, start=2))[99:]
+        assert spool.acked_seq == len(texts) + 1
+        spool.close()
+    finally:
+        server.close()
+
+
+def test_a_server_that_stops_taking_texts_after_the_json_gets_the_same_lines_again_in_json():
+    server = ScriptedServer([(200, {})], blocks=True, attached=True)
+    try:
+        texts = [f"line {i}" for i in range(3000)]
+        spool, run_uuid = spool_of_lines(server.url, texts)
+        sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor")
+        assert sender.send_batch() == PROBE_EVENTS
+        server.attached = False  # an older server put back in its place: it cannot read such a body
+        assert sender.send_batch() == 2000  # refused whole...
+        assert server.refused == 1 and spool.acked_seq == PROBE_EVENTS  # ...so nothing counted as stored
+        while sender.send_batch():
+            pass
+        assert server.refused == 1  # (once: the next batches go as JSON)
+        assert {headers["content-type"] for headers in server.headers[2:]} == {"application/json"}
+        assert seqs_and_texts_sent(server.requests) == list(enumerate(texts, start=2))
         assert spool.acked_seq == len(texts) + 1
         spool.close()
     finally:

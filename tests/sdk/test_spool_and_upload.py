@@ -93,8 +93,9 @@ def test_transport_against_the_real_server(account):
               "payload": {"job_name": "t"}},
              {"type": "log", "timestamp": 1, "sdk_run_uuid": run_uuid, "seq": 2,
               "payload": {"level": "INFO", "body": "hi", "stream": "stdout"}}]
-    assert transport.send_events(batch, "monitor") == {"stored": 2, "duplicates": 0, "log_blocks": True}
-    assert transport.send_events(batch, "monitor") == {"stored": 0, "duplicates": 2, "log_blocks": True}
+    flags = {"log_blocks": True, "attached_text": True}
+    assert transport.send_events(batch, "monitor") == {"stored": 2, "duplicates": 0, **flags}
+    assert transport.send_events(batch, "monitor") == {"stored": 0, "duplicates": 2, **flags}
     assert transport.request("GET", f"/api/v1/runs/{run_uuid}")["name"] == "t"
     with pytest.raises(errors.APIError) as refused:
         transport.send_events([dict(batch[0], type="bogus", seq=3)], "monitor")

@@ -8,6 +8,9 @@ from fastapi.testclient import TestClient
 
 from hyperdash import events
 
+# What every ingest reply of ours says beside its counts: the forms of batch this server takes.
+REPLY_FLAGS = {events.BLOCKS_REPLY_FIELD: True, events.ATTACHED_TEXT_REPLY_FIELD: True}
+
 
 class Api:
     """One account on an in-process app, with small helpers for what tests do most."""

@@ -155,6 +155,7 @@ def test_openapi_schema_lists_the_api(client):
         assert path in paths, path
     ingest_body = paths[events.INGEST_PATH]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert ingest_body["oneOf"][1]["maxItems"] == events.MAX_BATCH_EVENTS
+    assert events.ATTACHED_TEXT_TYPE in paths[events.INGEST_PATH]["post"]["requestBody"]["content"]
     assert client.get("/api/v1/health").json()["ok"] is True
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import orjson
 import pytest
-from server_helpers import Api, env, log
+from server_helpers import REPLY_FLAGS, Api, env, log
 
 from hyperdash import events
 from hyperdash.server.batch import Line
@@ -22,7 +22,7 @@ def test_original_single_envelopes_make_a_run(api):
     run = new_run()
     headers = {events.API_HEADER: "monitor", events.VERSION_HEADER: "0.15.3"}
     assert api.ok(env("run_started", run, {"job_name": "mnist"}), headers) == {
-        "stored": 1, "duplicates": 0, "log_blocks": True}
+        "stored": 1, "duplicates": 0, **REPLY_FLAGS}
     api.ok(env("log", run, {"uuid": "a", "level": "INFO", "body": "epoch 1\nepoch 2\n"}), headers)
     api.ok(env("log", run, {"uuid": "b", "level": "ERROR", "body": "warning: slow\r\n"}), headers)
     api.ok(env("heartbeat", run, {}), headers)
@@ -52,7 +52,7 @@ def test_events_without_seq_are_numbered_in_the_order_they_came(api):
              env("log", run, {"uuid": "a", "level": "INFO", "body": "a\nb\n"}),
              env("metric", run, {"name": "m", "value": 1, "timestamp": 5, "is_internal": False}),
              env("log", run, {"uuid": "b", "level": "INFO", "body": "c"})]
-    assert api.ok(batch) == {"stored": 4, "duplicates": 0, "log_blocks": True}
+    assert api.ok(batch) == {"stored": 4, "duplicates": 0, **REPLY_FLAGS}
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
     # "c" has no newline yet: it waits for the rest of its line.
     assert [(line["seq"], line["text"]) for line in lines] == [(2, "a"), (3, "b")]
@@ -68,14 +68,14 @@ def test_output_chunks_are_joined_into_lines_and_stored_once(api):
     first = env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "one\ntwo\npart"})
     second = env("log", run, {"uuid": str(uuid.uuid4()), "level": "INFO", "body": "ial three\n"})
     error = env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "an err"})
-    assert api.ok(first) == {"stored": 1, "duplicates": 0, "log_blocks": True}
-    assert api.ok(error) == {"stored": 1, "duplicates": 0, "log_blocks": True}
+    assert api.ok(first) == {"stored": 1, "duplicates": 0, **REPLY_FLAGS}
+    assert api.ok(error) == {"stored": 1, "duplicates": 0, **REPLY_FLAGS}
     assert api.lines(run) == ["one", "two"]
-    assert api.ok(second) == {"stored": 1, "duplicates": 0, "log_blocks": True}
+    assert api.ok(second) == {"stored": 1, "duplicates": 0, **REPLY_FLAGS}
     assert api.lines(run) == ["one", "two", "partial three"]
     # The original client resends an envelope it got no answer for: stored once.
-    assert api.ok(second) == {"stored": 0, "duplicates": 1, "log_blocks": True}
-    assert api.ok([first, second]) == {"stored": 0, "duplicates": 2, "log_blocks": True}
+    assert api.ok(second) == {"stored": 0, "duplicates": 1, **REPLY_FLAGS}
+    assert api.ok([first, second]) == {"stored": 0, "duplicates": 2, **REPLY_FLAGS}
     assert api.lines(run) == ["one", "two", "partial three"]
     # Output still waiting for a newline is stored when the run ends, before its end.
     api.ok(env("log", run, {"uuid": str(uuid.uuid4()), "level": "ERROR", "body": "or\r\nlast words"}))
@@ -108,11 +108,11 @@ def test_batch_is_stored_once_however_often_it_is_sent(api):
     run = new_run()
     batch = [env("run_started", run, {"job_name": "train", "host": "box", "pid": 42, "api": "cli_run"}, seq=1)]
     batch += [log(run, seq, f"line {seq}") for seq in range(2, 102)]
-    assert api.ok(batch) == {"stored": 101, "duplicates": 0, "log_blocks": True}
-    assert api.ok(batch) == {"stored": 0, "duplicates": 101, "log_blocks": True}
+    assert api.ok(batch) == {"stored": 101, "duplicates": 0, **REPLY_FLAGS}
+    assert api.ok(batch) == {"stored": 0, "duplicates": 101, **REPLY_FLAGS}
     # A retry overlapping what is stored, with a repeat inside the batch itself.
     overlap = [log(run, seq, f"line {seq}") for seq in (100, 101, 102, 103, 103)]
-    assert api.ok(overlap) == {"stored": 2, "duplicates": 3, "log_blocks": True}
+    assert api.ok(overlap) == {"stored": 2, "duplicates": 3, **REPLY_FLAGS}
     assert api.lines(run) == [f"line {seq}" for seq in range(2, 104)]
     detail = api.json(f"/api/v1/runs/{run}")
     assert (detail["host"], detail["pid"], detail["api"]) == ("box", 42, "cli_run")
@@ -127,11 +127,11 @@ def test_a_block_of_lines_is_stored_as_its_lines_once(api):
     run = new_run()
     batch = [env("run_started", run, {"job_name": "flood"}, seq=1), block(run, 2, ["a", "", "c \u00e9"]),
              log(run, 5, "one alone"), block(run, 6, ["err 1", "err 2"], stream="stderr")]
-    assert api.ok(batch) == {"stored": 7, "duplicates": 0, "log_blocks": True}
-    assert api.ok(batch) == {"stored": 0, "duplicates": 7, "log_blocks": True}
+    assert api.ok(batch) == {"stored": 7, "duplicates": 0, **REPLY_FLAGS}
+    assert api.ok(batch) == {"stored": 0, "duplicates": 7, **REPLY_FLAGS}
     # A block overlapping what is stored: only its new lines are kept.
     assert api.ok([block(run, 6, ["err 1", "err 2", "err 3"], stream="stderr")]) == {
-        "stored": 1, "duplicates": 2, "log_blocks": True}
+        "stored": 1, "duplicates": 2, **REPLY_FLAGS}
     got = api.json(f"/api/v1/runs/{run}/logs")["lines"]
     assert [(line["seq"], line["stream"], line["text"]) for line in got] == [
         (2, "stdout", "a"), (3, "stdout", ""), (4, "stdout", "c \u00e9"), (5, "stdout", "one alone"),
@@ -158,7 +158,7 @@ def test_blocks_of_one_stretch_are_stored_line_for_line(api, db_url, monkeypatch
 
     before = dialect._sqlite_run_sql.cache_info()
     assert api.ok([stretch(2, texts[:4]), stretch(6, texts[4:])]) == {
-        "stored": 10, "duplicates": 0, "log_blocks": True}
+        "stored": 10, "duplicates": 0, **REPLY_FLAGS}
     if db_url.startswith("sqlite"):  # (the short way was taken, a statement for each 3 lines or one)
         after = dialect._sqlite_run_sql.cache_info()
         assert after.hits + after.misses - before.hits - before.misses == (4 if per_statement == 3 else 1)
@@ -167,7 +167,35 @@ def test_blocks_of_one_stretch_are_stored_line_for_line(api, db_url, monkeypatch
         (seq, "stderr", text) for seq, text in enumerate(texts, start=2)]
     assert {line["timestamp"] for line in got} == {"2023-11-14T22:13:20.000Z"}  # (1,700,000,000,000 ms)
     assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 11
-    assert api.ok([stretch(2, texts[:4])]) == {"stored": 0, "duplicates": 4, "log_blocks": True}
+    assert api.ok([stretch(2, texts[:4])]) == {"stored": 0, "duplicates": 4, **REPLY_FLAGS}
+
+
+def test_a_batch_whose_texts_follow_its_json_is_stored_as_the_same_batch_in_json(api):
+    # What the SDK sends to a server that says it takes it: blocks' texts as bytes after the JSON.
+    run = new_run()
+    texts = [b"epoch 1 caf\xc3\xa9", b"", b"bad \xff byte", b"last"]
+    blocks = [b"".join(t + b"\n" for t in texts[:3]), texts[3] + b"\n"]
+    head = orjson.dumps([
+        env("run_started", run, {"job_name": "attached"}, seq=1),
+        env(events.LOG, run, {"stream": "stdout", "lines": 3, "bytes": len(blocks[0])}, seq=2, timestamp=5),
+        env(events.LOG, run, {"stream": "stdout", "lines": 1, "bytes": len(blocks[1])}, seq=5, timestamp=5),
+    ])
+    body = head + b"\n" + b"".join(blocks)
+    attached = {"content-type": events.ATTACHED_TEXT_TYPE + "; charset=utf-8"}
+    # Taken for JSON (no such content type), it is not JSON: refused, nothing stored.
+    resp = api.ingest(body, {"content-type": "application/json"})
+    assert (resp.status_code, resp.json()["code"]) == (400, "invalid_utf8")  # (the \xff, before the rest)
+    resp = api.ingest(body.replace(b"\xff", b"?"), {"content-type": "application/json"})
+    assert (resp.status_code, resp.json()["code"]) == (400, "invalid_json")
+    assert api.get(f"/api/v1/runs/{run}").status_code == 404
+    # Text left over after the events that name it: refused, nothing stored.
+    resp = api.ingest(body + b"more", attached)
+    assert (resp.status_code, resp.json()["code"]) == (400, "invalid_request")
+    assert "the text after the JSON holds" in resp.json()["message"]
+    assert api.get(f"/api/v1/runs/{run}").status_code == 404
+    assert api.ok(body, attached) == {"stored": 5, "duplicates": 0, **REPLY_FLAGS}
+    assert api.lines(run) == ["epoch 1 café", "", "bad \ufffd byte", "last"]
+    assert api.ok(body, attached) == {"stored": 0, "duplicates": 5, **REPLY_FLAGS}
 
 
 def test_a_stretch_partly_stored_already_keeps_each_text_at_its_own_seq(api):
@@ -180,7 +208,7 @@ def test_a_stretch_partly_stored_already_keeps_each_text_at_its_own_seq(api):
 
     assert api.ok([log(run, 2, "line 2"), log(run, 4, "line 4")])["stored"] == 2
     assert api.ok([stretch(2, [f"line {seq}" for seq in range(2, 7)])]) == {
-        "stored": 3, "duplicates": 2, "log_blocks": True}
+        "stored": 3, "duplicates": 2, **REPLY_FLAGS}
     got = api.json(f"/api/v1/runs/{run}/logs")["lines"]
     assert [(line["seq"], line["text"]) for line in got] == [(seq, f"line {seq}") for seq in range(2, 7)]
 
@@ -199,8 +227,8 @@ def test_a_full_batch_of_lines_is_stored_whole_and_in_order(api):
     batch = [log(run, seq, f"{run[:4]} {seq}", stream="stderr" if seq % 3 else "stdout")
              for run, count in counts.items() for seq in range(1, count + 1)]
     assert len(batch) == events.MAX_BATCH_EVENTS
-    assert api.ok(batch) == {"stored": len(batch), "duplicates": 0, "log_blocks": True}
-    assert api.ok(batch[-10:]) == {"stored": 0, "duplicates": 10, "log_blocks": True}
+    assert api.ok(batch) == {"stored": len(batch), "duplicates": 0, **REPLY_FLAGS}
+    assert api.ok(batch[-10:]) == {"stored": 0, "duplicates": 10, **REPLY_FLAGS}
     for run, count in counts.items():
         got = api.json(f"/api/v1/runs/{run}/logs", limit=count)["lines"]
         assert [(line["seq"], line["text"]) for line in got] == [(seq, f"{run[:4]} {seq}")
@@ -239,7 +267,7 @@ def test_progress_lines_keep_only_the_newest(api):
     api.ok([log(run, 6, "100% done")])
     assert api.lines(run) == ["start", "an error line", "100% done"]
     # A resent progress line is a duplicate, not a line that comes back.
-    assert api.ok([log(run, 3, " 20%", progress=True)]) == {"stored": 0, "duplicates": 1, "log_blocks": True}
+    assert api.ok([log(run, 3, " 20%", progress=True)]) == {"stored": 0, "duplicates": 1, **REPLY_FLAGS}
     assert api.lines(run) == ["start", "an error line", "100% done"]
 
 
@@ -247,12 +275,12 @@ def test_an_erased_progress_line_leaves_no_row(api):
     run = new_run()
     api.ok([log(run, 1, "start"), log(run, 2, " 10%", progress=True)])
     # The bar erased (tqdm's leave=False): an empty state replaces the one stored.
-    assert api.ok([log(run, 3, "", progress=True)]) == {"stored": 1, "duplicates": 0, "log_blocks": True}
+    assert api.ok([log(run, 3, "", progress=True)]) == {"stored": 1, "duplicates": 0, **REPLY_FLAGS}
     assert api.lines(run) == ["start"]
     assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 3
     # Either one resent is a duplicate, and nothing comes back.
     assert api.ok([log(run, 2, " 10%", progress=True), log(run, 3, "", progress=True)]) == {
-        "stored": 0, "duplicates": 2, "log_blocks": True}
+        "stored": 0, "duplicates": 2, **REPLY_FLAGS}
     assert api.lines(run) == ["start"]
     assert "10%" not in api.get(f"/api/v1/runs/{run}/logs.txt").text
     # The next line is a line of its own, not the erased bar's.
@@ -265,7 +293,7 @@ def test_an_erased_progress_line_leaves_no_row(api):
             log(other, 4, "", progress=True, stream="stderr")])
     api.ok([log(other, 3, " 70%", progress=True, stream="stderr")])
     assert api.lines(other) == []
-    assert api.ok([log(other, 5, "end")]) == {"stored": 1, "duplicates": 0, "log_blocks": True}
+    assert api.ok([log(other, 5, "end")]) == {"stored": 1, "duplicates": 0, **REPLY_FLAGS}
     assert api.lines(other) == ["end"]
 
 
@@ -374,7 +402,7 @@ def test_a_replayed_spool_is_no_sign_of_life(api):
     assert before["status"] == "lost"
     # The spool of the dead process uploaded: its lines are stored, the run stays lost.
     assert api.ok([log(run, 2, "first"), log(run, 3, "last words")], replay) == {
-        "stored": 1, "duplicates": 1, "log_blocks": True}
+        "stored": 1, "duplicates": 1, **REPLY_FLAGS}
     after = api.json(f"/api/v1/runs/{run}")
     assert (after["status"], after["last_seen_at"], after["last_seq"]) == ("lost", before["last_seen_at"], 3)
     assert api.lines(run) == ["first", "last words"]
@@ -513,7 +541,7 @@ def test_chunked_body_over_the_limit_is_refused_on_any_route(api):
 
 def test_ingest_taken_before_the_framework_answers_as_the_rest_of_the_api(api, monkeypatch, caplog):
     # A failure nobody expected: a 500 in JSON, saying no more, its traceback logged.
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("a bug in checking")
 
     monkeypatch.setattr("hyperdash.server.api.checked_batch", broken)

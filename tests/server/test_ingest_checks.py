@@ -9,7 +9,14 @@ import orjson
 import pytest
 
 from hyperdash import events
-from hyperdash.server.checks import _plain_lines_batch, check_envelopes, checked_batch, parse_body
+from hyperdash.server.checks import (
+    _attached_lines_batch,
+    _plain_lines_batch,
+    _split_attached,
+    check_envelopes,
+    checked_batch,
+    parse_body,
+)
 from hyperdash.server.errors import ApiError
 
 RUN = str(uuid.uuid4())
@@ -78,6 +85,8 @@ LEFT = {
     "a progress block": [block(1, ["a"], payload={"progress": False})],
     "a block past the last seq": [block(2**62 - 1, ["a", "b"])],
     "a block with a NUL": [block(1, ["a", "b\x00c"])],
+    "a block longer than a log body, of lines that are not": [block(1, ["x" * 1000] * 100)],
+    "a block with a line longer than a log body": [block(1, ["a", "\u00e9" * (events.MAX_LOG_BODY_BYTES // 2 + 1)])],
 }
 
 
@@ -126,7 +135,9 @@ def test_a_batch_over_the_count_limit_is_refused_on_either_path():
     ([{k: v for k, v in block(1, ["a"]).items() if k != "seq"}],
      "event 0: a block of lines (log 'lines') needs a 'seq'"),
     ([block(1, ["a"], payload={"partial": True})], "event 0: a block of lines (log 'lines') cannot be 'partial'"),
-], ids=["short", "no last newline", "zero", "no seq", "partial"])
+    ([line(1), block(2, ["a", "x" * (events.MAX_LOG_BODY_BYTES + 1), "b"])],
+     "event 1: a line of a block of lines has at most 65536 bytes; split longer lines into pieces"),
+], ids=["short", "no last newline", "zero", "no seq", "partial", "a line too long"])
 def test_a_bad_block_of_lines_is_refused_with_what_is_wrong(envelopes, message):
     with pytest.raises(ApiError) as raised:
         checked_batch(orjson.dumps(envelopes), 7, None)
@@ -167,3 +178,74 @@ def test_a_block_counts_as_its_lines_toward_the_batch_limit_on_either_path():
         with pytest.raises(ApiError) as raised:
             checked_batch(body, 7, None)
         assert raised.value.code == "batch_too_large"
+
+
+def with_texts_after(envelopes) -> bytes:
+    """The body of type ATTACHED_TEXT_TYPE that carries ``envelopes``: each log event's text
+    (where it is one) taken out of its JSON and put after it, as bytes."""
+    texts = []
+    moved = []
+    for env in envelopes if isinstance(envelopes, list) else [envelopes]:
+        payload = env.get("payload")
+        if env.get("type") == "log" and isinstance(payload, dict) and isinstance(payload.get("body"), str):
+            text = payload["body"].encode()
+            payload = {**{k: v for k, v in payload.items() if k != "body"}, "bytes": len(text)}
+            env = {**env, "payload": payload}
+            texts.append(text)
+        moved.append(env)
+    head = orjson.dumps(moved if isinstance(envelopes, list) else moved[0])
+    return head + b"\n" + b"".join(texts)
+
+
+def outcome(body: bytes, attached_text: bool):
+    """The batch a body makes, or the error it gets: (status, code, message)."""
+    try:
+        return checked_batch(body, 7, "monitor", attached_text=attached_text)
+    except ApiError as exc:
+        return (exc.status, exc.code, exc.message)
+
+
+@pytest.mark.parametrize("envelopes", [*TAKEN.values(), *LEFT.values()], ids=[*TAKEN, *LEFT])
+def test_texts_after_the_json_make_the_same_batch_as_texts_in_it(envelopes):
+    attached = with_texts_after(envelopes)
+    assert outcome(attached, True) == outcome(orjson.dumps(envelopes), False)
+    if envelopes in TAKEN.values() and "\x00" not in str(envelopes):
+        assert _attached_lines_batch(*_split_attached(attached), 7, "monitor") is not None  # the one-pass way
+
+
+def test_invalid_utf_8_after_the_json_is_replaced_as_the_sdk_would():
+    texts = [b"caf\xc3\xa9 \xff", b"cut \xe2\x82", b"\xac done"]  # a euro sign cut across two blocks
+    head = orjson.dumps([line(1, payload={"lines": 1}), line(2, payload={"lines": 1}), line(3, payload={"lines": 1})])
+    head = head.replace(b'"body":"a line",', b"")
+    head = head.replace(b'"lines":1}', b'"lines":1,"bytes":%d}', 1) % len(texts[0] + b"\n")
+    head = head.replace(b'"lines":1}', b'"lines":1,"bytes":%d}', 1) % len(texts[1] + b"\n")
+    head = head.replace(b'"lines":1}', b'"lines":1,"bytes":%d}', 1) % len(texts[2] + b"\n")
+    body = head + b"\n" + b"".join(t + b"\n" for t in texts)
+    batch = checked_batch(body, 7, None, attached_text=True)
+    assert [line.text for line in batch.parts[RUN].lines] == ["café \ufffd", "cut \ufffd", "\ufffd done"]
+
+
+METRIC = {"type": "metric", "sdk_run_uuid": RUN, "timestamp": 1, "seq": 9, "payload": {"name": "m", "value": 1}}
+
+
+@pytest.mark.parametrize("body, message", [
+    (orjson.dumps([line(1)]), "a body of type application/vnd.hyperdash.attached-text is the JSON of its events"),
+    (with_texts_after([line(1, "abc")]) + b"d", "the text after the JSON holds 4 bytes, and its events take 3"),
+    (with_texts_after([line(1, "abc")])[:-1], "event 0: log 'bytes' must be an integer from 0 to 2"),
+    (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":-1'), "event 0: log 'bytes' must be an"),
+    (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":"2"'), "event 0: log 'bytes' must be an"),
+    (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":true'), "event 0: log 'bytes' must be an"),
+    (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":2,"body":"x"'),
+     "event 0: log 'bytes' stands in place of 'body'"),
+    (with_texts_after([line(1), {**METRIC, "payload": {**METRIC["payload"], "bytes": 0}}]),
+     "event 1: only a log event may carry its text after the JSON ('bytes')"),
+    (with_texts_after([line(1, "a\nb\n", payload={"lines": 3})]), "event 0: log 'body' must hold exactly 3 lines"),
+    (b"[{]\n", "the request body is not valid JSON"),
+    (b"\n", "the request body is empty"),
+], ids=["no newline", "text left over", "text short", "negative", "a string", "a boolean", "with a body",
+        "on a metric", "a block short of a line", "bad JSON", "no JSON"])
+def test_a_bad_body_with_texts_after_the_json_is_refused_with_what_is_wrong(body, message):
+    with pytest.raises(ApiError) as raised:
+        checked_batch(body, 7, None, attached_text=True)
+    assert raised.value.status == 400
+    assert raised.value.message.startswith(message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from server_helpers import Api, env, log
+from server_helpers import REPLY_FLAGS, Api, env, log
 
 from hyperdash.server.api import Error
 from hyperdash.server.auth import CSRF_HEADER, SESSION_COOKIE
@@ -23,14 +23,14 @@ def _stop(api: Api, run: str, **kwargs):
 
 def test_a_stop_reaches_the_jobs_next_batch_and_heartbeat(api: Api):
     run = _started(api)
-    assert api.ok([log(run, 2, "working")]) == {"stored": 1, "duplicates": 0, "log_blocks": True}  # nothing asked yet
+    assert api.ok([log(run, 2, "working")]) == {"stored": 1, "duplicates": 0, **REPLY_FLAGS}  # nothing asked yet
     resp = _stop(api, run[:8], json={"via": "cli"})  # (the start of the uuid names it too)
     assert resp.status_code == 202, resp.text
     asked = resp.json()["stop"]
     assert asked["by"] == api.email and asked["via"] == "cli" and asked["requested_at"].endswith("Z")
     assert resp.json()["status"] == "running"
     reply = api.ok([log(run, 3, "still working")])
-    assert reply == {"stored": 1, "duplicates": 0, "log_blocks": True, "stop": {run: asked}}
+    assert reply == {"stored": 1, "duplicates": 0, **REPLY_FLAGS, "stop": {run: asked}}
     assert api.ok(env("heartbeat", run, {}))["stop"] == {run: asked}
     # Asking again keeps the first request.
     again = _stop(api, run)
