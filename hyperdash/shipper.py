@@ -299,6 +299,8 @@ class SpoolSender:
             if room <= 0:
                 break
             after = max(acked, last_seq)
+            if self.attach and batch and record.last_seq - max(after, record.first_seq - 1) > room:
+                break  # (whole records: to cut one, its newlines would be counted)
             try:
                 part, carried = encoded_events(record, self.run_uuid, after, room, bool(self.blocks), self.attach)
                 last_seq = max(after, record.first_seq - 1) + carried

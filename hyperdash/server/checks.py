@@ -213,7 +213,7 @@ class _PlainPayload(msgspec.Struct, gc=False):  # (strings alone: no cycles to c
 class _AttachedPayload(msgspec.Struct, gc=False):
     bytes: Annotated[int, msgspec.Meta(ge=0, le=ev.MAX_REQUEST_BYTES)]
     stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
-    body: None = None  # present: the general way says what is wrong
+    body: None = None  # present: the general way says what is wrong (then the text, once read)
     partial: None = None
     progress: None = None
     lines: Annotated[int, msgspec.Meta(ge=1, le=ev.MAX_BATCH_EVENTS)] | None = None
@@ -255,25 +255,27 @@ def _attached_lines_batch(head: bytes, text: memoryview, user_id: int, api: str 
     if head[:1] != b"[":
         return None
     try:
-        attached = _ATTACHED_LINES.decode(head)
+        events = _ATTACHED_LINES.decode(head)
     except (msgspec.MsgspecError, ValueError):
         return None
-    if sum([line.payload.bytes for line in attached]) != len(text):
-        return None
-    lines = []
+    # Text that is ASCII (most output) is decoded once, and each event's sliced from it.
+    whole: str | None
+    try:
+        whole = str(text, "ascii")
+    except UnicodeDecodeError:
+        whole = None
     offset = 0
-    for line in attached:
-        payload = line.payload
-        if payload.lines is None and payload.bytes > _BODY_FAST:  # (bytes: no more characters)
-            return None
+    for event in events:
+        payload = event.payload
+        if payload.body is not None or payload.lines is None and payload.bytes > _BODY_FAST:
+            return None  # (bytes: no more characters)
         end = offset + payload.bytes
-        body = _decoded(text[offset:end])
-        if "\x00" in body:  # (a NUL is cleaned on the general way)
-            return None
-        lines.append(_LogEvent(line.type, line.sdk_run_uuid, line.timestamp, line.seq,
-                               _PlainPayload(body, payload.stream, lines=payload.lines)))
+        # (read as a plain line's from here on)
+        payload.body = whole[offset:end] if whole is not None else _decoded(text[offset:end])  # type: ignore[assignment]
         offset = end
-    return _plain_batch(lines, user_id, api)
+    if offset != len(text) or "\x00" in "".join([event.payload.body for event in events]):  # type: ignore[misc]
+        return None  # (a NUL is cleaned on the general way)
+    return _plain_batch(events, user_id, api)  # type: ignore[arg-type]
 
 
 def _plain_batch(lines: list[_PlainLine], user_id: int, api: str | None) -> Batch | None:
@@ -317,11 +319,15 @@ def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
     for event in group:
         payload = event.payload
         count = payload.lines
+        body = payload.body
         if count is None:
-            add(Line(event.seq, event.timestamp, payload.stream, payload.body, 0, 0))
+            add(Line(event.seq, event.timestamp, payload.stream, body, 0, 0))
             continue
-        texts = _block_texts(payload.body, count)
-        if texts is None or event.seq + count > _MAX_SEQ or not _lines_fit(payload.body, texts):
+        if count == 1 and body.endswith("\n") and body.find("\n") == len(body) - 1:  # (output that trickles)
+            add(Line(event.seq, event.timestamp, payload.stream, body[:-1], 0, 0))
+            continue
+        texts = _block_texts(body, count)
+        if texts is None or event.seq + count > _MAX_SEQ or not _lines_fit(body, texts):
             return None
         extend(_block_lines(event.seq, event.timestamp, payload.stream, texts))
     return out
