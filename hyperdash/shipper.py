@@ -193,9 +193,11 @@ class SpoolSender:
     """Sends a spool's unacknowledged events in batches through a transport.
 
     ``send_batch()`` sends the next batch and returns how many events it carried (0: nothing
-    left); it raises :mod:`hyperdash.errors` exceptions and then leaves the cursor where it
-    was, so the same events go again. A batch the server calls malformed (400, 422) is halved
-    until the one bad event is found, which is dropped (``on_dropped`` is told why). Once the
+    left, or a batch refused in a form that the next one avoids: ``pending()`` tells); it raises
+    :mod:`hyperdash.errors` exceptions and then leaves the cursor where it was, so the same
+    events go again. A batch the server calls malformed (400, 422) is halved until the one bad
+    event is found, which is dropped (``on_dropped`` is told why); a batch with its texts after
+    the JSON is first sent again as JSON, and so is everything after it. Once the
     server says the run was deleted (410), every event of the spool is dropped unsent, now and
     later: ``gone`` holds that answer, and ``on_gone`` is told once.
     """
@@ -226,8 +228,9 @@ class SpoolSender:
         # batch holds at most PROBE_EVENTS events, one line each)
         self.blocks: bool | None = None
         # whether it takes log texts as bytes after the JSON (ATTACHED_TEXT_TYPE), as its last
-        # reply said
+        # reply said (unless this sender saw it refused)
         self.attach = False
+        self._attach_refused = False
         # set (by freeze) once the spool is no longer this sender's: its owner closes it, or
         # another process may own it
         self.frozen = False
@@ -272,7 +275,7 @@ class SpoolSender:
             try:
                 self._send(fragments, count)
             except _SendAgain:
-                return count  # (the cursor stays: the same events go again, as JSON)
+                return 0  # (nothing stored, the cursor stays: the same events go again, as JSON)
             if had_blocks and not self.blocks:
                 # A server that no longer takes blocks (one put back in place of ours) took each
                 # for one line: the same events go again, a line each, for the rest to be stored.
@@ -299,7 +302,7 @@ class SpoolSender:
             if room <= 0:
                 break
             after = max(acked, last_seq)
-            if self.attach and count >= most // 2 and record.last_seq - max(after, record.first_seq - 1) > room:
+            if self.attach and 0 < count >= most // 2 and record.last_seq - max(after, record.first_seq - 1) > room:
                 break  # (a batch half full ends at a whole record: to cut one, its newlines would be counted)
             try:
                 part, carried = encoded_events(record, self.run_uuid, after, room, bool(self.blocks), self.attach)
@@ -340,11 +343,13 @@ class SpoolSender:
         except errors.RunDeleted as exc:
             self.run_deleted(exc)
         except errors.APIError as exc:
-            if content_type == ATTACHED_TEXT_TYPE and (exc.status == 415 or exc.status == 400
-                                                       and exc.code in ("invalid_json", "invalid_utf8")):
+            if content_type == ATTACHED_TEXT_TYPE and exc.status in (400, 415, 422):
                 # A server that does not read text after the JSON (one put back in place of
-                # ours): none of it was stored. The same events go again, as JSON.
+                # ours, or something between that refuses the type): none of it was stored.
+                # The same events go again as JSON, which says which event is bad if one is, and
+                # so does everything this sender sends from now on.
                 self.attach = False
+                self._attach_refused = True
                 raise _SendAgain from None
             if exc.status not in (400, 413, 422):
                 raise
@@ -360,7 +365,7 @@ class SpoolSender:
             self._send(fragments[half:], count - count // 2)
         else:
             self.blocks = reply.get(BLOCKS_REPLY_FIELD) is True
-            self.attach = self.blocks and reply.get(ATTACHED_TEXT_REPLY_FIELD) is True
+            self.attach = self.blocks and reply.get(ATTACHED_TEXT_REPLY_FIELD) is True and not self._attach_refused
             self.heard(reply)
 
 

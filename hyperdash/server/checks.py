@@ -213,7 +213,8 @@ class _PlainPayload(msgspec.Struct, gc=False):  # (strings alone: no cycles to c
 class _AttachedPayload(msgspec.Struct, gc=False):
     bytes: Annotated[int, msgspec.Meta(ge=0, le=ev.MAX_REQUEST_BYTES)]
     stream: Literal[ev.STREAMS]  # type: ignore[valid-type]
-    body: None = None  # present: the general way says what is wrong (then the text, once read)
+    # present, even null: the general way says what is wrong (then the text, once read)
+    body: msgspec.UnsetType = msgspec.UNSET
     partial: None = None
     progress: None = None
     lines: Annotated[int, msgspec.Meta(ge=1, le=ev.MAX_BATCH_EVENTS)] | None = None
@@ -267,7 +268,7 @@ def _attached_lines_batch(head: bytes, text: memoryview, user_id: int, api: str 
     offset = 0
     for event in events:
         payload = event.payload
-        if payload.body is not None or payload.lines is None and payload.bytes > _BODY_FAST:
+        if payload.body is not msgspec.UNSET or payload.lines is None and payload.bytes > _BODY_FAST:
             return None  # (bytes: no more characters)
         end = offset + payload.bytes
         # (read as a plain line's from here on)
@@ -323,7 +324,8 @@ def _lines_of_blocks(group: list[_PlainLine]) -> list[Line] | None:
         if count is None:
             add(Line(event.seq, event.timestamp, payload.stream, body, 0, 0))
             continue
-        if count == 1 and body.endswith("\n") and body.find("\n") == len(body) - 1:  # (output that trickles)
+        if count == 1 and len(body) <= _BODY_FAST and body.endswith("\n") and body.find("\n") == len(body) - 1:
+            # (a block of one line: output that trickles)
             add(Line(event.seq, event.timestamp, payload.stream, body[:-1], 0, 0))
             continue
         texts = _block_texts(body, count)
@@ -503,7 +505,7 @@ def _check_log(i: int, part: RunPart, seq: int | None, ts: int, payload: dict[st
     body = payload.get("body")
     if type(body) is not str:
         _fail(i, "log 'body' must be a string")
-    if len(body) > _BODY_FAST and ev.LINES_FIELD not in payload and \
+    if len(body) > _BODY_FAST and payload.get(ev.LINES_FIELD) is None and \
             len(body.encode("utf-8", "surrogatepass")) > ev.MAX_LOG_BODY_BYTES:  # (a block: each line)
         _too_large(i, "a log body")
     stream = payload.get("stream")

@@ -40,7 +40,10 @@ class ScriptedServer(LoopbackServer):
     def __init__(self, replies, gate: threading.Event | None = None, blocks: bool = False, attached: bool = False):
         self.replies = list(replies)
         self.blocks = blocks  # whether replies say the server takes blocks of lines
-        self.attached = attached  # whether they say it takes texts after the JSON (else: it refuses them)
+        self.attached = attached  # whether they say it takes texts after the JSON
+        # what it answers a body with texts after the JSON, when it does not read them: what a
+        # server of ours that predates them answers (None: it reads them)
+        self.refusal: tuple[int, str] | None = None if attached else (400, "invalid_json")
         self.requests: list[tuple[float, list]] = []  # what it took (with texts after the JSON put in place)
         self.headers: list[dict[str, str]] = []
         self.refused = 0  # bodies with texts after the JSON refused as a server without them refuses them
@@ -50,9 +53,9 @@ class ScriptedServer(LoopbackServer):
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers["content-length"]))
                 owner.headers.append({name.lower(): value for name, value in self.headers.items()})
-                if self.headers["content-type"] == events.ATTACHED_TEXT_TYPE and not owner.attached:
+                if self.headers["content-type"] == events.ATTACHED_TEXT_TYPE and owner.refusal is not None:
                     owner.refused += 1
-                    self.answer(400, {"code": "invalid_json", "message": "not JSON"})
+                    self.answer(owner.refusal[0], {"code": owner.refusal[1], "message": "cannot read that"})
                     return
                 body = json.loads(raw) if self.headers["content-type"] == "application/json" else texts_put_in(raw)
                 owner.requests.append((time.monotonic(), body))
@@ -525,6 +528,23 @@ def test_a_server_that_stops_taking_blocks_gets_the_same_lines_again_one_each():
         server.close()
 
 
+def test_batches_of_one_event_with_texts_after_the_json_carry_every_line():
+    # (where 413s have cut the batches down to one event: a batch is never left empty)
+    server = ScriptedServer([(200, {})], blocks=True, attached=True)
+    try:
+        texts = [f"line {i}" for i in range(PROBE_EVENTS + 5)]
+        spool, run_uuid = spool_of_lines(server.url, texts)
+        sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor", batch_events=1)
+        counts = []
+        while sender.pending() and len(counts) < 200:
+            counts.append(sender.send_batch())
+        assert counts == [1] * (len(texts) + 1)
+        assert seqs_and_texts_sent(server.requests) == list(enumerate(texts, start=2))
+        spool.close()
+    finally:
+        server.close()
+
+
 def test_a_batch_half_full_of_attached_texts_ends_at_a_whole_record():
     server = ScriptedServer([(200, {})], blocks=True, attached=True)
     try:
@@ -547,16 +567,21 @@ def test_a_batch_half_full_of_attached_texts_ends_at_a_whole_record():
         server.close()
 
 
-def test_a_server_that_stops_taking_texts_after_the_json_gets_the_same_lines_again_in_json():
+@pytest.mark.parametrize("refusal, replies_say_it", [
+    ((400, "invalid_json"), False),  # an older server of ours put back: the text is not JSON
+    ((400, "invalid_event"), False),  # the same, when the text happens to be whitespace (JSON's)
+    ((415, "unsupported_media_type"), True),  # a proxy in front of a server that takes the form
+], ids=["not json", "whitespace", "a proxy refuses the type"])
+def test_a_server_that_stops_taking_texts_after_the_json_gets_the_same_lines_again_in_json(refusal, replies_say_it):
     server = ScriptedServer([(200, {})], blocks=True, attached=True)
     try:
         texts = [f"line {i}" for i in range(3000)]
         spool, run_uuid = spool_of_lines(server.url, texts)
         sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor")
         assert sender.send_batch() == PROBE_EVENTS
-        server.attached = False  # an older server put back in its place: it cannot read such a body
-        assert sender.send_batch() == 2000  # refused whole...
-        assert server.refused == 1 and spool.acked_seq == PROBE_EVENTS  # ...so nothing counted as stored
+        server.refusal, server.attached = refusal, replies_say_it
+        assert sender.send_batch() == 0  # refused whole: nothing stored...
+        assert server.refused == 1 and spool.acked_seq == PROBE_EVENTS and sender.pending()  # ...nothing counted
         while sender.send_batch():
             pass
         assert server.refused == 1  # (once: the next batches go as JSON)

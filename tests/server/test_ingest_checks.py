@@ -90,6 +90,8 @@ LEFT = {
     "a block with a NUL": [block(1, ["a", "b\x00c"])],
     "a block longer than a log body, of lines that are not": [block(1, ["x" * 1000] * 100)],
     "a block with a line longer than a log body": [block(1, ["a", "\u00e9" * (events.MAX_LOG_BODY_BYTES // 2 + 1)])],
+    "a block of one line longer than a log body": [block(1, ["x" * (events.MAX_LOG_BODY_BYTES + 1)])],
+    "a long body with lines null": [line(1, body="x" * (events.MAX_LOG_BODY_BYTES + 1), payload={"lines": None})],
 }
 
 
@@ -140,7 +142,9 @@ def test_a_batch_over_the_count_limit_is_refused_on_either_path():
     ([block(1, ["a"], payload={"partial": True})], "event 0: a block of lines (log 'lines') cannot be 'partial'"),
     ([line(1), block(2, ["a", "x" * (events.MAX_LOG_BODY_BYTES + 1), "b"])],
      "event 1: a line of a block of lines has at most 65536 bytes; split longer lines into pieces"),
-], ids=["short", "no last newline", "zero", "no seq", "partial", "a line too long"])
+    ([line(1, body="x" * (events.MAX_LOG_BODY_BYTES + 1), payload={"lines": None})],
+     "event 0: a log body has at most 65536 bytes"),
+], ids=["short", "no last newline", "zero", "no seq", "partial", "a line too long", "a long body, lines null"])
 def test_a_bad_block_of_lines_is_refused_with_what_is_wrong(envelopes, message):
     with pytest.raises(ApiError) as raised:
         checked_batch(orjson.dumps(envelopes), 7, None)
@@ -240,13 +244,15 @@ METRIC = {"type": "metric", "sdk_run_uuid": RUN, "timestamp": 1, "seq": 9, "payl
     (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":true'), "event 0: log 'bytes' must be an"),
     (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":2,"body":"x"'),
      "event 0: log 'bytes' stands in place of 'body'"),
+    (with_texts_after([line(1, "ab")]).replace(b'"bytes":2', b'"bytes":2,"body":null'),
+     "event 0: log 'bytes' stands in place of 'body'"),
     (with_texts_after([line(1), {**METRIC, "payload": {**METRIC["payload"], "bytes": 0}}]),
      "event 1: only a log event may carry its text after the JSON ('bytes')"),
     (with_texts_after([line(1, "a\nb\n", payload={"lines": 3})]), "event 0: log 'body' must hold exactly 3 lines"),
     (b"[{]\n", "the request body is not valid JSON"),
     (b"\n", "the request body is empty"),
 ], ids=["no newline", "text left over", "text short", "negative", "a string", "a boolean", "with a body",
-        "on a metric", "a block short of a line", "bad JSON", "no JSON"])
+        "with a null body", "on a metric", "a block short of a line", "bad JSON", "no JSON"])
 def test_a_bad_body_with_texts_after_the_json_is_refused_with_what_is_wrong(body, message):
     with pytest.raises(ApiError) as raised:
         checked_batch(body, 7, None, attached_text=True)
