@@ -302,8 +302,6 @@ class SpoolSender:
             if room <= 0:
                 break
             after = max(acked, last_seq)
-            if self.attach and 0 < count >= most // 2 and record.last_seq - max(after, record.first_seq - 1) > room:
-                break  # (a batch half full ends at a whole record: to cut one, its newlines would be counted)
             try:
                 part, carried = encoded_events(record, self.run_uuid, after, room, bool(self.blocks), self.attach)
                 last_seq = max(after, record.first_seq - 1) + carried

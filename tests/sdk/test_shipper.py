@@ -545,28 +545,6 @@ def test_batches_of_one_event_with_texts_after_the_json_carry_every_line():
         server.close()
 
 
-def test_a_batch_half_full_of_attached_texts_ends_at_a_whole_record():
-    server = ScriptedServer([(200, {})], blocks=True, attached=True)
-    try:
-        run_uuid = str(uuid.uuid4())
-        spool = Spool.create(run_uuid, {"server": server.url})
-        spool.append(EVENT, None, 1, 1, 1, json.dumps({"type": "run_started", "payload": {"job_name": "s"}}).encode())
-        texts = [f"line {i}" for i in range(3500)]
-        for r in range(5):  # five reads of output, 700 lines each
-            part = texts[r * 700:(r + 1) * 700]
-            spool.append(framing.LINES, "stdout", 2 + r * 700, len(part), 1, "".join(t + "\n" for t in part).encode())
-        sender = SpoolSender(spool, Transport(server.url, api_key="k"), run_uuid, "monitor")
-        while sender.send_batch():
-            pass
-        # After the probe (the run's start and 99 lines): the rest of the first read and the
-        # second (1,301 of 2,000), then the third and fourth, then the fifth; no read cut in two.
-        assert [len(seqs_and_texts_sent([request])) for request in server.requests] == [99, 1301, 1400, 700]
-        assert seqs_and_texts_sent(server.requests) == list(enumerate(texts, start=2))
-        spool.close()
-    finally:
-        server.close()
-
-
 @pytest.mark.parametrize("refusal, replies_say_it", [
     ((400, "invalid_json"), False),  # an older server of ours put back: the text is not JSON
     ((400, "invalid_event"), False),  # the same, when the text happens to be whitespace (JSON's)
