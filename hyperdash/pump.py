@@ -42,10 +42,6 @@ GATHER_PAUSE = 0.03  # (a step of 2 ms: fifteen lines a wake-up; stop() cuts a p
 STEADY_PAUSE = 0.2
 STEADY_LINES = 5  # lines in one read, at least
 STEADY_ROOM = 256 * 1024  # bytes the pipe holds, at least
-# Reads that follow each other without a wait (a terminal gives at most 4 KiB a read, a job
-# that floods it many) are passed to the run together, up to this many bytes, once no more is
-# waiting: each pass costs the run a framing, a spool record and a write of its copy of the log.
-HOLD_BYTES = 64 * 1024
 
 
 class OutputSink(Protocol):
@@ -104,10 +100,6 @@ class Pump(threading.Thread):
         self._terminals: set[int] = set()  # open channels that are ptys: while any is, no gathering
         self._gathered = False  # whether the last read was followed by a pause to gather
         self._view = memoryview(self._buffer)
-        # chunks of one stream read one after the other, not passed to the run yet
-        self._held: list[bytes] = []
-        self._held_stream = ""
-        self._held_bytes = 0
 
     def run(self) -> None:
         import selectors
@@ -143,12 +135,8 @@ class Pump(threading.Thread):
                     if self._pump(read_fd, None) < 0:
                         unpolled.remove(read_fd)
                 if not selector.get_map():
-                    self._pass_on()
                     continue
-                ready = selector.select(0) if self._held else []
-                if not ready:  # (nothing more waiting: what was read goes to the run before a wait)
-                    self._pass_on()
-                    ready = selector.select(0 if self._stopping or unpolled else 0.2)
+                ready = selector.select(0 if self._stopping or unpolled else 0.2)
                 if not ready and self._stopping and not unpolled:
                     break
                 for key, _ in ready:
@@ -160,7 +148,6 @@ class Pump(threading.Thread):
                         if self._pump(key.fd, selector) < FLOOD_FULL or key.fd not in never_block:
                             break
         finally:
-            self._pass_on()
             selector.close()
             for read_fd in list(self._open):
                 self._close(read_fd)
@@ -194,7 +181,7 @@ class Pump(threading.Thread):
         terminal_fd, stream = self._open[read_fd]
         if terminal_fd is not None and not _write_all(terminal_fd, data):
             self._open[read_fd] = (None, stream)
-        self._hold(stream, data)
+        self.sink.write(stream, data)
         gathered = False
         if len(data) < FLOOD_FULL and not self._stopping and read_fd in self._pausable:
             if len(data) >= FLOOD_READ:
@@ -202,35 +189,15 @@ class Pump(threading.Thread):
                 # every write of the job (each wake-up costs the job a context switch). Not
                 # when the read nearly filled the pipe: the job writes faster than a pause
                 # would let the pipe hold, and it would be blocked until the pump came back.
-                self._pass_on()
                 time.sleep(FLOOD_PAUSE)
             elif time.monotonic() - self._last_read < GATHER_WINDOW and not self._terminals:
                 steady = self._gathered and read_fd in self._roomy and data.count(b"\n") >= STEADY_LINES
-                self._pass_on()
                 self.gather(STEADY_PAUSE if steady else GATHER_PAUSE)
                 gathered = True
         self._gathered = gathered
         # (after the pause: what came during it is read at once, and keeps the output streaming)
         self._last_read = time.monotonic()
         return len(data)
-
-    def _hold(self, stream: str, data: bytes) -> None:
-        """Keep ``data`` to pass to the run with what follows it at once (see HOLD_BYTES)."""
-        if stream != self._held_stream:
-            self._pass_on()
-            self._held_stream = stream
-        self._held.append(data)
-        self._held_bytes += len(data)
-        if self._held_bytes >= HOLD_BYTES:
-            self._pass_on()
-
-    def _pass_on(self) -> None:
-        """Pass what is held to the run, as one chunk."""
-        if self._held:
-            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-            self._held.clear()
-            self._held_bytes = 0
-            self.sink.write(self._held_stream, data)
 
     def gather(self, seconds: float) -> None:
         """Let output gather for ``seconds`` before the next read (:meth:`stop` cuts it short)."""

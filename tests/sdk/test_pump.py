@@ -1,6 +1,5 @@
 """The pump's gathering: steady output on a pipe waits a while between reads, a line now and
-then does not, a terminal channel is never kept waiting, and stop() cuts a pause short; reads
-that follow each other go to the run together."""
+then does not, a terminal channel is never kept waiting, and stop() cuts a pause short."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import os
 import pty
 import threading
 import time
-import tty
 
 import pytest
 
@@ -27,12 +25,9 @@ class Received:
         self.data = bytearray()
         self.lock = threading.Lock()
 
-        self.chunks: list[tuple[str, bytes]] = []
-
     def write(self, stream: str, data: bytes) -> None:
         with self.lock:
             self.data += data
-            self.chunks.append((stream, data))
 
 
 class WatchedPump(Pump):
@@ -139,48 +134,4 @@ def test_a_pipe_that_holds_little_never_gathers_long():
         assert pump.pauses and set(pump.pauses) == {GATHER_PAUSE}
     finally:
         os.close(write_fd)
-        pump.stop()
-
-
-def test_reads_that_follow_each_other_go_to_the_run_together(monkeypatch):
-    # A terminal gives a few KiB a read: what is waiting is read on, and handed to the run in
-    # one piece once nothing more waits (reads of 512 bytes here, for a terminal that holds 4 KiB).
-    monkeypatch.setattr(pump_module, "CHUNK_SIZE", 512)
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    os.set_blocking(master, False)
-    text = b"".join(b"line %d of the burst\n" % i for i in range(150))  # (3 KiB, in the terminal at once)
-    os.write(slave, text)
-    received = Received()
-    pump = Pump(received, [(master, None, "stdout")])
-    pump.start()
-    try:
-        wait_for(lambda: len(received.data) == len(text))
-        assert received.chunks == [("stdout", text)]
-        os.write(slave, b"later\n")  # on its own after a quiet spell
-        wait_for(lambda: len(received.chunks) == 2)
-        assert received.chunks[1] == ("stdout", b"later\n")
-    finally:
-        os.close(slave)
-        pump.stop()
-
-
-def test_what_is_held_never_mixes_two_streams(monkeypatch):
-    monkeypatch.setattr(pump_module, "CHUNK_SIZE", 512)
-    out, err = pipe_channel(), pipe_channel()
-    texts = {"stdout": b"o" * 99 + b"\n", "stderr": b"e" * 99 + b"\n"}
-    os.write(out[1], texts["stdout"] * 20)
-    os.write(err[1], texts["stderr"] * 20)
-    received = Received()
-    pump = Pump(received, [(out[0], None, "stdout"), (err[0], None, "stderr")])
-    pump.start()
-    try:
-        wait_for(lambda: len(received.data) == 2 * 20 * 100)
-        for stream, data in received.chunks:
-            assert set(data) <= set(texts[stream])  # (each piece holds bytes of its own stream only)
-        for stream, text in texts.items():
-            assert b"".join(data for s, data in received.chunks if s == stream) == text * 20
-    finally:
-        os.close(out[1])
-        os.close(err[1])
         pump.stop()
