@@ -286,8 +286,8 @@ class SpoolSender:
         return count
 
     def _next_batch(self) -> tuple[list[Fragment], int, int, int]:
-        """The next envelopes (JSON text), how many events they carry, the offset of the first
-        record not wholly in them, and their last seq."""
+        """The next envelopes (JSON text, some with their text attached), how many events they
+        carry, the offset of the first record not wholly in them, and their last seq."""
         acked = self.spool.acked_seq
         offset = self.spool.cursor_offset
         batch: list[Fragment] = []
