@@ -1,9 +1,10 @@
 """Bytes to log lines: one stream's raw output cut into the pieces that become log events.
 
 The common case (no ``\\r``, no over-long line) is handled per chunk with C-speed bytes
-operations and no copy of the chunk: one piece holds its complete lines (one more, the line that
-an earlier chunk began). Only a chunk with a ``\\r`` (a progress bar redrawing itself) or a line
-longer than :data:`events.MAX_LINE_BYTES` takes the line-by-line path.
+operations and no copy of the chunk: its complete lines go in pieces of about
+:data:`PIECE_BYTES` at most (one more, the line that an earlier chunk began). Only a chunk with a
+``\\r`` (a progress bar redrawing itself) or a line longer than :data:`events.MAX_LINE_BYTES`
+takes the line-by-line path.
 
 A piece is ``(kind, blob, count)``:
 
@@ -26,11 +27,17 @@ from collections.abc import Callable
 
 from .events import MAX_LINE_BYTES
 
-__all__ = ["LINES", "PARTIAL", "PROGRESS", "LineFramer", "visible_text", "utf8_cut"]
+__all__ = ["LINES", "PARTIAL", "PROGRESS", "PIECE_BYTES", "LineFramer", "visible_text", "utf8_cut"]
 
 LINES = 1
 PARTIAL = 2
 PROGRESS = 3
+
+# The most bytes of whole lines in one LINES piece (unless one line is longer): a piece becomes
+# a spool record, and a batch that ends partway through a record has its sender count lines in
+# it, then read it again for the next batch. Bounded pieces keep that to a fraction of a batch
+# however much output one read brings (a flood's reads bring a megabyte).
+PIECE_BYTES = 128 * 1024
 
 Piece = tuple[int, "bytes | memoryview", int]
 
@@ -110,8 +117,7 @@ class LineFramer:
             if end - start > self.max_line and _may_hold_a_line_over(data, self.max_line, start, end):
                 self._emit_lines(data[start:end].split(b"\n")[:-1], out)
             else:
-                whole = data if start == 0 and end == len(data) else memoryview(data)[start:end]
-                out.append((LINES, whole, data.count(b"\n", start, end)))
+                _whole_lines(data, start, end, out)
         self._pending = self._cut_long(data[last + 1 :], out)
         return out
 
@@ -166,15 +172,16 @@ class LineFramer:
 
     def _emit_lines(self, lines: list[bytes], out: list[Piece]) -> None:
         run: list[bytes] = []
+        size = 0  # the bytes of ``run``, newlines included
         for line in lines:
-            if len(line) > self.max_line:
-                if run:
-                    out.append((LINES, b"\n".join(run) + b"\n", len(run)))
-                    run = []
-                line = self._cut_long(line, out)
+            if len(line) > self.max_line or (run and size + len(line) + 1 > PIECE_BYTES):
+                _add_lines(run, out)
+                run, size = [], 0
+                if len(line) > self.max_line:
+                    line = self._cut_long(line, out)
             run.append(line)
-        if run:
-            out.append((LINES, b"\n".join(run) + b"\n", len(run)))
+            size += len(line) + 1
+        _add_lines(run, out)
 
     def _cut_long(self, text: bytes, out: list[Piece]) -> bytes:
         """Emit ``PARTIAL`` pieces while ``text`` is longer than a line may be; the rest."""
@@ -183,3 +190,27 @@ class LineFramer:
             out.append((PARTIAL, text[:cut], 1))
             text = text[cut:]
         return text
+
+
+def _add_lines(lines: list[bytes], out: list[Piece]) -> None:
+    """``lines`` as one LINES piece (none when there are none)."""
+    if lines:
+        out.append((LINES, b"\n".join(lines) + b"\n", len(lines)))
+
+
+def _whole_lines(data: bytes, start: int, end: int, out: list[Piece]) -> None:
+    """The complete lines of ``data[start:end]`` (which ends with a newline) as LINES pieces of
+    :data:`PIECE_BYTES` at most, each cut after a newline (a line longer than that is a piece of
+    its own): views of ``data``, or ``data`` itself when it is one piece."""
+    if start == 0 and end == len(data) <= PIECE_BYTES:
+        out.append((LINES, data, data.count(b"\n")))
+        return
+    view = memoryview(data)
+    while start < end:
+        cut = end
+        if end - start > PIECE_BYTES:
+            cut = data.rfind(b"\n", start, start + PIECE_BYTES) + 1
+            if cut <= start:  # (no newline in the first PIECE_BYTES: one line longer than that)
+                cut = data.index(b"\n", start + PIECE_BYTES) + 1
+        out.append((LINES, view[start:cut], data.count(b"\n", start, cut)))
+        start = cut

@@ -580,10 +580,11 @@ class Run:
         if not pieces or self._spool is None:
             return
         timestamp = now_ms()
+        records = []
         for kind, blob, count in pieces:
-            seq = self._next_seq
+            records.append((kind, stream, self._next_seq, count, timestamp, blob))
             self._next_seq += count
-            self._spool.append(kind, stream, seq, count, timestamp, blob)
+        self._spool.append_all(records)  # (one system call for a read's pieces)
         if self._shipper is not None:
             self._shipper.nudge()
 

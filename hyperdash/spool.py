@@ -30,7 +30,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -196,23 +196,38 @@ class Spool:
     def append(self, kind: int, stream: str | None, first_seq: int, count: int, timestamp: int,
                blob: bytes | memoryview) -> None:
         """Append one record (one ``write`` call on disk)."""
-        code = 0 if stream is None else STREAM_CODES.get(stream, 0)
-        header = _HEADER.pack(kind, code, first_seq, count, timestamp, len(blob))
-        size = len(header) + len(blob)
+        self.append_all([(kind, stream, first_seq, count, timestamp, blob)])
+
+    def append_all(self, records: Sequence[tuple[int, str | None, int, int, int, bytes | memoryview]]) -> None:
+        """Append records, each ``(kind, stream, first_seq, count, timestamp, blob)``, with one
+        ``write`` call on disk for all of them. Where the disk fails partway, the records it took
+        whole stay there and the rest go to memory."""
+        frames = [(_HEADER.pack(kind, 0 if stream is None else STREAM_CODES.get(stream, 0), first_seq, count,
+                                timestamp, len(blob)), blob)
+                  for kind, stream, first_seq, count, timestamp, blob in records]
         if self._memory is None:
-            try:
-                _write_all(self._events_fd, header, blob)
-                self._written += size
+            written, error = _write_all(self._events_fd, [part for frame in frames for part in frame])
+            if error is None:
+                self._written += written
                 return
-            except OSError as exc:
-                self._memory = bytearray()
-                self._memory_base = self._disk_end = self._written
-                if self.on_disk_error is not None:
-                    self.on_disk_error(exc)
+            # The records that the disk took whole stay there (a torn one after them is never read).
+            whole = 0
+            for header, blob in frames:
+                size = len(header) + len(blob)
+                if written < size:
+                    break
+                written, whole = written - size, whole + 1
+                self._written += size
+            frames = frames[whole:]
+            self._memory = bytearray()
+            self._memory_base = self._disk_end = self._written
+            if self.on_disk_error is not None:
+                self.on_disk_error(error)
         with self._memory_lock:
-            self._memory += header
-            self._memory += blob
-            self._written += size
+            for header, blob in frames:
+                self._memory += header
+                self._memory += blob
+                self._written += len(header) + len(blob)
             if len(self._memory) > self.memory_limit:
                 self._drop_oldest()
 
@@ -368,17 +383,36 @@ class Spool:
         self.close()
 
 
-def _write_all(fd: int | None, header: bytes, blob: bytes | memoryview) -> None:
-    """Write a record with one system call (no copy of the blob), finishing a short write."""
+def _write_all(fd: int | None, parts: list[bytes | memoryview]) -> tuple[int, OSError | None]:
+    """Write ``parts`` in order, with one system call where the file takes them all (no copy of
+    them); a short write is finished a part at a time. Returns the bytes written and the error
+    that stopped the writing, if one did."""
     if fd is None:
-        raise OSError("spool is closed")
-    written = os.writev(fd, (header, blob))
-    if written < len(header):
-        written += os.write(fd, header[written:])
-    if written < len(header) + len(blob):
-        view = memoryview(blob)[written - len(header):]
-        while view:
-            view = view[os.write(fd, view):]
+        return 0, OSError("spool is closed")
+    written = 0
+    try:
+        for first in range(0, len(parts), _IOV_MAX):
+            group = parts[first:first + _IOV_MAX]
+            done = os.writev(fd, group)
+            written += done
+            if done == sum(map(len, group)):
+                continue
+            for part in group:
+                if done >= len(part):
+                    done -= len(part)
+                    continue
+                view = memoryview(part)[done:]
+                done = 0
+                while view:
+                    size = os.write(fd, view)
+                    written += size
+                    view = view[size:]
+    except OSError as exc:
+        return written, exc
+    return written, None
+
+
+_IOV_MAX = 1024  # the most buffers one writev takes (Linux)
 
 
 def all_spools(root: Path | None = None) -> list[Path]:

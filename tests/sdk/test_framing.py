@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hyperdash.framing import LINES, PARTIAL, PROGRESS, LineFramer, utf8_cut, visible_text
+from hyperdash.framing import LINES, PARTIAL, PIECE_BYTES, PROGRESS, LineFramer, utf8_cut, visible_text
 
 
 def lines_of(pieces):
@@ -97,6 +97,38 @@ def test_the_fast_path_never_misses_a_long_line():
                 rebuilt.append(current)
                 current = b""
         assert rebuilt == lines
+
+
+def flood(lines: int) -> list[bytes]:
+    return [b"%06d " % i + b"x" * 73 for i in range(lines)]  # 80 bytes with the newline
+
+
+def test_a_read_of_a_flood_becomes_pieces_of_piece_bytes_at_most_each_cut_after_a_line():
+    framer = LineFramer()
+    lines = flood(13_107)  # about 1 MiB: what one read brings while output floods
+    assert framer.feed(lines[0][:30]) == []  # a line begun in the read before
+    pieces = framer.feed(lines[0][30:] + b"\n" + b"\n".join(lines[1:]) + b"\n")
+    assert len(pieces) == 1 + 9  # the line begun before, then 1 MiB in pieces of 1,618 lines or fewer
+    assert all(kind == LINES and len(blob) <= PIECE_BYTES for kind, blob, _ in pieces)
+    assert lines_of(pieces) == [(LINES, line) for line in lines]
+    assert [type(blob) for _, blob, _ in pieces[1:]] == [memoryview] * 9  # views of the read, not copies
+
+
+def test_a_line_longer_than_a_piece_is_a_piece_of_its_own():
+    framer = LineFramer(max_line=4 * PIECE_BYTES)
+    long = b"y" * (PIECE_BYTES + 10)
+    pieces = framer.feed(b"a\n" + long + b"\nb\n")
+    assert [(kind, bytes(blob), count) for kind, blob, count in pieces] == [
+        (LINES, b"a\n", 1), (LINES, long + b"\n", 1), (LINES, b"b\n", 1)]
+
+
+def test_lines_framed_one_by_one_go_in_pieces_of_piece_bytes_at_most_too():
+    framer = LineFramer(progress_interval=0)
+    lines = flood(5_000)
+    pieces = framer.feed(b"\r 10%\r100%\n" + b"\n".join(lines) + b"\n")  # a \r: the line-by-line path
+    assert len(pieces) == 4
+    assert all(len(blob) <= PIECE_BYTES for _, blob, _ in pieces)
+    assert lines_of(pieces) == [(LINES, b"100%")] + [(LINES, line) for line in lines]
 
 
 def test_an_erased_progress_line_leaves_nothing():

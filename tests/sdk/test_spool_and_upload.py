@@ -86,6 +86,36 @@ def test_disk_failure_continues_in_bounded_memory():
     spool.close()
 
 
+def test_records_written_at_once_stay_whole_where_the_disk_fills_partway_through_them():
+    """Several records go to disk in one write. Where the disk fills partway through it (here a
+    file-size limit, in a process of its own), the records it took whole stay on disk, the torn
+    one and those after it go on in memory: each record once, in order."""
+    code = """if True:
+        import json, resource
+        from hyperdash import framing
+        from hyperdash.spool import _HEADER, Spool
+
+        spool = Spool.create("5d1c1d5e-1f0e-4a39-9d4e-0a6f1c2b3d4e", {"name": "r", "server": "http://x"})
+        spool.append(framing.LINES, "stdout", 1, 1, 1000, b"first\\n")
+        blobs = [b"%d" % i + b"x" * 98 + b"\\n" for i in range(4)]  # 100 bytes each
+        room = spool.end_offset + 2 * (_HEADER.size + 100) + 30  # two of them whole, then 30 bytes
+        resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY))
+        failures = []
+        spool.on_disk_error = failures.append
+        spool.append_all([(framing.LINES, "stdout", 2 + i, 1, 1000, blob) for i, blob in enumerate(blobs)])
+        print(json.dumps({
+            "failures": [type(exc).__name__ for exc in failures], "room": room, "disk_end": spool._disk_end,
+            "file": (spool.folder / "events").stat().st_size,
+            "records": [[r.first_seq, r.offset < spool._disk_end, r.blob[:1].decode()]
+                        for r in spool.records(0, max_bytes=1 << 30)]}))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["failures"] == ["OSError"]  # (EFBIG: said once)
+    assert seen["records"] == [[1, True, "f"], [2, True, "0"], [3, True, "1"], [4, False, "2"], [5, False, "3"]]
+    assert seen["file"] == seen["room"] and seen["disk_end"] == seen["room"] - 30  # the torn 30 bytes: never read
+
+
 def test_transport_against_the_real_server(account):
     transport = Transport(account.server.url, api_key=account.api_key)
     run_uuid = str(uuid.uuid4())
