@@ -100,7 +100,7 @@ def test_the_fast_path_never_misses_a_long_line():
 
 
 def flood(lines: int) -> list[bytes]:
-    return [b"%06d " % i + b"x" * 73 for i in range(lines)]  # 80 bytes with the newline
+    return [b"%06d " % i + b"x" * 72 for i in range(lines)]  # 80 bytes with the newline
 
 
 def test_a_read_of_a_flood_becomes_pieces_of_piece_bytes_at_most_each_cut_after_a_line():
@@ -108,7 +108,7 @@ def test_a_read_of_a_flood_becomes_pieces_of_piece_bytes_at_most_each_cut_after_
     lines = flood(13_107)  # about 1 MiB: what one read brings while output floods
     assert framer.feed(lines[0][:30]) == []  # a line begun in the read before
     pieces = framer.feed(lines[0][30:] + b"\n" + b"\n".join(lines[1:]) + b"\n")
-    assert len(pieces) == 1 + 9  # the line begun before, then 1 MiB in pieces of 1,618 lines or fewer
+    assert len(pieces) == 1 + 9  # the line begun before, then 1 MiB in pieces of 1,638 lines or fewer
     assert all(kind == LINES and len(blob) <= PIECE_BYTES for kind, blob, _ in pieces)
     assert lines_of(pieces) == [(LINES, line) for line in lines]
     assert [type(blob) for _, blob, _ in pieces[1:]] == [memoryview] * 9  # views of the read, not copies
