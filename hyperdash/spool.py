@@ -210,7 +210,8 @@ class Spool:
             if error is None:
                 self._written += written
                 return
-            # The records that the disk took whole stay there (a torn one after them is never read).
+            # The records that the disk took whole stay there; the bytes of a torn one after them
+            # are the start of that same record, which goes on in memory with the rest.
             whole = 0
             for header, blob in frames:
                 size = len(header) + len(blob)
@@ -383,6 +384,9 @@ class Spool:
         self.close()
 
 
+_IOV_MAX = 1024  # the most buffers one writev takes (Linux)
+
+
 def _write_all(fd: int | None, parts: list[bytes | memoryview]) -> tuple[int, OSError | None]:
     """Write ``parts`` in order, with one system call where the file takes them all (no copy of
     them); a short write is finished a part at a time. Returns the bytes written and the error
@@ -410,9 +414,6 @@ def _write_all(fd: int | None, parts: list[bytes | memoryview]) -> tuple[int, OS
     except OSError as exc:
         return written, exc
     return written, None
-
-
-_IOV_MAX = 1024  # the most buffers one writev takes (Linux)
 
 
 def all_spools(root: Path | None = None) -> list[Path]:
