@@ -1,18 +1,20 @@
 """The pump's gathering: steady output on a pipe waits a while between reads, a line now and
-then does not, a terminal channel is never kept waiting, and stop() cuts a pause short."""
+then does not, a terminal channel is never kept waiting for more than a moment (a flood through
+one goes on in few trips), and stop() cuts a pause short."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import pty
+import select
 import threading
 import time
 
 import pytest
 
 from hyperdash import pump as pump_module
-from hyperdash.channel import F_SETPIPE_SZ, PIPE_SIZE, pipe_size
+from hyperdash.channel import F_SETPIPE_SZ, PIPE_SIZE, open_channel, pipe_size
 from hyperdash.pump import GATHER_PAUSE, Pump
 
 BURST = b"".join(f"step {i} loss 0.{i}\n".encode() for i in range(10))  # ten lines a write
@@ -132,6 +134,62 @@ def test_a_pipe_that_holds_little_never_gathers_long():
         write_steadily(write_fd, 50)
         wait_for(lambda: received.data.count(b"\n") == 50 * 10)
         assert pump.pauses and set(pump.pauses) == {GATHER_PAUSE}
+    finally:
+        os.close(write_fd)
+        pump.stop()
+
+
+class CountedReceived(Received):
+    """What the pump hands on, and in how many trips."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trips = 0
+
+    def write(self, stream: str, data: bytes) -> None:
+        self.trips += 1
+        super().write(stream, data)
+
+
+def terminal_channel() -> tuple[int, int]:
+    """A channel standing in for a terminal, as a capture opens one: (read_fd, write_fd)."""
+    terminal, terminal_slave = pty.openpty()
+    try:
+        return open_channel(terminal_slave)
+    finally:
+        os.close(terminal)
+        os.close(terminal_slave)
+
+
+def test_a_flood_through_a_terminal_channel_goes_on_in_one_trip_then_the_pump_pauses_a_moment():
+    read_fd, write_fd = terminal_channel()
+    # two reads' worth (a pty passes at most 4 KiB a read), which a pty holds without its writer
+    # waiting (ptys here took 11 to 18 KiB)
+    output = b"".join(b"line %05d " % i + b"." * 69 + b"\n" for i in range(100))
+    os.set_blocking(write_fd, False)
+    try:
+        written = os.write(write_fd, output)
+    except BlockingIOError:
+        written = 0
+    if written < len(output):
+        os.close(read_fd)
+        os.close(write_fd)
+        pytest.skip(f"this kernel's ptys hold {written} bytes")
+    select.select([read_fd], [], [], 5)
+    time.sleep(0.05)  # (the kernel moves a pty's bytes on to its reader in the background)
+    received = CountedReceived()
+    pump = WatchedPump(received, [(read_fd, None, "stdout")])
+    pump.start()
+    try:
+        wait_for(lambda: len(received.data) == len(output))
+        # The pump read on while bytes were waiting: one trip; then it paused, so that more
+        # would gather in the pty before its next read.
+        assert bytes(received.data) == output and received.trips == 1
+        wait_for(lambda: pump.pauses == [pump_module.PTY_PAUSE])
+        os.write(write_fd, b"a prompt> ")  # a little output: on at once, no pause
+        wait_for(lambda: received.data.endswith(b"a prompt> "))
+        time.sleep(0.05)
+        assert received.trips == 2 and pump.pauses == [pump_module.PTY_PAUSE]
     finally:
         os.close(write_fd)
         pump.stop()
