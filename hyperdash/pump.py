@@ -27,11 +27,12 @@ FLOOD_READ = 8 * 1024  # a read this large means output floods in: pause before 
 FLOOD_PAUSE = 0.003
 FLOOD_FULL = 256 * 1024  # ...unless it is this large: then the pipe would fill during a pause
 FLOOD_READS_IN_A_ROW = 4  # reads of one channel without a look at the others, while it floods
-# A pty passes at most 4 KiB a read and holds some 20 KiB before its writer waits. While output
-# floods through one, the pump reads on as long as bytes are waiting, then pauses a moment: each
-# of its trips (a copy to the terminal, one to the run) then carries tens of KiB rather than a
-# read's one or two, and the job, which shares the pump's GIL, is interrupted far less often.
-PTY_GATHER = 64 * 1024  # bytes read on, at most, before they are passed on
+# A pty passes at most 4 KiB a read and holds some 10 to 20 KiB before its writer waits. The
+# pump reads on from one as long as bytes are waiting, and while output floods through it,
+# pauses a moment after each trip: a trip (a copy to the terminal, one to the run) then carries
+# some 15 KiB rather than a read's one or two, and the job, which shares the pump's GIL, is
+# interrupted far less often.
+PTY_GATHER = 64 * 1024  # bytes read on, at most, before they are passed on (then: no pause)
 PTY_FLOOD = 2 * 1024  # a trip this large means output floods through the pty
 PTY_PAUSE = 0.0003  # (much longer, and the pty would fill and the job wait)
 RESIZE_CHECK_INTERVAL = 0.25  # seconds between looks at a terminal's size
@@ -104,8 +105,8 @@ class Pump(threading.Thread):
         self._last_read = float("-inf")
         self._pausable: set[int] = set()  # channels whose reads may wait for more to gather
         self._roomy: set[int] = set()  # pausable channels whose pipes hold STEADY_ROOM
-        self._terminals: set[int] = set()  # open channels that are ptys: while any is, no gathering
-        self._read_on: set[int] = set()  # ptys that never block a read: read on while bytes wait
+        self._terminals: set[int] = set()  # open channels that are ptys: while any is, pipes never gather
+        self._read_on: set[int] = set()  # those of them that never block a read: read on while bytes wait
         self._gathered = False  # whether the last read was followed by a pause to gather
         self._view = memoryview(self._buffer)
 
@@ -127,10 +128,10 @@ class Pump(threading.Thread):
         # so that no signal handler of ours can interrupt the job's system calls)
         resizes = [PtyWindow(terminal_fd, read_fd) for read_fd, terminal_fd, _ in self.channels
                    if self.follow_resizes and terminal_fd is not None and isatty(read_fd) and isatty(terminal_fd)]
-        # A pty holds a few KiB: a writer would wait on it during any pause of the pipes' length,
-        # and one pump reads every channel, so none gathers so while a pty is open (a flooding
-        # pty pauses only PTY_PAUSE). Pipes (widened by open_channel) hold far more than a
-        # pause lets gather.
+        # A pty holds a few KiB: a writer would wait on it during a pause as long as the pipes'
+        # (one pump reads every channel), so no channel gathers thus while a pty is open; a pty
+        # that floods pauses only PTY_PAUSE. Pipes (widened by open_channel) hold far more
+        # than a pause lets gather.
         self._terminals = {fd for fd in self._open if isatty(fd)}
         self._read_on = self._terminals & never_block
         self._pausable = {fd for fd in self._open if fd not in unpolled and fd not in self._terminals}
@@ -174,8 +175,9 @@ class Pump(threading.Thread):
             # Into a buffer kept warm, then copied: a fresh buffer for each read would take its
             # page faults inside the read, while the kernel holds the pipe the job writes to.
             size = os.readv(read_fd, [self._buffer])
+            ended = False
             if size and read_fd in self._read_on:
-                size = self._read_waiting(read_fd, size)
+                size, ended = self._read_waiting(read_fd, size)
             data = bytes(self._view[:size])
         except (BlockingIOError, InterruptedError):
             return 0
@@ -186,14 +188,15 @@ class Pump(threading.Thread):
                 raise
             data = b""
         if not data:
-            if selector is not None:
-                selector.unregister(read_fd)
-            self._close(read_fd)
+            self._end(read_fd, selector)
             return -1
         terminal_fd, stream = self._open[read_fd]
         if terminal_fd is not None and not _write_all(terminal_fd, data):
             self._open[read_fd] = (None, stream)
         self.sink.write(stream, data)
+        if ended:
+            self._end(read_fd, selector)
+            return -1
         gathered = False
         if len(data) < FLOOD_FULL and not self._stopping and read_fd in self._pausable:
             if len(data) >= FLOOD_READ:
@@ -206,26 +209,33 @@ class Pump(threading.Thread):
                 steady = self._gathered and read_fd in self._roomy and data.count(b"\n") >= STEADY_LINES
                 self.gather(STEADY_PAUSE if steady else GATHER_PAUSE)
                 gathered = True
-        elif len(data) >= PTY_FLOOD and not self._stopping and read_fd in self._read_on:
+        elif PTY_FLOOD <= len(data) < PTY_GATHER and not self._stopping and read_fd in self._read_on:
             self.gather(PTY_PAUSE)
         self._gathered = gathered
         # (after the pause: what came during it is read at once, and keeps the output streaming)
         self._last_read = time.monotonic()
         return len(data)
 
-    def _read_waiting(self, read_fd: int, size: int) -> int:
+    def _read_waiting(self, read_fd: int, size: int) -> tuple[int, bool]:
         """Read on from a pty that does not block, after the ``size`` bytes in the buffer, while
-        bytes are waiting, up to :data:`PTY_GATHER`; the size now in the buffer. (An error ends
-        the reading; the next read meets it again.)"""
+        bytes are waiting, up to :data:`PTY_GATHER`: the size now in the buffer, and whether an
+        end of file came after them (a terminal gives one, once, for a Ctrl-D). An error ends
+        the reading; the next read meets it again."""
         while size < PTY_GATHER:
             try:
                 more = os.readv(read_fd, [self._view[size:PTY_GATHER]])
             except OSError:
                 break
             if not more:
-                break
+                return size, True
             size += more
-        return size
+        return size, False
+
+    def _end(self, read_fd: int, selector: selectors.BaseSelector | None) -> None:
+        """``read_fd`` is at its end of file: no more reads of it."""
+        if selector is not None:
+            selector.unregister(read_fd)
+        self._close(read_fd)
 
     def gather(self, seconds: float) -> None:
         """Let output gather for ``seconds`` before the next read (:meth:`stop` cuts it short)."""
@@ -234,6 +244,7 @@ class Pump(threading.Thread):
     def _close(self, read_fd: int) -> None:
         self._open.pop(read_fd, None)
         self._terminals.discard(read_fd)
+        self._read_on.discard(read_fd)
         try:
             os.close(read_fd)
         except OSError:

@@ -193,3 +193,23 @@ def test_a_flood_through_a_terminal_channel_goes_on_in_one_trip_then_the_pump_pa
     finally:
         os.close(write_fd)
         pump.stop()
+
+
+def test_an_end_of_file_after_the_bytes_of_a_terminal_read_ends_its_channel():
+    # `hyperdash pipe` reading a terminal that does not block: a line, then Ctrl-D, which gives
+    # one empty read before more input is waited for.
+    terminal, stdin = pty.openpty()
+    os.set_blocking(stdin, False)
+    os.write(terminal, b"a line typed\n\x04")
+    select.select([stdin], [], [], 5)
+    time.sleep(0.05)
+    received = CountedReceived()
+    pump = Pump(received, [(stdin, None, "stdout")])
+    pump.start()
+    try:
+        pump.join(10)
+        assert not pump.is_alive()  # the channel ended: the pump has nothing left to read
+        assert bytes(received.data) == b"a line typed\n"
+    finally:
+        os.close(terminal)
+        pump.stop()
