@@ -12,6 +12,7 @@ import pytest
 from sdk_support import texts
 
 from hyperdash import errors, framing
+from hyperdash import spool as spool_module
 from hyperdash.events import APIS
 from hyperdash.shipper import SpoolSender
 from hyperdash.spool import EVENT, Spool, orphaned_spools, spool_root
@@ -297,13 +298,50 @@ def test_the_cursor_is_written_at_most_once_a_second_and_on_close():
     records = list(spool.records(0))
     spool.save_cursor(records[1].offset, 1)
     spool.save_cursor(records[2].offset, 11)  # within the second: kept in memory
-    assert (spool.folder / "cursor").read_text().split() == [str(records[1].offset), "1"]
+    assert (spool.folder / "cursor").read_text().split()[:2] == [str(records[1].offset), "1"]
     assert (spool.cursor_offset, spool.acked_seq) == (records[2].offset, 11)
     folder = spool.folder
     spool.close()
     again = Spool.open_orphan(folder)
     assert (again.cursor_offset, again.acked_seq) == (records[2].offset, 11)
     again.close()
+
+
+def test_each_save_of_the_cursor_overwrites_the_same_file_in_place(monkeypatch):
+    monkeypatch.setattr(spool_module, "CURSOR_SAVE_INTERVAL", 0.0)
+    spool = write_run("http://x", "r", 25)
+    records = list(spool.records(0))
+    spool.save_cursor(records[1].offset, 1)
+    cursor = spool.folder / "cursor"
+    first = os.stat(cursor)
+    spool.save_cursor(records[3].offset, 21)
+    again = os.stat(cursor)
+    # the same file, the same size: no new file renamed over the old one at each save
+    assert (again.st_ino, again.st_size) == (first.st_ino, first.st_size)
+    assert cursor.read_text().split()[:2] == [str(records[3].offset), "21"]
+    folder = spool.folder
+    spool.close()
+    reopened = Spool.open_orphan(folder)
+    assert (reopened.cursor_offset, reopened.acked_seq) == (records[3].offset, 21)
+    reopened.close()
+
+
+@pytest.mark.parametrize("damage", ["check", "torn", "empty", "no check"])
+def test_a_cursor_that_fails_its_check_counts_as_none(damage):
+    spool = write_run("http://x", "r", 25)
+    offset = list(spool.records(0))[2].offset
+    spool.save_cursor(offset, 11)
+    folder = spool.folder
+    spool.close()
+    cursor = folder / "cursor"
+    saved = cursor.read_text()
+    assert saved.split()[:2] == [str(offset), "11"]
+    cursor.write_text({"check": saved.replace(f"{offset} 11", f"{offset} 12"), "torn": saved[:len(str(offset)) + 2],
+                       "empty": "", "no check": f"{offset} 11\n"}[damage])  # (the last: as earlier versions wrote)
+    reopened = Spool.open_orphan(folder)
+    # none: everything is sent again, and the server stores each event once
+    assert (reopened.cursor_offset, reopened.acked_seq) == (0, 0)
+    reopened.close()
 
 
 def test_an_event_json_cannot_carry_is_dropped_alone(account, monkeypatch):
