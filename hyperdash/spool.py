@@ -346,7 +346,7 @@ class Spool:
         try:
             # (one without a check, as earlier versions wrote, counts as none too)
             offset, seq, check = (self._disk_folder() / "cursor").read_text().split()
-            if check != _cursor_check(offset, seq):
+            if check != _cursor_check(f"{offset} {seq}"):
                 raise ValueError("a torn cursor")
             self.cursor_offset, self.acked_seq = int(offset), int(seq)
         except (OSError, ValueError):
@@ -393,14 +393,15 @@ class Spool:
         self.close()
 
 
-def _cursor_check(offset: str, seq: str) -> str:
-    return f"{zlib.crc32(f'{offset} {seq}'.encode()):08x}"
+def _cursor_check(numbers: str) -> str:
+    """The check of a saved cursor's ``"<offset> <seq>"``."""
+    return f"{zlib.crc32(numbers.encode()):08x}"
 
 
 def _cursor_bytes(offset: int, seq: int) -> bytes:
     """A saved cursor: ``<offset> <seq> <check>``, padded to :data:`CURSOR_BYTES`."""
-    text = f"{offset} {seq} {_cursor_check(str(offset), str(seq))}"
-    return text.ljust(CURSOR_BYTES - 1).encode() + b"\n"
+    numbers = f"{offset} {seq}"
+    return f"{numbers} {_cursor_check(numbers)}".ljust(CURSOR_BYTES - 1).encode() + b"\n"
 
 
 _IOV_MAX = 1024  # the most buffers one writev takes (Linux)
