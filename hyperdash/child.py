@@ -38,6 +38,8 @@ __all__ = [
 #: After the child exits, how long its output may still take to reach end of file (a
 #: grandchild that inherited the pipe may hold it open for ever) before capture stops.
 DRAIN_SECONDS = 2.0
+#: hyperdash pipe: how often it looks whether its input has ended (besides being told so)
+PIPE_CHECK_SECONDS = 0.2
 
 #: A stop asked from afar: SIGINT, then after this many seconds SIGTERM, then SIGKILL
 #: (``HYPERDASH_STOP_GRACE`` sets it).
@@ -431,10 +433,22 @@ def monitor_stdin(
         run.start()
         widen_pipe(0)
         pump = Pump(run, [(_stdin_copy(0), 1, events.STDOUT)])
+        # The pump's end wakes this thread (SIGCHLD is held by the gate, and no child of ours
+        # needs it), so that the run ends as soon as the input has.
+        ended = threading.Event()
+
+        def wake() -> None:
+            ended.set()
+            signal.pthread_kill(main, signal.SIGCHLD)
+
+        pump.on_end = wake
         pump.start()
         received = None
-        while pump.is_alive() and received is None:
-            info = signal.sigtimedwait(stopping, 0.2)
+        while received is None and not ended.is_set() and pump.is_alive():
+            info = signal.sigtimedwait((*stopping, signal.SIGCHLD), PIPE_CHECK_SECONDS)
+            received = info.si_signo if info and info.si_signo in stopping else None
+        if received is None:  # (a stop that came as the input ended is a stop still)
+            info = signal.sigtimedwait(stopping, 0)
             received = info.si_signo if info else None
         pump.stop(0.5)
     if received is None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .channel import PtyWindow, follow_window_sizes, isatty, pipe_size
@@ -97,6 +98,15 @@ class Pump(threading.Thread):
         self.follow_resizes = follow_resizes
         self._stopping = False
         self._stopped = threading.Event()  # set by stop(): a pause in progress ends at once
+        # A pause on pipes waits in poll() for the last writer of one to leave (then its end of
+        # file is read at once: the command under hyperdash run has exited, hyperdash pipe's
+        # input has ended) or for a byte on a wake-up pipe of its own (stop() writes one), not
+        # for the time alone.
+        self._hangups: select.poll | None = None
+        self._wake_fd: int | None = None  # the wake-up pipe's write end, while the thread runs
+        self._wake_lock = threading.Lock()  # (so that no byte goes to a descriptor closed meanwhile)
+        #: called by the thread as it ends (after the last chunk went on)
+        self.on_end: Callable[[], None] | None = None
         self._open: dict[int, tuple[int | None, str]] = {}
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
@@ -136,8 +146,10 @@ class Pump(threading.Thread):
         self._read_on = self._terminals & never_block
         self._pausable = {fd for fd in self._open if fd not in unpolled and fd not in self._terminals}
         self._roomy = {fd for fd in self._pausable if pipe_size(fd) >= STEADY_ROOM}
+        wake_read = None
         next_resize_check = 0.0
         try:
+            wake_read = self._watch_hangups()
             while self._open:
                 if resizes and time.monotonic() >= next_resize_check:
                     next_resize_check = time.monotonic() + RESIZE_CHECK_INTERVAL
@@ -167,6 +179,41 @@ class Pump(threading.Thread):
                     os.close(fd)
                 except OSError:
                     pass
+            with self._wake_lock:
+                for end in (self._wake_fd, wake_read):
+                    if end is not None:
+                        os.close(end)
+                self._wake_fd = self._hangups = None
+            if self.on_end is not None:
+                self.on_end()
+
+    def _watch_hangups(self) -> int | None:
+        """Set up the poll that pauses on pipes wait in (see ``_hangups``); the wake-up pipe's
+        read end, or None where there is nothing to watch or no pipe to be had."""
+        if not self._pausable:
+            return None
+        try:
+            wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # (pauses then wait for their time, or for stop())
+        hangups = select.poll()
+        hangups.register(wake_read, select.POLLIN)
+        for fd in self._pausable:
+            hangups.register(fd, 0)  # (a hang-up is always reported, whatever is asked)
+        with self._wake_lock:
+            self._wake_fd, self._hangups = wake_write, hangups
+        if self._stopped.is_set():  # (stop() came before there was a pipe to wake)
+            self._wake()
+        return wake_read
+
+    def _wake(self) -> None:
+        """End a pause in poll() (see ``_hangups``), now or the next one."""
+        with self._wake_lock:
+            if self._wake_fd is not None:
+                try:
+                    os.write(self._wake_fd, b"\0")
+                except OSError:
+                    pass  # (full: a byte waits there already)
 
     def _pump(self, read_fd: int, selector: selectors.BaseSelector | None) -> int:
         """Move one chunk of ``read_fd`` on: its size, 0 when nothing was waiting, -1 at its
@@ -238,11 +285,19 @@ class Pump(threading.Thread):
         self._close(read_fd)
 
     def gather(self, seconds: float) -> None:
-        """Let output gather for ``seconds`` before the next read (:meth:`stop` cuts it short)."""
-        self._stopped.wait(seconds)
+        """Let output gather for ``seconds`` before the next read (:meth:`stop` cuts it short,
+        and so does the last writer of a pipe leaving)."""
+        hangups = self._hangups
+        if hangups is None or seconds < 0.001:  # (poll() counts whole milliseconds)
+            self._stopped.wait(seconds)
+        else:
+            hangups.poll(seconds * 1000)
 
     def _close(self, read_fd: int) -> None:
         self._open.pop(read_fd, None)
+        if self._hangups is not None and read_fd in self._pausable:
+            self._hangups.unregister(read_fd)
+            self._pausable.discard(read_fd)
         self._terminals.discard(read_fd)
         self._read_on.discard(read_fd)
         try:
@@ -255,4 +310,5 @@ class Pump(threading.Thread):
         inherited the descriptor) still hold the channel open."""
         self._stopping = True
         self._stopped.set()
+        self._wake()
         self.join(timeout)

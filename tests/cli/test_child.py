@@ -1,4 +1,5 @@
-"""How ``hyperdash run`` decides whether the child still needs a signal that hyperdash got.
+"""How ``hyperdash run`` decides whether the child still needs a signal that hyperdash got, and
+how soon ``hyperdash run`` and ``hyperdash pipe`` end once the child, or the input, has.
 
 The end-to-end tests (test_cli_run.py) show one SIGINT reaching the child both from a terminal and
 from ``kill``; but two copies of a signal sent a few microseconds apart usually merge into one
@@ -12,9 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from types import SimpleNamespace
 
-from hyperdash import child
+import pytest
+
+from hyperdash import child, pump
 
 SI_USER, SI_KERNEL = 0, 0x80
 
@@ -48,3 +53,76 @@ def test_outcome_status_and_exit_code():
     assert child.Outcome(1, None, interrupted=True).status == "user_canceled"
     # ... but one that finished its work regardless succeeded.
     assert child.Outcome(0, None, interrupted=True).status == "success"
+
+
+@pytest.fixture
+def long_pauses(account, hyperdash_home, monkeypatch) -> list[float]:
+    """This process reports to ``account``, and its pumps take every read after the first for
+    output streaming in, pausing after it for longer than a test allows itself: the pauses
+    they take (their seconds)."""
+    monkeypatch.setattr(pump, "GATHER_WINDOW", 60.0)
+    monkeypatch.setattr(pump, "GATHER_PAUSE", 60.0)
+    monkeypatch.setattr(pump, "STEADY_PAUSE", 60.0)
+    monkeypatch.setenv("HYPERDASH_SERVER", account.server.url)
+    monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+    pauses: list[float] = []
+    gather = pump.Pump.gather
+
+    def noted(self, seconds: float) -> None:
+        pauses.append(seconds)
+        gather(self, seconds)
+
+    monkeypatch.setattr(pump.Pump, "gather", noted)
+    return pauses
+
+
+def test_the_run_ends_as_soon_as_its_command_has_exited(account, long_pauses, monkeypatch, capfd):
+    """Output that streams in gathers between reads; the command's exit ends a pause in
+    progress, and its end of file is read then, not after the pause."""
+    # (the time a command's lingering children may hold its output open: none here)
+    monkeypatch.setattr(child, "DRAIN_SECONDS", 60.0)
+    code = "import os, time; os.write(1, b'first\\n'); time.sleep(2); os.write(1, b'last\\n')"
+    started = time.monotonic()
+    exit_code = child.monitor_command("ends at once", [sys.executable, "-c", code], merge_streams=False,
+                                      system_metrics=False)
+    assert exit_code == 0
+    assert time.monotonic() - started < 30
+    assert 60.0 in long_pauses  # (the pump was pausing after the last line)
+    assert capfd.readouterr().out == "first\nlast\n"
+    run = account.wait_for_run("ends at once", status="success")
+    assert [line["text"] for line in account.logs(run["uuid"])] == ["first", "last"]
+
+
+def test_pipe_ends_as_soon_as_its_input_has(account, long_pauses, monkeypatch, capfd):
+    """Input that streams in gathers between reads; its end ends a pause in progress, and the
+    run ends then (not at the next look, nor after the pause)."""
+    monkeypatch.setattr(child, "PIPE_CHECK_SECONDS", 60.0)
+    read_fd, write_fd = os.pipe()
+    lines = [f"line {i}".encode() for i in range(50)]
+
+    def feed() -> None:  # a line at a time until the pump pauses, then the end
+        for line in lines:
+            os.write(write_fd, line + b"\n")
+            if 60.0 in long_pauses:
+                break
+            time.sleep(0.3)
+        os.close(write_fd)
+
+    saved_stdin = os.dup(0)
+    os.dup2(read_fd, 0)
+    os.close(read_fd)
+    feeder = threading.Thread(target=feed)
+    try:
+        feeder.start()
+        started = time.monotonic()
+        assert child.monitor_stdin("piped in and out") == 0
+        assert time.monotonic() - started < 30
+    finally:
+        feeder.join()
+        os.dup2(saved_stdin, 0)
+        os.close(saved_stdin)
+    assert 60.0 in long_pauses
+    sent = capfd.readouterr().out.splitlines()
+    assert sent and sent == [line.decode() for line in lines[:len(sent)]]
+    run = account.wait_for_run("piped in and out", status="success")
+    assert [line["text"] for line in account.logs(run["uuid"])] == sent

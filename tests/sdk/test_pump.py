@@ -1,6 +1,7 @@
 """The pump's gathering: steady output on a pipe waits a while between reads, a line now and
 then does not, a terminal channel is never kept waiting for more than a moment (a flood through
-one goes on in few trips), and stop() cuts a pause short."""
+one goes on in few trips), and a pause ends early at stop() and when the last writer of a pipe
+leaves."""
 
 from __future__ import annotations
 
@@ -82,6 +83,32 @@ def test_steady_output_gathers_longer_and_stop_cuts_the_pause_short(monkeypatch)
         assert bytes(received.data) == BURST * 50  # what was written before stop(), all of it
     finally:
         os.close(write_fd)
+        pump.stop()
+
+
+def test_the_last_writer_leaving_ends_a_pause(monkeypatch):
+    # every read after the first counts as output streaming in, and pauses longer than any test
+    monkeypatch.setattr(pump_module, "GATHER_WINDOW", 60.0)
+    monkeypatch.setattr(pump_module, "GATHER_PAUSE", 60.0)
+    read_fd, write_fd = pipe_channel()
+    received = Received()
+    pump = WatchedPump(received, [(read_fd, None, "stdout")])
+    pump.start()
+    try:
+        os.write(write_fd, b"first\n")
+        wait_for(lambda: received.data == b"first\n")
+        os.write(write_fd, b"second\n")
+        wait_for(lambda: pump.pauses == [60.0])
+        os.write(write_fd, b"last\n")
+        started = time.monotonic()
+        os.close(write_fd)  # the command has exited (hyperdash pipe: its input has ended)
+        write_fd = -1
+        pump.join(10)
+        assert not pump.is_alive() and time.monotonic() - started < 10
+        assert bytes(received.data) == b"first\nsecond\nlast\n"  # to the end of file
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
         pump.stop()
 
 
