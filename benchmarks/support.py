@@ -93,6 +93,12 @@ def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Ac
     env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     subprocess.run([sys.executable, "-c", "import hyperdash.monitor, hyperdash.uploader, hyperdash.cli, "
                     "hyperdash.transport, requests, numpy, tqdm"], env=env, check=True)
+    # and what a monitored job and `hyperdash run` import once they run (the standard library's
+    # modules too, whose bytecode goes under the same folder): else a benchmark's first round
+    # would compile them
+    for warm_up in ([sys.executable, "-c", "from hyperdash import monitor; monitor('warm-up')(print)('warm')"],
+                    [sys.executable, "-m", "hyperdash", "run", "-n", "warm-up", "--", sys.executable, "-c", "pass"]):
+        subprocess.run(warm_up, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return server, account, env
 
 
