@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from print_storm import as_installed  # noqa: E402
+from support import as_installed  # noqa: E402
 
 CASES = {
     "bare interpreter": "pass",

@@ -10,6 +10,7 @@ peak RSS of each process and the difference (target: at most 50 MB above plain).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -17,9 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from print_storm import as_installed, measured  # noqa: E402
-
-from tests.conftest import free_port  # noqa: E402
+from support import as_installed, free_port, measured, wait_for_uploaders  # noqa: E402
 
 BODY = """
 import sys
@@ -38,15 +37,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megabytes", type=int, default=1024)
     args = parser.parse_args()
-    import os
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         env = as_installed(dict(os.environ, HYPERDASH_HOME=str(home), HYPERDASH_API_KEY="unused",
                                 HYPERDASH_SERVER=f"http://127.0.0.1:{free_port()}",  # nobody listens there
                                 HYPERDASH_UPLOADER_PATIENCE="0"), Path(tmp))
-        plain_wall, _, plain_rss = measured(PLAIN.format(megabytes=args.megabytes), env)
-        mon_wall, _, mon_rss = measured(MONITORED.format(megabytes=args.megabytes), env, stderr=True)
+        plain_wall, _, plain_rss = measured([sys.executable, "-c", PLAIN.format(megabytes=args.megabytes)], env)
+        mon_wall, _, mon_rss = measured([sys.executable, "-c", MONITORED.format(megabytes=args.megabytes)], env)
+        # (the uploader the job started gives up at once: its server is down; the folder goes after it)
+        wait_for_uploaders(home)
         spooled = sum(f.stat().st_size for f in (home / "spool").rglob("events"))
         logged = sum(f.stat().st_size for f in (home / "logs").rglob("*.log") if f.name != "uploader.log")
         shutil.rmtree(home, ignore_errors=True)

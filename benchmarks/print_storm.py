@@ -7,7 +7,10 @@ Cases (``--cases`` picks some; all by default):
 - buffering: ``buffered`` (Python's default: block-buffered to a file or a pipe, line-buffered to
   a terminal) or ``unbuffered`` (``python -u``, which is what ``PYTHONUNBUFFERED=1`` does: every
   line is one write). ``hyperdash run`` makes a Python child writing to a pipe unbuffered
-  itself, so that lines arrive as printed: its ``buffered`` case is what users of it get;
+  itself, so that lines arrive as printed: its ``buffered`` case is what users of it get. Two
+  more cases, ``run-kept-file`` and ``run-kept-pipe``, measure the opt-out the README gives for
+  print-heavy commands: ``PYTHONUNBUFFERED`` set empty, so that the child keeps Python's buffering
+  (to a terminal Python is line-buffered either way: no ``kept`` case there);
 - destination of stdout: ``file`` (a file on disk), ``pipe`` (read by this process as fast as it
   comes) or ``pty`` (a terminal this process reads; stderr goes there too, as in a terminal).
   Elsewhere stderr goes to /dev/null.
@@ -62,7 +65,8 @@ storm()
 FACES = ("monitor", "run")
 BUFFERING = ("buffered", "unbuffered")
 DESTINATIONS = ("file", "pipe", "pty")
-ALL_CASES = ["-".join(case) for case in itertools.product(FACES, BUFFERING, DESTINATIONS)]
+ALL_CASES = ["-".join(case) for case in itertools.product(FACES, BUFFERING, DESTINATIONS)] + [
+    "run-kept-file", "run-kept-pipe"]
 
 
 def _drain(fd: int) -> None:
@@ -80,7 +84,7 @@ def run_job(argv: list[str], env: dict[str, str], destination: str, workdir: Pat
     """Wall and CPU seconds of ``argv`` with its stdout to ``destination``."""
     if destination == "file":
         with open(workdir / "out.txt", "wb") as out:
-            return measured(argv, env, stdout=out)
+            return measured(argv, env, stdout=out)[:2]
     if destination == "pipe":
         read_fd, write_fd = os.pipe()
     else:
@@ -88,7 +92,7 @@ def run_job(argv: list[str], env: dict[str, str], destination: str, workdir: Pat
     reader = threading.Thread(target=_drain, args=(read_fd,))
     reader.start()
     try:
-        return measured(argv, env, stdout=write_fd, stderr=write_fd if destination == "pty" else subprocess.DEVNULL)
+        return measured(argv, env, stdout=write_fd, stderr=write_fd if destination == "pty" else subprocess.DEVNULL)[:2]
     finally:
         os.close(write_fd)
         reader.join()
@@ -111,6 +115,12 @@ def wait_for_all_lines(account: Account, name: str, lines: int, timeout: float =
 
 def median_ratio(monitored: list[float], plain: list[float]) -> float:
     return statistics.median(m / p for m, p in zip(monitored, plain, strict=True))
+
+
+def case_env(env: dict[str, str], buffering: str) -> dict[str, str]:
+    """The jobs' environment in a case: ``kept`` sets ``PYTHONUNBUFFERED`` empty (Python's
+    default buffering, which ``hyperdash run`` then leaves as it is)."""
+    return {**env, "PYTHONUNBUFFERED": ""} if buffering == "kept" else env
 
 
 def commands(face: str, buffering: str, lines: int, name: str) -> tuple[list[str], list[str]]:
@@ -153,7 +163,7 @@ def main() -> None:
                     plain, monitored = commands(face, buffering, args.lines, name)
                     pair = [("plain", plain), ("monitored", monitored)]
                     for kind, argv in pair if round_ % 2 == 0 else pair[::-1]:
-                        wall, cpu = run_job(argv, env, destination, workdir)
+                        wall, cpu = run_job(argv, case_env(env, buffering), destination, workdir)
                         if kind == "monitored":
                             after_exit.append(wait_for_all_lines(account, name, args.lines))
                             uploader, reports = uploader_cpu(home, reports)

@@ -4,8 +4,10 @@
   :func:`stop_server`, for benchmarks that talk HTTP themselves;
 - :func:`reporting_server`: a server with an account and the environment of a job that reports
   to it, for benchmarks that run monitored jobs;
-- :func:`measured`: wall and CPU seconds of one child process;
+- :func:`as_installed`: the environment of jobs that import hyperdash as an installed package does;
+- :func:`measured`: wall and CPU seconds and peak memory of one child process;
 - :func:`uploader_cpu`: waits for the detached uploaders a job started, and what they cost;
+  :func:`wait_for_uploaders` only waits;
 - :func:`cpu_seconds`: the CPU a process (a server) has used so far;
 - :func:`load_average` and :func:`ratio_line`, to print figures the same way everywhere.
 """
@@ -21,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import requests
 
@@ -31,14 +33,15 @@ if str(REPO) not in sys.path:
 
 from tests.conftest import Account, ServerProcess, free_port  # noqa: E402  (the suite's real-server harness)
 
-__all__ = ["REPO", "free_port", "start_server", "stop_server", "reporting_server", "measured",
-           "load_average", "ratio_line", "uploader_cpu", "cpu_seconds"]
+__all__ = ["REPO", "free_port", "start_server", "stop_server", "as_installed", "reporting_server", "measured",
+           "Measurement", "load_average", "ratio_line", "uploader_cpu", "wait_for_uploaders", "cpu_seconds"]
 
 
-def start_server(home: Path, *args: str, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """A ``hyperdash server`` on a loopback port, its database a SQLite file in ``home`` and its
-    output in ``home/server.log``, once it answers; its process and URL. ``args`` go on its
-    command line."""
+def start_server(home: Path, *args: str, db_url: str | None = None,
+                 timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """A ``hyperdash server`` on a loopback port, its database ``db_url`` (by default a SQLite
+    file in ``home``) and its output in ``home/server.log``, once it answers; its process and
+    URL. ``args`` go on its command line."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
@@ -46,7 +49,7 @@ def start_server(home: Path, *args: str, timeout: float = 60.0) -> tuple[subproc
     with open(home / "server.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hyperdash", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--db", f"sqlite:///{home / 'bench.db'}", *args],
+             "--db", db_url or f"sqlite:///{home / 'bench.db'}", *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )
     url = f"http://127.0.0.1:{port}"
@@ -73,12 +76,26 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def as_installed(env: dict[str, str], workdir: Path) -> dict[str, str]:
+    """``env`` for jobs that import hyperdash as an installed package does: from cached bytecode,
+    compiled here once and kept under ``workdir`` (the source tree stays clean), and with
+    Python's default buffering (``PYTHONUNBUFFERED`` removed: a benchmark that wants it sets it
+    per case, and says so)."""
+    env = dict(env)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONUNBUFFERED", None)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    subprocess.run([sys.executable, "-c", "import hyperdash.monitor, hyperdash.uploader, hyperdash.cli, "
+                    "hyperdash.transport, requests, numpy, tqdm"], env=env, check=True)
+    return env
+
+
 def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Account, dict[str, str]]:
     """A server, an account on it, and the environment of a job that reports to it as that
     account, importing hyperdash from ``sdk`` (another checkout, for a baseline) as an installed
-    package does: from cached bytecode, kept under ``workdir``, which becomes the current
-    folder, the jobs' too. The environment is the
-    caller's otherwise: a benchmark sets buffering and the like per case, and says so."""
+    package does (:func:`as_installed`); ``workdir`` becomes the current folder, the jobs' too.
+    The environment is the caller's otherwise: a benchmark sets buffering and the like per
+    case, and says so."""
     # the jobs run in ``workdir``: ``python -c`` puts the current folder first on the path, and
     # the hyperdash of the checkout the benchmark was started in would hide ``sdk``'s
     os.chdir(workdir)
@@ -88,11 +105,7 @@ def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Ac
     home.mkdir(exist_ok=True)
     env = account.sdk_env(home)
     env["PYTHONPATH"] = str(sdk) + os.pathsep + str(REPO)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("PYTHONUNBUFFERED", None)  # each case sets it or not, and says which
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
-    subprocess.run([sys.executable, "-c", "import hyperdash.monitor, hyperdash.uploader, hyperdash.cli, "
-                    "hyperdash.transport, requests, numpy, tqdm"], env=env, check=True)
+    env = as_installed(env, workdir)
     # and what a monitored job and `hyperdash run` import once they run (the standard library's
     # modules too, whose bytecode goes under the same folder): else a benchmark's first round
     # would compile them
@@ -102,10 +115,18 @@ def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Ac
     return server, account, env
 
 
+class Measurement(NamedTuple):
+    """What :func:`measured` saw of a process: wall and CPU seconds, and peak RSS in KiB."""
+
+    wall: float
+    cpu: float
+    peak_rss_kib: int
+
+
 def measured(argv: Sequence[str], env: dict[str, str], stdout: int | IO[Any] | None = subprocess.DEVNULL,
-             stderr: int | IO[Any] | None = subprocess.DEVNULL, **popen: Any) -> tuple[float, float]:
-    """Run ``argv`` to its end: its wall seconds (spawn to exit) and CPU seconds (user + system,
-    its children included). Raises when it fails."""
+             stderr: int | IO[Any] | None = subprocess.DEVNULL, **popen: Any) -> Measurement:
+    """Run ``argv`` to its end: its wall seconds (spawn to exit), CPU seconds (user + system,
+    its children included) and peak RSS (its largest process's). Raises when it fails."""
     start = time.perf_counter()
     proc = subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, **popen)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -113,7 +134,7 @@ def measured(argv: Sequence[str], env: dict[str, str], stdout: int | IO[Any] | N
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"the benchmark's job {argv[:3]} failed with {proc.returncode}")
-    return wall, usage.ru_utime + usage.ru_stime
+    return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
 def load_average() -> str:
@@ -143,6 +164,16 @@ def uploader_cpu(home: Path, seen: int) -> tuple[float, int]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"spools still wait in {spools} after two minutes")
         time.sleep(0.05)
+    wait_for_uploaders(home, deadline - time.monotonic())
+    log = home / "logs" / "uploader.log"
+    reports = re.findall(r"done in [\d.]+s, ([\d.]+)s of CPU", log.read_text()) if log.exists() else []
+    return sum(float(cpu) for cpu in reports[seen:]), len(reports)
+
+
+def wait_for_uploaders(home: Path, timeout: float = 120) -> None:
+    """Until no detached uploader works in Hyperdash home ``home`` (the uploader lock is free),
+    and a moment more: it writes its report just after letting go of the lock."""
+    deadline = time.monotonic() + timeout
     lock = os.open(home / "uploader.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         while True:
@@ -151,14 +182,11 @@ def uploader_cpu(home: Path, seen: int) -> tuple[float, int]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("an uploader is still running after two minutes") from None
+                    raise RuntimeError(f"an uploader is still running after {timeout:.0f} s") from None
                 time.sleep(0.05)
     finally:
         os.close(lock)
-    time.sleep(0.2)  # it writes its report just after letting go of the lock
-    log = home / "logs" / "uploader.log"
-    reports = re.findall(r"done in [\d.]+s, ([\d.]+)s of CPU", log.read_text()) if log.exists() else []
-    return sum(float(cpu) for cpu in reports[seen:]), len(reports)
+    time.sleep(0.2)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from print_storm import measured, start_server, wait_for_run_status  # noqa: E402
+from support import measured, reporting_server  # noqa: E402
 
 DEFAULT_INTERVAL = 10.0
 TARGET = 0.5  # % of one core
@@ -81,7 +81,7 @@ def median_line(what: str, values: list[float], unit: str) -> str:
 
 def count_samples(account, name: str) -> int:
     """Samples of run ``name`` that arrived on the server (one memory reading each)."""
-    run = wait_for_run_status(account, name, "success")
+    run = account.wait_for_run(name, status="success", timeout=300)
     points = account.get(f"/api/v1/runs/{run['uuid']}/metrics/sys/host/memory_percent").json()["points"]
     return len(points)
 
@@ -98,15 +98,15 @@ def main() -> None:
     extra_cpu: list[float] = []
     ratios: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        server, account, env = start_server(Path(tmp))
+        server, account, env = reporting_server(Path(tmp))
         env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
         # compiled once here, as for an installed package, not in the first round
         subprocess.run([sys.executable, "-c", "import numpy, psutil, requests, hyperdash.sysmetrics, "
                         "hyperdash.transport, hyperdash.shipper"], env=env, check=True)
         report = Path(tmp) / "report.json"
         try:
-            measured(JOB.format(name="warm-up", options="system_metrics=False", seconds=args.seconds, steps=0,
-                                report=str(report)), env, stderr=True)
+            measured([sys.executable, "-c", JOB.format(name="warm-up", options="system_metrics=False",
+                                                       seconds=args.seconds, steps=0, report=str(report))], env)
             steps = json.loads(report.read_text())["steps"]
             print(f"{steps} steps of numpy work a job (what {args.seconds:g} s held in a warm-up job)", flush=True)
             for round_ in range(args.rounds):
@@ -120,7 +120,7 @@ def main() -> None:
                 order = list(jobs) if round_ % 2 == 0 else list(jobs)[::-1]
                 got: dict[str, dict] = {}
                 for kind in order:
-                    _, cpu, _ = measured(jobs[kind], env, stderr=True)
+                    _, cpu, _ = measured([sys.executable, "-c", jobs[kind]], env)
                     got[kind] = {**json.loads(report.read_text()), "cpu": cpu}
                 sampled, baseline = got["sampled"], got["baseline"]
                 arrived = count_samples(account, f"sampled {round_}")

@@ -26,7 +26,6 @@ import http.client
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,32 +43,10 @@ sys.path.insert(0, str(REPO))
 
 from hyperdash import events  # noqa: E402
 
-# (the helpers benchmarks/ingest.py has already: a free port, a process's CPU time)
 sys.path.insert(0, str(REPO / "benchmarks"))
-from ingest import _cpu_seconds as cpu_seconds  # noqa: E402
-from ingest import free_port  # noqa: E402
+from support import cpu_seconds, start_server, stop_server  # noqa: E402
 
 PG_URL = os.environ.get("HYPERDASH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def start_server(db_url: str, home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    home.mkdir(parents=True)
-    env = dict(os.environ, HYPERDASH_HOME=str(home), PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "server", "--port", str(port), "--db", db_url],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(url + "/api/v1/health", timeout=1).ok:
-                return proc, url
-        except (requests.ConnectionError, requests.Timeout):  # (a loaded machine answers late)
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        time.sleep(0.05)
 
 
 @dataclass
@@ -202,7 +179,7 @@ def bench(setup: str, args, workdir: Path) -> dict:
     servers = []
     try:
         for k in range(processes):
-            servers.append(start_server(db_url, workdir / setup / f"home-{k}"))
+            servers.append(start_server(workdir / setup / f"home-{k}", db_url=db_url))
         urls = [url for _, url in servers]
         api_key = requests.post(urls[0] + "/api/v1/users", json={
             "email": "bench@example.com", "password": "benchmark-password"}, timeout=30).json()["api_key"]
@@ -246,12 +223,7 @@ def bench(setup: str, args, workdir: Path) -> dict:
         }
     finally:
         for proc, _ in servers:
-            proc.terminate()
-        for proc, _ in servers:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
         if schema is not None:
             import psycopg
 

@@ -168,9 +168,26 @@ def test_ctrl_c_in_a_terminal_reaches_the_child_once(account, hyperdash_home):
 
 
 def test_piped_child_sees_pipes_and_is_unbuffered(hd, account):
-    code = "import os, sys; print('tty', os.isatty(1), os.isatty(2), os.environ.get('PYTHONUNBUFFERED'))"
+    code = ("import os, sys; print('tty', os.isatty(1), os.isatty(2), os.environ.get('PYTHONUNBUFFERED'), "
+            "type(sys.stdout.buffer).__name__)")
     result = hd("run", "-n", "piped", *py(code))
-    assert result.stdout == b"tty False False 1\n"
+    assert result.stdout == b"tty False False 1 FileIO\n"
+
+
+def test_a_python_child_keeps_its_buffering_when_told_to(account, hyperdash_home):
+    # The README's way for a command that prints a storm: PYTHONUNBUFFERED set empty.
+    code = ("import os, sys\n"
+            "print(repr(os.environ['PYTHONUNBUFFERED']), type(sys.stdout.buffer).__name__)\n"
+            "for i in range(3000): print('buffered line %04d' % i)\n")
+    env = {**account.sdk_env(hyperdash_home), "PYTHONUNBUFFERED": ""}
+    result = subprocess.run([*HYPERDASH, "run", "-n", "kept buffering", *py(code)], env=env,
+                            capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = ["'' BufferedWriter"] + [f"buffered line {i:04d}" for i in range(3000)]
+    assert result.stdout.decode().splitlines() == expected
+    run = account.wait_for_run("kept buffering", "success")
+    # blocks of 8 KiB cut lines in two: the run still holds each line whole, once
+    assert texts(account.logs(run["uuid"])) == expected
 
 
 def test_sigkill_of_the_child_loses_no_line(hd, account):
