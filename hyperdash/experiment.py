@@ -13,9 +13,10 @@ an older one still does (in a notebook, re-running the cell that creates it), th
 ends ``success`` first, and one line says so.
 
 An experiment that is never ended ends when the interpreter exits: ``failure`` after an
-uncaught exception (whose traceback is in the log), ``user_canceled`` after Ctrl-C, else
-``success``. SIGTERM and SIGHUP, when the program has no handler of its own for them, record
-``killed`` and then end the process as the signal would have.
+uncaught exception (whose traceback is in the log) or ``sys.exit`` with a non-zero code (the
+code kept), ``user_canceled`` after Ctrl-C, else ``success``. SIGTERM and SIGHUP, when the
+program has no handler of its own for them, record ``killed`` and then end the process as the
+signal would have.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from .capture import capture_for_current_process
 from .events import FAILURE, KILLED, SUCCESS, USER_CANCELED
@@ -45,6 +46,8 @@ ITER_METRIC_INTERVAL = 1.0
 # The open experiments that capture this process's output (at most one once a new one starts).
 _capturing: list[Experiment] = []
 _capturing_lock = threading.Lock()
+
+_SYS_EXIT = sys.exit  # (the interpreter's own, to fall back on)
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
 
@@ -124,6 +127,7 @@ class Experiment:
         self._sampler = start_for(self._run, flag=system_metrics, interval=system_metrics_interval)
         self._exit_status: tuple[str, int | None] | None = None
         self._previous_excepthook: ExceptHook | None = None
+        self._previous_exit: Callable[..., NoReturn] | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._iterators = 0
         self.callbacks = Callbacks(self)
@@ -282,6 +286,8 @@ class Experiment:
         atexit.register(self._at_exit)
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._excepthook
+        self._previous_exit = sys.exit
+        sys.exit = self._exit
         if threading.current_thread() is threading.main_thread():
             for signum in _ENDING_SIGNALS:
                 try:
@@ -294,6 +300,8 @@ class Experiment:
         atexit.unregister(self._at_exit)
         if sys.excepthook == self._excepthook:
             sys.excepthook = self._previous_excepthook or sys.__excepthook__
+        if sys.exit == self._exit:
+            sys.exit = self._previous_exit or _SYS_EXIT
         if self._previous_handlers and threading.current_thread() is threading.main_thread():
             for signum, previous in self._previous_handlers.items():
                 try:
@@ -308,6 +316,15 @@ class Experiment:
         # ends in the atexit hook that follows.
         self._exit_status = status_of_exception(exc)
         (self._previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+    def _exit(self, status: Any = None) -> NoReturn:
+        # A SystemExit that ends the program reaches no excepthook, and the atexit hook that
+        # ends the run cannot see its code, so sys.exit notes it on its way out. Not seen: a
+        # `raise SystemExit(n)` written out. A sys.exit that the program catches still leaves
+        # its note. Only the main thread's sys.exit ends the process.
+        if threading.current_thread() is threading.main_thread():
+            self._exit_status = status_of_exception(SystemExit(status))
+        (self._previous_exit or _SYS_EXIT)(status)
 
     def _at_exit(self) -> None:
         if os.getpid() != self._pid:

@@ -208,6 +208,30 @@ def test_uncaught_exception_ends_an_unended_experiment_as_failure(run_job, accou
     assert "RuntimeError: lost control" in "\n".join(texts(account.logs(run["uuid"]), "stderr"))
 
 
+@pytest.mark.parametrize("ending, status, exit_code", [
+    ("sys.exit(3)", "failure", 3),
+    ("sys.exit(0)", "success", 0),
+    ("sys.exit('bad input')", "failure", 1),
+    ("pass", "success", None),  # the thread's sys.exit(5) ended only the thread
+])
+def test_sys_exit_ends_an_unended_experiment_with_its_code(run_job, account, ending, status, exit_code):
+    name = f"ends with {ending}"
+    done = run_job(f"""
+        import sys, threading
+        from hyperdash import Experiment
+
+        exp = Experiment({name!r})
+        print("working")
+        thread = threading.Thread(target=sys.exit, args=(5,))
+        thread.start()
+        thread.join()
+        {ending}
+    """)
+    assert done.returncode == (exit_code or 0), done.stderr
+    run = account.wait_for_run(name, status=status)
+    assert run["exit_code"] == exit_code
+
+
 def test_fork_child_output_is_captured_once_by_the_parent(run_job, account):
     done = run_job("""
         import os, sys
