@@ -429,13 +429,16 @@ def get_logs(
     run_uuid: str,
     request: Request,
     after: int | None = Query(None, ge=0, le=MAX_ID, description="lines with a seq above this"),
-    before: int | None = Query(None, ge=1, le=MAX_ID, description="the `limit` lines before this seq"),
-    tail: int | None = Query(None, ge=1, le=queries.MAX_PAGE, description="the last N lines"),
+    before: int | None = Query(None, ge=1, le=MAX_ID,
+                               description="lines with a seq below this: the last `limit` of them"),
+    tail: int | None = Query(None, ge=1, le=queries.MAX_PAGE,
+                             description="the last N lines (of those `after` and `before` leave)"),
     limit: int = Query(1000, ge=1, le=queries.MAX_PAGE),
     q: str | None = Query(None, max_length=1000, description="only lines holding this text"),
     user: User = Depends(current_user),
 ):
-    """Log lines in ascending seq order."""
+    """Log lines in ascending seq order; ``after``, ``before`` and ``tail`` combine (see
+    :func:`~hyperdash.server.queries.log_lines`)."""
     checked(run_uuid, "the run uuid")
     if q is not None:
         checked(q, "q")

@@ -443,6 +443,7 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
         internal = payload.get("is_internal", False)
         if type(internal) is not bool:
             _fail(i, "param 'is_internal' must be true or false")
+        params = {clean(key): clean(value) if type(value) is str else value for key, value in params.items()}
         # (kept only when set, so the params a job records are stored as they always were)
         _add(part, part.marks, Mark(seq, ts, ev.PARAM, {"params": params, "is_internal": True} if internal
                                     else {"params": params}))

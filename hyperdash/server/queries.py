@@ -97,20 +97,22 @@ def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
 
 def log_lines(conn: Connection, run_id: int, *, after: int | None = None, before: int | None = None,
               tail: int | None = None, limit: int = 1000, q: str | None = None) -> list[dict]:
-    """Lines in ascending seq order: after ``after``; or the last ``tail``; or the ``limit``
-    before ``before``. ``q`` keeps lines holding that text (case-insensitive)."""
+    """Lines in ascending seq order, of those with a seq above ``after`` and below ``before``
+    (either bound, both or none): the last ``tail`` of them; else the last ``limit`` when
+    ``before`` is given (a page back from it); else the first ``limit``. ``q`` keeps lines
+    holding that text (case-insensitive)."""
     where = [logs.c.run_id == run_id, logs.c.superseded == 0]
+    if after is not None:
+        where.append(logs.c.seq > after)
+    if before is not None:
+        where.append(logs.c.seq < before)
     if q:
         where.append(holds(conn, logs.c.text, q))
-    query = select(*_LINE_COLUMNS)
-    if tail is not None:
-        query = query.where(*where).order_by(logs.c.seq.desc()).limit(tail)
+    query = select(*_LINE_COLUMNS).where(*where)
+    if tail is not None or before is not None:
+        query = query.order_by(logs.c.seq.desc()).limit(tail if tail is not None else limit)
         return [line_json(r._mapping) for r in reversed(conn.execute(query).all())]
-    if before is not None:
-        query = query.where(*where, logs.c.seq < before).order_by(logs.c.seq.desc()).limit(limit)
-        return [line_json(r._mapping) for r in reversed(conn.execute(query).all())]
-    query = query.where(*where, logs.c.seq > (after or 0)).order_by(logs.c.seq).limit(limit)
-    return [line_json(r._mapping) for r in conn.execute(query)]
+    return [line_json(r._mapping) for r in conn.execute(query.order_by(logs.c.seq).limit(limit))]
 
 
 def log_text(store, run_id: int, page: int = 5000) -> Iterator[bytes]:

@@ -6,9 +6,9 @@ gives the same answer:
 
 - identifiers and what is looked up by them (emails, run uuids, metric names, run names and
   search terms in queries) are *checked*: :func:`checked` refuses such text with 400;
-- labels and free text (API key names, the host a login names, log lines, names a job sends)
-  are *cleaned*: :func:`clean` replaces each NUL and lone surrogate by U+FFFD, so nothing a job
-  wrote is dropped for one bad character.
+- labels and free text (API key names, the host a login names, log lines, names and param
+  values a job sends) are *cleaned*: :func:`clean` replaces each NUL and lone surrogate by
+  U+FFFD, so nothing a job wrote is dropped for one bad character.
 """
 
 from __future__ import annotations

@@ -88,6 +88,13 @@ def test_labels_with_nul_are_cleaned(client):
     assert names == ["signup", "box\ufffd1", "gpu\ufffdbox"]
 
 
+def test_params_with_nul_are_cleaned(api):
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "params"}, seq=1),
+            env("param", run, {"params": {f"k{NUL}ey": f"v{NUL}al", "lr": 0.1, "note": None}}, seq=2)])
+    assert api.json(f"/api/v1/runs/{run}")["params"] == {"k\ufffdey": "v\ufffdal", "lr": 0.1, "note": None}
+
+
 def test_an_original_log_envelope_with_a_nul_uuid_is_stored(api):
     run = str(uuid.uuid4())
     api.ok(env("run_started", run, {"job_name": "nul"}))

@@ -306,6 +306,12 @@ def test_log_queries(api):
     assert set(page[0]) >= {"seq", "stream", "text", "timestamp", "partial", "progress"}
     assert [line["seq"] for line in api.json(base, tail=3)["lines"]] == [48, 49, 50]
     assert [line["seq"] for line in api.json(base, before=20, limit=3)["lines"]] == [17, 18, 19]
+    # the bounds combine: a window, read from its start, or from its end with `before` or `tail`
+    assert [line["seq"] for line in api.json(base, after=3, before=6)["lines"]] == [4, 5]
+    assert [line["seq"] for line in api.json(base, after=3, before=20, limit=2)["lines"]] == [18, 19]
+    assert [line["seq"] for line in api.json(base, tail=3, before=5)["lines"]] == [2, 3, 4]
+    assert [line["seq"] for line in api.json(base, tail=3, after=48)["lines"]] == [49, 50]
+    assert [line["seq"] for line in api.json(base, after=45, q="error")["lines"]] == [50]
     assert [line["seq"] for line in api.json(base, q="error")["lines"]] == [10, 20, 30, 40, 50]
     text = api.get(f"/api/v1/runs/{run}/logs.txt")
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
