@@ -6,6 +6,7 @@ Signup, login and API keys; the runs of an account and their logs, for ``hyperda
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from urllib.parse import quote
 from . import config
 from .errors import AmbiguousRun, APIError, AuthenticationError, Candidate, EmailTaken, NoCredentials, WrongPassword
 from .transport import Transport
+
+_UUID_PREFIX = re.compile("[0-9a-f-]+")  # what the start of a run's id can be
 
 __all__ = [
     "NoCredentials",
@@ -156,8 +159,10 @@ def stop_run(session: Session, run_uuid: str) -> JSONObject:
 
 def find_run(session: Session, ref: str) -> JSONObject | None:
     """The run that ``ref`` names: its uuid, a run name (its newest run), or the start of its
-    uuid; ``None`` when none does. Raises :class:`~hyperdash.errors.AmbiguousRun` for the start
-    of the ids of several runs."""
+    uuid; ``None`` when none does (an empty ``ref`` names none). Archived runs are found too.
+    Raises :class:`~hyperdash.errors.AmbiguousRun` for the start of the ids of several runs."""
+    if not ref.strip():
+        return None
     ambiguous = None
     try:
         return get_run(session, ref)
@@ -166,12 +171,14 @@ def find_run(session: Session, ref: str) -> JSONObject | None:
             ambiguous = exc  # unless a run has this name
         elif exc.status not in (404, 422, 400):
             raise
-    named = list_runs(session, name=ref, limit=1)
+    named = list_runs(session, name=ref, limit=1, archived="all")
     if named and named[0].get("name") == ref:
         return named[0]
     # Shorter than the server resolves (or resolved there and shared by several runs).
     prefix = ref.strip().lower()
-    matches = [r for r in list_runs(session, limit=1000) if r["uuid"].lower().startswith(prefix)]
+    if not _UUID_PREFIX.fullmatch(prefix):
+        return None
+    matches = [r for r in list_runs(session, limit=1000, archived="all") if r["uuid"].lower().startswith(prefix)]
     candidates: list[Candidate] = [{"uuid": r["uuid"], "name": r.get("name")} for r in matches[:MAX_CANDIDATES]]
     if len(matches) > 1:
         raise AmbiguousRun(ref, candidates, total=len(matches))

@@ -18,7 +18,7 @@ import click
 
 from .cli_output import ProgressBars, clip, duration, print_line, print_table, status_text, when
 from .errors import AuthenticationError, HyperdashError
-from .events import DEFAULT_PORT, FINAL_STATUSES, MAX_NAME_CHARS, STATUSES
+from .events import DEFAULT_PORT, FINAL_STATUSES, LOST, MAX_NAME_CHARS, STATUSES
 from .version import __version__
 
 __all__ = ["cli", "main", "UserError"]
@@ -834,13 +834,18 @@ def runs(ctx: click.Context, name: str | None, search: str | None, status: str |
         found = account.list_runs(account.Session.from_settings(), name=name, search=search, status=status,
                                   limit=limit, archived="only" if archived else "no")
     if not found:
-        click.echo("No archived runs." if archived else "No runs yet.")
+        if name or search or status:
+            click.echo("No archived runs match." if archived else "No runs match.")
+        else:
+            click.echo("No archived runs." if archived else "No runs yet.")
         return
     print_table(
         ("RUN", "NAME", "STATUS", "STARTED", "DURATION"),
         [
             (r["uuid"][:8], clip(r.get("name") or "", 40), status_text(r), when(r.get("started_at")),
-             duration(r.get("started_at"), r.get("ended_at")))
+             # (a lost run's time runs to the last word from it)
+             duration(r.get("started_at"), r.get("ended_at") or (r.get("last_seen_at") if r.get("status") == LOST
+                                                                else None)))
             for r in found
         ],
     )
@@ -850,6 +855,8 @@ def _one_run(session: Any, run_ref: str) -> dict[str, Any]:
     """The run RUN names (an id, the start of one, or a name: its newest run), or a UserError."""
     from . import account
 
+    if not run_ref.strip():
+        raise UserError("name a run: its id, the start of one, or its name (see `hyperdash runs`)")
     found = account.find_run(session, run_ref)
     if found is None:
         raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
@@ -959,9 +966,7 @@ def logs(run_ref: str, follow: bool) -> None:
 
     with user_errors():
         session = account.Session.from_settings()
-        found = account.find_run(session, run_ref)
-        if found is None:
-            raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
+        found = _one_run(session, run_ref)
         after = 0
         while True:
             lines = account.run_logs(session, found["uuid"], after=after)
@@ -971,7 +976,12 @@ def logs(run_ref: str, follow: bool) -> None:
             if lines:
                 continue
             if not follow or found.get("status") in FINAL_STATUSES:
-                return
+                break
+            if found.get("status") == LOST:
+                click.echo(f"hyperdash: run {found['uuid'][:8]} is lost: nothing was heard from it since "
+                           f"{when(found.get('last_seen_at'))}. Should it come back, `hyperdash logs -f` "
+                           "follows it again.", err=True)
+                break
             time.sleep(0.5)
             found = account.get_run(session, found["uuid"])
             if found.get("status") in FINAL_STATUSES:
@@ -979,7 +989,7 @@ def logs(run_ref: str, follow: bool) -> None:
                 for line in account.run_logs(session, found["uuid"], after=after):
                     print_line(line)
                     after = line["seq"]
-                return
+                break
 
 
 @cli.command()
@@ -991,10 +1001,7 @@ def stop(run_ref: str) -> None:
 
     with user_errors():
         session = account.Session.from_settings()
-        found = account.find_run(session, run_ref)
-        if found is None:
-            raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
-        stopped = account.stop_run(session, found["uuid"])
+        stopped = account.stop_run(session, _one_run(session, run_ref)["uuid"])
     name = f" ({clip(stopped['name'], 40)})" if stopped.get("name") else ""
     click.echo(f"Asked run {stopped['uuid'][:8]}{name} to stop: the job stops when it next hears from the "
                "server, within a few seconds (a command run by `hyperdash run` gets SIGINT, then SIGTERM, "
@@ -1010,9 +1017,7 @@ def open_run(run_ref: str) -> None:
     from .links import run_page_url
 
     with user_errors():
-        found = account.find_run(account.Session.from_settings(), run_ref)
-    if found is None:
-        raise UserError(f"no run matches {run_ref!r}: see `hyperdash runs`")
+        found = _one_run(account.Session.from_settings(), run_ref)
     url = run_page_url(config.server_url(), found["uuid"])
     if _open_in_browser(url):
         click.echo(f"Opened {url}", err=True)

@@ -31,8 +31,16 @@ __all__ = [
 ]
 
 
+# Control characters in a cell (a name with a newline, or an escape sequence that would drive
+# the terminal): shown as a space (the spacing ones) or as U+FFFD, so that a row stays one line.
+_SPACING = {ord(c): " " for c in "\t\n\v\f\r"}
+_CONTROLS = {**{c: "\ufffd" for c in [*range(0x20), *range(0x7F, 0xA0)]}, **_SPACING}
+
+
 def print_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    """Columns as wide as their widest cell, two spaces apart; the last one is not padded."""
+    """Columns as wide as their widest cell, two spaces apart; the last one is not padded. A
+    cell's control characters are shown as a space or U+FFFD: each row is one line."""
+    rows = [tuple(cell.translate(_CONTROLS) for cell in row) for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
     for row in (headers, *rows):
         # The last column has no width to pad to: one fewer cell than widths.

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+import uuid
 
+import requests
 from cli_support import HYPERDASH, py
+
+from hyperdash import events
 
 
 def test_runs_lists_status_and_duration(hd, account):
@@ -26,6 +30,8 @@ def test_runs_lists_status_and_duration(hd, account):
     assert "listed ok" not in hd("runs", "-n", "listed").stdout.decode()  # the whole name
     found = hd("runs", "-q", "LISTED").stdout.decode().splitlines()[1:]  # or a part, in any case
     assert len(found) == 2 and all("listed" in row for row in found)
+    assert hd("runs", "-q", "nothing like it").stdout == b"No runs match.\n"
+    assert hd("runs", "--status", "lost", "--archived").stdout == b"No archived runs match.\n"
 
 
 def test_runs_columns_stay_in_line_for_long_statuses(hd, account):
@@ -109,3 +115,56 @@ def test_sync_uploads_a_run_once(server_factory, tmp_path):
 
     assert sync() == "Nothing to upload.\n"
     assert len(account.logs(run["uuid"])) == 500
+
+
+def test_an_empty_or_blank_run_reference_is_a_one_line_error(hd, account):
+    assert hd("run", "-n", "named", "true").returncode == 0
+    account.wait_for_run("named", "success")
+    commands = [("logs",), ("logs", "-f"), ("stop",), ("open",), ("runs", "archive"), ("runs", "unarchive"),
+                ("runs", "share"), ("runs", "delete", "--yes")]
+    for command in commands:
+        for ref in ("", "  "):
+            result = hd(*command, ref)
+            assert result.returncode == 1, (command, ref, result.stderr)
+            assert result.stderr == (b"hyperdash: name a run: its id, the start of one, or its name "
+                                     b"(see `hyperdash runs`)\n"), (command, ref)
+    assert account.wait_for_run("named", "success")  # nothing was archived, stopped or deleted
+    assert "named" in hd("runs").stdout.decode()
+
+
+def test_archived_runs_are_found_by_name_and_by_the_start_of_their_id(hd, account):
+    assert hd("run", "-n", "shelved", *py("print('kept')")).returncode == 0
+    run = account.wait_for_run("shelved", "success")["uuid"]
+    assert hd("runs", "archive", "shelved").returncode == 0
+    for ref in ("shelved", run[:4], run[:7]):
+        result = hd("logs", ref)
+        assert result.returncode == 0 and result.stdout == b"kept\n", (ref, result.stderr)
+    assert hd("runs", "unarchive", "shelved").returncode == 0
+    assert "shelved" in hd("runs").stdout.decode()
+
+
+def test_names_with_control_characters_keep_the_table_in_rows(hd, account):
+    assert hd("run", "-n", "two\nlines\x1b[31m", "true").returncode == 0
+    account.wait_for_run("two\nlines\x1b[31m", "success")
+    header, row = hd("runs").stdout.decode().splitlines()
+    assert "two lines\ufffd[31m" in row and "\x1b" not in row
+
+
+def test_a_lost_run_shows_its_time_until_it_went_quiet_and_is_not_followed_for_ever(server_factory, tmp_path):
+    server = server_factory("--lost-timeout", "1")
+    account = server.signup()
+    run = str(uuid.uuid4())
+    started = events.now_ms() - 120_000  # two minutes ago: its time until the last word is under one
+    resp = requests.post(server.url + events.INGEST_PATH, headers={events.AUTH_HEADER: account.api_key}, json=[
+        events.envelope("run_started", run, {"job_name": "went quiet"}, seq=1, timestamp=started),
+        events.envelope("log", run, {"uuid": "1", "level": "INFO", "body": "last words", "stream": "stdout"},
+                        seq=2, timestamp=started)], timeout=10)
+    assert resp.status_code == 200, resp.text
+    account.wait_for_run("went quiet", "lost", timeout=20)
+    env = account.sdk_env(tmp_path / "home")
+    listed = subprocess.run([*HYPERDASH, "runs"], capture_output=True, env=env, timeout=60)
+    row = listed.stdout.decode().splitlines()[1]
+    assert "lost" in row and "(running)" not in row and re.search(r"  \d+m\d\ds$", row), row
+    follower = subprocess.run([*HYPERDASH, "logs", "-f", run[:8]], capture_output=True, env=env, timeout=60)
+    assert follower.returncode == 0 and follower.stdout == b"last words\n"
+    assert b"is lost: nothing was heard from it since" in follower.stderr
