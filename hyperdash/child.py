@@ -100,21 +100,19 @@ def spawn(argv: list[str], *, stdout_fd: int, stderr_fd: int, env: dict[str, str
     """Start ``argv`` (searched on PATH, no shell) with the given stdout and stderr; its pid.
 
     Standard input is inherited. The child starts with no blocked signals and with default
-    dispositions for the signals Python ignores, whatever hyperdash did with them.
+    dispositions for the signals Python ignores, whatever hyperdash did with them. A file that
+    is not a program and has no ``#!`` line runs as a ``/bin/sh`` script, as ``execvp`` and
+    shells run it (one that looks binary is refused, as bash refuses it).
     """
     check_command(argv[0])
     try:
-        return os.posix_spawnp(
-            argv[0],
-            argv,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, stdout_fd, 1),
-                (os.POSIX_SPAWN_DUP2, stderr_fd, 2),
-            ],
-            setsigmask=(),
-            setsigdef=_RESET_TO_DEFAULT,
-        )
+        try:
+            return _spawn(os.posix_spawnp, argv[0], argv, stdout_fd, stderr_fd, env)
+        except OSError as exc:
+            script = _shell_script(argv[0]) if exc.errno == errno.ENOEXEC else None
+            if script is None:
+                raise
+            return _spawn(os.posix_spawn, _SHELL, [_SHELL, script, *argv[1:]], stdout_fd, stderr_fd, env)
     except FileNotFoundError:
         raise CommandError(_not_found(argv[0]), 127) from None
     except (PermissionError, IsADirectoryError):
@@ -123,6 +121,29 @@ def spawn(argv: list[str], *, stdout_fd: int, stderr_fd: int, env: dict[str, str
         if exc.errno == errno.ENOEXEC:
             raise CommandError(f"cannot execute (not a program): {argv[0]}", 126) from None
         raise CommandError(f"cannot execute {argv[0]}: {exc.strerror}", 126) from None
+
+
+_SHELL = "/bin/sh"
+
+
+def _spawn(how: Any, program: str, argv: list[str], stdout_fd: int, stderr_fd: int, env: dict[str, str]) -> int:
+    return int(how(program, argv, env,
+                   file_actions=[(os.POSIX_SPAWN_DUP2, stdout_fd, 1), (os.POSIX_SPAWN_DUP2, stderr_fd, 2)],
+                   setsigmask=(), setsigdef=_RESET_TO_DEFAULT))
+
+
+def _shell_script(program: str) -> str | None:
+    """The path of ``program`` (as PATH finds it) when it may be a shell script: its start holds
+    no NUL byte, which a binary file's does; else None."""
+    path = program if os.sep in program else shutil.which(program)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            start = file.read(256)
+    except OSError:
+        return None
+    return None if b"\0" in start else path
 
 
 @dataclass

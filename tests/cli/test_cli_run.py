@@ -364,3 +364,24 @@ def test_pipe_stopped_by_ctrl_c(account, hyperdash_home):
     assert proc.returncode == 130
     run = account.wait_for_run("pipe canceled", "user_canceled")
     assert texts(account.logs(run["uuid"])) == ["first line"]
+
+
+def test_a_script_without_a_shebang_runs_under_sh_as_a_shell_would_run_it(account, hyperdash_home, tmp_path):
+    script = tmp_path / "plain.sh"
+    script.write_text('echo "from sh: $0 $1"\nexit 3\n')
+    script.chmod(0o755)
+    binary = tmp_path / "alien"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00not for this machine")
+    binary.chmod(0o755)
+    env = {**account.sdk_env(hyperdash_home), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    for command, name in (([str(script), "one"], "by path"), (["plain.sh", "one"], "on PATH")):
+        result = subprocess.run([*HYPERDASH, "run", "-n", name, *command], env=env, capture_output=True,
+                                stdin=subprocess.DEVNULL, timeout=60)
+        assert result.returncode == 3, result.stderr
+        assert result.stdout == f"from sh: {script} one\n".encode()
+        run = account.wait_for_run(name, "failure")
+        assert run["exit_code"] == 3 and texts(account.logs(run["uuid"])) == [f"from sh: {script} one"]
+    result = subprocess.run([*HYPERDASH, "run", "-n", "alien", str(binary)], env=env, capture_output=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 126
+    assert result.stderr.decode().splitlines()[-1] == f"hyperdash: cannot execute (not a program): {binary}"
