@@ -57,6 +57,9 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR2,
 )
 
+# The forwarded signals that ask a program to end (the others ask something else of it).
+_ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 # ``si_code`` of a signal raised by the kernel, as the terminal driver does for Ctrl-C, Ctrl-\
 # and a hang-up; ``kill()`` from a process gives SI_USER (0) instead.
 _SI_KERNEL = 0x80
@@ -152,30 +155,38 @@ class Outcome:
 
     exit_code: int  #: the child's exit code, or 128+N when signal N killed it
     signal: int | None = None  #: the signal that killed the child
-    interrupted: bool = False  #: hyperdash got SIGINT (Ctrl-C) while the child ran
+    #: the last of SIGINT (Ctrl-C), SIGTERM and SIGHUP that hyperdash got, and passed on, while
+    #: the child ran
+    ended_by: int | None = None
     stopped: bool = False  #: a stop asked from afar ended the child
 
     @property
-    def signal_name(self) -> str | None:
-        return signal.Signals(self.signal).name if self.signal else None
-
-    @property
     def status(self) -> str:
-        """The run's final status: Ctrl-C or a stop is ``user_canceled``, another signal ``killed``."""
+        """The run's final status: Ctrl-C or a stop is ``user_canceled``, another signal
+        ``killed``; also when the child caught the signal and exited non-zero (one that exits 0
+        finished its work regardless)."""
         if self.stopped:
             return events.USER_CANCELED
-        if self.signal == signal.SIGINT or (self.interrupted and self.exit_code != 0):
+        cause = self.signal or (self.ended_by if self.exit_code != 0 else None)
+        if cause == signal.SIGINT:
             return events.USER_CANCELED
-        if self.signal:
+        if cause:
             return events.KILLED
         return events.SUCCESS if self.exit_code == 0 else events.FAILURE
 
+    @property
+    def signal_name(self) -> str | None:
+        """The signal the run records: the one that killed the child, or for a child ``killed``
+        that exited on its own, the one it was given."""
+        cause = self.signal or (self.ended_by if self.status == events.KILLED else None)
+        return signal.Signals(cause).name if cause else None
+
     @classmethod
-    def from_wait_status(cls, wait_status: int, interrupted: bool, stopped: bool = False) -> Outcome:
+    def from_wait_status(cls, wait_status: int, ended_by: int | None, stopped: bool = False) -> Outcome:
         if os.WIFSIGNALED(wait_status):
             sig = os.WTERMSIG(wait_status)
-            return cls(128 + sig, sig, interrupted, stopped)
-        return cls(os.waitstatus_to_exitcode(wait_status), None, interrupted, stopped)
+            return cls(128 + sig, sig, ended_by, stopped)
+        return cls(os.waitstatus_to_exitcode(wait_status), None, ended_by, stopped)
 
 
 def stop_grace_setting() -> float:
@@ -228,7 +239,7 @@ class SignalGate:
         ``resize`` pairs (terminal fd, pty fd): on SIGWINCH the terminal's size is copied to the
         pty the child writes to, so full-screen programs and progress bars keep their width.
         """
-        interrupted = False
+        ended_by = None
         self._supervisor = threading.get_ident()
         sent = 0  # how many of STOP_SIGNALS a stop has sent
         stopping: dict[int, Any] = {}  # pid -> psutil.Process: the processes a stop has signalled
@@ -238,7 +249,7 @@ class SignalGate:
             if done:
                 if sent:
                     _finish_stop(stopping, sent, next_at, self._stop_grace or 0.0)
-                return Outcome.from_wait_status(wait_status, interrupted, stopped=sent > 0)
+                return Outcome.from_wait_status(wait_status, ended_by, stopped=sent > 0)
             grace = self._stop_grace
             if grace is not None and sent < len(STOP_SIGNALS) and time.monotonic() >= next_at:
                 _signal_tree(pid, STOP_SIGNALS[sent], stopping)
@@ -257,8 +268,8 @@ class SignalGate:
                 for terminal_fd, pty_fd in resize:
                     copy_window_size(terminal_fd, pty_fd)
                 continue
-            if sig == signal.SIGINT:
-                interrupted = True
+            if sig in _ENDING:
+                ended_by = sig
             if not _child_got_it_too(info, pid):
                 try:
                     os.kill(pid, sig)
@@ -406,7 +417,7 @@ def monitor_command(
             sampler.stop()
         pump.join(DRAIN_SECONDS)
         pump.stop()
-    run.end(outcome.status, exit_code=outcome.exit_code, signal=outcome.signal)
+    run.end(outcome.status, exit_code=outcome.exit_code, signal=outcome.signal_name)
     return outcome.exit_code
 
 

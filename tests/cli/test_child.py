@@ -50,9 +50,15 @@ def test_outcome_status_and_exit_code():
     assert (killed.status, killed.signal_name) == ("killed", "SIGTERM")
     assert child.Outcome(130, signal.SIGINT).status == "user_canceled"
     # A child that catches Ctrl-C and exits non-zero was still cancelled by the user ...
-    assert child.Outcome(1, None, interrupted=True).status == "user_canceled"
+    assert child.Outcome(1, None, ended_by=signal.SIGINT).status == "user_canceled"
+    assert child.Outcome(1, None, ended_by=signal.SIGINT).signal_name is None
     # ... but one that finished its work regardless succeeded.
-    assert child.Outcome(0, None, interrupted=True).status == "success"
+    assert child.Outcome(0, None, ended_by=signal.SIGINT).status == "success"
+    # And so with SIGTERM and SIGHUP: killed, the signal recorded, unless it finished its work.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        caught = child.Outcome(3, None, ended_by=sig)
+        assert (caught.status, caught.exit_code, caught.signal_name) == ("killed", 3, sig.name)
+        assert child.Outcome(0, None, ended_by=sig).status == "success"
 
 
 @pytest.fixture

@@ -111,6 +111,25 @@ def test_signal_to_hyperdash_reaches_the_child_once(account, hyperdash_home, sig
     assert texts(account.logs(run["uuid"])) == ["ready", "signals 1"]
 
 
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, "user_canceled"), (signal.SIGTERM, "killed"),
+                                         (signal.SIGHUP, "killed")])
+def test_a_child_that_catches_the_signal_and_exits_non_zero_still_ends_as_the_signal_says(
+        account, hyperdash_home, sig, status):
+    code = (f"import signal, sys, time\n"
+            f"signal.signal({int(sig)}, lambda *_: sys.exit(3))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n")
+    name = f"caught {sig.name}"
+    proc = subprocess.Popen([*HYPERDASH, "run", "-n", name, *py(code)], env=account.sdk_env(hyperdash_home),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    run = account.wait_for_run(name, status)
+    assert run["exit_code"] == 3 and run["signal"] == (None if sig == signal.SIGINT else sig.name)
+
+
 def test_terminal_child_sees_a_terminal_and_keeps_its_colours(account, hyperdash_home):
     code = (
         "import os, sys; print('tty', os.isatty(0), sys.stdout.isatty(), sys.stderr.isatty());"
