@@ -224,6 +224,7 @@ def _configure(app: FastAPI, *, signup: bool, public_url: str, link_url: str | N
     app.state.public_url = link_url
     app.state.auth.signup_open = signup
     app.state.auth.local_mode = local_mode
+    app.state.notify = dataclasses.replace(app.state.notify, base_url=public_url)  # (a test notification's link)
     outbox = app.state.notify_outbox
     outbox.config = dataclasses.replace(outbox.config, base_url=public_url)
 

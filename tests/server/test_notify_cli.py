@@ -3,6 +3,7 @@ real ``hyperdash server`` process, up to a real job that fails and the webhook i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home
     assert tested.returncode == 0, tested.stderr
     assert tested.stdout.startswith("Delivered: HTTP 200")
     assert verify_signature(secret, receiver.last.headers["x-hyperdash-signature"], receiver.last.body)
+    assert json.loads(receiver.last.body)["url"] == f"{account.server.url}/runs/test"  # this server's address
 
     receiver.answers.append(Answer(401, b"who are you"))
     tested = hd(account, hyperdash_home, "notify", "test", channel_id)
