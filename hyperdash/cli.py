@@ -8,6 +8,7 @@ line on stderr, no traceback, exit status 1 (or the status a shell would give).
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -57,8 +58,11 @@ def user_errors() -> Iterator[None]:
         raise UserError(str(exc)) from None
     except errors.AuthenticationError as exc:
         raise UserError(_refused(exc)) from None
-    except errors.RateLimited:
-        raise UserError("the server asks to slow down: try again in a minute") from None
+    except errors.RateLimited as exc:
+        # (the server's own words say why and for how long; else its Retry-After does)
+        wait = f"try again in {math.ceil(exc.retry_after)} s" if exc.retry_after else "try again shortly"
+        said = exc.message if exc.message != "rate limited" else wait
+        raise UserError(f"the server asks to slow down: {said}") from None
     except errors.APIError as exc:
         raise UserError(_reason(exc)) from None
     except errors.HyperdashError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import stat
 import subprocess
 import threading
@@ -197,3 +198,17 @@ def test_an_unknown_access_token_falls_back_to_the_api_key(account, tmp_path):
     assert len(listed.stdout.splitlines()) == 2  # a header and the account's one key
     assert seen == [("/api/v1/users/api_keys", None, "not-a-token-of-this-server"),
                     ("/api/v1/users/api_keys", account.api_key, None)]
+
+
+def test_a_throttled_login_says_how_long_to_wait(server_factory, tmp_path):
+    server = server_factory()
+    account = server.signup()
+    answers = [hyperdash(tmp_path / "home", "login", "--server", server.url, "--email", account.email,
+                         "--password-stdin", input="not the password\n") for _ in range(5)]
+    assert all(a.returncode == 1 for a in answers)
+    assert "wrong email or password" in answers[0].stderr.lower(), answers[0].stderr
+    slowed = [a.stderr for a in answers if "slow down" in a.stderr]
+    assert slowed, [a.stderr for a in answers]
+    # the server's words, with its wait in seconds (a wait of a second said "in a minute" before)
+    assert re.fullmatch(r"hyperdash: the server asks to slow down: too many wrong passwords; "
+                        r"try again in \d+ s\n", slowed[0]), slowed[0]
