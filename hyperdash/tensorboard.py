@@ -204,4 +204,5 @@ class Follower:
                 folder.run.end(status)
         runs = sum(folder.run is not None for folder in self.folders.values())
         points = sum(folder.points for folder in self.folders.values())
-        self.say(f"hyperdash: {points} points sent in {runs} run{'' if runs == 1 else 's'}")
+        # (recorded: each run says itself what it could not send yet)
+        self.say(f"hyperdash: {points} points recorded in {runs} run{'' if runs == 1 else 's'}")

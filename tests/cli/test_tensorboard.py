@@ -14,6 +14,8 @@ import time
 import pytest
 from cli_support import HYPERDASH
 
+from tests.conftest import free_port
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("tensorboard") is None or importlib.util.find_spec("torch") is None,
     reason="tensorboard and torch (its SummaryWriter) are not installed")]
@@ -57,7 +59,7 @@ def test_backfill_imports_each_run_folder_with_steps(account, hyperdash_home, tm
                            "--no-follow"], env=account.sdk_env(hyperdash_home), capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
-    assert "9 points sent in 2 runs" in done.stderr
+    assert "9 points recorded in 2 runs" in done.stderr
     runs = runs_by_folder(account, "sweep", 2)
     assert set(runs) == {"lr_0.1", "lr_0.01"}
     first = runs["lr_0.1"]
@@ -68,6 +70,19 @@ def test_backfill_imports_each_run_folder_with_steps(account, hyperdash_home, tm
     # Each point keeps the time it was written, not the time it was sent.
     point = account.get(f"/api/v1/runs/{first['uuid']}/metrics/acc").json()["points"][0]
     assert point["timestamp"].startswith("2023-11-14T22:13:24")
+
+
+def test_with_the_server_away_the_points_are_recorded_and_said_to_wait(account, hyperdash_home, tmp_path):
+    logdir = tmp_path / "runs"
+    write_scalars(logdir / "only", [("loss", s, 1.0) for s in range(3)])
+    env = {**account.sdk_env(hyperdash_home), "HYPERDASH_SERVER": f"http://127.0.0.1:{free_port()}",
+           "HYPERDASH_UPLOADER_PATIENCE": "0"}
+    done = subprocess.run([*HYPERDASH, "tensorboard", "--logdir", str(logdir), "-n", "away", "--backfill",
+                           "--no-follow"], env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "3 points recorded in 1 run" in done.stderr and "sent" not in done.stderr.splitlines()[-1]
+    assert "not sent yet (they are kept in the spool)" in done.stderr, done.stderr
 
 
 def test_follow_sends_what_is_written_after_it_starts(account, hyperdash_home, tmp_path):
@@ -91,7 +106,7 @@ def test_follow_sends_what_is_written_after_it_starts(account, hyperdash_home, t
         follower.send_signal(signal.SIGINT)
         out, err = follower.communicate(timeout=60)
     assert follower.returncode == 0, err
-    assert "5 points sent in 2 runs" in err
+    assert "5 points recorded in 2 runs" in err
     assert set(runs_by_folder(account, "tb", 2)) == {"a", "b"}
 
 
