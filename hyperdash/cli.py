@@ -321,7 +321,7 @@ def _sign_in(call: Callable[[str, str, str], dict[str, Any]], done: str, server_
 
     server_url = _chosen_server(server_url)
     with user_errors():
-        config.load_settings()  # a file that cannot be updated: say so before making an account
+        config.check_settings_writable()  # a file that cannot be updated: say so before making an account
         url = server_url or _configured_server()
         email, password = _credentials(email, password_stdin, new_account=new_account)
         reply = call(url, email, password)
@@ -394,6 +394,8 @@ def keys_create(name: str | None, install: bool) -> None:
     from . import account, config
 
     with user_errors():
+        if install:
+            config.check_settings_writable()  # (a key made and not saved could never be shown again)
         created = account.create_key(account.Session.from_settings(), name)
         if install:
             config.save_settings({"api_key": created["api_key"]})

@@ -21,7 +21,15 @@ from .errors import ConfigError
 from .events import DEFAULT_SERVER
 
 # The home folder and the settings file are shared with the server: they live in .settings.
-from .settings import SETTINGS_FILE, ensure_home, home_dir, load_settings, save_settings, settings_path
+from .settings import (
+    SETTINGS_FILE,
+    check_settings_writable,
+    ensure_home,
+    home_dir,
+    load_settings,
+    save_settings,
+    settings_path,
+)
 
 __all__ = [
     "SETTINGS_FILE",
@@ -30,6 +38,7 @@ __all__ = [
     "settings_path",
     "settings_files",
     "load_settings",
+    "check_settings_writable",
     "save_settings",
     "api_key",
     "api_key_and_source",

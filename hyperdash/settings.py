@@ -9,6 +9,7 @@ read at call time.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from .errors import ConfigError
 from .events import MAX_STALL_AFTER_S
 
 __all__ = ["SETTINGS_FILE", "parse_duration", "parse_stall_window",
-           "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings"]
+           "home_dir", "ensure_home", "settings_path", "load_settings", "save_settings", "check_settings_writable"]
 
 SETTINGS_FILE = "hyperdash.json"
 
@@ -85,7 +86,9 @@ def load_settings(path: Path | str | None = None) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     try:
         data = json.loads(text) if text.strip() else {}
@@ -108,6 +111,30 @@ def save_settings(updates: dict[str, Any], path: Path | str | None = None) -> Pa
             settings.pop(key, None)
         else:
             settings[key] = value
+    try:
+        _write_atomically(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def check_settings_writable(path: Path | str | None = None) -> None:
+    """Raise :class:`ConfigError` unless the settings file (default :func:`settings_path`) can
+    be read and written: before asking a server for an account or a key, which would be lost
+    if it could not be saved."""
+    path = Path(path) if path is not None else settings_path()
+    load_settings(path)
+    try:
+        _write_atomically(path, "", keep=False)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_atomically(path: Path, text: str, keep: bool = True) -> None:
+    """``text`` in a new file (0600) that becomes ``path`` (folder made 0700); with ``keep``
+    False, the new file is removed instead (the folder can be written to)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     import tempfile  # (here: settings are written seldom, and every job and uploader imports this module)
 
@@ -115,13 +142,14 @@ def save_settings(updates: dict[str, Any], path: Path | str | None = None) -> Pa
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(settings, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(tmp, path)
+            out.write(text)
+        if keep:
+            os.replace(tmp, path)
+            return
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
-    return path
+    os.unlink(tmp)

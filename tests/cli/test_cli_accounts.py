@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import stat
 import subprocess
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import pytest
 import requests
 from cli_support import HYPERDASH, bare_env
 
@@ -212,3 +215,54 @@ def test_a_throttled_login_says_how_long_to_wait(server_factory, tmp_path):
     # the server's words, with its wait in seconds (a wait of a second said "in a minute" before)
     assert re.fullmatch(r"hyperdash: the server asks to slow down: too many wrong passwords; "
                         r"try again in \d+ s\n", slowed[0]), slowed[0]
+
+
+def test_a_home_that_cannot_be_written_is_said_before_the_server_is_asked(server_factory, tmp_path):
+    server = server_factory()
+    account = server.signup()
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    home = blocker / "home"  # a folder that cannot be made: its parent is a file
+    made = hyperdash(home, "signup", "--server", server.url, "--email", "later@example.com", "--password-stdin",
+                     input="long enough password\n")
+    assert made.returncode == 1 and "Traceback" not in made.stderr
+    assert made.stderr == f"hyperdash: cannot read {home / 'hyperdash.json'}: Not a directory\n", made.stderr
+    # no account was made that nobody holds a key to
+    resp = requests.post(server.url + "/api/v1/sessions", json={"email": "later@example.com",
+                                                               "password": "long enough password"}, timeout=10)
+    assert resp.status_code == 401
+    logged = hyperdash(home, "login", "--server", server.url, "--email", account.email, "--password-stdin",
+                       input=account.password + "\n")
+    assert logged.returncode == 1 and logged.stderr == made.stderr
+    env = {**bare_env(home), "HYPERDASH_API_KEY": account.api_key, "HYPERDASH_SERVER": server.url}
+    def key_names() -> list[str]:
+        return [k["name"] for k in requests.get(server.url + "/api/v1/users/api_keys", timeout=10,
+                                                headers={"x-hyperdash-auth": account.api_key}).json()["api_keys"]]
+
+    before = key_names()
+    key = subprocess.run([*HYPERDASH, "keys", "create", "--name", "unsaved", "--install"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert key.returncode == 1 and key.stderr == made.stderr
+    assert key_names() == before  # no key made that could never be shown again
+
+
+def test_settings_that_cannot_be_written_are_said_before_the_server_is_asked(server_factory, monkeypatch):
+    from hyperdash import config
+    from hyperdash.errors import ConfigError
+
+    unwritable = Path("/sys")  # (sysfs: even root cannot make a file there)
+    try:
+        os.close(os.open(unwritable / "hyperdash-probe", os.O_CREAT | os.O_WRONLY, 0o600))
+        pytest.skip("/sys can be written to here")
+    except OSError:
+        pass
+    monkeypatch.setenv("HYPERDASH_HOME", str(unwritable))
+    with pytest.raises(ConfigError, match=r"^cannot write /sys/hyperdash.json: "):
+        config.check_settings_writable()
+    server = server_factory()
+    made = hyperdash(unwritable, "signup", "--server", server.url, "--email", "nowhere@example.com",
+                     "--password-stdin", input="long enough password\n")
+    assert made.returncode == 1 and made.stderr.startswith("hyperdash: cannot write /sys/hyperdash.json: ")
+    resp = requests.post(server.url + "/api/v1/sessions", json={"email": "nowhere@example.com",
+                                                               "password": "long enough password"}, timeout=10)
+    assert resp.status_code == 401  # no account was made
