@@ -35,7 +35,7 @@ from .trouble_api import router as trouble_router
 from .upkeep_api import router as upkeep_router
 from .views import JSONReply
 
-__all__ = ["create_app", "HyperdashApp", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
+__all__ = ["create_app", "use_public_url", "HyperdashApp", "lost_timeout_from_env", "DEFAULT_LOST_TIMEOUT"]
 
 DEFAULT_LOST_TIMEOUT = 120.0
 
@@ -52,6 +52,22 @@ def lost_timeout_from_env() -> float:
     if timeout <= 0:
         raise ValueError("HYPERDASH_LOST_TIMEOUT must be above 0")
     return timeout
+
+
+def use_public_url(app: FastAPI, url: str) -> None:
+    """Point what notifications carry at ``url``, the server's public address (known once it
+    listens): the link to a run, a test notification's included, and the Web Push subject,
+    unless one was chosen apart from the address."""
+
+    def moved(config: NotifyConfig) -> NotifyConfig:
+        options = dict(config.channel_options)
+        if options.get("subject") == config.base_url.rstrip("/"):
+            options["subject"] = url.rstrip("/")
+        return dataclasses.replace(config, base_url=url, channel_options=options)
+
+    app.state.notify = moved(app.state.notify)
+    app.state.notify_outbox.config = moved(app.state.notify_outbox.config)
+    app.state.notify_worker.config = moved(app.state.notify_worker.config)
 
 
 def _notify_config_from_env() -> NotifyConfig:

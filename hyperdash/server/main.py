@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import ipaddress
 import json
@@ -36,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ConfigError
 from ..settings import home_dir, load_settings, save_settings, settings_path
-from .app import create_app
+from .app import create_app, use_public_url
 from .auth import LOCAL_EMAIL
 from .dialect import checked_url
 from .errors import Conflict
@@ -224,9 +223,7 @@ def _configure(app: FastAPI, *, signup: bool, public_url: str, link_url: str | N
     app.state.public_url = link_url
     app.state.auth.signup_open = signup
     app.state.auth.local_mode = local_mode
-    app.state.notify = dataclasses.replace(app.state.notify, base_url=public_url)  # (a test notification's link)
-    outbox = app.state.notify_outbox
-    outbox.config = dataclasses.replace(outbox.config, base_url=public_url)
+    use_public_url(app, public_url)
 
 
 def _run(app: FastAPI, sock: socket.socket, forwarded_allow_ips: str | None) -> None:

@@ -14,10 +14,11 @@ from server_helpers import Api
 from sqlalchemy import select
 from test_notify_channels import TELEGRAM_TOKEN, Answer, receiver  # noqa: F401  (the fixture)
 from test_notify_outbox import FAST, outbox_rows, run_to_end, wait_for
-from test_notify_webpush import Browser
+from test_notify_webpush import Browser, verify_vapid
 
 from hyperdash.events import now_ms
 from hyperdash.server.notify import generate_secret
+from hyperdash.server.app import use_public_url
 from hyperdash.server.notify.keys import stored_vapid_keys
 from hyperdash.server.notify.outbox import DELIVERED, FAILED, purge_outbox
 from hyperdash.server.store import Store, notify_channels, notify_outbox
@@ -344,3 +345,18 @@ def test_old_finished_rows_are_purged_and_pending_ones_kept(client, receiver):  
 def test_the_settings_page_asks_to_sign_in_first(client):
     resp = client.get("/settings", follow_redirects=False)
     assert resp.status_code == 303 and resp.headers["location"] == "/login?next=%2Fsettings"
+
+
+def test_test_notifications_and_the_push_subject_use_the_public_address(client, receiver):  # noqa: F811
+    use_public_url(client.app, "https://hd.example.com/")
+    call = Replies(Api(client))
+    hook = call("POST", CHANNELS, 201, json={"kind": "webhook", "settings": {"url": receiver.base + "/hook",
+                                                                   "secret": generate_secret()}}).json()
+    push = call("POST", CHANNELS, 201, json={"kind": "webpush", "settings": Browser().subscription(
+        receiver.base + "/push/subscriptionTOKEN0123456789")}).json()
+    assert call("POST", f"{CHANNELS}/{hook['id']}/test", 200).json()["outcome"] == "delivered"
+    assert json.loads(receiver.last.body)["url"] == "https://hd.example.com/runs/test"
+    assert call("POST", f"{CHANNELS}/{push['id']}/test", 200).json()["outcome"] == "delivered"
+    vapid = stored_vapid_keys(client.app.state.store)
+    claims = verify_vapid(receiver.last.headers["authorization"], vapid, receiver.base)
+    assert claims["sub"] == "https://hd.example.com"
