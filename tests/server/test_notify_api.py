@@ -17,8 +17,8 @@ from test_notify_outbox import FAST, outbox_rows, run_to_end, wait_for
 from test_notify_webpush import Browser, verify_vapid
 
 from hyperdash.events import now_ms
-from hyperdash.server.notify import generate_secret
 from hyperdash.server.app import use_public_url
+from hyperdash.server.notify import generate_secret
 from hyperdash.server.notify.keys import stored_vapid_keys
 from hyperdash.server.notify.outbox import DELIVERED, FAILED, purge_outbox
 from hyperdash.server.store import Store, notify_channels, notify_outbox
