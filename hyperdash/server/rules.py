@@ -104,7 +104,8 @@ class RuleCache:
         self._states = {key: state for key, state in self._states.items() if key[1] != run_id}
 
     def for_run(self, conn: Connection, user_id: int, run_id: int, name: str | None, now: int) -> list[Rule]:
-        """The rules that watch a run: its own and its name's."""
+        """The rules that watch a run: its own and its name's, one of each condition (a run's
+        own rule and its name's may say the same: one crossing is one firing)."""
         held = self._rules.get(user_id)
         if held is None or now - held[0] > self.TTL_MS or now < held[0]:
             found = [_rule(row) for row in conn.execute(
@@ -114,7 +115,11 @@ class RuleCache:
             ids = {r.id for r in found}
             if ids and self._states:
                 self._states = {key: state for key, state in self._states.items() if key[0] not in ids}
-        return [r for r in held[1] if r.run_id == run_id or (r.run_id is None and r.name == name)]
+        watching: dict[bytes, Rule] = {}
+        for rule in held[1]:
+            if rule.run_id == run_id or (rule.run_id is None and rule.name == name):
+                watching.setdefault(orjson.dumps(rule.spec, option=orjson.OPT_SORT_KEYS), rule)
+        return list(watching.values())
 
     def state(self, conn: Connection, rule_id: int, run_id: int) -> _State:
         key = (rule_id, run_id)

@@ -120,6 +120,18 @@ def test_a_rule_for_every_run_of_a_name_and_before_the_metric_exists(api):
     assert late.fired() == [("val/loss is above 0", "1.0", 0)]
 
 
+def test_a_run_rule_and_a_name_rule_that_say_the_same_fire_once(api):
+    named = api.client.post("/api/v1/rules", headers=api.headers, json={"name": "twice", "metric": "loss",
+                                                                        "above": 5})
+    assert named.status_code == 201, named.text
+    job = Job(api, "twice")
+    job.send(events.ALERT, {"metric": "loss", "above": 5})  # as exp.alert() sends it
+    add(api, job.run, metric="loss", below=0)  # another condition on the same metric
+    assert len(job.rules()["rules"]) == 3
+    job.points("loss", 6, 4, 7, -1)
+    assert job.fired() == [("loss is above 5", "6.0", 0), ("loss is above 5", "7.0", 2), ("loss is below 0", "-1.0", 3)]
+
+
 def test_rule_fired_fact_for_notifications_and_live(api):
     seen = []
     api.client.app.state.store.dispatcher.subscribe(seen.extend, name="test")
