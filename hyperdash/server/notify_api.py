@@ -243,7 +243,7 @@ def create_channel(body: NewChannel, request: Request, user: User = Depends(curr
         rows = list_channels(conn, user.id)
         for row in rows:
             if _same_subscription(row, channel):
-                update_channel(conn, row.id, settings=channel.settings, name=name, events=events,
+                update_channel(conn, row.id, now=ev.now_ms(), settings=channel.settings, name=name, events=events,
                                name_filter=name_filter, enabled=body.enabled)
                 return row.id, False
         if len(rows) >= MAX_CHANNELS:
@@ -278,7 +278,7 @@ def edit_channel(body: ChannelEdit, request: Request, channel_id: int = _ID, use
         changes["name_filter"] = _text(body.name_filter, "name_filter")
     if body.enabled is not None:
         changes["enabled"] = body.enabled
-    request.app.state.store.writer.call(lambda conn: update_channel(conn, channel_id, **changes))
+    request.app.state.store.writer.call(lambda conn: update_channel(conn, channel_id, now=ev.now_ms(), **changes))
     return channel_json(request, _owned(request, user, channel_id))
 
 

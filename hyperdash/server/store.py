@@ -212,6 +212,9 @@ notify_channels = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", BigInteger, nullable=False),
     Column("last_result", Text, nullable=True),
+    # When what it is sent, or where, last changed (NULL: not since it was made): a scan for
+    # notifications missed is for channels as they were when the run ended.
+    Column("changed_at", BigInteger, nullable=True),
 )
 
 # The durable outbox: one row per (notification, channel), queued once (the unique key), sent
@@ -432,15 +435,20 @@ def _add_rule_states_by_run_index(conn: Connection) -> None:
     rule_states_by_run.create(conn, checkfirst=True)
 
 
+def _migration_channel_changes(conn: Connection) -> None:
+    _add_missing_columns(conn, notify_channels, ("changed_at",))
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
 # the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
 # metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
 # index of runs by name; 9: sweeps and relay_facts, for several processes on one database; 10: the
-# index of rule states by run).
+# index of rule states by run; 11: when a notification channel last changed).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
                                                    _migration_trouble, _migration_tidy, _add_runs_by_name_index,
-                                                   _create_missing_tables, _add_rule_states_by_run_index]
+                                                   _create_missing_tables, _add_rule_states_by_run_index,
+                                                   _migration_channel_changes]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

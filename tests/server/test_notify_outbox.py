@@ -333,6 +333,25 @@ def test_facts_missed_by_the_outbox_are_found_by_its_rescan(start, receiver):
 
 
 
+def test_a_rescan_does_not_tell_a_channel_what_it_did_not_want_when_the_run_ended(start, receiver):
+    client = start()
+    api = Api(client)
+    channel = webhook(client, api, receiver.base + "/in", generate_secret())
+    edit = f"/api/v1/notify/channels/{channel}"
+    assert api.client.patch(edit, headers=api.headers, json={"enabled": False}).status_code == 200
+    run_to_end(api, "while off", "failure")
+    assert api.client.patch(edit, headers=api.headers, json={"name_filter": "other-*"}).status_code == 200
+    run_to_end(api, "not its name", "failure")
+    time.sleep(0.01)  # (the edits after the runs' last word, by the millisecond clock)
+    assert api.client.patch(edit, headers=api.headers, json={"enabled": True, "name_filter": None}).status_code == 200
+    outbox = client.app.state.notify_outbox  # type: ignore[attr-defined]
+    assert outbox.rescan(since_ms=0) == 0  # as at a restart: neither was wanted when it ended
+    assert outbox_rows(client) == []
+    run_to_end(api, "now", "failure")  # what happens from now on is sent
+    wait_for(lambda: len(receiver.requests) == 1, what="the delivery")
+    assert [r.json()["run"]["name"] for r in receiver.requests] == ["now"]
+
+
 def stored_run(client: TestClient, run_uuid: str) -> tuple[int, int, RunState]:
     """(user id, run id, the run as the store holds it) of run ``run_uuid``."""
     with client.app.state.store.read() as conn:  # type: ignore[attr-defined]

@@ -105,6 +105,7 @@ class ChannelRow:
     enabled: bool
     created_at: int
     last_result: dict[str, Any] | None
+    changed_at: int  # when what it is sent, or where, last changed (else its creation)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ def _channel(row: Any) -> ChannelRow:
         events=None if row.events is None else frozenset(json.loads(row.events)),
         name_filter=row.name_filter, enabled=bool(row.enabled), created_at=row.created_at,
         last_result=None if row.last_result is None else json.loads(row.last_result),
+        changed_at=row.changed_at if row.changed_at is not None else row.created_at,
     )
 
 
@@ -173,11 +175,12 @@ def get_channel(conn: Connection, user_id: int, channel_id: int) -> ChannelRow |
 _UNCHANGED: Any = object()
 
 
-def update_channel(conn: Connection, channel_id: int, *, name: str | None = None,
+def update_channel(conn: Connection, channel_id: int, *, now: int, name: str | None = None,
                    settings: dict[str, Any] | None = None, events: Sequence[str] | None = _UNCHANGED,
                    name_filter: str | None = _UNCHANGED, enabled: bool | None = None) -> None:
     """Change what is given of a channel (``events=None`` means the defaults again; checked
-    settings only, as for :func:`add_channel`). ValueError for an unknown event."""
+    settings only, as for :func:`add_channel`), as of ``now``: a change of anything but its name
+    is its ``changed_at``. ValueError for an unknown event."""
     values: dict[str, Any] = {}
     if name is not None:
         values["name"] = name
@@ -191,6 +194,8 @@ def update_channel(conn: Connection, channel_id: int, *, name: str | None = None
         values["name_filter"] = name_filter or None
     if enabled is not None:
         values["enabled"] = enabled
+    if set(values) - {"name"}:
+        values["changed_at"] = now
     if values:
         conn.execute(update(notify_channels).where(notify_channels.c.id == channel_id).values(**values))
 

@@ -112,15 +112,16 @@ class OutboxSubscriber:
     def consider(self, user_id: int, run_id: int, kind: str, run: RunState, *,
                  created_by: int | None = None, rule: str | None = None, firing: int | None = None) -> int:
         """Queue the notification for every channel that wants it; how many were queued.
-        ``created_by``: only channels made by then (a rescan must not tell a new channel of
-        older runs). ``rule`` and ``firing``: the rule that fired and the firing's id, for
+        ``created_by``: only channels made, and last changed, by then (a rescan must not tell a
+        new channel of older runs, nor one enabled or refiltered since of what it did not
+        want). ``rule`` and ``firing``: the rule that fired and the firing's id, for
         :data:`RULE`. Nothing is queued for a deleted run."""
         n = notification_for(kind, run, base_url=self.config.base_url, rule=rule, firing=firing)
         with self.store.read() as conn:
             targets: list[ChannelRow] = [
                 c for c in enabled_channels(conn, user_id)
                 if wants(c, n, long_run_s=self.config.long_run_s)
-                and (created_by is None or c.created_at <= created_by)
+                and (created_by is None or c.changed_at <= created_by)
             ]
             if not targets:
                 return 0
