@@ -475,7 +475,8 @@ def notify() -> None:
               help="Only runs whose name holds TEXT (or matches it, with * ? [).")
 def notify_add(kind: str, name: str | None, sender: str | None, password_stdin: bool, events: str | None,
                name_filter: str | None, **options: Any) -> None:
-    """Add a channel of KIND; the server checks it before keeping it."""
+    """Add a channel of KIND; the server checks its settings before keeping it (`hyperdash notify test`
+    then shows whether its address answers)."""
     given = {key: value for key, value in {**options, "from": sender}.items() if value is not None}
     for key in given:
         if kind not in _NOTIFY_SETTINGS[key]:
@@ -493,6 +494,8 @@ def notify_add(kind: str, name: str | None, sender: str | None, password_stdin: 
     with user_errors():
         added = _notify_session().request("POST", "/notify/channels", json=body)
     click.echo(f"Added {kind} channel {added['id']} ({added['name']}).")
+    click.echo(f"(`hyperdash notify test {added['id']}` sends it a test notification: whether its address "
+               "answers shows only when something is sent)", err=True)
     if new_secret:
         click.echo(f"Signing secret (shown only now; your receiver checks X-Hyperdash-Signature with it): "
                    f"{given['secret']}")
@@ -880,7 +883,7 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 @runs.command("delete")
-@click.argument("run_ref", metavar="RUN", required=False)
+@click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("-n", "--name", default=None, help="Delete every run with this name instead.")
 @click.option("--force", is_flag=True, help="Delete runs that are still running (what they send next is dropped).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask first.")

@@ -54,6 +54,7 @@ def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("Added webhook channel ")
     channel_id = added.stdout.split()[3]
+    assert f"`hyperdash notify test {channel_id}` sends it a test notification" in added.stderr
     secret = added.stdout.strip().rsplit(" ", 1)[1]
     assert secret.startswith("whsec_")
 
