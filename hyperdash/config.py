@@ -113,14 +113,29 @@ def api_key(getter: Callable[[], str | None] | None = None) -> str | None:
 
 
 def server_url() -> str:
-    """The server's base URL, without a trailing slash."""
-    url = os.environ.get("HYPERDASH_SERVER")
+    """The server's base URL, without a trailing slash: ``$HYPERDASH_SERVER``, else the first
+    settings file's ``server``, else the default. Raises :class:`ConfigError`, naming where it
+    came from, when it is not an http:// or https:// address."""
+    url, where = os.environ.get("HYPERDASH_SERVER"), "the environment variable HYPERDASH_SERVER"
     if not url:
         try:
-            url = _first_setting("server")[0]
+            url, path = _first_setting("server")
+            where = str(path)
         except ConfigError:
             url = None
-    return str(url or DEFAULT_SERVER).rstrip("/")
+    if not url:
+        return DEFAULT_SERVER.rstrip("/")
+    from urllib.parse import urlsplit
+
+    text = str(url).strip().rstrip("/")
+    try:
+        parsed = urlsplit(text)
+        usable = parsed.scheme in ("http", "https") and bool(parsed.hostname) and (parsed.port or 1) > 0
+    except ValueError:  # (a port that is no number, or out of range)
+        usable = False
+    if not usable:
+        raise ConfigError(f"the server address {url!r} in {where} is not an http:// or https:// address")
+    return text
 
 
 def env_float(name: str, default: float) -> float:

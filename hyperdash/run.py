@@ -253,7 +253,8 @@ class Run:
         try:
             self._start()
         except Exception as exc:  # never the job's problem
-            self.warn("start", f"monitoring is off for this run: {exc!r}")
+            why = str(exc) if isinstance(exc, HyperdashError) else repr(exc)
+            self.warn("start", f"monitoring is off for this run: {why}")
             self._detached = True
         return self
 

@@ -95,3 +95,25 @@ def test_a_home_that_cannot_be_created_still_runs_the_job(tmp_path, server_facto
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"piped\n"
     assert "Traceback" not in result.stderr.decode()
+
+
+def test_a_server_address_that_is_no_address_is_said_and_never_hurts_the_job(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = home / "hyperdash.json"
+    settings.write_text('{"api_key": "some key", "server": 5}')
+    env = bare_env(home)
+    listed = subprocess.run([*HYPERDASH, "runs"], capture_output=True, env=env, timeout=60)
+    assert listed.returncode == 1
+    assert listed.stderr.decode() == (f"hyperdash: the server address 5 in {settings} is not an http:// or https:// "
+                                      "address\n")
+    code = "import sys; print('ran'); sys.exit(3)"
+    for server, where in (("", str(settings)), ("localhost:4680", "the environment variable HYPERDASH_SERVER"),
+                          ("http://host:port", "the environment variable HYPERDASH_SERVER")):
+        result = subprocess.run([*HYPERDASH, "run", "-n", "nowhere", *py(code)], capture_output=True, timeout=60,
+                                env={**env, "HYPERDASH_SERVER": server})
+        assert result.returncode == 3 and result.stdout == b"ran\n"  # the job as it is
+        said = result.stderr.decode()
+        assert said.startswith("hyperdash: monitoring is off for this run: the server address ")
+        assert f" in {where} is not an http:// or https:// address\n" in said and "Traceback" not in said
+    assert not (home / "spool").exists() or not any((home / "spool").iterdir())  # no uploader retrying for ever
