@@ -161,9 +161,11 @@ class Spool:
         spool._load_cursor()
         return spool
 
-    def send_elsewhere(self, server: str) -> None:
+    def send_elsewhere(self, server: str | None, cursor: tuple[int, int] = (0, 0)) -> None:
         """Make ``server`` the run's server: ``meta.json`` says so from now on, and the cursor
-        goes back to the start (that server has none of the events yet). A spool on disk only."""
+        goes back to the start (that server has none of the events yet), or to ``cursor``
+        (offset, last acknowledged seq: where it was for a server sent to before). A spool on
+        disk only."""
         folder = self._disk_folder()
         meta = self.meta()
         meta["server"] = server
@@ -171,7 +173,7 @@ class Spool:
         tmp.write_text(json.dumps(meta))
         os.chmod(tmp, 0o600)
         os.replace(tmp, folder / "meta.json")
-        self.cursor_offset, self.acked_seq = 0, 0
+        self.cursor_offset, self.acked_seq = cursor
         self._write_cursor()
 
     def meta(self) -> dict[str, Any]:

@@ -276,8 +276,6 @@ def _upload_spool(
     summary: UploadSummary,
 ) -> None:
     meta = spool.meta()
-    if server is not None and meta.get("server") != server:
-        spool.send_elsewhere(server)
     target = server or meta.get("server") or config.server_url()
     source = meta.get("key_source")
     if source not in key_sources:
@@ -298,7 +296,14 @@ def _upload_spool(
         if honour_backoff and not book.due(group, now):
             summary.skipped[run_uuid] = book.describe(group)
             return
+    moved_from = None
+    if server is not None and meta.get("server") != server:
+        moved_from = (meta.get("server"), (spool.cursor_offset, spool.acked_seq))
+        spool.send_elsewhere(server)
     error = _upload_one(spool, run_uuid, meta, target, keys.get, on_progress, summary)
+    if error is not None and moved_from is not None and spool.acked_seq == 0:
+        # The new server took none of it: the run stays its old server's, where it was.
+        spool.send_elsewhere(*moved_from)
     if isinstance(error, errors.RunDeleted):  # final: the server will never take it
         summary.deleted.append(run_uuid)
         book.succeeded(*groups)

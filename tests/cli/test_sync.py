@@ -114,6 +114,26 @@ def test_server_sends_the_spools_to_another_server_from_their_first_event(hd, ac
     assert lines_of(account, "moved") == [f"moved {i}" for i in range(30)]  # those acknowledged elsewhere too
 
 
+def test_a_server_that_refuses_the_spools_leaves_them_as_they_were(hd, account, server_factory):
+    gone = f"http://127.0.0.1:{free_port()}"
+    spool = leave_spool(gone, "stays", 30, close=False)
+    records = list(spool.records(0))
+    spool.save_cursor(records[2].offset, records[1].last_seq)
+    spool.close()
+    stranger = server_factory()  # where this account's key means nothing
+    refused = hd("sync", "--server", stranger.url)
+    assert refused.returncode == 1, refused.stdout
+    assert json.loads((spool.folder / "meta.json").read_text())["server"] == gone  # still the run's server
+    reopened = Spool.open_orphan(spool.folder)
+    assert reopened is not None
+    assert (reopened.cursor_offset, reopened.acked_seq) == (records[2].offset, records[1].last_seq)  # and as far
+    reopened.close()
+    assert gone in hd("sync", "--list").stdout.decode()
+    done = hd("sync", "--server", account.server.url)
+    assert done.returncode == 0, done.stderr
+    assert lines_of(account, "stays") == [f"stays {i}" for i in range(30)]
+
+
 # A run that logs one line, waits for the word, logs five more and is killed before it ends.
 _KILLED_RUN = """
 import sys, time
