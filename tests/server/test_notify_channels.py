@@ -550,5 +550,5 @@ def test_a_lost_run_reads_as_lost(receiver):
     body = receiver.last.json()
     assert receiver.last.headers["x-hyperdash-event"] == "run.lost"
     assert body["title"] == "❓ nightly went silent"
-    assert body["text"] == "No heartbeat from the run after 30 s on box."
+    assert body["text"] == "No heartbeat from the run since 30 s into it, on box."
     assert body["run"]["status"] == "lost"

@@ -19,7 +19,7 @@ from test_notify_webpush import SUBJECT, Browser
 
 from hyperdash.events import now_ms
 from hyperdash.server.deletion import mark_deleted
-from hyperdash.server.facts import RunEnded, RunState
+from hyperdash.server.facts import RuleFired, RunEnded, RunState
 from hyperdash.server.ingest import mark_lost
 from hyperdash.server.notify import LOST, Notification, VapidKeys, generate_secret, verify_signature
 from hyperdash.server.notify.message import BACK
@@ -455,7 +455,8 @@ def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, 
     state = RunState(**{name: getattr(row, name) for name in RunState.__struct_fields__})
     subscriber = client.app.state.notify_outbox  # type: ignore[attr-defined]
     assert subscriber.consider(row.user_id, row.id, STALLED, state) == 1
-    assert subscriber.consider(row.user_id, row.id, RULE, state, rule="loss > 10", firing=1) == 1
+    fired = RuleFired(row.user_id, row.id, run, 1, 1, "loss > 10", "loss", "12.5", 7, 3, now_ms(), now_ms(), state)
+    assert subscriber.consider(row.user_id, row.id, RULE, state, rule=fired) == 1
     assert subscriber.consider(row.user_id, row.id, STALLED, state) == 0  # the same stall, once
     wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED, DELIVERED], what="both deliveries")
     got = {r.path: r for r in receiver.requests}
@@ -463,6 +464,8 @@ def test_stalled_is_sent_by_default_and_a_rule_only_to_channels_that_ask(start, 
     assert got["/default"].json()["tail"] == "epoch 3"
     assert got["/rules"].headers["x-hyperdash-event"] == "rule.fired"
     assert "loss > 10" in got["/rules"].json()["title"]
+    assert (got["/rules"].json()["value"], got["/rules"].json()["step"]) == ("12.5", 7)
+    assert "Rule: loss > 10 (12.5 at step 7)." in got["/rules"].json()["text"]
     assert verify_signature(rules, got["/rules"].headers["x-hyperdash-signature"], got["/rules"].body)
 
 

@@ -30,9 +30,9 @@ def run(kind=ENDED, **kw) -> Notification:
             "Killed after 2 h 01 min. Signal SIGKILL.",
         ),
         (run(status="user_canceled", duration_s=90000), "⏹ train was cancelled", "Cancelled after 1 d 1 h."),
-        (run(LOST, duration_s=301), "❓ train went silent", "No heartbeat from the run after 5 min 01 s."),
+        (run(LOST, duration_s=301), "❓ train went silent", "No heartbeat from the run since 5 min 01 s into it."),
         (run(BACK), "↩️ train is back", "The run is sending again."),
-        (run(STALLED), "⏸ train stalled", "No output from the run."),
+        (run(STALLED), "⏸ train stalled", "No output from the run for its stall window."),
         (run(RULE, rule="loss > 10"), "🔔 train: loss > 10", "A rule fired. Rule: loss > 10."),
     ],
 )

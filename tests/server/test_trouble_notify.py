@@ -13,7 +13,7 @@ from test_notify_channels import Receiver
 from test_notify_outbox import FAST, stored_run, user_id, wait_for
 
 from hyperdash import events
-from hyperdash.server.facts import RunState
+from hyperdash.server.facts import RuleFired, RunState
 from hyperdash.server.notify import generate_secret
 from hyperdash.server.notify.message import RULE, STALLED
 from hyperdash.server.notify.outbox import EVENTS, add_channel
@@ -26,20 +26,27 @@ def state(last_seen_at: int) -> RunState:
     return RunState("a-run", "train", "running", 0, None, last_seen_at, None, None, None, None, None, 9, 5)
 
 
+def firing(firing_id: int, rule: str = "loss is above 10", value: str = "11.0", step: int | None = 2) -> RuleFired:
+    return RuleFired(1, 1, "a-run", 1, firing_id, rule, "loss", value, step, 5, 1000, 1000, state(1000))
+
+
 def test_each_stall_and_each_firing_is_a_notification_of_its_own():
     first = notification_for(STALLED, state(1000), base_url="https://hd.example")
     again = notification_for(STALLED, state(9000), base_url="https://hd.example")
     assert first.event == "run.stalled" and first.key != again.key
-    fired = notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10", firing=1)
-    other = notification_for(RULE, state(1000), base_url="https://hd.example", rule="acc is below 0.2", firing=2)
+    fired = notification_for(RULE, state(1000), base_url="https://hd.example", rule=firing(1, "loss is above 10"))
+    other = notification_for(RULE, state(1000), base_url="https://hd.example", rule=firing(2, "acc is below 0.2"))
     assert (fired.event, fired.rule) == ("rule.fired", "loss is above 10")
     assert fired.key != other.key
+    # The point that fired it is told; the time is how far into the run it happened.
+    assert fired.summary == "A rule fired, 1 s into it. Rule: loss is above 10 (11.0 at step 2)."
+    unstepped = notification_for(RULE, state(61_000), base_url="https://hd.example", rule=firing(4, step=None))
+    assert unstepped.summary == "A rule fired, 1 min 01 s into it. Rule: loss is above 10 (11.0)."
     # The firing is what counts, not when the run was last seen: a rule that fires twice in one
     # batch (or in a replayed one) is told twice, and one firing told twice is one notification.
-    fired_again = notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10", firing=3)
+    fired_again = notification_for(RULE, state(1000), base_url="https://hd.example", rule=firing(3, "loss is above 10"))
     assert fired_again.key != fired.key
-    assert notification_for(RULE, state(1000), base_url="https://hd.example", rule="loss is above 10",
-                            firing=1).key == fired.key
+    assert notification_for(RULE, state(1000), base_url="https://hd.example", rule=firing(1)).key == fired.key
 
 
 @pytest.mark.skipif(not {"stalled", "rule"} <= set(EVENTS),
@@ -109,5 +116,7 @@ def test_a_rule_that_fires_twice_in_one_batch_is_told_twice_and_each_firing_once
     _, run_id, run_state = stored_run(client, run)
     for firing_id, description in firings:
         subscriber = client.app.state.notify_outbox
-        assert subscriber.consider(uid, run_id, RULE, run_state, rule=description, firing=firing_id) == 0
+        again = RuleFired(uid, run_id, run_state.uuid, 1, firing_id, description, "loss", "NaN", None, 3, 0, 0,
+                          run_state)
+        assert subscriber.consider(uid, run_id, RULE, run_state, rule=again) == 0
     assert kinds() == ["rule", "rule", "ended"]

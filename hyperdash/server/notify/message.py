@@ -33,7 +33,10 @@ class Notification:
     ``kind`` is one of :data:`KINDS`; for :data:`ENDED`, ``status`` is one of
     ``hyperdash.events.FINAL_STATUSES``. ``tail`` holds the last lines of output (or the
     traceback), untrusted text that every channel escapes. ``base_url`` is the server's public
-    address, from which :attr:`url` (the run's page) is built. ``key`` identifies this
+    address, from which :attr:`url` (the run's page) is built. For :data:`RULE`, ``rule`` is the
+    rule in words, and ``value`` and ``step`` the point that fired it (``value`` as text:
+    ``NaN``, ``Infinity`` or a number). ``duration_s``: how long the run had gone when it ended,
+    went silent, stalled, came back or fired the rule. ``key`` identifies this
     notification across retries, so receivers can drop duplicates; left empty, it is derived
     from the kind, run and status.
     """
@@ -50,6 +53,8 @@ class Notification:
     tail: str = ""
     rule: str | None = None
     key: str = ""
+    value: str | None = None
+    step: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -118,20 +123,26 @@ class Notification:
             }.get(self.status or "", "Ended"),
             LOST: "No heartbeat from the run",
             BACK: "The run is sending again",
-            STALLED: "No output from the run",
+            STALLED: "No output from the run for its stall window",
             RULE: "A rule fired",
         }[self.kind]
         if self.duration_s is not None:
-            what += f" after {format_duration(self.duration_s)}"
+            took = format_duration(self.duration_s)
+            # (an end is after the whole run; the rest happen some way into it)
+            what += f" after {took}" if self.kind == ENDED else (
+                f" since {took} into it" if self.kind == LOST else f", {took} into it")
         if self.host:
-            what += f" on {self.host}"
+            what += f" on {self.host}" if self.kind == ENDED or self.duration_s is None else f", on {self.host}"
         parts.append(what + ".")
         if self.kind == ENDED and self.status == events.FAILURE and self.exit_code is not None:
             parts.append(f"Exit code {self.exit_code}.")
         if self.kind == ENDED and self.status == events.KILLED and self.signal:
             parts.append(f"Signal {self.signal}.")
         if self.kind == RULE and self.rule:
-            parts.append(f"Rule: {self.rule}.")
+            point = ""
+            if self.value is not None:
+                point = f" ({self.value}" + (f" at step {self.step}" if self.step is not None else "") + ")"
+            parts.append(f"Rule: {self.rule}{point}.")
         return " ".join(parts)
 
 

@@ -47,24 +47,25 @@ _MARGIN_MS = 60 * 1000
 
 
 def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "",
-                     rule: str | None = None, firing: int | None = None) -> Notification:
+                     rule: RuleFired | None = None) -> Notification:
     """The notification about ``run`` (as it stands after the event) for ``kind``; for
-    :data:`RULE`, ``rule`` names the rule that fired and ``firing`` is the firing's id."""
+    :data:`RULE`, ``rule`` is the firing."""
     end = run.ended_at if kind == ENDED and run.ended_at is not None else run.last_seen_at
     key = ""
     if kind == RULE:
         # One per firing: a rule may fire, re-arm and fire again within one batch (or in a
         # replayed one, which leaves last_seen_at as it was); a firing told twice is one.
-        if firing is None:
-            raise ValueError("a rule's notification needs the firing's id")
-        key = hashlib.sha256(f"{kind}\0{run.uuid}\0{firing}".encode()).hexdigest()[:32]
+        if rule is None:
+            raise ValueError("a rule's notification needs the firing")
+        key = hashlib.sha256(f"{kind}\0{run.uuid}\0{rule.firing_id}".encode()).hexdigest()[:32]
     elif kind in (LOST, BACK, STALLED):
         # A run may go silent (or stall) many times: each time is its own.
         key = hashlib.sha256(f"{kind}\0{run.uuid}\0{run.last_seen_at}".encode()).hexdigest()[:32]
     return Notification(
         kind=kind, run_name=run.name or "", run_uuid=run.uuid, base_url=base_url,
         status=run.status if kind == ENDED else None, duration_s=max(0, end - run.started_at) / 1000,
-        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, rule=rule, key=key,
+        exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, key=key,
+        rule=rule.rule if rule else None, value=rule.value if rule else None, step=rule.step if rule else None,
     )
 
 
@@ -103,20 +104,19 @@ class OutboxSubscriber:
         elif isinstance(fact, RunStalled):
             self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
         elif isinstance(fact, RuleFired):
-            self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact.rule, firing=fact.firing_id)
+            self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact)
 
     def on_overflow(self, missed: int) -> None:
         log.warning("the notification outbox missed %d commits; looking for runs that ended since", missed)
         self.rescan()
 
     def consider(self, user_id: int, run_id: int, kind: str, run: RunState, *,
-                 created_by: int | None = None, rule: str | None = None, firing: int | None = None) -> int:
+                 created_by: int | None = None, rule: RuleFired | None = None) -> int:
         """Queue the notification for every channel that wants it; how many were queued.
         ``created_by``: only channels made, and last changed, by then (a rescan must not tell a
         new channel of older runs, nor one enabled or refiltered since of what it did not
-        want). ``rule`` and ``firing``: the rule that fired and the firing's id, for
-        :data:`RULE`. Nothing is queued for a deleted run."""
-        n = notification_for(kind, run, base_url=self.config.base_url, rule=rule, firing=firing)
+        want). ``rule``: the firing, for :data:`RULE`. Nothing is queued for a deleted run."""
+        n = notification_for(kind, run, base_url=self.config.base_url, rule=rule)
         with self.store.read() as conn:
             targets: list[ChannelRow] = [
                 c for c in enabled_channels(conn, user_id)

@@ -95,6 +95,9 @@ def payload(n: Notification) -> dict[str, Any]:
             "host": n.host,
         },
         "rule": n.rule,
+        # the point that fired the rule (rule.fired only): its value as text, and its step
+        "value": n.value,
+        "step": n.step,
         "tail": fit_end(n.tail, MAX_TAIL_BYTES, utf8_size),
     }
 
