@@ -207,7 +207,9 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
         from .server.main import serve
     except ImportError as exc:
         raise _no_server_extra(exc) from None
-    if public_url is not None and not public_url.startswith(("http://", "https://")):
+    from .config import is_http_address
+
+    if public_url is not None and not is_http_address(public_url):
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
           forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after,
@@ -308,10 +310,11 @@ def _too_short(password: str) -> str | None:
 def _chosen_server(server_url: str | None) -> str | None:
     if server_url is None:
         return None
-    server_url = server_url.strip().rstrip("/")
-    if not server_url.startswith(("http://", "https://")):
+    from .config import is_http_address
+
+    if not is_http_address(server_url):
         raise UserError(f"--server must be an http:// or https:// address, not {server_url!r}")
-    return server_url
+    return server_url.strip().rstrip("/")
 
 
 def _sign_in(call: Callable[[str, str, str], dict[str, Any]], done: str, server_url: str | None, email: str | None,
@@ -512,7 +515,8 @@ def notify_list() -> None:
     rows = []
     for c in found:
         last = c.get("last_result") or {}
-        target = next((str(v) for k, v in c["settings"].items() if k in ("url", "endpoint", "to", "chat_id")), "")
+        target = next((", ".join(map(str, v)) if isinstance(v, list) else str(v)
+                       for k, v in c["settings"].items() if k in ("url", "endpoint", "to", "chat_id")), "")
         rows.append((str(c["id"]), c["kind"], clip(c["name"], 24), clip(target, 48),
                      ",".join(c["events"]) if c["events"] is not None else "default", c["name_filter"] or "*",
                      "yes" if c["enabled"] else "no",
@@ -708,7 +712,9 @@ def sync(run_uuid: str | None, server_url: str | None, list_only: bool, discard:
     if run_uuid is not None:
         run_uuid = _waiting_run(run_uuid).uuid
     with user_errors(), ProgressBars() as progress:
-        summary = uploader.upload_pending(on_progress=progress.update, run_uuid=run_uuid, server=server_url)
+        # (bars only for a person at a terminal: elsewhere they would be a stray line a run)
+        summary = uploader.upload_pending(on_progress=progress.update if sys.stderr.isatty() else None,
+                                          run_uuid=run_uuid, server=server_url)
     waiting = {run.uuid: run for run in _waiting_runs()}
     done = set(summary.uploaded) | set(summary.failed)
     # Spools that a live process holds (a running job, the background uploader) are skipped.

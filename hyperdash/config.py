@@ -43,6 +43,7 @@ __all__ = [
     "api_key",
     "api_key_and_source",
     "server_url",
+    "is_http_address",
     "key_refresh_seconds",
     "env_float",
     "KeySource",
@@ -125,17 +126,22 @@ def server_url() -> str:
             url = None
     if not url:
         return DEFAULT_SERVER.rstrip("/")
-    from urllib.parse import urlsplit
-
     text = str(url).strip().rstrip("/")
-    try:
-        parsed = urlsplit(text)
-        usable = parsed.scheme in ("http", "https") and bool(parsed.hostname) and (parsed.port or 1) > 0
-    except ValueError:  # (a port that is no number, or out of range)
-        usable = False
-    if not usable:
+    if not is_http_address(text):
         raise ConfigError(f"the server address {url!r} in {where} is not an http:// or https:// address")
     return text
+
+
+def is_http_address(text: str) -> bool:
+    """Whether ``text`` is an http:// or https:// address with a host (and a port, if any, that
+    is a number)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parsed = urlsplit(text.strip())
+        return parsed.scheme in ("http", "https") and bool(parsed.hostname) and (parsed.port or 1) > 0
+    except ValueError:  # (a port that is no number or out of range, a broken [IPv6] host)
+        return False
 
 
 def env_float(name: str, default: float) -> float:

@@ -171,8 +171,10 @@ def test_signup_and_login_option_errors(invoke, hyperdash_home):
     result = invoke("signup", "--password-stdin", input="secret123\n")
     assert result.exit_code == 1
     assert one_line_error(result) == "hyperdash: --password-stdin needs --email as well"
-    result = invoke("login", "--server", "ftp://example.com", "--email", "a@b.c", "--password-stdin", input="x\n")
-    assert result.exit_code == 1 and "--server must be an http:// or https:// address" in one_line_error(result)
+    for server in ("ftp://example.com", "http://", "http://[broken", "http://host:port"):
+        result = invoke("login", "--server", server, "--email", "a@b.c", "--password-stdin", input="x\n")
+        assert result.exit_code == 1
+        assert one_line_error(result) == f"hyperdash: --server must be an http:// or https:// address, not {server!r}"
     result = invoke("signup", "--email", "a@example.com", "--password-stdin", input="\n")
     assert one_line_error(result) == "hyperdash: the password is empty"
     assert not (hyperdash_home / "hyperdash.json").exists()
@@ -216,7 +218,7 @@ def test_server_help_states_the_lost_timeout_default(invoke):
 
 
 def test_server_refuses_a_public_url_that_is_not_http(invoke):
-    result = invoke("server", "--public-url", "hd.example.com")
-    assert result.exit_code == 1
-    assert one_line_error(result) == (
-        "hyperdash: --public-url must be an http:// or https:// address, not 'hd.example.com'")
+    for url in ("hd.example.com", "https://", "https://[hd"):
+        result = invoke("server", "--public-url", url)
+        assert result.exit_code == 1
+        assert one_line_error(result) == f"hyperdash: --public-url must be an http:// or https:// address, not {url!r}"

@@ -111,6 +111,7 @@ def test_server_sends_the_spools_to_another_server_from_their_first_event(hd, ac
     done = hd("sync", "--server", account.server.url)
     assert done.returncode == 0, done.stderr
     assert "Uploaded 1 run (32 events)." in done.stdout.decode()
+    assert b"Run " not in done.stderr  # progress bars are for a terminal, not a log
     assert lines_of(account, "moved") == [f"moved {i}" for i in range(30)]  # those acknowledged elsewhere too
 
 

@@ -81,6 +81,13 @@ def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home
     row = hd(account, hyperdash_home, "notify", "list").stdout.splitlines()[1].split()
     assert "default" in row and "no" in row
 
+    mail = hd(account, hyperdash_home, "notify", "add", "email", "--host", "smtp.example.com", "--from",
+              "hd@example.com", "--to", "a@example.com, b@example.com")
+    assert mail.returncode == 0, mail.stderr
+    row = hd(account, hyperdash_home, "notify", "list").stdout.splitlines()[-1]
+    assert "a@example.com, b@example.com" in row and "[" not in row
+    hd(account, hyperdash_home, "notify", "remove", mail.stdout.split()[3])
+
     bad = hd(account, hyperdash_home, "notify", "add", "ntfy", "--url", "https://ntfy.sh/no spaces please")
     assert bad.returncode == 1 and bad.stderr.startswith("hyperdash: url ")
     assert len(hd(account, hyperdash_home, "notify", "list").stdout.splitlines()) == 2
