@@ -20,6 +20,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import as_installed, free_port, measured, wait_for_uploaders  # noqa: E402
 
+# Each job says its own peak RSS (VmHWM, of its own memory since its exec): a child's ru_maxrss
+# would be at least the RSS this process had when it forked it. Registered first, it is
+# written last, after what hyperdash does at exit.
+PEAK = """
+import atexit
+
+def _peak():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open({path!r}, "w") as out:
+        out.write(kib)
+
+atexit.register(_peak)
+"""
+
 BODY = """
 import sys
 block = ("y" * 79 + "\\n") * (1024 * 1024 // 80)
@@ -29,8 +44,14 @@ def flood():
         sys.stdout.write(block)
 """
 
-PLAIN = BODY + "\nflood()\n"
-MONITORED = "from hyperdash import monitor\n" + BODY + "\nmonitor('flood')(flood)()\n"
+PLAIN = PEAK + BODY + "\nflood()\n"
+MONITORED = PEAK + "from hyperdash import monitor\n" + BODY + "\nmonitor('flood')(flood)()\n"
+
+
+def run(code: str, megabytes: int, env: dict[str, str], peak: Path) -> tuple[float, int]:
+    """The job's wall seconds and its peak RSS in KiB, as it said it (into ``peak``)."""
+    wall, _ = measured([sys.executable, "-c", code.format(megabytes=megabytes, path=str(peak))], env)
+    return wall, int(peak.read_text())
 
 
 def main() -> None:
@@ -43,8 +64,8 @@ def main() -> None:
         env = as_installed(dict(os.environ, HYPERDASH_HOME=str(home), HYPERDASH_API_KEY="unused",
                                 HYPERDASH_SERVER=f"http://127.0.0.1:{free_port()}",  # nobody listens there
                                 HYPERDASH_UPLOADER_PATIENCE="0"), Path(tmp))
-        plain_wall, _, plain_rss = measured([sys.executable, "-c", PLAIN.format(megabytes=args.megabytes)], env)
-        mon_wall, _, mon_rss = measured([sys.executable, "-c", MONITORED.format(megabytes=args.megabytes)], env)
+        plain_wall, plain_rss = run(PLAIN, args.megabytes, env, Path(tmp) / "plain-peak")
+        mon_wall, mon_rss = run(MONITORED, args.megabytes, env, Path(tmp) / "monitored-peak")
         # (the uploader the job started gives up at once: its server is down; the folder goes after it)
         wait_for_uploaders(home)
         spooled = sum(f.stat().st_size for f in (home / "spool").rglob("events"))

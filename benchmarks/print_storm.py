@@ -84,7 +84,7 @@ def run_job(argv: list[str], env: dict[str, str], destination: str, workdir: Pat
     """Wall and CPU seconds of ``argv`` with its stdout to ``destination``."""
     if destination == "file":
         with open(workdir / "out.txt", "wb") as out:
-            return measured(argv, env, stdout=out)[:2]
+            return measured(argv, env, stdout=out)
     if destination == "pipe":
         read_fd, write_fd = os.pipe()
     else:
@@ -92,7 +92,7 @@ def run_job(argv: list[str], env: dict[str, str], destination: str, workdir: Pat
     reader = threading.Thread(target=_drain, args=(read_fd,))
     reader.start()
     try:
-        return measured(argv, env, stdout=write_fd, stderr=write_fd if destination == "pty" else subprocess.DEVNULL)[:2]
+        return measured(argv, env, stdout=write_fd, stderr=write_fd if destination == "pty" else subprocess.DEVNULL)
     finally:
         os.close(write_fd)
         reader.join()

@@ -5,7 +5,7 @@
 - :func:`reporting_server`: a server with an account and the environment of a job that reports
   to it, for benchmarks that run monitored jobs;
 - :func:`as_installed`: the environment of jobs that import hyperdash as an installed package does;
-- :func:`measured`: wall and CPU seconds and peak memory of one child process;
+- :func:`measured`: wall and CPU seconds of one child process;
 - :func:`uploader_cpu`: waits for the detached uploaders a job started, and what they cost;
   :func:`wait_for_uploaders` only waits;
 - :func:`cpu_seconds`: the CPU a process (a server) has used so far;
@@ -116,17 +116,18 @@ def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Ac
 
 
 class Measurement(NamedTuple):
-    """What :func:`measured` saw of a process: wall and CPU seconds, and peak RSS in KiB."""
+    """What :func:`measured` saw of a process: wall and CPU seconds. (Not its peak memory: on
+    Linux a child's ``ru_maxrss`` is at least the RSS its parent had when it forked; a job
+    reads its own ``VmHWM``, as ``memory.py`` has it do.)"""
 
     wall: float
     cpu: float
-    peak_rss_kib: int
 
 
 def measured(argv: Sequence[str], env: dict[str, str], stdout: int | IO[Any] | None = subprocess.DEVNULL,
              stderr: int | IO[Any] | None = subprocess.DEVNULL, **popen: Any) -> Measurement:
-    """Run ``argv`` to its end: its wall seconds (spawn to exit), CPU seconds (user + system,
-    its children included) and peak RSS (its largest process's). Raises when it fails."""
+    """Run ``argv`` to its end: its wall seconds (spawn to exit) and CPU seconds (user +
+    system, its children included). Raises when it fails."""
     start = time.perf_counter()
     proc = subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, **popen)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -134,7 +135,7 @@ def measured(argv: Sequence[str], env: dict[str, str], stdout: int | IO[Any] | N
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"the benchmark's job {argv[:3]} failed with {proc.returncode}")
-    return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+    return Measurement(wall, usage.ru_utime + usage.ru_stime)
 
 
 def load_average() -> str:

@@ -120,7 +120,7 @@ def main() -> None:
                 order = list(jobs) if round_ % 2 == 0 else list(jobs)[::-1]
                 got: dict[str, dict] = {}
                 for kind in order:
-                    _, cpu, _ = measured([sys.executable, "-c", jobs[kind]], env)
+                    _, cpu = measured([sys.executable, "-c", jobs[kind]], env)
                     got[kind] = {**json.loads(report.read_text()), "cpu": cpu}
                 sampled, baseline = got["sampled"], got["baseline"]
                 arrived = count_samples(account, f"sampled {round_}")

@@ -106,7 +106,7 @@ def calibrate() -> int:
 def job(code: str, env: dict[str, str], report: Path) -> tuple[float, float, dict]:
     """Wall seconds, CPU seconds and the job's own report of one run of ``code`` (stdout and
     stderr to /dev/null)."""
-    wall, cpu, _ = measured([sys.executable, "-c", code], env)
+    wall, cpu = measured([sys.executable, "-c", code], env)
     return wall, cpu, json.loads(report.read_text())
 
 

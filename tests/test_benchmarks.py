@@ -5,6 +5,7 @@ looked at here: speed targets live in the benchmarks themselves, never in timed 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,4 +50,9 @@ def test_the_print_storm_refuses_an_unknown_case():
 def test_the_memory_benchmark_runs_with_its_server_down():
     result = bench("memory.py", "--megabytes", "4", timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "4 MiB of output" in result.stdout and "peak RSS: plain" in result.stdout, result.stdout
+    assert "4 MiB of output" in result.stdout, result.stdout
+    # each job's own peak: the monitored one, which imports and runs more, uses more (a figure
+    # taken from the parent's side would be the benchmark's own size for both)
+    plain, monitored = map(float, re.search(r"peak RSS: plain ([\d.]+) MB, monitored ([\d.]+) MB",
+                                            result.stdout).groups())
+    assert 5 < plain < monitored < plain + 50, result.stdout
