@@ -533,6 +533,8 @@ def notify_list() -> None:
 def notify_edit(channel_id: int, name: str | None, events: str | None, name_filter: str | None,
                 enabled: bool | None) -> None:
     """Change channel CHANNEL_ID's name, events, run filter, or turn it on or off."""
+    if name is None and events is None and name_filter is None and enabled is None:
+        raise UserError("nothing to change: give --name, --events, --filter, --enable or --disable")
     body: dict[str, Any] = {"name": name, "enabled": enabled}
     if events is not None:
         body["events"] = _notify_events(events)

@@ -40,6 +40,9 @@ def test_kinds_and_ids_are_checked_by_click():
     result = runner.invoke(cli, ["notify", "test", "zero"])
     assert result.exit_code == 2 and "'zero' is not a valid integer" in result.output
     assert "webpush" not in runner.invoke(cli, ["notify", "add", "--help"]).output.split("Options")[0]
+    result = runner.invoke(cli, ["notify", "edit", "3"])  # (refused before any server is asked)
+    assert result.exit_code == 1
+    assert result.output == "hyperdash: nothing to change: give --name, --events, --filter, --enable or --disable\n"
 
 
 def hd(account, home, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
