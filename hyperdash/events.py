@@ -159,7 +159,7 @@ def check_alert(spec: Any) -> dict[str, Any]:
     if not isinstance(metric, str) or not metric.strip() or len(metric) > MAX_NAME_CHARS:
         raise ValueError(f"a rule needs 'metric', the metric's name (1 to {MAX_NAME_CHARS} characters)")
     nan = spec.get("nan", False)
-    if nan not in (True, False, None):
+    if nan is not None and type(nan) is not bool:  # (1 == True: not a test of the value)
         raise ValueError("'nan' must be true or false")
     above, below = spec.get("above"), spec.get("below")
     patience, minutes = spec.get("patience"), spec.get("minutes")

@@ -30,12 +30,13 @@ class RuleSpec(Reply):
     ``patience`` (points) and/or ``minutes`` without improvement (``mode``: ``min``, lower is
     better, or ``max``)."""
 
+    # (strict: true is not the threshold 1, nor "10" the number 10)
     metric: str = Field(description="the metric's name (it may not exist yet)")
-    nan: bool = False
-    above: float | None = None
-    below: float | None = None
-    patience: int | None = Field(None, description="no improvement for this many points")
-    minutes: float | None = Field(None, description="no improvement for this many minutes")
+    nan: bool = Field(False, strict=True)
+    above: float | None = Field(None, strict=True)
+    below: float | None = Field(None, strict=True)
+    patience: int | None = Field(None, strict=True, description="no improvement for this many points")
+    minutes: float | None = Field(None, strict=True, description="no improvement for this many minutes")
     mode: Literal["min", "max"] | None = Field(None, description="min: lower is better (default); max: higher")
 
 

@@ -165,6 +165,10 @@ def test_the_same_rule_twice_is_kept_once_and_a_rule_can_be_deleted(api):
     {"metric": "loss", "above": 1, "mode": "min"},
     {"metric": "loss", "patience": 3, "mode": "lowest"},
     {"metric": "loss", "above": "ten"},
+    {"metric": "loss", "above": True},  # not the threshold 1
+    {"metric": "loss", "below": "0.5"},
+    {"metric": "loss", "patience": 2.0},
+    {"metric": "loss", "nan": 1},
     {"metric": "loss", "nan": True, "colour": "red"},
 ])
 def test_malformed_rules_are_refused_and_change_nothing(api, spec):
