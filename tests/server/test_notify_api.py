@@ -121,6 +121,8 @@ def test_channels_are_added_listed_edited_and_removed_without_showing_secrets(cl
      "p256dh"),
     ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "events": ["exploded"]},
      "unknown event"),
+    ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "events": []},
+     "name at least one event"),
     ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "name": "a\x00b"}, "NUL"),
 ])
 def test_a_bad_channel_is_refused_with_a_clear_message_and_nothing_stored(client, body, message):

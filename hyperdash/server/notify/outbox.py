@@ -131,7 +131,10 @@ def _channel(row: Any) -> ChannelRow:
 
 
 def check_events(events: Sequence[str] | None) -> None:
-    """ValueError naming the first event that is not one of :data:`EVENTS`."""
+    """ValueError naming the first event that is not one of :data:`EVENTS`, or for no event at
+    all (a channel that wants nothing: ``None`` means the defaults)."""
+    if events is not None and not events:
+        raise ValueError(f"name at least one event (of {', '.join(EVENTS)}), or none for the defaults")
     if events is not None:
         unknown = sorted(set(events) - set(EVENTS))
         if unknown:
