@@ -131,6 +131,36 @@ def test_a_long_log_opens_at_its_tail_and_loads_older_lines_on_scroll(open_page,
     page.locator("#jump").wait_for(state="hidden")
 
 
+TOP_ROW = f"""() => {{
+    const box = document.querySelector('#log').getBoundingClientRect();
+    const row = document.elementFromPoint(box.left + 30, box.top + 4)?.closest('{ROWS}');
+    return row ? row.querySelector('.text').textContent : null;
+}}"""
+
+
+def test_older_lines_load_above_the_line_being_read(open_page, account):
+    feed = RunFeed(account, "read-back")
+    feed.lines(3000, "line {i:05d}")
+    page = open_run(open_page, account, feed)
+    shown = len(row_texts(page))
+    box = page.locator("#log").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # A reader scrolls up by the wheel, a step at a time, until older lines load above.
+    for _ in range(200):
+        before = page.evaluate(TOP_ROW)
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(60)
+        if len(row_texts(page)) > shown:
+            break
+    else:
+        raise AssertionError("no older lines loaded")
+    page.wait_for_timeout(300)
+    after = page.evaluate(TOP_ROW)
+    # The view stays where it was read, give or take the last wheel step: not thrown to the end.
+    assert abs(int(after.split()[1]) - int(before.split()[1])) <= 20, (before, after)
+    assert page.locator("#log").evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight") > 1000
+
+
 def test_a_long_line_cut_by_a_page_boundary_shows_as_one_row(open_page, account):
     feed = RunFeed(account, "long-line-at-the-boundary")
     feed.lines(1000, "line {i:05d}")

@@ -284,13 +284,15 @@ export class LogView {
   /** @param {Line[]} lines */
   prepend(lines) {
     if (!lines.length) return;
-    const height = this.scroller.scrollHeight;
+    const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
     const older = this.build(lines);
     if (this.mode !== 'search') this.joinOlderPieces(older);
     this.rows.prepend(older);
     this.minSeq = Math.min(this.minSeq, lines[0].seq);
     this.maxSeq = Math.max(this.maxSeq, lines[lines.length - 1].seq);
-    this.scroller.scrollTop += this.scroller.scrollHeight - height;
+    // The line being read stays where it was. Set from the bottom, not moved by the height
+    // added: a browser that anchors scrolling (overflow-anchor) has moved it already.
+    this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
     this.markShown();
   }
 
