@@ -39,8 +39,10 @@ def seed(account) -> RunFeed:
 
 
 def overflow(page) -> int:
-    """How many pixels the page is wider than the window (0 when nothing sticks out)."""
-    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    """How many pixels the page is wider than the window (0 when nothing sticks out). Measured
+    against the page's width, not innerWidth: a phone widens its layout viewport to content that
+    sticks out, and innerWidth with it."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
 def assert_on_screen(page, selector: str) -> None:
@@ -78,6 +80,10 @@ def test_phone_layout(open_page, account, artifacts):
     assert page.locator("#log").bounding_box()["height"] >= 0.6 * PHONE["height"]
     # The lines wrap rather than widen the page.
     assert page.locator("#log").evaluate("el => el.scrollWidth <= el.clientWidth")
+    # Each tab's label (with its count) fits its button, none running into the next.
+    tabs = page.locator(".tabs button").evaluate_all(
+        "bs => bs.map(b => [b.textContent.trim(), b.scrollWidth, b.clientWidth])")
+    assert len(tabs) >= 4 and all(inner <= outer for _, inner, outer in tabs), tabs
     page.screenshot(path=str(artifacts / "run-phone.png"))
 
     page.click(".tabs [data-tab=metrics]")
@@ -95,6 +101,13 @@ def test_phone_layout(open_page, account, artifacts):
 
     page.click(".tabs [data-tab=log]")
     assert_on_screen(page, "#log")
+
+    # The storage table is wider than a phone: it scrolls in its box, the page does not.
+    page.goto(account.server.url + "/storage")
+    page.locator("table.storage tbody tr").first.wait_for()
+    assert page.locator(".table-scroll").evaluate("s => s.scrollWidth > s.clientWidth")
+    assert overflow(page) == 0
+    page.screenshot(path=str(artifacts / "storage-phone.png"), full_page=True)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
