@@ -46,7 +46,7 @@ def wait_for_system_charts(page) -> None:
 
 
 def overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
 def test_system_metrics_have_their_own_tab_on_a_phone(open_page, account, artifacts):

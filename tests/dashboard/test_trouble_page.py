@@ -138,7 +138,7 @@ def test_the_alerts_tab_on_a_phone(open_page, account, artifacts):
     for selector in ("#firings li", "#rules li", "#rule-form button[type=submit]", "#stall-info"):
         box = page.locator(selector).first.bounding_box()
         assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"] + 0.5, selector
-    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") == 0
     page.screenshot(path=str(artifacts / "run-alerts-phone.png"), full_page=True)
     page.click(".tabs [data-tab=metrics]")
     page.locator(".chart[data-metric=loss] .alert-marker").wait_for()
@@ -162,7 +162,7 @@ def test_a_shared_link_shows_the_runs_alerts_to_read_on_a_phone(open_page, accou
     # To read: no form to add a rule, no Delete, no stall window to set.
     for selector in ("#rule-form", "#stall-form", "#stall-info", "#rules li button"):
         assert guest.locator(selector).count() == 0, selector
-    assert guest.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert guest.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
     # A rule that fires while the page is open (again, after the metric recovered) shows live.
     feed.metric("loss", 0.5, step=1)
     feed.metric("loss", 3.0, step=2)
