@@ -27,7 +27,7 @@ from .. import events as ev
 from .auth import SESSION_COOKIE, User, WrongCredentials, cookie_settings
 from .errors import NotFound, Throttled
 from .queries import find_run, log_lines, run_detail
-from .run_refs import AmbiguousRun, full_run_uuid
+from .run_refs import UUID_CHARS, AmbiguousRun, full_run_uuid, is_uuid_prefix
 from .text import is_clean
 
 __all__ = ["router", "CONTENT_SECURITY_POLICY", "LOGIN_CSRF_COOKIE", "STATIC_DIR", "TEMPLATE_DIR"]
@@ -295,6 +295,10 @@ def compare_page(request: Request, name: str = "") -> Response:
     return render(request, "compare.html", user=user, csrf_token=csrf, name=name)
 
 
+# How many times (a second apart) a run page not found looks again for a run that has just started.
+ARRIVAL_CHECKS = 10
+
+
 @router.get("/runs/{run_uuid}")
 def run_page(request: Request, run_uuid: str) -> Response:
     session = _session(request)
@@ -316,6 +320,16 @@ def run_page(request: Request, run_uuid: str) -> Response:
             # page's event stream goes on.
             tail = log_lines(conn, run_id, tail=FIRST_LINES)
     except NotFound:
+        # The address a job prints as it starts may be opened before its first word reaches
+        # the server (a second or so): for a run's id, the page looks again for a while.
+        waited = request.query_params.get("waited", "0")
+        looks = int(waited) + 1 if waited.isdigit() and int(waited) < ARRIVAL_CHECKS else None
+        if looks is not None and (is_uuid_prefix(run_uuid.lower()) or len(run_uuid) == UUID_CHARS):
+            return render(request, "not_found.html", status_code=404, user=user, csrf_token=csrf,
+                          title="Waiting for this run",
+                          message="It has not reached the server yet: a run that has just started arrives "
+                                  "within a few seconds. This page looks again every second.",
+                          refresh_to=f"/runs/{quote(run_uuid, safe='')}?waited={looks}")
         return render(request, "not_found.html", status_code=404, user=user, csrf_token=csrf,
                       title="Run not found", message="There is no such run in your account.")
     except AmbiguousRun as exc:

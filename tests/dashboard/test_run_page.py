@@ -526,12 +526,36 @@ def test_another_accounts_run_is_not_found(open_page, account, hyperdash_server)
 
     response = page.goto(account.server.url + f"/runs/{feed.uuid}")
     assert response.status == 404
+    # as for a run not here yet (this account's page waits a while for one just started) ...
+    assert page.locator("h1").inner_text() == "Waiting for this run"
+    assert "private-run" not in page.content() and "secret output" not in page.content()
+    # ... and once it has looked enough
+    response = page.goto(account.server.url + f"/runs/{feed.uuid}?waited=10")
+    assert response.status == 404
     assert page.locator("h1").inner_text() == "Run not found"
     assert "private-run" not in page.content() and "secret output" not in page.content()
     api = page.context.request
     for path in ("", "/logs?tail=10", "/logs.txt", "/metrics/loss"):
         assert api.get(account.server.url + f"/api/v1/runs/{feed.uuid}{path}").status == 404, path
     page.errors.clear()  # the 404 page is logged by the browser as a failed load
+
+
+def test_the_address_a_job_prints_opens_its_run_once_it_arrives(open_page, account):
+    feed = RunFeed(account, "just started", start=False)  # its first word not on the server yet
+    page = open_page()
+    sign_in(page, account)
+    response = page.goto(account.server.url + f"/runs/{feed.uuid[:8]}")  # as `follow this run at` gives it
+    assert response.status == 404
+    assert page.locator("h1").inner_text() == "Waiting for this run"
+    feed.send([feed.event(ev.RUN_STARTED, {"job_name": "just started", "host": "h", "pid": 1, "api": "cli_run"})])
+    feed.log("first line")
+    page.locator(ROWS, has_text="first line").wait_for(timeout=10_000)  # the page looked again, and found it
+    assert page.url.endswith(f"/runs/{feed.uuid}?waited=" + page.url.rsplit("=", 1)[1])
+    page.errors.clear()  # (the 404s are logged by the browser as failed loads)
+    # an address that is no run's id is not waited for
+    response = page.goto(account.server.url + "/runs/no-such-run")
+    assert response.status == 404 and page.locator("h1").inner_text() == "Run not found"
+    page.errors.clear()
 
 
 def test_pages_load_nothing_from_other_sites(open_page, account):
