@@ -5,6 +5,7 @@ live, escapes text, and stops at once when its link is revoked."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 from hyperdash import events as ev
 
@@ -109,9 +110,28 @@ def test_a_shared_link_works_signed_out_live_and_stops_when_revoked(open_page, a
     feed.log("after the revoke")
     guest.wait_for_timeout(2500)
     assert guest.locator(ROWS, has_text="after the revoke").count() == 0
+    # and it says so, rather than look alive and retry for ever
+    guest.locator("#run-error", has_text="This link no longer shows the run").wait_for(timeout=10_000)
     response = guest.goto(url)
     assert response.status == 404 and "Link not found" in guest.content()
     guest.errors.clear()  # (the refused reconnections are logged by the browser, as they should be)
+
+
+def test_an_open_page_of_a_run_deleted_elsewhere_says_so_and_stops(open_page, account):
+    feed = RunFeed(account, "deleted elsewhere")
+    feed.log("still here")
+    page = open_run(open_page, account, feed, PHONE, is_mobile=True, has_touch=True)
+    resp = requests.delete(account.server.url + f"/api/v1/runs/{feed.uuid}", params={"force": "true"},
+                           headers={ev.AUTH_HEADER: account.api_key}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    page.locator("#run-error", has_text="This run was deleted").wait_for(timeout=10_000)
+    shown = page.locator("#fact-duration").inner_text()
+    page.wait_for_timeout(2500)
+    assert page.locator("#fact-duration").inner_text() == shown  # its clock stopped
+    page.wait_for_timeout(4000)
+    retries = [e for e in page.errors if "404" in e]
+    page.errors.clear()  # (the refused reconnection is logged by the browser)
+    assert len(retries) <= 3, retries  # it does not go on trying
 
 
 def test_the_storage_page_shows_names_deletes_a_name_and_keeps_days(open_page, account):

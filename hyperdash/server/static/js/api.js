@@ -77,12 +77,14 @@ export async function api(path, { params, method = 'GET', body, signal } = {}) {
  * `onOpen` is called on each (re)connection. The browser reconnects by itself after a network
  * error, sending Last-Event-ID; when it gives up (the server refused the stream, or restarted),
  * this reconnects after a pause, resuming after the last event id seen (`after=`), and a lost
- * session sends the user to the sign-in page.
+ * session sends the user to the sign-in page. Before each reconnection it reads `check` (an API
+ * path: what the stream is about); when that is gone (404 or 410: a run deleted, a link
+ * revoked), it stops and calls `onGone` with the server's answer.
  * @param {string} path
  * @param {Record<string, (data: any, event: MessageEvent) => void>} handlers
- * @param {{params?: Params, onOpen?: () => void}} [options]
+ * @param {{params?: Params, onOpen?: () => void, check?: string, onGone?: (err: ApiError) => void}} [options]
  */
-export function subscribe(path, handlers, { params = {}, onOpen } = {}) {
+export function subscribe(path, handlers, { params = {}, onOpen, check = '/me', onGone } = {}) {
   let lastId = null;
   let source = null;
   let closed = false;
@@ -108,7 +110,16 @@ export function subscribe(path, handlers, { params = {}, onOpen } = {}) {
       // Wait longer after each failure, up to half a minute.
       const pause = Math.min(30000, 1000 * 2 ** failures++);
       setTimeout(async () => {
-        try { await api('/me'); } catch { /* signed out: api() moved on to the sign-in page */ }
+        try {
+          await api(check);
+        } catch (err) {
+          // (signed out: api() moved on to the sign-in page)
+          if (err instanceof ApiError && (err.status === 404 || err.status === 410)) {
+            closed = true;
+            if (onGone) onGone(err);
+            return;
+          }
+        }
         if (!closed) connect();
       }, pause);
     });

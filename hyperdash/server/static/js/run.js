@@ -78,8 +78,9 @@ function renderTrouble() {
 
 setInterval(() => { if (run) tickProgress($('run-progress'), () => run); }, 1000);
 
+let gone = false; // the run (or the link to it) is no more: nothing goes on counting
 setInterval(() => {
-  if (run && run.status === 'running') $('fact-duration').textContent = formatDuration(runDuration(run));
+  if (run && !gone && run.status === 'running') $('fact-duration').textContent = formatDuration(runDuration(run));
 }, 1000);
 
 function updateRun(changes) {
@@ -250,6 +251,13 @@ async function start() {
     params: { after: run.last_seq || 0 },
     // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
     onOpen: () => { if (connections++) trouble.load(); },
+    // A run deleted (or a shared link revoked) while the page is open: say so, follow no more.
+    check: `/runs/${encodeURIComponent(runUuid)}`,
+    onGone: (err) => {
+      showError(new Error(`${sharedView ? 'This link no longer shows the run' : 'This run was deleted'}: ` +
+                          `the page does not follow it any more (${err.message}).`));
+      gone = true;
+    },
   });
   const metrics = Object.entries(run.metrics || {});
   await Promise.all([
