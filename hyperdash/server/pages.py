@@ -323,7 +323,9 @@ def run_page(request: Request, run_uuid: str) -> Response:
         # The address a job prints as it starts may be opened before its first word reaches
         # the server (a second or so): for a run's id, the page looks again for a while.
         waited = request.query_params.get("waited", "0")
-        looks = int(waited) + 1 if waited.isdigit() and int(waited) < ARRIVAL_CHECKS else None
+        # (ASCII digits, and few: int() refuses "²" and numbers of thousands of digits)
+        count = int(waited) if waited.isascii() and waited.isdigit() and len(waited) <= 3 else ARRIVAL_CHECKS
+        looks = count + 1 if count < ARRIVAL_CHECKS else None
         if looks is not None and (is_uuid_prefix(run_uuid.lower()) or len(run_uuid) == UUID_CHARS):
             return render(request, "not_found.html", status_code=404, user=user, csrf_token=csrf,
                           title="Waiting for this run",

@@ -552,9 +552,12 @@ def test_the_address_a_job_prints_opens_its_run_once_it_arrives(open_page, accou
     page.locator(ROWS, has_text="first line").wait_for(timeout=10_000)  # the page looked again, and found it
     assert page.url.endswith(f"/runs/{feed.uuid}?waited=" + page.url.rsplit("=", 1)[1])
     page.errors.clear()  # (the 404s are logged by the browser as failed loads)
-    # an address that is no run's id is not waited for
+    # an address that is no run's id is not waited for, nor one that says it waited enough
     response = page.goto(account.server.url + "/runs/no-such-run")
     assert response.status == 404 and page.locator("h1").inner_text() == "Run not found"
+    for waited in ("10", "²", "9" * 5000, "-1"):
+        response = page.goto(account.server.url + f"/runs/{RunFeed(account, start=False).uuid}?waited={waited}")
+        assert response.status == 404 and page.locator("h1").inner_text() == "Run not found", waited
     page.errors.clear()
 
 
