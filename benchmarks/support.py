@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import requests
 
@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
 from tests.conftest import Account, ServerProcess, free_port  # noqa: E402  (the suite's real-server harness)
 
 __all__ = ["REPO", "free_port", "start_server", "stop_server", "as_installed", "reporting_server", "measured",
-           "Measurement", "load_average", "ratio_line", "uploader_cpu", "wait_for_uploaders", "cpu_seconds"]
+           "load_average", "ratio_line", "uploader_cpu", "wait_for_uploaders", "cpu_seconds"]
 
 
 def start_server(home: Path, *args: str, db_url: str | None = None,
@@ -115,19 +115,12 @@ def reporting_server(workdir: Path, sdk: Path = REPO) -> tuple[ServerProcess, Ac
     return server, account, env
 
 
-class Measurement(NamedTuple):
-    """What :func:`measured` saw of a process: wall and CPU seconds. (Not its peak memory: on
-    Linux a child's ``ru_maxrss`` is at least the RSS its parent had when it forked; a job
-    reads its own ``VmHWM``, as ``memory.py`` has it do.)"""
-
-    wall: float
-    cpu: float
-
-
 def measured(argv: Sequence[str], env: dict[str, str], stdout: int | IO[Any] | None = subprocess.DEVNULL,
-             stderr: int | IO[Any] | None = subprocess.DEVNULL, **popen: Any) -> Measurement:
+             stderr: int | IO[Any] | None = subprocess.DEVNULL, **popen: Any) -> tuple[float, float]:
     """Run ``argv`` to its end: its wall seconds (spawn to exit) and CPU seconds (user +
-    system, its children included). Raises when it fails."""
+    system, its children included). Raises when it fails. (Not its peak memory: on Linux a
+    child's ``ru_maxrss`` is at least the RSS its parent had when it forked; a job reads its
+    own ``VmHWM``, as ``memory.py`` has it do.)"""
     start = time.perf_counter()
     proc = subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, **popen)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -135,7 +128,7 @@ def measured(argv: Sequence[str], env: dict[str, str], stdout: int | IO[Any] | N
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"the benchmark's job {argv[:3]} failed with {proc.returncode}")
-    return Measurement(wall, usage.ru_utime + usage.ru_stime)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def load_average() -> str:
