@@ -214,6 +214,25 @@ def _same_subscription(row: ChannelRow, channel: Channel) -> bool:
     return row.kind == channel.kind == "webpush" and row.settings.get("endpoint") == channel.settings["endpoint"]
 
 
+def _refuse_duplicate(rows: list[ChannelRow], kind: str, settings: dict[str, Any], events: Any,
+                      name_filter: str | None, editing: int | None = None) -> None:
+    """409 when one of ``rows`` (other than channel ``editing``) already sends the same events
+    of the same runs to the same place: every notification would come twice. Settings are
+    compared as :class:`Channel` normalised them, secrets aside (a webhook's new signing secret
+    does not make its deliveries any fewer); no events are the defaults."""
+    def public(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
+        secret = CHANNEL_KINDS[kind].secret_settings
+        return {name: value for name, value in settings.items() if name not in secret}
+
+    wanted = frozenset(DEFAULT_EVENTS if events is None else events)
+    for row in rows:
+        if (row.id != editing and row.kind == kind and public(kind, row.settings) == public(kind, settings)
+                and row.name_filter == name_filter
+                and (DEFAULT_EVENTS if row.events is None else row.events) == wanted):
+            raise Conflict(f"notification channel {row.id} ({row.name}) already sends these notifications there; "
+                           "edit or remove it instead", code="duplicate_channel")
+
+
 _ID = Path(ge=1, le=MAX_ID)
 
 
@@ -246,6 +265,7 @@ def create_channel(body: NewChannel, request: Request, user: User = Depends(curr
                 update_channel(conn, row.id, now=ev.now_ms(), settings=channel.settings, name=name, events=events,
                                name_filter=name_filter, enabled=body.enabled)
                 return row.id, False
+        _refuse_duplicate(rows, body.kind, channel.settings, events, name_filter)
         if len(rows) >= MAX_CHANNELS:
             raise Conflict(f"an account may have {MAX_CHANNELS} notification channels; remove one first",
                            code="too_many_channels")
@@ -256,7 +276,7 @@ def create_channel(body: NewChannel, request: Request, user: User = Depends(curr
     return JSONReply(channel_json(request, _owned(request, user, channel_id)), status_code=201 if created else 200)
 
 
-@router.patch("/channels/{channel_id}", response_model=NotifyChannel, responses=_errors(400, 401, 404))
+@router.patch("/channels/{channel_id}", response_model=NotifyChannel, responses=_errors(400, 401, 404, 409))
 def edit_channel(body: ChannelEdit, request: Request, channel_id: int = _ID, user: User = Depends(current_user)):
     """Change a channel's name, events (null: the defaults), name filter, enabled, or settings
     (checked as when added): all of them (``settings``), or some, keeping the secrets not sent
@@ -278,7 +298,15 @@ def edit_channel(body: ChannelEdit, request: Request, channel_id: int = _ID, use
         changes["name_filter"] = _text(body.name_filter, "name_filter")
     if body.enabled is not None:
         changes["enabled"] = body.enabled
-    request.app.state.store.writer.call(lambda conn: update_channel(conn, channel_id, now=ev.now_ms(), **changes))
+
+    def save(conn: Any) -> None:
+        if set(changes) & {"settings", "events", "name_filter"}:
+            _refuse_duplicate(list_channels(conn, user.id), row.kind, changes.get("settings", row.settings),
+                              changes.get("events", row.events), changes.get("name_filter", row.name_filter),
+                              editing=channel_id)
+        update_channel(conn, channel_id, now=ev.now_ms(), **changes)
+
+    request.app.state.store.writer.call(save)
     return channel_json(request, _owned(request, user, channel_id))
 
 

@@ -362,3 +362,38 @@ def test_test_notifications_and_the_push_subject_use_the_public_address(client, 
     vapid = stored_vapid_keys(client.app.state.store)
     claims = verify_vapid(receiver.last.headers["authorization"], vapid, receiver.base)
     assert claims["sub"] == "https://hd.example.com"
+
+
+def test_a_channel_that_would_send_everything_twice_is_refused(client):
+    owner, other = Api(client), Api(client)
+    hook = {"kind": "webhook", "settings": {"url": "https://example.com/hook", "secret": "s" * 24}}
+    first = client.post(CHANNELS, headers=owner.headers, json=hook)
+    assert first.status_code == 201, first.text
+    before = stored_channels(client)
+    # The same place and events, as given, with the defaults named, or with another signing secret
+    # (as `hyperdash notify add` makes one each time): every notification would come twice.
+    for body in (hook, {**hook, "name": "again"},
+                 {**hook, "events": ["failure", "killed", "lost", "stalled"]},
+                 {**hook, "settings": {**hook["settings"], "url": "https://example.com/hook "}},
+                 {**hook, "settings": {**hook["settings"], "secret": "t" * 24}}):
+        resp = client.post(CHANNELS, headers=owner.headers, json=body)
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["code"] == "duplicate_channel"
+        assert f"channel {first.json()['id']} (webhook)" in resp.json()["message"]
+    assert stored_channels(client) == before
+    # What differs in what it sends, which runs, or where, is a channel of its own; another
+    # account's channel is no duplicate.
+    for body in ({**hook, "events": ["failure"]}, {**hook, "name_filter": "prod*"},
+                 {**hook, "settings": {**hook["settings"], "url": "https://example.com/other"}}):
+        assert client.post(CHANNELS, headers=owner.headers, json=body).status_code == 201
+    assert client.post(CHANNELS, headers=other.headers, json=hook).status_code == 201
+    # An edit that would make one channel another's copy is refused too, and changes nothing.
+    mine = client.get(CHANNELS, headers=owner.headers).json()["channels"]
+    narrow = next(c for c in mine if c["events"] == ["failure"])
+    before = stored_channels(client)
+    resp = client.patch(f"{CHANNELS}/{narrow['id']}", headers=owner.headers, json={"events": None})
+    assert resp.status_code == 409, resp.text
+    assert stored_channels(client) == before
+    # Editing a channel without making it a copy (its name, or itself as it is) is fine.
+    for edit in ({"name": "narrow"}, {"events": ["failure"]}):
+        assert client.patch(f"{CHANNELS}/{narrow['id']}", headers=owner.headers, json=edit).status_code == 200
