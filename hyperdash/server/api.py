@@ -158,6 +158,7 @@ class Run(Reply):
     stop: StopRequest | None
     stalled_since: str | None = Field(description="set while a running run is stalled: when its job last "
                                       "made progress (output, a metric or a param)")
+    archived: bool = Field(description="archived: left out of the default lists (archived=only lists it)")
 
 
 class RunPage(Reply):

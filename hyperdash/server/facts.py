@@ -23,7 +23,8 @@ from .batch import Line, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
            "LinesStored", "PointsStored", "ParamsStored", "Param", "ProgressChanged", "StopRequested",
-           "RunStalled", "RunResumed", "RuleFired", "RunDeleted", "RUN_FACTS", "FACT_TYPES", "to_json", "from_json"]
+           "RunStalled", "RunResumed", "RuleFired", "RunDeleted", "RunArchived", "RUN_FACTS", "FACT_TYPES",
+           "to_json", "from_json"]
 
 
 class RunState(msgspec.Struct, frozen=True):
@@ -50,6 +51,7 @@ class RunState(msgspec.Struct, frozen=True):
     stop_by: str | None = None
     stop_via: str | None = None
     stalled_since: int | None = None  # when a running run stalled (server/stalls.py), else None
+    archived_at: int | None = None  # when the run was archived (out of the default lists), else None
 
 
 class Fact(msgspec.Struct, frozen=True, tag_field="kind", tag=True):
@@ -170,9 +172,15 @@ class RunDeleted(Fact, frozen=True):
     """The run was deleted (by its owner, or by the retention rule): it is gone from every view."""
 
 
+class RunArchived(Fact, frozen=True):
+    """The run was archived (out of the default lists), or brought back (``run.archived_at`` None)."""
+
+    run: RunState
+
+
 # Facts about the run as a whole: each carries ``run``, the run as it stands after the commit.
 RUN_FACTS = (RunCreated, RunStarted, RunEnded, RunLost, RunBack, ProgressChanged, StopRequested, RunStalled,
-             RunResumed)
+             RunResumed, RunArchived)
 FACT_TYPES = (*RUN_FACTS, LinesStored, PointsStored, ParamsStored, RuleFired, RunDeleted)
 _ANY_FACT = list[Union[FACT_TYPES]]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 _ENCODER = msgspec.json.Encoder()

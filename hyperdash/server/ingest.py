@@ -233,7 +233,7 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
         new = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
                "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
                "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0,
-               "last_progress_at": now, "stall_after_ms": None, "stalled_since": None}
+               "last_progress_at": now, "stall_after_ms": None, "stalled_since": None, "archived_at": None}
         # (another process may create the same run meanwhile: then its row is the run)
         run_id = conn.execute(insert_ignoring(conn, runs).values(**new).returning(runs.c.id)).scalar()
         if run_id is None:

@@ -6,15 +6,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import BigInteger, case, cast, func, select, update
+from sqlalchemy.engine import Connection
 
 from .. import events as ev
 from .api import Reply, _errors, _state
 from .auth import User, current_user
 from .deletion import Deleted, RunStillRunning, mark_deleted, not_deleted, purge_step
 from .errors import NotFound
+from .facts import RunArchived
+from .ingest import Stored
 from .queries import find_run
 from .retention import account_keep_days, checked_keep_days, set_account_keep_days
 from .run_refs import full_run_uuid
+from .stalls import run_state
 from .store import runs
 from .text import checked
 from .views import JSONReply
@@ -109,9 +113,23 @@ def delete_named_runs(request: Request,
 def _set_archived(request: Request, user: User, run_uuid: str, archived: bool) -> dict:
     row = _run_of(request, user, run_uuid)
     when = ev.now_ms() if archived else None
-    _state(request).store.writer.call(lambda conn: conn.execute(
-        update(runs).where(runs.c.id == row.id, runs.c.archived_at.is_(None) if archived else
-                           runs.c.archived_at.is_not(None)).values(archived_at=when)))
+
+    state = _state(request)
+
+    def job(conn: Connection) -> Stored:
+        changed = conn.execute(update(runs).where(
+            runs.c.id == row.id, runs.c.archived_at.is_(None) if archived else runs.c.archived_at.is_not(None),
+        ).values(archived_at=when)).rowcount
+        if not changed:
+            return Stored(0, 0, [])
+        cached = state.run_cache.runs.get((user.id, row.uuid))  # (the writer's copy, kept true)
+        if cached is not None:
+            cached["archived_at"] = when
+        # Announced, so that the pages open elsewhere take the run out of their list, or back in.
+        fresh = find_run(conn, user.id, row.uuid)  # (as it stands in this transaction)
+        return Stored(0, 0, [RunArchived(user.id, row.id, row.uuid, run_state(fresh._asdict()))])
+
+    state.store.writer.call(job)
     return {"uuid": row.uuid, "archived": archived}
 
 

@@ -52,6 +52,7 @@ def run_json(run: Fields) -> dict:
         "last_seq": run["max_seq"],
         # a condition of a running run (server/stalls.py): when its job last made progress
         "stalled_since": iso(run["stalled_since"]) if run["status"] == "running" else None,
+        "archived": run["archived_at"] is not None,
         **trouble_json(run),
     }
 

@@ -77,6 +77,52 @@ def test_archiving_from_the_run_page_and_the_archived_filter(open_page, account)
     assert "archived=only" in page.url
 
 
+def test_archiving_elsewhere_shows_at_once_on_the_pages_open(open_page, account):
+    running = RunFeed(account, "archived while it runs")
+    running.log("working")
+    done = RunFeed(account, "archived when done")
+    done.end()
+    RunFeed(account, "never archived").end()
+    run_page = open_run(open_page, account, running)
+    listing = open_page()
+    sign_in(listing, account)
+    listing.locator(".group h2", has_text="archived while it runs").wait_for()
+    shelf = open_page()
+    sign_in(shelf, account, "/?archived=only")
+    shelf.locator("#runs-no-match").wait_for()
+
+    def names(page) -> list[str]:
+        return sorted(page.locator(".group h2").all_inner_texts())
+
+    def archive(feed, method: str = "POST") -> None:  # as the command line or another tab does
+        resp = account.server.session.request(method, f"{account.server.url}/api/v1/runs/{feed.uuid}/archive",
+                                              headers={ev.AUTH_HEADER: account.api_key}, timeout=10)
+        assert resp.status_code == 200, resp.text
+
+    archive(running)
+    archive(done)
+    wait_until(listing, "document.querySelectorAll('.group').length === 1")
+    assert names(listing) == ["never archived"]
+    wait_until(shelf, "document.querySelectorAll('.group').length === 2")
+    assert names(shelf) == ["archived when done", "archived while it runs"]
+    wait_until(run_page, "document.getElementById('archive').getAttribute('aria-pressed') === 'true'")
+    assert run_page.locator("#archive").inner_text() == "Unarchive"
+    # The archived run goes on: what it does next keeps it out of the default list.
+    running.log("still working")
+    running.end()
+    wait_until(shelf, "document.querySelectorAll('.badge[data-status=success]').length === 2")
+    wait_until(run_page, "document.querySelector('#run-status .badge[data-status=success]')")
+    assert names(listing) == ["never archived"]
+    # Brought back: into the default list, out of the archived one, and the button says so.
+    archive(done, "DELETE")
+    wait_until(listing, "document.querySelectorAll('.group').length === 2")
+    assert names(listing) == ["archived when done", "never archived"]
+    wait_until(shelf, "document.querySelectorAll('.group').length === 1")
+    archive(running, "DELETE")
+    wait_until(run_page, "document.getElementById('archive').getAttribute('aria-pressed') === 'false'")
+    assert run_page.locator("#archive").inner_text() == "Archive"
+
+
 def test_a_shared_link_works_signed_out_live_and_stops_when_revoked(open_page, account):
     feed = RunFeed(account, HOSTILE)
     feed.log("first shared line", HOSTILE)

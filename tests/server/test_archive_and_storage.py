@@ -27,6 +27,9 @@ def test_an_archived_run_leaves_the_default_list_until_unarchived(api, client):
     assert listed(api, archived="only") == [b]
     assert listed(api, archived="all") == [b, a]
     assert api.json(f"/api/v1/runs/{b}")["uuid"] == b  # still whole
+    # Every view of a run says whether it is archived.
+    assert api.json(f"/api/v1/runs/{b}")["archived"] is True and api.json(f"/api/v1/runs/{a}")["archived"] is False
+    assert [r["archived"] for r in api.json("/api/v1/runs", archived="all")["runs"]] == [True, False]
     assert len(api.lines(b)) == 3
     assert client.post(f"/api/v1/runs/{b}/archive", headers=api.headers).status_code == 200  # twice: the same
 
@@ -34,6 +37,7 @@ def test_an_archived_run_leaves_the_default_list_until_unarchived(api, client):
     assert resp.status_code == 200 and resp.json() == {"uuid": b, "archived": False}
     assert listed(api) == [b, a]
     assert listed(api, archived="only") == []
+    assert api.json(f"/api/v1/runs/{b}")["archived"] is False
 
 
 def test_archiving_is_refused_to_others_and_for_bad_input(api, client):

@@ -92,6 +92,8 @@ function updateRun(changes) {
     notifyRunEnded(run, STATUS_LABELS[run.status] || run.status, formatDuration(runDuration(run)));
   }
   setUpNotifyButton($('notify'), run);
+  // (for the owner's actions, runactions.js, which a shared page does not load: archived elsewhere)
+  document.dispatchEvent(new CustomEvent('hyperdash:run', { detail: run }));
 }
 
 // --- params -------------------------------------------------------------------------------------

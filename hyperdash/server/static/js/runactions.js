@@ -58,18 +58,30 @@ deleteButton.addEventListener('click', async () => {
 // --- archive --------------------------------------------------------------------------------------
 
 const archive = $('archive');
+
+/** @param {boolean} archived */
+function showArchived(archived) {
+  archive.setAttribute('aria-pressed', String(archived));
+  archive.textContent = archived ? 'Unarchive' : 'Archive';
+}
+
 archive.addEventListener('click', async () => {
   const archived = archive.getAttribute('aria-pressed') === 'true';
   archive.setAttribute('aria-busy', 'true');
   try {
     const reply = await api(path + '/archive', { method: archived ? 'DELETE' : 'POST' });
-    archive.setAttribute('aria-pressed', String(reply.archived));
-    archive.textContent = reply.archived ? 'Unarchive' : 'Archive';
+    showArchived(reply.archived);
   } catch (err) {
     showError($('run-error'), err);
   } finally {
     archive.removeAttribute('aria-busy');
   }
+});
+
+// Archived or brought back elsewhere (another tab, the command line): the run's page follows.
+document.addEventListener('hyperdash:run', (event) => {
+  const run = /** @type {CustomEvent} */ (event).detail;
+  if (run && typeof run.archived === 'boolean') showArchived(run.archived);
 });
 
 // --- share ----------------------------------------------------------------------------------------

@@ -177,7 +177,14 @@ let connections = 0;
 subscribe('/events', {
   run(run) {
     if (!run || !run.uuid) return;
-    if (archivedBox.checked && !runs.has(run.uuid)) return; // (a new run is not archived)
+    // Archived (or brought back) elsewhere: out of this list; a run the other list holds stays out.
+    if (Boolean(run.archived) !== archivedBox.checked) {
+      if (runs.delete(run.uuid)) {
+        announced.delete(run.uuid);
+        render();
+      }
+      return;
+    }
     runs.set(run.uuid, { ...(runs.get(run.uuid) || {}), ...run });
     announced.set(run.uuid, runs.get(run.uuid));
     render();
