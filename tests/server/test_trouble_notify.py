@@ -4,10 +4,11 @@ rule in words), through the real subscriber, outbox and webhook delivery."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
-from server_helpers import Api, env
+from server_helpers import Api, env, log
 from sqlalchemy import select
 from test_notify_channels import Receiver
 from test_notify_outbox import FAST, stored_run, user_id, wait_for
@@ -120,3 +121,45 @@ def test_a_rule_that_fires_twice_in_one_batch_is_told_twice_and_each_firing_once
                           run_state)
         assert subscriber.consider(uid, run_id, RULE, run_state, rule=again) == 0
     assert kinds() == ["rule", "rule", "ended"]
+
+
+def test_a_stall_undone_within_the_hold_is_told_to_nobody_and_a_runs_stalls_once_an_hour(make_client):
+    receiver = Receiver()
+    try:
+        client = make_client(notify=FAST.__class__(**{**FAST.__dict__, "hold_s": 1.0}), stall_after=60)
+        api = Api(client)
+        uid = user_id(client, api)
+        store = client.app.state.store
+        settings = {"url": receiver.base + "/in", "secret": generate_secret()}
+        store.writer.call(lambda conn: add_channel(conn, uid, "webhook", "hook", settings, now=events.now_ms(),
+                                                   events=["stalled"]))
+        run = str(uuid.uuid4())
+        api.ok([env(events.RUN_STARTED, run, {"job_name": "pauses now and then"}, seq=1)])
+
+        def stall() -> None:  # (as the server's sweep finds it, a window's length on)
+            later = events.now_ms() + 61_000
+            store.writer.call(lambda conn: mark_stalled(conn, later, 60_000, client.app.state.run_cache))
+
+        def told() -> list[tuple[str, str]]:
+            with store.read() as conn:
+                return [tuple(r) for r in conn.execute(select(notify_outbox.c.kind, notify_outbox.c.state)
+                                                       .order_by(notify_outbox.c.id))]
+
+        # The job goes on within the hold: nobody hears of that stall.
+        stall()
+        api.ok([log(run, 2, "evaluating done, training again")])
+        wait_for(lambda: told() == [("stalled", "coalesced")], what="the stall made moot")
+        time.sleep(1.5)
+        assert receiver.requests == []
+        # A stall that lasts is told, once.
+        stall()
+        wait_for(lambda: len(receiver.requests) == 1, what="the lasting stall told")
+        assert json.loads(receiver.requests[0].body)["event"] == "run.stalled"
+        # The job goes on, and stalls again within the hour: not told again.
+        api.ok([log(run, 3, "training again")])
+        stall()
+        time.sleep(1.5)
+        assert len(receiver.requests) == 1
+        assert told() == [("stalled", "coalesced"), ("stalled", "delivered")]
+    finally:
+        receiver.close()

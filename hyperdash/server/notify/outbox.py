@@ -57,10 +57,13 @@ class NotifyConfig:
 
     ``base_url``: the dashboard's public address, for the link to the run (``HYPERDASH_PUBLIC_URL``).
     ``long_run_s``: by default, success is told only of runs longer than this. ``tail_lines``: the
-    lines of output sent. ``hold_s``: lost and back wait this long, so that a flapping run sends
-    nothing. ``lease_s``: how long a claimed row is one worker's (longer than a delivery's
-    timeout); after it, another worker sends the row again. ``backoff_s`` doubles per attempt up
-    to ``max_backoff_s``; a row is given up after ``max_attempts`` or ``give_up_after_s``.
+    lines of output sent. ``hold_s``: lost, back and stalled wait this long, so that a flapping run
+    sends nothing (a stall that the job's progress undoes within it is not told).
+    ``stall_repeat_s``: a run's stalls are told to a channel once in this long at most (a job
+    whose natural pauses come close to its stall window would otherwise send one at each).
+    ``lease_s``: how long a claimed row is one worker's (longer than a delivery's timeout); after
+    it, another worker sends the row again. ``backoff_s`` doubles per attempt up to
+    ``max_backoff_s``; a row is given up after ``max_attempts`` or ``give_up_after_s``.
     ``rate_limit`` deliveries per channel per ``rate_window_s``, the rest wait; at most
     ``in_flight_per_channel`` of a channel's at once (a slow receiver holds no more slots). ``poll_s``: how
     often the worker looks for due rows when nothing wakes it. ``deliveries``: deliveries at
@@ -75,6 +78,7 @@ class NotifyConfig:
     long_run_s: float = 300.0
     tail_lines: int = 20
     hold_s: float = 30.0
+    stall_repeat_s: float = 3600.0
     lease_s: float = 120.0
     backoff_s: float = 10.0
     max_backoff_s: float = 3600.0
@@ -250,25 +254,32 @@ _COLUMNS = ("channel_id", "run_id", "key", "kind", "notification", "state", "att
 
 
 def enqueue(conn: Connection, channel_id: int, run_id: int | None, n: Notification, *, now: int,
-            hold_ms: int = 0) -> bool:
+            hold_ms: int = 0, stall_repeat_ms: int = 0) -> bool:
     """Queue ``n`` for one channel (see :func:`enqueue_many`); True if queued."""
-    return enqueue_many(conn, [channel_id], run_id, n, now=now, hold_ms=hold_ms) == 1
+    return enqueue_many(conn, [channel_id], run_id, n, now=now, hold_ms=hold_ms, stall_repeat_ms=stall_repeat_ms) == 1
 
 
 def enqueue_many(conn: Connection, channel_ids: Sequence[int], run_id: int | None, n: Notification, *,
-                 now: int, hold_ms: int = 0) -> int:
+                 now: int, hold_ms: int = 0, stall_repeat_ms: int = 0) -> int:
     """Queue ``n`` for each channel, once (a second call with the same key does nothing); how
-    many were queued to be sent. Lost and back are held ``hold_ms`` before they are sent, so that
-    a run flapping between them within that window sends nothing: the new event and the unsent
-    one it undoes both become ``coalesced``. A few statements whatever the number of channels."""
+    many were queued to be sent. Lost, back and stalled are held ``hold_ms`` before they are
+    sent, so that a run flapping within that window sends nothing: a lost and the back that
+    undoes it both become ``coalesced``, and so does a stall the run resumed from
+    (:func:`moot_stall`). A stall is not queued for a channel told of one of the same run in the
+    last ``stall_repeat_ms``. A few statements whatever the number of channels."""
     if not channel_ids:
         return 0
     taken = set(conn.execute(select(notify_outbox.c.channel_id).where(
         notify_outbox.c.channel_id.in_(channel_ids), notify_outbox.c.key == n.key)).scalars())
+    if n.kind == STALLED and run_id is not None and stall_repeat_ms > 0:
+        taken.update(conn.execute(select(notify_outbox.c.channel_id).where(
+            notify_outbox.c.channel_id.in_(channel_ids), notify_outbox.c.run_id == run_id,
+            notify_outbox.c.kind == STALLED, notify_outbox.c.state != COALESCED,
+            notify_outbox.c.created_at > now - stall_repeat_ms)).scalars())
     fresh = [c for c in dict.fromkeys(channel_ids) if c not in taken]
     if not fresh:
         return 0
-    due = now + (hold_ms if n.kind in (LOST, BACK) else 0)
+    due = now + (hold_ms if n.kind in (LOST, BACK, STALLED) else 0)
     undone: set[int] = set()
     if run_id is not None and n.kind in _MOOTED_BY:
         moot = and_(notify_outbox.c.channel_id.in_(fresh), notify_outbox.c.run_id == run_id,
@@ -283,6 +294,15 @@ def enqueue_many(conn: Connection, channel_ids: Sequence[int], run_id: int | Non
     insert_many(conn, notify_outbox, _COLUMNS, [
         (c, run_id, n.key, n.kind, data, COALESCED if c in undone else PENDING, 0, due, now) for c in fresh])
     return len(fresh) - len(undone)
+
+
+def moot_stall(conn: Connection, run_id: int) -> int:
+    """The run made progress again: its stall notifications not sent yet (held, see
+    :func:`enqueue_many`) become ``coalesced``; how many."""
+    return conn.execute(update(notify_outbox).where(
+        notify_outbox.c.run_id == run_id, notify_outbox.c.kind == STALLED, notify_outbox.c.state == PENDING,
+        notify_outbox.c.attempts == 0,
+    ).values(state=COALESCED, last_detail="made moot: the run made progress again")).rowcount
 
 
 def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_limit: int,

@@ -30,11 +30,11 @@ from ...events import FINAL_STATUSES, now_ms
 from ...events import LOST as LOST_STATUS
 from ..deletion import is_deleted, not_deleted
 from ..errors import Unavailable
-from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunStalled, RunState
+from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunResumed, RunStalled, RunState
 from ..queries import log_lines
 from ..store import Store, runs
 from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
-from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue_many, wants
+from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue_many, moot_stall, wants
 
 __all__ = ["OutboxSubscriber", "notification_for"]
 
@@ -103,6 +103,11 @@ class OutboxSubscriber:
             self.consider(fact.user_id, fact.run_id, BACK, fact.run)
         elif isinstance(fact, RunStalled):
             self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
+        elif isinstance(fact, RunResumed):  # (a stall still held is told to nobody)
+            try:
+                self.store.writer.call(lambda conn: moot_stall(conn, fact.run_id))
+            except Unavailable:  # shutting down: the held row is sent, as it would be a moment later
+                pass
         elif isinstance(fact, RuleFired):
             self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact)
 
@@ -131,7 +136,8 @@ class OutboxSubscriber:
         try:
             queued = self.store.writer.call(
                 lambda c: 0 if is_deleted(c, user_id, run.uuid)  # (deleted while this fact waited)
-                else enqueue_many(c, [ch.id for ch in targets], run_id, n, now=now, hold_ms=hold_ms))
+                else enqueue_many(c, [ch.id for ch in targets], run_id, n, now=now, hold_ms=hold_ms,
+                                  stall_repeat_ms=int(self.config.stall_repeat_s * 1000)))
         except Unavailable:  # shutting down: the next start's scan queues it
             log.info("not queued, the server is stopping: %s of run %s", n.event, run.uuid)
             return 0
