@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol, TextIO
 
-from .channel import open_channel, same_destination, wait_until_drained
+from .channel import follow_file, open_channel, same_destination, wait_until_drained
 from .pump import OutputSink, Pump
 
 __all__ = [
@@ -76,13 +76,21 @@ class FdCapture:
     def start(self) -> FdCapture:
         _flush_std_streams()
         merge = same_destination(1, 2) if self.merge_streams is None else self.merge_streams
-        channels: list[tuple[int, int, str]] = []  # (read_fd, terminal_fd, stream)
+        channels: list[tuple[int, int | None, str]] = []  # (read_fd, terminal_fd, stream)
+        followed: list[int] = []
         try:
             for fd, stream in ((1, "stdout"), (2, "stderr")):
                 saved = os.dup(fd)
                 self._saved.append((fd, saved))
                 if merge and channels:  # descriptor 2 shares descriptor 1's channel
                     os.dup2(1, fd)
+                    continue
+                # A file (> out.log) the job goes on writing itself, at no cost to its writes:
+                # the pump reads what it adds. (Same bytes, same order: no copy to make.)
+                read_fd = follow_file(fd)
+                if read_fd is not None:
+                    followed.append(read_fd)
+                    channels.append((read_fd, None, stream))
                     continue
                 read_fd, write_fd = open_channel(saved)
                 os.dup2(write_fd, fd)
@@ -95,7 +103,7 @@ class FdCapture:
             self.run.warn("capture", f"output is not captured: {exc}")
             return self
         self.run.console_fd = self._saved[1][1]
-        self._pump = Pump(self.run, channels, follow_resizes=True)
+        self._pump = Pump(self.run, channels, follow_resizes=True, followed=followed)
         self._pump.start()
         _drain_at_os_exit(self)
         return self

@@ -20,6 +20,7 @@ from collections.abc import Container, Sequence
 
 __all__ = [
     "open_channel",
+    "follow_file",
     "same_destination",
     "copy_window_size",
     "PtyWindow",
@@ -52,6 +53,33 @@ def open_channel(like_fd: int) -> tuple[int, int]:
     widen_pipe(write_fd)
     os.set_blocking(read_fd, False)
     return read_fd, write_fd
+
+
+def follow_file(fd: int) -> int | None:
+    """Where ``fd`` writes to a regular file (``> out.log``): a descriptor of its own that reads
+    that file from where ``fd`` writes next (a new open of it: its offset is its own), so that the
+    file can be read after its writer rather than stand behind a channel; else None (not a
+    regular file, not Linux, or the file cannot be read)."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        # (an appending writer's offset says nothing: it writes at the end, wherever that is)
+        start = os.fstat(fd).st_size if _appends(fd) else os.lseek(fd, 0, os.SEEK_CUR)
+        read_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # (no /proc: not Linux; a file opened write-only that we may not read)
+        return None
+    try:
+        os.lseek(read_fd, start, os.SEEK_SET)
+    except OSError:
+        os.close(read_fd)
+        return None
+    return read_fd
+
+
+def _appends(fd: int) -> bool:
+    import fcntl
+
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
 
 
 def same_destination(fd_a: int, fd_b: int) -> bool:

@@ -449,7 +449,8 @@ def monitor_stdin(
     (``stall_after``: its stall window in seconds, None for the server's).
 
     Ends with ``success`` at end of input (exit 0); on SIGINT with ``user_canceled`` (130), on
-    SIGTERM or SIGHUP with ``killed`` (128+N), after taking what was already written.
+    SIGTERM or SIGHUP with ``killed`` (128+N), after taking what was already written; when the
+    reader of standard output goes away, with ``killed`` by SIGPIPE (141), as ``cat`` would end.
     """
     from .pump import Pump
     from .run import Run
@@ -483,6 +484,14 @@ def monitor_stdin(
             info = signal.sigtimedwait(stopping, 0)
             received = info.si_signo if info else None
         pump.stop(0.5)
+        if received is None and pump.reader_gone:
+            # The reader of standard output went away (| head): as cat would, stop, and let
+            # the writer of the input meet its own SIGPIPE now rather than at this exit.
+            try:
+                os.close(0)
+            except OSError:
+                pass
+            received = signal.SIGPIPE
     if received is None:
         run.end(events.SUCCESS, exit_code=0)
         return 0

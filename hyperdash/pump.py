@@ -13,7 +13,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .channel import PtyWindow, follow_window_sizes, isatty, pipe_size
@@ -51,6 +51,9 @@ GATHER_PAUSE = 0.03  # (a step of 2 ms: fifteen lines a wake-up; stop() cuts a p
 STEADY_PAUSE = 0.2
 STEADY_LINES = 5  # lines in one read, at least
 STEADY_ROOM = 256 * 1024  # bytes the pipe holds, at least
+# A followed file (see Pump's ``followed``) is looked at this often for what its writer added:
+# a look is one read that finds nothing, and the writer never waits for it.
+FOLLOW_INTERVAL = 0.02
 
 
 class OutputSink(Protocol):
@@ -60,21 +63,19 @@ class OutputSink(Protocol):
         """Take raw output bytes of ``stream`` (``"stdout"`` or ``"stderr"``); never raise."""
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """Write every byte to ``fd``; False when it cannot take them any more."""
+def _write_all(fd: int, data: bytes) -> OSError | None:
+    """Write every byte to ``fd``; the error when it cannot take them any more."""
     view = memoryview(data)
     while view:
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:
-            import select
-
             select.select([], [fd], [], 1.0)
         except InterruptedError:
             continue
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc
+    return None
 
 
 class Pump(threading.Thread):
@@ -82,7 +83,10 @@ class Pump(threading.Thread):
     to ``terminal_fd`` at once (``None``: nowhere) and to ``run.write(stream, chunk)``.
 
     A descriptor that cannot be polled (a regular file, ``/dev/null``) is always ready: its
-    reads never wait, so it is simply read until end of file.
+    reads never wait, so it is simply read until end of file. The ``followed`` descriptors are
+    regular files that the job writes to itself (see :func:`~hyperdash.channel.follow_file`):
+    their end of file means nothing new yet, and they are read every :data:`FOLLOW_INTERVAL`
+    until :meth:`stop`, then to their end.
     The read descriptors belong to the pump, which closes them when done. With
     ``follow_resizes``, a channel that is a pty standing in for a terminal takes each new window
     size of that terminal, within a fraction of a second. Each channel's bytes keep their order;
@@ -91,10 +95,11 @@ class Pump(threading.Thread):
     """
 
     def __init__(self, run: OutputSink, channels: Sequence[tuple[int, int | None, str]],
-                 name: str = "hyperdash-pump", follow_resizes: bool = False):
+                 name: str = "hyperdash-pump", follow_resizes: bool = False, followed: Collection[int] = ()):
         super().__init__(name=name, daemon=True)
         self.sink = run
         self.channels = list(channels)
+        self._followed = set(followed)
         self.follow_resizes = follow_resizes
         self._stopping = False
         self._stopped = threading.Event()  # set by stop(): a pause in progress ends at once
@@ -107,6 +112,8 @@ class Pump(threading.Thread):
         self._wake_lock = threading.Lock()  # (so that no byte goes to a descriptor closed meanwhile)
         #: called by the thread as it ends (after the last chunk went on)
         self.on_end: Callable[[], None] | None = None
+        #: whether a channel was closed because the reader of its destination went away
+        self.reader_gone = False
         self._open: dict[int, tuple[int | None, str]] = {}
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
@@ -155,11 +162,19 @@ class Pump(threading.Thread):
                     next_resize_check = time.monotonic() + RESIZE_CHECK_INTERVAL
                     follow_window_sizes(resizes, self._open)
                 for read_fd in list(unpolled):
-                    if self._pump(read_fd, None) < 0:
+                    # (a followed file is read on while reads come back full: its writer never
+                    # waits for the pump, which must keep up, not fall a read behind each look)
+                    while (size := self._pump(read_fd, None)) == CHUNK_SIZE and read_fd in self._followed:
+                        pass
+                    if size < 0:
                         unpolled.remove(read_fd)
+                # (only followed files left unpolled: they are looked at again in a moment)
+                following = bool(unpolled) and not self._stopping and self._followed.issuperset(unpolled)
                 if not selector.get_map():
+                    if following:
+                        self._stopped.wait(FOLLOW_INTERVAL)
                     continue
-                ready = selector.select(0 if self._stopping or unpolled else 0.2)
+                ready = selector.select(FOLLOW_INTERVAL if following else 0 if self._stopping or unpolled else 0.2)
                 if not ready and self._stopping and not unpolled:
                     break
                 for key, _ in ready:
@@ -218,6 +233,9 @@ class Pump(threading.Thread):
     def _pump(self, read_fd: int, selector: selectors.BaseSelector | None) -> int:
         """Move one chunk of ``read_fd`` on: its size, 0 when nothing was waiting, -1 at its
         end of file (then it is closed)."""
+        # (taken before the read: a followed file's end means its last bytes only once a stop
+        # came before the read that found it, not while the job may still be writing them)
+        final = self._stopping
         try:
             # Into a buffer kept warm, then copied: a fresh buffer for each read would take its
             # page faults inside the read, while the kernel holds the pipe the job writes to.
@@ -235,12 +253,22 @@ class Pump(threading.Thread):
                 raise
             data = b""
         if not data:
+            if read_fd in self._followed and not final:
+                return 0  # (its writer has written nothing more yet)
             self._end(read_fd, selector)
             return -1
         terminal_fd, stream = self._open[read_fd]
-        if terminal_fd is not None and not _write_all(terminal_fd, data):
-            self._open[read_fd] = (None, stream)
+        error = _write_all(terminal_fd, data) if terminal_fd is not None else None
+        if error is not None:
+            self._open[read_fd] = (None, stream)  # (the run goes on taking what comes)
         self.sink.write(stream, data)
+        if error is not None and error.errno == errno.EPIPE:
+            # Its reader went away (``| head``): the channel closes, so that the job's next write
+            # to it fails as a write to that pipe would have (SIGPIPE), rather than its output
+            # going on, unseen, for as long as it runs.
+            self.reader_gone = True
+            self._end(read_fd, selector)
+            return -1
         if ended:
             self._end(read_fd, selector)
             return -1

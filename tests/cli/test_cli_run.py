@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import signal
 import struct
 import subprocess
@@ -404,3 +405,38 @@ def test_a_script_without_a_shebang_runs_under_sh_as_a_shell_would_run_it(accoun
                             stdin=subprocess.DEVNULL, timeout=60)
     assert result.returncode == 126
     assert result.stderr.decode().splitlines()[-1] == f"hyperdash: cannot execute (not a program): {binary}"
+
+
+def _into_head(command: str, env: dict) -> tuple[list[str], float]:
+    """Run the shell pipeline ``command | head -1`` (bounded); the exit statuses of its parts
+    (bash's PIPESTATUS) and how long it took."""
+    started = time.monotonic()
+    result = subprocess.run(["bash", "-c", command + ' | head -1 >/dev/null; echo "${PIPESTATUS[*]}"'],
+                            capture_output=True, text=True, env=env, timeout=60)
+    return result.stdout.split(), time.monotonic() - started
+
+
+FOREVER = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.01; done"
+
+
+def test_a_reader_that_goes_away_ends_the_job_as_it_would_without_hyperdash(account, hyperdash_home):
+    env = account.sdk_env(hyperdash_home)
+    hd = " ".join(HYPERDASH)
+    # Without hyperdash the writer dies of SIGPIPE (141) at its next write; so it does with it.
+    assert _into_head(f"sh -c '{FOREVER}'", env)[0] == ["141", "0"]
+    statuses, took = _into_head(f"{hd} run -n 'into head' -- sh -c '{FOREVER}'", env)
+    assert statuses == ["141", "0"] and took < 30
+    run = account.wait_for_run("into head", "killed", timeout=30)
+    assert (run["signal"], run["exit_code"]) == ("SIGPIPE", 141)
+    assert texts(account.logs(run["uuid"]))[0] == "line 0"
+    # hyperdash pipe stops as cat would, and the writer of its input meets its own SIGPIPE.
+    statuses, took = _into_head(f"sh -c '{FOREVER}' | {hd} pipe -n 'piped into head'", env)
+    assert statuses == ["141", "141", "0"] and took < 30
+    assert account.wait_for_run("piped into head", "killed", timeout=30)["exit_code"] == 141
+    # In Python code, the job's print fails as it would (BrokenPipeError), and the run says so.
+    code = ("from hyperdash import monitor\n@monitor('printed into head')\ndef job():\n"
+            "    for i in range(10**9): print(i, flush=True)\njob()\n")
+    statuses, took = _into_head(shlex.join(py(code)), env)
+    assert statuses == ["1", "0"] and took < 30
+    run = account.wait_for_run("printed into head", "failure", timeout=30)
+    assert "BrokenPipeError" in (run["failure"] or {}).get("summary", "")

@@ -149,3 +149,51 @@ def test_the_local_log_never_glues_one_streams_output_onto_the_others_unfinished
     run.end()
     assert run.log_path.read_bytes() == (b"\repoch 1:   0%|     | 0/40\nepoch 0 done\n"
                                          b"\repoch 1: 100%|#####| 40/40\nno newline yet, now one\n")
+
+
+# -- output to a file: the job writes it itself, and the file is read after it --------------------
+
+TO_A_FILE = f"""
+import os, stat, sys
+from hyperdash import monitor
+
+@monitor("to a file")
+def job():
+    print("descriptor 1 is the file itself:", stat.S_ISREG(os.fstat(1).st_mode), flush=True)
+    for i in range({PAIRS}):
+        print(f"out {{i}}", flush=True)
+        os.write(2, b"err %d\\n" % i)
+    sys.stdout.write("the last words, unflushed\\n")  # (in Python's buffer until the end)
+
+job()
+"""
+
+
+def test_output_to_a_file_is_written_by_the_job_itself_and_read_after_it(script, sdk_env, account, tmp_path):
+    path = script(TO_A_FILE)
+    # > out.log 2>&1: one file, written by the job at no cost to its writes, in the order written
+    out = tmp_path / "out.log"
+    with open(out, "wb") as file, busy_cpus():
+        result = subprocess.run([sys.executable, str(path)], env=sdk_env(), stdin=subprocess.DEVNULL,
+                                stdout=file, stderr=subprocess.STDOUT, timeout=120)
+    assert result.returncode == 0, out.read_bytes()[-2000:]
+    expected = ["descriptor 1 is the file itself: True", *EXPECTED, "the last words, unflushed"]
+    assert shown_lines(out.read_bytes()) == expected
+    first = account.wait_for_run("to a file", "success", timeout=60)
+    lines = account.wait_for(lambda: len(got := account.logs(first["uuid"])) >= len(expected) and got, 60)
+    assert [line["text"] for line in lines] == expected
+
+    # >> out.log 2> err.log: what the file held before is not the run's; each stream its own file
+    appended, errors = tmp_path / "appended.log", tmp_path / "err.log"
+    appended.write_bytes(b"from an earlier job\n")
+    with open(appended, "ab") as file, open(errors, "wb") as err:
+        result = subprocess.run([sys.executable, str(path)], env=sdk_env(), stdin=subprocess.DEVNULL,
+                                stdout=file, stderr=err, timeout=120)
+    assert result.returncode == 0, errors.read_bytes()[-2000:]
+    assert shown_lines(appended.read_bytes()) == ["from an earlier job", "descriptor 1 is the file itself: True",
+                                                  *[f"out {i}" for i in range(PAIRS)], "the last words, unflushed"]
+    second = account.wait_for(lambda: [r for r in account.runs(name="to a file") if r["uuid"] != first["uuid"]], 60)[0]
+    lines = account.wait_for(lambda: len(got := account.logs(second["uuid"])) >= 2 * PAIRS + 2 and got, 60)
+    assert [line["text"] for line in lines if line["stream"] == "stdout"] == [
+        "descriptor 1 is the file itself: True", *[f"out {i}" for i in range(PAIRS)], "the last words, unflushed"]
+    assert [line["text"] for line in lines if line["stream"] == "stderr"] == [f"err {i}" for i in range(PAIRS)]
