@@ -199,7 +199,9 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     store.writer.on_rollback = cache.clear
     if store.shared:
         store.writer.before = cache.begin
-    store.sweep("lost", min(1.0, lost_timeout / 4), lambda conn: mark_lost(conn, lost_timeout, cache))
+    started = events.now_ms()
+    store.sweep("lost", min(1.0, lost_timeout / 4),
+                lambda conn: mark_lost(conn, lost_timeout, cache, listening_since=started))
     store.sweep("stalls", 1.0, lambda conn: mark_stalled(conn, events.now_ms(), stall_after_ms, cache))
     store.sweep("tidy", TIDY_INTERVAL_S, tidy_job(keep_days, cache))  # retention, and deletes left unfinished
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)

@@ -584,10 +584,14 @@ def _save_stream(conn: Connection, cache: RunCache, run_id: int, stream: str, ol
 
 
 def mark_lost(conn: Connection, timeout_s: float, cache: RunCache | None = None,
-              now_ms: int | None = None) -> Stored:
+              now_ms: int | None = None, listening_since: int | None = None) -> Stored:
     """Mark running runs silent for longer than ``timeout_s`` as lost (as of ``now_ms``,
-    default now); a writer job that announces a ``RunLost`` for each."""
+    default now); a writer job that announces a ``RunLost`` for each. ``listening_since``: when
+    this server started; a run is lost only once it was silent that long while the server could
+    hear it (after a restart, its jobs get the whole timeout to reach the server again)."""
     cutoff = (ev.now_ms() if now_ms is None else now_ms) - int(timeout_s * 1000)
+    if listening_since is not None and listening_since > cutoff:
+        return Stored(0, 0, [])
     # (a run another process is storing a batch of right now is locked, and passed over: alive)
     rows = conn.execute(skip_locked(conn, select(runs).where(
         runs.c.status == ev.RUNNING, runs.c.last_seen_at < cutoff, not_deleted()).order_by(runs.c.id))).all()

@@ -510,3 +510,46 @@ def test_one_notification_is_queued_for_many_channels_at_once(start):
     assert store.writer.call(lambda c: enqueue_many(c, channels, 9, ended, now=now)) == 3
     states = collections.Counter((r.kind, r.state) for r in outbox_rows(client))
     assert states == {("lost", COALESCED): 3, ("back", COALESCED): 3, ("ended", PENDING): 3}
+
+
+def test_a_held_lost_is_told_to_nobody_once_the_run_is_heard_from_or_ends(start, receiver):
+    # A channel on the default events takes lost but not back: the back that undoes a held lost
+    # must undo it there too, and so must the run's end.
+    client = start(NotifyConfig(**{**FAST.__dict__, "hold_s": 1.0}))
+    api = Api(client)
+    webhook(client, api, receiver.base + "/in", generate_secret())  # the default events
+    store = client.app.state.store  # type: ignore[attr-defined]
+
+    def silent_for_a_while() -> None:  # (as the server's sweep finds it, past the lost timeout)
+        later = now_ms() + 121_000
+        store.writer.call(lambda c: mark_lost(c, 120.0, client.app.state.run_cache, now_ms=later))  # type: ignore[attr-defined]
+
+    blip, ends = str(uuid.uuid4()), str(uuid.uuid4())
+    for run in (blip, ends):
+        api.ok([env("run_started", run, {"job_name": "blips", "host": "gpu-7", "pid": 42}, seq=1)])
+    silent_for_a_while()
+    wait_for(lambda: [r.kind for r in outbox_rows(client)] == [LOST, LOST], what="both lost, held")
+    api.ok([log(blip, 2, "here again")])  # back within the hold
+    api.ok([env("run_ended", ends, {"final_status": "success", "exit_code": 0}, seq=2)])  # a short run: no "finished"
+    wait_for(lambda: {r.state for r in outbox_rows(client)} == {COALESCED}, what="both lost made moot")
+    time.sleep(1.5)
+    assert receiver.requests == []
+    # A run silent past the hold is told, once.
+    later_run = str(uuid.uuid4())
+    api.ok([env("run_started", later_run, {"job_name": "gone", "host": "gpu-7", "pid": 43}, seq=1)])
+    silent_for_a_while()
+    wait_for(lambda: len(receiver.requests) == 1, what="the lasting silence told")
+
+
+def test_after_a_restart_no_run_is_lost_before_it_had_the_whole_timeout_to_reach_the_server(client, api):
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "outlives an outage", "host": "gpu-7", "pid": 42}, seq=1)])
+    store = client.app.state.store  # type: ignore[attr-defined]
+    started = now_ms()  # (the server as it comes back, long after the run was last heard)
+    timeout_ms = 120_000
+    quiet = store.writer.call(lambda c: mark_lost(c, 120.0, now_ms=started + timeout_ms - 1_000,
+                                                  listening_since=started))
+    assert quiet.facts == [] and api.json(f"/api/v1/runs/{run}")["status"] == "running"
+    lost = store.writer.call(lambda c: mark_lost(c, 120.0, now_ms=started + timeout_ms + 1_000,
+                                                 listening_since=started))
+    assert [f.run_uuid for f in lost.facts] == [run] and api.json(f"/api/v1/runs/{run}")["status"] == "lost"

@@ -265,7 +265,7 @@ def enqueue_many(conn: Connection, channel_ids: Sequence[int], run_id: int | Non
     many were queued to be sent. Lost, back and stalled are held ``hold_ms`` before they are
     sent, so that a run flapping within that window sends nothing: a lost and the back that
     undoes it both become ``coalesced``, and so does a stall the run resumed from
-    (:func:`moot_stall`). A stall is not queued for a channel told of one of the same run in the
+    (:func:`moot_held`). A stall is not queued for a channel told of one of the same run in the
     last ``stall_repeat_ms``. A few statements whatever the number of channels."""
     if not channel_ids:
         return 0
@@ -296,13 +296,15 @@ def enqueue_many(conn: Connection, channel_ids: Sequence[int], run_id: int | Non
     return len(fresh) - len(undone)
 
 
-def moot_stall(conn: Connection, run_id: int) -> int:
-    """The run made progress again: its stall notifications not sent yet (held, see
-    :func:`enqueue_many`) become ``coalesced``; how many."""
+def moot_held(conn: Connection, run_id: int, kinds: Sequence[str], why: str) -> int:
+    """What the run did next undid them: its notifications of ``kinds`` not sent yet (held, see
+    :func:`enqueue_many`) become ``coalesced``, for every channel (also those that do not take
+    the event that undid them, a channel on the default events that takes no ``back``, say);
+    how many."""
     return conn.execute(update(notify_outbox).where(
-        notify_outbox.c.run_id == run_id, notify_outbox.c.kind == STALLED, notify_outbox.c.state == PENDING,
+        notify_outbox.c.run_id == run_id, notify_outbox.c.kind.in_(kinds), notify_outbox.c.state == PENDING,
         notify_outbox.c.attempts == 0,
-    ).values(state=COALESCED, last_detail="made moot: the run made progress again")).rowcount
+    ).values(state=COALESCED, last_detail=f"made moot: {why}")).rowcount
 
 
 def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_limit: int,

@@ -34,7 +34,7 @@ from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunResumed, Run
 from ..queries import log_lines
 from ..store import Store, runs
 from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
-from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue_many, moot_stall, wants
+from .outbox import ChannelRow, NotifyConfig, enabled_channels, enqueue_many, moot_held, wants
 
 __all__ = ["OutboxSubscriber", "notification_for"]
 
@@ -97,19 +97,25 @@ class OutboxSubscriber:
     def on_fact(self, fact: Fact) -> None:
         if isinstance(fact, RunEnded):
             self.consider(fact.user_id, fact.run_id, ENDED, fact.run)
+            self.moot(fact.run_id, (LOST, STALLED), "the run ended")
         elif isinstance(fact, RunLost):
             self.consider(fact.user_id, fact.run_id, LOST, fact.run)
         elif isinstance(fact, RunBack):
             self.consider(fact.user_id, fact.run_id, BACK, fact.run)
+            self.moot(fact.run_id, (LOST,), "the run was heard from again")
         elif isinstance(fact, RunStalled):
             self.consider(fact.user_id, fact.run_id, STALLED, fact.run)
-        elif isinstance(fact, RunResumed):  # (a stall still held is told to nobody)
-            try:
-                self.store.writer.call(lambda conn: moot_stall(conn, fact.run_id))
-            except Unavailable:  # shutting down: the held row is sent, as it would be a moment later
-                pass
+        elif isinstance(fact, RunResumed):
+            self.moot(fact.run_id, (STALLED,), "the run made progress again")
         elif isinstance(fact, RuleFired):
             self.consider(fact.user_id, fact.run_id, RULE, fact.run, rule=fact)
+
+    def moot(self, run_id: int, kinds: tuple[str, ...], why: str) -> None:
+        """Nobody is told of the run's held ``kinds`` (see :func:`moot_held`)."""
+        try:
+            self.store.writer.call(lambda conn: moot_held(conn, run_id, kinds, why))
+        except Unavailable:  # shutting down: the held rows are sent, as at a moment later
+            pass
 
     def on_overflow(self, missed: int) -> None:
         log.warning("the notification outbox missed %d commits; looking for runs that ended since", missed)
