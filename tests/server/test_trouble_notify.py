@@ -81,6 +81,10 @@ def test_stalled_and_rule_fired_are_queued_and_delivered(make_client):
         assert by_kind["rule"]["run_uuid"] == by_kind["stalled"]["run_uuid"] == run
         wait_for(lambda: len(receiver.requests) == 2, what="both delivered")
         assert b"loss is NaN or infinite" in b"".join(r.body for r in receiver.requests)
+        # A stall and a rule are about a running run: its status says so, as the API does.
+        bodies = {json.loads(r.body)["event"]: json.loads(r.body) for r in receiver.requests}
+        assert {event: body["run"]["status"] for event, body in bodies.items()} == {
+            "run.stalled": "running", "rule.fired": "running"}
     finally:
         receiver.close()
 

@@ -55,6 +55,9 @@ class Notification:
     key: str = ""
     value: str | None = None
     step: int | None = None
+    #: the run's status when this happened (``running`` for a stall, a rule or a return;
+    #: ``lost`` for a silence); None in notifications queued before it was kept
+    run_status: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -63,7 +63,8 @@ def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "",
         key = hashlib.sha256(f"{kind}\0{run.uuid}\0{run.last_seen_at}".encode()).hexdigest()[:32]
     return Notification(
         kind=kind, run_name=run.name or "", run_uuid=run.uuid, base_url=base_url,
-        status=run.status if kind == ENDED else None, duration_s=max(0, end - run.started_at) / 1000,
+        status=run.status if kind == ENDED else None, run_status=run.status,
+        duration_s=max(0, end - run.started_at) / 1000,
         exit_code=run.exit_code, signal=run.signal, host=run.host, tail=tail, key=key,
         rule=rule.rule if rule else None, value=rule.value if rule else None, step=rule.step if rule else None,
     )

@@ -30,9 +30,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ... import events as ev
 from .base import Channel
 from .delivery import MASK, DeliveryResult, post
-from .message import ENDED, Notification
+from .message import BACK, ENDED, LOST, RULE, STALLED, Notification
 from .render import fit_end, utf8_size
 from .settings import SettingsError, check_url, mask_url, require, url_secrets
 
@@ -76,6 +77,10 @@ def verify_signature(
     return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
 
 
+# What a notification queued before its run's status was kept says of it.
+_STATUS_OF_KIND = {LOST: ev.LOST, BACK: ev.RUNNING, STALLED: ev.RUNNING, RULE: ev.RUNNING}
+
+
 def payload(n: Notification) -> dict[str, Any]:
     """The JSON body: the event, the run's facts, the texts a receiver may show as they are."""
     return {
@@ -88,7 +93,8 @@ def payload(n: Notification) -> dict[str, Any]:
         "run": {
             "uuid": n.run_uuid,
             "name": n.run_name,
-            "status": n.status if n.kind == ENDED else n.kind,
+            # (the run's status, as the API shows it: a stall is a condition of a running run)
+            "status": n.status if n.kind == ENDED else n.run_status or _STATUS_OF_KIND.get(n.kind),
             "duration_s": n.duration_s,
             "exit_code": n.exit_code,
             "signal": n.signal,
