@@ -553,3 +553,17 @@ def test_after_a_restart_no_run_is_lost_before_it_had_the_whole_timeout_to_reach
     lost = store.writer.call(lambda c: mark_lost(c, 120.0, now_ms=started + timeout_ms + 1_000,
                                                  listening_since=started))
     assert [f.run_uuid for f in lost.facts] == [run] and api.json(f"/api/v1/runs/{run}")["status"] == "lost"
+
+
+def test_the_tail_a_notification_carries_is_plain_text(start, receiver):
+    client = start()
+    api = Api(client)
+    webhook(client, api, receiver.base + "/in", generate_secret())
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "coloured", "host": "gpu-7", "pid": 42}, seq=1),
+            log(run, 2, "\x1b[1;32mepoch 1\x1b[0m done"),
+            log(run, 3, "\r 50%|#####     \r100%|##########"),  # a bar, redrawn, as it was left
+            log(run, 4, "\x1b[31mRuntimeError: \x1b]8;;https://x\x07boom\x1b]8;;\x07\x1b[0m"),
+            env("run_ended", run, {"final_status": "failure", "exit_code": 1, "signal": None}, seq=5)])
+    wait_for(lambda: len(receiver.requests) == 1, what="the delivery")
+    assert receiver.last.json()["tail"] == "epoch 1 done\n100%|##########\nRuntimeError: boom"

@@ -28,6 +28,7 @@ from sqlalchemy import and_, or_, select
 
 from ...events import FINAL_STATUSES, now_ms
 from ...events import LOST as LOST_STATUS
+from ...plaintext import plain_line
 from ..deletion import is_deleted, not_deleted
 from ..errors import Unavailable
 from ..facts import Fact, RuleFired, RunBack, RunEnded, RunLost, RunResumed, RunStalled, RunState
@@ -71,7 +72,14 @@ def notification_for(kind: str, run: RunState, *, base_url: str, tail: str = "",
 
 
 def _tail_text(lines: list[dict[str, Any]]) -> str:
-    return "".join(line["text"] if line["partial"] else line["text"] + "\n" for line in lines).rstrip("\n")
+    """The last lines as plain text, as a person reads them in a mail or on a phone: colours
+    and other terminal codes gone, a progress bar its last state, an erased one no line."""
+    texts = []
+    for line in lines:
+        plain = plain_line(line["text"], redrawn=bool(line.get("progress")))
+        if plain is not None:
+            texts.append(plain if line["partial"] else plain + "\n")
+    return "".join(texts).rstrip("\n")
 
 
 class OutboxSubscriber:
