@@ -67,20 +67,22 @@ class Session:
             raise NoCredentials()
         return cls(config.server_url(), api_key=key, access_token=token or None, key_source=source)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """One API call, proven by the access token alone where there is one (as the original
         clients do: a revoked API key must not lock its owner out of rotating it), else by the
-        API key; a token the server no longer knows falls back to the key."""
+        API key; a token the server no longer knows falls back to the key. ``timeout``: for a
+        call the server itself may take long over (seconds; default the transport's)."""
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         if self.access_token:
             try:
-                return Transport(self.server_url, access_token=self.access_token).request(
+                return Transport(self.server_url, access_token=self.access_token, **options).request(
                     method, API + path, **kwargs
                 )
             except AuthenticationError:
                 if not self.api_key:
                     raise
         try:
-            return Transport(self.server_url, api_key=self.api_key).request(method, API + path, **kwargs)
+            return Transport(self.server_url, api_key=self.api_key, **options).request(method, API + path, **kwargs)
         except AuthenticationError as exc:
             if self.api_key:
                 exc.key_source = self.key_source or config.ARGUMENT_SOURCE

@@ -545,12 +545,17 @@ def notify_edit(channel_id: int, name: str | None, events: str | None, name_filt
     click.echo(f"Changed channel {channel_id}.")
 
 
+NOTIFY_TEST_TIMEOUT = 30.0
+
+
 @notify.command("test")
 @click.argument("channel_id", type=click.IntRange(min=1))
 def notify_test(channel_id: int) -> None:
     """Send a test notification to CHANNEL_ID now and print the receiver's answer."""
     with user_errors():
-        result = _notify_session().request("POST", f"/notify/channels/{channel_id}/test")
+        # (the server waits for the receiver up to its delivery timeouts, 5 s to connect and
+        # 10 s to answer: the answer it then gives is the one to print, not a timeout of ours)
+        result = _notify_session().request("POST", f"/notify/channels/{channel_id}/test", timeout=NOTIFY_TEST_TIMEOUT)
     detail = result.get("detail") or "no answer"
     if result["outcome"] != "delivered":
         raise UserError(f"not delivered ({result['outcome']}): {detail}")

@@ -78,6 +78,12 @@ def test_add_list_test_edit_remove_against_a_real_server(account, hyperdash_home
     tested = hd(account, hyperdash_home, "notify", "test", channel_id)
     assert tested.returncode == 1
     assert tested.stderr == "hyperdash: not delivered (failed): HTTP 401: who are you\n"
+    # A receiver that hangs is cut off by the server, whose answer is told, not a time-out of ours.
+    receiver.answers.append(Answer(hang=True))
+    tested = hd(account, hyperdash_home, "notify", "test", channel_id)
+    receiver.release.set()
+    assert tested.returncode == 1
+    assert tested.stderr.startswith("hyperdash: not delivered (retry): no answer within"), tested.stderr
 
     edited = hd(account, hyperdash_home, "notify", "edit", channel_id, "--events", "default", "--disable")
     assert edited.returncode == 0, edited.stderr
