@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -88,11 +89,21 @@ def _reason(exc: Exception) -> str:
     return getattr(exc, "message", None) or str(exc) or type(exc).__name__
 
 
+class _Seconds(click.FloatRange):
+    """A finite number of seconds in a range (``nan`` and ``inf`` are no time to wait)."""
+
+    name = "number of seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a valid number of seconds", param, ctx)
+        return seconds
+
+
 def _seconds(min: float, min_open: bool = False) -> click.FloatRange:
     """Seconds from ``min`` on; a wrong value reads "'abc' is not a valid number of seconds"."""
-    kind = click.FloatRange(min=min, min_open=min_open)
-    kind.name = "number of seconds"
-    return kind
+    return _Seconds(min=min, min_open=min_open)
 
 
 def _stall_window(value: str | None, param: click.Parameter) -> float | None:
@@ -211,6 +222,9 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
 
     if public_url is not None and not is_http_address(public_url):
         raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
+    from_env = os.environ.get("HYPERDASH_PUBLIC_URL", "").strip()
+    if public_url is None and from_env and not is_http_address(from_env):
+        raise UserError(f"HYPERDASH_PUBLIC_URL must be an http:// or https:// address, not {from_env!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
           forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after,
           keep_days=keep_days, workers=workers)

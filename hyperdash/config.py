@@ -9,6 +9,7 @@ API key, first found wins: an ``api_key_getter`` passed in code, ``HYPERDASH_API
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -153,7 +154,7 @@ def env_float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         return default
-    return value if value >= 0 else default
+    return value if math.isfinite(value) and value >= 0 else default
 
 
 def key_refresh_seconds() -> float:

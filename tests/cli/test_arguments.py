@@ -196,6 +196,9 @@ def test_option_values_are_checked(invoke):
 def test_seconds_and_key_ids_are_checked_in_plain_words(invoke):
     result = invoke("run", "-n", "x", "--exit-timeout", "abc", "true")
     assert result.exit_code == 2 and "'abc' is not a valid number of seconds" in result.output
+    for endless in ("nan", "inf", "Infinity"):  # (no time to wait: refused before anything runs)
+        result = invoke("run", "-n", "x", "--exit-timeout", endless, "true")
+        assert result.exit_code == 2 and f"{endless!r} is not a valid number of seconds" in result.output
     result = invoke("keys", "revoke", "--", "-1")
     assert result.exit_code == 2 and "-1 is not in the range x>=1" in result.output
 
@@ -222,3 +225,12 @@ def test_server_refuses_a_public_url_that_is_not_http(invoke):
         result = invoke("server", "--public-url", url)
         assert result.exit_code == 1
         assert one_line_error(result) == f"hyperdash: --public-url must be an http:// or https:// address, not {url!r}"
+
+
+def test_server_refuses_a_public_url_from_the_environment_that_is_not_http(invoke, monkeypatch):
+    for url in ("notaurl at all", "ftp://x"):
+        monkeypatch.setenv("HYPERDASH_PUBLIC_URL", url)
+        result = invoke("server")
+        assert result.exit_code == 1
+        assert one_line_error(result) == (
+            f"hyperdash: HYPERDASH_PUBLIC_URL must be an http:// or https:// address, not {url!r}")

@@ -9,6 +9,7 @@ import pytest
 
 from hyperdash import config
 from hyperdash.errors import ConfigError
+from hyperdash.run import DEFAULT_EXIT_TIMEOUT, exit_timeout_setting
 
 
 @pytest.fixture
@@ -125,3 +126,11 @@ def test_refresh_interval_from_the_environment(monkeypatch):
     assert config.KeySource().refresh_seconds == 2.5
     monkeypatch.setenv("HYPERDASH_KEY_REFRESH_SECONDS", "soon")
     assert config.KeySource().refresh_seconds == 300
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "Infinity", "-1", "soon"])
+def test_a_number_of_seconds_in_the_environment_that_is_no_time_to_wait_is_passed_over(monkeypatch, raw):
+    monkeypatch.setenv("HYPERDASH_EXIT_TIMEOUT", raw)
+    assert exit_timeout_setting() == DEFAULT_EXIT_TIMEOUT
+    monkeypatch.setenv("HYPERDASH_EXIT_TIMEOUT", "1.5")
+    assert exit_timeout_setting() == 1.5
