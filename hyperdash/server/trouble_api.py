@@ -4,10 +4,10 @@ another account's run, rule or name reads as not found."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import Field
+from pydantic import Field, Strict
 
 from .. import events as ev
 from ..settings import parse_duration
@@ -105,8 +105,9 @@ class StallSettings(Reply):
 
 
 class StallWindow(Reply):
-    stall_after_s: float | str = Field(description="seconds, or a duration such as 90s, 10m, 1h; 0 or off: "
-                                       "no stall detection for the name")
+    # (strict: true is no window, though lax JSON numbers would take it as 1)
+    stall_after_s: Annotated[float, Strict()] | Annotated[str, Strict()] = Field(
+        description="seconds, or a duration such as 90s, 10m, 1h; 0 or off: no stall detection for the name")
 
 
 def _state(request: Request):

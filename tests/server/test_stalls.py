@@ -148,7 +148,8 @@ def test_ended_and_lost_runs_do_not_stall(make_client):
 
 
 def test_bad_windows_are_refused_and_change_nothing(api):
-    for body in ({"stall_after_s": "soon"}, {"stall_after_s": -5}, {"stall_after_s": 10**9}, {}):
+    for body in ({"stall_after_s": "soon"}, {"stall_after_s": -5}, {"stall_after_s": 10**9}, {},
+                 {"stall_after_s": True}, {"stall_after_s": [60]}):
         resp = api.client.put("/api/v1/stalls/job", headers=api.headers, json=body)
         assert resp.status_code in (400, 422), (body, resp.text)
         assert resp.json()["message"]
