@@ -296,18 +296,37 @@ def _credentials(email: str | None, password_stdin: bool, new_account: bool) -> 
     return email, password
 
 
+def _hidden_prompt(text: str) -> str:
+    """``click.prompt`` with the input hidden where there is a terminal to hide it in; where
+    there is none, without Python's warning about it (one line of its own says the input may
+    be echoed), and an input that ends first is one line of error."""
+    import getpass
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", getpass.GetPassWarning)
+        try:
+            entered: str = click.prompt(text, hide_input=True)
+        except click.Abort:
+            if sys.stdin is not None and sys.stdin.isatty():
+                raise
+            click.echo(err=True)  # (ends the prompt's line)
+            raise UserError("no password came on standard input: type it at a terminal, or pipe it "
+                            "with --password-stdin") from None
+    return entered
+
+
 def _prompt_password(new_account: bool) -> str:
     if not new_account:
-        entered: str = click.prompt("Password", hide_input=True)
-        return entered
+        return _hidden_prompt("Password")
     while True:
-        password: str = click.prompt("Password", hide_input=True)
+        password = _hidden_prompt("Password")
         problem = _too_short(password)
         if problem:
             # Said before the second prompt: nobody should type a refused password twice.
             click.echo(f"Error: {problem}; try again.", err=True)
             continue
-        if click.prompt("Repeat for confirmation", hide_input=True) == password:
+        if _hidden_prompt("Repeat for confirmation") == password:
             return password
         click.echo("Error: the two entered values do not match.", err=True)
 

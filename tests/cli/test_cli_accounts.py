@@ -266,3 +266,16 @@ def test_settings_that_cannot_be_written_are_said_before_the_server_is_asked(ser
     resp = requests.post(server.url + "/api/v1/sessions", json={"email": "nowhere@example.com",
                                                                "password": "long enough password"}, timeout=10)
     assert resp.status_code == 401  # no account was made
+
+
+def test_a_password_prompt_with_no_terminal_and_no_input_is_one_line_of_error(hyperdash_server, tmp_path):
+    home = tmp_path / "home"
+    for command in ("login", "signup"):
+        result = subprocess.run([*HYPERDASH, command, "--server", hyperdash_server.url, "--email", "x@example.com"],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, env=bare_env(home),
+                                timeout=60)
+        assert result.returncode == 1
+        assert result.stderr.splitlines()[-1] == ("hyperdash: no password came on standard input: type it at a "
+                                                  "terminal, or pipe it with --password-stdin")
+        assert "GetPassWarning" not in result.stderr and "Aborted" not in result.stderr
+        assert not (home / "hyperdash.json").exists()
