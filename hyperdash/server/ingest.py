@@ -229,11 +229,15 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     run = cache.run(conn, user_id, part.uuid)
     created = False
     if run is None:
-        first_ts = min((e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)), default=now)
+        times = [e.ts for e in chain(part.lines, part.points, part.marks, part.unsequenced)]
+        first_ts = min(times, default=now)
+        # A run first heard of through a replay (its process is gone: a spool uploaded later) was
+        # last heard of when its last event was recorded, not now: no sign of life.
+        seen = min(max(times, default=now), now) if batch.replay else now
         new = {"user_id": user_id, "uuid": part.uuid, "name": None, "status": ev.RUNNING,
-               "started_at": first_ts, "ended_at": None, "last_seen_at": now, "exit_code": None,
+               "started_at": first_ts, "ended_at": None, "last_seen_at": seen, "exit_code": None,
                "signal": None, "host": None, "pid": None, "api": batch.api, "max_seq": 0,
-               "last_progress_at": now, "stall_after_ms": None, "stalled_since": None, "archived_at": None}
+               "last_progress_at": seen, "stall_after_ms": None, "stalled_since": None, "archived_at": None}
         # (another process may create the same run meanwhile: then its row is the run)
         run_id = conn.execute(insert_ignoring(conn, runs).values(**new).returning(runs.c.id)).scalar()
         if run_id is None:

@@ -12,6 +12,7 @@ from server_helpers import REPLY_FLAGS, Api, env, log
 from hyperdash import events
 from hyperdash.server.batch import Line
 from hyperdash.server.ingest import _text_bytes, mark_lost
+from hyperdash.server.views import iso
 
 
 def new_run() -> str:
@@ -415,6 +416,19 @@ def test_a_replayed_spool_is_no_sign_of_life(api):
     # A replay's run_ended still ends the run.
     api.ok([env("run_ended", run, {"final_status": "failure", "exit_code": 1}, seq=4)], replay)
     assert api.json(f"/api/v1/runs/{run}")["status"] == "failure"
+
+    # A run the server first hears of through a replay (it was down all along) was last seen
+    # when its last event was recorded: a dead job's run is lost at the next sweep, not only
+    # once the timeout has passed again, and its duration is what the job ran.
+    unheard = new_run()
+    began = events.now_ms() - 600_000
+    api.ok([env("run_started", unheard, {"job_name": "offline"}, seq=1, timestamp=began),
+            env(events.LOG, unheard, {"uuid": "u", "level": "INFO", "stream": "stdout", "body": "x"}, seq=2,
+                timestamp=began + 3_000)], replay)
+    shown = api.json(f"/api/v1/runs/{unheard}")
+    assert (shown["started_at"], shown["last_seen_at"]) == (iso(began), iso(began + 3_000))
+    check_lost_later(api, 0)
+    assert api.json(f"/api/v1/runs/{unheard}")["status"] == "lost"
 
     # Another value of the header (or none, as old clients send) is a sign of life as before.
     other = new_run()
