@@ -13,7 +13,16 @@ from typing import Any
 from urllib.parse import quote
 
 from . import config
-from .errors import AmbiguousRun, APIError, AuthenticationError, Candidate, EmailTaken, NoCredentials, WrongPassword
+from .errors import (
+    AmbiguousRun,
+    APIError,
+    AuthenticationError,
+    Candidate,
+    ConfigError,
+    EmailTaken,
+    NoCredentials,
+    WrongPassword,
+)
 from .transport import Transport
 
 _UUID_PREFIX = re.compile("[0-9a-f-]+")  # what the start of a run's id can be
@@ -62,7 +71,12 @@ class Session:
     def from_settings(cls) -> Session:
         """The configured server with the configured key (and the access token of the last login)."""
         key, source = config.api_key_and_source()
-        token = config.load_settings().get("access_token")
+        try:
+            token = config.load_settings().get("access_token")
+        except ConfigError:
+            if not key:
+                raise
+            token = None  # (a key from before the file, $HYPERDASH_API_KEY, is enough without it)
         if not key and not token:
             raise NoCredentials()
         return cls(config.server_url(), api_key=key, access_token=token or None, key_source=source)

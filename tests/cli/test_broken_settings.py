@@ -117,3 +117,20 @@ def test_a_server_address_that_is_no_address_is_said_and_never_hurts_the_job(tmp
         assert said.startswith("hyperdash: monitoring is off for this run: the server address ")
         assert f" in {where} is not an http:// or https:// address\n" in said and "Traceback" not in said
     assert not (home / "spool").exists() or not any((home / "spool").iterdir())  # no uploader retrying for ever
+
+
+def test_the_environment_serves_where_the_settings_file_is_broken(account, tmp_path):
+    # HYPERDASH_API_KEY and HYPERDASH_SERVER come before the file: a broken one is no reason to stop.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "hyperdash.json").write_text(BROKEN)
+    env = bare_env(home)
+    env.update(HYPERDASH_SERVER=account.server.url, HYPERDASH_API_KEY=account.api_key)
+    listed = subprocess.run([*HYPERDASH, "runs"], capture_output=True, text=True, env=env, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("No runs yet") or listed.stdout.startswith("RUN"), listed.stdout
+    # Without the key in the environment, the file is needed, and its fault is said in one line.
+    del env["HYPERDASH_API_KEY"]
+    refused = subprocess.run([*HYPERDASH, "runs"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 1 and "is not valid JSON" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
