@@ -26,6 +26,7 @@ from .version import __version__
 __all__ = ["cli", "main", "UserError"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class UserError(click.ClickException, HyperdashError):
@@ -1021,10 +1022,11 @@ def logs(run_ref: str, follow: bool) -> None:
 
     with user_errors():
         session = account.Session.from_settings()
-        found = _one_run(session, run_ref)
-        after = 0
+        found = _arriving_run(session, run_ref) if follow else _one_run(session, run_ref)
+        answered = _answered if follow else _at_once
+        run_uuid, after = found["uuid"], 0
         while True:
-            lines = account.run_logs(session, found["uuid"], after=after)
+            lines = answered(account.run_logs, session, run_uuid, after=after)
             for line in lines:
                 print_line(line)
                 after = line["seq"]
@@ -1038,13 +1040,63 @@ def logs(run_ref: str, follow: bool) -> None:
                            "follows it again.", err=True)
                 break
             time.sleep(0.5)
-            found = account.get_run(session, found["uuid"])
+            found = answered(account.get_run, session, run_uuid)
             if found.get("status") in FINAL_STATUSES:
                 # One more page: lines that arrived before the run ended.
-                for line in account.run_logs(session, found["uuid"], after=after):
+                for line in answered(account.run_logs, session, run_uuid, after=after):
                     print_line(line)
                     after = line["seq"]
                 break
+
+
+# How long `logs -f` waits for a run named by its id to reach the server (a job that has just
+# started says where to follow it a moment before its first events arrive), in seconds.
+ARRIVAL_WAIT = 10.0
+# The longest pause between two tries of a server that stopped answering a follower.
+RECONNECT_MAX_PAUSE = 10.0
+
+
+def _arriving_run(session: Any, run_ref: str) -> dict[str, Any]:
+    """The run RUN names (see :func:`_one_run`); one named by its id or the start of one that
+    is not on the server yet is waited for, :data:`ARRIVAL_WAIT` at most."""
+    from . import account
+
+    ref = run_ref.strip().lower()
+    if len(ref) < 8 or not all(c in "0123456789abcdef-" for c in ref):
+        return _one_run(session, run_ref)
+    deadline = time.monotonic() + ARRIVAL_WAIT
+    while (found := account.find_run(session, run_ref)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if found is None:
+        raise UserError(f"no run matches {run_ref!r} (waited {ARRIVAL_WAIT:g} s for it to arrive): "
+                        "see `hyperdash runs`")
+    return found
+
+
+def _at_once(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return call(*args, **kwargs)
+
+
+def _answered(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, tried again while the server does not answer (restarted,
+    say): a follower waits for it, saying so once, as ``tail -F`` waits for its file. Ctrl-C
+    ends the wait."""
+    from .errors import ServerError, ServerUnreachable
+
+    pause, said = 0.5, False
+    while True:
+        try:
+            result = call(*args, **kwargs)
+        except (ServerUnreachable, ServerError) as exc:
+            if not said:
+                click.echo(f"hyperdash: {exc}; following on once it answers (Ctrl-C to stop)", err=True)
+                said = True
+            time.sleep(pause)
+            pause = min(pause * 2, RECONNECT_MAX_PAUSE)
+            continue
+        if said:
+            click.echo("hyperdash: the server answers again", err=True)
+        return result
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 
 import requests
@@ -168,3 +169,40 @@ def test_a_lost_run_shows_its_time_until_it_went_quiet_and_is_not_followed_for_e
     follower = subprocess.run([*HYPERDASH, "logs", "-f", run[:8]], capture_output=True, env=env, timeout=60)
     assert follower.returncode == 0 and follower.stdout == b"last words\n"
     assert b"is lost: nothing was heard from it since" in follower.stderr
+
+
+def test_logs_follow_waits_for_a_run_not_there_yet_and_through_a_restart_of_the_server(server_factory, tmp_path):
+    server = server_factory()
+    account = server.signup()
+    run = str(uuid.uuid4())
+
+    def send(*envelopes: dict) -> None:
+        resp = requests.post(server.url + events.INGEST_PATH, headers={events.AUTH_HEADER: account.api_key},
+                             json=list(envelopes), timeout=10)
+        assert resp.status_code == 200, resp.text
+
+    def line(seq: int, text: str) -> dict:
+        return events.envelope("log", run, {"uuid": str(seq), "level": "INFO", "body": text, "stream": "stdout"},
+                               seq=seq)
+
+    # Followed by the start of its id, as the job's first line says, before it reached the server.
+    follower = subprocess.Popen([*HYPERDASH, "logs", "-f", run[:8]], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=account.sdk_env(tmp_path / "home"))
+    try:
+        time.sleep(1.5)
+        send(events.envelope("run_started", run, {"job_name": "arrives late"}, seq=1), line(2, "first"))
+        account.wait_for(lambda: account.runs(name="arrives late"), 10)
+        time.sleep(1.5)  # (the follower has it now)
+        server.stop()
+        time.sleep(2)  # the follower finds no server, and waits
+        server.start()
+        send(line(3, "after the restart"),
+             events.envelope("run_ended", run, {"final_status": "success", "exit_code": 0}, seq=4))
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert out.decode().splitlines() == ["first", "after the restart"]
+    assert "following on once it answers" in err.decode() and "the server answers again" in err.decode()
+    assert "Traceback" not in err.decode()
