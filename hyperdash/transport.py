@@ -307,7 +307,21 @@ def _error_of(resp: requests.Response) -> errors.TransportError:
         body = resp.json()
     except ValueError:
         body = {}
-    return _error_from(resp.status_code, resp.reason, resp.headers.get("retry-after"), body)
+    status = resp.status_code
+    if 400 <= status < 500 and status not in (401, 429) and _not_ours(status, body):
+        # (not an answer of a Hyperdash API: the address leads elsewhere, or to a path it has not)
+        where = resp.url.partition("?")[0]
+        return errors.APIError(status, None, f"the server at {where} answered {status} {resp.reason or ''}".rstrip()
+                               + ", not as a Hyperdash server answers: is its address right?")
+    return _error_from(status, resp.reason, resp.headers.get("retry-after"), body)
+
+
+def _not_ours(status: int, body: Any) -> bool:
+    """Whether an error answer is no Hyperdash API's: without its JSON, or a 404 for a path it
+    does not have."""
+    if not isinstance(body, dict) or "code" not in body:
+        return True
+    return status == 404 and body.get("code") == "not_found" and body.get("message") == "Not Found"
 
 
 def _error_from(status: int, reason: str | None, retry_after_header: str | None, body: Any) -> errors.TransportError:

@@ -234,3 +234,30 @@ def test_server_refuses_a_public_url_from_the_environment_that_is_not_http(invok
         assert result.exit_code == 1
         assert one_line_error(result) == (
             f"hyperdash: HYPERDASH_PUBLIC_URL must be an http:// or https:// address, not {url!r}")
+
+
+def test_an_address_that_leads_to_no_hyperdash_server_is_named(invoke, monkeypatch, hyperdash_home, account):
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):  # (another program's server: a file server)
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HYPERDASH_API_KEY", account.api_key)
+        for url in (f"http://127.0.0.1:{other.server_address[1]}", account.server.url + "/sub/path"):
+            monkeypatch.setenv("HYPERDASH_SERVER", url)
+            result = invoke("runs")
+            assert result.exit_code == 1
+            assert one_line_error(result).startswith(f"hyperdash: the server at {url}/api/v1/runs answered 404")
+            assert one_line_error(result).endswith("not as a Hyperdash server answers: is its address right?")
+    finally:
+        other.shutdown()
+        other.server_close()
+    # A Hyperdash server's own 404 is said as it says it.
+    monkeypatch.setenv("HYPERDASH_SERVER", account.server.url)
+    result = invoke("logs", "no-such-run-name")
+    assert one_line_error(result) == "hyperdash: no run matches 'no-such-run-name': see `hyperdash runs`"
