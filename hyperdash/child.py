@@ -73,8 +73,10 @@ _RESET_TO_DEFAULT = tuple(
 def check_command(program: str) -> None:
     """Raise :class:`CommandError` where a shell would refuse to start ``program``."""
     if os.sep not in program:
-        if shutil.which(program) is None:
+        found = shutil.which(program)
+        if found is None:
             raise CommandError(_not_found(program), 127)
+        _check_interpreter(program, found)
         return
     if not os.path.exists(program):
         raise CommandError(_not_found(program), 127)
@@ -82,6 +84,28 @@ def check_command(program: str) -> None:
         raise CommandError(f"is a directory: {program}", 126)
     if not os.access(program, os.X_OK):
         raise CommandError(f"permission denied: {program}", 126)
+    _check_interpreter(program, program)
+
+
+def _check_interpreter(program: str, path: str) -> None:
+    """A script whose ``#!`` line names an interpreter that is not there cannot start: said as
+    such (the script itself is there), with the usual cause, a line ending in a carriage return."""
+    try:
+        with open(path, "rb") as file:
+            first = file.readline(512)
+    except OSError:
+        return
+    if not first.startswith(b"#!"):
+        return
+    # (split at spaces and tabs only, as the kernel does: a carriage return is part of the name)
+    named = re.split(rb"[ \t]+", first[2:].rstrip(b"\n").lstrip(b" \t"), maxsplit=1)[0]
+    if not named or os.path.exists(named):
+        return
+    interpreter = os.fsdecode(named)
+    message = f"cannot execute {program}: the interpreter on its #! line, {interpreter!r}, is not found"
+    if interpreter.endswith("\r"):
+        message += " (the line ends with a carriage return: the file has Windows line endings)"
+    raise CommandError(message, 127)
 
 
 # What makes a program name look like a whole shell command line given as one argument.

@@ -267,6 +267,26 @@ def test_command_not_found_exits_127(hd, account):
     assert account.runs(name="typo") == []
 
 
+def test_a_script_whose_interpreter_is_missing_says_so_and_starts_no_run(hd, account, tmp_path):
+    windows = tmp_path / "windows.sh"
+    windows.write_bytes(b"#!/bin/sh\r\necho hi\r\n")  # saved with Windows line endings
+    nowhere = tmp_path / "nowhere.sh"
+    nowhere.write_bytes(b"#!/nonexistent/interpreter -x\necho hi\n")
+    for script in (windows, nowhere):
+        script.chmod(0o755)
+    result = hd("run", "-n", "no interpreter", str(windows))
+    assert result.returncode == 127
+    assert result.stderr.decode() == (
+        f"hyperdash: cannot execute {windows}: the interpreter on its #! line, '/bin/sh\\r', is not found "
+        "(the line ends with a carriage return: the file has Windows line endings)\n")
+    result = hd("run", "-n", "no interpreter", str(nowhere))
+    assert result.returncode == 127
+    assert result.stderr.decode() == (
+        f"hyperdash: cannot execute {nowhere}: the interpreter on its #! line, '/nonexistent/interpreter', "
+        "is not found\n")
+    assert account.runs(name="no interpreter") == []
+
+
 @pytest.mark.slow
 def test_a_child_that_prints_100_mb(account, hyperdash_home, tmp_path):
     count = 100_000  # lines of 1,000 bytes
