@@ -673,6 +673,12 @@ def run(name: str, exit_timeout: float | None, merge_streams: bool | None, stall
     """
     from . import child
 
+    if command[0].startswith("-"):  # (no program is named so: an option of ours, misspelt)
+        import difflib
+
+        ctx = click.get_current_context()
+        options = [name for param in ctx.command.params for name in (*param.opts, *param.secondary_opts)]
+        raise click.NoSuchOption(command[0], possibilities=difflib.get_close_matches(command[0], options), ctx=ctx)
     shown = _warn_about_settings()
     try:
         exit_code = child.monitor_command(

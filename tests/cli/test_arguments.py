@@ -261,3 +261,12 @@ def test_an_address_that_leads_to_no_hyperdash_server_is_named(invoke, monkeypat
     monkeypatch.setenv("HYPERDASH_SERVER", account.server.url)
     result = invoke("logs", "no-such-run-name")
     assert one_line_error(result) == "hyperdash: no run matches 'no-such-run-name': see `hyperdash runs`"
+
+
+def test_an_unknown_option_of_run_is_a_usage_error_not_a_command(invoke):
+    for args in (("--bogus", "-n", "x", "echo", "hi"), ("-n", "x", "--bogus", "--", "echo", "hi")):
+        result = invoke("run", *args)
+        assert result.exit_code == 2 and "No such option '--bogus'" in result.output
+        assert "command not found" not in result.output
+    result = invoke("run", "-n", "x", "--exit-timout", "3", "true")
+    assert result.exit_code == 2 and "Did you mean '--exit-timeout'?" in result.output
