@@ -277,7 +277,10 @@ def _upload_spool(
 ) -> None:
     meta = spool.meta()
     target = server or meta.get("server") or config.server_url()
-    source = meta.get("key_source")
+    # A run moved to another server goes with the key configured now (HYPERDASH_API_KEY first,
+    # as ever), not with the one its own server took.
+    moving = server is not None and meta.get("server") != server
+    source = None if moving else meta.get("key_source")
     if source not in key_sources:
         key_sources[source] = config.KeySource(_key_getter(source))
     keys = key_sources[source]
@@ -314,7 +317,7 @@ def _upload_spool(
         book.succeeded(*groups)
         spool.remove()
         return
-    why = _why(error, target, source)
+    why = _why(error, target, source or keys.source)
     group = groups[-1] if isinstance(error, errors.AuthenticationError) else target
     summary.failed[run_uuid] = why
     summary.group[run_uuid] = group

@@ -177,3 +177,17 @@ def test_sync_of_a_killed_runs_spool_stores_its_lines_and_leaves_it_lost(server_
     # Its lines are all there, and the dead run did not come back to life for a while.
     assert (after["status"], after["last_seen_at"]) == ("lost", lost["last_seen_at"])
     assert [line["text"] for line in account.logs(run["uuid"])] == [f"line {i}" for i in range(6)]
+
+
+def test_runs_moved_to_another_server_go_with_the_key_configured_now(hd, account, tmp_path):
+    # The run's key came from a hyperdash.json that still holds the old server's key; the key to
+    # use on the new server is the one configured now, HYPERDASH_API_KEY first, as ever.
+    old_settings = tmp_path / "old-project" / "hyperdash.json"
+    old_settings.parent.mkdir()
+    old_settings.write_text(json.dumps({"api_key": "hd_the_old_servers_key"}))
+    gone = f"http://127.0.0.1:{free_port()}"
+    spool = leave_spool(gone, "moved with today's key", 20, key_source=str(old_settings))
+    done = hd("sync", "--server", account.server.url)
+    assert done.returncode == 0, done.stderr
+    assert lines_of(account, "moved with today's key") == [f"moved with today's key {i}" for i in range(20)]
+    assert not spool.folder.exists()
