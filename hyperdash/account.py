@@ -40,6 +40,7 @@ __all__ = [
     "list_runs",
     "get_run",
     "find_run",
+    "looks_like_run_id",
     "run_logs",
     "delete_runs",
     "set_archived",
@@ -191,9 +192,9 @@ def find_run(session: Session, ref: str) -> JSONObject | None:
     if named and named[0].get("name") == ref:
         return named[0]
     # Shorter than the server resolves (or resolved there and shared by several runs).
-    prefix = ref.strip().lower()
-    if not _UUID_PREFIX.fullmatch(prefix):
+    if not looks_like_run_id(ref):
         return None
+    prefix = ref.strip().lower()
     matches = [r for r in list_runs(session, limit=1000, archived="all") if r["uuid"].lower().startswith(prefix)]
     candidates: list[Candidate] = [{"uuid": r["uuid"], "name": r.get("name")} for r in matches[:MAX_CANDIDATES]]
     if len(matches) > 1:
@@ -201,6 +202,11 @@ def find_run(session: Session, ref: str) -> JSONObject | None:
     if ambiguous is not None:  # the runs it could mean are older than those listed here
         raise AmbiguousRun(ref, candidates, message=ambiguous.message)
     return matches[0] if matches else None
+
+
+def looks_like_run_id(ref: str) -> bool:
+    """Whether ``ref`` can be a run's id or the start of one."""
+    return _UUID_PREFIX.fullmatch(ref.strip().lower()) is not None
 
 
 def run_logs(session: Session, run_uuid: str, *, after: int = 0, limit: int = 5000) -> list[JSONObject]:

@@ -61,10 +61,11 @@ def follow_file(fd: int) -> int | None:
     file can be read after its writer rather than stand behind a channel; else None (not a
     regular file, not Linux, or the file cannot be read)."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return None
         # (an appending writer's offset says nothing: it writes at the end, wherever that is)
-        start = os.fstat(fd).st_size if _appends(fd) else os.lseek(fd, 0, os.SEEK_CUR)
+        start = info.st_size if _appends(fd) else os.lseek(fd, 0, os.SEEK_CUR)
         read_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:  # (no /proc: not Linux; a file opened write-only that we may not read)
         return None

@@ -221,11 +221,11 @@ def server(ctx: click.Context, host: str, port: int, db_url: str | None, lost_ti
         raise _no_server_extra(exc) from None
     from .config import is_http_address
 
-    if public_url is not None and not is_http_address(public_url):
-        raise UserError(f"--public-url must be an http:// or https:// address, not {public_url!r}")
-    from_env = os.environ.get("HYPERDASH_PUBLIC_URL", "").strip()
-    if public_url is None and from_env and not is_http_address(from_env):
-        raise UserError(f"HYPERDASH_PUBLIC_URL must be an http:// or https:// address, not {from_env!r}")
+    # (the option, else the environment variable: whichever the server will use, checked alike)
+    given, where = (public_url, "--public-url") if public_url is not None else (
+        os.environ.get("HYPERDASH_PUBLIC_URL", "").strip() or None, "HYPERDASH_PUBLIC_URL")
+    if given is not None and not is_http_address(given):
+        raise UserError(f"{where} must be an http:// or https:// address, not {given!r}")
     serve(host=host, port=port, db_url=db_url, lost_timeout=lost_timeout, signup=not no_signup,
           forwarded_allow_ips=forwarded_allow_ips, public_url=public_url, stall_after=stall_after,
           keep_days=keep_days, workers=workers)
@@ -1067,8 +1067,7 @@ def _arriving_run(session: Any, run_ref: str) -> dict[str, Any]:
     is not on the server yet is waited for, :data:`ARRIVAL_WAIT` at most."""
     from . import account
 
-    ref = run_ref.strip().lower()
-    if len(ref) < 8 or not all(c in "0123456789abcdef-" for c in ref):
+    if len(run_ref.strip()) < 8 or not account.looks_like_run_id(run_ref):
         return _one_run(session, run_ref)
     deadline = time.monotonic() + ARRIVAL_WAIT
     while (found := account.find_run(session, run_ref)) is None and time.monotonic() < deadline:

@@ -300,7 +300,7 @@ def _upload_spool(
             summary.skipped[run_uuid] = book.describe(group)
             return
     moved_from = None
-    if server is not None and meta.get("server") != server:
+    if moving:
         moved_from = (meta.get("server"), (spool.cursor_offset, spool.acked_seq))
         spool.send_elsewhere(server)
     error = _upload_one(spool, run_uuid, meta, target, keys.get, on_progress, summary)

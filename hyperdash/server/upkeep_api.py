@@ -113,7 +113,6 @@ def delete_named_runs(request: Request,
 def _set_archived(request: Request, user: User, run_uuid: str, archived: bool) -> dict:
     row = _run_of(request, user, run_uuid)
     when = ev.now_ms() if archived else None
-
     state = _state(request)
 
     def job(conn: Connection) -> Stored:
