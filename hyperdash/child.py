@@ -47,15 +47,18 @@ DEFAULT_STOP_GRACE = 10.0
 #: The signals a stop sends, one after the other, while the child goes on.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
-#: Signals hyperdash passes on to its child instead of acting on them itself.
-FORWARDED_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
+# What hyperdash does not pass on: job control (the terminal stops and continues the whole
+# foreground group, hyperdash with it), the faults the kernel raises in a process for its own
+# doing, what it ignores or watches for itself, and what cannot be caught.
+_KEPT = {getattr(signal, name) for name in (
+    "SIGKILL", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT", "SIGCHLD", "SIGWINCH", "SIGURG",
+    "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT", "SIGPIPE", "SIGXFSZ",
+) if hasattr(signal, name)}
+
+#: Signals hyperdash passes on to its child instead of acting on them itself: every other one,
+#: as an init process in a container does (SIGALRM, SIGUSR1, SIGXCPU, the real-time ones, ...),
+#: so that none of them kills hyperdash and leaves the child running unwatched.
+FORWARDED_SIGNALS = tuple(sorted(set(signal.valid_signals()) - _KEPT))
 
 # The forwarded signals that ask a program to end (the others ask something else of it).
 _ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -203,7 +206,7 @@ class Outcome:
         """The signal the run records: the one that killed the child, or for a child ``killed``
         that exited on its own, the one it was given."""
         cause = self.signal or (self.ended_by if self.status == events.KILLED else None)
-        return signal.Signals(cause).name if cause else None
+        return events.signal_name(cause) if cause else None
 
     @classmethod
     def from_wait_status(cls, wait_status: int, ended_by: int | None, stopped: bool = False) -> Outcome:
@@ -473,13 +476,14 @@ def monitor_stdin(
     (``stall_after``: its stall window in seconds, None for the server's).
 
     Ends with ``success`` at end of input (exit 0); on SIGINT with ``user_canceled`` (130), on
-    SIGTERM or SIGHUP with ``killed`` (128+N), after taking what was already written; when the
-    reader of standard output goes away, with ``killed`` by SIGPIPE (141), as ``cat`` would end.
+    SIGTERM, SIGHUP or another signal that ends ``cat`` with ``killed`` (128+N), after taking what
+    was already written; when the reader of standard output goes away, with ``killed`` by
+    SIGPIPE (141), as ``cat`` would end.
     """
     from .pump import Pump
     from .run import Run
 
-    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    stopping = FORWARDED_SIGNALS  # (no child to pass them to: each ends the pipe)
     with SignalGate():
         run = Run(
             name, api="cli_pipe", exit_timeout=exit_timeout, quiet_config_errors=quiet_config_errors,

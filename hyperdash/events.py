@@ -10,6 +10,7 @@ stores each ``(sdk_run_uuid, seq)`` once.
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -121,6 +122,19 @@ def envelope(
     if seq is not None:
         env["seq"] = seq
     return env
+
+
+def signal_name(signum: int) -> str:
+    """A signal's name as a run records it (``run_ended``'s ``signal``) and ``kill -l`` spells it:
+    ``SIGTERM``; a real-time signal counted from either end, ``SIGRTMIN+3`` or ``SIGRTMAX-2``."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        pass
+    low, high = getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", 0)
+    if low < signum < high:
+        return f"SIGRTMIN+{signum - low}" if signum - low <= (high - low) // 2 else f"SIGRTMAX-{high - signum}"
+    return f"SIG{signum}"
 
 
 def nonfinite_text(value: float) -> str:

@@ -254,7 +254,7 @@ class Experiment:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self._finish(status, exit_code, traceback_text=text)
 
-    def _finish(self, status: str, exit_code: int | None = None, signal_name: str | None = None,
+    def _finish(self, status: str, exit_code: int | None = None, signum: int | None = None,
                 traceback_text: str | None = None) -> None:
         with self._end_lock:
             if self._ended:
@@ -273,7 +273,7 @@ class Experiment:
                 self._run.write("stderr", traceback_text.encode("utf-8", "replace"))
         except Exception as exc:
             self._run.warn("capture", f"internal error while stopping the capture: {exc!r}")
-        self._run.end(status, exit_code=exit_code, signal=signal_name)
+        self._run.end(status, exit_code=exit_code, signal=signum)
         self._remove_hooks()
 
     def _end_superseded(self, successor: str) -> None:
@@ -333,7 +333,7 @@ class Experiment:
         self._finish(status, exit_code)
 
     def _on_ending_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._finish(KILLED, signal_name=signal.Signals(signum).name)
+        self._finish(KILLED, signum=signum)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import signal as signals
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ from .events import (
     check_alert,
     nonfinite_text,
     now_ms,
+    signal_name,
 )
 from .links import follow_message
 from .settings import parse_stall_window
@@ -153,12 +153,7 @@ def _safe_filename(name: str) -> str:
 
 
 def _signal_name(signal: int | str | None) -> str | None:
-    if signal is None or isinstance(signal, str):
-        return signal
-    try:
-        return signals.Signals(signal).name
-    except ValueError:
-        return f"SIG{signal}"
+    return signal if signal is None or isinstance(signal, str) else signal_name(signal)
 
 
 def _has_other_entries(folder: Path, name: str) -> bool:

@@ -38,7 +38,9 @@ _INT64 = (-(2**63), 2**63 - 1)
 MAX_TIMESTAMP_MS = 253_402_300_799_999
 # Exit codes: 0..255, or minus a signal number (how Python reports a death by signal).
 _EXIT_CODES = (-(2**31), 255)
-_SIGNALS = tuple(s.name for s in signal.Signals)  # a tuple: any JSON value can be looked up
+# (a tuple: any JSON value can be looked up; real-time signals by both of their names)
+_SIGNALS = tuple({ev.signal_name(s) for s in signal.valid_signals()}
+                 | {f"SIGRTMIN+{n}" for n in range(33)} | {f"SIGRTMAX-{n}" for n in range(33)})
 _RUN_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_UUID_CHARS = 128
 _MAX_VALUE_CHARS = 64 * 1024

@@ -48,6 +48,10 @@ def test_outcome_status_and_exit_code():
     assert child.Outcome(3).status == "failure"
     killed = child.Outcome(128 + signal.SIGTERM, signal.SIGTERM)
     assert (killed.status, killed.signal_name) == ("killed", "SIGTERM")
+    # Real-time signals have no name of their own: counted from either end, as kill -l does.
+    for number, name in ((signal.SIGRTMIN, "SIGRTMIN"), (signal.SIGRTMIN + 6, "SIGRTMIN+6"),
+                         (signal.SIGRTMAX - 14, "SIGRTMAX-14"), (signal.SIGRTMAX, "SIGRTMAX")):
+        assert child.Outcome(128 + number, number).signal_name == name
     assert child.Outcome(130, signal.SIGINT).status == "user_canceled"
     # A child that catches Ctrl-C and exits non-zero was still cancelled by the user ...
     assert child.Outcome(1, None, ended_by=signal.SIGINT).status == "user_canceled"

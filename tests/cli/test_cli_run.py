@@ -112,6 +112,58 @@ def test_signal_to_hyperdash_reaches_the_child_once(account, hyperdash_home, sig
     assert texts(account.logs(run["uuid"])) == ["ready", "signals 1"]
 
 
+# A child that reports each of these signals as it gets it, and ends after the last one.
+REPORTS_OTHER_SIGNALS = """
+import signal
+watched = [signal.SIGALRM, signal.SIGUSR1, signal.SIGPWR, signal.SIGRTMIN + 3]
+signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+print("ready", flush=True)
+for _ in watched:
+    print("got", signal.sigtimedwait(watched, 30).si_signo, flush=True)
+"""
+
+
+def test_every_other_signal_is_passed_on_and_leaves_hyperdash_watching(account, hyperdash_home):
+    # SIGALRM, SIGPWR or a real-time signal used to kill hyperdash itself, leaving the command
+    # running unwatched and its run to go lost.
+    proc = subprocess.Popen([*HYPERDASH, "run", "-n", "other signals", *py(REPORTS_OTHER_SIGNALS)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=account.sdk_env(hyperdash_home))
+    assert proc.stdout.readline() == b"ready\n"
+    sent = [signal.SIGALRM, signal.SIGUSR1, signal.SIGPWR, signal.SIGRTMIN + 3]
+    for sig in sent:
+        proc.send_signal(sig)
+        assert proc.stdout.readline() == f"got {int(sig)}\n".encode()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    run = account.wait_for_run("other signals", "success")
+    assert texts(account.logs(run["uuid"])) == ["ready", *(f"got {int(sig)}" for sig in sent)]
+
+
+@pytest.mark.parametrize("sig, name", [(signal.SIGALRM, "SIGALRM"), (signal.SIGRTMIN + 6, "SIGRTMIN+6"),
+                                       (signal.SIGRTMAX - 1, "SIGRTMAX-1")])
+def test_a_child_killed_by_any_signal_ends_killed_with_that_signal_named(hd, account, sig, name):
+    # A real-time signal used to crash hyperdash (no name for it), and the run went lost.
+    code = f"import os; print('going', flush=True); os.kill(os.getpid(), {int(sig)})"
+    result = hd("run", "-n", f"died of {name}", *py(code))
+    assert result.returncode == 128 + sig, result.stderr
+    assert b"Traceback" not in result.stderr
+    run = account.wait_for_run(f"died of {name}", "killed")
+    assert (run["signal"], run["exit_code"]) == (name, 128 + sig)
+
+
+def test_a_signal_to_hyperdash_that_kills_its_child_ends_the_run_killed(account, hyperdash_home):
+    proc = subprocess.Popen([*HYPERDASH, "run", "-n", "alarm", *py("import time; print('ready', flush=True); "
+                                                                   "time.sleep(30)")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=account.sdk_env(hyperdash_home))
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGALRM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGALRM
+    assert account.wait_for_run("alarm", "killed")["signal"] == "SIGALRM"
+
+
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, "user_canceled"), (signal.SIGTERM, "killed"),
                                          (signal.SIGHUP, "killed")])
 def test_a_child_that_catches_the_signal_and_exits_non_zero_still_ends_as_the_signal_says(
@@ -390,19 +442,22 @@ def test_pipe_reads_a_file_or_dev_null_as_its_input(account, hyperdash_home, tmp
     account.wait_for_run("from nothing", "success")
 
 
-def test_pipe_stopped_by_ctrl_c(account, hyperdash_home):
+@pytest.mark.parametrize("sig, status, name", [(signal.SIGINT, "user_canceled", "pipe canceled"),
+                                               (signal.SIGALRM, "killed", "pipe alarmed")])
+def test_pipe_ends_on_ctrl_c_or_another_signal_that_ends_cat(account, hyperdash_home, sig, status, name):
     proc = subprocess.Popen(
-        [*HYPERDASH, "pipe", "-n", "pipe canceled"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [*HYPERDASH, "pipe", "-n", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=account.sdk_env(hyperdash_home),
     )
     proc.stdin.write(b"first line\n")
     proc.stdin.flush()
     assert proc.stdout.readline() == b"first line\n"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     proc.wait(30)
     proc.stdin.close()
-    assert proc.returncode == 130
-    run = account.wait_for_run("pipe canceled", "user_canceled")
+    assert proc.returncode == 128 + sig
+    run = account.wait_for_run(name, status)
+    assert run["signal"] == sig.name
     assert texts(account.logs(run["uuid"])) == ["first line"]
 
 

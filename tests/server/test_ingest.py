@@ -257,6 +257,14 @@ def test_killed_run_keeps_its_signal(api):
     assert (detail["status"], detail["signal"], detail["exit_code"]) == ("killed", "SIGTERM", -15)
 
 
+@pytest.mark.parametrize("name", ["SIGRTMIN+6", "SIGRTMAX-1", "SIGRTMIN", "SIGALRM"])
+def test_a_run_killed_by_a_real_time_or_other_signal_keeps_its_name(api, name):
+    run = new_run()
+    api.ok([env("run_started", run, {"job_name": "k"}, seq=1),
+            env("run_ended", run, {"final_status": "killed", "signal": name, "exit_code": 168}, seq=2)])
+    assert api.json(f"/api/v1/runs/{run}")["signal"] == name
+
+
 def test_progress_lines_keep_only_the_newest(api):
     run = new_run()
     api.ok([log(run, 1, "start"),
@@ -515,6 +523,9 @@ def _bad_bodies():
         ("unknown signal", [good, env("run_ended", run, {"final_status": "killed", "signal": "SIGNOPE"}, seq=2)],
          400, "invalid_event"),
         ("signal a number", [good, env("run_ended", run, {"final_status": "killed", "signal": 9}, seq=2)],
+         400, "invalid_event"),
+        ("real-time signal past the end", [good, env("run_ended", run, {"final_status": "killed",
+                                                                         "signal": "SIGRTMIN+99"}, seq=2)],
          400, "invalid_event"),
         ("run uuid a path", with_(sdk_run_uuid="../../x"), 400, "invalid_event"),
         ("run uuid not a uuid", with_(sdk_run_uuid="11111111-2222-3333-4444-55555555555g"), 400, "invalid_event"),
