@@ -6,6 +6,9 @@ what the job records of its own, stored output, a param or metric point that is 
 the TensorBoard directory), its start and its end. Heartbeats
 only prove the process alive (they keep a run from going ``lost``), so a training loop frozen on
 a dead data loader, whose shipper thread still beats, is told apart from a run that went silent.
+A run must be alive to be stalled: it must have been heard from (a heartbeat is enough) once its
+window had passed without progress. A job killed outright is heard from no more; it is on its
+way to ``lost``, whatever its window, and is not told stalled first.
 Stalled is a condition beside the run's status, not a status: it clears by itself when the job
 makes progress again (ingest stores the batch and announces ``RunResumed``).
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, true, update
 from sqlalchemy.engine import Connection
 
 from .. import events as ev
@@ -66,17 +69,21 @@ def _window(default_ms: int):
     return func.coalesce(runs.c.stall_after_ms, named, default_ms)
 
 
-def mark_stalled(conn: Connection, now_ms: int, default_ms: int, cache: Any = None) -> Stored:
-    """Mark the running runs that made no progress for their window as stalled (as of
-    ``now_ms``); a writer job that announces a ``RunStalled`` for each. ``cache``: the writer's run cache (an object
-    with a ``runs`` dict of the rows it holds, by (user id, uuid)), kept up to date."""
+def mark_stalled(conn: Connection, now_ms: int, default_ms: int, cache: Any = None,
+                 heard_past_window: bool = True) -> Stored:
+    """Mark the running runs that made no progress for their window, and were heard from after
+    it, as stalled (as of ``now_ms``); a writer job that announces a ``RunStalled`` for each.
+    ``cache``: the writer's run cache (an object with a ``runs`` dict of the rows it holds, by
+    (user id, uuid)), kept up to date. ``heard_past_window=False`` drops the sign of life asked
+    for, for a sweep whose clock is moved ahead, past any heartbeat."""
     window = _window(default_ms)
     last = func.coalesce(runs.c.last_progress_at, runs.c.started_at)
+    alive = runs.c.last_seen_at >= last + window if heard_past_window else true()
     # (a run another process is storing a batch of right now is locked, and passed over: it is
     # making progress; the rows taken stay locked, so no batch moves them on meanwhile)
     rows = conn.execute(skip_locked(conn, select(runs).where(
         runs.c.status == ev.RUNNING, runs.c.stalled_since.is_(None), window > 0, last + window < now_ms,
-        not_deleted(),
+        alive, not_deleted(),
     ).order_by(runs.c.id))).all()
     facts: list[Fact] = []
     for row in rows:

@@ -53,6 +53,10 @@ class RunFeed:
     def log(self, *texts: str, stream: str = ev.STDOUT, **flags) -> None:
         self.send([self.line(text, stream, **flags) for text in texts])
 
+    def heartbeat(self) -> None:
+        """A sign of life, and nothing more, as the SDK sends one when it has nothing else."""
+        self.send([ev.envelope(ev.HEARTBEAT, self.uuid, {})])
+
     def lines(self, count: int, template: str = "line {i}", batch: int = 5000) -> None:
         """``count`` stdout lines, in batches."""
         for start in range(0, count, batch):

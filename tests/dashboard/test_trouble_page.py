@@ -5,6 +5,8 @@ the stall window of a name set from the page."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hyperdash import events as ev
@@ -24,6 +26,8 @@ def stalling_run(account, name: str, window_s: float = 1.0) -> RunFeed:
 def test_a_stalled_run_is_marked_live_and_clears_when_it_speaks(open_page, account, artifacts):
     feed = stalling_run(account, "stuck-loader")
     feed.log("epoch 1")
+    time.sleep(1.1)
+    feed.heartbeat()  # alive past its window of 1 s, with no progress: stalled
     runs = open_page(PHONE)
     sign_in(runs, account, "/?name=stuck-loader")
     row = f".run-row[data-uuid='{feed.uuid}']"

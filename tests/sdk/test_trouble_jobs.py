@@ -4,6 +4,8 @@ rules set with ``exp.alert`` fire on the points the job records."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -175,6 +177,31 @@ def test_the_servers_default_window_from_its_command_line(server_factory, sdk_en
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
+
+
+def test_a_job_killed_outright_goes_lost_without_being_told_stalled_first(server_factory, sdk_env):
+    # Its window (1 s) is far shorter than the lost timeout (6 s): once the job is gone, no
+    # heartbeat says it lives, so it is silent, not stuck.
+    server = server_factory("--stall-after", "1s", "--lost-timeout", "6")
+    account = server.signup()
+    env = {**sdk_env(), "HYPERDASH_SERVER": server.url, "HYPERDASH_API_KEY": account.api_key}
+    # (it makes progress until it is killed: a line every 0.2 s)
+    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "killed outright", sys.executable,
+                             "-c", "import itertools, time\nfor i in itertools.count(1):\n"
+                             "    print('epoch', i, flush=True)\n    time.sleep(0.2)"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"epoch 1\n"
+        run = account.wait_for_run("killed outright", timeout=30)
+        account.wait_for(lambda: account.logs(run["uuid"]), timeout=30)
+        os.killpg(proc.pid, signal.SIGKILL)  # hyperdash and its job, with no word to the server
+        seen = []  # the run as it looked, every 0.1 s, until it went lost
+        account.wait_for(lambda: seen.append(account.run(run["uuid"])) or seen[-1]["status"] == "lost", timeout=30)
+        assert len(seen) > 10 and not [r for r in seen if r["stalled_since"]]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def test_a_bad_window_on_the_command_line_is_a_usage_error(sdk_env):

@@ -342,7 +342,8 @@ def test_a_run_being_purged_is_out_of_lists_pages_and_sweeps(slow_purge):
     # The sweeps pass it over: it is never called lost or stalled (nor notified as such).
     state = client.app.state
     later = events.now_ms() + 10**9
-    stalled = state.store.writer.call(lambda conn: mark_stalled(conn, later, 1000, state.run_cache))
+    stalled = state.store.writer.call(lambda conn: mark_stalled(conn, later, 1000, state.run_cache,
+                                                                heard_past_window=False))
     assert [fact.run.uuid for fact in stalled.facts] == [alive]
     lost = state.store.writer.call(lambda conn: mark_lost(conn, 1.0, state.run_cache, now_ms=later))
     assert [fact.run.uuid for fact in lost.facts] == [alive]

@@ -24,11 +24,19 @@ def start(api: Api, name: str = "train", seq: int = 1, **extra) -> str:
 
 
 def sweep_later(api: Api, seconds: float):
-    """Run the stall sweep with a clock set ``seconds`` ahead, so no timing matters; its facts."""
+    """Run the stall sweep with a clock set ``seconds`` ahead, so no timing matters; its facts.
+    (No heartbeat can come from the time it is set to, so it asks for none past the window.)"""
     app = api.client.app
     later = events.now_ms() + int(seconds * 1000)
+    return app.state.store.writer.call(lambda conn: mark_stalled(
+        conn, later, app.state.stall_after_ms, app.state.run_cache, heard_past_window=False)).facts
+
+
+def sweep_now(api: Api):
+    """The stall sweep as the server runs it, now; its facts."""
+    app = api.client.app
     return app.state.store.writer.call(
-        lambda conn: mark_stalled(conn, later, app.state.stall_after_ms, app.state.run_cache)).facts
+        lambda conn: mark_stalled(conn, events.now_ms(), app.state.stall_after_ms, app.state.run_cache)).facts
 
 
 def heartbeat(api: Api, run: str) -> None:
@@ -50,6 +58,19 @@ def test_a_run_with_heartbeats_alone_stalls_and_clears_when_it_speaks(make_clien
     assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is not None
     api.ok([log(run, 2, "epoch 2")])
     assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+
+
+def test_a_run_is_stalled_only_once_heard_from_after_its_window(make_client):
+    # A job killed outright stops its heartbeats too: it is on its way to lost, and used to be
+    # told stalled first whenever its window was shorter than the lost timeout.
+    api = Api(make_client(stall_after=1))
+    run = start(api)
+    time.sleep(1.1)
+    assert sweep_now(api) == []  # the window passed, but nothing since says the job lives
+    assert api.json(f"/api/v1/runs/{run}")["stalled_since"] is None
+    heartbeat(api, run)  # alive, and still no progress: stuck
+    facts = sweep_now(api)
+    assert [type(f) for f in facts] == [RunStalled] and facts[0].run.uuid == run
 
 
 def test_internal_metrics_are_not_progress_but_metrics_and_params_are(make_client):

@@ -68,7 +68,8 @@ def test_stalled_and_rule_fired_are_queued_and_delivered(make_client):
                 env(events.METRIC, run, {"name": "loss", "value": "NaN"}, seq=3),
                 env(events.METRIC, run, {"name": "loss", "value": "NaN"}, seq=4)])
         later = events.now_ms() + 61_000
-        store.writer.call(lambda conn: mark_stalled(conn, later, 60_000, client.app.state.run_cache))
+        store.writer.call(lambda conn: mark_stalled(conn, later, 60_000, client.app.state.run_cache,
+                                                    heard_past_window=False))
 
         def rows():
             with store.read() as conn:
@@ -142,7 +143,8 @@ def test_a_stall_undone_within_the_hold_is_told_to_nobody_and_a_runs_stalls_once
 
         def stall() -> None:  # (as the server's sweep finds it, a window's length on)
             later = events.now_ms() + 61_000
-            store.writer.call(lambda conn: mark_stalled(conn, later, 60_000, client.app.state.run_cache))
+            store.writer.call(lambda conn: mark_stalled(conn, later, 60_000, client.app.state.run_cache,
+                                                        heard_past_window=False))
 
         def told() -> list[tuple[str, str]]:
             with store.read() as conn:
