@@ -124,6 +124,13 @@ def test_channels_are_added_listed_edited_and_removed_without_showing_secrets(cl
     ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "events": []},
      "name at least one event"),
     ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "name": "a\x00b"}, "NUL"),
+    # A setting the kind does not take (misspelt, say) is refused, not dropped without a word.
+    ({"kind": "telegram", "settings": {"token": TELEGRAM_TOKEN, "chat_id": "1", "chatid": "2"}},
+     "a telegram channel has no setting 'chatid': it takes token, chat_id"),
+    ({"kind": "ntfy", "settings": {"url": "https://ntfy.sh/topic", "priority": 5, "tokn": "tk_x"}},
+     "no setting 'tokn'"),
+    ({"kind": "email", "settings": {"host": "smtp.example.com", "from": "a@b.co", "to": "c@d.co", "cc": "e@f.co"}},
+     "no setting 'cc'"),
 ])
 def test_a_bad_channel_is_refused_with_a_clear_message_and_nothing_stored(client, body, message):
     api = Api(client)
@@ -240,7 +247,7 @@ def test_a_bad_edit_changes_nothing_and_other_accounts_see_nothing(client):
     path = f"{CHANNELS}/{channel['id']}"
     before = stored_channels(client)
     for edit in ({"settings": {"url": "nope", "secret": "z" * 20}}, {"events": ["success", "nope"]},
-                 {"settings_update": {"secret": "short"}}):
+                 {"settings_update": {"secret": "short"}}, {"settings_update": {"sceret": "z" * 20}}):
         resp = client.patch(path, headers=owner.headers, json=edit)
         assert resp.status_code == 400, resp.text
     assert stored_channels(client) == before

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from .delivery import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DeliveryResult, Outcome, Scrubber, log
 from .message import Notification
+from .settings import SettingsError
 
 
 class Channel(abc.ABC):
@@ -26,10 +27,17 @@ class Channel(abc.ABC):
     #: secret, a hook's, is given anew whenever it changes). A change of destination must come
     #: with these given again: the stored ones are never carried to a new address.
     secret_settings: ClassVar[tuple[str, ...]] = ()
+    #: Every setting the kind takes. Any other is refused rather than dropped: a misspelt one
+    #: (``chatid``, ``tokn``) would otherwise be lost without a word.
+    setting_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Mapping[str, Any], *, timeout: tuple[float, float] | None = None):
         if not isinstance(settings, Mapping):
             raise TypeError("settings must be a mapping")
+        unknown = sorted(str(name) for name in settings if name not in self.setting_names)
+        if unknown:
+            raise SettingsError(f"a {self.kind} channel has no setting {unknown[0]!r}: "
+                                f"it takes {', '.join(self.setting_names)}")
         self.settings: dict[str, Any] = self.check(settings)
         self.timeout = timeout or (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
         self.scrub = Scrubber(self.secrets())

@@ -34,6 +34,7 @@ class SlackChannel(Channel):
     """A Slack incoming webhook. Settings: ``url`` (https://hooks.slack.com/services/T…/B…/…)."""
 
     kind = "slack"
+    setting_names = ("url",)
     destinations = ("url",)
     ORIGINS = ("https://hooks.slack.com",)
     PATH = re.compile(r"/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+")
@@ -66,6 +67,7 @@ class DiscordChannel(Channel):
     """A Discord incoming webhook. Settings: ``url`` (https://discord.com/api/webhooks/ID/TOKEN)."""
 
     kind = "discord"
+    setting_names = ("url",)
     destinations = ("url",)
     ORIGINS = ("https://discord.com", "https://discordapp.com", "https://ptb.discord.com", "https://canary.discord.com")
     PATH = re.compile(r"/api/webhooks/\d+/[A-Za-z0-9_-]+")
@@ -101,6 +103,7 @@ class TelegramChannel(Channel):
     """
 
     kind = "telegram"
+    setting_names = ("token", "chat_id")
     # The token goes to the API address only, a server option; chat_id picks one of the bot's chats.
     secret_settings = ("token",)
     API_BASE = "https://api.telegram.org"
@@ -164,6 +167,7 @@ class NtfyChannel(Channel):
     or 1-5; by default high for failures and lost runs, default otherwise)."""
 
     kind = "ntfy"
+    setting_names = ("url", "token", "priority")
     destinations = ("url",)
     secret_settings = ("token",)
     TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")

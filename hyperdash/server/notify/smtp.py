@@ -32,6 +32,7 @@ class EmailChannel(Channel):
     """
 
     kind = "email"
+    setting_names = ("host", "port", "security", "username", "password", "from", "to")
     destinations = ("host", "port")
     secret_settings = ("password",)
 

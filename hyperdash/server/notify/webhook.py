@@ -112,6 +112,7 @@ class WebhookChannel(Channel):
     """Settings: ``url`` (http or https) and ``secret`` (at least 16 characters)."""
 
     kind = "webhook"
+    setting_names = ("url", "secret")
     destinations = ("url",)
     secret_settings = ("secret",)
 

@@ -116,6 +116,8 @@ class WebPushChannel(Channel):
     """
 
     kind = "webpush"
+    # (flat, or as PushSubscription.toJSON() gives them: keys nested, and when they expire)
+    setting_names = ("endpoint", "p256dh", "auth", "keys", "expirationTime")
     destinations = ("endpoint",)
     secret_settings = ("auth",)
 
