@@ -215,6 +215,7 @@ notify_channels = Table(
     # When what it is sent, or where, last changed (NULL: not since it was made): a scan for
     # notifications missed is for channels as they were when the run ended.
     Column("changed_at", BigInteger, nullable=True),
+    sqlite_autoincrement=True,  # (see _migration_ids_never_reused)
 )
 
 # The durable outbox: one row per (notification, channel), queued once (the unique key), sent
@@ -270,6 +271,7 @@ rules = Table(
     Column("spec", Text, nullable=False),
     Column("source", String(16), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,  # (see _migration_ids_never_reused)
 )
 
 # Where each rule stands on each run it watches: armed or fired, and the best value so far
@@ -439,16 +441,43 @@ def _migration_channel_changes(conn: Connection) -> None:
     _add_missing_columns(conn, notify_channels, ("changed_at",))
 
 
+def _migration_ids_never_reused(conn: Connection) -> None:
+    """SQLite gives the next row the id of the newest row deleted, unless its table says
+    AUTOINCREMENT: a channel or rule removed, and its id then named by a script or a page left
+    open (``hyperdash notify remove 3``), would reach the one added after it. Rebuild those
+    tables with it, their rows kept. (PostgreSQL's sequences never give an id twice.)"""
+    if conn.dialect.name != "sqlite":
+        return
+    # pysqlite runs DDL outside any transaction until a DML statement opens one: open it first, so
+    # that the rebuild is all or nothing, committed with the schema's new version.
+    conn.execute(schema_migrations.delete().where(schema_migrations.c.version < 0))
+    for table in (notify_channels, rules):
+        created = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                       (table.name,)).scalar()
+        if created is None or "AUTOINCREMENT" in created.upper():
+            continue
+        indexes = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                       "AND sql IS NOT NULL", (table.name,)).scalars().all()
+        for index in indexes:  # (their names would clash with the new table's)
+            conn.exec_driver_sql(f'DROP INDEX "{index}"')
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {table.name}_reusing_ids")
+        table.create(conn)
+        columns = ", ".join(f'"{column.name}"' for column in table.columns)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {table.name}_reusing_ids")
+        conn.exec_driver_sql(f"DROP TABLE {table.name}_reusing_ids")
+
+
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:
 # the runs' progress, failure summary and stop request; 5: the server's own values; 6: stalls and
 # metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
 # index of runs by name; 9: sweeps and relay_facts, for several processes on one database; 10: the
-# index of rule states by run; 11: when a notification channel last changed).
+# index of rule states by run; 11: when a notification channel last changed; 12: SQLite never
+# gives a deleted channel's or rule's id again).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
                                                    _migration_trouble, _migration_tidy, _add_runs_by_name_index,
                                                    _create_missing_tables, _add_rule_states_by_run_index,
-                                                   _migration_channel_changes]
+                                                   _migration_channel_changes, _migration_ids_never_reused]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
