@@ -39,6 +39,8 @@ from .run import Run
 __all__ = ["Experiment", "Callbacks", "status_of_exception"]
 
 # Ending the process by default, these signals end the run as ``killed`` first.
+# How long an interrupted notebook cell has to end its run itself, before a stop ends it.
+_CELL_END_S = 2.0
 _ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 # How often exp.iter() records its progress, at most (seconds), as the original SDK did.
 ITER_METRIC_INTERVAL = 1.0
@@ -256,6 +258,10 @@ class Experiment:
 
     def _finish(self, status: str, exit_code: int | None = None, signum: int | None = None,
                 traceback_text: str | None = None) -> None:
+        if self._run.stop_request is not None:
+            # However the job took the stop (it caught the KeyboardInterrupt and returned, or
+            # exited 1 as Lightning does), it ended because someone stopped it.
+            status = USER_CANCELED
         with self._end_lock:
             if self._ended:
                 return
@@ -352,6 +358,14 @@ class Experiment:
         if not main.is_alive() or main.ident is None:
             return None  # the interpreter is ending already
         handler = signal.getsignal(signal.SIGINT)
+        if _interactive_shell():
+            # A notebook's kernel (or IPython) outlives its cell: interrupt the cell that runs,
+            # if one does (an idle kernel ignores SIGINT), and end the run; never the kernel.
+            busy = callable(handler)
+            threading.Thread(target=self._cancel_in_shell, args=(main.ident if busy else None,),
+                             name="hyperdash-stop", daemon=True).start()
+            return ("interrupting the cell that runs, and ending the run" if busy
+                    else "no cell runs: the run ends, and the kernel goes on")
         if callable(handler):
             signal.pthread_kill(main.ident, signal.SIGINT)
             return None
@@ -362,6 +376,15 @@ class Experiment:
         why = "ignores SIGINT" if handler == signal.SIG_IGN else "does not handle SIGINT in Python"
         return (f"the job {why}, so no KeyboardInterrupt can stop it: unless it ends first, in {grace:g} s "
                 f"the run ends user_canceled and the process (pid {os.getpid()}) is terminated")
+
+    def _cancel_in_shell(self, interrupt: int | None) -> None:
+        """End the run ``user_canceled`` (off the sending thread, which the end waits for),
+        after a KeyboardInterrupt in thread ``interrupt``, if given, and a moment for the cell
+        to end the run itself."""
+        if interrupt is not None:
+            signal.pthread_kill(interrupt, signal.SIGINT)
+            self._ended_event.wait(_CELL_END_S)
+        self._finish(USER_CANCELED)
 
     def _terminate_after(self, grace: float) -> None:
         """End the run ``user_canceled`` and the process, ``grace`` seconds from now unless the
@@ -374,6 +397,16 @@ class Experiment:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(grace)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _interactive_shell() -> bool:
+    """Whether this process is an IPython shell (a notebook's kernel, say): one that goes on
+    after a KeyboardInterrupt ends a cell, its experiments with it or not."""
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython is not None and ipython.get_ipython() is not None
+    except Exception:
+        return False
 
 
 def _end_capturing_experiments(superseded_by: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from kernel_notebook import errors, log_texts, shown
 
 
@@ -88,3 +91,38 @@ def test_rerunning_the_cell_that_creates_an_experiment_ends_the_previous_one(not
     second = account.wait_for_run("rerun second", status="success")
     assert log_texts(account, first["uuid"]) == ["for the first run", "| loss:   1.000000 |"]
     assert log_texts(account, second["uuid"]) == ["for the second run", "second child"]
+
+
+def _stop(account, run_uuid: str) -> None:
+    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
+                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+    assert resp.status_code == 202, resp.text
+
+
+def test_a_stop_ends_the_run_and_never_the_kernel(notebook, account):
+    # An idle kernel ignores SIGINT: a stop used to end in the kernel's SIGTERM, and every
+    # variable of the notebook was lost; a busy one had its cell interrupted, and the run went on.
+    notebook.run("from hyperdash import Experiment\nexp = Experiment('stopped while idle')\nmodel = 'precious'")
+    idle = account.wait_for_run("stopped while idle", "running", timeout=30)
+    _stop(account, idle["uuid"])
+    ended = account.wait_for(lambda: (r := account.run(idle["uuid"]))["status"] != "running" and r, timeout=30)
+    assert ended["status"] == "user_canceled" and ended["stop"]["by"] == account.email
+    time.sleep(1)
+    assert shown(notebook.run("print(model)")) == "precious\n"
+
+    notebook.run("exp = Experiment('stopped while busy')")
+    busy = account.wait_for_run("stopped while busy", "running", timeout=30)
+
+    def stop_once_ready() -> None:
+        account.wait_for(lambda: "ready" in log_texts(account, busy["uuid"]), timeout=30)
+        _stop(account, busy["uuid"])
+
+    stopper = threading.Thread(target=stop_once_ready)
+    stopper.start()
+    cell = notebook.run("import time\nprint('ready', flush=True)\nfor _ in range(600):\n    time.sleep(0.1)",
+                        error=True)
+    stopper.join()
+    assert "KeyboardInterrupt" in str(errors(cell))
+    ended = account.wait_for(lambda: (r := account.run(busy["uuid"]))["status"] != "running" and r, timeout=30)
+    assert ended["status"] == "user_canceled"
+    assert shown(notebook.run("print(model)")) == "precious\n"

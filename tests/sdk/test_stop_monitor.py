@@ -28,10 +28,14 @@ def _start(account, script, sdk_env, code: str, name: str, env: dict[str, str] |
     return proc, run["uuid"]
 
 
-def test_a_monitor_job_asleep_is_stopped(account, script, sdk_env):
+# How the job takes the KeyboardInterrupt: lets it end the program; or cleans up and returns, or
+# exits 1 as Lightning does on Ctrl-C (which used to end the run success or failure, its page
+# saying at once that it was stopped).
+@pytest.mark.parametrize("taken, exit_code", [("raise", -signal.SIGINT), ("return 'partial'", 0), ("sys.exit(1)", 1)])
+def test_a_monitor_job_asleep_is_stopped(account, script, sdk_env, taken, exit_code):
     name = f"monitor-{uuid.uuid4().hex[:8]}"
     proc, run_uuid = _start(account, script, sdk_env, f"""
-        import time
+        import sys, time
         from hyperdash import monitor
 
         @monitor({name!r})
@@ -41,7 +45,7 @@ def test_a_monitor_job_asleep_is_stopped(account, script, sdk_env):
                 time.sleep(120)  # blocked in a call: the stop must still reach it
             except KeyboardInterrupt:
                 print("interrupted", flush=True)
-                raise
+                {taken}
 
         train()
     """, name)
@@ -50,8 +54,8 @@ def test_a_monitor_job_asleep_is_stopped(account, script, sdk_env):
     out, err = proc.communicate(timeout=30)
     took = time.monotonic() - asked
     assert "interrupted" in out.decode()
-    assert "KeyboardInterrupt" in err.decode()
-    assert proc.returncode != 0
+    assert ("KeyboardInterrupt" in err.decode()) == (taken == "raise")
+    assert proc.returncode == exit_code, err.decode()
     assert took < 15, f"the job took {took:.1f}s to stop"
     run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
     assert run["status"] == "user_canceled"
@@ -113,3 +117,4 @@ def test_a_job_that_ignores_sigint_is_ended_after_the_grace_period(account, scri
                     f"user_canceled and the process (pid {proc.pid}) is terminated"]
     run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
     assert run["status"] == "user_canceled" and run["stop"]["by"] == account.email
+
