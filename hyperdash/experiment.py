@@ -13,8 +13,11 @@ an older one still does (in a notebook, re-running the cell that creates it), th
 ends ``success`` first, and one line says so.
 
 An experiment that is never ended ends when the interpreter exits: ``failure`` after an
-uncaught exception (whose traceback is in the log) or ``sys.exit`` with a non-zero code (the
-code kept), ``user_canceled`` after Ctrl-C, else ``success``. SIGTERM and SIGHUP, when the
+uncaught exception (whose traceback is in the log), or ``sys.exit``, ``exit`` or ``quit`` with a
+non-zero code (the code kept), ``user_canceled`` after Ctrl-C, else ``success``. (A ``raise
+SystemExit(n)`` written out is not seen: the interpreter tells no one its code.) In an IPython
+shell, where a cell's ``sys.exit`` or exception ends the cell and not the process, only the
+shell's exit ends it: ``success``. SIGTERM and SIGHUP, when the
 program has no handler of its own for them, record ``killed`` and then end the process as the
 signal would have.
 """
@@ -38,9 +41,9 @@ from .run import Run
 
 __all__ = ["Experiment", "Callbacks", "status_of_exception"]
 
-# Ending the process by default, these signals end the run as ``killed`` first.
 # How long an interrupted notebook cell has to end its run itself, before a stop ends it.
 _CELL_END_S = 2.0
+# Ending the process by default, these signals end the run as ``killed`` first.
 _ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 # How often exp.iter() records its progress, at most (seconds), as the original SDK did.
 ITER_METRIC_INTERVAL = 1.0
@@ -131,6 +134,8 @@ class Experiment:
         self._previous_excepthook: ExceptHook | None = None
         self._previous_exit: Callable[..., NoReturn] | None = None
         self._previous_handlers: dict[int, Any] = {}
+        self._previous_quitters: dict[str, Any] = {}
+        self._last_value_before: Any = None  # sys.last_value as it was before the run
         self._iterators = 0
         self.callbacks = Callbacks(self)
         self._install_hooks()
@@ -251,13 +256,11 @@ class Experiment:
         status, exit_code = status_of_exception(exc)
         text = None
         if status == FAILURE and log_traceback and exc is not None and not isinstance(exc, SystemExit):
-            import traceback
-
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            text = _traceback_text(exc)
         self._finish(status, exit_code, traceback_text=text)
 
     def _finish(self, status: str, exit_code: int | None = None, signum: int | None = None,
-                traceback_text: str | None = None) -> None:
+                traceback_text: str | None = None, exiting: bool = False) -> None:
         if self._run.stop_request is not None:
             # However the job took the stop (it caught the KeyboardInterrupt and returned, or
             # exited 1 as Lightning does), it ended because someone stopped it.
@@ -279,8 +282,16 @@ class Experiment:
                 self._run.write("stderr", traceback_text.encode("utf-8", "replace"))
         except Exception as exc:
             self._run.warn("capture", f"internal error while stopping the capture: {exc!r}")
-        self._run.end(status, exit_code=exit_code, signal=signum)
-        self._remove_hooks()
+        try:
+            self._run.end(status, exit_code=exit_code, signal=signum)
+        except KeyboardInterrupt:
+            # Ctrl-C while the run's last events were being sent: the wait ends there (what is
+            # left is spooled, and the run said so), and the program gets its interrupt anew,
+            # without our frames, unless it is exiting already.
+            if not exiting:
+                raise KeyboardInterrupt from None
+        finally:
+            self._remove_hooks()
 
     def _end_superseded(self, successor: str) -> None:
         self._finish(SUCCESS)
@@ -290,10 +301,20 @@ class Experiment:
     # -- interpreter hooks ----------------------------------------------------------------
     def _install_hooks(self) -> None:
         atexit.register(self._at_exit)
+        if _interactive_shell():
+            return  # (a cell's exception or sys.exit ends the cell, not the process)
+        self._last_value_before = getattr(sys, "last_value", None)
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._excepthook
         self._previous_exit = sys.exit
         sys.exit = self._exit
+        import builtins
+
+        for name in ("exit", "quit"):  # (site's, which raise SystemExit without sys.exit)
+            previous = getattr(builtins, name, None)
+            if previous is not None:
+                self._previous_quitters[name] = previous
+                setattr(builtins, name, _NotingQuitter(previous, self._note_exit))
         if threading.current_thread() is threading.main_thread():
             for signum in _ENDING_SIGNALS:
                 try:
@@ -308,6 +329,14 @@ class Experiment:
             sys.excepthook = self._previous_excepthook or sys.__excepthook__
         if sys.exit == self._exit:
             sys.exit = self._previous_exit or _SYS_EXIT
+        if self._previous_quitters:
+            import builtins
+
+            for name, previous in self._previous_quitters.items():
+                quitter = getattr(builtins, name, None)
+                if isinstance(quitter, _NotingQuitter) and quitter.note == self._note_exit:
+                    setattr(builtins, name, previous)
+            self._previous_quitters = {}
         if self._previous_handlers and threading.current_thread() is threading.main_thread():
             for signum, previous in self._previous_handlers.items():
                 try:
@@ -324,19 +353,37 @@ class Experiment:
         (self._previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
 
     def _exit(self, status: Any = None) -> NoReturn:
+        self._note_exit(status)
+        (self._previous_exit or _SYS_EXIT)(status)
+
+    def _note_exit(self, status: Any) -> None:
         # A SystemExit that ends the program reaches no excepthook, and the atexit hook that
-        # ends the run cannot see its code, so sys.exit notes it on its way out. Not seen: a
-        # `raise SystemExit(n)` written out. A sys.exit that the program catches still leaves
-        # its note. Only the main thread's sys.exit ends the process.
+        # ends the run cannot see its code, so sys.exit (and exit, quit) note it on its way
+        # out. Not seen: a `raise SystemExit(n)` written out. A sys.exit that the program
+        # catches still leaves its note. Only the main thread's sys.exit ends the process.
         if threading.current_thread() is threading.main_thread():
             self._exit_status = status_of_exception(SystemExit(status))
-        (self._previous_exit or _SYS_EXIT)(status)
 
     def _at_exit(self) -> None:
         if os.getpid() != self._pid:
             return  # a forked child: the run belongs to the parent
-        status, exit_code = self._exit_status or (SUCCESS, None)
-        self._finish(status, exit_code)
+        status, exit_code = self._exit_status or self._uncaught() or (SUCCESS, None)
+        text = None
+        if self._capture is None and status == FAILURE and exit_code is None:
+            # (nothing captured the traceback the interpreter printed: the log gets its own)
+            exc = getattr(sys, "last_value", None)
+            if isinstance(exc, BaseException) and exc is not self._last_value_before:
+                text = _traceback_text(exc)
+        self._finish(status, exit_code, traceback_text=text, exiting=True)
+
+    def _uncaught(self) -> tuple[str, int | None] | None:
+        """How an uncaught exception ended the program where our excepthook did not see it
+        (the program put its own in place after ours, as ``rich.traceback.install()`` does):
+        the interpreter keeps it in ``sys.last_value`` before calling the hook."""
+        exc = getattr(sys, "last_value", None)
+        if not isinstance(exc, BaseException) or exc is self._last_value_before or _interactive_shell():
+            return None
+        return status_of_exception(exc)
 
     def _on_ending_signal(self, signum: int, frame: FrameType | None) -> None:
         self._finish(KILLED, signum=signum)
@@ -397,6 +444,27 @@ class Experiment:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(grace)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _traceback_text(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class _NotingQuitter:
+    """``exit`` or ``quit`` as ``site`` made it, noting the code first (see ``_note_exit``)."""
+
+    def __init__(self, quitter: Any, note: Callable[[Any], None]):
+        self.quitter, self.note = quitter, note
+
+    def __call__(self, code: Any = None) -> NoReturn:
+        self.note(code)
+        self.quitter(code)
+        raise SystemExit(code)  # (not reached: the quitter raises it)
+
+    def __repr__(self) -> str:
+        return repr(self.quitter)
 
 
 def _interactive_shell() -> bool:

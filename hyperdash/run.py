@@ -17,9 +17,11 @@ capture through the inherited descriptors, but its params, metrics and end are n
 
 from __future__ import annotations
 
+import decimal
 import errno
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -339,7 +341,11 @@ class Run:
         spool, shipper, server_url = self._spool, self._shipper, self.server_url
         if spool is None or shipper is None or server_url is None:
             return  # (a run that started is detached until it has all three: never here)
-        shipper.close(self._exit_flush_timeout(spool))
+        interrupted = None
+        try:
+            shipper.close(self._exit_flush_timeout(spool))
+        except KeyboardInterrupt as exc:  # Ctrl-C while the backlog went: the rest stays spooled
+            interrupted = exc
         self._close_log()
         self._prune_logs()
         on_disk, in_memory = spool.unsent()
@@ -354,6 +360,8 @@ class Run:
         self._say_what_is_left(on_disk, lost, shipper.last_error, spool, server_url)
         if self.log_path is not None:
             self.say(f"the log of this run is at {self.log_path}")
+        if interrupted is not None:
+            raise interrupted
 
     def _exit_flush_timeout(self, spool: Spool) -> float:
         """How long to send the backlog before the job may exit: ``exit_timeout``, unless the
@@ -497,7 +505,9 @@ class Run:
 
     def metric(self, name: str, value: Any, step: int | None = None, log: bool = True, *,
                internal: bool = False, timestamp: int | None = None) -> Any:
-        """Record one point of a metric (a finite number) and return ``value`` unchanged.
+        """Record one point of a metric and return ``value`` unchanged. A metric is a real number:
+        an int or a float (numpy's and torch's scalars too), a bool (as 1 or 0), a ``Fraction``
+        or a ``Decimal`` (as the nearest float).
 
         A NaN or infinite value is recorded as the text ``NaN``, ``Infinity`` or ``-Infinity``
         (JSON has no such numbers), which the server's rules see (:meth:`alert`) and charts
@@ -507,9 +517,16 @@ class Run:
         for points read from elsewhere (TensorBoard's event files).
         """
         _check_name(name, "metric name")
-        plain = _plain(value)
-        if isinstance(plain, bool) or not isinstance(plain, (int, float)):
-            raise TypeError(f"metric {name!r} must be a number, not {type(value).__name__}")
+        try:
+            plain = _plain(value)
+        except TypeError:
+            plain = value  # (a Fraction, a Decimal, or no number at all: told apart below)
+        if isinstance(plain, bool):
+            plain = int(plain)  # (True is 1, as the original SDK recorded it)
+        elif not isinstance(plain, (int, float)):
+            if not isinstance(plain, (numbers.Real, decimal.Decimal)):
+                raise TypeError(f"metric {name!r} must be a real number, not {type(value).__name__}")
+            plain = float(plain)  # a Fraction, a Decimal
         if step is not None:
             step = _plain(step)
             if isinstance(step, bool) or not isinstance(step, int):
@@ -547,6 +564,9 @@ class Run:
         if self._forked:
             self.warn("fork", f"params and metrics of a forked child process (pid {os.getpid()}) are "
                               f"not recorded, {name!r} neither: the run belongs to the parent process")
+        elif self._ended and self._started:
+            self.warn("ended", f"the run {self.name!r} has ended: {name!r} is not recorded, nor what "
+                               "comes after it")
         return not self._detached and not self._ended
 
     def _echo(self, line: str) -> None:

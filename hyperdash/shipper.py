@@ -445,13 +445,15 @@ class Shipper(threading.Thread):
         self._retry_at = 0.0  # one more try now, whatever the backoff said; a failure ends it
         self._closing = True
         self._wake.set()
-        if self.is_alive():
-            self.join(timeout)
-        # a request may still be in flight; its answer must no longer move the cursor, and the
-        # thread must no longer read the spool, which the run closes now
-        self._abandoned = True
-        self.sender.freeze()
-        self._closed = True
+        try:
+            if self.is_alive():
+                self.join(timeout)  # (Ctrl-C ends the wait, as the timeout would)
+        finally:
+            # a request may still be in flight; its answer must no longer move the cursor, and
+            # the thread must no longer read the spool, which the run closes now
+            self._abandoned = True
+            self.sender.freeze()
+            self._closed = True
 
     # -- the thread -----------------------------------------------------------------------
     def run(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from jupyter_client.utils import run_sync
 from kernel_notebook import errors, log_texts, shown
 
 
@@ -126,3 +127,16 @@ def test_a_stop_ends_the_run_and_never_the_kernel(notebook, account):
     ended = account.wait_for(lambda: (r := account.run(busy["uuid"]))["status"] != "running" and r, timeout=30)
     assert ended["status"] == "user_canceled"
     assert shown(notebook.run("print(model)")) == "precious\n"
+
+
+def test_a_cells_sys_exit_or_error_does_not_decide_how_the_run_ends(notebook, account):
+    # A cell's sys.exit (argparse's, say) ends the cell, not the kernel: it used to leave its
+    # code to the run, which ended failure when the kernel shut down after good work.
+    notebook.run("from hyperdash import Experiment\nexp = Experiment('kernel goes on')")
+    notebook.run("import argparse\nargparse.ArgumentParser().parse_args(['--no-such-option'])", error=True)
+    notebook.run("raise ValueError('a typo, mended in the next cell')", error=True)
+    notebook.run("exp.metric('loss', 0.1)\nprint('trained')")
+    run = account.wait_for_run("kernel goes on", "running", timeout=30)
+    run_sync(notebook.client.km.shutdown_kernel)(now=False)  # (as Jupyter's Shut Down does)
+    ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
+    assert ended["status"] == "success" and ended["exit_code"] is None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from sdk_support import texts
 
 
@@ -142,7 +145,10 @@ def test_server_restarted_mid_run(server_factory, script, tmp_path, hyperdash_ho
     assert texts(account.logs(run["uuid"])) == expected_phased()
 
 
-def test_server_that_never_answers_exit_is_bounded(run_job, sdk_env, hyperdash_home):
+@pytest.fixture
+def silent_server():
+    """A server that takes connections and never answers: its ``url``, and the connections it
+    ``held``."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -159,36 +165,37 @@ def test_server_that_never_answers_exit_is_bounded(run_job, sdk_env, hyperdash_h
 
     thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
     thread.start()
-    try:
-        env = sdk_env(HYPERDASH_SERVER=f"http://127.0.0.1:{listener.getsockname()[1]}",
-                      HYPERDASH_EXIT_TIMEOUT="2", HYPERDASH_UPLOADER_PATIENCE="1")
-        started = time.monotonic()
-        done = run_job("""
-            import time
-            from hyperdash import monitor
+    yield SimpleNamespace(url=f"http://127.0.0.1:{listener.getsockname()[1]}", held=held)
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
 
-            @monitor("hanging server")
-            def job():
-                for i in range(20):
-                    print("line", i)
-                time.sleep(1.5)  # long enough for a send to start and hang
 
-            job()
-        """, env=env)
-        elapsed = time.monotonic() - started
-        assert done.returncode == 0, done.stderr
-        assert elapsed < 8, f"exit took {elapsed:.1f}s"
-        assert held, "the job never connected to the server"
-        err = done.stderr.decode()
-        assert re.search(r"\d+ events of this run are not sent yet", err), err
-        spools = list((hyperdash_home / "spool").iterdir())
-        assert len(spools) == 1 and (spools[0] / "events").stat().st_size > 0
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        listener.close()
+def test_server_that_never_answers_exit_is_bounded(run_job, sdk_env, hyperdash_home, silent_server):
+    env = sdk_env(HYPERDASH_SERVER=silent_server.url, HYPERDASH_EXIT_TIMEOUT="2", HYPERDASH_UPLOADER_PATIENCE="1")
+    started = time.monotonic()
+    done = run_job("""
+        import time
+        from hyperdash import monitor
+
+        @monitor("hanging server")
+        def job():
+            for i in range(20):
+                print("line", i)
+            time.sleep(1.5)  # long enough for a send to start and hang
+
+        job()
+    """, env=env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 8, f"exit took {elapsed:.1f}s"
+    assert silent_server.held, "the job never connected to the server"
+    err = done.stderr.decode()
+    assert re.search(r"\d+ events of this run are not sent yet", err), err
+    spools = list((hyperdash_home / "spool").iterdir())
+    assert len(spools) == 1 and (spools[0] / "events").stat().st_size > 0
 
 
 def test_401_then_rotated_key_in_the_key_file(account, script, tmp_path, hyperdash_home):
@@ -324,3 +331,39 @@ def test_spool_folder_unwritable_falls_back_to_memory(run_job, sdk_env, account,
     assert done.stderr.decode().count("cannot write the spool") == 1
     run = account.wait_for_run("no spool", status="success")
     assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(50)]
+
+
+# The run ends as the program exits (the interrupt only ends the wait), or at exp.end() (the
+# program gets the interrupt there).
+@pytest.mark.parametrize("ending, exit_code", [("pass", 0), ("exp.end(); print('after the end')", -signal.SIGINT)])
+def test_ctrl_c_while_the_last_events_are_sent_ends_the_wait_and_keeps_them(script, sdk_env, hyperdash_home,
+                                                                            silent_server, ending, exit_code):
+    # It used to print a traceback through the SDK's threads (twice chained), and left the
+    # program's sys.exit hooked after an end() it interrupted.
+    path = script(f"""
+        import sys
+        from hyperdash import Experiment
+
+        exp = Experiment("interrupted flush")
+        print("done", flush=True)
+        {ending}
+    """)
+    proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL,
+                            env=sdk_env(HYPERDASH_SERVER=silent_server.url, HYPERDASH_EXIT_TIMEOUT="60"))
+    try:
+        assert proc.stdout.readline() == b"done\n"
+        time.sleep(1.5)  # (in the wait for the server by now)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == exit_code, err.decode()
+    said = err.decode()
+    assert re.search(r"\d+ events of this run are not sent yet", said), said
+    assert "shipper" not in said and "During handling" not in said and "Exception ignored" not in said
+    assert b"after the end" not in out
+    if exit_code:
+        assert said.count("Traceback") == 1 and said.rstrip().endswith("KeyboardInterrupt")
+    spools = list((hyperdash_home / "spool").iterdir())
+    assert len(spools) == 1 and (spools[0] / "events").stat().st_size > 0

@@ -208,11 +208,38 @@ def test_uncaught_exception_ends_an_unended_experiment_as_failure(run_job, accou
     assert "RuntimeError: lost control" in "\n".join(texts(account.logs(run["uuid"]), "stderr"))
 
 
+@pytest.mark.parametrize("capture_io", [True, False])
+def test_an_uncaught_exception_fails_the_run_whoever_prints_it(run_job, account, capture_io):
+    # A hook of the program's own put in place after ours (rich.traceback.install() does so)
+    # used to leave the run success; and without capture_io, no traceback reached the log.
+    name = f"own hook, capture {capture_io}"
+    done = run_job(f"""
+        import sys, traceback
+        from hyperdash import Experiment
+
+        exp = Experiment({name!r}, capture_io={capture_io})
+        sys.excepthook = lambda kind, exc, tb: print("in my own words:", exc, file=sys.stderr)
+        raise RuntimeError("CUDA out of memory")
+    """)
+    assert done.returncode == 1
+    assert "in my own words: CUDA out of memory" in done.stderr.decode()
+    run = account.wait_for_run(name, status="failure")
+    logged = texts(account.logs(run["uuid"]), "stderr")
+    if capture_io:  # the log holds what the terminal showed
+        assert logged == ["in my own words: CUDA out of memory"]
+    else:  # nothing captured what was printed: the log gets the traceback
+        assert "Traceback (most recent call last):" in logged
+        assert run["failure"]["summary"] == "RuntimeError: CUDA out of memory"
+
+
 @pytest.mark.parametrize("ending, status, exit_code", [
     ("sys.exit(3)", "failure", 3),
     ("sys.exit(0)", "success", 0),
     ("sys.exit('bad input')", "failure", 1),
     ("pass", "success", None),  # the thread's sys.exit(5) ended only the thread
+    # site's exit and quit, which raise SystemExit themselves (these used to end success)
+    ("exit(4)", "failure", 4),
+    ("quit(5)", "failure", 5),
 ])
 def test_sys_exit_ends_an_unended_experiment_with_its_code(run_job, account, ending, status, exit_code):
     name = f"ends with {ending}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from sdk_support import texts
@@ -54,8 +56,10 @@ def test_stream_capture_tees_the_python_streams(reporting, capsys):
 
 def test_bad_arguments_raise_clearly_and_record_nothing():
     run = Run("validation", echo=False)
-    with pytest.raises(TypeError, match="must be a number"):
+    with pytest.raises(TypeError, match="metric 'loss' must be a real number, not str"):
         run.metric("loss", "low")
+    with pytest.raises(TypeError, match="must be a real number, not complex"):
+        run.metric("loss", 1j)
     with pytest.raises(TypeError, match="step must be an integer"):
         run.metric("loss", 1.0, step=1.5)
     with pytest.raises(TypeError, match="param name must be a string"):
@@ -66,6 +70,29 @@ def test_bad_arguments_raise_clearly_and_record_nothing():
         run.end("done")
     assert run._next_seq == 1  # nothing was numbered
     run.end()  # never started: nothing to end, no error
+
+
+def test_any_real_number_is_a_metric_as_the_original_sdk_took_it(reporting):
+    # bool, Fraction and Decimal used to raise TypeError in the middle of the job.
+    run = Run("real numbers", echo=False).start()
+    for name, value in (("flag", True), ("third", Fraction(1, 3)), ("price", Decimal("2.5")), ("off", False)):
+        assert run.metric(name, value) is value
+    run.end()
+    metrics = reporting.run(reporting.wait_for_run("real numbers", status="success")["uuid"])["metrics"]
+    assert {name: metrics[name]["value"] for name in metrics} == {"flag": 1, "third": 1 / 3, "price": 2.5, "off": 0}
+
+
+def test_what_is_recorded_after_the_end_is_said_once_not_dropped_unseen(reporting, capfd):
+    run = Run("ended early", echo=False).start()
+    run.end()
+    capfd.readouterr()
+    for step in range(3):
+        assert run.metric("late", step) == step
+        run.param("late param", 1)
+    said = [line for line in capfd.readouterr().err.splitlines() if "has ended" in line]
+    assert said == ["hyperdash: the run 'ended early' has ended: 'late' is not recorded, nor what comes after it"]
+    detail = reporting.run(reporting.wait_for_run("ended early", status="success")["uuid"])
+    assert detail["metrics"] == {} and detail["params"] == {}
 
 
 def test_new_run_uuid_is_a_version_4_uuid():
