@@ -48,7 +48,8 @@ def checked_url(db_url: str) -> URL:
     """The SQLAlchemy URL for ``db_url``; ValueError, one line, for what cannot work."""
     try:
         url = make_url(db_url)
-    except ArgumentError:
+        url.port  # noqa: B018 (a port that is no number raises here, not later)
+    except (ArgumentError, ValueError):
         raise ValueError(f"not a database URL: {db_url!r}; use {_SCHEMES}") from None
     backend = url.get_backend_name()
     if backend == "postgres":
@@ -56,11 +57,13 @@ def checked_url(db_url: str) -> URL:
     if backend == "postgresql":
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
-        if url.drivername == "postgresql+psycopg":
-            try:
-                import psycopg  # noqa: F401
-            except ImportError:
-                raise ValueError("PostgreSQL needs the psycopg driver: pip install 'hyperdash[postgres]'") from None
+        if url.drivername != "postgresql+psycopg":
+            raise ValueError(f"{url.drivername}:// is not supported: use postgresql://USER:PASSWORD@HOST/DATABASE "
+                             "(hyperdash talks to PostgreSQL through psycopg 3)")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise ValueError("PostgreSQL needs the psycopg driver: pip install 'hyperdash[postgres]'") from None
     if backend not in _INSERTS:
         shown = url.render_as_string(hide_password=True)
         raise ValueError(f"cannot use the database {shown}: {url.drivername}:// is not supported; "

@@ -166,14 +166,51 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
     needs PostgreSQL)."""
     if workers < 1:
         raise SystemExit("hyperdash server: --workers must be at least 1")
-    if workers > 1:
-        try:
-            backend = checked_url(db_url or default_db_url()).get_backend_name()
-        except ValueError as exc:
-            raise SystemExit(f"hyperdash server: {exc}") from None
-        if backend != "postgresql":
-            raise SystemExit(f"hyperdash server: --workers {workers} needs PostgreSQL (--db postgresql://...): "
-                             "a SQLite file has one writing process; run one process on SQLite")
+    try:
+        checked = checked_url(db_url or default_db_url())
+    except ValueError as exc:
+        raise SystemExit(f"hyperdash server: {exc}") from None
+    if workers > 1 and checked.get_backend_name() != "postgresql":
+        raise SystemExit(f"hyperdash server: --workers {workers} needs PostgreSQL (--db postgresql://...): "
+                         "a SQLite file has one writing process; run one process on SQLite")
+    held = _hold_sqlite_file(checked.database) if checked.get_backend_name() == "sqlite" else None
+    try:
+        _serve(host, port, db_url, lost_timeout, signup=signup, forwarded_allow_ips=forwarded_allow_ips,
+               public_url=public_url, stall_after=stall_after, keep_days=keep_days, workers=workers)
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _hold_sqlite_file(database: str | None) -> int | None:
+    """A lock on a SQLite store, held while this server serves it (the descriptor to close;
+    None for a store in memory): a second server on the same file would number and cache the
+    same runs beside this one, and lose lines. Its holder's pid is in the lock file."""
+    if not database or database == ":memory:":
+        return None
+    import fcntl
+
+    path = f"{os.path.abspath(database)}.server-lock"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise SystemExit(f"hyperdash server: cannot open {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise SystemExit(f"hyperdash server: another server (pid {holder or '?'}) serves {database} already: a "
+                         "SQLite file takes one; stop it first, or use PostgreSQL for several") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _serve(host: str, port: int, db_url: str | None, lost_timeout: float | None, *, signup: bool,
+           forwarded_allow_ips: str | None, public_url: str | None, stall_after: float | None,
+           keep_days: int | None, workers: int) -> None:
     try:
         app = create_app(db_url, lost_timeout, stall_after=stall_after, keep_days=keep_days)
     except SQLAlchemyError as exc:

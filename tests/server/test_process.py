@@ -134,6 +134,38 @@ def test_unsupported_database_is_one_clear_line(db_url, hyperdash_home):
     assert "sqlite:///" in lines[0] and "postgresql://" in lines[0] and "secret" not in lines[0]
 
 
+@pytest.mark.parametrize("db_url, said", [
+    # (these used to end in a traceback, or in "invalid literal for int()")
+    ("postgresql+psycopg2://postgres@127.0.0.1/test", "postgresql+psycopg2:// is not supported: use postgresql://"),
+    ("postgresql://::::", "not a database URL: 'postgresql://::::'"),
+])
+@pytest.mark.parametrize("command", [["server", "--port", "0"], ["server", "adduser", "--email", "a@example.com",
+                                                                  "--password-stdin"]])
+def test_a_malformed_database_url_is_one_clear_line(db_url, said, command, hyperdash_home):
+    proc = subprocess.run([sys.executable, "-m", "hyperdash", *command, "--db", db_url], capture_output=True,
+                          text=True, timeout=60, input="a long password\n")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], proc.stderr
+
+
+def test_a_second_server_on_the_same_sqlite_file_is_refused(server_factory):
+    # It used to start, and half the lines sent to the two of them were lost.
+    first = server_factory()
+    second = server_factory(start=False)
+    second.db_url = first.db_url
+    proc = subprocess.run([sys.executable, "-m", "hyperdash", "server", "--port", "0", "--db", first.db_url],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "HOME": str(second.home)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"hyperdash server: another server (pid {first.proc.pid}) serves {first.db_url.removeprefix('sqlite:///')} "
+        "already: a SQLite file takes one; stop it first, or use PostgreSQL for several"]
+    first.stop()
+    second.start()  # the file is free once its server has stopped
+    assert requests.get(second.url + "/api/v1/health", timeout=10).json()["ok"] is True
+
+
 def test_postgresql_without_its_driver_says_what_to_install(hyperdash_home):
     # The driver is installed here; the child hides it as if it were not.
     code = ("import sys; sys.modules['psycopg'] = None\n"
