@@ -200,8 +200,10 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     if store.shared:
         store.writer.before = cache.begin
     started = events.now_ms()
-    store.sweep("lost", min(1.0, lost_timeout / 4),
-                lambda conn: mark_lost(conn, lost_timeout, cache, listening_since=started))
+    # (a run is lost once silent for the timeout while this server could hear it: since it
+    # started, and since the database was last out of reach)
+    store.sweep("lost", min(1.0, lost_timeout / 4), lambda conn: mark_lost(
+        conn, lost_timeout, cache, listening_since=max(started, store.writer.unreachable_at or 0)))
     store.sweep("stalls", 1.0, lambda conn: mark_stalled(conn, events.now_ms(), stall_after_ms, cache))
     store.sweep("tidy", TIDY_INTERVAL_S, tidy_job(keep_days, cache))  # retention, and deletes left unfinished
     notify = dataclasses.replace(notify or _notify_config_from_env(), lost_timeout_s=lost_timeout)

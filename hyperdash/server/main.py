@@ -279,6 +279,12 @@ def _run(app: FastAPI, sock: socket.socket, forwarded_allow_ips: str | None) -> 
         sock.close()
 
 
+#: The longest pause before a worker that keeps dying at once is started again (seconds).
+WORKER_RESTART_MAX_PAUSE_S = 30.0
+#: How often a worker looks whether its supervisor is still there (seconds).
+WORKER_ORPHAN_CHECK_S = 1.0
+
+
 def _supervise(sock: socket.socket, workers: int, options: dict) -> None:
     """Run ``workers`` worker processes on ``sock`` until SIGINT or SIGTERM, restarting any that
     dies; then stop them (each finishes its requests and commits what it acknowledged)."""
@@ -291,20 +297,35 @@ def _supervise(sock: socket.socket, workers: int, options: dict) -> None:
     def start() -> subprocess.Popen:
         return subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL)
 
-    procs = [start() for _ in range(workers)]
+    procs: list[subprocess.Popen | None] = [start() for _ in range(workers)]
+    born = [time.monotonic()] * workers
+    pause = [0.0] * workers  # how long a slot waits before its next start
+    due = [0.0] * workers  # when a slot whose worker exited starts another
     try:
         while not stop.wait(0.5):
+            now = time.monotonic()
             for k, proc in enumerate(procs):
-                if proc.poll() is not None:
-                    print(f"hyperdash server: worker process {proc.pid} exited ({proc.returncode}); "
-                          "starting another", file=sys.stderr, flush=True)
-                    procs[k] = start()
+                if proc is None:
+                    if now >= due[k]:
+                        procs[k], born[k] = start(), now
+                    continue
+                if proc.poll() is None:
+                    continue
+                # One that dies at once (its database is out of reach, say) is started again
+                # after a pause that doubles, up to half a minute; one that served a while, at once.
+                pause[k] = min(WORKER_RESTART_MAX_PAUSE_S, max(1.0, pause[k] * 2)) if now - born[k] < 10 else 0.0
+                when = f" in {pause[k]:g} s" if pause[k] else ""
+                print(f"hyperdash server: worker process {proc.pid} exited ({proc.returncode}); "
+                      f"starting another{when}", file=sys.stderr, flush=True)
+                procs[k], due[k] = None, now + pause[k]
     finally:
         for proc in procs:
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
         deadline = time.monotonic() + 30
         for proc in procs:
+            if proc is None:
+                continue
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -324,7 +345,18 @@ def run_worker(spec: str) -> None:
         raise SystemExit(f"hyperdash server: worker process {os.getpid()}: {exc}") from None
     _configure(app, signup=options["signup"], public_url=options["public_url"], link_url=options["link_url"],
                local_mode=options["local_mode"])
+    threading.Thread(target=_end_with_the_supervisor, args=(os.getppid(),), name="hyperdash-supervisor-watch",
+                     daemon=True).start()
     _run(app, sock, options["forwarded_allow_ips"])
+
+
+def _end_with_the_supervisor(supervisor: int) -> None:
+    """In a worker: once the supervisor is gone (killed outright, with no word to its workers),
+    end as it would have ended this one, SIGTERM: served on, orphans would hold the address,
+    and a new server could not take it."""
+    while os.getppid() == supervisor:
+        time.sleep(WORKER_ORPHAN_CHECK_S)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class ServerThread:

@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..events import now_ms
 from .announce import DEFAULT_MAX_PENDING, Dispatcher, Subscription
 from .facts import Fact, from_json, to_json
+from .writer import Failures
 
 __all__ = ["Relay", "NOTIFY_LIMIT", "KEEP_FACTS_S"]
 
@@ -134,6 +135,7 @@ class Relay:
     def _loop(self) -> None:
         wait = _RECONNECT_S[0]
         first = True
+        failures = Failures("listening to the other server processes")
         while not self._stop.is_set():
             raw = None
             try:
@@ -143,16 +145,17 @@ class Relay:
                 pg.autocommit = True  # notifications arrive between transactions
                 pg.execute(f'LISTEN "{self.channel}"')
                 self._listening.set()
+                failures.worked()
                 if not first:
                     self._missed()
                 first, wait = False, _RECONNECT_S[0]
                 while not self._stop.is_set():
                     for note in pg.notifies(timeout=0.5, stop_after=1000):
                         self._received(note.payload)
-            except Exception:
+            except Exception as exc:
                 if self._stop.is_set():
                     return
-                log.exception("listening to the other server processes failed; again in %.1f s", wait)
+                failures.failed(exc)
                 self._stop.wait(wait)
                 wait = min(wait * 2, _RECONNECT_S[1])
             finally:

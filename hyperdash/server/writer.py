@@ -23,10 +23,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from .errors import Unavailable
 
-__all__ = ["Writer", "Job", "DEFAULT_MAX_QUEUED_BYTES", "BUSY_RETRY_AFTER_S"]
+__all__ = ["Writer", "Job", "DEFAULT_MAX_QUEUED_BYTES", "BUSY_RETRY_AFTER_S", "Failures"]
 
 log = logging.getLogger("hyperdash.server")
 
@@ -36,6 +37,36 @@ Job = Callable[[Connection], Any]
 DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 # What a refused sender is told to wait (seconds): the queue drains within a few group commits.
 BUSY_RETRY_AFTER_S = 1
+# While something keeps failing (the database is down), how often it is said again (seconds).
+FAILING_REMINDER_S = 60.0
+
+
+class Failures:
+    """The log of one thing that may fail again and again while the database is out of reach:
+    the first failure with its traceback, then one line a minute while they go on, and one when
+    it works again; not a traceback at each try (several a second would flood the log)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._since: float | None = None
+        self._said_at = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        """Note a failure (call it in the ``except`` block)."""
+        now = time.monotonic()
+        if self._since is None:
+            log.exception("%s failed", self.what)
+            self._since = self._said_at = now
+        elif now - self._said_at >= FAILING_REMINDER_S:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("%s still failing, for %.0f s: %s", self.what, now - self._since, reason)
+            self._said_at = now
+
+    def worked(self) -> None:
+        """Note a success: said once after failures."""
+        if self._since is not None:
+            log.warning("%s works again, after failing for %.0f s", self.what, time.monotonic() - self._since)
+            self._since = None
 
 
 class Writer:
@@ -52,6 +83,9 @@ class Writer:
     with the facts its jobs stored (before the commit, so that they are sent if and only if it
     commits). ``before(conn, jobs)``, when set, is called at the start of each transaction with
     the jobs it will run (to lock what they write, in one order, where several processes write).
+    ``unreachable_at`` is when (milliseconds since the epoch) a transaction last failed because
+    the database could not be reached or written (None: never), for what must not count the time
+    the store was away as silence.
     """
 
     def __init__(self, engine: Engine, max_group: int = 256,
@@ -69,7 +103,8 @@ class Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = False
         self._lock = threading.Lock()
-        self._periodic: list[list] = []  # [interval, next due (monotonic), job]
+        self._periodic: list[list] = []  # [interval, next due (monotonic), job, Failures]
+        self.unreachable_at: int | None = None
         self._thread = threading.Thread(target=self._loop, name="hyperdash-writer", daemon=True)
         self._thread.start()
 
@@ -108,7 +143,7 @@ class Writer:
 
     def every(self, interval: float, job: Job) -> None:
         """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
-        self._periodic.append([interval, time.monotonic() + interval, job])
+        self._periodic.append([interval, time.monotonic() + interval, job, Failures("periodic store job")])
         with self._lock:
             if not self._stopped:  # wake the loop, which may be waiting without a timeout, to count it
                 self._queue.put(())
@@ -173,10 +208,11 @@ class Writer:
                     with conn.begin():
                         result = entry[2](conn)
                         self._relay(conn, [result])
-                except Exception:
-                    self._rolled_back()
-                    log.exception("periodic store job failed")
+                except Exception as exc:
+                    self._rolled_back(exc)
+                    entry[3].failed(exc)
                 else:
+                    entry[3].worked()
                     self._committed([result])
 
     def _run_group(self, conn: Connection, group: list) -> None:
@@ -187,7 +223,7 @@ class Writer:
                 results = [job(conn) for job, _ in group]
                 self._relay(conn, results)
         except Exception as exc:
-            self._rolled_back()
+            self._rolled_back(exc)
             if len(group) == 1:
                 group[0][1].set_exception(exc)
                 return
@@ -199,7 +235,7 @@ class Writer:
                         result = job(conn)
                         self._relay(conn, [result])
                 except Exception as job_exc:
-                    self._rolled_back()
+                    self._rolled_back(job_exc)
                     fut.set_exception(job_exc)
                 else:
                     self._committed([result])
@@ -209,7 +245,9 @@ class Writer:
         for (_, fut), result in zip(group, results, strict=True):
             fut.set_result(result)
 
-    def _rolled_back(self) -> None:
+    def _rolled_back(self, exc: Exception) -> None:
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            self.unreachable_at = time.time_ns() // 1_000_000
         if self.on_rollback is not None:
             self.on_rollback()
 

@@ -272,6 +272,27 @@ def test_workers_serve_one_address_with_several_processes(server_factory, pg_url
     assert alive == []
 
 
+def test_workers_end_when_their_supervisor_is_killed_outright(server_factory, pg_url):
+    # They used to serve on as orphans, holding the address: a new server could not start.
+    server = server_factory("--workers", "2", start=False)
+    server.db_url = pg_url
+    server.start(timeout=60)
+    workers = _children(server.proc.pid)
+    assert len(workers) == 2
+    server.proc.kill()
+    server.proc.wait(10)
+
+    def gone() -> bool:
+        return all(subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0 for pid in workers)
+
+    deadline = time.monotonic() + 20
+    while not gone():
+        assert time.monotonic() < deadline, "the workers outlived their supervisor"
+        time.sleep(0.2)
+    server.start(timeout=60)  # the same address, free again
+    assert len(_children(server.proc.pid)) == 2
+
+
 def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hyperdash", "server", "--port", "0", "--workers", "2",
                            "--db", f"sqlite:///{tmp_path / 'one.db'}"], capture_output=True, text=True, timeout=60)

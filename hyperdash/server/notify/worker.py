@@ -28,6 +28,7 @@ from typing import Any
 from ...events import now_ms
 from ..errors import Unavailable
 from ..store import Store
+from ..writer import Failures
 from . import make_channel
 from .delivery import Outcome
 from .outbox import (
@@ -79,14 +80,17 @@ class DeliveryWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
+        failures = Failures("claiming notifications")
         while not self._stopping.is_set():
             try:
                 claimed = self.claim()
             except Unavailable:
                 return
-            except Exception:
-                log.exception("claiming notifications failed")
+            except Exception as exc:
+                failures.failed(exc)
                 claimed = []
+            else:
+                failures.worked()
             for claim in claimed:
                 self._pool.submit(self._deliver, claim)
             if not claimed or not self._has_free_slot():

@@ -1,0 +1,130 @@
+"""A PostgreSQL that goes out of reach and comes back: the time it was away is not silence of
+the runs (their jobs sent all along, answered with errors), so none is marked lost for it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from pg_schema import fresh_schema
+from server_helpers import Api, env
+
+from hyperdash.server.app import create_app
+
+pytestmark = pytest.mark.postgres
+
+
+class CuttableProxy:
+    """A TCP proxy on a loopback port to ``target``; ``cut()`` drops every connection and
+    refuses new ones until ``mend()``, as a database host that went away."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def mend(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture
+def outage():
+    """``(db_url, proxy)``: a fresh schema reached through a proxy the test can cut."""
+    with fresh_schema() as url:
+        parts = urlsplit(url)
+        proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{proxy.port}"
+        yield urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host)), proxy
+        proxy.close()
+
+
+def test_the_time_the_database_was_away_is_not_silence_of_the_runs(outage, caplog):
+    # A run used to be marked lost as soon as the database came back after an outage longer
+    # than the lost timeout, though its job had been sending all along.
+    db_url, proxy = outage
+    client = TestClient(create_app(db_url, lost_timeout=3.0), raise_server_exceptions=False)
+    with client:
+        api = Api(client)
+        run = str(uuid.uuid4())
+        api.ok([env("run_started", run, {"job_name": "outlives the database"}, seq=1)])
+        proxy.cut()
+        time.sleep(5)  # longer than the lost timeout; the job's beats are refused meanwhile
+        assert api.ingest([env("heartbeat", run, {})]).status_code >= 500
+        proxy.mend()
+        statuses = []
+        deadline = time.monotonic() + 1.5  # (the job's next beat comes a moment after the database)
+        while time.monotonic() < deadline:
+            resp = client.get(f"/api/v1/runs/{run}", headers=api.headers)
+            if resp.status_code == 200:
+                statuses.append(resp.json()["status"])
+            time.sleep(0.1)
+        api.ok([env("heartbeat", run, {})])
+        time.sleep(1)
+        statuses.append(api.json(f"/api/v1/runs/{run}")["status"])
+        assert statuses and set(statuses) == {"running"}, statuses
+        # The periodic jobs said their failure once each (they used to log a traceback each
+        # time, several a second), and that they succeed again.
+        periodic = len(client.app.state.store.writer._periodic)
+        said = [r.getMessage() for r in caplog.records if r.name == "hyperdash.server"]
+        assert 0 < said.count("periodic store job failed") <= periodic, said
+        assert any(m.startswith("periodic store job works again") for m in said), said
+        # ...and a run that stays silent once the database is back is lost after the timeout.
+        deadline = time.monotonic() + 15
+        while api.json(f"/api/v1/runs/{run}")["status"] != "lost":
+            assert time.monotonic() < deadline, "the silent run was never marked lost"
+            time.sleep(0.2)
