@@ -104,6 +104,8 @@ class FdCapture:
             return self
         self.run.console_fd = self._saved[1][1]
         self._pump = Pump(self.run, channels, follow_resizes=True, followed=followed)
+        # (the process goes on after its run: what it started meanwhile must not lose its output)
+        self._pump.pass_on_after_stop = True
         self._pump.start()
         _drain_at_os_exit(self)
         return self

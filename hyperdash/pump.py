@@ -78,6 +78,29 @@ def _write_all(fd: int, data: bytes) -> OSError | None:
     return None
 
 
+def pass_on(read_fd: int, terminal_fd: int) -> None:
+    """Copy what comes from ``read_fd`` to ``terminal_fd`` until its writers have all closed it
+    (or the terminal's reader went away), then close both: a channel whose run has ended, for the
+    processes that still write to it."""
+    try:
+        os.set_blocking(read_fd, True)
+        while True:
+            try:
+                data = os.read(read_fd, CHUNK_SIZE)
+            except InterruptedError:
+                continue
+            except OSError:  # (EIO: a pty whose last writer left)
+                break
+            if not data or _write_all(terminal_fd, data) is not None:
+                break
+    finally:
+        for fd in (read_fd, terminal_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Pump(threading.Thread):
     """Reads each ``(read_fd, terminal_fd, stream)`` channel until end of file; every chunk goes
     to ``terminal_fd`` at once (``None``: nowhere) and to ``run.write(stream, chunk)``.
@@ -114,6 +137,10 @@ class Pump(threading.Thread):
         self.on_end: Callable[[], None] | None = None
         #: whether a channel was closed because the reader of its destination went away
         self.reader_gone = False
+        #: whether a channel that others still write to when the pump stops (a process the job
+        #: started during its run) is then passed on to its terminal, unrecorded, until they
+        #: close it, rather than closed under them (their next write would fail: SIGPIPE)
+        self.pass_on_after_stop = False
         self._open: dict[int, tuple[int | None, str]] = {}
         # descriptors to close once the last chunk is written (the terminal copies of a capture)
         self.close_when_done: list[int] = []
@@ -188,7 +215,8 @@ class Pump(threading.Thread):
         finally:
             selector.close()
             for read_fd in list(self._open):
-                self._close(read_fd)
+                if not (self.pass_on_after_stop and self._stopping and self._hand_over(read_fd)):
+                    self._close(read_fd)
             for fd in self.close_when_done:
                 try:
                     os.close(fd)
@@ -322,16 +350,34 @@ class Pump(threading.Thread):
             hangups.poll(seconds * 1000)
 
     def _close(self, read_fd: int) -> None:
+        self._forget(read_fd)
+        try:
+            os.close(read_fd)
+        except OSError:
+            pass
+
+    def _forget(self, read_fd: int) -> None:
         self._open.pop(read_fd, None)
         if self._hangups is not None and read_fd in self._pausable:
             self._hangups.unregister(read_fd)
             self._pausable.discard(read_fd)
         self._terminals.discard(read_fd)
         self._read_on.discard(read_fd)
+
+    def _hand_over(self, read_fd: int) -> bool:
+        """Pass a channel still open at the stop on to its terminal, on a thread of its own
+        (see :attr:`pass_on_after_stop`); whether it was handed over."""
+        terminal_fd = self._open[read_fd][0]
+        if terminal_fd is None or read_fd in self._followed:
+            return False
         try:
-            os.close(read_fd)
+            terminal_copy = os.dup(terminal_fd)  # (the pump's own copy closes when it is done)
         except OSError:
-            pass
+            return False
+        self._forget(read_fd)
+        threading.Thread(target=pass_on, args=(read_fd, terminal_copy), name="hyperdash-pass-on",
+                         daemon=True).start()
+        return True
 
     def stop(self, timeout: float = 2.0) -> None:
         """Take what is already written, then stop, even if writers (say, a child process that

@@ -197,3 +197,36 @@ def test_output_to_a_file_is_written_by_the_job_itself_and_read_after_it(script,
     assert [line["text"] for line in lines if line["stream"] == "stdout"] == [
         "descriptor 1 is the file itself: True", *[f"out {i}" for i in range(PAIRS)], "the last words, unflushed"]
     assert [line["text"] for line in lines if line["stream"] == "stderr"] == [f"err {i}" for i in range(PAIRS)]
+
+
+# A job that starts a helper process during its run, and waits for it after the run's end.
+OUTLIVES_THE_RUN = """
+import subprocess, sys, time
+from hyperdash import Experiment
+
+exp = Experiment("helper outlives the run")
+helper = subprocess.Popen([sys.executable, "-c", "import time\\nfor i in range(6):\\n"
+                           "    print('helper', i, flush=True)\\n    time.sleep(0.3)"])
+time.sleep(0.5)
+exp.end()
+print("helper exit code:", helper.wait(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_process_started_during_the_run_writes_on_after_its_end(script, sdk_env, account, terminal):
+    # Its channel used to be closed under it at the end: it died of SIGPIPE (a pipe) or
+    # failed to write (a terminal), though the job went on.
+    path = script(OUTLIVES_THE_RUN)
+    if terminal:
+        rc, output = run_in_terminal([sys.executable, str(path)], sdk_env(), timeout=60)
+    else:
+        done = subprocess.run([sys.executable, str(path)], env=sdk_env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        rc, output = done.returncode, done.stdout
+    assert rc == 0, output[-2000:]
+    shown = [line for line in shown_lines(output) if not line.startswith("hyperdash:")]
+    assert sorted(shown) == sorted([f"helper {i}" for i in range(6)] + ["helper exit code: 0"])
+    run = account.wait_for_run("helper outlives the run", "success", timeout=30)
+    stored = [line["text"] for line in account.logs(run["uuid"])]
+    assert stored and set(stored) <= {f"helper {i}" for i in range(6)}  # what came during the run, alone
