@@ -8,9 +8,11 @@
             exp.metric("loss", 1 / (step + 1), step=step)
         exp.log("done training")
 
-One experiment at a time captures a process's output: when a new one starts capturing while
-an older one still does (in a notebook, re-running the cell that creates it), the older one
-ends ``success`` first, and one line says so.
+One experiment at a time captures a process's output. One that lives within a call or a cell
+(``@monitor``'s, a ``%%monitor_cell``'s, a Lightning logger's: :func:`scoped_experiment`) takes
+the capture from the one before, which goes on recording params and metrics, and gives it back
+as it ends. A plain one that starts while an older plain one still captures (in a notebook,
+re-running the cell that creates it) ends that one ``success`` first, and one line says so.
 
 An experiment that is never ended ends when the interpreter exits: ``failure`` after an
 uncaught exception (whose traceback is in the log), or ``sys.exit``, ``exit`` or ``quit`` with a
@@ -39,7 +41,7 @@ from .capture import capture_for_current_process
 from .events import FAILURE, KILLED, SUCCESS, USER_CANCELED
 from .run import Run
 
-__all__ = ["Experiment", "Callbacks", "status_of_exception"]
+__all__ = ["Experiment", "Callbacks", "status_of_exception", "scoped_experiment"]
 
 # How long an interrupted notebook cell has to end its run itself, before a stop ends it.
 _CELL_END_S = 2.0
@@ -113,11 +115,17 @@ class Experiment:
         self._ended = False
         self._end_lock = threading.Lock()
         self._ended_event = threading.Event()  # set with _ended, for a stop that waits on it
-        if capture_io:
-            _end_capturing_experiments(superseded_by=name)
-        self._run = Run(name, api=api, api_key_getter=api_key_getter, echo=echo, exit_timeout=exit_timeout,
-                        stall_after=stall_after)
-        self._run.start()
+        self._scoped = getattr(_creating, "scoped", False)
+        # (before the run starts: the line it says as it starts is not the older run's output)
+        suspended = _make_room(self) if capture_io else []
+        try:
+            self._run = Run(name, api=api, api_key_getter=api_key_getter, echo=echo, exit_timeout=exit_timeout,
+                            stall_after=stall_after)
+            self._run.start()
+        except BaseException:
+            for exp in suspended:
+                exp._resume()
+            raise
         self._capture = None
         if capture_io:
             try:
@@ -126,7 +134,7 @@ class Experiment:
                 self._run.warn("capture", f"output is not captured: {exc!r}")
         if self._capture is not None:
             with _capturing_lock:
-                _capturing.append(self)
+                _capturing.append(self)  # (the last one captures; those before it are suspended)
         from .sysmetrics import start_for
 
         self._sampler = start_for(self._run, flag=system_metrics, interval=system_metrics_interval)
@@ -260,7 +268,7 @@ class Experiment:
         self._finish(status, exit_code, traceback_text=text)
 
     def _finish(self, status: str, exit_code: int | None = None, signum: int | None = None,
-                traceback_text: str | None = None, exiting: bool = False) -> None:
+                traceback_text: str | None = None, exiting: bool = False, hand_back: bool = True) -> None:
         if self._run.stop_request is not None:
             # However the job took the stop (it caught the KeyboardInterrupt and returned, or
             # exited 1 as Lightning does), it ended because someone stopped it.
@@ -271,7 +279,11 @@ class Experiment:
             self._ended = True
             self._ended_event.set()
         with _capturing_lock:
+            # (the one it took the capture from, where it was the one capturing: it gets it back)
+            resume = None
             if self in _capturing:
+                if hand_back and _capturing[-1] is self and len(_capturing) > 1:
+                    resume = _capturing[-2]
                 _capturing.remove(self)
         if self._sampler is not None:
             self._sampler.stop()
@@ -292,9 +304,29 @@ class Experiment:
                 raise KeyboardInterrupt from None
         finally:
             self._remove_hooks()
+            if resume is not None:  # (after the run's last lines, which are not the older run's)
+                resume._resume()
+
+    def _suspend(self) -> None:
+        """Give the capture up to a newer experiment, until it ends (see :func:`_make_room`)."""
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            try:
+                capture.stop()
+            except Exception as exc:
+                self._run.warn("capture", f"internal error while stopping the capture: {exc!r}")
+
+    def _resume(self) -> None:
+        """Capture the output again, the newer experiment that had it having ended."""
+        if self._ended or self._capture is not None:
+            return
+        try:
+            self._capture = capture_for_current_process(self._run).start()
+        except Exception as exc:  # never the job's problem
+            self._run.warn("capture", f"output is not captured any more: {exc!r}")
 
     def _end_superseded(self, successor: str) -> None:
-        self._finish(SUCCESS)
+        self._finish(SUCCESS, hand_back=False)  # (the successor takes the capture)
         self._run.say(f"the run {self.name!r} was ended (success) because a new Experiment, "
                       f"{successor!r}, started capturing the output")
 
@@ -477,13 +509,34 @@ def _interactive_shell() -> bool:
         return False
 
 
-def _end_capturing_experiments(superseded_by: str) -> None:
-    """End the experiments of this process that still capture its output: their code has
-    moved on (a notebook cell that creates one was run again), and two captures would nest."""
+_creating = threading.local()  # (scoped: whether the Experiment made now is a scoped one)
+
+
+def scoped_experiment(name: str, **options: Any) -> Experiment:
+    """An :class:`Experiment` that lives within a call or a cell: while it captures the output,
+    the one that captured before keeps its run going (params, metrics) and captures again once
+    this one ends."""
+    _creating.scoped = True
+    try:
+        return Experiment(name, **options)
+    finally:
+        _creating.scoped = False
+
+
+def _make_room(new: Experiment) -> list[Experiment]:
+    """Before ``new`` captures the output: the experiments of this process that capture it now
+    are suspended (they capture again when ``new`` ends), or, where ``new`` is a plain one
+    replacing a plain one (a notebook cell that creates one run again), ended. Those suspended."""
     with _capturing_lock:
         older = [exp for exp in _capturing if exp._pid == os.getpid()]
+    suspended = []
     for exp in older:
-        exp._end_superseded(superseded_by)
+        if new._scoped or exp._scoped:
+            exp._suspend()
+            suspended.append(exp)
+        else:
+            exp._end_superseded(new.name)
+    return suspended
 
 
 class Callbacks:

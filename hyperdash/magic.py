@@ -33,7 +33,7 @@ except ImportError as exc:
     ) from exc
 
 from .capture import in_ipython_kernel
-from .experiment import Experiment
+from .experiment import scoped_experiment
 from .settings import parse_stall_window
 
 __all__ = ["monitor_cell", "load_ipython_extension"]
@@ -125,7 +125,7 @@ def _run_monitored(shell: _Shell, name: str, cell: str, stall_after: float | Non
     # The ExecutionResult of the cell that holds the magic: IPython drops the display hook's
     # reference to it while the nested cell runs, and the nested cell's error is reported on it.
     outer_result = getattr(shell.displayhook, "exec_result", None)
-    exp = Experiment(name, api="jupyter", stall_after=stall_after)
+    exp = scoped_experiment(name, api="jupyter", stall_after=stall_after)
     try:
         with _bound(shell.user_ns, "exp", exp):
             # Run as IPython runs any cell: its own syntax works, and an error is shown with the

@@ -55,9 +55,9 @@ def monitor(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .experiment import Experiment  # (on the first call: `import hyperdash` stays light)
+            from .experiment import scoped_experiment  # (on the first call: `import hyperdash` stays light)
 
-            exp = Experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor",
+            exp = scoped_experiment(name, capture_io=capture_io, api_key_getter=api_key_getter, api="monitor",
                              stall_after=stall_after, system_metrics=system_metrics,
                              system_metrics_interval=system_metrics_interval)
             if wants_exp and "exp" not in kwargs:

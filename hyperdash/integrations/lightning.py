@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from ..experiment import Experiment
+from ..experiment import Experiment, scoped_experiment
 from ..params import flatten
 from . import record_numbers
 
@@ -92,7 +92,7 @@ class HyperdashLogger(Logger):  # type: ignore[misc,valid-type]  # Lightning is 
     def experiment(self) -> Experiment:
         """The Experiment that the logger records into (started on first use)."""
         if self._exp is None:
-            self._exp = Experiment(self._name, **self._options)
+            self._exp = scoped_experiment(self._name, **self._options)
         return self._exp
 
     @rank_zero_only

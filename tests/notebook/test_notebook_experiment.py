@@ -140,3 +140,17 @@ def test_a_cells_sys_exit_or_error_does_not_decide_how_the_run_ends(notebook, ac
     run_sync(notebook.client.km.shutdown_kernel)(now=False)  # (as Jupyter's Shut Down does)
     ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
     assert ended["status"] == "success" and ended["exit_code"] is None
+
+
+def test_a_monitored_cell_inside_an_open_experiment_leaves_it_recording(notebook, account):
+    # The open experiment used to end success at the first monitored cell, and its later
+    # metrics were dropped though the notebook showed them.
+    notebook.run("%load_ext hyperdash")
+    notebook.run("from hyperdash import Experiment\nspan = Experiment('spanning')\nprint('setting up')")
+    notebook.run("%%monitor_cell one cell\nprint('in the cell')")
+    notebook.run("span.metric('train_loss', 0.25)\nprint('after the cell')\nspan.end()")
+    cell = account.wait_for_run("one cell", status="success")
+    assert log_texts(account, cell["uuid"]) == ["in the cell"]
+    spanning = account.wait_for_run("spanning", status="success")
+    assert log_texts(account, spanning["uuid"]) == ["setting up", "| train_loss:   0.250000 |", "after the cell"]
+    assert account.run(spanning["uuid"])["metrics"]["train_loss"]["value"] == 0.25

@@ -438,3 +438,35 @@ def test_bad_run_names_are_refused(bad):
 
     with pytest.raises((TypeError, ValueError)):
         Experiment(bad)
+
+
+def test_a_monitored_call_inside_another_takes_the_output_for_its_time_and_gives_it_back(run_job, account):
+    # The outer run used to end success when the inner one started (it later raised), and what
+    # it recorded after was dropped without a word.
+    done = run_job("""
+        from hyperdash import monitor
+
+        @monitor("evaluate")
+        def evaluate(exp):
+            print("evaluating")
+            exp.metric("val_acc", 0.8)
+
+        @monitor("train")
+        def train(exp):
+            print("epoch 1")
+            evaluate()
+            exp.metric("train_loss", 0.1)
+            print("epoch 2")
+            raise RuntimeError("diverged")
+
+        train()
+    """)
+    assert done.returncode == 1
+    inner = account.wait_for_run("evaluate", status="success")
+    assert texts(account.logs(inner["uuid"])) == ["evaluating", "| val_acc:   0.800000 |"]
+    outer = account.wait_for_run("train", status="failure")
+    logged = texts(account.logs(outer["uuid"]))
+    assert logged[:3] == ["epoch 1", "| train_loss:   0.100000 |", "epoch 2"]
+    assert "RuntimeError: diverged" in logged
+    assert account.run(outer["uuid"])["metrics"]["train_loss"]["value"] == 0.1
+    assert "was ended" not in done.stderr.decode()
