@@ -39,6 +39,9 @@ from .settings import parse_stall_window
 __all__ = ["monitor_cell", "load_ipython_extension"]
 
 USAGE = "%%monitor_cell needs the run's name: %%monitor_cell NAME, for example %%monitor_cell dogs vs. cats"
+AWAIT_USAGE = ("%%monitor_cell cannot run a cell with a top-level await (a cell magic's cell runs inside the "
+               "running cell, whose event loop is busy): start the run in a cell before, exp = Experiment({name!r}), "
+               "and end it in a cell after, exp.end()")
 STALL_USAGE = ("%%monitor_cell --stall-after needs a duration: %%monitor_cell --stall-after 10m NAME "
                "(90s, 10m, 1h; 0 or off never)")
 
@@ -67,6 +70,10 @@ class _Shell(Protocol):
 
     def run_cell(self, raw_cell: str, store_history: bool = False) -> _CellResult: ...
 
+    def transform_cell(self, raw_cell: str) -> str: ...
+
+    def should_run_async(self, raw_cell: str, *, transformed_cell: str | None = None) -> bool: ...
+
     def register_magic_function(
         self, func: Callable[..., Any], magic_kind: str = "line", magic_name: str | None = None
     ) -> None: ...
@@ -91,7 +98,18 @@ def monitor_cell(line: str, cell: str) -> None:
     if shell is None:
         raise RuntimeError("%%monitor_cell runs inside IPython or a Jupyter kernel")
     name, stall_after = _parse_line(line)
+    if _awaits(shell, cell):
+        raise UsageError(AWAIT_USAGE.format(name=name))
     _run_monitored(shell, name, cell, stall_after)
+
+
+def _awaits(shell: _Shell, cell: str) -> bool:
+    """Whether ``cell`` has a top-level ``await`` (IPython would run it as a coroutine, which a
+    cell magic, run synchronously inside the running cell, cannot)."""
+    try:
+        return shell.should_run_async(cell, transformed_cell=shell.transform_cell(cell))
+    except Exception:
+        return False
 
 
 def _parse_line(line: str) -> tuple[str, float | None]:

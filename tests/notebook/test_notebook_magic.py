@@ -100,6 +100,25 @@ def test_interrupting_the_kernel_cancels_the_run(notebook, account):
     assert shown(notebook.run("print('still alive')")) == "still alive\n"
 
 
+def test_a_cell_with_a_top_level_await_gets_a_usage_message_and_creates_no_run(notebook, account):
+    # It used to start a run that failed with "This event loop is already running".
+    notebook.run("from hyperdash import monitor_cell")
+    cell = notebook.run("%%monitor_cell waits\nimport asyncio\nprint('must not run')\nawait asyncio.sleep(0)",
+                        error=True)
+    assert shown(cell, "stderr") == (
+        "UsageError: %%monitor_cell cannot run a cell with a top-level await (a cell magic's cell runs inside "
+        "the running cell, whose event loop is busy): start the run in a cell before, exp = Experiment('waits'), "
+        "and end it in a cell after, exp.end()\n")
+    assert "must not run" not in shown(cell)
+    # What it says works: a plain cell awaits inside the open experiment's run.
+    notebook.run("from hyperdash import Experiment\nexp = Experiment('waits')")
+    notebook.run("import asyncio\nawait asyncio.sleep(0)\nprint('awaited')")
+    notebook.run("exp.end()")
+    run = account.wait_for_run("waits", status="success")
+    assert [r["name"] for r in account.runs()] == ["waits"]
+    assert log_texts(account, run["uuid"]) == ["awaited"]
+
+
 def test_an_empty_name_gets_a_usage_message_and_creates_no_run(notebook, account):
     notebook.run("from hyperdash import monitor_cell")
 
