@@ -198,21 +198,47 @@ def _exit_after_draining(status: int) -> NoReturn:
 
 
 class _Tee:
-    """A text stream that writes through to ``original`` and copies into a run."""
+    """A text stream that writes through to ``original`` and copies into a run.
+
+    In a forked child (a data loader's worker, a pool's), whose copy of the run records nothing,
+    it writes to the descriptor instead (1 or 2, still a capture's channel where one is on),
+    which the parent's capture records and shows once: a line at a time (print() writes its
+    pieces apart, and several workers' pieces would mingle), the rest when flushed."""
 
     def __init__(self, original: TextIO, run: OutputSink, stream: str):
         self._original = original
         self._run = run
         self._stream = stream
+        self._pid = os.getpid()
+        self._fd = 2 if stream == "stderr" else 1
+        self._unfinished = b""  # (in a forked child: what it wrote since its last whole line)
 
     def write(self, text: str) -> int:
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+        if os.getpid() != self._pid:
+            lines, newline, rest = (self._unfinished + data).rpartition(b"\n")
+            self._unfinished = rest
+            if newline:
+                self._write_fd(lines + newline)
+            return len(text)
         count = self._original.write(text)
         try:
-            data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
             self._run.write(self._stream, data)
         except Exception:
             pass
         return count
+
+    def flush(self) -> None:
+        if os.getpid() != self._pid:
+            unfinished, self._unfinished = self._unfinished, b""
+            self._write_fd(unfinished)
+            return
+        self._original.flush()
+
+    def _write_fd(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:

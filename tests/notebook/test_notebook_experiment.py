@@ -154,3 +154,27 @@ def test_a_monitored_cell_inside_an_open_experiment_leaves_it_recording(notebook
     spanning = account.wait_for_run("spanning", status="success")
     assert log_texts(account, spanning["uuid"]) == ["setting up", "| train_loss:   0.250000 |", "after the cell"]
     assert account.run(spanning["uuid"])["metrics"]["train_loss"]["value"] == 0.25
+
+
+def test_what_forked_workers_print_is_in_the_run_and_shown_once(notebook, account):
+    # A data loader's or a pool's forked workers print through the kernel's streams, which sent
+    # it to the notebook alone: the run's log missed it.
+    notebook.run("%load_ext hyperdash")
+    cell = notebook.run(
+        "%%monitor_cell forked workers\n"
+        "import multiprocessing\n"
+        "def work(i):\n"
+        "    print(f'worker {i}', flush=True)\n"
+        "    return i\n"
+        "import time\n"
+        "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+        "    results = sorted(pool.map(work, range(4)))\n"
+        # (the workers' lines reach the notebook through the kernel's descriptors, a moment
+        # later than its own: printing at once could come between the pieces of a print)
+        "time.sleep(0.5)\n"
+        "print('results', results)\n"
+    )
+    shown_lines = shown(cell).splitlines()
+    assert sorted(shown_lines) == ["results [0, 1, 2, 3]", "worker 0", "worker 1", "worker 2", "worker 3"]
+    run = account.wait_for_run("forked workers", status="success")
+    assert sorted(log_texts(account, run["uuid"])) == sorted(shown_lines)
