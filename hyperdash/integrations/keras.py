@@ -10,7 +10,8 @@
         # the same: callbacks=[exp.callbacks.keras]
 
 Per epoch, each value (``loss``, ``accuracy``, ``val_loss``, ...) is a metric with the epoch as
-its step. ``batches=True`` also records each batch's values as ``batch/<name>``, with the
+its step, shown in the terminal as the SDK shows metrics only where Keras shows nothing
+itself (``verbose=0``). ``batches=True`` also records each batch's values as ``batch/<name>``, with the
 number of batches trained so far as the step.
 """
 
@@ -55,4 +56,7 @@ class HyperdashCallback(_callback_base()):  # type: ignore[misc]  # found at run
             record_numbers(self.exp, logs or {}, self.batches_done, prefix="batch/")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        record_numbers(self.exp, logs or {}, int(epoch), log=True)
+        # Shown in the terminal only where Keras shows nothing itself (verbose=0): its own line
+        # holds the same values, and is not finished yet (its progress bar ends after this).
+        shows = (getattr(self, "params", None) or {}).get("verbose", 1) != 0
+        record_numbers(self.exp, logs or {}, int(epoch), log=not shows)

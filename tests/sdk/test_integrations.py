@@ -62,6 +62,19 @@ def test_keras_records_every_value_per_epoch(run_job, sdk_env, account):
     assert all(0 <= value <= 1 for _, value in points(account, run["uuid"], "val_accuracy"))
 
 
+def test_keras_with_its_own_progress_shows_no_echo_glued_to_its_bar(run_job, sdk_env, account):
+    # With verbose=1 the echo used to land on Keras's unfinished bar line ("...loss: 0.74| loss: ...").
+    needs("keras", "torch")
+    done = train(run_job, sdk_env, KERAS_MODEL + """
+    with Experiment("keras with its bar", system_metrics=False) as exp:
+        model.fit(x, y, epochs=2, batch_size=16, verbose=2, callbacks=[exp.callbacks.keras])
+    """)
+    out = done.stdout.decode()
+    assert "Epoch 2/2" in out and "| loss:" not in out
+    run = account.wait_for_run("keras with its bar", status="success")
+    assert [step for step, _ in points(account, run["uuid"], "loss")] == [0, 1]
+
+
 def test_keras_records_each_batch_when_asked(run_job, sdk_env, account):
     needs("keras", "torch")
     train(run_job, sdk_env, KERAS_MODEL + """
