@@ -175,10 +175,14 @@ class Experiment:
         """Record many hyperparameters at once, in one event, and return them as recorded: a
         dict (nested dicts flattened with dots: ``{"optim": {"lr": 0.1}}`` is ``optim.lr``), an
         ``argparse.Namespace`` or a dataclass instance. Values are taken as :meth:`param`
-        takes them. Anything else raises TypeError, and nothing is recorded."""
+        takes them. Anything else raises TypeError, and nothing is recorded. A name given twice
+        (``"a.b"`` beside ``{"a": {"b": ...}}``) is said once on stderr; the last value stands."""
         from .params import flatten
 
-        flat = {str(name): value for name, value in flatten(values).items()}
+        def said_twice(name: str) -> None:
+            self._run.warn(f"param-twice:{name}", f"param {name!r} is given twice; the last value is recorded")
+
+        flat = {str(name): value for name, value in flatten(values, on_twice=said_twice).items()}
         self._run.params(flat, log=log)
         return flat
 

@@ -4,18 +4,20 @@ a dataclass, as :meth:`hyperdash.Experiment.params` and the framework integratio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["flatten"]
 
 
-def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(values: Any, prefix: str = "", on_twice: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``values`` as one flat dict of params: ``{"optim": {"lr": 0.1}}`` gives
     ``{"optim.lr": 0.1}``; an ``argparse.Namespace`` (or any object with a ``__dict__`` of its
     own that ``vars`` reads, such as ``types.SimpleNamespace``) gives its attributes; a
     dataclass instance its fields, nested dataclasses flattened too. An empty nested dict is
-    kept as the value ``{}``. Raises TypeError for anything else."""
+    kept as the value ``{}``. Raises TypeError for anything else. A name given twice (``"a.b"``
+    beside ``{"a": {"b": ...}}``, or ``1`` beside ``"1"``) keeps the last value, and is handed to
+    ``on_twice``."""
     mapping = _as_mapping(values)
     if mapping is None:
         raise TypeError("params takes a dict, an argparse.Namespace or a dataclass instance, not "
@@ -24,10 +26,12 @@ def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in mapping.items():
         name = f"{prefix}{key}"
         nested = _as_mapping(value) if not isinstance(value, (str, bytes)) else None
-        if nested:
-            flat.update(flatten(nested, name + "."))
-        else:
-            flat[name] = dict(nested) if nested is not None else value
+        found = flatten(nested, name + ".", on_twice) if nested else {
+            name: dict(nested) if nested is not None else value}
+        for twice in found.keys() & flat.keys():
+            if on_twice is not None:
+                on_twice(twice)
+        flat.update(found)
     return flat
 
 

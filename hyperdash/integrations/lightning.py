@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from ..experiment import Experiment, scoped_experiment
-from ..params import flatten
 from . import record_numbers
 
 
@@ -98,9 +97,8 @@ class HyperdashLogger(Logger):  # type: ignore[misc,valid-type]  # Lightning is 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace, *args: Any, **kwargs: Any) -> None:
         values = vars(params) if isinstance(params, argparse.Namespace) else dict(params)
-        flat = flatten(values)
-        if flat:
-            self.experiment.params(flat, log=False)
+        if values:
+            self.experiment.params(values, log=False)  # (flattened there)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -53,6 +53,8 @@ def test_params_are_recorded_at_once(run_job, account):
             assert got == {"model.layers": 3, "model.width.first": 128, "tags": ["a", "b"]}, got
             exp.params(argparse.Namespace(lr=0.01, optimizer="sgd"), log=False)
             exp.params(Data())
+            # one name twice: the last value stands, and one line says so (it used to be silent)
+            assert exp.params({"a.b": 1, "a": {"b": 2}}, log=False) == {"a.b": 2}
             try:
                 exp.params(["not", "params"])
             except TypeError as exc:
@@ -66,8 +68,9 @@ def test_params_are_recorded_at_once(run_job, account):
     out = done.stdout.decode()
     assert "{ model.layers: 3 }" in out and "{ lr: 0.01 }" not in out
     assert out.count("refused:") == 2
+    assert "hyperdash: param 'a.b' is given twice; the last value is recorded" in done.stderr.decode()
     run = account.wait_for_run("params", status="success")
     assert account.run(run["uuid"])["params"] == {
         "model.layers": 3, "model.width.first": 128, "tags": '["a", "b"]',
-        "lr": 0.01, "optimizer": "sgd", "batch": 32, "shuffle": True,
+        "lr": 0.01, "optimizer": "sgd", "batch": 32, "shuffle": True, "a.b": 2,
     }  # "ok" neither: a bad name records nothing of its call
