@@ -146,6 +146,16 @@ def track(conn: Connection, run: dict[str, Any], hints: dict[str, Any], lines: l
     return True
 
 
+# How many of a batch's last lines are looked at for a bar that finished within it.
+_FINISHED_BAR_LOOK = 64
+
+
+def _may_be_a_bar(text: str) -> bool:
+    """A cheap first look: a bar's line ends with its bracketed times (``[00:01<00:00, 5it/s]``),
+    perhaps followed by escape codes, or holds its redrawn states."""
+    return "\r" in text or "]" in text[-24:]
+
+
 def _bar(hints: dict[str, Any], lines: list[Line], has_progress: bool, now: int) -> tuple[int, dict] | None:
     """(seq, progress) of the batch's last progress bar, or of the line that finished it."""
     candidates: list[Line] = []
@@ -162,6 +172,12 @@ def _bar(hints: dict[str, Any], lines: list[Line], has_progress: bool, now: int)
         if after is None:
             return None
         candidates = [after]
+    if not candidates:
+        # A bar begun and finished within one batch (a short loop) comes as one ordinary line:
+        # its last state (the SDK resolves the \r-redrawn states), or all of them. The last
+        # line near the batch's end that may be one (a look bounded in cost).
+        finished = next((line for line in reversed(lines[-_FINISHED_BAR_LOOK:]) if _may_be_a_bar(line.text)), None)
+        candidates = [finished] if finished is not None else []
     for line in candidates:
         progress = parse_bar(line.text, min(line.ts, now))
         if progress is not None:

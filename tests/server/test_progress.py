@@ -55,6 +55,24 @@ def test_the_run_keeps_the_last_bar_of_a_batch_and_its_finished_state(api: Api):
     assert listed["uuid"] == run and listed["progress"]["percent"] == 100.0
 
 
+def test_a_bar_begun_and_finished_within_one_batch_is_read(api: Api):
+    # A short loop's bar comes whole, as one line of its \r-redrawn states: it used to leave
+    # the progress null.
+    run = str(uuid.uuid4())
+    states = "".join(f"\r{100 * n // 20:3d}%|#         | {n}/20 [00:00<00:00, 99.00it/s]" for n in range(21))
+    api.ok([env("run_started", run, {"job_name": "short bar", "host": "h", "pid": 1, "api": "cli_run"}, seq=1),
+            log(run, 2, states, stream="stderr"), log(run, 3, "done", stream="stdout")])
+    progress = api.json(f"/api/v1/runs/{run}")["progress"]
+    assert (progress["done"], progress["total"], progress["percent"]) == (20, 20, 100.0)
+    # ...or as its last state alone, as the SDK sends a line it has seen redrawn to its end.
+    other = str(uuid.uuid4())
+    api.ok([env("run_started", other, {"job_name": "short bar", "host": "h", "pid": 1, "api": "monitor"}, seq=1),
+            log(other, 2, "\x1b[32m100%|##########| 20/20 [00:00<00:00, 302837.83it/s]\x1b[0m", stream="stderr"),
+            log(other, 3, "evaluating", stream="stdout")])
+    progress = api.json(f"/api/v1/runs/{other}")["progress"]
+    assert (progress["done"], progress["total"], progress["rate"]) == (20, 20, 302837.83)
+
+
 def test_exp_iter_is_progress_with_a_derived_eta(api: Api):
     run = str(uuid.uuid4())
     t0 = 1_700_000_000_000
