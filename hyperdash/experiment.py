@@ -337,20 +337,19 @@ class Experiment:
     # -- interpreter hooks ----------------------------------------------------------------
     def _install_hooks(self) -> None:
         atexit.register(self._at_exit)
-        if _interactive_shell():
-            return  # (a cell's exception or sys.exit ends the cell, not the process)
-        self._last_value_before = getattr(sys, "last_value", None)
-        self._previous_excepthook = sys.excepthook
-        sys.excepthook = self._excepthook
-        self._previous_exit = sys.exit
-        sys.exit = self._exit
-        import builtins
+        if not _interactive_shell():  # (there a cell's exception or sys.exit ends the cell alone)
+            self._last_value_before = getattr(sys, "last_value", None)
+            self._previous_excepthook = sys.excepthook
+            sys.excepthook = self._excepthook
+            self._previous_exit = sys.exit
+            sys.exit = self._exit
+            import builtins
 
-        for name in ("exit", "quit"):  # (site's, which raise SystemExit without sys.exit)
-            previous = getattr(builtins, name, None)
-            if previous is not None:
-                self._previous_quitters[name] = previous
-                setattr(builtins, name, _NotingQuitter(previous, self._note_exit))
+            for name in ("exit", "quit"):  # (site's, which raise SystemExit without sys.exit)
+                previous = getattr(builtins, name, None)
+                if previous is not None:
+                    self._previous_quitters[name] = previous
+                    setattr(builtins, name, _NotingQuitter(previous, self._note_exit))
         if threading.current_thread() is threading.main_thread():
             for signum in _ENDING_SIGNALS:
                 try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -178,3 +180,12 @@ def test_what_forked_workers_print_is_in_the_run_and_shown_once(notebook, accoun
     assert sorted(shown_lines) == ["results [0, 1, 2, 3]", "worker 0", "worker 1", "worker 2", "worker 3"]
     run = account.wait_for_run("forked workers", status="success")
     assert sorted(log_texts(account, run["uuid"])) == sorted(shown_lines)
+
+
+def test_a_kernel_terminated_ends_its_open_run_killed(notebook, account):
+    notebook.run("from hyperdash import Experiment\nexp = Experiment('kernel terminated')\nimport os\npid = os.getpid()")
+    pid = int(shown(notebook.run("print(pid)")).strip())
+    run = account.wait_for_run("kernel terminated", "running", timeout=30)
+    os.kill(pid, signal.SIGTERM)
+    ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
+    assert (ended["status"], ended["signal"]) == ("killed", "SIGTERM")
