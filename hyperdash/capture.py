@@ -197,6 +197,10 @@ def _exit_after_draining(status: int) -> NoReturn:
         _os_exit(status)
 
 
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+
+
 class _Tee:
     """A text stream that writes through to ``original`` and copies into a run.
 
@@ -214,16 +218,15 @@ class _Tee:
         self._unfinished = b""  # (in a forked child: what it wrote since its last whole line)
 
     def write(self, text: str) -> int:
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
         if os.getpid() != self._pid:
-            lines, newline, rest = (self._unfinished + data).rpartition(b"\n")
+            lines, newline, rest = (self._unfinished + _encoded(text)).rpartition(b"\n")
             self._unfinished = rest
             if newline:
                 self._write_fd(lines + newline)
             return len(text)
         count = self._original.write(text)
         try:
-            self._run.write(self._stream, data)
+            self._run.write(self._stream, _encoded(text))
         except Exception:
             pass
         return count
