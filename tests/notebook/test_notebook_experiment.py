@@ -183,8 +183,8 @@ def test_what_forked_workers_print_is_in_the_run_and_shown_once(notebook, accoun
 
 
 def test_a_kernel_terminated_ends_its_open_run_killed(notebook, account):
-    notebook.run("from hyperdash import Experiment\nexp = Experiment('kernel terminated')\nimport os\npid = os.getpid()")
-    pid = int(shown(notebook.run("print(pid)")).strip())
+    notebook.run("from hyperdash import Experiment\nexp = Experiment('kernel terminated')")
+    pid = int(shown(notebook.run("import os\nprint(os.getpid())")).strip())
     run = account.wait_for_run("kernel terminated", "running", timeout=30)
     os.kill(pid, signal.SIGTERM)
     ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
