@@ -66,9 +66,19 @@ def _serve_demo(configured_url: str, port: int | None, steps: int, step_seconds:
         port = parts.port if parts.hostname in ("127.0.0.1", "localhost") and parts.port else DEFAULT_PORT
     click.echo(f"No server answers at {configured_url}: starting one on 127.0.0.1:{port}, "
                f"store in {config.home_dir()}.")
+    from .server.dialect import checked_url
+    from .server.main import hold_sqlite_store
+    from .server.store import default_db_url
+
+    try:
+        held = hold_sqlite_store(checked_url(default_db_url()))
+    except ValueError as exc:
+        raise DemoError(f"No server answers at {configured_url}, and {exc}") from None
     try:
         server = ServerThread(host="127.0.0.1", port=port, local_mode=True).start()
     except OSError as exc:
+        if held is not None:
+            os.close(held)
         raise DemoError(f"{exc}: stop what uses that port, or choose another with --port") from None
     try:
         # The demo's runs go to this server, whatever else hyperdash.json names.
@@ -89,6 +99,8 @@ def _serve_demo(configured_url: str, port: int | None, steps: int, step_seconds:
             pass
     finally:
         server.stop()
+        if held is not None:
+            os.close(held)
     click.echo("Server stopped.")
 
 

@@ -30,7 +30,7 @@ import time
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.engine.url import make_url
+from sqlalchemy.engine.url import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ConfigError
@@ -173,7 +173,10 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
     if workers > 1 and checked.get_backend_name() != "postgresql":
         raise SystemExit(f"hyperdash server: --workers {workers} needs PostgreSQL (--db postgresql://...): "
                          "a SQLite file has one writing process; run one process on SQLite")
-    held = _hold_sqlite_file(checked.database) if checked.get_backend_name() == "sqlite" else None
+    try:
+        held = hold_sqlite_store(checked)
+    except ValueError as exc:
+        raise SystemExit(f"hyperdash server: {exc}") from None
     try:
         _serve(host, port, db_url, lost_timeout, signup=signup, forwarded_allow_ips=forwarded_allow_ips,
                public_url=public_url, stall_after=stall_after, keep_days=keep_days, workers=workers)
@@ -182,11 +185,14 @@ def serve(host: str = "127.0.0.1", port: int = 4680, db_url: str | None = None,
             os.close(held)
 
 
-def _hold_sqlite_file(database: str | None) -> int | None:
-    """A lock on a SQLite store, held while this server serves it (the descriptor to close;
-    None for a store in memory): a second server on the same file would number and cache the
-    same runs beside this one, and lose lines. Its holder's pid is in the lock file."""
-    if not database or database == ":memory:":
+def hold_sqlite_store(url: URL) -> int | None:
+    """A lock on a SQLite store (``url`` from :func:`~hyperdash.server.dialect.checked_url`),
+    held while this process serves it: the descriptor to close; None for PostgreSQL or a store
+    in memory. A second server on the same file would number and cache the same runs beside
+    this one, and lose lines: ValueError, one line, where another holds it (its pid is in the
+    lock file)."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
     import fcntl
 
@@ -195,14 +201,14 @@ def _hold_sqlite_file(database: str | None) -> int | None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise SystemExit(f"hyperdash server: cannot open {path}: {exc.strerror}") from None
+        raise ValueError(f"cannot open {path}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
-        raise SystemExit(f"hyperdash server: another server (pid {holder or '?'}) serves {database} already: a "
-                         "SQLite file takes one; stop it first, or use PostgreSQL for several") from None
+        raise ValueError(f"another server (pid {holder or '?'}) serves {database} already: a SQLite file "
+                         "takes one; stop it first, or use PostgreSQL for several") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd

@@ -79,3 +79,18 @@ def test_demo_with_a_server_but_no_key_says_how_to_get_one(hyperdash_server, tmp
         f"hyperdash: a server answers at {hyperdash_server.url}, but no API key is configured: "
         "run `hyperdash login` (or `hyperdash signup`)\n"
     )
+
+
+def test_demo_will_not_start_a_second_server_on_a_store_one_serves(server_factory, tmp_path):
+    # Its own server on the store another server serves, on another port, would lose lines.
+    home = tmp_path / "home"
+    running = server_factory(start=False)
+    running.db_url = f"sqlite:///{home / 'hyperdash.db'}"
+    running.start()
+    env = bare_env(home)
+    env["HYPERDASH_SERVER"] = server_factory(start=False).url  # nothing answers there
+    done = subprocess.run([*HYPERDASH, "demo"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env=env)
+    assert done.returncode == 1
+    assert f"another server (pid {running.proc.pid}) serves {home / 'hyperdash.db'} already" in done.stderr
+    assert requests.get(running.url + "/api/v1/health", timeout=10).json()["ok"] is True
