@@ -48,11 +48,12 @@ DEFAULT_STOP_GRACE = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 # What hyperdash does not pass on: job control (the terminal stops and continues the whole
-# foreground group, hyperdash with it), the faults the kernel raises in a process for its own
-# doing, what it ignores or watches for itself, and what cannot be caught.
+# foreground group, hyperdash with it), what it ignores or watches for itself, and what cannot
+# be caught. (A fault of hyperdash's own, a SIGSEGV say, still ends it: the kernel delivers it
+# whatever the mask; one sent with kill is passed on, as SIGABRT, a watchdog's, is.)
 _KEPT = {getattr(signal, name) for name in (
     "SIGKILL", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT", "SIGCHLD", "SIGWINCH", "SIGURG",
-    "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT", "SIGPIPE", "SIGXFSZ",
+    "SIGPIPE", "SIGXFSZ",
 ) if hasattr(signal, name)}
 
 #: Signals hyperdash passes on to its child instead of acting on them itself: every other one,
@@ -444,8 +445,17 @@ def monitor_command(
             sampler.stop()
         pump.join(DRAIN_SECONDS)
         pump.stop()
-    run.end(outcome.status, exit_code=outcome.exit_code, signal=outcome.signal_name)
+    _end_run(run, outcome.status, outcome.exit_code, outcome.signal_name)
     return outcome.exit_code
+
+
+def _end_run(run: Any, status: str, exit_code: int, signal: str | int | None = None) -> None:
+    """End ``run``; Ctrl-C while its last events go to the server ends that wait, and no more
+    (they stay spooled, as the run's last line says): hyperdash still exits as its command did."""
+    try:
+        run.end(status, exit_code=exit_code, signal=signal)
+    except KeyboardInterrupt:
+        pass
 
 
 def child_env(stdout_fd: int) -> dict[str, str]:
@@ -521,8 +531,8 @@ def monitor_stdin(
                 pass
             received = signal.SIGPIPE
     if received is None:
-        run.end(events.SUCCESS, exit_code=0)
+        _end_run(run, events.SUCCESS, 0)
         return 0
     status = events.USER_CANCELED if received == signal.SIGINT else events.KILLED
-    run.end(status, exit_code=128 + received, signal=received)
+    _end_run(run, status, 128 + received, received)
     return 128 + received

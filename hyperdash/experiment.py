@@ -66,11 +66,20 @@ def status_of_exception(exc: BaseException | None) -> tuple[str, int | None]:
     if isinstance(exc, KeyboardInterrupt):
         return USER_CANCELED, None
     if isinstance(exc, SystemExit):
-        code = exc.code
-        if code is None or code == 0:
-            return SUCCESS, 0
-        return FAILURE, code if isinstance(code, int) else 1
+        code = _exit_status(exc.code)
+        return (SUCCESS, 0) if code == 0 else (FAILURE, code)
     return FAILURE, None
+
+
+def _exit_status(code: Any) -> int:
+    """The status a process exits with after ``SystemExit(code)``, as the interpreter makes it:
+    None 0, an integer (a bool too) taken modulo 256 (255 where it overflows a C long, as
+    ``sys.exit(2**70)``), anything else (a message) 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code % 256 if -(2**63) <= code < 2**63 else 255
+    return 1
 
 
 class Experiment:

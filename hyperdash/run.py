@@ -101,6 +101,14 @@ def _check_name(name: Any, what: str = "name") -> str:
     return name
 
 
+def _nearest_float(value: Any) -> float:
+    """The float nearest a real number; an infinity beyond a float's range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _plain(value: Any) -> Any:
     """``value`` as a JSON scalar: numpy and torch scalars give up their Python value."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -479,7 +487,7 @@ class Run:
         plain = self._param_value(name, value)
         if self._recording(name):
             self._record(PARAM, {"params": {name: plain}, "is_internal": internal})
-        if log and self.echo:
+        if log and self.echo and not self._ended:
             self._echo(f"{{ {name}: {plain} }}")
         return value
 
@@ -489,7 +497,7 @@ class Run:
         plain = {name: self._param_value(name, value) for name, value in values.items()}
         if plain and self._recording(next(iter(plain))):
             self._record(PARAM, {"params": plain, "is_internal": internal})
-        if log and self.echo:
+        if log and self.echo and not self._ended:
             for name, text in plain.items():
                 self._echo(f"{{ {name}: {text} }}")
 
@@ -526,7 +534,9 @@ class Run:
         elif not isinstance(plain, (int, float)):
             if not isinstance(plain, (numbers.Real, decimal.Decimal)):
                 raise TypeError(f"metric {name!r} must be a real number, not {type(value).__name__}")
-            plain = float(plain)  # a Fraction, a Decimal
+            plain = _nearest_float(plain)  # a Fraction, a Decimal
+        if isinstance(plain, int) and not -(2**1023) < plain < 2**1023:
+            plain = _nearest_float(plain)  # (beyond a float: infinite, as it is charted)
         if step is not None:
             step = _plain(step)
             if isinstance(step, bool) or not isinstance(step, int):
@@ -540,7 +550,7 @@ class Run:
             measured = now_ms() if timestamp is None else timestamp
             self._record(METRIC, {"name": name, "value": plain, "timestamp": measured,
                                   "is_internal": internal, "step": step})
-        if log and self.echo:
+        if log and self.echo and not self._ended:
             self._echo(f"| {name}: {plain:10f} |" if isinstance(plain, float) else f"| {name}: {plain} |")
         return value
 

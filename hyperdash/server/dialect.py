@@ -12,6 +12,7 @@ processes (:func:`skip_locked`), whether several processes may share the databas
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -50,8 +51,11 @@ def checked_url(db_url: str) -> URL:
         url = make_url(db_url)
         url.port  # noqa: B018 (a port that is no number raises here, not later)
     except (ArgumentError, ValueError):
-        raise ValueError(f"not a database URL: {db_url!r}; use {_SCHEMES}") from None
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", db_url)  # (never a password)
+        raise ValueError(f"not a database URL: {shown!r}; use {_SCHEMES}") from None
     backend = url.get_backend_name()
+    if backend == "sqlite" and (not url.database or url.database == ":memory:"):
+        raise ValueError(f"{db_url!r} names no file: the store would be lost at exit; use sqlite:///PATH")
     if backend == "postgres":
         backend = "postgresql"
     if backend == "postgresql":

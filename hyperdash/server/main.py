@@ -196,7 +196,7 @@ def hold_sqlite_store(url: URL) -> int | None:
         return None
     import fcntl
 
-    path = f"{os.path.abspath(database)}.server-lock"
+    path = f"{os.path.realpath(database)}.server-lock"  # (one lock, whatever link names the file)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -298,7 +298,7 @@ def _supervise(sock: socket.socket, workers: int, options: dict) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     argv = [sys.executable, "-c", "import sys; from hyperdash.server.main import run_worker; run_worker(sys.argv[1])",
-            json.dumps({**options, "fd": sock.fileno()})]
+            json.dumps({**options, "fd": sock.fileno(), "supervisor": os.getpid()})]
 
     def start() -> subprocess.Popen:
         return subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL)
@@ -343,6 +343,9 @@ def run_worker(spec: str) -> None:
     """One worker process of ``serve(workers=N)``: a whole server on the inherited socket
     (``spec``: the JSON of its options, ``fd`` the socket's descriptor)."""
     options = json.loads(spec)
+    # (watched from the start: a supervisor killed while this one starts leaves it an orphan too)
+    threading.Thread(target=_end_with_the_supervisor, args=(options["supervisor"],), name="hyperdash-supervisor-watch",
+                     daemon=True).start()
     sock = socket.socket(fileno=options["fd"])
     try:
         app = create_app(options["db_url"], options["lost_timeout"], stall_after=options["stall_after"],
@@ -351,8 +354,6 @@ def run_worker(spec: str) -> None:
         raise SystemExit(f"hyperdash server: worker process {os.getpid()}: {exc}") from None
     _configure(app, signup=options["signup"], public_url=options["public_url"], link_url=options["link_url"],
                local_mode=options["local_mode"])
-    threading.Thread(target=_end_with_the_supervisor, args=(os.getppid(),), name="hyperdash-supervisor-watch",
-                     daemon=True).start()
     _run(app, sock, options["forwarded_allow_ips"])
 
 

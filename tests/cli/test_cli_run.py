@@ -115,7 +115,7 @@ def test_signal_to_hyperdash_reaches_the_child_once(account, hyperdash_home, sig
 # A child that reports each of these signals as it gets it, and ends after the last one.
 REPORTS_OTHER_SIGNALS = """
 import signal
-watched = [signal.SIGALRM, signal.SIGUSR1, signal.SIGPWR, signal.SIGRTMIN + 3]
+watched = [signal.SIGALRM, signal.SIGUSR1, signal.SIGPWR, signal.SIGRTMIN + 3, signal.SIGABRT]
 signal.pthread_sigmask(signal.SIG_BLOCK, watched)
 print("ready", flush=True)
 for _ in watched:
@@ -130,7 +130,7 @@ def test_every_other_signal_is_passed_on_and_leaves_hyperdash_watching(account, 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=account.sdk_env(hyperdash_home))
     assert proc.stdout.readline() == b"ready\n"
-    sent = [signal.SIGALRM, signal.SIGUSR1, signal.SIGPWR, signal.SIGRTMIN + 3]
+    sent = [signal.SIGALRM, signal.SIGUSR1, signal.SIGPWR, signal.SIGRTMIN + 3, signal.SIGABRT]
     for sig in sent:
         proc.send_signal(sig)
         assert proc.stdout.readline() == f"got {int(sig)}\n".encode()

@@ -367,3 +367,21 @@ def test_ctrl_c_while_the_last_events_are_sent_ends_the_wait_and_keeps_them(scri
         assert said.count("Traceback") == 1 and said.rstrip().endswith("KeyboardInterrupt")
     spools = list((hyperdash_home / "spool").iterdir())
     assert len(spools) == 1 and (spools[0] / "events").stat().st_size > 0
+
+
+def test_ctrl_c_while_hyperdash_run_sends_its_last_events_exits_as_the_command_did(sdk_env, hyperdash_home,
+                                                                                   silent_server):
+    # It used to say "Aborted!" and exit 1, though the command had exited 0.
+    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "interrupted flush", "echo", "done"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=sdk_env(HYPERDASH_SERVER=silent_server.url, HYPERDASH_EXIT_TIMEOUT="60"))
+    try:
+        assert proc.stdout.readline() == b"done\n"
+        time.sleep(1.5)  # (in the wait for the server by now)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    said = err.decode()
+    assert re.search(r"\d+ events of this run are not sent yet", said) and "Aborted" not in said, said

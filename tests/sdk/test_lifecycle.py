@@ -240,6 +240,12 @@ def test_an_uncaught_exception_fails_the_run_whoever_prints_it(run_job, account,
     # site's exit and quit, which raise SystemExit themselves (these used to end success)
     ("exit(4)", "failure", 4),
     ("quit(5)", "failure", 5),
+    # codes as the process exits with them (these used to be refused by the server: the run
+    # went lost)
+    ("sys.exit(True)", "failure", 1),
+    ("sys.exit(256)", "success", 0),
+    ("sys.exit(-1)", "failure", 255),
+    ("sys.exit(2**70)", "failure", 255),
 ])
 def test_sys_exit_ends_an_unended_experiment_with_its_code(run_job, account, ending, status, exit_code):
     name = f"ends with {ending}"

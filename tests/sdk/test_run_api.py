@@ -75,7 +75,8 @@ def test_bad_arguments_raise_clearly_and_record_nothing():
 def test_any_real_number_is_a_metric_as_the_original_sdk_took_it(reporting):
     # bool, Fraction and Decimal used to raise TypeError in the middle of the job.
     run = Run("real numbers", echo=False).start()
-    for name, value in (("flag", True), ("third", Fraction(1, 3)), ("price", Decimal("2.5")), ("off", False)):
+    for name, value in (("flag", True), ("third", Fraction(1, 3)), ("price", Decimal("2.5")), ("off", False),
+                        ("huge", Fraction(10**400, 3))):  # (beyond a float: infinite, said once)
         assert run.metric(name, value) is value
     run.end()
     metrics = reporting.run(reporting.wait_for_run("real numbers", status="success")["uuid"])["metrics"]
@@ -83,13 +84,15 @@ def test_any_real_number_is_a_metric_as_the_original_sdk_took_it(reporting):
 
 
 def test_what_is_recorded_after_the_end_is_said_once_not_dropped_unseen(reporting, capfd):
-    run = Run("ended early", echo=False).start()
+    run = Run("ended early").start()
     run.end()
     capfd.readouterr()
     for step in range(3):
         assert run.metric("late", step) == step
         run.param("late param", 1)
-    said = [line for line in capfd.readouterr().err.splitlines() if "has ended" in line]
+    shown = capfd.readouterr()
+    assert "late" not in shown.out  # (not shown as if it were recorded)
+    said = [line for line in shown.err.splitlines() if "has ended" in line]
     assert said == ["hyperdash: the run 'ended early' has ended: 'late' is not recorded, nor what comes after it"]
     detail = reporting.run(reporting.wait_for_run("ended early", status="success")["uuid"])
     assert detail["metrics"] == {} and detail["params"] == {}

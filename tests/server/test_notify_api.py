@@ -126,11 +126,14 @@ def test_channels_are_added_listed_edited_and_removed_without_showing_secrets(cl
     ({"kind": "webhook", "settings": {"url": "https://example.com/x", "secret": "y" * 20}, "name": "a\x00b"}, "NUL"),
     # A setting the kind does not take (misspelt, say) is refused, not dropped without a word.
     ({"kind": "telegram", "settings": {"token": TELEGRAM_TOKEN, "chat_id": "1", "chatid": "2"}},
-     "a telegram channel has no setting 'chatid': it takes token, chat_id"),
+     "telegram channels have no setting 'chatid': they take token, chat_id"),
     ({"kind": "ntfy", "settings": {"url": "https://ntfy.sh/topic", "priority": 5, "tokn": "tk_x"}},
      "no setting 'tokn'"),
     ({"kind": "email", "settings": {"host": "smtp.example.com", "from": "a@b.co", "to": "c@d.co", "cc": "e@f.co"}},
      "no setting 'cc'"),
+    ({"kind": "webpush", "settings": {"endpoint": "https://push.example/x",
+                                      "keys": {"p256dh": "AAAA", "auth": "x", "authh": "y"}}},
+     "keys has no 'authh': it holds p256dh and auth"),
 ])
 def test_a_bad_channel_is_refused_with_a_clear_message_and_nothing_stored(client, body, message):
     api = Api(client)

@@ -138,6 +138,11 @@ def test_unsupported_database_is_one_clear_line(db_url, hyperdash_home):
     # (these used to end in a traceback, or in "invalid literal for int()")
     ("postgresql+psycopg2://postgres@127.0.0.1/test", "postgresql+psycopg2:// is not supported: use postgresql://"),
     ("postgresql://::::", "not a database URL: 'postgresql://::::'"),
+    # (the password never shown, even in a URL that cannot be read)
+    ("postgresql://someone:S3CRET@127.0.0.1:abc/x", "not a database URL: 'postgresql://someone:***@127.0.0.1:abc/x'"),
+    # (no file: these used to end in a traceback)
+    ("sqlite://", "'sqlite://' names no file"),
+    ("sqlite:///:memory:", "'sqlite:///:memory:' names no file"),
 ])
 @pytest.mark.parametrize("command", [["server", "--port", "0"], ["server", "adduser", "--email", "a@example.com",
                                                                   "--password-stdin"]])

@@ -272,15 +272,26 @@ def test_workers_serve_one_address_with_several_processes(server_factory, pg_url
     assert alive == []
 
 
-def test_workers_end_when_their_supervisor_is_killed_outright(server_factory, pg_url):
+@pytest.mark.parametrize("when", ["serving", "starting"])
+def test_workers_end_when_their_supervisor_is_killed_outright(server_factory, pg_url, hyperdash_home, when):
     # They used to serve on as orphans, holding the address: a new server could not start.
     server = server_factory("--workers", "2", start=False)
     server.db_url = pg_url
-    server.start(timeout=60)
-    workers = _children(server.proc.pid)
+    if when == "serving":
+        server.start(timeout=60)
+        supervisor = server.proc
+    else:  # killed as soon as its workers are there, before they serve
+        supervisor = subprocess.Popen([sys.executable, "-m", "hyperdash", "server", "--port", str(server.port),
+                                       "--workers", "2", "--db", pg_url], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(_children(supervisor.pid)) < 2:
+            assert time.monotonic() < deadline and supervisor.poll() is None, "no workers started"
+            time.sleep(0.01)
+    workers = _children(supervisor.pid)
     assert len(workers) == 2
-    server.proc.kill()
-    server.proc.wait(10)
+    supervisor.kill()
+    supervisor.wait(10)
 
     def gone() -> bool:  # (ended: no such process, or a zombie that init has not reaped yet)
         def state(pid: int) -> str:

@@ -36,8 +36,8 @@ class Channel(abc.ABC):
             raise TypeError("settings must be a mapping")
         unknown = sorted(str(name) for name in settings if name not in self.setting_names)
         if unknown:
-            raise SettingsError(f"a {self.kind} channel has no setting {unknown[0]!r}: "
-                                f"it takes {', '.join(self.setting_names)}")
+            raise SettingsError(f"{self.kind} channels have no setting {unknown[0]!r}: "
+                                f"they take {', '.join(self.setting_names)}")
         self.settings: dict[str, Any] = self.check(settings)
         self.timeout = timeout or (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
         self.scrub = Scrubber(self.secrets())

@@ -140,6 +140,8 @@ class WebPushChannel(Channel):
     def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         nested = settings.get("keys")
         keys: Mapping[str, Any] = nested if isinstance(nested, Mapping) else settings
+        if isinstance(nested, Mapping) and (unknown := sorted(str(k) for k in nested if k not in ("p256dh", "auth"))):
+            raise SettingsError(f"keys has no {unknown[0]!r}: it holds p256dh and auth")
         endpoint = check_url(require(settings, "endpoint"), name="endpoint")
         p256dh, auth = require(keys, "p256dh"), require(keys, "auth")
         try:
