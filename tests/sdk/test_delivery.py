@@ -333,6 +333,23 @@ def test_spool_folder_unwritable_falls_back_to_memory(run_job, sdk_env, account,
     assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(50)]
 
 
+def interrupt_the_last_send(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, str]:
+    """Run ``argv``, which prints ``done`` and then ends a run whose server never answers;
+    Ctrl-C while it waits for the server: its exit code, the rest of its stdout, its stderr."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env={**env, "HYPERDASH_EXIT_TIMEOUT": "60"})
+    try:
+        assert proc.stdout.readline() == b"done\n"
+        time.sleep(1.5)  # (in the wait for the server by now)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    said = err.decode()
+    assert re.search(r"\d+ events of this run are not sent yet", said), said
+    return proc.returncode, out, said
+
+
 # The run ends as the program exits (the interrupt only ends the wait), or at exp.end() (the
 # program gets the interrupt there).
 @pytest.mark.parametrize("ending, exit_code", [("pass", 0), ("exp.end(); print('after the end')", -signal.SIGINT)])
@@ -348,19 +365,9 @@ def test_ctrl_c_while_the_last_events_are_sent_ends_the_wait_and_keeps_them(scri
         print("done", flush=True)
         {ending}
     """)
-    proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL,
-                            env=sdk_env(HYPERDASH_SERVER=silent_server.url, HYPERDASH_EXIT_TIMEOUT="60"))
-    try:
-        assert proc.stdout.readline() == b"done\n"
-        time.sleep(1.5)  # (in the wait for the server by now)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        proc.kill()
-    assert proc.returncode == exit_code, err.decode()
-    said = err.decode()
-    assert re.search(r"\d+ events of this run are not sent yet", said), said
+    returncode, out, said = interrupt_the_last_send([sys.executable, str(path)],
+                                                    sdk_env(HYPERDASH_SERVER=silent_server.url))
+    assert returncode == exit_code, said
     assert "shipper" not in said and "During handling" not in said and "Exception ignored" not in said
     assert b"after the end" not in out
     if exit_code:
@@ -369,19 +376,9 @@ def test_ctrl_c_while_the_last_events_are_sent_ends_the_wait_and_keeps_them(scri
     assert len(spools) == 1 and (spools[0] / "events").stat().st_size > 0
 
 
-def test_ctrl_c_while_hyperdash_run_sends_its_last_events_exits_as_the_command_did(sdk_env, hyperdash_home,
-                                                                                   silent_server):
+def test_ctrl_c_while_hyperdash_run_sends_its_last_events_exits_as_the_command_did(sdk_env, silent_server):
     # It used to say "Aborted!" and exit 1, though the command had exited 0.
-    proc = subprocess.Popen([sys.executable, "-m", "hyperdash", "run", "-n", "interrupted flush", "echo", "done"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=sdk_env(HYPERDASH_SERVER=silent_server.url, HYPERDASH_EXIT_TIMEOUT="60"))
-    try:
-        assert proc.stdout.readline() == b"done\n"
-        time.sleep(1.5)  # (in the wait for the server by now)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err.decode()
-    said = err.decode()
-    assert re.search(r"\d+ events of this run are not sent yet", said) and "Aborted" not in said, said
+    returncode, _, said = interrupt_the_last_send(
+        [sys.executable, "-m", "hyperdash", "run", "-n", "interrupted flush", "echo", "done"],
+        sdk_env(HYPERDASH_SERVER=silent_server.url))
+    assert returncode == 0 and "Aborted" not in said, said
