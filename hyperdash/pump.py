@@ -78,12 +78,15 @@ def _write_all(fd: int, data: bytes) -> OSError | None:
     return None
 
 
+# The process that passes a channel on after its run (see Pump.pass_on_after_stop).
+_PASS_ON = "import sys; from hyperdash.pump import pass_on; pass_on(int(sys.argv[1]), int(sys.argv[2]))"
+
+
 def pass_on(read_fd: int, terminal_fd: int) -> None:
     """Copy what comes from ``read_fd`` to ``terminal_fd`` until its writers have all closed it
     (or the terminal's reader went away), then close both: a channel whose run has ended, for the
     processes that still write to it."""
     try:
-        os.set_blocking(read_fd, True)
         while True:
             try:
                 data = os.read(read_fd, CHUNK_SIZE)
@@ -365,18 +368,24 @@ class Pump(threading.Thread):
         self._read_on.discard(read_fd)
 
     def _hand_over(self, read_fd: int) -> bool:
-        """Pass a channel still open at the stop on to its terminal, on a thread of its own
-        (see :attr:`pass_on_after_stop`); whether it was handed over."""
+        """Pass a channel still open at the stop on to its terminal, in a small process of its
+        own (see :attr:`pass_on_after_stop`), which outlives this one if need be; whether it
+        was handed over."""
         terminal_fd = self._open[read_fd][0]
         if terminal_fd is None or read_fd in self._followed:
             return False
+        import subprocess
+        import sys
+
         try:
-            terminal_copy = os.dup(terminal_fd)  # (the pump's own copy closes when it is done)
-        except OSError:
+            os.set_blocking(read_fd, True)
+            # (a session of its own: the terminal's Ctrl-C is for the processes that write)
+            subprocess.Popen([sys.executable, "-c", _PASS_ON, str(read_fd), str(terminal_fd)],
+                             pass_fds=(read_fd, terminal_fd), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except (OSError, subprocess.SubprocessError):
             return False
-        self._forget(read_fd)
-        threading.Thread(target=pass_on, args=(read_fd, terminal_copy), name="hyperdash-pass-on",
-                         daemon=True).start()
+        self._close(read_fd)  # (the pump's terminal copy closes as it ends)
         return True
 
     def stop(self, timeout: float = 2.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import shlex
 import subprocess
 import sys
 
@@ -209,24 +210,29 @@ helper = subprocess.Popen([sys.executable, "-c", "import time\\nfor i in range(6
                            "    print('helper', i, flush=True)\\n    time.sleep(0.3)"])
 time.sleep(0.5)
 exp.end()
-print("helper exit code:", helper.wait(), flush=True)
+if sys.argv[1:] == ["wait"]:
+    print("helper exit code:", helper.wait(), flush=True)
 """
 
 
 @pytest.mark.parametrize("terminal", [False, True])
-def test_a_process_started_during_the_run_writes_on_after_its_end(script, sdk_env, account, terminal):
+@pytest.mark.parametrize("job", ["waits", "exits"])
+def test_a_process_started_during_the_run_writes_on_after_its_end(script, sdk_env, account, terminal, job):
     # Its channel used to be closed under it at the end: it died of SIGPIPE (a pipe) or
-    # failed to write (a terminal), though the job went on.
+    # failed to write (a terminal), whether the job went on or exited.
     path = script(OUTLIVES_THE_RUN)
+    argv = [sys.executable, str(path), *(["wait"] if job == "waits" else [])]
     if terminal:
-        rc, output = run_in_terminal([sys.executable, str(path)], sdk_env(), timeout=60)
+        # (under a shell, as in a terminal: the session's leader, whose exit would hang up on all)
+        rc, output = run_in_terminal(["/bin/sh", "-c", f"{shlex.join(argv)}; sleep 3"], sdk_env(), timeout=60)
     else:
-        done = subprocess.run([sys.executable, str(path)], env=sdk_env(), stdin=subprocess.DEVNULL,
+        done = subprocess.run(argv, env=sdk_env(), stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         rc, output = done.returncode, done.stdout
     assert rc == 0, output[-2000:]
     shown = [line for line in shown_lines(output) if not line.startswith("hyperdash:")]
-    assert sorted(shown) == sorted([f"helper {i}" for i in range(6)] + ["helper exit code: 0"])
+    waited = ["helper exit code: 0"] if job == "waits" else []
+    assert sorted(shown) == sorted([f"helper {i}" for i in range(6)] + waited)
     run = account.wait_for_run("helper outlives the run", "success", timeout=30)
     stored = [line["text"] for line in account.logs(run["uuid"])]
     assert stored and set(stored) <= {f"helper {i}" for i in range(6)}  # what came during the run, alone
