@@ -346,7 +346,9 @@ class Experiment:
     # -- interpreter hooks ----------------------------------------------------------------
     def _install_hooks(self) -> None:
         atexit.register(self._at_exit)
-        if not _interactive_shell():  # (there a cell's exception or sys.exit ends the cell alone)
+        if _interactive_shell():
+            _watch_cells()
+        else:  # (in a shell a cell's exception or sys.exit ends the cell alone)
             self._last_value_before = getattr(sys, "last_value", None)
             self._previous_excepthook = sys.excepthook
             sys.excepthook = self._excepthook
@@ -451,8 +453,8 @@ class Experiment:
         handler = signal.getsignal(signal.SIGINT)
         if _interactive_shell():
             # A notebook's kernel (or IPython) outlives its cell: interrupt the cell that runs,
-            # if one does (an idle kernel ignores SIGINT), and end the run; never the kernel.
-            busy = callable(handler)
+            # if one does, and end the run; never the shell.
+            busy = _cells.running > 0 if _cells.watched else callable(handler)
             threading.Thread(target=self._cancel_in_shell, args=(main.ident if busy else None,),
                              name="hyperdash-stop", daemon=True).start()
             return ("interrupting the cell that runs, and ending the run" if busy
@@ -474,7 +476,8 @@ class Experiment:
         to end the run itself."""
         if interrupt is not None:
             signal.pthread_kill(interrupt, signal.SIGINT)
-            self._ended_event.wait(_CELL_END_S)
+            if self._scoped:  # (a %%monitor_cell's: its cell ends it, with what it printed last)
+                self._ended_event.wait(_CELL_END_S)
         self._finish(USER_CANCELED)
 
     def _terminate_after(self, grace: float) -> None:
@@ -519,6 +522,38 @@ def _interactive_shell() -> bool:
         return ipython is not None and ipython.get_ipython() is not None
     except Exception:
         return False
+
+
+class _Cells:
+    """In an IPython shell: how many cells run now (one inside another with %%monitor_cell)."""
+
+    watched = False
+    running = 0
+
+    @classmethod
+    def began(cls, *args: Any) -> None:
+        cls.running += 1
+
+    @classmethod
+    def ended(cls, *args: Any) -> None:
+        cls.running = max(0, cls.running - 1)
+
+
+_cells = _Cells
+
+
+def _watch_cells() -> None:
+    """Follow the shell's cells, once (an idle terminal IPython handles SIGINT as a busy one
+    does: whether a cell runs is told by the shell's events, not by the handler)."""
+    if _cells.watched:
+        return
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+        shell.events.register("pre_run_cell", _cells.began)
+        shell.events.register("post_run_cell", _cells.ended)
+    except Exception:
+        return
+    _cells.watched, _cells.running = True, 1  # (first made from a cell: one runs now)
 
 
 _creating = threading.local()  # (scoped: whether the Experiment made now is a scoped one)

@@ -38,3 +38,31 @@ def test_a_raising_cell_logs_its_traceback_once(account, hyperdash_home, tmp_pat
     # The log holds what the terminal showed, the traceback included, and nothing twice.
     assert texts.count("ValueError: bad batch") == 1
     assert "----> 2 raise ValueError('bad batch')" in texts
+
+
+def test_a_stop_at_the_idle_prompt_ends_the_run_and_interrupts_nothing(account, hyperdash_home, tmp_path):
+    # Terminal IPython handles SIGINT at its prompt too: an idle session used to be taken for a
+    # busy one, and the stop's KeyboardInterrupt escaped its prompt.
+    env = account.sdk_env(hyperdash_home)
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
+    shell = subprocess.Popen(
+        [sys.executable, "-m", "IPython", "--simple-prompt", "--colors=NoColor", "--no-banner",
+         "--HistoryManager.hist_file=:memory:"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        shell.stdin.write("from hyperdash import Experiment\nexp = Experiment('idle at the prompt')\n")
+        shell.stdin.flush()
+        run = account.wait_for_run("idle at the prompt", "running", timeout=30)
+        resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run['uuid']}/stop",
+                                           headers={"x-hyperdash-auth": account.api_key}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
+        assert ended["status"] == "user_canceled"
+        out, err = shell.communicate("print('the shell goes on')\nexit()\n", timeout=60)
+    finally:
+        shell.kill()
+    assert shell.returncode == 0, err
+    assert "the shell goes on" in out
+    assert "KeyboardInterrupt" not in out + err
+    assert "no cell runs: the run ends" in err
