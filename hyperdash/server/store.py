@@ -445,12 +445,15 @@ def _migration_ids_never_reused(conn: Connection) -> None:
     """SQLite gives the next row the id of the newest row deleted, unless its table says
     AUTOINCREMENT: a channel or rule removed, and its id then named by a script or a page left
     open (``hyperdash notify remove 3``), would reach the one added after it. Rebuild those
-    tables with it, their rows kept. (PostgreSQL's sequences never give an id twice.)"""
+    tables with it, their rows kept, the next id past every one still named anywhere (a rule's
+    firings outlive it). (PostgreSQL's sequences never give an id twice.)"""
     if conn.dialect.name != "sqlite":
         return
     # pysqlite runs DDL outside any transaction until a DML statement opens one: open it first, so
     # that the rebuild is all or nothing, committed with the schema's new version.
     conn.execute(schema_migrations.delete().where(schema_migrations.c.version < 0))
+    named_in = {"notify_channels": [notify_outbox.c.channel_id],
+                "rules": [rule_states.c.rule_id, rule_firings.c.rule_id]}
     for table in (notify_channels, rules):
         created = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                                        (table.name,)).scalar()
@@ -465,6 +468,10 @@ def _migration_ids_never_reused(conn: Connection) -> None:
         columns = ", ".join(f'"{column.name}"' for column in table.columns)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {table.name}_reusing_ids")
         conn.exec_driver_sql(f"DROP TABLE {table.name}_reusing_ids")
+        last = max(conn.execute(select(func.max(column))).scalar() or 0
+                   for column in [table.c.id, *named_in[table.name]])
+        conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table.name,))
+        conn.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table.name, last))
 
 
 # Append only: each entry moves the schema from version i to i + 1 (3: the notification tables; 4:

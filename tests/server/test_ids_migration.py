@@ -1,7 +1,7 @@
 """Ids a person names (a notification channel's, a rule's) are never given again once deleted:
 on SQLite that takes AUTOINCREMENT, which a store made before it gets on its next start, its
-rows kept (from then on: an id deleted before may come once more, as nothing kept it);
-PostgreSQL's sequences never reuse one."""
+rows kept, the next id past any still named (a rule's firings); PostgreSQL's sequences
+never reuse one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import delete, inspect, select
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from hyperdash.server import store as store_module
-from hyperdash.server.store import SCHEMA_VERSION, Store, notify_channels, rules, schema_migrations
+from hyperdash.server.store import SCHEMA_VERSION, Store, notify_channels, rule_firings, rules, schema_migrations
 
 TABLES = (notify_channels, rules)
 
@@ -70,6 +70,9 @@ def test_an_older_sqlite_store_is_rebuilt_with_its_rows_and_reuses_no_id(db_url)
         # Without the step, the id of the newest row deleted is the next one's.
         assert add(conn, notify_channels, 4) == newest
         conn.execute(delete(notify_channels).where(notify_channels.c.id == newest))
+        # The deleted rule fired once: its firing names it still.
+        conn.execute(rule_firings.insert().values(rule_id=newest, run_id=1, metric="loss 3", description="above 1",
+                                                  value="2.0", step=1, seq=1, ts=1, fired_at=1))
         before = {table.name: conn.execute(select(table).order_by(table.c.id)).all() for table in TABLES}
     store.close()
 
@@ -84,8 +87,10 @@ def test_an_older_sqlite_store_is_rebuilt_with_its_rows_and_reuses_no_id(db_url)
                 assert {i.name for i in table.indexes} <= {i["name"] for i in have.get_indexes(table.name)}
                 assert "AUTOINCREMENT" in conn.exec_driver_sql(
                     "SELECT sql FROM sqlite_master WHERE name = ?", (table.name,)).scalar()
-                # (an id deleted before the step may still come once: nothing kept it)
+                # An id deleted before the step and named nowhere may still come once (nothing
+                # kept it); one that a rule's firing names does not.
                 added = add(conn, table, 5)
+                assert added == newest + (1 if table is rules else 0)
                 conn.execute(delete(table).where(table.c.id == added))
                 assert add(conn, table, 6) == added + 1
             assert not [name for name in have.get_table_names() if name.endswith("_reusing_ids")]
