@@ -311,8 +311,8 @@ class Experiment:
             self._run.end(status, exit_code=exit_code, signal=signum)
         except KeyboardInterrupt:
             # Ctrl-C while the run's last events were being sent: the wait ends there (what is
-            # left is spooled, and the run said so), and the program gets its interrupt anew,
-            # without our frames, unless it is exiting already.
+            # left is spooled, and the run said so), and the program gets its interrupt from the
+            # end's call (not from deep in the wait, chained to it), unless it is exiting already.
             if not exiting:
                 raise KeyboardInterrupt from None
         finally:
