@@ -531,11 +531,11 @@ def notify_add(kind: str, name: str | None, sender: str | None, password_stdin: 
     with user_errors():
         added = _notify_session().request("POST", "/notify/channels", json=body)
     click.echo(f"Added {kind} channel {added['id']} ({added['name']}).")
-    click.echo(f"(`hyperdash notify test {added['id']}` sends it a test notification: whether its address "
-               "answers shows only when something is sent)", err=True)
     if new_secret:
         click.echo(f"Signing secret (shown only now; your receiver checks X-Hyperdash-Signature with it): "
                    f"{given['secret']}")
+    click.echo(f"(`hyperdash notify test {added['id']}` sends it a test notification: whether its address "
+               "answers shows only when something is sent)", err=True)
 
 
 @notify.command("list")
