@@ -449,13 +449,25 @@ def monitor_command(
     return outcome.exit_code
 
 
-def _end_run(run: Any, status: str, exit_code: int, signal: str | int | None = None) -> None:
-    """End ``run``; Ctrl-C while its last events go to the server ends that wait, and no more
-    (they stay spooled, as the run's last line says): hyperdash still exits as its command did."""
+def _end_run(run: Any, status: str, exit_code: int, signal_: str | int | None = None) -> None:
+    """End ``run``; Ctrl-C, SIGTERM or SIGHUP while its last events go to the server ends that
+    wait, and no more (they stay spooled, as the run's last line says): hyperdash still exits
+    as its command did."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _stop_waiting)
     try:
-        run.end(status, exit_code=exit_code, signal=signal)
+        run.end(status, exit_code=exit_code, signal=signal_)
     except KeyboardInterrupt:
         pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_waiting(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def child_env(stdout_fd: int) -> dict[str, str]:

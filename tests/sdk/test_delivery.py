@@ -333,15 +333,17 @@ def test_spool_folder_unwritable_falls_back_to_memory(run_job, sdk_env, account,
     assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(50)]
 
 
-def interrupt_the_last_send(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, str]:
+def interrupt_the_last_send(argv: list[str], env: dict[str, str],
+                            sig: int = signal.SIGINT) -> tuple[int, bytes, str]:
     """Run ``argv``, which prints ``done`` and then ends a run whose server never answers;
-    Ctrl-C while it waits for the server: its exit code, the rest of its stdout, its stderr."""
+    ``sig`` (Ctrl-C) while it waits for the server: its exit code, the rest of its stdout, its
+    stderr."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env={**env, "HYPERDASH_EXIT_TIMEOUT": "60"})
     try:
         assert proc.stdout.readline() == b"done\n"
         time.sleep(1.5)  # (in the wait for the server by now)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
     finally:
         proc.kill()
@@ -376,9 +378,11 @@ def test_ctrl_c_while_the_last_events_are_sent_ends_the_wait_and_keeps_them(scri
     assert len(spools) == 1 and (spools[0] / "events").stat().st_size > 0
 
 
-def test_ctrl_c_while_hyperdash_run_sends_its_last_events_exits_as_the_command_did(sdk_env, silent_server):
-    # It used to say "Aborted!" and exit 1, though the command had exited 0.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_hyperdash_run_sends_its_last_events_exits_as_the_command_did(sdk_env, silent_server, sig):
+    # It used to say "Aborted!" and exit 1 (Ctrl-C), or die of SIGTERM without a word of the
+    # events it kept, though the command had exited 0.
     returncode, _, said = interrupt_the_last_send(
         [sys.executable, "-m", "hyperdash", "run", "-n", "interrupted flush", "echo", "done"],
-        sdk_env(HYPERDASH_SERVER=silent_server.url))
+        sdk_env(HYPERDASH_SERVER=silent_server.url), sig)
     assert returncode == 0 and "Aborted" not in said, said
