@@ -88,6 +88,16 @@ class Account:
 
         return self.wait_for(find, timeout)
 
+    def stop_run(self, run_uuid: str) -> None:
+        """Ask the run to stop, as ``hyperdash stop`` does (accepted: 202)."""
+        resp = self.server.session.post(f"{self.server.url}/api/v1/runs/{run_uuid}/stop",
+                                        headers={"x-hyperdash-auth": self.api_key}, timeout=10)
+        assert resp.status_code == 202, resp.text
+
+    def wait_until_ended(self, run_uuid: str, timeout: float = 15.0) -> dict:
+        """The run once it is no longer running."""
+        return self.wait_for(lambda: (run := self.run(run_uuid))["status"] != "running" and run, timeout)
+
     def sdk_env(self, home: Path) -> dict[str, str]:
         """Environment for a child process that reports to this server as this account."""
         env = dict(os.environ)

@@ -73,7 +73,7 @@ def test_hyperdash_stop_ends_a_run_job_user_canceled(account, hyperdash_home, hd
     assert proc.returncode == 130, err.decode()  # the command died of SIGINT (KeyboardInterrupt)
     assert took < 15, f"the job took {took:.1f}s to stop"
     assert f"{account.email} asked this run to stop, from the command line" in err.decode()
-    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    run = account.wait_until_ended(run_uuid)
     assert run["status"] == "user_canceled"
     assert run["stop"]["by"] == account.email and run["stop"]["via"] == "cli"
     assert run["failure"] is None
@@ -85,15 +85,13 @@ def test_hyperdash_stop_ends_a_run_job_user_canceled(account, hyperdash_home, hd
 
 def test_a_command_that_ignores_sigint_gets_sigterm_then_sigkill(account, hyperdash_home):
     proc, run_uuid = _start(account, hyperdash_home, STUBBORN, HYPERDASH_STOP_GRACE="1")
-    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
-                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
-    assert resp.status_code == 202, resp.text
+    account.stop_run(run_uuid)
     out, err = proc.communicate(timeout=40)
     assert proc.returncode == 137, err.decode()  # SIGKILL
     text = out.decode()
     assert "ignoring SIGINT" in text and "ignoring SIGTERM" in text
     assert text.index("ignoring SIGINT") < text.index("ignoring SIGTERM")
-    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    run = account.wait_until_ended(run_uuid)
     assert (run["status"], run["signal"], run["exit_code"]) == ("user_canceled", "SIGKILL", 137)
     assert run["stop"]["via"] == "api"
     stored = [line["text"] for line in account.logs(run_uuid)]
@@ -123,15 +121,13 @@ def test_a_pipe_is_stopped_like_ctrl_c(account, hyperdash_home):
     proc.stdin.flush()
     run = account.wait_for_run(name, "running", timeout=30)
     account.wait_for(lambda: any(line["text"] == "ready" for line in account.logs(run["uuid"])), timeout=30)
-    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run['uuid']}/stop",
-                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
-    assert resp.status_code == 202
+    account.stop_run(run["uuid"])
     try:
         proc.wait(timeout=30)
     finally:
         proc.stdin.close()
     assert proc.returncode == 130
-    ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r)
+    ended = account.wait_until_ended(run["uuid"])
     assert ended["status"] == "user_canceled"
 
 
@@ -165,7 +161,7 @@ def test_a_stop_reaches_the_job_under_a_shell_and_spares_the_pipe_reader(account
         assert proc.returncode == 130, err.decode()
         assert "KeyboardInterrupt" in err.decode() and "after" not in reader.stdout.read().decode()
         assert _gone(shell_pid) and _gone(grandchild)
-        run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+        run = account.wait_until_ended(run_uuid)
         assert (run["status"], run["signal"]) == ("user_canceled", "SIGINT")
         assert reader.wait(timeout=30) == 0  # it read to the end: no signal reached it
     finally:
@@ -188,7 +184,7 @@ def test_the_final_sigkill_reaches_what_outlives_the_shell(account, hyperdash_ho
         out, err = proc.communicate(timeout=40)
         assert proc.returncode == 143, err.decode()  # the shell died of SIGTERM, Python ignored it
         assert _gone(grandchild)  # and got SIGKILL, though the shell was gone by then
-        run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+        run = account.wait_until_ended(run_uuid)
         assert (run["status"], run["signal"]) == ("user_canceled", "SIGTERM")
     finally:
         if pid_file.exists() and not _gone(grandchild := int(pid_file.read_text())):

@@ -128,11 +128,6 @@ def test_bad_input_is_refused_and_sends_nothing(account, hyperdash_home, tmp_pat
     assert account.runs() == []
 
 
-def _stop(account, run_uuid: str) -> None:
-    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
-                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
-    assert resp.status_code == 202, resp.text
-
 
 def test_a_stop_ends_that_run_alone_and_the_last_one_ends_the_command(account, hyperdash_home, tmp_path):
     logdir = tmp_path / "stops"
@@ -145,14 +140,14 @@ def test_a_stop_ends_that_run_alone_and_the_last_one_ends_the_command(account, h
         write_scalars(logdir / "b", [("loss", 0, 2.0)])
         account.wait_for(lambda: len(account.runs(name="stops")) == 2, timeout=30)
         runs = {account.run(r["uuid"])["params"]["tensorboard.run"]: r["uuid"] for r in account.runs(name="stops")}
-        _stop(account, runs["a"])
+        account.stop_run(runs["a"])
         account.wait_for(lambda: account.run(runs["a"])["status"] == "user_canceled", timeout=30)
         # a is read no more; b goes on.
         write_scalars(logdir / "a", [("loss", 1, 1.5)])
         write_scalars(logdir / "b", [("loss", 1, 2.5)])
         account.wait_for(lambda: series(account, runs["b"], "loss") == [(0, 2.0), (1, 2.5)], timeout=30)
         assert follower.poll() is None and account.run(runs["b"])["status"] == "running"
-        _stop(account, runs["b"])  # the last one followed: the command ends
+        account.stop_run(runs["b"])  # the last one followed: the command ends
         out, err = follower.communicate(timeout=60)
     finally:
         follower.kill()

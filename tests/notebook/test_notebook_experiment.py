@@ -96,19 +96,14 @@ def test_rerunning_the_cell_that_creates_an_experiment_ends_the_previous_one(not
     assert log_texts(account, second["uuid"]) == ["for the second run", "second child"]
 
 
-def _stop(account, run_uuid: str) -> None:
-    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
-                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
-    assert resp.status_code == 202, resp.text
-
 
 def test_a_stop_ends_the_run_and_never_the_kernel(notebook, account):
     # An idle kernel ignores SIGINT: a stop used to end in the kernel's SIGTERM, and every
     # variable of the notebook was lost; a busy one had its cell interrupted, and the run went on.
     notebook.run("from hyperdash import Experiment\nexp = Experiment('stopped while idle')\nmodel = 'precious'")
     idle = account.wait_for_run("stopped while idle", "running", timeout=30)
-    _stop(account, idle["uuid"])
-    ended = account.wait_for(lambda: (r := account.run(idle["uuid"]))["status"] != "running" and r, timeout=30)
+    account.stop_run(idle["uuid"])
+    ended = account.wait_until_ended(idle["uuid"], timeout=30)
     assert ended["status"] == "user_canceled" and ended["stop"]["by"] == account.email
     time.sleep(1)
     assert shown(notebook.run("print(model)")) == "precious\n"
@@ -118,7 +113,7 @@ def test_a_stop_ends_the_run_and_never_the_kernel(notebook, account):
 
     def stop_once_ready() -> None:
         account.wait_for(lambda: "ready" in log_texts(account, busy["uuid"]), timeout=30)
-        _stop(account, busy["uuid"])
+        account.stop_run(busy["uuid"])
 
     stopper = threading.Thread(target=stop_once_ready)
     stopper.start()
@@ -126,7 +121,7 @@ def test_a_stop_ends_the_run_and_never_the_kernel(notebook, account):
                         error=True)
     stopper.join()
     assert "KeyboardInterrupt" in str(errors(cell))
-    ended = account.wait_for(lambda: (r := account.run(busy["uuid"]))["status"] != "running" and r, timeout=30)
+    ended = account.wait_until_ended(busy["uuid"], timeout=30)
     assert ended["status"] == "user_canceled"
     assert shown(notebook.run("print(model)")) == "precious\n"
 
@@ -140,7 +135,7 @@ def test_a_cells_sys_exit_or_error_does_not_decide_how_the_run_ends(notebook, ac
     notebook.run("exp.metric('loss', 0.1)\nprint('trained')")
     run = account.wait_for_run("kernel goes on", "running", timeout=30)
     run_sync(notebook.client.km.shutdown_kernel)(now=False)  # (as Jupyter's Shut Down does)
-    ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
+    ended = account.wait_until_ended(run["uuid"], timeout=30)
     assert ended["status"] == "success" and ended["exit_code"] is None
 
 
@@ -187,5 +182,5 @@ def test_a_kernel_terminated_ends_its_open_run_killed(notebook, account):
     pid = int(shown(notebook.run("import os\nprint(os.getpid())")).strip())
     run = account.wait_for_run("kernel terminated", "running", timeout=30)
     os.kill(pid, signal.SIGTERM)
-    ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
+    ended = account.wait_until_ended(run["uuid"], timeout=30)
     assert (ended["status"], ended["signal"]) == ("killed", "SIGTERM")

@@ -19,14 +19,18 @@ print('the shell goes on')
 """
 
 
+# A terminal IPython that reads its cells from standard input, plain, and keeps no history.
+IPYTHON = [sys.executable, "-m", "IPython", "--simple-prompt", "--colors=NoColor", "--no-banner",
+           "--HistoryManager.hist_file=:memory:"]
+
+
+def ipython_env(account, hyperdash_home, tmp_path) -> dict[str, str]:
+    return {**account.sdk_env(hyperdash_home), "IPYTHONDIR": str(tmp_path / "ipython")}
+
+
 def test_a_raising_cell_logs_its_traceback_once(account, hyperdash_home, tmp_path):
-    env = account.sdk_env(hyperdash_home)
-    env["IPYTHONDIR"] = str(tmp_path / "ipython")
-    shell = subprocess.run(
-        [sys.executable, "-m", "IPython", "--simple-prompt", "--colors=NoColor", "--no-banner",
-         "--HistoryManager.hist_file=:memory:"],
-        input=SESSION, capture_output=True, text=True, timeout=60, env=env,
-    )
+    shell = subprocess.run(IPYTHON, input=SESSION, capture_output=True, text=True, timeout=60,
+                           env=ipython_env(account, hyperdash_home, tmp_path))
 
     assert shell.returncode == 0, shell.stderr
     # The terminal shows the shell's own traceback, once, and the shell goes on.
@@ -43,21 +47,14 @@ def test_a_raising_cell_logs_its_traceback_once(account, hyperdash_home, tmp_pat
 def test_a_stop_at_the_idle_prompt_ends_the_run_and_interrupts_nothing(account, hyperdash_home, tmp_path):
     # Terminal IPython handles SIGINT at its prompt too: an idle session used to be taken for a
     # busy one, and the stop's KeyboardInterrupt escaped its prompt.
-    env = account.sdk_env(hyperdash_home)
-    env["IPYTHONDIR"] = str(tmp_path / "ipython")
-    shell = subprocess.Popen(
-        [sys.executable, "-m", "IPython", "--simple-prompt", "--colors=NoColor", "--no-banner",
-         "--HistoryManager.hist_file=:memory:"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    shell = subprocess.Popen(IPYTHON, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=ipython_env(account, hyperdash_home, tmp_path))
     try:
         shell.stdin.write("from hyperdash import Experiment\nexp = Experiment('idle at the prompt')\n")
         shell.stdin.flush()
         run = account.wait_for_run("idle at the prompt", "running", timeout=30)
-        resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run['uuid']}/stop",
-                                           headers={"x-hyperdash-auth": account.api_key}, timeout=10)
-        assert resp.status_code == 202, resp.text
-        ended = account.wait_for(lambda: (r := account.run(run["uuid"]))["status"] != "running" and r, timeout=30)
+        account.stop_run(run["uuid"])
+        ended = account.wait_until_ended(run["uuid"], timeout=30)
         assert ended["status"] == "user_canceled"
         out, err = shell.communicate("print('the shell goes on')\nexit()\n", timeout=60)
     finally:

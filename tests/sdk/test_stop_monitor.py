@@ -13,12 +13,6 @@ import uuid
 import pytest
 
 
-def _stop(account, run_uuid: str):
-    resp = account.server.session.post(f"{account.server.url}/api/v1/runs/{run_uuid}/stop",
-                                       headers={"x-hyperdash-auth": account.api_key}, timeout=10)
-    assert resp.status_code == 202, resp.text
-
-
 def _start(account, script, sdk_env, code: str, name: str, env: dict[str, str] | None = None,
            **popen) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, str(script(code))], env=sdk_env(**(env or {})),
@@ -50,14 +44,14 @@ def test_a_monitor_job_asleep_is_stopped(account, script, sdk_env, taken, exit_c
         train()
     """, name)
     asked = time.monotonic()
-    _stop(account, run_uuid)
+    account.stop_run(run_uuid)
     out, err = proc.communicate(timeout=30)
     took = time.monotonic() - asked
     assert "interrupted" in out.decode()
     assert ("KeyboardInterrupt" in err.decode()) == (taken == "raise")
     assert proc.returncode == exit_code, err.decode()
     assert took < 15, f"the job took {took:.1f}s to stop"
-    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    run = account.wait_until_ended(run_uuid)
     assert run["status"] == "user_canceled"
     assert run["stop"] == {"requested_at": run["stop"]["requested_at"], "by": account.email, "via": "api"}
     assert "interrupted" in [line["text"] for line in account.logs(run_uuid)]
@@ -73,10 +67,10 @@ def test_an_experiment_in_a_busy_loop_is_stopped(account, script, sdk_env):
             for i in exp.iter(10**9, log=False):
                 pass
     """, name)
-    _stop(account, run_uuid)
+    account.stop_run(run_uuid)
     out, err = proc.communicate(timeout=30)
     assert "KeyboardInterrupt" in err.decode()
-    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    run = account.wait_until_ended(run_uuid)
     assert run["status"] == "user_canceled" and run["stop"]["by"] == account.email
     # exp.iter kept its progress meanwhile.
     assert run["progress"]["source"] == "iter" and run["progress"]["total"] == 10**9
@@ -106,7 +100,7 @@ def test_a_job_that_ignores_sigint_is_ended_after_the_grace_period(account, scri
         train()
     """, name, env={"HYPERDASH_STOP_GRACE": "1"}, preexec_fn=ignore)
     try:
-        _stop(account, run_uuid)
+        account.stop_run(run_uuid)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
@@ -115,6 +109,6 @@ def test_a_job_that_ignores_sigint_is_ended_after_the_grace_period(account, scri
     assert said == [f"hyperdash: {account.email} asked this run to stop, from the API: the job ignores SIGINT, "
                     f"so no KeyboardInterrupt can stop it: unless it ends first, in 1 s the run ends "
                     f"user_canceled and the process (pid {proc.pid}) is terminated"]
-    run = account.wait_for(lambda: (r := account.run(run_uuid))["status"] != "running" and r)
+    run = account.wait_until_ended(run_uuid)
     assert run["status"] == "user_canceled" and run["stop"]["by"] == account.email
 
