@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol, TextIO
 
 from .channel import follow_file, open_channel, same_destination, wait_until_drained
-from .pump import OutputSink, Pump
+from .pump import OutputSink, Pump, write_all
 
 __all__ = [
     "CaptureTarget",
@@ -239,9 +239,9 @@ class _Tee:
         self._original.flush()
 
     def _write_fd(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        error = write_all(self._fd, data)
+        if error is not None:
+            raise error  # (as the child's own print would meet it)
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:

@@ -63,7 +63,7 @@ class OutputSink(Protocol):
         """Take raw output bytes of ``stream`` (``"stdout"`` or ``"stderr"``); never raise."""
 
 
-def _write_all(fd: int, data: bytes) -> OSError | None:
+def write_all(fd: int, data: bytes) -> OSError | None:
     """Write every byte to ``fd``; the error when it cannot take them any more."""
     view = memoryview(data)
     while view:
@@ -94,7 +94,7 @@ def pass_on(read_fd: int, terminal_fd: int) -> None:
                 continue
             except OSError:  # (EIO: a pty whose last writer left)
                 break
-            if not data or _write_all(terminal_fd, data) is not None:
+            if not data or write_all(terminal_fd, data) is not None:
                 break
     finally:
         for fd in (read_fd, terminal_fd):
@@ -289,7 +289,7 @@ class Pump(threading.Thread):
             self._end(read_fd, selector)
             return -1
         terminal_fd, stream = self._open[read_fd]
-        error = _write_all(terminal_fd, data) if terminal_fd is not None else None
+        error = write_all(terminal_fd, data) if terminal_fd is not None else None
         if error is not None:
             self._open[read_fd] = (None, stream)  # (the run goes on taking what comes)
         self.sink.write(stream, data)

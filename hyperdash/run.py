@@ -101,6 +101,9 @@ def _check_name(name: Any, what: str = "name") -> str:
     return name
 
 
+_FLOAT_INT_LIMIT = 2**1023  # (an integer past it is made a float: it may be none but infinity)
+
+
 def _nearest_float(value: Any) -> float:
     """The float nearest a real number; an infinity beyond a float's range."""
     try:
@@ -535,7 +538,7 @@ class Run:
             if not isinstance(plain, (numbers.Real, decimal.Decimal)):
                 raise TypeError(f"metric {name!r} must be a real number, not {type(value).__name__}")
             plain = _nearest_float(plain)  # a Fraction, a Decimal
-        if isinstance(plain, int) and not -(2**1023) < plain < 2**1023:
+        if isinstance(plain, int) and not -_FLOAT_INT_LIMIT < plain < _FLOAT_INT_LIMIT:
             plain = _nearest_float(plain)  # (beyond a float: infinite, as it is charted)
         if step is not None:
             step = _plain(step)
