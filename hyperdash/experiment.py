@@ -299,7 +299,8 @@ class Experiment:
                     resume = _capturing[-2]
                 _capturing.remove(self)
         if self._sampler is not None:
-            self._sampler.stop()
+            # Told now, waited for below: its thread wakes to end while the output is taken.
+            self._sampler.stop(timeout=0)
         try:
             if self._capture is not None:
                 self._capture.stop()
@@ -307,6 +308,8 @@ class Experiment:
                 self._run.write("stderr", traceback_text.encode("utf-8", "replace"))
         except Exception as exc:
             self._run.warn("capture", f"internal error while stopping the capture: {exc!r}")
+        if self._sampler is not None:
+            self._sampler.stop()  # (no sample may come after the run's end)
         try:
             self._run.end(status, exit_code=exit_code, signal=signum)
         except KeyboardInterrupt:

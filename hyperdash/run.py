@@ -17,11 +17,9 @@ capture through the inherited descriptors, but its params, metrics and end are n
 
 from __future__ import annotations
 
-import decimal
 import errno
 import json
 import math
-import numbers
 import os
 import re
 import sys
@@ -535,6 +533,9 @@ class Run:
         if isinstance(plain, bool):
             plain = int(plain)  # (True is 1, as the original SDK recorded it)
         elif not isinstance(plain, (int, float)):
+            import decimal  # (here: a millisecond of every job's start, for a rare metric)
+            import numbers
+
             if not isinstance(plain, (numbers.Real, decimal.Decimal)):
                 raise TypeError(f"metric {name!r} must be a real number, not {type(value).__name__}")
             plain = _nearest_float(plain)  # a Fraction, a Decimal

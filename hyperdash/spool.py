@@ -107,6 +107,10 @@ class Spool:
         self.acked_seq = 0
         self._cursor_saved_at = 0.0
         self._cursor_unsaved = False
+        # The seqs this spool's own appends numbered, first and last, while they follow each
+        # other (then unsent() counts without reading the records back); None when unknown (a
+        # spool opened after its owner, or appends that skipped or repeated a seq).
+        self._seqs: tuple[int, int] | None = (0, 0)
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
@@ -154,6 +158,7 @@ class Spool:
             time.sleep(0.05)
         spool = cls(folder)
         spool._lock_fd = lock_fd
+        spool._seqs = None  # (written by another process: read them to count)
         try:
             spool._written = os.path.getsize(folder / "events")
         except OSError:
@@ -213,6 +218,7 @@ class Spool:
         frames = [(_HEADER.pack(kind, 0 if stream is None else STREAM_CODES.get(stream, 0), first_seq, count,
                                 timestamp, len(blob)), blob)
                   for kind, stream, first_seq, count, timestamp, blob in records]
+        self._note_seqs(records)
         if self._memory is None:
             written, error = _write_all(self._events_fd, [part for frame in frames for part in frame])
             if error is None:
@@ -240,9 +246,23 @@ class Spool:
             if len(self._memory) > self.memory_limit:
                 self._drop_oldest()
 
+    def _note_seqs(self, records: Sequence[tuple[int, str | None, int, int, int, bytes | memoryview]]) -> None:
+        for _, _, first_seq, count, _, _ in records:
+            if self._seqs is None or count <= 0:
+                continue
+            first, last = self._seqs
+            if last and first_seq != last + 1:
+                self._seqs = None
+            else:
+                self._seqs = (first or first_seq, first_seq + count - 1)
+
     def unsent(self) -> tuple[int, int]:
         """Events beyond the acknowledged cursor: ``(on disk, in memory only)``. Those in
         memory are lost when the process ends; those on disk can be uploaded later."""
+        if self._seqs is not None and self._memory is None:
+            # (the count of a run's own spool at its end, without reading it all back)
+            first, last = self._seqs
+            return max(0, last - max(self.acked_seq, first - 1)) if last else 0, 0
         on_disk = in_memory = 0
         for record in self.records(self.cursor_offset, max_bytes=1 << 62, blobs=False):
             count = record.last_seq - max(self.acked_seq, record.first_seq - 1)

@@ -55,6 +55,31 @@ def test_records_round_trip_and_the_cursor_persists(tmp_path):
     again.close()
 
 
+@pytest.mark.parametrize("seqs, expected", [
+    ("in order", [29, 28, 14, 3, 0]), ("a gap", [29, 28, 14, 3, 0]), ("a repeat", [29, 28, 14, 0, 0])])
+def test_the_owner_counts_unsent_events_as_reading_the_records_back_does(seqs, expected):
+    """The run that owns a spool counts its unsent events without reading the records back;
+    whoever opens it after the run counts them by reading: the two agree, whatever the seqs."""
+    spool = write_run("http://x", "r", 25, ended=False)  # seqs 1 to 26, in records of 1, 10, 10, 5
+    spool.append(EVENT, None, {"in order": 27, "a gap": 40, "a repeat": 20}[seqs], 3, 1000,
+                 event("param", {"params": {"a": 1}}))
+    spool.append(framing.LINES, "stdout", 0, 0, 1000, b"")  # (a record that numbers nothing)
+    records = list(spool.records(0))
+    cursors = [(0, 0), (records[1].offset, 1), (records[2].offset, 15), (records[4].offset, 26),
+               (records[5].offset, 42)]
+    counted = []
+    for offset, acked in cursors:
+        spool.cursor_offset, spool.acked_seq = offset, acked
+        counted.append(spool.unsent())
+    assert counted == [(n, 0) for n in expected]
+    folder = spool.folder
+    spool.save_cursor(*cursors[2])
+    spool.close()
+    read_back = Spool.open_orphan(folder)
+    assert read_back.unsent() == (expected[2], 0)
+    read_back.close()
+
+
 def test_a_live_spool_is_not_an_orphan_and_a_torn_record_is_ignored():
     spool = write_run("http://x", "r", 3)
     assert Spool.open_orphan(spool.folder) is None and orphaned_spools() == []
