@@ -80,7 +80,7 @@ class Auth(Tokens):
 
     def __init__(self, store: Store):
         super().__init__(store)
-        self.throttle = Throttle()
+        self.throttle = Throttle(store)
         self.signup_open = True
 
     # --- accounts -----------------------------------------------------------------------------

@@ -288,12 +288,14 @@ def insert_ignoring(conn: Connection, table: Table):
     return _INSERTS[conn.dialect.name](table).on_conflict_do_nothing()
 
 
-def upsert(conn: Connection, table: Table, key: tuple[str, ...], values: dict):
-    """``INSERT INTO table ... ON CONFLICT (key) DO UPDATE`` the other ``values``: one statement
-    that two processes may run at once for the same key."""
+def upsert(conn: Connection, table: Table, key: tuple[str, ...], values: dict, update: dict | None = None):
+    """``INSERT INTO table ... ON CONFLICT (key) DO UPDATE`` the other ``values`` (or, given,
+    ``update``'s columns to its expressions, which may read the row there): one statement that
+    two processes may run at once for the same key."""
     stmt = _INSERTS[conn.dialect.name](table).values(**values)
-    return stmt.on_conflict_do_update(index_elements=list(key),
-                                      set_={name: value for name, value in values.items() if name not in key})
+    if update is None:
+        update = {name: value for name, value in values.items() if name not in key}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=update)
 
 
 def is_shared(engine: Engine) -> bool:

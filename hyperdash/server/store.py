@@ -49,7 +49,7 @@ from .writer import DEFAULT_MAX_QUEUED_BYTES, Job, Writer
 __all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
            "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values",
            "stall_names", "rules", "rule_states", "rule_firings", "deleted_runs", "run_shares", "account_settings",
-           "sweeps", "relay_facts",
+           "sweeps", "relay_facts", "login_failures",
            "Store", "default_db_url", "SCHEMA_VERSION"]
 
 metadata = MetaData()
@@ -349,6 +349,16 @@ relay_facts = Table(
     Column("body", Text, nullable=False),
 )
 
+# Wrong passwords counted per key (throttle.py): an account, a client address, or the two; the
+# key is a digest, so that no email or address is kept for it. Shared by every server process.
+login_failures = Table(
+    "login_failures", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),  # seconds since the epoch
+    Index("ix_login_failures_last_at", "last_at"),
+)
+
 # How long an access token lasts (auth.ACCESS_TOKEN_DAYS).
 ACCESS_TOKEN_LIFETIME_MS = 30 * 86400 * 1000
 
@@ -479,12 +489,13 @@ def _migration_ids_never_reused(conn: Connection) -> None:
 # metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
 # index of runs by name; 9: sweeps and relay_facts, for several processes on one database; 10: the
 # index of rule states by run; 11: when a notification channel last changed; 12: SQLite never
-# gives a deleted channel's or rule's id again).
+# gives a deleted channel's or rule's id again; 13: wrong passwords counted in the database).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
                                                    _migration_trouble, _migration_tidy, _add_runs_by_name_index,
                                                    _create_missing_tables, _add_rule_states_by_run_index,
-                                                   _migration_channel_changes, _migration_ids_never_reused]
+                                                   _migration_channel_changes, _migration_ids_never_reused,
+                                                   _create_missing_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -7,22 +7,33 @@ growing wait (capped at ``MAX_DELAY`` seconds):
 - per client address (``CLIENT_FREE``): one machine trying many accounts;
 - per account (``ACCOUNT_FREE``): many machines trying one account.
 
-Overall, at most ``OVERALL_BURST`` wrong passwords are heard at once and ``OVERALL_RATE`` a second
-after that (a token bucket): a botnet that has many addresses and guesses many accounts is slowed
-too. The counts live in this process's memory (as a throttle may: losing them on a restart
-costs an attacker more than it gains), bounded in size; a count is forgotten ``FORGET_SECONDS``
-after its last failure. A right password clears the count of its account and address pair
-and of its account, never that of the address (an attacker with an account of their own must
-not reset the count of the address they guess from).
+The counts live in the store's ``login_failures`` table, so that every server process on one
+database counts the same tries (``--workers 4`` gives a guesser no more of them than one
+process would); a key there is a digest, never the email or the address. A count is forgotten
+``FORGET_SECONDS`` after its last failure, and pruned from the table a while later. A right
+password clears the count of its account and address pair and of its account, never that of
+the address (an attacker with an account of their own must not reset the count of the address
+they guess from).
+
+Overall, each process hears at most ``OVERALL_BURST`` wrong passwords at once and
+``OVERALL_RATE`` a second after that (a token bucket, in memory: it guards the process's CPU,
+which verifying passwords takes): a botnet that has many addresses and guesses many accounts
+is slowed too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
+from collections.abc import Callable
 
+from sqlalchemy import case, delete, select
+
+from .dialect import upsert
 from .errors import Throttled
+from .store import Store, login_failures
 
 __all__ = ["Throttle", "PAIR_FREE", "CLIENT_FREE", "ACCOUNT_FREE", "OVERALL_BURST", "OVERALL_RATE",
            "MAX_DELAY", "FORGET_SECONDS"]
@@ -34,30 +45,48 @@ OVERALL_BURST = 300
 OVERALL_RATE = 10.0
 MAX_DELAY = 300
 FORGET_SECONDS = 3600
-_MAX_ENTRIES = 100_000  # bound the memory an attacker can make us use
+PRUNE_INTERVAL = 60  # seconds between a process's deletions of the counts forgotten
+
+
+def delay(failures: int, free: int) -> float:
+    """Seconds to wait after the last of ``failures`` wrong passwords, ``free`` of them free."""
+    return 0 if failures < free else min(2 ** (failures - free), MAX_DELAY)
 
 
 class Throttle:
-    """Counts of wrong passwords; ``check`` before verifying one, ``failed``/``succeeded`` after."""
+    """Counts of wrong passwords in ``store``; ``check`` before verifying one,
+    ``failed``/``succeeded`` after. ``clock`` gives seconds since the epoch (every process on
+    the database reads the same)."""
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time):
+        self.store = store
+        self._table = login_failures
         self._clock = clock
-        self._lock = threading.Lock()
-        # key -> (failures, time of the last one, time until which the key waits)
-        self._counts: dict[tuple, tuple[int, float, float]] = {}
+        self._lock = threading.Lock()  # (the overall bucket)
         self._tokens = float(OVERALL_BURST)
         self._filled_at = clock()
+        self._pruned_at = float("-inf")
 
     @staticmethod
-    def _keys(email: str, client: str) -> tuple[tuple, ...]:
-        return (("pair", email, client), ("client", client), ("account", email))
+    def _keys(email: str, client: str) -> dict[str, int]:
+        """Each count's key (a digest) and its free tries: the pair, the address, the account."""
+        def key(*parts: str) -> str:
+            return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+        return {key("pair", email, client): PAIR_FREE, key("client", client): CLIENT_FREE,
+                key("account", email): ACCOUNT_FREE}
 
     def check(self, email: str, client: str) -> None:
         """Raise :class:`Throttled` when any count (or the overall bucket) says wait."""
         now = self._clock()
+        keys = self._keys(email, client)
+        table = self._table
+        with self.store.read() as conn:
+            rows = conn.execute(select(table.c.key, table.c.failures, table.c.last_at)
+                                .where(table.c.key.in_(list(keys)))).all()
+        wait = max((last_at + delay(failures, keys[key]) - now for key, failures, last_at in rows
+                    if now - last_at <= FORGET_SECONDS), default=0.0)
         with self._lock:
-            wait = max((self._counts.get(key, (0, 0.0, 0.0))[2] - now for key in self._keys(email, client)),
-                       default=0.0)
             self._refill(now)
             if self._tokens < 1:
                 wait = max(wait, (1 - self._tokens) / OVERALL_RATE)
@@ -71,22 +100,29 @@ class Throttle:
         with self._lock:
             self._refill(now)
             self._tokens -= 1
-            if len(self._counts) > _MAX_ENTRIES:
-                self._counts.clear()
-            for key, free in zip(self._keys(email, client), (PAIR_FREE, CLIENT_FREE, ACCOUNT_FREE), strict=True):
-                count, last, _ = self._counts.get(key, (0, 0.0, 0.0))
-                if now - last > FORGET_SECONDS:
-                    count = 0
-                count += 1
-                delay = 0 if count < free else min(2 ** (count - free), MAX_DELAY)
-                self._counts[key] = (count, now, now + delay)
+        table = self._table
+        forgotten = now - FORGET_SECONDS
+        prune = now - self._pruned_at >= PRUNE_INTERVAL
+        if prune:
+            self._pruned_at = now
+
+        def job(conn):
+            for key in self._keys(email, client):
+                # (one statement: two processes counting the same key at once both count)
+                conn.execute(upsert(conn, table, ("key",), {"key": key, "failures": 1, "last_at": now}, update={
+                    "failures": case((table.c.last_at < forgotten, 1), else_=table.c.failures + 1),
+                    "last_at": now}))
+            if prune:
+                conn.execute(delete(table).where(table.c.last_at < forgotten))
+
+        self.store.writer.call(job)
 
     def succeeded(self, email: str, client: str) -> None:
         """A right password: forget the account's counts (not the address's)."""
-        with self._lock:
-            self._counts.pop(("pair", email, client), None)
-            self._counts.pop(("account", email), None)
+        pair, _, account = self._keys(email, client)
+        table = self._table
+        self.store.writer.call(lambda conn: conn.execute(delete(table).where(table.c.key.in_([pair, account]))))
 
     def _refill(self, now: float) -> None:
-        self._tokens = min(float(OVERALL_BURST), self._tokens + (now - self._filled_at) * OVERALL_RATE)
+        self._tokens = min(float(OVERALL_BURST), self._tokens + max(0.0, now - self._filled_at) * OVERALL_RATE)
         self._filled_at = now

@@ -6,12 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 
+import pytest
 import requests
+from pg_schema import fresh_schema
 from server_helpers import Api
+from sqlalchemy import select
 
-from hyperdash.server.throttle import CLIENT_FREE, MAX_DELAY, Throttle
+from hyperdash.server.errors import Throttled
+from hyperdash.server.store import Store, login_failures
+from hyperdash.server.throttle import CLIENT_FREE, MAX_DELAY, PAIR_FREE, Throttle
 
 
 def _guess(post, n: int, forwarded=None) -> list[int]:
@@ -35,7 +41,8 @@ def _poster(url: str):
 def test_forty_emails_from_one_address_get_throttled(client):
     api = Api(client)
     # The clock stands still, so a slow machine cannot let a wait run out between two guesses.
-    client.app.state.auth.throttle = Throttle(clock=lambda: 1000.0)
+    auth = client.app.state.auth
+    auth.throttle = Throttle(auth.store, clock=lambda: 1000.0)
     codes = _guess(client.post, 40)
     assert codes[:CLIENT_FREE] == [401] * CLIENT_FREE
     assert codes[CLIENT_FREE:] == [429] * (40 - CLIENT_FREE)
@@ -44,9 +51,16 @@ def test_forty_emails_from_one_address_get_throttled(client):
     assert resp.status_code == 429 and 1 <= int(resp.headers["retry-after"]) <= MAX_DELAY
 
 
-def test_one_account_from_many_addresses_and_many_guesses_overall_are_throttled():
-    now = [0.0]
-    throttle = Throttle(clock=lambda: now[0])
+@pytest.fixture
+def store(db_url):
+    store = Store(db_url)
+    yield store
+    store.close()
+
+
+def test_one_account_from_many_addresses_and_many_guesses_overall_are_throttled(store):
+    now = [1_000_000.0]
+    throttle = Throttle(store, clock=lambda: now[0])
     for i in range(10):
         throttle.check("victim@example.com", f"10.0.0.{i}")
         throttle.failed("victim@example.com", f"10.0.0.{i}")
@@ -68,6 +82,56 @@ def test_one_account_from_many_addresses_and_many_guesses_overall_are_throttled(
         raise AssertionError("400 guesses at once went unthrottled")
     now[0] += 3600 * 2  # counts are forgotten
     throttle.check("victim@example.com", "10.0.1.1")
+    # ...and gone from the table, once another wrong password comes (neither email nor address kept)
+    throttle.failed("victim@example.com", "10.0.1.1")
+    with store.read() as conn:
+        kept = conn.execute(select(login_failures)).all()
+    assert len(kept) == 3 and all(row.failures == 1 for row in kept)
+    assert not any("victim" in row.key or "10.0" in row.key for row in kept)
+
+
+def test_a_right_password_clears_its_accounts_counts_not_its_addresss(store):
+    throttle = Throttle(store, clock=lambda: 1_000_000.0)  # (no wait runs out during the test)
+    for _ in range(PAIR_FREE):
+        throttle.failed("me@example.com", "10.0.0.1")
+    for i in range(CLIENT_FREE - PAIR_FREE):
+        throttle.failed(f"other{i}@example.com", "10.0.0.1")
+    with pytest.raises(Throttled):
+        throttle.check("me@example.com", "10.0.0.1")  # the pair's fourth try waits
+    throttle.succeeded("me@example.com", "10.0.0.1")  # (say, a session that was signed in already)
+    pair, client, account = Throttle._keys("me@example.com", "10.0.0.1")
+    with store.read() as conn:
+        left = dict(conn.execute(select(login_failures.c.key, login_failures.c.failures)).all())
+    assert pair not in left and account not in left and left[client] == CLIENT_FREE
+    with pytest.raises(Throttled):
+        throttle.check("me@example.com", "10.0.0.1")  # the address made ten wrong guesses: it waits
+
+
+@pytest.mark.postgres
+def test_wrong_passwords_counted_by_two_processes_at_once_all_count():
+    """Two stores (as two server processes have) on one database, each counting wrong
+    passwords for the same account from the same address at the same moment: none is lost."""
+    with fresh_schema() as url:
+        stores = [Store(url), Store(url)]
+        try:
+            throttles = [Throttle(store) for store in stores]
+            start = threading.Barrier(2)
+
+            def guess(throttle):
+                start.wait()
+                for _ in range(25):
+                    throttle.failed("victim@example.com", "10.0.0.9")
+
+            threads = [threading.Thread(target=guess, args=(t,)) for t in throttles]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            with stores[0].read() as conn:
+                assert [row.failures for row in conn.execute(select(login_failures))] == [50, 50, 50]
+        finally:
+            for store in stores:
+                store.close()
 
 
 def test_rotated_forwarded_for_from_an_untrusted_peer_does_not_escape(server_factory):

@@ -17,6 +17,7 @@ from pg_schema import fresh_schema
 from server_helpers import log
 
 from hyperdash import events as ev
+from hyperdash.server.throttle import CLIENT_FREE
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -153,6 +154,18 @@ def test_a_key_revoked_through_one_process_is_refused_by_the_other_within_a_seco
         time.sleep(0.05)
     assert status == 401
     assert post(a, key, [line(run, 3, "after the revocation")]).status_code == 401
+
+
+def test_wrong_passwords_through_either_process_count_once_for_both(start_servers):
+    """A guesser who spreads wrong passwords over the server's processes (``--workers``) gets no
+    more tries than one process gives: the counts are the database's."""
+    a, b = start_servers(2)
+    codes = []
+    for i in range(2 * CLIENT_FREE):  # alternately through A and B, each for another account
+        reply = requests.post((a, b)[i % 2].url + "/api/v1/sessions", timeout=30,
+                              json={"email": f"guess-{i}@example.com", "password": "not the password"})
+        codes.append(reply.status_code)
+    assert codes == [401] * CLIENT_FREE + [429] * CLIENT_FREE
 
 
 def test_runs_lost_through_one_process_come_back_through_the_other_and_go_lost_once(start_servers):
