@@ -17,6 +17,18 @@ A piece is ``(kind, blob, count)``:
 
 An erased line leaves nothing behind: not as a line of spaces at the end, nor as the last state
 of the bar it erased.
+
+Nested progress bars (tqdm's ``position``, an inner bar with ``leave=False``) redraw several rows:
+the inner bar's row is reached with ``\n`` and left with a cursor-up escape (``\x1b[A``) for
+the outer bar's row. A framer follows the cursor over the rows it can come back to: a redrawn
+row that ``\n`` leaves is held until the next write shows whether the cursor comes back up to
+it (or :data:`HOLD_SECONDS` pass); the rows a cursor-up reaches stay live; ``\n`` onto a
+live row below moves there, ending nothing. A live row becomes a line once the cursor can no
+longer reach it (further above than it ever climbed), when a line of plain text ends below all
+of them, or at the stream's end; an erased one leaves nothing. The progress state is the
+topmost live row's (the outer bar: the whole job's progress). Text written where the cursor
+came back to before any ``\r`` (a print between two redraws) is a line of its own, never lost
+in the row it was written over.
 """
 
 from __future__ import annotations
@@ -38,6 +50,9 @@ PROGRESS = 3
 # it, then read it again for the next batch. Bounded pieces keep that to a fraction of a batch
 # however much output one read brings (a flood's reads bring a megabyte).
 PIECE_BYTES = 128 * 1024
+# How long the row of a bar that a newline left waits for the cursor to come back up to it (a
+# nested bar's next update) before it is a line.
+HOLD_SECONDS = 0.5
 
 Piece = tuple[int, "bytes | memoryview", int]
 
@@ -45,6 +60,10 @@ Piece = tuple[int, "bytes | memoryview", int]
 # A state that only blanks the line: spaces written over it, or the escapes that erase it
 # (erase in line: to its end, to its start, all of it).
 _ERASED = re.compile(rb"(?:[ \t]|\x1b\[[012]?K)*")
+# What moves the cursor between rows: a newline (down, or a new row), a cursor-up escape
+_MOVES = re.compile(rb"\n|\x1b\[(\d*)A")
+# The start of an escape that the chunk cut short (its end comes with the next chunk)
+_CUT_ESCAPE = re.compile(rb"\x1b(?:\[\d*)?\Z")
 
 
 def visible_text(line: bytes) -> bytes:
@@ -54,6 +73,26 @@ def visible_text(line: bytes) -> bytes:
         if state:
             return b"" if _ERASED.fullmatch(state) else state
     return b""
+
+
+def _redrawn(row: bytes) -> bool:
+    """Whether a row is a bar's: its last state drawn after a ``\r``, and not in the place of
+    a bar just erased (text written there is a line; ``text\r`` alone is a line that ends in
+    a carriage return, as ``\r\n`` does)."""
+    if b"\r" not in row:
+        return False
+    states = row.rstrip(b"\r").split(b"\r")
+    if len(states) < 2 or _ERASED.fullmatch(states[-1]):
+        return False  # (no text after a \r, or the bar's row is erased: nothing to come back to)
+    earlier = [state for state in states[:-1] if state]
+    return not (earlier and _ERASED.fullmatch(earlier[-1]))
+
+
+def _compact(row: bytes) -> bytes:
+    """A redrawn row reduced to its last two states (what :func:`visible_text` and
+    :func:`_redrawn` look at), with the ``\r`` after them that makes the next text a new one."""
+    states = [state for state in row.split(b"\r") if state]
+    return b"\r" + b"\r".join(states[-2:]) + (b"\r" if row.endswith(b"\r") else b"")
 
 
 def utf8_cut(data: bytes, limit: int) -> int:
@@ -93,16 +132,31 @@ class LineFramer:
         self.max_line = max_line
         self.progress_interval = progress_interval
         self._clock = clock
-        self._pending = b""
+        self._pending = b""  # the raw bytes of the cursor's row
         self._progress: bytes | None = None  # latest state of the line being redrawn
         self._progress_sent: bytes | None = None
         self._progress_at = float("-inf")
+        # The rows the cursor may come back to (see the module's docstring): above it (top
+        # first) and below it (nearest first); how far above the lowest row it ever climbed
+        # while they live; since when the cursor is on a new row below them, not climbing.
+        self._above: list[bytes] = []
+        self._below: list[bytes] = []
+        self._climb = 0
+        self._held_since: float | None = None
+        self._arrived = False  # the cursor came back to a row and no \r was written since
+        self._foreign = b""  # what was written there meanwhile
+        self._cut_escape = b""  # an escape cut short at the end of the last chunk
+        self._done: list[bytes] = []  # lines the rows gave, not yet in a piece
 
     def feed(self, data: bytes) -> list[Piece]:
         """The pieces completed by ``data`` (a blob may be a memoryview of ``data``)."""
         out: list[Piece] = []
-        if b"\r" in data or b"\r" in self._pending:
-            self._feed_slow(self._pending + data if self._pending else data, out)
+        rows = self._above or self._below or self._arrived or self._cut_escape or b"\r" in self._pending
+        if not rows and b"\r" in data and data.count(b"\r") == data.count(b"\r\n"):
+            # (a terminal's line ends, \r\n: lines as \n makes them, on the fast path)
+            data = data.replace(b"\r\n", b"\n")
+        elif rows or b"\r" in data:
+            self._feed_rows(data, out)
             return out
         last = data.rfind(b"\n")
         if last < 0:
@@ -122,17 +176,34 @@ class LineFramer:
         return out
 
     def flush(self) -> list[Piece]:
-        """The unterminated last line, as a complete line (the stream has ended)."""
+        """The unterminated last line, as a complete line (the stream has ended); before it,
+        what is left of the rows a bar drew (their last states, each a line)."""
         out: list[Piece] = []
-        text = visible_text(self._pending) if b"\r" in self._pending else self._pending
-        if text:
-            self._emit_lines([text], out)
-        self._pending = b""
+        self._pending += self._cut_escape
+        self._emit_foreign()
+        for row in (*self._above, self._pending, *self._below):
+            text = visible_text(row) if b"\r" in row else row
+            if text:
+                self._done.append(text)
+        self._pieces_of_done(out)
+        self._pending = self._cut_escape = b""
+        self._above, self._below, self._climb, self._held_since, self._arrived = [], [], 0, None, False
         self._progress = self._progress_sent = None
         return out
 
     def due_progress(self) -> list[Piece]:
-        """The latest progress state, if one is waiting and the interval has passed."""
+        """The latest progress state, if one is waiting and the interval has passed; before
+        it, the rows of bars that the cursor left below them :data:`HOLD_SECONDS` ago and
+        never came back to, as lines (those bars are done)."""
+        out: list[Piece] = []
+        if self._held_since is not None and self._clock() - self._held_since >= HOLD_SECONDS:
+            self._trim(0)
+            self._pieces_of_done(out)
+            self._update_progress(out)
+            return out
+        return self._due_state()
+
+    def _due_state(self) -> list[Piece]:
         if self._progress is None or self._progress == self._progress_sent:
             return []
         now = self._clock()
@@ -141,26 +212,131 @@ class LineFramer:
         self._progress_sent, self._progress_at = self._progress, now
         return [(PROGRESS, self._progress, 1)]
 
-    # -- the line-by-line path ------------------------------------------------------------
-    def _feed_slow(self, buf: bytes, out: list[Piece]) -> None:
-        lines = buf.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            self._emit_lines([visible_text(line) if b"\r" in line else line for line in lines], out)
-            # the redrawn line is finished: its final text supersedes every progress state
-            self._progress = self._progress_sent = None
-        if b"\r" in tail:
-            state = visible_text(tail)
-            if len(state) <= self.max_line:
-                self._pending = state + (b"\r" if tail.endswith(b"\r") else b"")
-                if state:
-                    self._progress = state
-                    out.extend(self.due_progress())
-                elif self._progress is not None:
-                    self._erase_progress(out)
+    # -- the row-by-row path --------------------------------------------------------------
+    def _feed_rows(self, data: bytes, out: list[Piece]) -> None:
+        """Output with carriage returns or cursor-ups, or while rows are live: move the cursor
+        over the rows as a terminal would (see the module's docstring)."""
+        if self._cut_escape:
+            data, self._cut_escape = self._cut_escape + data, b""
+        cut = _CUT_ESCAPE.search(data)
+        if cut:
+            data, self._cut_escape = data[: cut.start()], data[cut.start():]
+        start = 0
+        for move in _MOVES.finditer(data):
+            self._write(data[start : move.start()], out)
+            if move.group() == b"\n":
+                self._newline()
+            else:
+                self._up(int(move.group(1) or 1))
+            start = move.end()
+        self._write(data[start:], out)
+        self._pieces_of_done(out)
+        self._update_progress(out)
+
+    def _pieces_of_done(self, out: list[Piece]) -> None:
+        if self._done:
+            self._emit_lines(self._done, out)
+            self._done = []
+
+    def _write(self, text: bytes, out: list[Piece]) -> None:
+        if not text:
+            return
+        if self._arrived and not visible_text(self._pending):
+            text = b"\r" + text  # (back on a row left blank: what comes is simply its text)
+            self._arrived = False
+        if self._arrived:
+            # Back on a row drawn before: a bar redraws it from its start (\r), anything else
+            # is written over it (a print between two redraws), and is kept as a line.
+            at = text.find(b"\r")
+            self._foreign += text if at < 0 else text[:at]
+            if len(self._foreign) > self.max_line:
+                self._pieces_of_done(out)
+                self._foreign = self._cut_long(self._foreign, out)
+            if at < 0:
                 return
-            tail = state
-        self._pending = self._cut_long(tail, out)
+            text = text[at:]
+            self._arrived = False
+        if self._held_since is not None and b"\r" in text and visible_text(self._pending):
+            # the row below the held ones is redrawn in place: a bar of its own, not a row that
+            # climbs back to them (tqdm writes each update with the climb that ends it)
+            self._trim(0)
+        row = self._pending + text
+        if len(row) > self.max_line:
+            if b"\r" in row:  # (its visible state is what counts)
+                state = visible_text(row)
+                row = _compact(row) if len(state) <= self.max_line else state
+            if b"\r" not in row:
+                # a long line of plain text below the live rows: they are done, and go first
+                self._trim(0)
+                self._pieces_of_done(out)
+                row = self._cut_long(row, out)
+        self._pending = row
+
+    def _newline(self) -> None:
+        self._emit_foreign()
+        if self._below:  # down onto a live row: nothing ends
+            self._above.append(self._pending)
+            self._pending = self._below.pop(0)
+            self._arrived = True
+            return
+        row, self._pending = self._pending, b""
+        if _redrawn(row):  # a bar's row: the cursor may come back up to it
+            self._above.append(_compact(row))
+            self._held_since = self._clock()
+            self._trim(max(self._climb, 1))
+            return
+        # a line of its own below every live row: they are done, and it is a line
+        self._trim(0)
+        self._done.append(visible_text(row) if b"\r" in row else row)
+        if b"\r" in row:  # the redrawn line is finished: its text supersedes its progress states
+            self._progress = self._progress_sent = None
+
+    def _up(self, rows: int) -> None:
+        self._emit_foreign()
+        for _ in range(rows):
+            if not self._above:
+                break  # (rows already lines: the cursor goes no higher for us)
+            self._below.insert(0, self._pending)
+            self._pending = self._above.pop()
+            self._arrived = True
+        self._climb = max(self._climb, len(self._below))
+        if self._below:
+            self._held_since = None
+
+    def _trim(self, keep: int) -> None:
+        """The live rows above the cursor further from the lowest row than ``keep`` become
+        lines (the cursor will not come back to them); with 0, all of them."""
+        texts = []
+        while self._above and len(self._above) + len(self._below) > keep:
+            texts.append(visible_text(self._above.pop(0)))
+        if not self._above and not self._below:
+            self._climb, self._held_since = 0, None
+        if any(texts):
+            self._done += [text for text in texts if text]  # (an erased row leaves nothing)
+            self._progress = self._progress_sent = None
+
+    def _emit_foreign(self) -> None:
+        if self._foreign:
+            self._done.append(self._foreign)
+            self._foreign = b""
+
+    def _update_progress(self, out: list[Piece]) -> None:
+        """The progress state: the topmost live row's, where it was drawn over after a \r."""
+        # (a row where text was written in place of an erased bar is no bar: the next one down)
+        top = next((row for row in (*self._above, self._pending) if _redrawn(row)), None)
+        if top is None:
+            # no bar's row: the last one was erased (or is written over); or no rows but the
+            # cursor's, which a carriage return may yet make a bar of
+            top = b"\r" if self._above or self._below else self._pending
+        if b"\r" not in top:
+            return
+        state = visible_text(top)
+        if state:
+            if len(state) <= self.max_line:
+                self._progress = state
+                out.extend(self._due_state())
+        elif self._progress is not None:
+            self._erase_progress(out)
 
     def _erase_progress(self, out: list[Piece]) -> None:
         """The line being redrawn was erased: an empty state replaces the one already sent, at

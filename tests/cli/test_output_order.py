@@ -39,6 +39,44 @@ for epoch in range(3):
 """
 
 
+# Nested bars: epochs, and within each a bar of batches that does not stay (leave=False).
+NESTED_BARS = """
+import time
+from tqdm import tqdm
+for epoch in tqdm(range(3), desc="epochs", mininterval=0):
+    for _ in tqdm(range(30), desc="batches", leave=False, mininterval=0):
+        time.sleep(0.002)
+    tqdm.write(f"epoch {epoch} done")
+print("finished", flush=True)
+"""
+
+
+def check_nested(lines: list[str]) -> None:
+    """What a terminal shows once the nested bars are done: each epoch's line, the epochs' bar
+    at 100%, the last line; no state of the bar of batches, no escape."""
+    lines = [line for line in lines if line.strip()]
+    assert [line for line in lines if "done" in line or line == "finished"] == [
+        "epoch 0 done", "epoch 1 done", "epoch 2 done", "finished"], lines
+    bars = [line for line in lines if line.startswith("epochs:")]
+    assert len(bars) == 1 and "100%" in bars[0] and "3/3" in bars[0], lines
+    assert not [line for line in lines if "batches" in line or "\x1b" in line], lines
+
+
+@pytest.mark.parametrize("where", ["terminal", "pipe"])
+def test_nested_tqdm_bars_leave_what_a_terminal_shows(account, hyperdash_home, where):
+    name = f"nested bars in a {where}"
+    command = [*HYPERDASH, "run", "-n", name, *py(NESTED_BARS)]
+    if where == "terminal":
+        rc, output = run_in_terminal(command, account.sdk_env(hyperdash_home), timeout=120)
+    else:
+        result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL,
+                                env=account.sdk_env(hyperdash_home), timeout=120)
+        rc, output = result.returncode, result.stdout + result.stderr
+    assert rc == 0, output[-2000:]
+    run = account.wait_for_run(name, "success", timeout=60)
+    check_nested(texts(account.logs(run["uuid"])))
+
+
 @pytest.fixture
 def busy_cpu():
     with busy_cpus():

@@ -181,3 +181,101 @@ def test_spaces_that_are_a_line_of_their_own_are_kept():
     assert lines_of(framer.feed(b"   \n")) == [(LINES, b"   ")]
     assert framer.feed(b"  ") == []
     assert lines_of(framer.flush()) == [(LINES, b"  ")]
+
+
+def _framed_writes(framer, body):
+    """The pieces of everything ``body(stream)`` writes to ``stream``, each write a chunk of its
+    own (as tqdm's reach the framer from an unbuffered stderr), and of the stream's end."""
+    import io
+
+    pieces = []
+
+    class Stream(io.StringIO):
+        def write(self, text):
+            pieces.extend(lines_of(framer.feed(text.encode())))
+            return len(text)
+
+    body(Stream())
+    pieces += lines_of(framer.flush())
+    return pieces
+
+
+def test_nested_tqdm_bars_leave_the_lines_a_terminal_shows_and_the_outer_bar_as_progress():
+    from tqdm import tqdm
+
+    def train(stream):
+        for epoch in tqdm(range(3), desc="epochs", file=stream, mininterval=0):
+            for _ in tqdm(range(20), desc="batches", file=stream, leave=False, mininterval=0):
+                pass
+            tqdm.write(f"epoch {epoch} done", file=stream)
+        stream.write("after the bars\n")
+
+    pieces = _framed_writes(LineFramer(progress_interval=0), train)
+    lines = [blob for kind, blob in pieces if kind == LINES]
+    assert lines[:3] == [b"epoch 0 done", b"epoch 1 done", b"epoch 2 done"]
+    assert lines[3].startswith(b"epochs: 100%") and b"3/3" in lines[3]
+    assert lines[4:] == [b"after the bars"]
+    # the inner bar's states are never lines, and its row is never the run's progress
+    states = [blob for kind, blob in pieces if kind == PROGRESS and blob]
+    assert states and all(state.startswith(b"epochs:") for state in states), states[:5]
+    assert not any(b"\x1b" in blob for _, blob in pieces)
+
+
+def test_nested_bars_frame_alike_however_their_bytes_are_cut():
+    from tqdm import tqdm
+
+    writes = []
+
+    class Record:
+        def write(self, text):
+            writes.append(text.encode())
+
+        def flush(self):
+            pass
+
+    stream = Record()
+    for _ in tqdm(range(2), desc="outer", file=stream, mininterval=0):
+        for _ in tqdm(range(5), desc="inner", file=stream, leave=False, mininterval=0):
+            pass
+        tqdm.write("checkpoint", file=stream)
+    text = b"".join(writes)
+    cuts = {"each write": writes, "all at once": [text], "a byte at a time": [text[i:i + 1] for i in range(len(text))]}
+    framed = {}
+    for how, chunks in cuts.items():
+        framer = LineFramer(progress_interval=0)
+        pieces = [piece for chunk in chunks for piece in lines_of(framer.feed(chunk))] + lines_of(framer.flush())
+        framed[how] = [blob for kind, blob in pieces if kind == LINES]
+    assert framed["each write"][:2] == [b"checkpoint", b"checkpoint"] and b"outer: 100%" in framed["each write"][2]
+    assert len(framed["each write"]) == 3
+    assert framed["all at once"] == framed["a byte at a time"] == framed["each write"]
+
+
+def test_a_print_between_two_redraws_of_nested_bars_is_a_line_of_its_own():
+    framer = LineFramer(progress_interval=0)
+    out = lines_of(framer.feed(b"\router 0/2\n\rinner 1/5\x1b[A"))  # the cursor is back on the outer bar's row
+    out += lines_of(framer.feed(b"loss 0.25\n"))  # written over it, as a terminal would show it
+    out += lines_of(framer.feed(b"\rinner 2/5\x1b[A"))
+    out += lines_of(framer.flush())
+    assert [blob for kind, blob in out if kind == LINES][0] == b"loss 0.25"
+
+
+def test_a_bar_left_behind_with_nothing_after_it_is_a_line_once_the_interval_passes():
+    now = [0.0]
+    framer = LineFramer(progress_interval=0.5, clock=lambda: now[0])
+    assert lines_of(framer.feed(b"\r 50%")) == [(PROGRESS, b" 50%")]
+    now[0] = 1.0
+    # its last state and the newline that leaves it behind: the cursor might still come back up
+    assert lines_of(framer.feed(b"\r100%\n")) == [(PROGRESS, b"100%")]
+    assert framer.due_progress() == []
+    now[0] = 1.6  # it did not
+    assert lines_of(framer.due_progress()) == [(LINES, b"100%")]
+    assert framer.due_progress() == [] and framer.flush() == []
+    # a line after it frees it at once, in order
+    framer.feed(b"\rstep 9/9\n")
+    assert lines_of(framer.feed(b"saved\n")) == [(LINES, b"step 9/9"), (LINES, b"saved")]
+
+
+def test_a_terminals_line_ends_frame_as_newlines_do():
+    framer = LineFramer()
+    assert framer.feed(b"one\r\ntwo\r\nthr") == [(LINES, b"one\ntwo\n", 2)]
+    assert lines_of(framer.feed(b"ee\r\n")) == [(LINES, b"three")]
