@@ -19,16 +19,18 @@ An erased line leaves nothing behind: not as a line of spaces at the end, nor as
 of the bar it erased.
 
 Nested progress bars (tqdm's ``position``, an inner bar with ``leave=False``) redraw several rows:
-the inner bar's row is reached with ``\n`` and left with a cursor-up escape (``\x1b[A``) for
-the outer bar's row. A framer follows the cursor over the rows it can come back to: a redrawn
-row that ``\n`` leaves is held until the next write shows whether the cursor comes back up to
-it (or :data:`HOLD_SECONDS` pass); the rows a cursor-up reaches stay live; ``\n`` onto a
-live row below moves there, ending nothing. A live row becomes a line once the cursor can no
-longer reach it (further above than it ever climbed), when a line of plain text ends below all
-of them, or at the stream's end; an erased one leaves nothing. The progress state is the
-topmost live row's (the outer bar: the whole job's progress). Text written where the cursor
-came back to before any ``\r`` (a print between two redraws) is a line of its own, never lost
-in the row it was written over.
+the inner bar's row is reached with ``\n`` and left with cursor-up escapes (``\x1b[A``) for
+the row the cursor rests on between updates. A framer follows the cursor over the rows it can
+come back to. A bar's row that ``\n`` leaves is held until what comes next shows whether the
+cursor climbs back to it (or :data:`HOLD_SECONDS` pass). A cursor-up is followed only from a
+row drawn from a ``\r``, as a bar draws it; a program's own (text, then ``\x1b[A``) stays in
+its line as written. ``\n`` onto a live row below moves there, ending nothing. The rows above
+the one the cursor climbs to are never drawn again: each becomes a line; so do all of them when
+a line of plain text ends below them, and at the stream's end. An erased row leaves nothing.
+The progress state is the topmost bar's (the outer bar: the whole job's progress). Text written
+where the cursor came back to before any ``\r`` (a print between two redraws) is a line of its
+own, and what a redraw replaces there is kept as a line unless it is a bar's state (it ends with
+tqdm's ``]``): nothing written is lost.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ PIECE_BYTES = 128 * 1024
 # How long the row of a bar that a newline left waits for the cursor to come back up to it (a
 # nested bar's next update) before it is a line.
 HOLD_SECONDS = 0.5
+MAX_LIVE_ROWS = 16  # rows the cursor may come back to, at most (bars nest a few deep)
 
 Piece = tuple[int, "bytes | memoryview", int]
 
@@ -60,8 +63,9 @@ Piece = tuple[int, "bytes | memoryview", int]
 # A state that only blanks the line: spaces written over it, or the escapes that erase it
 # (erase in line: to its end, to its start, all of it).
 _ERASED = re.compile(rb"(?:[ \t]|\x1b\[[012]?K)*")
-# What moves the cursor between rows: a newline (down, or a new row), a cursor-up escape
-_MOVES = re.compile(rb"\n|\x1b\[(\d*)A")
+# What moves the cursor between rows: a newline (down, or a new row), cursor-up escapes
+_MOVES = re.compile(rb"\n|(?:\x1b\[\d*A)+")
+_UP = re.compile(rb"\x1b\[(\d*)A")
 # The start of an escape that the chunk cut short (its end comes with the next chunk)
 _CUT_ESCAPE = re.compile(rb"\x1b(?:\[\d*)?\Z")
 
@@ -137,13 +141,15 @@ class LineFramer:
         self._progress_sent: bytes | None = None
         self._progress_at = float("-inf")
         # The rows the cursor may come back to (see the module's docstring): above it (top
-        # first) and below it (nearest first); how far above the lowest row it ever climbed
-        # while they live; since when the cursor is on a new row below them, not climbing.
+        # first) and below it (nearest first); since when the cursor is on a new row below
+        # them without having climbed back.
         self._above: list[bytes] = []
         self._below: list[bytes] = []
-        self._climb = 0
         self._held_since: float | None = None
         self._arrived = False  # the cursor came back to a row and no \r was written since
+        self._drawn: bool | None = None  # whether the cursor's row was drawn from a \r (None: not yet)
+        self._climbing = False  # the cursor climbed, and nothing was written since
+        self._climbed = False  # the cursor climbed since the live rows began
         self._foreign = b""  # what was written there meanwhile
         self._cut_escape = b""  # an escape cut short at the end of the last chunk
         self._done: list[bytes] = []  # lines the rows gave, not yet in a piece
@@ -187,7 +193,8 @@ class LineFramer:
                 self._done.append(text)
         self._pieces_of_done(out)
         self._pending = self._cut_escape = b""
-        self._above, self._below, self._climb, self._held_since, self._arrived = [], [], 0, None, False
+        self._above, self._below, self._held_since, self._arrived, self._drawn = [], [], None, False, None
+        self._climbing = self._climbed = False
         self._progress = self._progress_sent = None
         return out
 
@@ -227,7 +234,7 @@ class LineFramer:
             if move.group() == b"\n":
                 self._newline()
             else:
-                self._up(int(move.group(1) or 1))
+                self._up(sum(int(count or 1) for count in _UP.findall(move.group())), move.group(), out)
             start = move.end()
         self._write(data[start:], out)
         self._pieces_of_done(out)
@@ -241,8 +248,9 @@ class LineFramer:
     def _write(self, text: bytes, out: list[Piece]) -> None:
         if not text:
             return
+        self._landed()
         if self._arrived and not visible_text(self._pending):
-            text = b"\r" + text  # (back on a row left blank: what comes is simply its text)
+            self._pending = b""  # (back on a row left blank: a fresh one)
             self._arrived = False
         if self._arrived:
             # Back on a row drawn before: a bar redraws it from its start (\r), anything else
@@ -256,6 +264,14 @@ class LineFramer:
                 return
             text = text[at:]
             self._arrived = False
+            state = visible_text(self._pending)
+            if not state.rstrip().endswith(b"]"):
+                # what a redraw is about to replace is no bar's state (text glued on after one,
+                # say): it is kept as a line
+                self._done.append(state)
+                self._pending = b""
+        if self._drawn is None:
+            self._drawn = text.startswith(b"\r")
         if self._held_since is not None and b"\r" in text and visible_text(self._pending):
             # the row below the held ones is redrawn in place: a bar of its own, not a row that
             # climbs back to them (tqdm writes each update with the climb that ends it)
@@ -273,7 +289,9 @@ class LineFramer:
         self._pending = row
 
     def _newline(self) -> None:
+        self._landed()
         self._emit_foreign()
+        self._drawn = None
         if self._below:  # down onto a live row: nothing ends
             self._above.append(self._pending)
             self._pending = self._below.pop(0)
@@ -283,25 +301,43 @@ class LineFramer:
         if _redrawn(row):  # a bar's row: the cursor may come back up to it
             self._above.append(_compact(row))
             self._held_since = self._clock()
-            self._trim(max(self._climb, 1))
             return
         # a line of its own below every live row: they are done, and it is a line
+        region = self._climbed
         self._trim(0)
-        self._done.append(visible_text(row) if b"\r" in row else row)
+        text = visible_text(row) if b"\r" in row else row
+        if text or b"\r" not in row or not region:  # (a bar's row erased among others leaves nothing)
+            self._done.append(text)
         if b"\r" in row:  # the redrawn line is finished: its text supersedes its progress states
             self._progress = self._progress_sent = None
 
-    def _up(self, rows: int) -> None:
+    def _up(self, rows: int, escape: bytes, out: list[Piece]) -> None:
+        """A cursor-up: followed where a bar drew the row it leaves (from a \r, as tqdm's
+        climb back from a nested bar's row); else it stays in the text as written (a program's
+        own use of it), and the live rows are done."""
+        if not (self._drawn or self._climbing):
+            self._landed()
+            self._trim(0)
+            self._write(escape, out)
+            return
         self._emit_foreign()
         for _ in range(rows):
-            if not self._above:
-                break  # (rows already lines: the cursor goes no higher for us)
+            if len(self._above) + len(self._below) >= MAX_LIVE_ROWS:
+                break
             self._below.insert(0, self._pending)
-            self._pending = self._above.pop()
-            self._arrived = True
-        self._climb = max(self._climb, len(self._below))
-        if self._below:
-            self._held_since = None
+            # (above the live rows: one already a line, which the cursor may write on again;
+            # it stands in as a blank row, what is written there a line of its own)
+            self._pending = self._above.pop() if self._above else b""
+        self._arrived, self._drawn, self._held_since, self._climbing = True, None, None, True
+        self._climbed = True
+
+    def _landed(self) -> None:
+        """After a climb (which may come in several escapes, or chunks), what is written next
+        shows where the cursor rests between a nested bar's updates: the rows above are never
+        drawn again."""
+        if self._climbing:
+            self._climbing = False
+            self._trim(len(self._below))
 
     def _trim(self, keep: int) -> None:
         """The live rows above the cursor further from the lowest row than ``keep`` become
@@ -310,10 +346,12 @@ class LineFramer:
         while self._above and len(self._above) + len(self._below) > keep:
             texts.append(visible_text(self._above.pop(0)))
         if not self._above and not self._below:
-            self._climb, self._held_since = 0, None
+            self._held_since, self._climbed = None, False
         if any(texts):
             self._done += [text for text in texts if text]  # (an erased row leaves nothing)
+            # the next progress state goes at once: it is then the last before its bar's line
             self._progress = self._progress_sent = None
+            self._progress_at = float("-inf")
 
     def _emit_foreign(self) -> None:
         if self._foreign:

@@ -22,6 +22,7 @@ every :data:`ANNOUNCE_MS` per run, and always when the progress reaches its tota
 from __future__ import annotations
 
 import re
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -156,6 +157,15 @@ def _may_be_a_bar(text: str) -> bool:
     return "\r" in text or "]" in text[-24:]
 
 
+# How many lines after a bar's last progress state may hold its final state.
+_FINAL_STATE_LOOK = 8
+
+
+def _next_lines(lines: list[Line], stream: str) -> list[Line]:
+    """The first lines of ``stream`` among ``lines``, where a bar's final state may be."""
+    return list(islice((line for line in lines if line.stream == stream), _FINAL_STATE_LOOK))
+
+
 def _bar(hints: dict[str, Any], lines: list[Line], has_progress: bool, now: int) -> tuple[int, dict] | None:
     """(seq, progress) of the batch's last progress bar, or of the line that finished it."""
     candidates: list[Line] = []
@@ -163,15 +173,13 @@ def _bar(hints: dict[str, Any], lines: list[Line], has_progress: bool, now: int)
         last = next((k for k in range(len(lines) - 1, -1, -1) if lines[k].progress and lines[k].text), None)
         if last is not None:
             stream = lines[last].stream
-            # the bar's final state comes as an ordinary line, the one that replaced it
-            after = next((line for line in lines[last + 1:] if line.stream == stream), None)
-            candidates = [after, lines[last]] if after is not None else [lines[last]]
+            # the bar's final state comes as an ordinary line, the one that replaced it (or,
+            # below lines written above a nested bar's rows, one of the next few)
+            candidates = [*_next_lines(lines[last + 1:], stream), lines[last]]
     if not candidates and hints.get("bar_stream"):
-        stream = hints["bar_stream"]
-        after = next((line for line in lines if line.stream == stream), None)
-        if after is None:
+        candidates = _next_lines(lines, hints["bar_stream"])
+        if not candidates:
             return None
-        candidates = [after]
     if not candidates:
         # A bar begun and finished within one batch (a short loop) comes as one ordinary line:
         # its last state (the SDK resolves the \r-redrawn states), or all of them. The last

@@ -279,3 +279,83 @@ def test_a_terminals_line_ends_frame_as_newlines_do():
     framer = LineFramer()
     assert framer.feed(b"one\r\ntwo\r\nthr") == [(LINES, b"one\ntwo\n", 2)]
     assert lines_of(framer.feed(b"ee\r\n")) == [(LINES, b"three")]
+
+
+def _frame_tqdm(body):
+    """The LINES and the non-empty PROGRESS states of what ``body(stream)`` writes, a chunk a write."""
+    pieces = _framed_writes(LineFramer(progress_interval=0), body)
+    return ([blob for kind, blob in pieces if kind == LINES],
+            [blob for kind, blob in pieces if kind == PROGRESS and blob])
+
+
+def test_three_nested_bars_leave_the_outer_one_and_follow_it():
+    from tqdm import tqdm
+
+    def train(stream):
+        for _ in tqdm(range(2), desc="outer", file=stream, mininterval=0):
+            for _ in tqdm(range(3), desc="mid", leave=False, file=stream, mininterval=0):
+                for _ in tqdm(range(5), desc="inner", leave=False, file=stream, mininterval=0):
+                    pass
+        stream.write("end\n")
+
+    lines, states = _frame_tqdm(train)
+    assert len(lines) == 2 and lines[0].startswith(b"outer: 100%") and b"2/2" in lines[0] and lines[1] == b"end"
+    assert states and all(state.startswith(b"outer:") for state in states)
+
+
+def test_tqdm_write_inside_the_inner_loop_leaves_its_lines_and_no_copy_of_the_outer_bar():
+    from tqdm import tqdm
+
+    def train(stream):
+        for epoch in tqdm(range(2), desc="epochs", file=stream, mininterval=0):
+            for batch in tqdm(range(20), desc="batch", leave=False, file=stream, mininterval=0):
+                if batch % 10 == 9:
+                    tqdm.write(f"epoch {epoch} batch {batch} loss=0.5", file=stream)
+        stream.write("finished\n")
+
+    lines, _ = _frame_tqdm(train)
+    assert lines[:4] == [b"epoch 0 batch 9 loss=0.5", b"epoch 0 batch 19 loss=0.5", b"epoch 1 batch 9 loss=0.5",
+                         b"epoch 1 batch 19 loss=0.5"]
+    assert len(lines) == 6 and lines[4].startswith(b"epochs: 100%") and lines[5] == b"finished"
+
+
+def test_prints_between_nested_bars_are_lines_and_no_state_of_the_inner_bar_is():
+    from tqdm import tqdm
+
+    def train(stream):
+        for epoch in tqdm(range(3), desc="epochs", file=stream, mininterval=0):
+            for _ in tqdm(range(5), desc="batch", leave=False, file=stream, mininterval=0):
+                pass
+            stream.write(f"epoch {epoch} done\n")  # a print, not tqdm.write
+        stream.write("finished\n")
+
+    lines, states = _frame_tqdm(train)
+    assert [line for line in lines if b"done" in line or line == b"finished"] == [
+        b"epoch 0 done", b"epoch 1 done", b"epoch 2 done", b"finished"]
+    assert lines[-2].startswith(b"epochs: 100%")
+    # (what a terminal keeps above each print: the outer bar as it stood, no inner bar, no blank)
+    assert all(line.startswith(b"epoch") or line == b"finished" for line in lines), lines
+    assert all(state.startswith(b"epochs:") for state in states)
+
+
+def test_a_cursor_up_a_program_prints_itself_loses_no_text():
+    from tqdm import tqdm
+
+    def glued(stream):
+        for i in tqdm(range(3), desc="bar", file=stream, mininterval=0):
+            stream.write(f"A{i} \x1b[A B{i}\n")  # printed right after the bar's state, no newline between
+        stream.write("end\n")
+
+    lines, _ = _frame_tqdm(glued)
+    text = b"\n".join(lines)
+    assert all(f"A{i} ".encode() in text and f" B{i}".encode() in text for i in range(3)), lines
+    assert lines[-1] == b"end"
+
+    def replace_the_bar(stream):  # a line that replaces the finished bar above it
+        for _ in tqdm(range(3), desc="download", file=stream, mininterval=0):
+            pass
+        stream.write("\x1b[1A\x1b[2Kdownload complete\n")
+        stream.write("next step\n")
+
+    lines, _ = _frame_tqdm(replace_the_bar)
+    assert lines[0].startswith(b"download: 100%") and lines[1:] == [b"\x1b[1A\x1b[2Kdownload complete", b"next step"]

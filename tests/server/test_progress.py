@@ -55,6 +55,23 @@ def test_the_run_keeps_the_last_bar_of_a_batch_and_its_finished_state(api: Api):
     assert listed["uuid"] == run and listed["progress"]["percent"] == 100.0
 
 
+@pytest.mark.parametrize("batches", ["one batch", "next batch"])
+def test_a_nested_bars_final_state_after_lines_written_above_it_counts(api: Api, batches):
+    # The outer bar's last progress state, then the lines that stood above its row (a
+    # tqdm.write, say) before the line of its final state, as the SDK sends nested bars' rows.
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "nested", "host": "h", "pid": 1, "api": "cli_run"}, seq=1),
+            _bar(run, 2, 660, progress=True)])
+    finished = [log(run, 3, "epoch 2 done", stream="stderr"), log(run, 4, "checkpoint saved", stream="stderr"),
+                _bar(run, 5, 1000)]
+    if batches == "one batch":
+        api.ok(finished)
+    else:
+        api.ok(finished[:1])
+        api.ok(finished[1:])
+    assert api.json(f"/api/v1/runs/{run}")["progress"]["done"] == 1000
+
+
 def test_a_bar_begun_and_finished_within_one_batch_is_read(api: Api):
     # A short loop's bar comes whole, as one line of its \r-redrawn states: it used to leave
     # the progress null.
