@@ -9,7 +9,7 @@ growing wait (capped at ``MAX_DELAY`` seconds):
 
 The counts live in the store's ``login_failures`` table, so that every server process on one
 database counts the same tries (``--workers 4`` gives a guesser no more of them than one
-process would); a key there is a digest, never the email or the address. A count is forgotten
+process would); a key there is a SHA-256 digest of the email or the address, not the text. A count is forgotten
 ``FORGET_SECONDS`` after its last failure, and pruned from the table a while later. A right
 password clears the count of its account and address pair and of its account, never that of
 the address (an attacker with an account of their own must not reset the count of the address
@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from sqlalchemy import case, delete, select
 
-from .dialect import upsert
+from .dialect import skip_locked, upsert
 from .errors import Throttled
 from .store import Store, login_failures
 
@@ -46,6 +46,7 @@ OVERALL_RATE = 10.0
 MAX_DELAY = 300
 FORGET_SECONDS = 3600
 PRUNE_INTERVAL = 60  # seconds between a process's deletions of the counts forgotten
+PRUNE_ROWS = 10_000  # the most a deletion takes at once (a short transaction)
 
 
 def delay(failures: int, free: int) -> float:
@@ -84,8 +85,9 @@ class Throttle:
         with self.store.read() as conn:
             rows = conn.execute(select(table.c.key, table.c.failures, table.c.last_at)
                                 .where(table.c.key.in_(list(keys)))).all()
-        wait = max((last_at + delay(failures, keys[key]) - now for key, failures, last_at in rows
-                    if now - last_at <= FORGET_SECONDS), default=0.0)
+        # (at most MAX_DELAY: a count written by a server whose clock runs ahead waits no longer)
+        wait = min(MAX_DELAY, max((last_at + delay(failures, keys[key]) - now for key, failures, last_at in rows
+                                   if now - last_at <= FORGET_SECONDS), default=0.0))
         with self._lock:
             self._refill(now)
             if self._tokens < 1:
@@ -106,16 +108,23 @@ class Throttle:
         if prune:
             self._pruned_at = now
 
-        def job(conn):
-            for key in self._keys(email, client):
-                # (one statement: two processes counting the same key at once both count)
+        def count(conn):
+            # (one statement a key: two processes counting the same key at once both count; the
+            # keys in one order everywhere, so that two such transactions never wait on each other)
+            for key in sorted(self._keys(email, client)):
                 conn.execute(upsert(conn, table, ("key",), {"key": key, "failures": 1, "last_at": now}, update={
                     "failures": case((table.c.last_at < forgotten, 1), else_=table.c.failures + 1),
                     "last_at": now}))
-            if prune:
-                conn.execute(delete(table).where(table.c.last_at < forgotten))
 
-        self.store.writer.call(job)
+        def forget(conn):
+            # A transaction of its own, passing over the rows another one holds (a count being
+            # made again): it never waits on a transaction that waits on it.
+            old = skip_locked(conn, select(table.c.key).where(table.c.last_at < forgotten).limit(PRUNE_ROWS))
+            conn.execute(delete(table).where(table.c.key.in_(old)))
+
+        self.store.writer.call(count)
+        if prune:
+            self.store.writer.call(forget)
 
     def succeeded(self, email: str, client: str) -> None:
         """A right password: forget the account's counts (not the address's)."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from hyperdash.server.errors import Throttled
 from hyperdash.server.store import Store, login_failures
-from hyperdash.server.throttle import CLIENT_FREE, MAX_DELAY, PAIR_FREE, Throttle
+from hyperdash.server.throttle import CLIENT_FREE, FORGET_SECONDS, MAX_DELAY, PAIR_FREE, Throttle
 
 
 def _guess(post, n: int, forwarded=None) -> list[int]:
@@ -177,3 +178,52 @@ def test_no_signup_refuses_signups_and_the_admin_adds_accounts(server_factory):
     login = requests.post(server.url + "/api/v1/sessions", json={"email": "new@example.com",
                                                                  "password": "a long password"}, timeout=10)
     assert login.status_code == 200 and login.json()["api_key"]
+
+
+@pytest.mark.postgres
+def test_forgetting_old_counts_never_deadlocks_with_another_process_counting():
+    """Another process revives an hour-old count and then counts the same account as this one,
+    while this one, due to forget old counts, counts a wrong password: neither waits on the other
+    in a cycle (before, the deletion ran in the counting transaction: PostgreSQL broke the
+    deadlock by failing one of them, a 500 and a guess not counted)."""
+    import psycopg
+
+    with fresh_schema() as url:
+        store = Store(url)
+        try:
+            throttle = Throttle(store)
+            now = time.time()
+            old_client = Throttle._keys("x@example.com", "10.0.0.2")
+            old_key = list(old_client)[1]  # the address 10.0.0.2's count, an hour and more old
+            dsn = url.replace("postgresql+psycopg://", "postgresql://")
+            other = psycopg.connect(dsn)  # (another process's transaction)
+            try:
+                other.execute("INSERT INTO login_failures (key, failures, last_at) VALUES (%s, 1, %s)",
+                              (old_key, now - 2 * FORGET_SECONDS))
+                other.commit()
+                other.execute("UPDATE login_failures SET failures = 1, last_at = %s WHERE key = %s", (now, old_key))
+                errors = []
+
+                def count():
+                    try:
+                        throttle.failed("victim@example.com", "10.0.0.1")
+                    except Exception as exc:  # (the failure the test looks for)
+                        errors.append(exc)
+
+                counting = threading.Thread(target=count)
+                counting.start()
+                time.sleep(0.5)  # (its transaction is under way)
+                account = list(Throttle._keys("victim@example.com", "10.0.0.2"))[2]
+                other.execute("INSERT INTO login_failures (key, failures, last_at) VALUES (%s, 1, %s) "
+                              "ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures + 1",
+                              (account, now))
+                other.commit()
+                counting.join(30)
+                assert not counting.is_alive() and errors == []
+            finally:
+                other.close()
+            with store.read() as conn:
+                counts = dict(conn.execute(select(login_failures.c.key, login_failures.c.failures)).all())
+            assert counts[account] == 2 and counts[old_key] == 1
+        finally:
+            store.close()
