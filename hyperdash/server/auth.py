@@ -144,7 +144,7 @@ class Auth(Tokens):
 
         ``client`` is the caller's address (behind a trusted proxy, the one it forwards)."""
         email = email.strip().lower()
-        self.throttle.attempt(email, client)
+        self.throttle.check(email, client)
         if not is_clean(email) or has_surrogates(password):
             row = None  # no account has such an email or password
         else:

@@ -10,12 +10,10 @@ growing wait (capped at ``MAX_DELAY`` seconds):
 The counts live in the store's ``login_failures`` table, so that every server process on one
 database counts the same tries (``--workers 4`` gives a guesser no more of them than one
 process would); a key there is a SHA-256 digest of the email or the address, not the text. A count is forgotten
-``FORGET_SECONDS`` after its last failure, and pruned from the table a while later. A try is
-counted before its password is verified, in the transaction that looked at the counts: tries
-sent all at once are held to the limit as tries one after another are. A right password then
-clears the count of its account and address pair and of its account, and takes back its own
-try from the address's count, never more (an attacker with an account of their own must not
-reset the count of the address they guess from).
+``FORGET_SECONDS`` after its last failure, and pruned from the table a while later. A right
+password clears the count of its account and address pair and of its account, never that of
+the address (an attacker with an account of their own must not reset the count of the address
+they guess from).
 
 Overall, each process hears at most ``OVERALL_BURST`` wrong passwords at once and
 ``OVERALL_RATE`` a second after that (a token bucket, in memory: it guards the process's CPU,
@@ -31,9 +29,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, delete, select
 
-from .dialect import locked, skip_locked, upsert
+from .dialect import skip_locked, upsert
 from .errors import Throttled
 from .store import Store, login_failures
 
@@ -57,8 +55,8 @@ def delay(failures: int, free: int) -> float:
 
 
 class Throttle:
-    """Counts of wrong passwords in ``store``; :meth:`attempt` before verifying one,
-    :meth:`failed` or :meth:`succeeded` after. ``clock`` gives seconds since the epoch (every process on
+    """Counts of wrong passwords in ``store``; ``check`` before verifying one,
+    ``failed``/``succeeded`` after. ``clock`` gives seconds since the epoch (every process on
     the database reads the same)."""
 
     def __init__(self, store: Store, clock: Callable[[], float] = time.time):
@@ -79,56 +77,46 @@ class Throttle:
         return {key("pair", email, client): PAIR_FREE, key("client", client): CLIENT_FREE,
                 key("account", email): ACCOUNT_FREE}
 
-    def attempt(self, email: str, client: str) -> None:
-        """Before a password is verified: raise :class:`Throttled` when any count (or the
-        overall bucket) says wait; else count the try at once, in the same transaction as the
-        look at the counts (tries sent together are each counted before the next is looked at,
-        whichever process takes them). A right password then takes it back (:meth:`succeeded`)."""
+    def check(self, email: str, client: str) -> None:
+        """Raise :class:`Throttled` when any count (or the overall bucket) says wait."""
         now = self._clock()
-        with self._lock:
-            self._refill(now)
-            wait = (1 - self._tokens) / OVERALL_RATE if self._tokens < 1 else 0.0
         keys = self._keys(email, client)
         table = self._table
-        forgotten = now - FORGET_SECONDS
-
-        def look_and_count(conn) -> float:
-            rows = conn.execute(locked(conn, select(table.c.key, table.c.failures, table.c.last_at)
-                                       .where(table.c.key.in_(sorted(keys))).order_by(table.c.key))).all()
-            # (at most MAX_DELAY: a count written by a server whose clock runs ahead waits no longer)
-            # (a count still within its free tries holds no one back, even where another process,
-            # whose clock read a moment later, counted the last try "after" this one began)
-            waits = [last_at + delay(failures, keys[key]) - now for key, failures, last_at in rows
-                     if last_at >= forgotten and failures >= keys[key]]
-            wait = min(MAX_DELAY, max(waits, default=0.0))
-            if wait > 0:
-                return wait
-            # (one statement a key: two processes counting the same key at once both count; the
-            # keys in one order everywhere, so that two such transactions never wait on each other)
-            for key in sorted(keys):
-                conn.execute(upsert(conn, table, ("key",), {"key": key, "failures": 1, "last_at": now}, update={
-                    "failures": case((table.c.last_at < forgotten, 1), else_=table.c.failures + 1),
-                    "last_at": now}))
-            return 0.0
-
-        if wait <= 0:
-            wait = self.store.writer.call(look_and_count)
+        with self.store.read() as conn:
+            rows = conn.execute(select(table.c.key, table.c.failures, table.c.last_at)
+                                .where(table.c.key.in_(list(keys)))).all()
+        # (at most MAX_DELAY: a count written by a server whose clock runs ahead waits no longer)
+        # (a count still within its free tries holds no one back, even where another process,
+        # whose clock read a moment later, wrote it "after" now)
+        wait = min(MAX_DELAY, max((last_at + delay(failures, keys[key]) - now for key, failures, last_at in rows
+                                   if now - last_at <= FORGET_SECONDS and failures >= keys[key]), default=0.0))
+        with self._lock:
+            self._refill(now)
+            if self._tokens < 1:
+                wait = max(wait, (1 - self._tokens) / OVERALL_RATE)
         if wait > 0:
             seconds = math.ceil(wait)
             raise Throttled(f"too many wrong passwords; try again in {seconds} s", retry_after=seconds)
 
     def failed(self, email: str, client: str) -> None:
-        """The password tried was wrong (:meth:`attempt` counted it): it takes a token of the
-        overall bucket; now and then the counts forgotten are deleted."""
+        """Count a wrong password for this account from this address."""
         now = self._clock()
         with self._lock:
             self._refill(now)
             self._tokens -= 1
-        if now - self._pruned_at < PRUNE_INTERVAL:
-            return
-        self._pruned_at = now
         table = self._table
         forgotten = now - FORGET_SECONDS
+        prune = now - self._pruned_at >= PRUNE_INTERVAL
+        if prune:
+            self._pruned_at = now
+
+        def count(conn):
+            # (one statement a key: two processes counting the same key at once both count; the
+            # keys in one order everywhere, so that two such transactions never wait on each other)
+            for key in sorted(self._keys(email, client)):
+                conn.execute(upsert(conn, table, ("key",), {"key": key, "failures": 1, "last_at": now}, update={
+                    "failures": case((table.c.last_at < forgotten, 1), else_=table.c.failures + 1),
+                    "last_at": now}))
 
         def forget(conn):
             # A transaction of its own, passing over the rows another one holds (a count being
@@ -136,20 +124,18 @@ class Throttle:
             old = skip_locked(conn, select(table.c.key).where(table.c.last_at < forgotten).limit(PRUNE_ROWS))
             conn.execute(delete(table).where(table.c.key.in_(old)))
 
-        self.store.writer.call(forget)
+        # (each in a transaction of its own: grouped with another's, its rows would be locked in
+        # an order of no one's choosing, which another process could meet in the reverse)
+        self.store.writer.call(count, alone=True)
+        if prune:
+            self.store.writer.call(forget, alone=True)
 
     def succeeded(self, email: str, client: str) -> None:
-        """A right password: forget the account's counts, and take back the address's try (its
-        count stays)."""
-        pair, address, account = self._keys(email, client)
+        """A right password: forget the account's counts (not the address's)."""
+        pair, _, account = self._keys(email, client)
         table = self._table
-
-        def forget(conn):
-            conn.execute(delete(table).where(table.c.key.in_([pair, account])))
-            conn.execute(update(table).where(table.c.key == address, table.c.failures > 0)
-                         .values(failures=table.c.failures - 1))
-
-        self.store.writer.call(forget)
+        self.store.writer.call(lambda conn: conn.execute(delete(table).where(table.c.key.in_(sorted([pair, account])))),
+                               alone=True)
 
     def _refill(self, now: float) -> None:
         self._tokens = min(float(OVERALL_BURST), self._tokens + max(0.0, now - self._filled_at) * OVERALL_RATE)

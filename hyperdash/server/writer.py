@@ -108,10 +108,12 @@ class Writer:
         self._thread = threading.Thread(target=self._loop, name="hyperdash-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job, size: int | None = None) -> Future:
+    def submit(self, job: Job, size: int | None = None, alone: bool = False) -> Future:
         """Queue ``job``; a Future answered after its commit. With ``size`` (its bytes, roughly)
         it is refused (the Future fails with Unavailable) while the queue is full, unless the
-        queue is empty (so a job bigger than the bound still goes, alone)."""
+        queue is empty (so a job bigger than the bound still goes, alone). ``alone``: in a
+        transaction of its own, never grouped with others (a job that locks rows in an order of
+        its own, which other jobs' rows in the same transaction would upset)."""
         fut: Future = Future()
         with self._lock:  # so that no job lands behind the stop mark
             if self._stopped:
@@ -123,7 +125,7 @@ class Writer:
                                                   retry_after=BUSY_RETRY_AFTER_S))
                     return fut
                 self._queued_bytes += size
-            self._queue.put((job, fut, size))
+            self._queue.put((job, fut, size, alone))
         return fut
 
     @property
@@ -137,9 +139,10 @@ class Writer:
             with self._lock:
                 self._queued_bytes -= item[2]
 
-    def call(self, job: Job, timeout: float | None = 60) -> Any:
-        """Run ``job`` on the writer and wait for its result (for synchronous callers)."""
-        return self.submit(job).result(timeout)
+    def call(self, job: Job, timeout: float | None = 60, alone: bool = False) -> Any:
+        """Run ``job`` on the writer and wait for its result (for synchronous callers);
+        ``alone`` as :meth:`submit` takes it."""
+        return self.submit(job, alone=alone).result(timeout)
 
     def every(self, interval: float, job: Job) -> None:
         """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
@@ -169,12 +172,13 @@ class Writer:
                 if item == ():
                     self._run_periodic(conn)
                     continue
-                group = []
+                group: list[tuple] = []
+                alone: list[tuple] = []
                 done = item is None
                 if not done:
                     self._taken(item)
-                    group.append(item[:2])
-                while len(group) < self.max_group:
+                    (alone if item[3] else group).append(item[:2])
+                while len(group) + len(alone) < self.max_group:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -185,9 +189,11 @@ class Writer:
                     if item == ():  # (a wake-up: the periodic jobs run after the group)
                         continue
                     self._taken(item)
-                    group.append(item[:2])
+                    (alone if item[3] else group).append(item[:2])
                 if group:
                     self._run_group(conn, group)
+                for job in alone:
+                    self._run_group(conn, [job])
                 if done and self._queue.empty():
                     return
                 self._run_periodic(conn)
