@@ -23,8 +23,8 @@ the inner bar's row is reached with ``\n`` and left with cursor-up escapes (``\x
 the row the cursor rests on between updates. A framer follows the cursor over the rows it can
 come back to. A bar's row that ``\n`` leaves is held until what comes next shows whether the
 cursor climbs back to it (or :data:`HOLD_SECONDS` pass). A cursor-up is followed only from a
-row drawn from a ``\r``, as a bar draws it; a program's own (text, then ``\x1b[A``) stays in
-its line as written. ``\n`` onto a live row below moves there, ending nothing. The rows above
+row a bar drew from a ``\r`` (its state a bar's: tqdm's ends in ``]``; or erased); a program's
+own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a live row below moves there, ending nothing. The rows above
 the one the cursor climbs to are never drawn again: each becomes a line; so do all of them when
 a line of plain text ends below them, and at the stream's end. An erased row leaves nothing.
 The progress state is the topmost bar's (the outer bar: the whole job's progress). Text written
@@ -298,8 +298,10 @@ class LineFramer:
             self._arrived = True
             return
         row, self._pending = self._pending, b""
-        if _redrawn(row):  # a bar's row: the cursor may come back up to it
-            self._above.append(_compact(row))
+        if _redrawn(row) or (self._climbed and not visible_text(row)):
+            # a bar's row, or a blank one passed over on the way down to a bar's (drawn later):
+            # the cursor may come back up to it
+            self._above.append(_compact(row) if row else row)
             self._held_since = self._clock()
             return
         # a line of its own below every live row: they are done, and it is a line
@@ -315,7 +317,10 @@ class LineFramer:
         """A cursor-up: followed where a bar drew the row it leaves (from a \r, as tqdm's
         climb back from a nested bar's row); else it stays in the text as written (a program's
         own use of it), and the live rows are done."""
-        if not (self._drawn or self._climbing):
+        state = visible_text(self._pending)
+        # (from a row a bar drew from \r: its state is a bar's, tqdm's ends in "]", or erased)
+        bar = self._drawn and (not state or state.rstrip().endswith(b"]"))
+        if not (bar or self._climbing):
             self._landed()
             self._trim(0)
             self._write(escape, out)

@@ -252,9 +252,10 @@ def test_nested_bars_frame_alike_however_their_bytes_are_cut():
 
 def test_a_print_between_two_redraws_of_nested_bars_is_a_line_of_its_own():
     framer = LineFramer(progress_interval=0)
-    out = lines_of(framer.feed(b"\router 0/2\n\rinner 1/5\x1b[A"))  # the cursor is back on the outer bar's row
+    # (tqdm's states, which end in "]"; the cursor is then back on the outer bar's row)
+    out = lines_of(framer.feed(b"\router 0/2 [00:00]\n\rinner 1/5 [00:00]\x1b[A"))
     out += lines_of(framer.feed(b"loss 0.25\n"))  # written over it, as a terminal would show it
-    out += lines_of(framer.feed(b"\rinner 2/5\x1b[A"))
+    out += lines_of(framer.feed(b"\rinner 2/5 [00:00]\x1b[A"))
     out += lines_of(framer.flush())
     assert [blob for kind, blob in out if kind == LINES][0] == b"loss 0.25"
 
@@ -347,8 +348,9 @@ def test_a_cursor_up_a_program_prints_itself_loses_no_text():
         stream.write("end\n")
 
     lines, _ = _frame_tqdm(glued)
-    text = b"\n".join(lines)
-    assert all(f"A{i} ".encode() in text and f" B{i}".encode() in text for i in range(3)), lines
+    # each print whole, in order, as written (the escape kept): it follows no bar's row
+    printed = [next(k for k, line in enumerate(lines) if f"A{i} \x1b[A B{i}".encode() in line) for i in range(3)]
+    assert printed == sorted(printed), lines
     assert lines[-1] == b"end"
 
     def replace_the_bar(stream):  # a line that replaces the finished bar above it
@@ -359,3 +361,25 @@ def test_a_cursor_up_a_program_prints_itself_loses_no_text():
 
     lines, _ = _frame_tqdm(replace_the_bar)
     assert lines[0].startswith(b"download: 100%") and lines[1:] == [b"\x1b[1A\x1b[2Kdownload complete", b"next step"]
+
+
+def test_bars_redrawn_in_any_order_after_a_write_leave_no_copy_of_the_outer_bar():
+    """Three bars; after each tqdm.write they are redrawn outer, innermost, middle (tqdm's
+    order varies): passing the middle bar's blank row on the way down ends nothing."""
+    clear = b"\r" + b" " * 30
+    outer, middle, inner = b"\rL0 0/2 [00:00]", b"\rL1 0/3 [00:00]", b"\rL2 0/5 [00:00]"
+
+    def clear_all():
+        return [clear, b"\r", b"\n\n", clear, b"\r", b"\x1b[A\x1b[A", b"\n", clear, b"\r", b"\x1b[A"]
+
+    def redraw():
+        return [outer, b"\n\n", inner, b"\x1b[A\x1b[A", b"\n", middle, b"\x1b[A"]
+
+    writes = [outer, b"\n", middle, b"\x1b[A", b"\n\n", inner, b"\x1b[A\x1b[A"]
+    writes += clear_all() + [b"MSG1", b"\n"] + redraw()
+    writes += [b"\n\n", clear, b"\x1b[A\x1b[A", b"\n\n", inner, b"\x1b[A\x1b[A"]
+    writes += clear_all() + [b"MSG2", b"\n"] + redraw()
+    writes += [b"\n\n", clear, b"\x1b[A\x1b[A", b"\n", clear, b"\x1b[A", b"\rL0 2/2 [00:01]", b"\n", b"END\n"]
+    framer = LineFramer(progress_interval=0)
+    pieces = [piece for write in writes for piece in lines_of(framer.feed(write))] + lines_of(framer.flush())
+    assert [blob for kind, blob in pieces if kind == LINES] == [b"MSG1", b"MSG2", b"L0 2/2 [00:01]", b"END"]
