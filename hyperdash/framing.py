@@ -24,9 +24,10 @@ the row the cursor rests on between updates. A framer follows the cursor over th
 come back to. A bar's row that ``\n`` leaves is held until what comes next shows whether the
 cursor climbs back to it (or :data:`HOLD_SECONDS` pass). A cursor-up is followed only from a
 row a bar drew from a ``\r`` (its state a bar's: tqdm's ends in ``]``; or erased); a program's
-own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a live row below moves there, ending nothing. The rows above
-the one the cursor climbs to are never drawn again: each becomes a line; so do all of them when
-a line of plain text ends below them, and at the stream's end. An erased row leaves nothing.
+own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a live row below moves
+there, ending nothing. The rows above the one the cursor climbs to are never drawn again: each
+becomes a line; so do all of them when a line of plain text ends below them, and at the
+stream's end. An erased row leaves nothing.
 The progress state is the topmost bar's (the outer bar: the whole job's progress). Text written
 where the cursor came back to before any ``\r`` (a print between two redraws) is a line of its
 own, and what a redraw replaces there is kept as a line unless it is a bar's state (it ends with

@@ -124,18 +124,20 @@ class Throttle:
             old = skip_locked(conn, select(table.c.key).where(table.c.last_at < forgotten).limit(PRUNE_ROWS))
             conn.execute(delete(table).where(table.c.key.in_(old)))
 
-        # (each in a transaction of its own: grouped with another's, its rows would be locked in
-        # an order of no one's choosing, which another process could meet in the reverse)
-        self.store.writer.call(count, alone=True)
+        # (where processes share the database, each in a transaction of its own: grouped with
+        # another's, its rows would be locked in an order of no one's choosing, which another
+        # process could meet in the reverse; SQLite's one writing process locks no rows)
+        alone = self.store.shared
+        self.store.writer.call(count, alone=alone)
         if prune:
-            self.store.writer.call(forget, alone=True)
+            self.store.writer.call(forget, alone=alone)
 
     def succeeded(self, email: str, client: str) -> None:
         """A right password: forget the account's counts (not the address's)."""
         pair, _, account = self._keys(email, client)
         table = self._table
         self.store.writer.call(lambda conn: conn.execute(delete(table).where(table.c.key.in_(sorted([pair, account])))),
-                               alone=True)
+                               alone=self.store.shared)
 
     def _refill(self, now: float) -> None:
         self._tokens = min(float(OVERALL_BURST), self._tokens + max(0.0, now - self._filled_at) * OVERALL_RATE)
