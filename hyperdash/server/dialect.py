@@ -270,15 +270,6 @@ def byte_length(conn: Connection, column):
     return func.length(cast(column, LargeBinary))
 
 
-def locked(conn: Connection, query: Select) -> Select:
-    """``query`` made to lock the rows it selects until this transaction ends (another process
-    that wants them waits): ``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's one writer runs
-    one transaction at a time already."""
-    if conn.dialect.name == "postgresql":
-        return query.with_for_update()
-    return query
-
-
 def skip_locked(conn: Connection, query: Select) -> Select:
     """``query`` made to lock the rows it selects for this transaction, passing over rows that
     another transaction holds (a work queue shared by several server processes).

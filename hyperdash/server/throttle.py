@@ -85,9 +85,8 @@ class Throttle:
         with self.store.read() as conn:
             rows = conn.execute(select(table.c.key, table.c.failures, table.c.last_at)
                                 .where(table.c.key.in_(list(keys)))).all()
-        # (at most MAX_DELAY: a count written by a server whose clock runs ahead waits no longer)
-        # (a count still within its free tries holds no one back, even where another process,
-        # whose clock read a moment later, wrote it "after" now)
+        # At most MAX_DELAY, and none for a count still within its free tries: a count written by
+        # a process whose clock runs ahead, or read a moment later, makes no one wait longer.
         wait = min(MAX_DELAY, max((last_at + delay(failures, keys[key]) - now for key, failures, last_at in rows
                                    if now - last_at <= FORGET_SECONDS and failures >= keys[key]), default=0.0))
         with self._lock:
