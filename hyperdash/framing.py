@@ -93,6 +93,11 @@ def _redrawn(row: bytes) -> bool:
     return not (earlier and _ERASED.fullmatch(earlier[-1]))
 
 
+def _bar_state(state: bytes) -> bool:
+    """Whether a row's visible state is a bar's as tqdm draws it (its times end in ``]``)."""
+    return state.rstrip().endswith(b"]")
+
+
 def _compact(row: bytes) -> bytes:
     """A redrawn row reduced to its last two states (what :func:`visible_text` and
     :func:`_redrawn` look at), with the ``\r`` after them that makes the next text a new one."""
@@ -266,7 +271,7 @@ class LineFramer:
             text = text[at:]
             self._arrived = False
             state = visible_text(self._pending)
-            if not state.rstrip().endswith(b"]"):
+            if not _bar_state(state):
                 # what a redraw is about to replace is no bar's state (text glued on after one,
                 # say): it is kept as a line
                 self._done.append(state)
@@ -320,7 +325,7 @@ class LineFramer:
         own use of it), and the live rows are done."""
         state = visible_text(self._pending)
         # (from a row a bar drew from \r: its state is a bar's, tqdm's ends in "]", or erased)
-        bar = self._drawn and (not state or state.rstrip().endswith(b"]"))
+        bar = self._drawn and (not state or _bar_state(state))
         if not (bar or self._climbing):
             self._landed()
             self._trim(0)

@@ -350,7 +350,7 @@ relay_facts = Table(
 )
 
 # Wrong passwords counted per key (throttle.py): an account, a client address, or the two; the
-# key is a digest, so that no email or address is kept for it. Shared by every server process.
+# key is a SHA-256 digest of them, not their text. Shared by every server process.
 login_failures = Table(
     "login_failures", metadata,
     Column("key", String(64), primary_key=True),
