@@ -222,8 +222,10 @@ async def login(request: Request) -> Response:
         return _login_form(request, status_code=401, email=email, target=target,
                            error="Wrong email or password.")
     except Throttled as exc:
-        return _login_form(request, status_code=429, email=email, target=target,
-                           error=f"Too many wrong passwords. Try again in {exc.retry_after} s.")
+        response = _login_form(request, status_code=429, email=email, target=target,
+                               error=f"Too many wrong passwords. Try again in {exc.retry_after} s.")
+        response.headers.update(exc.headers or {})  # Retry-After, as the API says it
+        return response
     return _signed_in(request, user, target)
 
 

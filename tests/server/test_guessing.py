@@ -4,6 +4,7 @@ from trusted proxies; sign-up can be closed, with accounts made by the admin ins
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -50,6 +51,22 @@ def test_forty_emails_from_one_address_get_throttled(client):
     # The throttle holds for a real account from that address too, and says when to come back.
     resp = client.post("/api/v1/sessions", json={"email": api.email, "password": api.password})
     assert resp.status_code == 429 and 1 <= int(resp.headers["retry-after"]) <= MAX_DELAY
+
+
+def test_the_sign_in_form_says_when_to_try_again(client):
+    # The dashboard's form answered 429 without the Retry-After that the API's throttle sends.
+    api = Api(client)
+    auth = client.app.state.auth
+    auth.throttle = Throttle(auth.store, clock=lambda: 1000.0)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    codes = []
+    for _ in range(PAIR_FREE + 1):
+        resp = client.post("/login", data={"email": api.email, "password": "not the password", "csrf_token": token},
+                           follow_redirects=False)
+        codes.append(resp.status_code)
+    assert codes == [401] * PAIR_FREE + [429]
+    wait = int(resp.headers["retry-after"])
+    assert 1 <= wait <= MAX_DELAY and f"Try again in {wait} s." in resp.text
 
 
 @pytest.fixture
