@@ -50,11 +50,12 @@ from .tokens import ACCESS_TOKEN_DAYS, SESSION_DAYS, Tokens, User
 
 __all__ = ["Auth", "User", "WrongCredentials", "Throttled", "SESSION_COOKIE", "CSRF_HEADER", "SESSION_DAYS",
            "ACCESS_TOKEN_DAYS", "LOCAL_EMAIL", "current_user", "optional_user", "refused_key", "cookie_settings",
-           "MIN_PASSWORD_CHARS", "SignupClosed"]
+           "MIN_PASSWORD_CHARS", "MAX_EMAIL_CHARS", "SignupClosed"]
 
 SESSION_COOKIE = "hyperdash_session"
 CSRF_HEADER = "x-csrf-token"
 LOCAL_EMAIL = "local@localhost"
+MAX_EMAIL_CHARS = 320  # the most an email address may have (RFC 3696)
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -98,7 +99,7 @@ class Auth(Tokens):
             if has_surrogates(password or ""):
                 raise BadRequest("the password holds a lone surrogate (not valid Unicode text)",
                                  code="invalid_password")
-            if not _EMAIL.match(email) or len(email) > 320:
+            if len(email) > MAX_EMAIL_CHARS or not _EMAIL.match(email):
                 raise BadRequest(f"not an email address: {email!r}", code="invalid_email")
             if password is None or len(password) < MIN_PASSWORD_CHARS:
                 raise BadRequest(

@@ -1,6 +1,7 @@
 """The server's one exception hierarchy, and the handlers that turn every error into JSON.
 
 Every error reply is ``{"code": "...", "message": "..."}``; nothing a client sends gets a 500.
+A message quotes at most ``MAX_MESSAGE_CHARS`` characters, whatever the client sent.
 """
 
 from __future__ import annotations
@@ -15,9 +16,21 @@ from ..events import API_KEY_REQUIRED
 from .views import JSONReply
 
 __all__ = ["ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-           "TooLarge", "Throttled", "Unavailable", "install_handlers"]
+           "TooLarge", "Throttled", "Unavailable", "MAX_MESSAGE_CHARS", "install_handlers"]
 
 log = logging.getLogger("hyperdash.server")
+
+# The longest message a reply carries: messages quote what clients send (an email, a status, a
+# type), which may be megabytes; a longer one loses its middle.
+MAX_MESSAGE_CHARS = 500
+
+
+def _capped(message: str) -> str:
+    """``message``, its middle cut out when it is longer than ``MAX_MESSAGE_CHARS``."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    half = (MAX_MESSAGE_CHARS - 1) // 2
+    return f"{message[:half]}…{message[-half:]}"
 
 
 class ApiError(Exception):
@@ -28,6 +41,7 @@ class ApiError(Exception):
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
                  headers: dict[str, str] | None = None, details: dict | None = None):
+        message = _capped(message)
         super().__init__(message)
         self.message = message
         self.details = details  # more fields of the reply, beside code and message
@@ -158,14 +172,14 @@ def install_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError):
         kinds = {err.get("type") for err in exc.errors()}
         code = "invalid_json" if "json_invalid" in kinds else "invalid_request"
-        return JSONReply({"code": code, "message": _describe_validation(exc)}, status_code=400)
+        return BadRequest(_describe_validation(exc), code=code).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return JSONReply({"code": code, "message": message}, status_code=exc.status_code,
-                              headers=getattr(exc, "headers", None))
+        return ApiError(message, code=code, status=exc.status_code,
+                        headers=getattr(exc, "headers", None)).response()
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

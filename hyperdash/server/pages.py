@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 
 from .. import events as ev
-from .auth import SESSION_COOKIE, User, WrongCredentials, cookie_settings
+from .auth import MAX_EMAIL_CHARS, SESSION_COOKIE, User, WrongCredentials, cookie_settings
 from .errors import NotFound, Throttled
 from .queries import find_run, log_lines, run_detail
 from .run_refs import UUID_CHARS, AmbiguousRun, full_run_uuid, is_uuid_prefix
@@ -183,7 +183,8 @@ def _forbidden(request: Request, message: str) -> Response:
 def _login_form(request: Request, *, status_code: int = 200, error: str | None = None,
                 email: str = "", target: str = "/") -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = render(request, "login.html", status_code=status_code, error=error, email=email,
+    # (what was typed is shown again, but no more than an email address can be)
+    response = render(request, "login.html", status_code=status_code, error=error, email=email[:MAX_EMAIL_CHARS],
                       next=_safe_next(target), login_csrf=token)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
                         secure=request.url.scheme == "https", max_age=3600)

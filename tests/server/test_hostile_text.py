@@ -124,3 +124,37 @@ def test_log_download_of_any_name(api, name, fallback):
         assert run[:8] in plain
     encoded = re.search(r"filename\*=UTF-8''(\S+)", disposition).group(1)
     assert unquote(encoded) == f"{name}.txt"
+
+
+HUGE = "a" * (10 * 1024 * 1024)  # 10 MB, within the body limit
+HUGE_IN_URL = "a" * 8000  # about what a URL may carry
+
+
+@pytest.mark.parametrize("method,path,kwargs,words", [
+    pytest.param("post", "/api/v1/users", {"json": {"email": HUGE, "password": "s3cret-password"}},
+                 "not an email address", id="signup email"),
+    pytest.param("get", "/api/v1/runs", {"params": {"status": HUGE_IN_URL}}, "unknown status", id="status query"),
+    pytest.param("get", f"/api/v1/runs/{HUGE_IN_URL}", {}, "no run", id="run uuid in the path"),
+    pytest.param("post", "/api/v1/sdk/http", {"json": [{"type": HUGE, "timestamp": 1, "sdk_run_uuid": str(uuid.uuid4()),
+                                                        "payload": {}}]}, "unknown event type", id="event type"),
+    pytest.param("post", "/api/v1/notify/channels", {"json": {"kind": HUGE, "settings": {}}}, "unknown channel kind",
+                 id="channel kind"),
+    pytest.param("post", "/api/v1/notify/channels", {"json": {"kind": "ntfy", "settings": {HUGE: 1}}}, "no setting",
+                 id="channel setting name"),
+])
+def test_error_replies_never_echo_what_was_sent_in_full(api, method, path, kwargs, words):
+    # A 10 MB email at sign-up came back whole in the 400's message; so did other fields.
+    resp = getattr(api.client, method)(path, headers=api.headers, **kwargs)
+    assert 400 <= resp.status_code < 500, resp.text[:300]
+    message = resp.json()["message"]
+    assert len(resp.content) < 1000 and words in message and "\n" not in message, message
+
+
+def test_the_sign_in_form_shows_no_more_of_a_huge_email_than_an_email_can_be(client):
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    # (a form field over 1 MB is refused before it reaches the form's code)
+    resp = client.post("/login", data={"email": HUGE[:100_000], "password": "not the password", "csrf_token": token},
+                       follow_redirects=False)
+    assert resp.status_code == 401 and "Wrong email or password." in resp.text
+    assert len(resp.content) < len(form.content) + 1000
