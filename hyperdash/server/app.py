@@ -16,7 +16,7 @@ from . import __version__
 from .api import ingest, ingest_openapi
 from .api import router as api_router
 from .auth import Auth
-from .errors import ApiError, TooLarge, install_handlers, unexpected_reply
+from .errors import DATABASE_DOWN, ApiError, TooLarge, database_down, install_handlers, unexpected_reply
 from .ingest import RunCache, mark_lost
 from .live import Hub
 from .notify.keys import stored_vapid_keys
@@ -24,7 +24,7 @@ from .notify.outbox import NotifyConfig, purge_outbox
 from .notify.subscriber import OutboxSubscriber
 from .notify.worker import DeliveryWorker
 from .notify_api import router as notify_router
-from .pages import router
+from .pages import error_page, router
 from .retention import TIDY_INTERVAL_S, checked_keep_days, tidy_job
 from .share_api import page_router as share_page_router
 from .share_api import router as share_api_router
@@ -155,6 +155,8 @@ async def _ingest_app(scope, receive, send) -> None:
         response = await ingest(Request(scope, receive))
     except ApiError as exc:
         response = exc.response()
+    except DATABASE_DOWN as exc:  # (checking the API key reads the database)
+        response = database_down(exc).response()
     except Exception as exc:
         response = unexpected_reply(exc)
     await response(scope, receive, send)
@@ -243,7 +245,7 @@ def create_app(db_url: str | None = None, lost_timeout: float | None = None,
     app.state.run_cache = cache
     app.state.keep_days = keep_days
     app.state.public_url = None  # the dashboard's address when set (serve() sets it), for shared links
-    install_handlers(app)
+    install_handlers(app, page=error_page)
     app.add_middleware(BodyLimit)
     app.include_router(api_router)
     app.include_router(stop_router)

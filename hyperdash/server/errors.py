@@ -1,28 +1,38 @@
 """The server's one exception hierarchy, and the handlers that turn every error into JSON.
 
 Every error reply is ``{"code": "...", "message": "..."}``; nothing a client sends gets a 500.
-A message quotes at most ``MAX_MESSAGE_CHARS`` characters, whatever the client sent.
+A message quotes at most ``MAX_MESSAGE_CHARS`` characters, whatever the client sent. A database
+out of reach (or too busy to answer) is a 503 with ``Retry-After`` on every route: a page that
+says so on the dashboard's, JSON on the API's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from ..events import API_KEY_REQUIRED
 from .views import JSONReply
 
 __all__ = ["ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-           "TooLarge", "Throttled", "Unavailable", "MAX_MESSAGE_CHARS", "install_handlers"]
+           "TooLarge", "Throttled", "Unavailable", "DATABASE_DOWN", "MAX_MESSAGE_CHARS", "database_down",
+           "install_handlers"]
 
 log = logging.getLogger("hyperdash.server")
 
 # The longest message a reply carries: messages quote what clients send (an email, a status, a
 # type), which may be megabytes; a longer one loses its middle.
 MAX_MESSAGE_CHARS = 500
+
+# Errors of the database rather than of the request or of this code: a connection refused or
+# dropped, a database gone or too busy (a lock, a deadlock). The same request may work shortly.
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def _capped(message: str) -> str:
@@ -99,6 +109,14 @@ class Unavailable(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+def database_down(exc: Exception) -> Unavailable:
+    """The 503 for a :data:`DATABASE_DOWN` error, which is logged in one line (no traceback:
+    while the database is away, every request meets it)."""
+    cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    log.error("the database failed: %s", cause[0] if cause else type(exc).__name__)
+    return Unavailable("the database is unavailable; try again in a few seconds")
+
+
 class Throttled(ApiError):
     """Too many attempts; ``retry_after`` seconds until the next one is heard."""
 
@@ -161,8 +179,11 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Make every error, ours or the framework's, a JSON ``{"code", "message"}`` reply."""
+def install_handlers(app: FastAPI, page: Callable[[Request, ApiError], Response] | None = None) -> None:
+    """Make every error, ours or the framework's, a JSON ``{"code", "message"}`` reply.
+
+    ``page(request, error)``, when given, answers a database out of reach outside ``/api/``:
+    a dashboard page that says so, for a person in a browser."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
@@ -180,6 +201,15 @@ def install_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return ApiError(message, code=code, status=exc.status_code,
                         headers=getattr(exc, "headers", None)).response()
+
+    async def _database(request: Request, exc: Exception):
+        error = database_down(exc)
+        if page is not None and not request.url.path.startswith("/api/"):
+            return page(request, error)
+        return error.response()
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

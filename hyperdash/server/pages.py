@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -25,12 +26,12 @@ from starlette.staticfiles import StaticFiles
 
 from .. import events as ev
 from .auth import MAX_EMAIL_CHARS, SESSION_COOKIE, User, WrongCredentials, cookie_settings
-from .errors import NotFound, Throttled
+from .errors import ApiError, NotFound, Throttled
 from .queries import find_run, log_lines, run_detail
 from .run_refs import UUID_CHARS, AmbiguousRun, full_run_uuid, is_uuid_prefix
 from .text import is_clean
 
-__all__ = ["router", "CONTENT_SECURITY_POLICY", "LOGIN_CSRF_COOKIE", "STATIC_DIR", "TEMPLATE_DIR"]
+__all__ = ["router", "error_page", "CONTENT_SECURITY_POLICY", "LOGIN_CSRF_COOKIE", "STATIC_DIR", "TEMPLATE_DIR"]
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -130,6 +131,16 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     context.setdefault("csrf_token", None)
     return templates.TemplateResponse(request, template, context, status_code=status_code,
                                       headers=PAGE_HEADERS)
+
+
+def error_page(request: Request, error: ApiError) -> Response:
+    """A page that says what went wrong (``error``'s status, headers and message), for a person
+    in a browser."""
+    message = error.message[:1].upper() + error.message[1:] + "."
+    response = render(request, "not_found.html", status_code=error.status,
+                      title=HTTPStatus(error.status).phrase, message=message)
+    response.headers.update(error.headers or {})
+    return response
 
 
 # --- sessions -----------------------------------------------------------------------------------

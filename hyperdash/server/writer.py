@@ -23,9 +23,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from .errors import Unavailable
+from .errors import DATABASE_DOWN, Unavailable
 
 __all__ = ["Writer", "Job", "DEFAULT_MAX_QUEUED_BYTES", "BUSY_RETRY_AFTER_S", "Failures"]
 
@@ -252,7 +251,7 @@ class Writer:
             fut.set_result(result)
 
     def _rolled_back(self, exc: Exception) -> None:
-        if isinstance(exc, (OperationalError, InterfaceError)):
+        if isinstance(exc, DATABASE_DOWN):
             self.unreachable_at = time.time_ns() // 1_000_000
         if self.on_rollback is not None:
             self.on_rollback()

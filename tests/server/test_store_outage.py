@@ -1,8 +1,10 @@
 """A PostgreSQL that goes out of reach and comes back: the time it was away is not silence of
-the runs (their jobs sent all along, answered with errors), so none is marked lost for it."""
+the runs (their jobs sent all along, answered with errors), so none is marked lost for it; and
+every request meanwhile is told to come back (503, Retry-After), the dashboard's with a page."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -14,7 +16,9 @@ from fastapi.testclient import TestClient
 from pg_schema import fresh_schema
 from server_helpers import Api, env
 
+from hyperdash.events import AUTH_HEADER, INGEST_PATH
 from hyperdash.server.app import create_app
+from hyperdash.server.auth import SESSION_COOKIE
 
 pytestmark = pytest.mark.postgres
 
@@ -128,3 +132,46 @@ def test_the_time_the_database_was_away_is_not_silence_of_the_runs(outage, caplo
         while api.json(f"/api/v1/runs/{run}")["status"] != "lost":
             assert time.monotonic() < deadline, "the silent run was never marked lost"
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", ["cut", "refused"])
+def test_requests_while_the_database_is_out_of_reach_are_told_to_come_back(outage, how):
+    # Signing in (API or dashboard) while PostgreSQL was out of reach answered 500; every route
+    # now answers 503 with Retry-After: one line for the API, a page for a person.
+    db_url, proxy = outage
+    client = TestClient(create_app(db_url), raise_server_exceptions=False)
+    with client:
+        api = Api(client)
+        unused_key = client.post("/api/v1/users/api_keys", headers=api.headers, json={"name": "k"}).json()["api_key"]
+        auth = client.app.state.auth
+        session, _csrf = auth.create_browser_session(auth.authenticate(api.email, api.password).id)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+        if how == "cut":
+            proxy.cut()  # connections dropped, new ones closed at once
+        else:
+            proxy.close()  # nothing listens: connections refused
+        credentials = {"email": api.email, "password": api.password}
+        replies = {
+            "login": client.post("/api/v1/sessions", json=credentials),
+            "runs": client.get("/api/v1/runs", headers=api.headers),
+            "ingest": client.post(INGEST_PATH, headers={AUTH_HEADER: unused_key},
+                                  json=[env("run_started", str(uuid.uuid4()), {"job_name": "j"}, seq=1)]),
+        }
+        for what, resp in replies.items():
+            assert resp.status_code == 503, (what, resp.text)
+            assert int(resp.headers["retry-after"]) > 0
+            assert resp.json() == {"code": "unavailable",
+                                   "message": "the database is unavailable; try again in a few seconds"}
+        form = client.post("/login", data={**credentials, "csrf_token": token}, follow_redirects=False)
+        client.cookies.set(SESSION_COOKIE, session)
+        for what, resp in {"sign-in form": form, "runs page": client.get("/")}.items():
+            assert resp.status_code == 503, (what, resp.text)
+            assert int(resp.headers["retry-after"]) > 0 and resp.headers["content-type"].startswith("text/html")
+            assert "The database is unavailable; try again in a few seconds." in resp.text, what
+        if how == "cut":  # ...and back to work once the database is
+            proxy.mend()
+            deadline = time.monotonic() + 10
+            while (resp := client.post("/api/v1/sessions", json=credentials)).status_code == 503:
+                assert time.monotonic() < deadline, resp.text
+                time.sleep(0.2)
+            assert resp.status_code == 200, resp.text
