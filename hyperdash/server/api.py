@@ -616,7 +616,9 @@ async def run_events_stream(
     after: int | None = Query(None, ge=0, le=MAX_ID, description="resume after this seq (or send Last-Event-ID)"),
 ):
     """Server-sent events of one run: ``log``, ``metric``, ``param`` and ``status``, each with
-    ``id: <seq>``. Starts with the run's status, then what came after the resume point."""
+    ``id: <seq>``, the highest seq sent so far. Starts with the run's status, then what is stored
+    after the resume point, then each event as it is stored, in commit order: one stored late (its
+    seq below others sent) comes too, as may a copy of one just sent from the store."""
     state = _state(request)
     user = await run_in_threadpool(current_user, request)
     checked(run_uuid, "the run uuid")
@@ -665,16 +667,15 @@ def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
                     continue
                 chunk = []
                 for seq, name, data in events:
-                    if name in ("status", "alert"):  # (not numbered events of their own)
-                        if name == "status" and shown is not None:
-                            data = shown(data)
-                        chunk.append(sse(name, data, max(last, seq)))
-                        last = max(last, seq)
-                    elif seq > last:
-                        chunk.append(sse(name, data, seq))
-                        last = seq
-                if chunk:
-                    yield b"".join(chunk)
+                    if name == "status" and shown is not None:
+                        data = shown(data)
+                    # Every event goes out, one with a seq at or below ``last`` too: stored after a
+                    # later seq (an older batch retried, another process's commit), it is new to the
+                    # page, which places it and drops a copy of what the backlog sent. Its id stays the
+                    # highest seq sent, where a reconnection resumes.
+                    last = max(last, seq)
+                    chunk.append(sse(name, data, last))
+                yield b"".join(chunk)
         finally:
             sub.close()
 

@@ -6,7 +6,8 @@ store's dispatcher, :mod:`hyperdash.server.announce`; on PostgreSQL the relay of
 commit order): it gets each commit's facts on its subscription's thread and hands them to the
 event loop, where
 they become the streams' JSON, and only for streams somebody follows. A run's stream gets its
-``log``, ``metric`` and ``param`` events in seq order (and ``alert`` when a rule fired), then a
+``log``, ``metric`` and ``param`` events (and ``alert`` when a rule fired) in seq order within
+each commit, commit after commit (an older batch stored late comes late), then a
 ``status`` with the run when the run was created or its state changed (stalled or resumed too);
 the account's stream gets a ``run`` event then (and a ``deleted`` one with the uuid of a run
 deleted, whose own streams end). A

@@ -89,6 +89,21 @@ def test_run_stream_follows_and_resumes(live):
     by_query.close()
 
 
+def test_run_stream_sends_a_line_stored_after_a_later_one(live):
+    # An older batch retried after a newer one went: its lines are new to whoever follows.
+    server, client, headers = live
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "late"}, seq=1)])
+    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
+    stream.take(1)
+    post(client, headers, [log(run, 4, "three"), log(run, 5, "four")])
+    post(client, headers, [log(run, 2, "one"), log(run, 3, "two")])
+    got = stream.take(4)
+    # Each id is the highest seq sent, where a reconnection resumes.
+    assert [(e["data"]["seq"], e["id"]) for e in got] == [(4, "4"), (5, "5"), (2, "5"), (3, "5")]
+    stream.close()
+
+
 def test_run_stream_reports_status_changes(live):
     server, client, headers = live
     run = str(uuid.uuid4())

@@ -281,6 +281,53 @@ export class LogView {
     return fresh.filter((line) => !erases(line)).length;
   }
 
+  /**
+   * Lines at or below maxSeq that came late (an older batch stored after a newer one, or stored
+   * while the stream was connecting), each as a row of its own in its seq place. A line a row of
+   * its stream already holds is a copy, and lines above the rows are fetched on scroll.
+   * @param {Line[]} lines in seq order
+   */
+  placeLate(lines) {
+    let placed = 0;
+    for (const line of lines) {
+      if (erases(line) || (line.seq < this.minSeq && this.hasOlder) || this.holds(line)) continue;
+      const next = this.rows.children[this.rowsUpTo(line.seq)] || null;
+      this.rows.insertBefore(this.build([line]), next);
+      this.minSeq = Math.min(this.minSeq, line.seq);
+      placed++;
+    }
+    // Followed, the tail trims the top; otherwise the rows below the one being read go.
+    if (placed && !this.following) this.trim(false);
+  }
+
+  /**
+   * How many rows begin at or before `seq` (rows are in seq order of their first lines).
+   * @param {number} seq
+   */
+  rowsUpTo(seq) {
+    let low = 0;
+    let high = this.rowCount;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (this.state(this.rows.children[mid]).firstSeq <= seq) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /**
+   * Whether the line is shown: the last row of its stream that begins at or before it reaches
+   * it (a row holds consecutive lines of one stream, so it is one of them).
+   * @param {Line} line
+   */
+  holds(line) {
+    for (let i = this.rowsUpTo(line.seq) - 1; i >= 0; i--) {
+      const state = this.state(this.rows.children[i]);
+      if (state.stream === line.stream) return state.seq >= line.seq;
+    }
+    return false;
+  }
+
   /** @param {Line[]} lines */
   prepend(lines) {
     if (!lines.length) return;
@@ -506,6 +553,21 @@ export class LogView {
     this.scheduleFlush();
   }
 
+  /**
+   * Read the newest lines again once the stream follows the run (at each connection): one
+   * stored late, below the seq the stream resumed after, while it was not following would
+   * come no other way. They merge like live lines, copies dropped.
+   */
+  async catchUp() {
+    if (this.mode !== 'tail') return;
+    try {
+      const lines = await this.fetchLines({ tail: FIRST_PAGE });
+      if (this.mode === 'tail') lines.forEach((line) => this.push(line));
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+
   scheduleFlush() {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -521,6 +583,12 @@ export class LogView {
 
   flush() {
     if (this.busy || !this.queue.length) return;
+    // Lines come in the order they were stored, which is not always seq order; each copy (the
+    // stream may repeat what the page fetched) is dropped here or by placeLate.
+    const lines = this.queue.sort((a, b) => a.seq - b.seq)
+      .filter((line, i, all) => i === 0 || line.seq !== all[i - 1].seq);
+    this.queue = lines.filter((line) => line.seq > this.maxSeq);
+    this.placeLate(lines.filter((line) => line.seq <= this.maxSeq));
     if (this.queueOverflowed && this.atTail) {
       // More lines came than are held: the ones between are fetched again.
       this.queue = [];
@@ -542,9 +610,8 @@ export class LogView {
       this.updateJump();
       return;
     }
-    const lines = this.queue;
+    const added = this.append(this.queue);
     this.queue = [];
-    const added = this.append(lines);
     if (this.following) {
       this.trim(true);
       this.scrollToBottom();

@@ -229,6 +229,7 @@ const trouble = new Trouble({
 });
 
 let connections = 0;
+let following = false; // the run's stream has sent its first event since it connected
 
 // --- start --------------------------------------------------------------------------------------
 
@@ -247,12 +248,21 @@ async function start() {
     log: (line) => log.push(line),
     metric: (point) => chartsOf(point).point(point),
     param: (data) => addParams(data),
-    status: (data) => updateRun(data),
+    status: (data) => {
+      updateRun(data);
+      // Each connection's first event comes once the stream follows the run: lines stored late
+      // before then, below the seq it resumed after, are read again.
+      if (!following) log.catchUp();
+      following = true;
+    },
     alert: (firing) => trouble.fired(firing),
   }, {
     params: { after: run.last_seq || 0 },
-    // After a reconnection, rules that fired meanwhile are read again (the log catches up by itself).
-    onOpen: () => { if (connections++) trouble.load(); },
+    // After a reconnection, rules that fired meanwhile are read again (the log, at the first status).
+    onOpen: () => {
+      following = false;
+      if (connections++) trouble.load();
+    },
     // A run deleted (or a shared link revoked) while the page is open: say so, follow no more.
     check: `/runs/${encodeURIComponent(runUuid)}`,
     onGone: (err) => {

@@ -1,0 +1,86 @@
+"""An open run page shows every stored line once, in seq order, whatever order lines are
+stored and announced in: an SDK's older batch retried after a newer one, lines stored while the
+page is still connecting, chunks of the original protocol posted at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hyperdash import events as ev
+
+from .support import ROWS, RunFeed, open_run, row_texts, sign_in, wait_until
+
+pytestmark = pytest.mark.browser
+
+
+def numbered(feed: RunFeed, count: int) -> list[dict]:
+    """``count`` lines "line 1", "line 2", ..., in seq order."""
+    return [feed.line(f"line {i}") for i in range(1, count + 1)]
+
+
+def settled_rows(page, count: int) -> list[str]:
+    """The rows' texts once there are ``count`` of them and a moment more (for any copy), or
+    after 5 s, whatever they are then."""
+    try:
+        wait_until(page, f"document.querySelectorAll({ROWS!r}).length >= {count}", timeout=5)
+    except AssertionError:
+        pass
+    page.wait_for_timeout(500)
+    return row_texts(page)
+
+
+def test_an_older_batch_stored_after_a_newer_one_shows_in_its_place(open_page, account):
+    feed = RunFeed(account, "late-batch")
+    lines = numbered(feed, 20)
+    page = open_run(open_page, account, feed)
+    feed.send(lines[10:])
+    page.locator(ROWS, has_text="line 20").wait_for()
+    feed.send(lines[:10])  # the retry of a batch that failed before the newer one went
+    assert settled_rows(page, 20) == [f"line {i}" for i in range(1, 21)]
+
+
+def test_lines_stored_while_the_page_connects_show_once(open_page, account):
+    feed = RunFeed(account, "connecting")
+    lines = numbered(feed, 30)
+    feed.send(lines[10:20])  # on the page when it is made
+    page = open_page()
+    held = threading.Event()
+
+    def connect(route):
+        # Between the page's first lines and its stream: an older batch and a newer one stored.
+        if not held.is_set():
+            held.set()
+            feed.send(lines[:10])
+            feed.send(lines[20:])
+        route.continue_()
+
+    page.route("**/events?*", connect)
+    sign_in(page, account, f"/runs/{feed.uuid}")
+    assert settled_rows(page, 30) == [f"line {i}" for i in range(1, 31)]
+    assert held.is_set()
+
+
+def test_original_protocol_chunks_posted_at_once_show_as_stored(open_page, account):
+    feed = RunFeed(account, "original")
+    page = open_run(open_page, account, feed)
+
+    def post(i: int) -> None:
+        # One envelope per request, without seq, as the 0.15.3 SDK sends them.
+        envelope = ev.envelope(ev.LOG, feed.uuid, {"uuid": f"chunk-{i}", "level": "INFO", "body": f"chunk {i}\n"})
+        envelope.pop("seq", None)
+        resp = account.server.session.post(account.server.url + ev.INGEST_PATH, json=envelope, timeout=60,
+                                           headers={ev.AUTH_HEADER: account.api_key})
+        assert resp.status_code == 200, resp.text
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    shown = settled_rows(page, 20)
+    stored = account.server.session.get(f"{account.server.url}/api/v1/runs/{feed.uuid}/logs",
+                                        headers={ev.AUTH_HEADER: account.api_key}).json()["lines"]
+    assert sorted(shown) == sorted(f"chunk {i}" for i in range(20))
+    assert shown == [line["text"] for line in stored]
