@@ -166,10 +166,14 @@ class RunPage(Reply):
     next: str | None = Field(description="cursor of the next page, or null")
 
 
-class MetricValue(Reply):
-    value: float
+class MetricPoint(Reply):
+    value: float | None = Field(description="null for NaN and infinities (see value_text)")
+    value_text: str | None = Field(None, description="when value is null: NaN, Infinity or -Infinity")
     step: int | None
     timestamp: str
+
+
+class MetricValue(MetricPoint):
     internal: bool = Field(description="recorded by the SDK for itself (system metrics), not by the job")
 
 
@@ -197,10 +201,17 @@ class Point(Reply):
     timestamp: str
 
 
+class NonFinite(Reply):
+    count: int
+    last: MetricPoint
+
+
 class Series(Reply):
     name: str
     internal: bool = Field(description="recorded by the SDK for itself (system metrics), not by the job")
-    points: list[Point]
+    points: list[Point] = Field(description="its points that are numbers")
+    nonfinite: NonFinite | None = Field(None, description="its NaN and infinite points (JSON has no such "
+                                                          "numbers): how many, and the last")
 
 
 class IngestReply(Reply):
@@ -477,9 +488,11 @@ def get_metric(run_uuid: str, name: str, request: Request, user: User = Depends(
 # --- comparing runs ---------------------------------------------------------------------------
 class MetricSummary(Reply):
     count: int
-    min: float
-    max: float
-    last: float
+    min: float | None = Field(description="null when no point is a number (all NaN or infinite)")
+    max: float | None
+    last: float | None
+    last_text: str | None = Field(None, description="when no point is a number: the last, NaN, Infinity or "
+                                                    "-Infinity")
     last_step: int | None
 
 

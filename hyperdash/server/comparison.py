@@ -2,9 +2,10 @@
 their series overlaid, and the table exported as CSV or JSON. Each read is scoped to one account.
 
 Everything is aggregated in SQL, a few queries whatever the number of runs: one for the runs,
-one for their params, one for every (run, metric)'s count, min, max and last point. Overlaid
-series are thinned in SQL too: a long series keeps, of each of its buckets, the points with the
-lowest and the highest value, so its shape (spikes included) survives.
+one for their params, one for every (run, metric)'s count, min, max and last point, one for the
+metrics whose points are all NaN or infinite. Overlaid series are thinned in SQL too: a long
+series keeps, of each of its buckets, the points with the lowest and the highest value, so its
+shape (spikes included) survives.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.sql import ColumnElement
 from .. import events as ev
 from .deletion import not_deleted
 from .errors import BadRequest, NotFound
-from .store import metrics, run_events, runs
+from .store import metrics, odd_metrics, run_events, runs
 from .views import iso
 
 __all__ = ["name_table", "overlay", "export_table", "csv_text", "best_direction", "parse_best",
@@ -113,6 +114,13 @@ def _summaries(conn: Connection, run_ids: list[int], internal: bool) -> dict[int
     for r in rows:
         found[r.run_id][r.name] = {"count": r.count, "min": r.min, "max": r.max, "last": r.last,
                                    "last_step": r.last_step}
+    # A metric none of whose points is a number: how many, and the last as text (NaN, ...).
+    odd = select(odd_metrics).where(odd_metrics.c.run_id.in_(run_ids))
+    if not internal:
+        odd = odd.where(odd_metrics.c.is_internal == 0)
+    for r in conn.execute(odd):
+        found[r.run_id].setdefault(r.name, {"count": r.count, "min": None, "max": None, "last": None,
+                                            "last_text": r.last_value, "last_step": r.last_step})
     return found
 
 
@@ -250,7 +258,7 @@ def export_table(conn: Connection, user_id: int, name: str, *, best: dict[str, s
             row[f"param:{p}"] = run["params"].get(p)
         for metric, direction in chosen:
             summary = run["metrics"].get(metric)
-            row[f"{metric} (last)"] = summary["last"] if summary else None
+            row[f"{metric} (last)"] = summary.get("last_text", summary["last"]) if summary else None
             row[f"{metric} ({direction})"] = summary[direction] if summary else None
         rows.append(row)
     return {"name": name, "columns": columns, "rows": rows, "truncated": table["truncated"]}

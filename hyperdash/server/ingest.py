@@ -50,7 +50,7 @@ from .facts import (
 from .progress import track as track_progress
 from .rules import RuleCache, check_points, rules_from_marks
 from .stop import pending as stop_pending
-from .store import log_envelopes, log_tails, logs, metrics, run_events, runs, streams
+from .store import count_odd_points, log_envelopes, log_tails, logs, metrics, run_events, runs, streams
 from .summary import failure_of
 
 __all__ = ["Stored", "RunCache", "BatchJob", "store_batch", "mark_lost"]
@@ -272,9 +272,12 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     if points:
         insert_many(conn, metrics, METRIC_COLUMNS,
                     [(run_id, p.seq, p.ts, p.name, p.value, p.step, p.is_internal) for p in points])
+    odd = [m for m in marks if m.type == ev.METRIC]  # NaN and infinite points
     if marks:
         insert_many(conn, run_events, MARK_COLUMNS,
                     [(run_id, m.seq, m.ts, m.type, orjson.dumps(m.payload).decode()) for m in marks])
+    if odd:
+        count_odd_points(conn, run_id, [(m.seq, m.ts, m.payload) for m in odd if m.seq is not None])  # (all are)
 
     # (a replay leaves last_seen_at as it was, through the same statement)
     changes: dict[str, Any] = {"last_seen_at": run["last_seen_at"] if batch.replay else now}
@@ -349,7 +352,6 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     if resumed and ended is None:
         facts.append(RunResumed(*about, _state(run)))
     # Metric rules (server/rules.py): those the job set, then every point checked against them.
-    odd = [m for m in marks if m.type == ev.METRIC]  # NaN and infinite points
     if any(m.type == ev.ALERT for m in marks):
         rules_from_marks(conn, cache.rules, user_id, run_id, [m for m in marks if m.type == ev.ALERT], now)
     if points or odd:

@@ -12,8 +12,8 @@ from .. import events as ev
 from .deletion import not_deleted
 from .dialect import holds
 from .errors import BadRequest, NotFound
-from .store import logs, metrics, run_events, runs
-from .views import iso, line_json, run_json
+from .store import logs, metrics, odd_metrics, run_events, runs
+from .views import iso, line_json, nonfinite, run_json
 
 __all__ = ["find_run", "list_runs", "run_detail", "log_lines", "log_text", "metric_series",
            "events_after", "MAX_PAGE"]
@@ -92,6 +92,10 @@ def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
     result["params"] = params
     result["metrics"] = {p.name: {"value": p.value, "step": p.step, "timestamp": iso(p.ts),
                                   "internal": bool(p.is_internal)} for p in points}
+    # A metric none of whose points is a number (a loss NaN from its first step): its last point.
+    for odd in conn.execute(select(odd_metrics).where(odd_metrics.c.run_id == row.id).order_by(odd_metrics.c.name)):
+        if odd.name not in result["metrics"]:
+            result["metrics"][odd.name] = {**_last_odd(odd), "internal": bool(odd.is_internal)}
     return result
 
 
@@ -133,13 +137,21 @@ def log_text(store, run_id: int, page: int = 5000) -> Iterator[bytes]:
 
 def metric_series(conn: Connection, run_id: int, name: str) -> dict:
     """One metric's points in seq order; ``internal`` when the SDK recorded it for itself
-    (system metrics, progress), not the job."""
+    (system metrics, progress), not the job. Its NaN and infinite points are not among them
+    (charts draw numbers); ``nonfinite`` counts them and gives the last, or is null."""
     rows = conn.execute(
         select(metrics.c.step, metrics.c.value, metrics.c.ts, metrics.c.is_internal)
         .where(metrics.c.run_id == run_id, metrics.c.name == name).order_by(metrics.c.seq)
     ).all()
-    return {"name": name, "internal": any(r.is_internal for r in rows),
-            "points": [{"step": r.step, "value": r.value, "timestamp": iso(r.ts)} for r in rows]}
+    odd = conn.execute(select(odd_metrics).where(odd_metrics.c.run_id == run_id, odd_metrics.c.name == name)).first()
+    return {"name": name, "internal": any(r.is_internal for r in rows) or bool(odd and odd.is_internal),
+            "points": [{"step": r.step, "value": r.value, "timestamp": iso(r.ts)} for r in rows],
+            "nonfinite": {"count": odd.count, "last": _last_odd(odd)} if odd else None}
+
+
+def _last_odd(odd) -> dict:
+    """The last NaN or infinite point of an ``odd_metrics`` row, as the API shows a point."""
+    return {"step": odd.last_step, **nonfinite(odd.last_value), "timestamp": iso(odd.last_ts)}
 
 
 def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -> list[tuple]:

@@ -15,9 +15,11 @@ period.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import groupby
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
     func,
     inspect,
     select,
@@ -42,12 +45,22 @@ from sqlalchemy.engine import Connection, Engine
 from ..events import now_ms
 from ..settings import home_dir
 from .announce import Dispatcher
-from .dialect import byte_length, checked_url, insert_ignoring, is_shared, lock_schema, open_engine, skip_locked
+from .dialect import (
+    byte_length,
+    checked_url,
+    insert_ignoring,
+    is_shared,
+    lock_schema,
+    open_engine,
+    skip_locked,
+    upsert,
+)
 from .relay import Relay
 from .writer import DEFAULT_MAX_QUEUED_BYTES, Job, Writer
 
-__all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events",
-           "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox", "server_values",
+__all__ = ["metadata", "users", "api_keys", "tokens", "runs", "logs", "metrics", "run_events", "odd_metrics",
+           "count_odd_points", "streams", "log_tails", "log_envelopes", "notify_channels", "notify_outbox",
+           "server_values",
            "stall_names", "rules", "rule_states", "rule_firings", "deleted_runs", "run_shares", "account_settings",
            "sweeps", "relay_facts", "login_failures",
            "Store", "default_db_url", "SCHEMA_VERSION"]
@@ -160,7 +173,8 @@ metrics = Table(
     Index("ix_metrics_run_name", "run_id", "name", "seq"),
 )
 
-# run_started, run_ended and param events, their payload as JSON text.
+# run_started, run_ended, param and alert events, and the NaN and infinite points of metrics
+# (the metrics table holds numbers only), their payload as JSON text.
 run_events = Table(
     "run_events", metadata,
     Column("run_id", Integer, primary_key=True, autoincrement=False),
@@ -169,6 +183,39 @@ run_events = Table(
     Column("ts", BigInteger, nullable=False),
     Column("payload", Text, nullable=False),
 )
+
+# Per (run, metric): its NaN and infinite points (kept in run_events), counted, and the last of
+# them, so that a metric whose every value is NaN is listed without a scan of the run's events.
+odd_metrics = Table(
+    "odd_metrics", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(600), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_ts", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=True),
+    Column("last_value", String(16), nullable=False),  # "NaN", "Infinity" or "-Infinity"
+    Column("is_internal", SmallInteger, nullable=False),
+)
+
+def count_odd_points(conn: Connection, run_id: int, points: Iterable[tuple[int, int, dict]]) -> None:
+    """Count a run's NaN and infinite points just stored, each ``(seq, ts, payload)`` of its
+    run_events row, in ``odd_metrics`` (the last of a metric's is the one with the highest seq,
+    whatever order they come in)."""
+    found: dict[str, tuple[int, dict]] = {}  # name -> (count, its last point's columns)
+    for seq, ts, payload in sorted(points, key=lambda p: p[0]):
+        count = found[payload["name"]][0] if payload["name"] in found else 0
+        found[payload["name"]] = (count + 1, {"last_seq": seq, "last_ts": ts, "last_step": payload["step"],
+                                              "last_value": payload["value"],
+                                              "is_internal": int(payload["is_internal"])})
+    for name, (count, last) in found.items():
+        later = odd_metrics.c.last_seq < last["last_seq"]
+        conn.execute(upsert(conn, odd_metrics, ("run_id", "name"), {"run_id": run_id, "name": name, "count": count,
+                                                                    **last},
+                            {"count": odd_metrics.c.count + count,
+                             **{column: case((later, value), else_=odd_metrics.c[column])
+                                for column, value in last.items()}}))
+
 
 # Per (run, stream): the highest line seq stored, and the seq of its live progress line if any.
 streams = Table(
@@ -451,6 +498,15 @@ def _migration_channel_changes(conn: Connection) -> None:
     _add_missing_columns(conn, notify_channels, ("changed_at",))
 
 
+def _add_odd_metrics(conn: Connection) -> None:
+    """Count the NaN and infinite points stored before ``odd_metrics`` existed, run by run."""
+    _create_missing_tables(conn)
+    rows = conn.execute(select(run_events.c.run_id, run_events.c.seq, run_events.c.ts, run_events.c.payload)
+                        .where(run_events.c.type == "metric").order_by(run_events.c.run_id))
+    for run_id, group in groupby(rows, key=lambda row: row.run_id):
+        count_odd_points(conn, run_id, [(row.seq, row.ts, orjson.loads(row.payload)) for row in group])
+
+
 def _migration_ids_never_reused(conn: Connection) -> None:
     """SQLite gives the next row the id of the newest row deleted, unless its table says
     AUTOINCREMENT: a channel or rule removed, and its id then named by a script or a page left
@@ -489,13 +545,14 @@ def _migration_ids_never_reused(conn: Connection) -> None:
 # metric rules; 7: deleted runs, shares, account settings, archive and storage counters; 8: the
 # index of runs by name; 9: sweeps and relay_facts, for several processes on one database; 10: the
 # index of rule states by run; 11: when a notification channel last changed; 12: SQLite never
-# gives a deleted channel's or rule's id again; 13: wrong passwords counted in the database).
+# gives a deleted channel's or rule's id again; 13: wrong passwords counted in the database; 14:
+# metrics' NaN and infinite points counted).
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_missing_tables, _migration_2, _create_missing_tables,
                                                    _migration_progress_failure_stop, _create_missing_tables,
                                                    _migration_trouble, _migration_tidy, _add_runs_by_name_index,
                                                    _create_missing_tables, _add_rule_states_by_run_index,
                                                    _migration_channel_changes, _migration_ids_never_reused,
-                                                   _create_missing_tables]
+                                                   _create_missing_tables, _add_odd_metrics]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

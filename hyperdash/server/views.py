@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["iso", "run_json", "trouble_json", "line_json", "Fields", "JSONReply"]
+__all__ = ["iso", "nonfinite", "run_json", "trouble_json", "line_json", "Fields", "JSONReply"]
 
 
 class Fields(Protocol):
@@ -33,6 +33,12 @@ def iso(ms: int | None) -> str | None:
         return None
     stamp = datetime.fromtimestamp(ms / 1000, timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def nonfinite(text: str) -> dict:
+    """A NaN or infinite value (``text``: ``NaN``, ``Infinity`` or ``-Infinity``) as the API
+    shows it, JSON having no such numbers: ``value`` null and ``value_text`` (as rule firings do)."""
+    return {"value": None, "value_text": text}
 
 
 def run_json(run: Fields) -> dict:

@@ -373,6 +373,27 @@ def test_each_metric_is_a_chart_that_draws_and_grows(open_page, account):
     page.locator("#params th", has_text="epochs").wait_for()
 
 
+def test_a_metric_whose_every_value_is_nan_has_a_chart_that_says_so(open_page, account):
+    feed = RunFeed(account, "diverged")
+    for step in range(3):
+        feed.send([feed.event(ev.METRIC, {"name": "loss", "value": "NaN", "timestamp": ev.now_ms(),
+                                          "is_internal": False, "step": step})])
+    feed.metric("accuracy", 0.5, step=2)
+    page = open_run(open_page, account, feed)
+
+    chart = page.locator(".chart[data-metric='loss']")
+    chart.wait_for()
+    assert page.locator(".chart h3").all_inner_texts() == ["accuracy", "loss"]
+    assert page.locator("#metrics-count").inner_text() == "2"
+    assert chart.locator(".latest").inner_text() == "NaN"
+    note = chart.locator(".chart-note")
+    assert note.is_visible()
+    assert note.inner_text() == "Every value is NaN or infinite: 3 points, the last NaN at step 2."
+    assert chart.get_attribute("data-nonfinite") == "3"
+    # A metric with numbers draws them and needs no such note.
+    assert page.locator(".chart[data-metric='accuracy'] .chart-note").is_hidden()
+
+
 def test_status_duration_and_exit_follow_the_run(open_page, account):
     feed = RunFeed(account, "ending")
     page = open_run(open_page, account, feed)

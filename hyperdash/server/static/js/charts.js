@@ -163,6 +163,10 @@ function plotAxes(kind) {
 
 /** @typedef {{name?: string, value: unknown, step?: number | null, timestamp?: string}} Point */
 /**
+ * A metric's NaN and infinite points, which a series leaves out (GET /runs/{uuid}/metrics/{name}).
+ * @typedef {{count: number, last: {value_text: string, step: number | null, timestamp: string}}} NonFinite
+ */
+/**
  * A rule that fired on a point (GET /runs/{uuid}/rules, or the run stream's `alert` event).
  * @typedef {{id: number, rule_id: number, description: string, metric: string, value: number | null,
  *   value_text: string, step: number | null, seq: number, timestamp: string}} Firing
@@ -194,10 +198,14 @@ class MetricChart {
     this.xs = [];
     /** @type {number[]} */
     this.ys = [];
+    /** @type {NonFinite | null} its NaN and infinite points: no place on the line */
+    this.nonfinite = null;
     this.latest = h('span', { class: 'latest' });
     this.plotBox = h('div', { class: 'chart-plot', role: 'img' });
+    this.note = h('p', { class: 'chart-note', hidden: true });
     this.el = h('div', { class: 'chart', 'data-metric': name },
       h('div', { class: 'chart-head' }, h('h3', { title: name }, name), this.latest),
+      this.note,
       this.plotBox,
     );
     this.el.dataset.log = String(look.log);
@@ -333,9 +341,27 @@ class MetricChart {
     }
   }
 
+  /**
+   * The metric's NaN and infinite points, as its series told them.
+   * @param {NonFinite | null | undefined} nonfinite
+   */
+  setNonfinite(nonfinite) {
+    this.nonfinite = nonfinite || null;
+    this.showLatest();
+  }
+
   /** The last value beside the name (while the pointer is not on the chart). */
   showLatest() {
-    this.latest.textContent = this.ys.length ? formatNumber(this.ys[this.ys.length - 1]) : '';
+    const odd = this.nonfinite;
+    // A metric with no number to draw (a loss NaN from its first step) says so in words.
+    const last = this.ys.length ? formatNumber(this.ys[this.ys.length - 1]) : null;
+    this.latest.textContent = last ?? (odd ? odd.last.value_text : '');
+    this.note.hidden = this.ys.length > 0 || !odd;
+    if (odd) {
+      this.el.dataset.nonfinite = String(odd.count);
+      this.note.textContent = `Every value is NaN or infinite: ${odd.count} point${odd.count === 1 ? '' : 's'}, `
+        + `the last ${odd.last.value_text}` + (odd.last.step !== null ? ` at step ${odd.last.step}.` : '.');
+    }
   }
 
   /**
@@ -495,14 +521,19 @@ export class Charts {
     this.loading.set(name, []);
     /** @type {Point[]} */
     let points = [];
+    /** @type {NonFinite | null} */
+    let nonfinite = null;
     try {
       const path = `/runs/${encodeURIComponent(this.runUuid)}/metrics/${encodeURIComponent(name)}`;
-      points = (await api(path)).points || [];
+      const series = await api(path);
+      points = series.points || [];
+      nonfinite = series.nonfinite || null;
     } catch (err) {
       this.onError(err);
     }
     const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis, this.look,
       this.firings.filter((f) => f.metric === name));
+    chart.setNonfinite(nonfinite);
     this.loading.delete(name);
     this.charts.set(name, chart);
     this.place(chart);

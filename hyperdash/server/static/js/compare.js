@@ -105,7 +105,8 @@ function buildColumns() {
     const of = (r, field) => (r.metrics[name] ? r.metrics[name][field] : undefined);
     found.push({
       key: 'last:' + name, label: `${name} (last)`, numeric: true,
-      value: (r) => of(r, 'last'), text: (r) => paramText(of(r, 'last')),
+      // (a metric whose every point is NaN or infinite has no number, only its last as text)
+      value: (r) => of(r, 'last'), text: (r) => paramText(of(r, 'last') ?? of(r, 'last_text')),
     });
     found.push({
       key: 'best:' + name, label: name, metric: name, numeric: true,

@@ -1,0 +1,90 @@
+"""A metric whose every value is NaN or infinite (a loss that diverged from its first step) is
+listed wherever a run's metrics are, on SQLite and PostgreSQL, its points shown as the API
+shows a NaN: ``value`` null and ``value_text`` saying which."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+
+from server_helpers import Api, env
+from sqlalchemy import delete, select
+
+from hyperdash.server import store as store_module
+
+T0 = 1_700_000_000_000
+
+
+def _point(run: str, seq: int, name: str, value, step: int, internal: bool = False) -> dict:
+    t = T0 + seq * 1000
+    return env("metric", run, {"name": name, "value": value, "timestamp": t, "is_internal": internal, "step": step},
+               seq=seq, timestamp=t)
+
+
+def _diverged_run(api: Api, name: str = "diverged") -> str:
+    """A run whose loss is NaN at each of its 3 steps, beside a finite accuracy."""
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": name, "host": "box", "pid": 1, "api": "monitor"}, seq=1,
+                timestamp=T0),
+            _point(run, 2, "loss", "NaN", 1), _point(run, 3, "acc", 0.5, 1),
+            _point(run, 4, "loss", "NaN", 2), _point(run, 5, "loss", "NaN", 3)])
+    return run
+
+
+def test_a_metric_with_only_nan_points_is_listed_with_its_nan_points(api):
+    run = _diverged_run(api)
+    metrics = api.json(f"/api/v1/runs/{run}")["metrics"]
+    assert set(metrics) == {"acc", "loss"}
+    assert metrics["loss"] == {"value": None, "value_text": "NaN", "step": 3, "timestamp": "2023-11-14T22:13:25.000Z",
+                               "internal": False}
+    assert metrics["acc"]["value"] == 0.5 and "value_text" not in metrics["acc"]  # (a number, as before)
+
+    # Its series has no number to chart, and says how many points were NaN, and the last.
+    assert api.json(f"/api/v1/runs/{run}/metrics/loss") == {
+        "name": "loss", "internal": False, "points": [],
+        "nonfinite": {"count": 3, "last": {"step": 3, "value": None, "value_text": "NaN",
+                                           "timestamp": "2023-11-14T22:13:25.000Z"}}}
+    assert api.json(f"/api/v1/runs/{run}/metrics/acc")["nonfinite"] is None
+
+
+def test_the_last_nonfinite_point_is_the_latest_recorded(api):
+    run = str(uuid.uuid4())
+    # The later point arrives first (a batch resent after a gap): the last is still seq 6's.
+    api.ok([_point(run, 6, "grad", "-Infinity", 6), _point(run, 3, "grad", 2.5, 3)])
+    api.ok([_point(run, 4, "grad", "Infinity", 4), _point(run, 2, "gpu", "NaN", 2, internal=True)])
+    grad = api.json(f"/api/v1/runs/{run}/metrics/grad")
+    assert [p["value"] for p in grad["points"]] == [2.5]  # charts get numbers, as before
+    assert grad["nonfinite"]["count"] == 2 and grad["nonfinite"]["last"]["value_text"] == "-Infinity"
+    metrics = api.json(f"/api/v1/runs/{run}")["metrics"]
+    assert metrics["grad"]["value"] == 2.5  # a metric with a number shows its last number, as before
+    assert metrics["gpu"] == {"value": None, "value_text": "NaN", "step": 2, "timestamp": "2023-11-14T22:13:22.000Z",
+                              "internal": True}
+    assert api.json(f"/api/v1/runs/{run}/metrics/gpu")["internal"] is True
+
+
+def test_the_comparison_table_and_its_downloads_list_it(api):
+    run = _diverged_run(api, "sweep")
+    table = api.json("/api/v1/compare", name="sweep")
+    assert [m["name"] for m in table["metrics"]] == ["acc", "loss"]
+    assert table["runs"][0]["metrics"]["loss"] == {"count": 3, "min": None, "max": None, "last": None,
+                                                   "last_text": "NaN", "last_step": 3}
+
+    rows = list(csv.DictReader(io.StringIO(api.get("/api/v1/compare/export.csv", name="sweep").text)))
+    assert rows[0]["uuid"] == run and rows[0]["loss (last)"] == "NaN" and rows[0]["loss (min)"] == ""
+    exported = api.json("/api/v1/compare/export.json", name="sweep")
+    assert "loss (last)" in exported["columns"] and exported["rows"][0]["loss (last)"] == "NaN"
+
+
+def test_runs_stored_before_the_count_are_counted_by_the_upgrade(api, db_url):
+    run = _diverged_run(api)
+    store = store_module.Store(db_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(delete(store_module.odd_metrics))  # as an older server left it
+            store_module._add_odd_metrics(conn)
+            assert conn.execute(select(store_module.odd_metrics.c.name, store_module.odd_metrics.c.count)).all() \
+                == [("loss", 3)]
+    finally:
+        store.close()
+    assert api.json(f"/api/v1/runs/{run}")["metrics"]["loss"]["value_text"] == "NaN"
