@@ -35,7 +35,7 @@ __all__ = [
     "EVENTS", "DEFAULT_EVENTS", "PENDING", "SENDING", "DELIVERED", "FAILED", "COALESCED",
     "NotifyConfig", "ChannelRow", "Claimed", "add_channel", "list_channels", "enabled_channels",
     "get_channel", "update_channel", "delete_channel", "check_events", "event_of", "wants", "name_matches", "enqueue",
-    "enqueue_many",
+    "enqueue_many", "release_claims",
     "claim_due", "mark_delivered", "mark_retry", "mark_failed", "set_last_result", "recent_deliveries",
     "purge_outbox",
 ]
@@ -370,6 +370,14 @@ def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_lim
                  .values(state=SENDING, claimed_until=until, attempts=notify_outbox.c.attempts + 1))
     return [Claimed(r.id, channels[r.channel_id], Notification(**json.loads(r.notification)), r.attempts + 1,
                     r.created_at, until) for r in chosen]
+
+
+def release_claims(conn: Connection, *, now: int) -> int:
+    """Make every row claimed for delivery due again at once (their claims are a dead process's:
+    call it only where no other process can hold one); how many."""
+    return int(conn.execute(update(notify_outbox).where(
+        notify_outbox.c.state == SENDING, notify_outbox.c.claimed_until > now,
+    ).values(claimed_until=now)).rowcount or 0)
 
 
 def _mine(claim: Claimed) -> Any:

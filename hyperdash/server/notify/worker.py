@@ -15,7 +15,10 @@ by the result:
 
 A process that dies between the claim and the mark leaves the row ``sending``; when its lease
 runs out another worker sends it again, with the same idempotency key, so receivers can drop the
-copy. Details are the channel's own, with its secrets scrubbed; nothing here logs settings.
+copy. On SQLite, where one process holds the store, a worker starting takes such rows back at
+once: a claim it finds is a dead process's, and waiting out its lease would hold back every
+later notification of that channel (one in flight per channel). Details are the channel's own,
+with its secrets scrubbed; nothing here logs settings.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .outbox import (
     mark_delivered,
     mark_failed,
     mark_retry,
+    release_claims,
     set_last_result,
 )
 from .settings import SettingsError
@@ -64,8 +68,13 @@ class DeliveryWorker:
     def start(self) -> None:
         """Start the worker's thread (once: an app whose lifespan is entered again keeps it)."""
         with self._lock:
-            if self._thread.ident is None:
-                self._thread.start()
+            if self._thread.ident is not None:
+                return
+            if not self.store.shared:
+                released = self.store.writer.call(lambda conn: release_claims(conn, now=now_ms()))
+                if released:
+                    log.info("%d notifications claimed before a restart are sent again", released)
+            self._thread.start()
 
     def wake(self) -> None:
         self._wake.set()
