@@ -164,6 +164,17 @@ def test_plain_smtp_delivers_a_text_and_html_email(smtp_server):
     assert '<a href="https://hd.example.com/runs/0b7c6a1e-uuid">Open the run</a>' in html
 
 
+def test_a_run_names_terminal_codes_stay_out_of_the_subject(smtp_server):
+    # (a mail reader in a terminal would obey them: colours, a window title, a cleared screen)
+    port, box = smtp_server("none")
+    name = "\x1b]0;owned\x07\x1b[2Jtrain \x1b[1;31mresnet\x1b[0m\u202e"
+    result = EmailChannel(settings(port, "none")).deliver(failed_run(run_name=name))
+    assert result.outcome is Outcome.DELIVERED, result.detail
+    msg = box.message()
+    assert msg["Subject"] == "❌ train resnet failed (exit code 1)"
+    assert "<h3>❌ train resnet failed (exit code 1)</h3>" in msg.get_body(("html",)).get_content()
+
+
 def test_starttls_with_login(smtp_server, tls_files):
     port, box = smtp_server("starttls", login=True)
     channel = EmailChannel(settings(port, "starttls", username=USER, password=PASSWORD), ssl_context=tls_files[1])

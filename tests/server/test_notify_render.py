@@ -55,6 +55,17 @@ def test_names_are_one_line_and_titles_short():
     assert len(run(RULE, rule="y" * 1000).title) == 200
 
 
+def test_a_jobs_text_reaches_titles_and_summaries_without_codes_a_reader_would_act_on():
+    # A name, host or rule is the job's text: its terminal codes (which a mail reader in a
+    # terminal obeys), C1 controls and reordering marks go; what a person reads stays.
+    hostile = "\x1b[31mred\x1b[0m \x1b]0;title\x07x\x9b2J \u202egnp.exe\u202c \x07bell\x00"
+    n = run(RULE, run_name=hostile, host=hostile, rule=hostile, duration_s=5)
+    for text in (n.title, n.summary):
+        assert not any(ch in text for ch in "\x1b\x9b\x07\x00\u202e\u202c"), repr(text)
+    assert n.title == "🔔 red x gnp.exe bell: red x gnp.exe bell"
+    assert n.summary == "A rule fired, 5 s into it, on red x gnp.exe bell. Rule: red x gnp.exe bell."
+
+
 def test_the_key_is_stable_across_retries_and_distinct_between_events():
     assert run(LOST).key == run(LOST).key
     assert run(LOST).key != run(BACK).key

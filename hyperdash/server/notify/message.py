@@ -8,10 +8,12 @@ something (the outbox, later). Each channel turns it into its own markup with
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from hyperdash import events
+from hyperdash.plaintext import strip_escapes
 
 # --- what happened ----------------------------------------------------------------------------
 ENDED = "ended"  # the run finished: status says how
@@ -24,6 +26,16 @@ KINDS = (ENDED, LOST, BACK, STALLED, RULE)
 # Run names longer than this are cut in titles, and titles too: a lock screen shows one line.
 MAX_TITLE_NAME_CHARS = 120
 MAX_TITLE_CHARS = 200
+
+# Beside terminal codes: C1 controls, and the Unicode controls that reorder what follows them
+# (a name could make a title read backwards from there on).
+_UNSHOWN = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """A job's text (a run name, a host, a rule) as a title or a summary shows it: one line,
+    without the codes a terminal, a mail reader or a phone would act on."""
+    return " ".join(_UNSHOWN.sub("", strip_escapes(text)).split())
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class Notification:
 
     @property
     def short_name(self) -> str:
-        name = " ".join(self.run_name.split()) or "(unnamed run)"
+        name = shown(self.run_name) or "(unnamed run)"
         if len(name) > MAX_TITLE_NAME_CHARS:
             name = name[: MAX_TITLE_NAME_CHARS - 1] + "…"
         return name
@@ -111,7 +123,7 @@ class Notification:
             return f"↩️ {name} is back"
         if self.kind == STALLED:
             return f"⏸ {name} stalled"
-        return f"🔔 {name}: {' '.join((self.rule or 'a rule fired').split())}"
+        return f"🔔 {name}: {shown(self.rule or '') or 'a rule fired'}"
 
     @property
     def summary(self) -> str:
@@ -134,8 +146,9 @@ class Notification:
             # (an end is after the whole run; the rest happen some way into it)
             what += f" after {took}" if self.kind == ENDED else (
                 f" since {took} into it" if self.kind == LOST else f", {took} into it")
-        if self.host:
-            what += f" on {self.host}" if self.kind == ENDED or self.duration_s is None else f", on {self.host}"
+        host = shown(self.host or "")
+        if host:
+            what += f" on {host}" if self.kind == ENDED or self.duration_s is None else f", on {host}"
         parts.append(what + ".")
         if self.kind == ENDED and self.status == events.FAILURE and self.exit_code is not None:
             parts.append(f"Exit code {self.exit_code}.")
@@ -145,7 +158,7 @@ class Notification:
             point = ""
             if self.value is not None:
                 point = f" ({self.value}" + (f" at step {self.step}" if self.step is not None else "") + ")"
-            parts.append(f"Rule: {self.rule}{point}.")
+            parts.append(f"Rule: {shown(self.rule)}{point}.")
         return " ".join(parts)
 
 
