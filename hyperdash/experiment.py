@@ -34,8 +34,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, NoReturn
+from types import FrameType, MethodType, TracebackType
+from typing import Any, NoReturn, cast
 
 from .capture import capture_for_current_process
 from .events import FAILURE, KILLED, SUCCESS, USER_CANCELED
@@ -55,6 +55,47 @@ _capturing: list[Experiment] = []
 _capturing_lock = threading.Lock()
 
 _SYS_EXIT = sys.exit  # (the interpreter's own, to fall back on)
+
+
+# The signal mask of a thread forking while our handlers are in place (see _hold_ending_signals).
+_forking = threading.local()
+
+
+def _ours(handler: object) -> bool:
+    return isinstance(handler, MethodType) and handler.__func__ is Experiment._on_ending_signal
+
+
+def _hold_ending_signals() -> None:
+    """Before a fork, while our handlers are in place: block the ending signals in the forking
+    thread. A forked child (a pool's or a data loader's worker) starts with its parent's Python
+    handlers, and Python drops a signal that a child gets before it has set itself up: a pool's
+    terminate(), sent to a worker that had just started, went unheard, and the pool's exit
+    waited for that worker forever. Blocked, the signal waits until the child has the default
+    handling back (see :func:`_release_ending_signals`)."""
+    if any(_ours(signal.getsignal(signum)) for signum in _ENDING_SIGNALS):
+        _forking.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING_SIGNALS)
+
+
+def _release_ending_signals(child: bool = False) -> None:
+    """After a fork: in a child, whose copy of the run is inert, the ending signals are handled
+    as before the run again; then, in parent and child, the mask is what it was."""
+    if child:
+        for signum in _ENDING_SIGNALS:
+            try:
+                handler = signal.getsignal(signum)
+                if _ours(handler):
+                    owner = cast(Experiment, handler.__self__)  # type: ignore[union-attr]
+                    signal.signal(signum, owner._previous_handlers.get(signum, signal.SIG_DFL))
+            except (ValueError, OSError):
+                pass
+    mask, _forking.mask = getattr(_forking, "mask", None), None
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # (a signal held meanwhile comes now)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_hold_ending_signals, after_in_parent=_release_ending_signals,
+                        after_in_child=lambda: _release_ending_signals(child=True))
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
 

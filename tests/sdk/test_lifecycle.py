@@ -297,6 +297,38 @@ def test_fork_child_output_is_captured_once_by_the_parent(run_job, account):
     assert job_metrics == []  # (the system metrics are the parent's)
 
 
+def test_a_child_told_to_end_as_soon_as_it_is_forked_ends(run_job, account):
+    # Python drops a signal that a forked child gets before it has set itself up, while the
+    # parent's handlers are its own: a pool's terminate() sent to a worker that had just started
+    # went unheard, and the pool's exit waited for that worker forever.
+    done = run_job("""
+        import collections, os, signal, time
+        from hyperdash import monitor
+
+        @monitor("forks told to end")
+        def job():
+            handlers = lambda: [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
+            ours = handlers()
+            ends = collections.Counter()
+            for sig in [signal.SIGTERM, signal.SIGHUP] * 20:
+                pid = os.fork()
+                if pid == 0:
+                    time.sleep(0.3)
+                    os._exit(7)  # (it lived on)
+                os.kill(pid, sig)
+                _, status = os.waitpid(pid, 0)
+                ends[os.WTERMSIG(status) == sig if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)] += 1
+            print("ended by the signal", ends[True], "of 40; lived on", ends[7])
+            print("the parent keeps its handlers", handlers() == ours)
+
+        job()
+    """)
+    assert done.returncode == 0, done.stderr
+    run = account.wait_for_run("forks told to end", status="success")
+    assert texts(account.logs(run["uuid"])) == ["ended by the signal 40 of 40; lived on 0",
+                                                "the parent keeps its handlers True"]
+
+
 def test_terminal_is_unchanged_under_a_pty(script, sdk_env):
     code = """
         import sys
