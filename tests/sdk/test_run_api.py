@@ -80,7 +80,9 @@ def test_any_real_number_is_a_metric_as_the_original_sdk_took_it(reporting):
         assert run.metric(name, value) is value
     run.end()
     metrics = reporting.run(reporting.wait_for_run("real numbers", status="success")["uuid"])["metrics"]
-    assert {name: metrics[name]["value"] for name in metrics} == {"flag": 1, "third": 1 / 3, "price": 2.5, "off": 0}
+    assert {name: metrics[name]["value"] for name in metrics} == {"flag": 1, "third": 1 / 3, "price": 2.5, "off": 0,
+                                                                  "huge": None}
+    assert metrics["huge"]["value_text"] == "Infinity"  # (listed, though JSON has no such number)
 
 
 def test_what_is_recorded_after_the_end_is_said_once_not_dropped_unseen(reporting, capfd):
