@@ -71,7 +71,8 @@ def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search
 
 
 def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
-    """The run with its params (merged, latest wins) and each metric's latest point."""
+    """The run with its params (merged, latest wins) and each metric's latest point (``value``
+    null and ``value_text`` saying which, when it is NaN or infinite)."""
     row = find_run(conn, user_id, run_uuid)
     params: dict = {}
     for payload in conn.execute(
@@ -84,7 +85,7 @@ def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
         .where(metrics.c.run_id == row.id).group_by(metrics.c.name).subquery()
     )
     points = conn.execute(
-        select(metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts, metrics.c.is_internal)
+        select(metrics.c.name, metrics.c.seq, metrics.c.value, metrics.c.step, metrics.c.ts, metrics.c.is_internal)
         .join(latest, and_(metrics.c.name == latest.c.name, metrics.c.seq == latest.c.seq))
         .where(metrics.c.run_id == row.id).order_by(metrics.c.name)
     ).all()
@@ -92,9 +93,11 @@ def run_detail(conn: Connection, user_id: int, run_uuid: str) -> dict:
     result["params"] = params
     result["metrics"] = {p.name: {"value": p.value, "step": p.step, "timestamp": iso(p.ts),
                                   "internal": bool(p.is_internal)} for p in points}
-    # A metric none of whose points is a number (a loss NaN from its first step): its last point.
+    # A metric whose latest point is NaN or infinite (a loss that diverged, or was NaN from its
+    # first step): that point, JSON having no such number.
+    last_seq = {p.name: p.seq for p in points}
     for odd in conn.execute(select(odd_metrics).where(odd_metrics.c.run_id == row.id).order_by(odd_metrics.c.name)):
-        if odd.name not in result["metrics"]:
+        if odd.last_seq > last_seq.get(odd.name, 0):
             result["metrics"][odd.name] = {**_last_odd(odd), "internal": bool(odd.is_internal)}
     return result
 

@@ -394,6 +394,29 @@ def test_a_metric_whose_every_value_is_nan_has_a_chart_that_says_so(open_page, a
     assert page.locator(".chart[data-metric='accuracy'] .chart-note").is_hidden()
 
 
+def test_a_metric_that_went_nan_says_so_where_its_latest_value_is_shown(open_page, account):
+    # A loss that diverged part-way: its chart draws the numbers, but its latest value is NaN,
+    # not the last number (which would make a run gone wrong look fine).
+    feed = RunFeed(account, "diverged later")
+    for step, value in enumerate([0.9, 0.7, 0.5, "NaN", "Infinity"]):
+        feed.send([feed.event(ev.METRIC, {"name": "loss", "value": value, "timestamp": ev.now_ms(),
+                                          "is_internal": False, "step": step})])
+        time.sleep(0.002)  # (each point its own millisecond, as a step takes)
+    feed.metric("accuracy", 0.5, step=1)
+    feed.metric("accuracy", 0.6, step=2)
+    page = open_run(open_page, account, feed)
+
+    chart = page.locator(".chart[data-metric='loss']")
+    chart.wait_for()
+    assert chart.locator(".latest").inner_text() == "Infinity"
+    note = "2 points NaN or infinite, not drawn; the last Infinity at step 4."
+    assert chart.locator(".chart-note").inner_text() == note
+    # One whose numbers came last shows its last number, and no note.
+    accuracy = page.locator(".chart[data-metric='accuracy']")
+    assert accuracy.locator(".latest").inner_text() == "0.6"
+    assert accuracy.locator(".chart-note").is_hidden()
+
+
 def test_status_duration_and_exit_follow_the_run(open_page, account):
     feed = RunFeed(account, "ending")
     page = open_run(open_page, account, feed)

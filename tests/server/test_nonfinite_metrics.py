@@ -57,10 +57,24 @@ def test_the_last_nonfinite_point_is_the_latest_recorded(api):
     assert [p["value"] for p in grad["points"]] == [2.5]  # charts get numbers, as before
     assert grad["nonfinite"]["count"] == 2 and grad["nonfinite"]["last"]["value_text"] == "-Infinity"
     metrics = api.json(f"/api/v1/runs/{run}")["metrics"]
-    assert metrics["grad"]["value"] == 2.5  # a metric with a number shows its last number, as before
+    # (its latest point, seq 6, is not a number: the run's metrics say so, not its last number)
+    assert (metrics["grad"]["value"], metrics["grad"]["value_text"], metrics["grad"]["step"]) == (None, "-Infinity", 6)
     assert metrics["gpu"] == {"value": None, "value_text": "NaN", "step": 2, "timestamp": "2023-11-14T22:13:22.000Z",
                               "internal": True}
     assert api.json(f"/api/v1/runs/{run}/metrics/gpu")["internal"] is True
+
+
+def test_a_metric_whose_latest_point_is_nan_shows_that_point_not_its_last_number(api):
+    # A loss that diverged part-way must not look fine in the run's metrics.
+    run = str(uuid.uuid4())
+    api.ok([_point(run, 1, "loss", 0.9, 1), _point(run, 2, "loss", 0.5, 2), _point(run, 3, "loss", "Infinity", 3),
+            _point(run, 4, "acc", "NaN", 1), _point(run, 5, "acc", 0.7, 2)])
+    metrics = api.json(f"/api/v1/runs/{run}")["metrics"]
+    assert metrics["loss"] == {"value": None, "value_text": "Infinity", "step": 3,
+                               "timestamp": "2023-11-14T22:13:23.000Z", "internal": False}
+    assert metrics["acc"] == {"value": 0.7, "step": 2, "timestamp": "2023-11-14T22:13:25.000Z", "internal": False}
+    series = api.json(f"/api/v1/runs/{run}/metrics/loss")
+    assert [p["value"] for p in series["points"]] == [0.9, 0.5] and series["nonfinite"]["count"] == 1
 
 
 def test_the_comparison_table_and_its_downloads_list_it(api):

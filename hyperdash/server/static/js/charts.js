@@ -176,6 +176,18 @@ function plotAxes(kind) {
 
 export const AXIS_CHOICES = /** @type {const} */ (['auto', 'step', 'index', 'time']);
 
+/**
+ * Whether point `a` was logged after point `b`: by time, then by step (two points of one
+ * millisecond).
+ * @param {{timestamp?: string, step?: number | null}} a
+ * @param {{timestamp?: string, step?: number | null}} b
+ */
+function isAfter(a, b) {
+  const [ta, tb] = [Date.parse(a.timestamp || ''), Date.parse(b.timestamp || '')];
+  if (ta !== tb) return ta > tb;
+  return (a.step ?? -Infinity) >= (b.step ?? -Infinity);
+}
+
 class MetricChart {
   /**
    * @param {string} name
@@ -353,14 +365,18 @@ class MetricChart {
   /** The last value beside the name (while the pointer is not on the chart). */
   showLatest() {
     const odd = this.nonfinite;
-    // A metric with no number to draw (a loss NaN from its first step) says so in words.
-    const last = this.ys.length ? formatNumber(this.ys[this.ys.length - 1]) : null;
-    this.latest.textContent = last ?? (odd ? odd.last.value_text : '');
-    this.note.hidden = this.ys.length > 0 || !odd;
+    // A metric with no number to draw (a loss NaN from its first step), or whose latest value is
+    // not a number (a loss that diverged): its latest value, and a note, say so in words.
+    const lastPoint = this.points[this.points.length - 1];
+    const oddIsLatest = odd !== null && (!lastPoint || isAfter(odd.last, lastPoint));
+    const lastNumber = lastPoint ? formatNumber(this.ys[this.ys.length - 1]) : '';
+    this.latest.textContent = oddIsLatest ? odd.last.value_text : lastNumber;
+    this.note.hidden = !oddIsLatest;
     if (odd) {
       this.el.dataset.nonfinite = String(odd.count);
-      this.note.textContent = `Every value is NaN or infinite: ${odd.count} point${odd.count === 1 ? '' : 's'}, `
-        + `the last ${odd.last.value_text}` + (odd.last.step !== null ? ` at step ${odd.last.step}.` : '.');
+      const points = `${odd.count} point${odd.count === 1 ? '' : 's'}`;
+      const what = lastPoint ? `${points} NaN or infinite, not drawn; ` : `Every value is NaN or infinite: ${points}, `;
+      this.note.textContent = what + `the last ${odd.last.value_text}` + (odd.last.step !== null ? ` at step ${odd.last.step}.` : '.');
     }
   }
 
