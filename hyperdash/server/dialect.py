@@ -44,6 +44,11 @@ UNICODE_LOWER = "unicode_lower"
 # SQLite's limit on parameters in one statement (999 before 3.32).
 _SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
+# Seconds a connection to PostgreSQL may take to open, unless the URL says (connect_timeout=N):
+# a database host that drops packets would otherwise hold each request for the system's TCP
+# timeout, minutes, before it could be told that the database is out of reach.
+CONNECT_TIMEOUT_S = 10
+
 
 def checked_url(db_url: str) -> URL:
     """The SQLAlchemy URL for ``db_url``; ValueError, one line, for what cannot work."""
@@ -84,7 +89,8 @@ def open_engine(url: URL) -> Engine:
                                pool_size=8, max_overflow=8)
         event.listen(engine, "connect", _prepare_sqlite_connection)
     else:
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name not in _INSERTS:  # (a driver that names its dialect otherwise)
         engine.dispose()
         raise ValueError(f"cannot use the database dialect {engine.dialect.name!r}; use {_SCHEMES}")

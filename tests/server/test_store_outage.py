@@ -175,3 +175,39 @@ def test_requests_while_the_database_is_out_of_reach_are_told_to_come_back(outag
                 assert time.monotonic() < deadline, resp.text
                 time.sleep(0.2)
             assert resp.status_code == 200, resp.text
+
+
+def test_a_database_host_that_never_answers_is_given_up_on_within_the_connect_timeout(monkeypatch):
+    # A host that takes the connection and says nothing (or drops the packets) held each request
+    # for the system's TCP timeout, minutes, before it could be told to come back.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from hyperdash.server import dialect
+
+    monkeypatch.setattr(dialect, "CONNECT_TIMEOUT_S", 2)
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.extend(iter(lambda: silent.accept()[0], None)), daemon=True).start()
+    engine = dialect.open_engine(make_url(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test"))
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            engine.connect().close()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(30)
+    try:
+        assert not attempt.is_alive(), "the connection attempt was still waiting after 30 s"
+        assert time.monotonic() - started < 10
+        assert len(outcome) == 1 and isinstance(outcome[0], OperationalError), outcome
+    finally:
+        engine.dispose()
+        silent.close()
+        for conn in held:
+            conn.close()
