@@ -437,6 +437,9 @@ def monitor_command(
         for _, write_fd, _, _ in channels:
             os.close(write_fd)
         pump = Pump(run, [(read_fd, terminal_fd, stream) for read_fd, _, terminal_fd, stream in channels])
+        # A grandchild that writes on after the run (a server the command left running) keeps
+        # writing where the output went, unrecorded, rather than dying of SIGPIPE.
+        pump.pass_on_after_stop = True
         pump.start()
         sampler = sysmetrics.start_for(run, pid=pid, flag=system_metrics, interval=system_metrics_interval)
         ptys = [(terminal_fd, read_fd) for read_fd, _, terminal_fd, _ in channels if isatty(read_fd)]

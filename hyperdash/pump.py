@@ -379,10 +379,11 @@ class Pump(threading.Thread):
 
         try:
             os.set_blocking(read_fd, True)
-            # (a session of its own: the terminal's Ctrl-C is for the processes that write)
-            subprocess.Popen([sys.executable, "-c", _PASS_ON, str(read_fd), str(terminal_fd)],
-                             pass_fds=(read_fd, terminal_fd), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            # (a session of its own: the terminal's Ctrl-C is for the processes that write; the
+            # terminal as its stdout, whatever its number here: 1 or 2 would clash with its own)
+            subprocess.Popen([sys.executable, "-c", _PASS_ON, str(read_fd), "1"],
+                             pass_fds=(read_fd,), stdin=subprocess.DEVNULL,
+                             stdout=terminal_fd, stderr=subprocess.DEVNULL, start_new_session=True)
         except (OSError, subprocess.SubprocessError):
             return False
         self._close(read_fd)  # (the pump's terminal copy closes as it ends)

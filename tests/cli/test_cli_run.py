@@ -295,19 +295,31 @@ def test_grandchild_output_is_captured(hd, account):
     assert texts(lines, "stderr") == ["grandchild error"]
 
 
-def test_a_grandchild_left_running_does_not_hold_the_exit(hd, account):
+def test_a_grandchild_left_running_does_not_hold_the_exit_and_writes_on_unrecorded(hd, account, tmp_path):
+    # It inherits the child's output and keeps it open: hyperdash exits 2 s after its command,
+    # and what the grandchild writes later still reaches the output, as without hyperdash (it
+    # died of SIGPIPE), though no longer the run.
+    marker = tmp_path / "wrote"
+    later = tmp_path / "later.py"
+    later.write_text(f"import time\ntime.sleep(4)\nprint('later', flush=True)\nopen({str(marker)!r}, 'w').close()\n")
     code = (
-        "import subprocess\n"
-        "sleeper = subprocess.Popen(['sleep', '60'])\n"  # inherits the child's stdout, keeps it open
+        "import subprocess, sys\n"
+        f"sleeper = subprocess.Popen([sys.executable, {str(later)!r}])\n"
         "print('sleeper', sleeper.pid, flush=True)\n"
     )
+    out = tmp_path / "out.txt"
     started = time.monotonic()
-    result = hd("run", "-n", "left a sleeper", *py(code), timeout=30)
+    with open(out, "wb") as stdout:
+        result = hd("run", "-n", "left a sleeper", *py(code), stdout=stdout, stderr=subprocess.DEVNULL, timeout=30)
     elapsed = time.monotonic() - started
-    sleeper = int(result.stdout.split()[1])
-    os.kill(sleeper, signal.SIGKILL)
     assert result.returncode == 0
-    assert elapsed < 15, f"hyperdash waited {elapsed:.1f}s for a grandchild's pipe"
+    assert elapsed < 4, f"hyperdash waited {elapsed:.1f}s for a grandchild's output"
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the grandchild did not live on past its write"
+    sleeper = int(out.read_text().split()[1])
+    assert out.read_text() == f"sleeper {sleeper}\nlater\n"
     run = account.wait_for_run("left a sleeper", "success")
     assert texts(account.logs(run["uuid"])) == [f"sleeper {sleeper}"]
 
