@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import msgspec
 
-from .batch import Line, Point
+from .batch import Line, Mark, Point
 
 __all__ = ["Fact", "RunState", "RunCreated", "RunStarted", "RunEnded", "RunLost", "RunBack",
            "LinesStored", "PointsStored", "ParamsStored", "Param", "ProgressChanged", "StopRequested",
@@ -149,9 +149,11 @@ class LinesStored(Fact, frozen=True):
 
 
 class PointsStored(Fact, frozen=True):
-    """Metric points stored, in the order they came."""
+    """Metric points stored, in the order they came; ``nonfinite``: those whose value is NaN or
+    infinite, stored apart (their ``metric`` events: the value is the text ``NaN``, ...)."""
 
     points: tuple[Point, ...]
+    nonfinite: tuple[Mark, ...] = ()
 
 
 class Param(msgspec.Struct, frozen=True, array_like=True):

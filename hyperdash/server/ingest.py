@@ -333,8 +333,8 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
         facts.append(RunCreated(*about, state))
     if shown:
         facts.append(LinesStored(*about, tuple(shown)))
-    if points:
-        facts.append(PointsStored(*about, tuple(points)))
+    if points or odd:
+        facts.append(PointsStored(*about, tuple(points), tuple(odd)))
     params = tuple(Param(m.seq, m.ts, m.payload["params"])
                    for m in marks if m.type == ev.PARAM and m.seq is not None)  # (all numbered by now)
     if params:

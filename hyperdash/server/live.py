@@ -24,7 +24,7 @@ from msgspec.structs import asdict
 
 from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored, RuleFired, RunDeleted
 from .rules import firing_of_fact
-from .views import iso, run_json
+from .views import iso, nonfinite, run_json
 
 __all__ = ["Hub", "sse"]
 
@@ -156,6 +156,10 @@ def _run_events(facts: list[Fact]) -> list[tuple]:
             found += [(p.seq, "metric", {"name": p.name, "value": p.value, "step": p.step, "timestamp": iso(p.ts),
                                          "internal": bool(p.is_internal)})
                       for p in fact.points]
+            # (JSON has no NaN: the value is null and its text says which, as the API shows it)
+            found += [(m.seq, "metric", {"name": m.payload["name"], "step": m.payload["step"], "timestamp": iso(m.ts),
+                                         "internal": bool(m.payload["is_internal"]), **nonfinite(m.payload["value"])})
+                      for m in fact.nonfinite]
         elif isinstance(fact, ParamsStored):
             found += [(p.seq, "param", {"params": p.params}) for p in fact.params]
         elif isinstance(fact, RuleFired):  # after its point (the sort is stable)

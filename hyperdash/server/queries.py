@@ -158,37 +158,42 @@ def _last_odd(odd) -> dict:
 
 
 def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -> list[tuple]:
-    """Stored events with seq > ``after`` as ``(seq, event name, data)``, in seq order; at most
-    ``limit`` of each kind, so a caller pages on from the last seq it got."""
+    """Stored events with seq > ``after`` as ``(seq, event name, data)``, in seq order: lines,
+    metric points (a NaN or infinite one as the API shows it) and params; at most ``limit``
+    from each table, so a caller pages on from the last seq it got."""
     found: list[tuple] = []
-    for line in conn.execute(
+    ends = []  # where a table's page ended, when it was full
+    lines = conn.execute(
         select(*_LINE_COLUMNS)
         .where(logs.c.run_id == run_id, logs.c.seq > after, logs.c.superseded == 0)
         .order_by(logs.c.seq).limit(limit)
-    ):
-        found.append((line.seq, "log", line_json(line._mapping)))
-    for point in conn.execute(
+    ).all()
+    found += [(line.seq, "log", line_json(line._mapping)) for line in lines]
+    points = conn.execute(
         select(metrics.c.seq, metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts, metrics.c.is_internal)
         .where(metrics.c.run_id == run_id, metrics.c.seq > after).order_by(metrics.c.seq).limit(limit)
-    ):
-        found.append((point.seq, "metric",
-                      {"name": point.name, "value": point.value, "step": point.step, "timestamp": iso(point.ts),
-                       "internal": bool(point.is_internal)}))
-    for param in conn.execute(
-        select(run_events.c.seq, run_events.c.payload)
-        .where(run_events.c.run_id == run_id, run_events.c.seq > after, run_events.c.type == ev.PARAM)
+    ).all()
+    found += [(point.seq, "metric", {"name": point.name, "value": point.value, "step": point.step,
+                                     "timestamp": iso(point.ts), "internal": bool(point.is_internal)})
+              for point in points]
+    marks = conn.execute(
+        select(run_events.c.seq, run_events.c.type, run_events.c.ts, run_events.c.payload)
+        .where(run_events.c.run_id == run_id, run_events.c.seq > after, run_events.c.type.in_((ev.PARAM, ev.METRIC)))
         .order_by(run_events.c.seq).limit(limit)
-    ):
-        found.append((param.seq, "param", {"params": orjson.loads(param.payload)["params"]}))  # (as live sends it)
+    ).all()
+    for mark in marks:  # (as live sends them)
+        payload = orjson.loads(mark.payload)
+        if mark.type == ev.PARAM:
+            found.append((mark.seq, "param", {"params": payload["params"]}))
+        else:
+            found.append((mark.seq, "metric", {"name": payload["name"], "step": payload["step"],
+                                               "timestamp": iso(mark.ts), "internal": bool(payload["is_internal"]),
+                                               **nonfinite(payload["value"])}))
+    for page in (lines, points, marks):
+        if len(page) >= limit:
+            ends.append(page[-1].seq)
     found.sort(key=lambda item: item[0])
-    # Stop where the shortest kind's page ended, so nothing between is skipped.
-    if len(found) >= limit:
-        ends = []
-        for kind in ("log", "metric", "param"):
-            seqs = [s for s, k, _ in found if k == kind]
-            if len(seqs) >= limit:
-                ends.append(seqs[-1])
-        if ends:
-            cut = min(ends)
-            found = [item for item in found if item[0] <= cut]
+    # Stop where the shortest page ended, so nothing between is skipped.
+    if ends:
+        found = [item for item in found if item[0] <= min(ends)]
     return found

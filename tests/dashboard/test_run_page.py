@@ -417,6 +417,44 @@ def test_a_metric_that_went_nan_says_so_where_its_latest_value_is_shown(open_pag
     assert accuracy.locator(".chart-note").is_hidden()
 
 
+def test_a_loss_going_nan_while_the_page_is_open_shows_at_once(open_page, account):
+    feed = RunFeed(account, "diverging live")
+    feed.metric("loss", 0.9, step=1)
+    page = open_run(open_page, account, feed)
+    page.locator(".chart[data-metric='loss']").wait_for()
+
+    def shown(metric: str) -> tuple:
+        """(the latest value beside the name, the note or None when hidden), once the chart is there."""
+        return tuple(wait_until(page, f"""(() => {{
+            const chart = document.querySelector(`.chart[data-metric="{metric}"]`);
+            if (!chart) return null;
+            const note = chart.querySelector('.chart-note');
+            return [chart.querySelector('.latest').textContent, note.hidden ? null : note.textContent];
+        }})()"""))
+
+    def settles(metric: str, expected: tuple) -> None:
+        deadline = time.monotonic() + 10
+        while shown(metric) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert shown(metric) == expected
+
+    def nan_point(name: str, step: int) -> None:
+        feed.send([feed.event(ev.METRIC, {"name": name, "value": "NaN", "timestamp": ev.now_ms(),
+                                          "is_internal": False, "step": step})])
+        time.sleep(0.002)  # (each point its own millisecond, as a step takes)
+
+    assert shown("loss") == ("0.9", None)
+    nan_point("loss", 2)
+    settles("loss", ("NaN", "1 point NaN or infinite, not drawn; the last NaN at step 2."))
+    nan_point("loss", 3)
+    settles("loss", ("NaN", "2 points NaN or infinite, not drawn; the last NaN at step 3."))
+    # A metric NaN from its first point gets its chart live too.
+    nan_point("grad norm", 3)
+    settles("grad norm", ("NaN", "Every value is NaN or infinite: 1 point, the last NaN at step 3."))
+    feed.metric("loss", 0.4, step=4)  # (recovered: its last number again, no note)
+    settles("loss", ("0.4", None))
+
+
 def test_status_duration_and_exit_follow_the_run(open_page, account):
     feed = RunFeed(account, "ending")
     page = open_run(open_page, account, feed)

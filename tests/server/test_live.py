@@ -89,19 +89,49 @@ def test_run_stream_follows_and_resumes(live):
     by_query.close()
 
 
+def follow_new_run(client, headers, name: str) -> tuple[str, Events]:
+    """A run just started, and its stream, past its first status."""
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": name}, seq=1)])
+    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
+    stream.take(1)
+    return run, stream
+
+
 def test_run_stream_sends_a_line_stored_after_a_later_one(live):
     # An older batch retried after a newer one went: its lines are new to whoever follows.
     server, client, headers = live
-    run = str(uuid.uuid4())
-    post(client, headers, [env("run_started", run, {"job_name": "late"}, seq=1)])
-    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
-    stream.take(1)
+    run, stream = follow_new_run(client, headers, "late")
     post(client, headers, [log(run, 4, "three"), log(run, 5, "four")])
     post(client, headers, [log(run, 2, "one"), log(run, 3, "two")])
     got = stream.take(4)
     # Each id is the highest seq sent, where a reconnection resumes.
     assert [(e["data"]["seq"], e["id"]) for e in got] == [(4, "4"), (5, "5"), (2, "5"), (3, "5")]
     stream.close()
+
+
+def test_run_stream_sends_nan_points_live_and_after_a_resume(live):
+    # A loss going NaN is what a person following the run must see at once; JSON has no NaN: the
+    # value is null and its text says which, as the API shows it.
+    server, client, headers = live
+    run, stream = follow_new_run(client, headers, "diverging")
+
+    def point(seq: int, value) -> dict:
+        return env("metric", run, {"name": "loss", "value": value, "timestamp": seq, "is_internal": False,
+                                   "step": seq}, seq=seq, timestamp=seq)
+
+    post(client, headers, [point(2, 0.5), point(3, "NaN"), point(4, "-Infinity")])
+    expected = [("2", {"name": "loss", "value": 0.5, "step": 2, "timestamp": "1970-01-01T00:00:00.002Z",
+                       "internal": False}),
+                ("3", {"name": "loss", "value": None, "value_text": "NaN", "step": 3,
+                       "timestamp": "1970-01-01T00:00:00.003Z", "internal": False}),
+                ("4", {"name": "loss", "value": None, "value_text": "-Infinity", "step": 4,
+                       "timestamp": "1970-01-01T00:00:00.004Z", "internal": False})]
+    assert [(e["id"], e["data"]) for e in stream.take(3)] == expected
+    stream.close()
+    resumed = Events(client, f"/api/v1/runs/{run}/events?after=1", headers)
+    assert [(e["id"], e["data"]) for e in resumed.take(4)[1:]] == expected
+    resumed.close()
 
 
 def test_run_stream_reports_status_changes(live):

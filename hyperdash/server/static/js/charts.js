@@ -161,7 +161,10 @@ function plotAxes(kind) {
   return [x, { ...axis, size: 52, values }];
 }
 
-/** @typedef {{name?: string, value: unknown, step?: number | null, timestamp?: string}} Point */
+/**
+ * A metric point; a NaN or infinite one has `value` null and `value_text` saying which.
+ * @typedef {{name?: string, value: unknown, value_text?: string, step?: number | null, timestamp?: string}} Point
+ */
 /**
  * A metric's NaN and infinite points, which a series leaves out (GET /runs/{uuid}/metrics/{name}).
  * @typedef {{count: number, last: {value_text: string, step: number | null, timestamp: string}}} NonFinite
@@ -178,14 +181,15 @@ export const AXIS_CHOICES = /** @type {const} */ (['auto', 'step', 'index', 'tim
 
 /**
  * Whether point `a` was logged after point `b`: by time, then by step (two points of one
- * millisecond).
+ * millisecond); `orSame`: a point of the same time and step counts as after.
  * @param {{timestamp?: string, step?: number | null}} a
  * @param {{timestamp?: string, step?: number | null}} b
  */
-function isAfter(a, b) {
+function isAfter(a, b, orSame = true) {
   const [ta, tb] = [Date.parse(a.timestamp || ''), Date.parse(b.timestamp || '')];
   if (ta !== tb) return ta > tb;
-  return (a.step ?? -Infinity) >= (b.step ?? -Infinity);
+  const [sa, sb] = [a.step ?? -Infinity, b.step ?? -Infinity];
+  return orSame ? sa >= sb : sa > sb;
 }
 
 class MetricChart {
@@ -289,7 +293,10 @@ class MetricChart {
    * @param {boolean} [draw]
    */
   add(point, draw = true) {
-    if (typeof point.value !== 'number') return;
+    if (typeof point.value !== 'number') {
+      if (typeof point.value_text === 'string') this.addNonfinite(point.value_text, point);
+      return;
+    }
     this.points.push(point);
     if (this.axisFor() !== this.axis) {
       this.rebuild();
@@ -351,6 +358,19 @@ class MetricChart {
       u.over.append(marker);
       this.markers.push(marker);
     }
+  }
+
+  /**
+   * A NaN or infinite point that came live (`value` null, `value_text` saying which): counted,
+   * unless it is no later than the last one known (a copy, or one the series counted already).
+   * @param {string} text its value: NaN, Infinity or -Infinity
+   * @param {Point} point
+   */
+  addNonfinite(text, point) {
+    const last = { value_text: text, step: point.step ?? null, timestamp: point.timestamp || '' };
+    const odd = this.nonfinite;
+    if (odd && !isAfter(last, odd.last, false)) return;
+    this.setNonfinite({ count: (odd ? odd.count : 0) + 1, last });
   }
 
   /**
@@ -547,9 +567,12 @@ export class Charts {
     } catch (err) {
       this.onError(err);
     }
-    const chart = new MetricChart(name, points.concat(this.loading.get(name) || []), this.axis, this.look,
-      this.firings.filter((f) => f.metric === name));
+    const waiting = this.loading.get(name) || [];
+    const chart = new MetricChart(name, points.concat(waiting.filter((p) => typeof p.value === 'number')),
+      this.axis, this.look, this.firings.filter((f) => f.metric === name));
     chart.setNonfinite(nonfinite);
+    // (after the series' count: one that came while it loaded counts only if it is not in it)
+    for (const p of waiting) if (typeof p.value !== 'number') chart.add(p);
     this.loading.delete(name);
     this.charts.set(name, chart);
     this.place(chart);
