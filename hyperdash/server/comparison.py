@@ -107,20 +107,25 @@ def _summaries(conn: Connection, run_ids: list[int], internal: bool) -> dict[int
     )
     # The last point of each: found through the (run_id, name, seq) index.
     rows = conn.execute(
-        select(agg.c.run_id, agg.c.name, agg.c.count, agg.c.min, agg.c.max,
+        select(agg.c.run_id, agg.c.name, agg.c.count, agg.c.min, agg.c.max, agg.c.last_seq,
                metrics.c.value.label("last"), metrics.c.step.label("last_step"))
         .join(metrics, and_(metrics.c.run_id == agg.c.run_id, metrics.c.seq == agg.c.last_seq))
     )
+    last_seqs: dict[tuple[int, str], int] = {}
     for r in rows:
         found[r.run_id][r.name] = {"count": r.count, "min": r.min, "max": r.max, "last": r.last,
                                    "last_step": r.last_step}
-    # A metric none of whose points is a number: how many, and the last as text (NaN, ...).
+        last_seqs[(r.run_id, r.name)] = r.last_seq
+    # A metric whose last point is NaN or infinite (a loss that diverged, or was NaN from its first
+    # step): that point is its last, as text; its count takes in those points, min and max do not.
     odd = select(odd_metrics).where(odd_metrics.c.run_id.in_(run_ids))
     if not internal:
         odd = odd.where(odd_metrics.c.is_internal == 0)
     for r in conn.execute(odd):
-        found[r.run_id].setdefault(r.name, {"count": r.count, "min": None, "max": None, "last": None,
-                                            "last_text": r.last_value, "last_step": r.last_step})
+        summary = found[r.run_id].setdefault(r.name, {"count": 0, "min": None, "max": None})
+        summary["count"] += r.count
+        if r.last_seq > last_seqs.get((r.run_id, r.name), 0):
+            summary.update(last=None, last_text=r.last_value, last_step=r.last_step)
     return found
 
 

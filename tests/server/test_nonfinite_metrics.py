@@ -90,6 +90,21 @@ def test_the_comparison_table_and_its_downloads_list_it(api):
     assert "loss (last)" in exported["columns"] and exported["rows"][0]["loss (last)"] == "NaN"
 
 
+def test_the_comparison_table_gives_a_diverged_metric_its_nan_last_value(api):
+    # A loss finite, then NaN: its last value is NaN (its min and max are of its numbers); one
+    # NaN, then finite again, keeps its last number.
+    run = str(uuid.uuid4())
+    api.ok([env("run_started", run, {"job_name": "diverging sweep", "host": "box", "pid": 1, "api": "monitor"},
+                seq=1, timestamp=T0),
+            _point(run, 2, "loss", 0.9, 1), _point(run, 3, "loss", 0.5, 2), _point(run, 4, "loss", "NaN", 3),
+            _point(run, 5, "acc", "NaN", 1), _point(run, 6, "acc", 0.7, 2)])
+    metrics = api.json("/api/v1/compare", name="diverging sweep")["runs"][0]["metrics"]
+    assert metrics["loss"] == {"count": 3, "min": 0.5, "max": 0.9, "last": None, "last_text": "NaN", "last_step": 3}
+    assert metrics["acc"] == {"count": 2, "min": 0.7, "max": 0.7, "last": 0.7, "last_step": 2}
+    rows = list(csv.DictReader(io.StringIO(api.get("/api/v1/compare/export.csv", name="diverging sweep").text)))
+    assert (rows[0]["loss (last)"], rows[0]["acc (last)"]) == ("NaN", "0.7")
+
+
 def test_runs_stored_before_the_count_are_counted_by_the_upgrade(api, db_url):
     run = _diverged_run(api)
     store = store_module.Store(db_url)
