@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as WaitedTooLong
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -140,8 +141,16 @@ class Writer:
 
     def call(self, job: Job, timeout: float | None = 60, alone: bool = False) -> Any:
         """Run ``job`` on the writer and wait for its result (for synchronous callers);
-        ``alone`` as :meth:`submit` takes it."""
-        return self.submit(job, alone=alone).result(timeout)
+        ``alone`` as :meth:`submit` takes it. Past ``timeout`` (the database does not answer,
+        and the jobs ahead of this one wait for it too), :class:`Unavailable`; the job is then
+        dropped, unless it has begun."""
+        future = self.submit(job, alone=alone)
+        try:
+            return future.result(timeout)
+        except WaitedTooLong:
+            future.cancel()
+            raise Unavailable("the database did not answer in time; try again shortly",
+                              retry_after=BUSY_RETRY_AFTER_S) from None
 
     def every(self, interval: float, job: Job) -> None:
         """Run ``job`` on the writer about every ``interval`` seconds (its own transaction)."""
@@ -221,6 +230,10 @@ class Writer:
                     self._committed([result])
 
     def _run_group(self, conn: Connection, group: list) -> None:
+        # (a job whose caller gave up waiting, or whose request went away, is not run)
+        group = [(job, fut) for job, fut in group if fut.set_running_or_notify_cancel()]
+        if not group:
+            return
         try:
             with conn.begin():
                 if self.before is not None:

@@ -10,9 +10,11 @@ import threading
 import time
 import uuid
 
+import pytest
 from server_helpers import REPLY_FLAGS, Api, env, log
 
 from hyperdash import events as ev
+from hyperdash.server.errors import Unavailable
 from hyperdash.server.main import ServerThread
 
 
@@ -50,6 +52,22 @@ def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(make_clien
     assert api.get(f"/api/v1/runs/{run}").status_code == 404  # nothing of it was stored
     assert api.ok(batch) == {"stored": 2, "duplicates": 0, **REPLY_FLAGS}  # once the queue drains, it goes in
     assert api.lines(run) == ["refused"]
+
+
+def test_a_write_that_waits_too_long_is_told_to_come_back_and_is_not_done_later(make_client):
+    # A database that stops answering holds the writer, and every write queued behind it: the
+    # request waiting on one is told to come back (503), not failed (500), and its job dropped.
+    store = make_client().app.state.store
+    gate = hold_writer(store)
+    done: list[int] = []
+    try:
+        with pytest.raises(Unavailable) as caught:
+            store.writer.call(lambda conn: done.append(1), timeout=0.5)
+        assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
+    finally:
+        gate.set()
+    assert store.writer.call(lambda conn: "after") == "after"  # (the writer goes on)
+    assert done == []
 
 
 def test_a_batch_bigger_than_the_bound_still_goes_alone(make_client):
