@@ -84,3 +84,24 @@ def test_original_protocol_chunks_posted_at_once_show_as_stored(open_page, accou
                                         headers={ev.AUTH_HEADER: account.api_key}).json()["lines"]
     assert sorted(shown) == sorted(f"chunk {i}" for i in range(20))
     assert shown == [line["text"] for line in stored]
+
+
+def test_a_line_stored_late_between_a_bars_redraws_shows_before_the_bar(open_page, account):
+    # The bar's row spans the seqs of its states: the late line is not one of them (it was
+    # taken for a copy and dropped), and it goes where a reload puts it, before the bar's state.
+    feed = RunFeed(account, "late-in-bar")
+    start = feed.line("start")
+    first_states = [feed.line(f"train {p}%", progress=True) for p in (10, 20)]
+    middle = feed.line("MIDDLE message")
+    last_states = [feed.line(f"train {p}%", progress=True) for p in (60, 90)]
+    done, after = feed.line("train 100%"), feed.line("after")
+    page = open_run(open_page, account, feed)
+    feed.send([start, *first_states])
+    page.locator(ROWS, has_text="train 20%").wait_for()
+    feed.send([*last_states, done, after])
+    page.locator(ROWS, has_text="after").wait_for()
+    feed.send([middle])  # (a retried batch)
+    expected = ["start", "MIDDLE message", "train 100%", "after"]
+    assert settled_rows(page, 4) == expected
+    page.reload()
+    assert settled_rows(page, 4) == expected

@@ -291,8 +291,10 @@ export class LogView {
     let placed = 0;
     for (const line of lines) {
       if (erases(line) || (line.seq < this.minSeq && this.hasOlder) || this.holds(line)) continue;
-      const next = this.rows.children[this.rowsUpTo(line.seq)] || null;
-      this.rows.insertBefore(this.build([line]), next);
+      let at = this.rowsUpTo(line.seq);
+      // A bar redrawn past it shows its state after the line: the line goes before it.
+      if (at > 0 && this.spans(this.state(this.rows.children[at - 1]), line)) at--;
+      this.rows.insertBefore(this.build([line]), this.rows.children[at] || null);
       this.minSeq = Math.min(this.minSeq, line.seq);
       placed++;
     }
@@ -323,9 +325,19 @@ export class LogView {
   holds(line) {
     for (let i = this.rowsUpTo(line.seq) - 1; i >= 0; i--) {
       const state = this.state(this.rows.children[i]);
-      if (state.stream === line.stream) return state.seq >= line.seq;
+      if (state.stream === line.stream) return state.seq >= line.seq && !this.spans(state, line);
     }
     return false;
+  }
+
+  /**
+   * Whether the row is a progress bar whose redraws went on past `line`, a plain line stored
+   * between two of its states: the bar's row holds its states, not the line.
+   * @param {RowState} state
+   * @param {Line} line
+   */
+  spans(state, line) {
+    return state.bar && !line.progress && state.firstSeq < line.seq && line.seq < state.seq;
   }
 
   /** @param {Line[]} lines */
