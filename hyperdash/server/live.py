@@ -24,7 +24,7 @@ from msgspec.structs import asdict
 
 from .facts import RUN_FACTS, Fact, LinesStored, ParamsStored, PointsStored, RuleFired, RunDeleted
 from .rules import firing_of_fact
-from .views import iso, nonfinite, run_json
+from .views import iso, point_json, run_json
 
 __all__ = ["Hub", "sse"]
 
@@ -153,12 +153,10 @@ def _run_events(facts: list[Fact]) -> list[tuple]:
                                          "progress": bool(line.progress)})
                       for line in fact.lines]
         elif isinstance(fact, PointsStored):
-            found += [(p.seq, "metric", {"name": p.name, "value": p.value, "step": p.step, "timestamp": iso(p.ts),
-                                         "internal": bool(p.is_internal)})
+            found += [(p.seq, "metric", point_json(p.name, p.value, p.step, p.ts, p.is_internal))
                       for p in fact.points]
-            # (JSON has no NaN: the value is null and its text says which, as the API shows it)
-            found += [(m.seq, "metric", {"name": m.payload["name"], "step": m.payload["step"], "timestamp": iso(m.ts),
-                                         "internal": bool(m.payload["is_internal"]), **nonfinite(m.payload["value"])})
+            found += [(m.seq, "metric", point_json(m.payload["name"], m.payload["value"], m.payload["step"], m.ts,
+                                                   m.payload["is_internal"]))
                       for m in fact.nonfinite]
         elif isinstance(fact, ParamsStored):
             found += [(p.seq, "param", {"params": p.params}) for p in fact.params]

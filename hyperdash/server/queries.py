@@ -13,7 +13,7 @@ from .deletion import not_deleted
 from .dialect import holds
 from .errors import BadRequest, NotFound
 from .store import logs, metrics, odd_metrics, run_events, runs
-from .views import iso, line_json, nonfinite, run_json
+from .views import iso, line_json, nonfinite, point_json, run_json
 
 __all__ = ["find_run", "list_runs", "run_detail", "log_lines", "log_text", "metric_series",
            "events_after", "MAX_PAGE"]
@@ -173,8 +173,7 @@ def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -
         select(metrics.c.seq, metrics.c.name, metrics.c.value, metrics.c.step, metrics.c.ts, metrics.c.is_internal)
         .where(metrics.c.run_id == run_id, metrics.c.seq > after).order_by(metrics.c.seq).limit(limit)
     ).all()
-    found += [(point.seq, "metric", {"name": point.name, "value": point.value, "step": point.step,
-                                     "timestamp": iso(point.ts), "internal": bool(point.is_internal)})
+    found += [(point.seq, "metric", point_json(point.name, point.value, point.step, point.ts, point.is_internal))
               for point in points]
     marks = conn.execute(
         select(run_events.c.seq, run_events.c.type, run_events.c.ts, run_events.c.payload)
@@ -186,9 +185,8 @@ def events_after(conn: Connection, run_id: int, after: int, limit: int = 1000) -
         if mark.type == ev.PARAM:
             found.append((mark.seq, "param", {"params": payload["params"]}))
         else:
-            found.append((mark.seq, "metric", {"name": payload["name"], "step": payload["step"],
-                                               "timestamp": iso(mark.ts), "internal": bool(payload["is_internal"]),
-                                               **nonfinite(payload["value"])}))
+            found.append((mark.seq, "metric", point_json(payload["name"], payload["value"], payload["step"], mark.ts,
+                                                         payload["is_internal"])))
     for page in (lines, points, marks):
         if len(page) >= limit:
             ends.append(page[-1].seq)

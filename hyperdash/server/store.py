@@ -198,6 +198,7 @@ odd_metrics = Table(
     Column("is_internal", SmallInteger, nullable=False),
 )
 
+
 def count_odd_points(conn: Connection, run_id: int, points: Iterable[tuple[int, int, dict]]) -> None:
     """Count a run's NaN and infinite points just stored, each ``(seq, ts, payload)`` of its
     run_events row, in ``odd_metrics`` (the last of a metric's is the one with the highest seq,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["iso", "nonfinite", "run_json", "trouble_json", "line_json", "Fields", "JSONReply"]
+__all__ = ["iso", "nonfinite", "point_json", "run_json", "trouble_json", "line_json", "Fields", "JSONReply"]
 
 
 class Fields(Protocol):
@@ -39,6 +39,13 @@ def nonfinite(text: str) -> dict:
     """A NaN or infinite value (``text``: ``NaN``, ``Infinity`` or ``-Infinity``) as the API
     shows it, JSON having no such numbers: ``value`` null and ``value_text`` (as rule firings do)."""
     return {"value": None, "value_text": text}
+
+
+def point_json(name: str, value: float | str, step: int | None, ts: int, internal: object) -> dict:
+    """A metric point as a run's stream sends it; ``value`` a number, or the text of a NaN or
+    infinite one (see :func:`nonfinite`)."""
+    shown = nonfinite(value) if isinstance(value, str) else {"value": value}
+    return {"name": name, **shown, "step": step, "timestamp": iso(ts), "internal": bool(internal)}
 
 
 def run_json(run: Fields) -> dict:
