@@ -16,6 +16,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
@@ -29,8 +30,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["checked_url", "open_engine", "holds", "insert_many", "insert_lines", "execute", "skip_locked",
-           "byte_length", "insert_ignoring", "is_shared", "lock_schema", "LOG_COLUMNS", "UNICODE_LOWER"]
+__all__ = ["checked_url", "open_engine", "PoolLimits", "pool_limits_from_env", "holds", "insert_many",
+           "insert_lines", "execute", "skip_locked", "byte_length", "insert_ignoring", "is_shared", "lock_schema",
+           "LOG_COLUMNS", "UNICODE_LOWER"]
 
 # The insert statement of each dialect the store supports: ON CONFLICT DO NOTHING makes a
 # resent row a no-op, which is what stores each (run, seq) once.
@@ -48,6 +50,43 @@ _SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 
 # a database host that drops packets would otherwise hold each request for the system's TCP
 # timeout, minutes, before it could be told that the database is out of reach.
 CONNECT_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """How many connections one server process holds at most (``size``; its writer and, on
+    PostgreSQL, its listener keep one each, the rest serve requests), and how long a request
+    waits for one of them to be free (``timeout_s``) before it is told the server is busy."""
+
+    size: int = 16
+    timeout_s: float = 30.0
+
+
+# The fewest connections a process can serve with: the writer's, the listener's and one for reads.
+MIN_POOL_SIZE = 3
+
+
+def pool_limits_from_env() -> PoolLimits:
+    """``$HYPERDASH_DB_POOL_SIZE`` and ``$HYPERDASH_DB_POOL_TIMEOUT`` (seconds), each else its
+    default; ValueError, one line, for a value that cannot work."""
+    limits = PoolLimits()
+    size, timeout = os.environ.get("HYPERDASH_DB_POOL_SIZE"), os.environ.get("HYPERDASH_DB_POOL_TIMEOUT")
+    if size:
+        try:
+            limits = replace(limits, size=int(size))
+        except ValueError:
+            limits = replace(limits, size=0)
+        if limits.size < MIN_POOL_SIZE:
+            raise ValueError(f"HYPERDASH_DB_POOL_SIZE must be a whole number of connections, at least "
+                             f"{MIN_POOL_SIZE}, not {size!r}")
+    if timeout:
+        try:
+            limits = replace(limits, timeout_s=float(timeout))
+        except ValueError:
+            limits = replace(limits, timeout_s=0.0)
+        if not 0 < limits.timeout_s < float("inf"):  # (NaN too)
+            raise ValueError(f"HYPERDASH_DB_POOL_TIMEOUT must be a number of seconds above 0, not {timeout!r}")
+    return limits
 
 
 def checked_url(db_url: str) -> URL:
@@ -80,17 +119,21 @@ def checked_url(db_url: str) -> URL:
     return url
 
 
-def open_engine(url: URL) -> Engine:
-    """An engine on ``url`` (from :func:`checked_url`), set up for its database."""
+def open_engine(url: URL, limits: PoolLimits = PoolLimits()) -> Engine:
+    """An engine on ``url`` (from :func:`checked_url`), set up for its database, its pool within
+    ``limits``."""
+    # Half the connections stay open between requests; the others close when handed back.
+    kept = (limits.size + 1) // 2
+    pool = {"pool_size": kept, "max_overflow": limits.size - kept, "pool_timeout": limits.timeout_s}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             _create_private_file(Path(url.database))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=8, max_overflow=8)
+                               **pool)
         event.listen(engine, "connect", _prepare_sqlite_connection)
     else:
         connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     if engine.dialect.name not in _INSERTS:  # (a driver that names its dialect otherwise)
         engine.dispose()
         raise ValueError(f"cannot use the database dialect {engine.dialect.name!r}; use {_SCHEMES}")

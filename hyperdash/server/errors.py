@@ -14,6 +14,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -31,8 +32,9 @@ log = logging.getLogger("hyperdash.server")
 MAX_MESSAGE_CHARS = 500
 
 # Errors of the database rather than of the request or of this code: a connection refused or
-# dropped, a database gone or too busy (a lock, a deadlock). The same request may work shortly.
-DATABASE_DOWN = (OperationalError, InterfaceError)
+# dropped, a database gone or too busy (a lock, a deadlock), or every connection of the pool in
+# use past its timeout. The same request may work shortly.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _capped(message: str) -> str:
@@ -111,8 +113,11 @@ class Unavailable(ApiError):
 
 def database_down(exc: Exception) -> Unavailable:
     """The 503 for a :data:`DATABASE_DOWN` error, which is logged in one line (no traceback:
-    while the database is away, every request meets it)."""
+    while the database is away, or the server overloaded, every request meets it)."""
     cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    if isinstance(exc, PoolTimeout):  # (the database answers; this server has no connection free)
+        log.warning("no database connection was free in time: %s", cause[0] if cause else "pool timeout")
+        return Unavailable("the server is busy: every database connection is in use; try again in a few seconds")
     log.error("the database failed: %s", cause[0] if cause else type(exc).__name__)
     return Unavailable("the database is unavailable; try again in a few seconds")
 

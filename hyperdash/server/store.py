@@ -52,6 +52,7 @@ from .dialect import (
     is_shared,
     lock_schema,
     open_engine,
+    pool_limits_from_env,
     skip_locked,
     upsert,
 )
@@ -570,11 +571,13 @@ class Store:
     ``shared``: whether other processes may write to the same database (PostgreSQL). Then
     ``relay`` is the :class:`Relay` that carries facts and signals between them, and
     ``everywhere`` the source of every process's facts (``relay``; else ``dispatcher``).
-    ``max_queued_bytes`` bounds the writer's queue (see :class:`Writer`)."""
+    ``max_queued_bytes`` bounds the writer's queue (see :class:`Writer`). The engine's pool is
+    as ``$HYPERDASH_DB_POOL_SIZE`` and ``$HYPERDASH_DB_POOL_TIMEOUT`` say (see
+    :func:`~hyperdash.server.dialect.pool_limits_from_env`)."""
 
     def __init__(self, db_url: str | None = None, max_queued_bytes: int | None = None):
         self.url = checked_url(db_url or default_db_url())
-        self.engine: Engine = open_engine(self.url)
+        self.engine: Engine = open_engine(self.url, pool_limits_from_env())
         self.shared = is_shared(self.engine)
         self.migrate()
         self.dispatcher = Dispatcher()
