@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -117,7 +118,9 @@ def test_a_failed_run_sends_one_signed_webhook(start, receiver, caplog):
     assert body["run"]["exit_code"] == 3 and body["run"]["host"] == "gpu-7"
     # The last 20 lines of output, and none before them.
     assert body["tail"].splitlines() == [f"line {i}" for i in range(11, 31)]
-    assert req.headers["idempotency-key"] == outbox_rows(client)[0].key
+    # (the channel's own key for the queued notification, opaque)
+    assert req.headers["idempotency-key"] == body["id"] != outbox_rows(client)[0].key
+    assert re.fullmatch("[0-9a-f]{32}", body["id"])
     with client.app.state.store.read() as conn:  # type: ignore[attr-defined]
         channel = list_channels(conn, user_id(client, api))[0]
     assert channel.last_result is not None and channel.last_result["outcome"] == "delivered"
@@ -168,6 +171,36 @@ def test_an_error_then_success_is_delivered_once_and_secrets_stay_out(start, rec
     assert row.attempts == 2 and len(receiver.requests) == 2
     assert receiver.requests[0].headers["idempotency-key"] == receiver.requests[1].headers["idempotency-key"]
     assert secret not in caplog.text and "oops" in caplog.text
+
+
+def test_two_accounts_runs_with_one_uuid_reach_one_receiver_under_keys_of_their_own(start, receiver):
+    # The key was the run's uuid (the client's choice) with the event: two accounts whose runs
+    # shared a uuid sent the same key to a receiver they shared, which dropped the second as a copy.
+    receiver.answers += [Answer(503), Answer(200), Answer(200)]  # the first attempt is retried
+    client = start()
+    run = str(uuid.uuid4())
+    secrets = {}
+    for _ in range(2):
+        api = Api(client)
+        secret = generate_secret()
+        webhook(client, api, receiver.base + "/in", secret)
+        secrets[api.email] = secret
+        api.ok([env("run_started", run, {"job_name": "same uuid"}, seq=1),
+                env("run_ended", run, {"final_status": "failure", "exit_code": 1, "signal": None}, seq=2)])
+    wait_for(lambda: [r.state for r in outbox_rows(client)] == [DELIVERED, DELIVERED], what="both delivered")
+    assert len(receiver.requests) == 3
+
+    def sender(request) -> str:  # (the account whose secret signed it)
+        return next(email for email, secret in secrets.items()
+                    if verify_signature(secret, request.headers["x-hyperdash-signature"], request.body))
+
+    keys = collections.defaultdict(list)
+    for request in receiver.requests:
+        assert request.json()["id"] == request.headers["idempotency-key"]
+        keys[sender(request)].append(request.headers["idempotency-key"])
+    assert sorted(len(sent) for sent in keys.values()) == [1, 2]  # one account's was sent twice...
+    assert all(len(set(sent)) == 1 for sent in keys.values())  # ...under one key
+    assert len({sent[0] for sent in keys.values()}) == 2  # and the accounts' keys differ
 
 
 def test_retry_after_is_honoured(start, receiver):

@@ -50,7 +50,7 @@ class Notification:
     ``NaN``, ``Infinity`` or a number). ``duration_s``: how long the run had gone when it ended,
     went silent, stalled, came back or fired the rule. ``key`` identifies this
     notification across retries, so receivers can drop duplicates; left empty, it is derived
-    from the kind, run and status.
+    from the kind, run and status (the outbox sends each channel a key of its own made of it).
     """
 
     kind: str

@@ -9,6 +9,10 @@ claims the due ones under a lease, sends them and marks the result. A row's life
        |                  |----failed------> failed (the receiver's answer in last_detail)
        +--lease expired---+  (a crash after the claim: sent again, with the same key)
 
+A row's ``key`` is its notification's, the same for every channel (a notification is queued once
+per channel); what a channel sends as the key (a webhook's ``Idempotency-Key``, a mail's
+``Message-ID``) is made of it and the channel's id, so that no two channels send the same.
+
 A row that a later event of the same run made moot before it was sent (a run lost then back
 within the grouping window, a lost run that then ended) becomes ``coalesced``: kept, so that its
 key stays taken and a rescan does not queue it again.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -368,8 +373,17 @@ def claim_due(conn: Connection, *, now: int, lease_ms: int, limit: int, rate_lim
     until = now + lease_ms
     conn.execute(update(notify_outbox).where(notify_outbox.c.id.in_([r.id for r in chosen]))
                  .values(state=SENDING, claimed_until=until, attempts=notify_outbox.c.attempts + 1))
-    return [Claimed(r.id, channels[r.channel_id], Notification(**json.loads(r.notification)), r.attempts + 1,
+    return [Claimed(r.id, channels[r.channel_id], _as_sent(r.channel_id, r.notification), r.attempts + 1,
                     r.created_at, until) for r in chosen]
+
+
+def _as_sent(channel_id: int, stored: str) -> Notification:
+    """A queued notification as its channel sends it: with a key of that channel's own, the same
+    at every attempt. (The queued key is made of the run's uuid, which the client chooses: two
+    accounts' runs may share it, and their channels a receiver, which would take the second
+    notification for a copy of the first.)"""
+    n = Notification(**json.loads(stored))
+    return dataclasses.replace(n, key=hashlib.sha256(f"{channel_id}\0{n.key}".encode()).hexdigest()[:32])
 
 
 def release_claims(conn: Connection, *, now: int) -> int:
