@@ -7,6 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import TimeoutError as WaitedTooLong
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -266,9 +267,26 @@ def _state(request: Request):
 
 
 # --- health and accounts ----------------------------------------------------------------------
+# How long a readiness check waits for the database: less than the probes of load balancers and
+# orchestrators wait for the answer (a Kubernetes probe's default is 1 s, a Docker one's 30 s).
+READY_TIMEOUT_S = 0.8
+
+
 @router.get("/health", tags=["server"], response_model=Health)
 def health() -> dict:
-    """The server is up."""
+    """The server is up (it answers; whether its database does is ``/ready``'s to say)."""
+    return {"ok": True, "version": __version__}
+
+
+@router.get("/ready", tags=["server"], response_model=Health, responses=_errors(503))
+def ready(request: Request) -> dict:
+    """The server can serve: its database answers a trivial query within a second. Else 503,
+    with ``Retry-After``: for a load balancer's or an orchestrator's readiness check."""
+    try:
+        _state(request).store.ping(READY_TIMEOUT_S)
+    except WaitedTooLong:
+        raise Unavailable(f"the database did not answer within {READY_TIMEOUT_S:g} s; "
+                          "try again in a few seconds") from None
     return {"ok": True, "version": __version__}
 
 

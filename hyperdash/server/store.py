@@ -15,7 +15,9 @@ period.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from itertools import groupby
 from typing import Any
 
@@ -578,6 +580,8 @@ class Store:
     def __init__(self, db_url: str | None = None, max_queued_bytes: int | None = None):
         self.url = checked_url(db_url or default_db_url())
         self.engine: Engine = open_engine(self.url, pool_limits_from_env())
+        self._ping: Future | None = None  # the ping under way, which later pings wait for
+        self._ping_lock = threading.Lock()
         self.shared = is_shared(self.engine)
         self.migrate()
         self.dispatcher = Dispatcher()
@@ -647,6 +651,30 @@ class Store:
     def read(self) -> Connection:
         """A connection for queries (use as a context manager)."""
         return self.engine.connect()
+
+    def ping(self, timeout: float) -> None:
+        """Return once the database answers a trivial query; raise what it raised (a
+        :data:`~hyperdash.server.errors.DATABASE_DOWN` error) or, after ``timeout`` seconds,
+        ``concurrent.futures.TimeoutError``.
+
+        The query runs on a thread of its own, one at a time: a database that never answers
+        (its host dropping packets) holds that thread until the connection gives up, and the
+        pings meanwhile wait for the same answer rather than start threads of their own."""
+        with self._ping_lock:
+            pending = self._ping
+            if pending is None or pending.done():
+                pending = self._ping = Future()
+                threading.Thread(target=self._run_ping, args=(pending,), name="hyperdash-ping", daemon=True).start()
+        pending.result(timeout)
+
+    def _run_ping(self, result: Future) -> None:
+        try:
+            with self.read() as conn:  # (a table's row, not SELECT 1: SQLite reads the file then)
+                conn.execute(select(schema_migrations.c.version).limit(1)).all()
+        except BaseException as exc:
+            result.set_exception(exc)
+        else:
+            result.set_result(None)
 
     def close(self) -> None:
         """Commit every job submitted, deliver what that announced, then close the engine."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from pg_schema import fresh_schema, pg_unreachable
+from pg_schema import fresh_schema, pg_unreachable, schema_behind_proxy
 from server_helpers import Api
 
 from hyperdash.server.app import create_app
@@ -33,6 +33,14 @@ def pg_store():
         store = Store(url)
         yield store
         store.close()
+
+
+@pytest.fixture
+def outage():
+    """``(db_url, proxy)``: a fresh PostgreSQL schema reached through a proxy the test can cut
+    (:class:`pg_schema.CuttableProxy`)."""
+    with schema_behind_proxy() as reached:
+        yield reached
 
 
 @pytest.fixture

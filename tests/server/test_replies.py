@@ -52,6 +52,7 @@ def test_every_documented_reply_matches_its_model(client):
 
     headers = api.headers
     call("GET", "/api/v1/health")
+    call("GET", "/api/v1/ready")
     call("POST", "/api/v1/users", status=201, json={"email": f"u{uuid.uuid4().hex[:8]}@example.com",
                                                     "password": "long enough"})
     login = call("POST", "/api/v1/sessions", json={"email": api.email, "password": api.password, "host": "box"})

@@ -9,11 +9,9 @@ import socket
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from pg_schema import fresh_schema
 from server_helpers import Api, env
 
 from hyperdash.events import AUTH_HEADER, INGEST_PATH
@@ -21,80 +19,6 @@ from hyperdash.server.app import create_app
 from hyperdash.server.auth import SESSION_COOKIE
 
 pytestmark = pytest.mark.postgres
-
-
-class CuttableProxy:
-    """A TCP proxy on a loopback port to ``target``; ``cut()`` drops every connection and
-    refuses new ones until ``mend()``, as a database host that went away."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open = threading.Event()
-        self.open.set()
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for s in (source, sink):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        self.open.clear()
-        with self.lock:
-            pairs, self.pairs = self.pairs, []
-        for pair in pairs:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def mend(self) -> None:
-        self.open.set()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
-
-@pytest.fixture
-def outage():
-    """``(db_url, proxy)``: a fresh schema reached through a proxy the test can cut."""
-    with fresh_schema() as url:
-        parts = urlsplit(url)
-        proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-        netloc = parts.netloc.rsplit("@", 1)
-        host = f"127.0.0.1:{proxy.port}"
-        yield urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host)), proxy
-        proxy.close()
 
 
 def test_the_time_the_database_was_away_is_not_silence_of_the_runs(outage, caplog):
