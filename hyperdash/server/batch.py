@@ -12,7 +12,13 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Line", "Point", "Mark", "Chunk", "RunPart", "Batch"]
+__all__ = ["Line", "Point", "Mark", "Chunk", "RunPart", "Batch", "NUMBERED_FROM"]
+
+# Seqs a sender may send are below this; the events that come without one are numbered above
+# it, so that a run with both (a second sender, a resumed run) has no seq that both claim: a
+# sender's event is never taken for a copy of one the server numbered. (2**52: a sender counting
+# from 1 never gets there, and the server's numbers stay exact as a page's JavaScript reads them.)
+NUMBERED_FROM = 2**52
 
 
 class Line(msgspec.Struct, frozen=True, gc=False, array_like=True):

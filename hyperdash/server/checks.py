@@ -26,13 +26,14 @@ import msgspec
 import orjson
 
 from .. import events as ev
-from .batch import Batch, Chunk, Line, Mark, Point, RunPart
+from .batch import NUMBERED_FROM, Batch, Chunk, Line, Mark, Point, RunPart
 from .errors import BadRequest, TooLarge
 from .text import clean
 
 __all__ = ["checked_batch", "parse_body", "check_envelopes", "MAX_TIMESTAMP_MS"]
 
-_MAX_SEQ = 2**62
+_MAX_SEQ = NUMBERED_FROM  # (the seqs above are the server's own, see batch.NUMBERED_FROM)
+_SEQ_RANGE = f"'seq' must be an integer from 1 to {_MAX_SEQ - 1}"
 _INT64 = (-(2**63), 2**63 - 1)
 # Timestamps: milliseconds from 1970-01-01 to the end of year 9999 (what dates can show).
 MAX_TIMESTAMP_MS = 253_402_300_799_999
@@ -402,7 +403,7 @@ def _check_envelope(i: int, env: Any, parts: dict[str, RunPart], api: str | None
             _fail(i, "'payload' must be a JSON object")
     seq = env.get("seq")
     if seq is not None and (type(seq) is not int or not 0 < seq < _MAX_SEQ):
-        _fail(i, "'seq' must be a positive integer")
+        _fail(i, _SEQ_RANGE)
     part.envelopes += 1
 
     if etype == ev.LOG:
@@ -564,7 +565,7 @@ def _check_block(i: int, part: RunPart, seq: int | None, ts: int, stream: str, b
     if flagged:
         _fail(i, "a block of lines (log 'lines') cannot be 'partial' or 'progress'")
     if seq + count > _MAX_SEQ:
-        _fail(i, "'seq' must be a positive integer")
+        _fail(i, _SEQ_RANGE)
     texts = _block_texts(body, count)
     if texts is None:
         _fail(i, f"log 'body' must hold exactly {count} lines (log 'lines'), each ending in a newline")

@@ -1,9 +1,10 @@
 """Storing a checked batch (a writer job), and the sweep that marks silent runs lost.
 
 Each ``(run, seq)`` is stored once; events without ``seq`` (the original clients) get the next
-numbers of their run. Their log bodies are chunks of output, not lines: the text after a chunk's
-last newline is held per (run, stream) and joined to the next chunk of that stream (stored as a
-line when the run ends), and a chunk resent with the same ``payload.uuid`` is stored once.
+numbers of their run in a range of the server's own, above every seq a sender may send. Their
+log bodies are chunks of output, not lines: the text after a chunk's last newline is held per
+(run, stream) and joined to the next chunk of that stream (stored as a line when the run ends),
+and a chunk resent with the same ``payload.uuid`` is stored once.
 Heartbeats are not stored; they only mark the run as alive. A replay (a spool uploaded after
 its process ended, see :data:`hyperdash.events.REPLAY_HEADER`) is stored like any batch but is
 no sign of life: it neither moves the run's ``last_seen_at`` nor brings a lost run back (its
@@ -29,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import events as ev
-from .batch import Batch, Chunk, Line, Mark, Point, RunPart
+from .batch import NUMBERED_FROM, Batch, Chunk, Line, Mark, Point, RunPart
 from .deletion import deleted_among, is_deleted, not_deleted
 from .dialect import LOG_COLUMNS, byte_length, execute, insert_ignoring, insert_lines, insert_many, skip_locked
 from .facts import (
@@ -248,7 +249,6 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
             run = cache.remember({**new, "id": run_id})
     run_id = run["id"]
 
-    # Number what came without a seq, after everything this run holds or this batch brings.
     # (the seqs, taken once: _drop_duplicates needs them too unless events are numbered and added)
     seqs: list[int] = list(map(_SEQ_OF, chain(part.lines, part.points, part.marks)))
     top = max(run["max_seq"], max(seqs, default=0))
@@ -257,7 +257,11 @@ def _store_part(conn: Connection, cache: RunCache, batch: Batch, part: RunPart, 
     numbered = bool(part.unsequenced) or any(m.type == ev.RUN_ENDED for m in part.marks)
     if numbered:
         all_lines, all_points, all_marks = list(part.lines), list(part.points), list(part.marks)
-        top, resent = _number(conn, run_id, part, top, all_lines, all_points, all_marks)
+        # Number what came without a seq after the server's own numbers of this run, above any
+        # seq a sender may send (see batch.NUMBERED_FROM): a run with both loses neither.
+        start = max(run["max_seq"], NUMBERED_FROM)
+        last, resent = _number(conn, run_id, part, start, all_lines, all_points, all_marks)
+        top = last if last > start else top
 
     lines, points, marks = _drop_duplicates(conn, run_id, run["max_seq"], all_lines, all_points, all_marks,
                                             None if numbered else seqs)

@@ -10,7 +10,7 @@ import pytest
 from server_helpers import REPLY_FLAGS, Api, env, log
 
 from hyperdash import events
-from hyperdash.server.batch import Line
+from hyperdash.server.batch import NUMBERED_FROM, Line
 from hyperdash.server.ingest import _text_bytes, mark_lost
 from hyperdash.server.views import iso
 
@@ -55,13 +55,36 @@ def test_events_without_seq_are_numbered_in_the_order_they_came(api):
              env("log", run, {"uuid": "b", "level": "INFO", "body": "c"})]
     assert api.ok(batch) == {"stored": 4, "duplicates": 0, **REPLY_FLAGS}
     lines = api.json(f"/api/v1/runs/{run}/logs")["lines"]
-    # "c" has no newline yet: it waits for the rest of its line.
-    assert [(line["seq"], line["text"]) for line in lines] == [(2, "a"), (3, "b")]
-    assert api.json(f"/api/v1/runs/{run}")["last_seq"] == 4
+    # "c" has no newline yet: it waits for the rest of its line. (The server's numbers are
+    # its own range's, above every seq a sender may send.)
+    assert [(line["seq"] - NUMBERED_FROM, line["text"]) for line in lines] == [(2, "a"), (3, "b")]
+    assert api.json(f"/api/v1/runs/{run}")["last_seq"] == NUMBERED_FROM + 4
     # The next original envelope goes on after them, and finishes the line.
     api.ok(env("log", run, {"uuid": "c", "level": "INFO", "body": "d\n"}))
-    lines = api.json(f"/api/v1/runs/{run}/logs", after=4)["lines"]
-    assert [(line["seq"], line["text"]) for line in lines] == [(5, "cd")]
+    lines = api.json(f"/api/v1/runs/{run}/logs", after=NUMBERED_FROM + 4)["lines"]
+    assert [(line["seq"] - NUMBERED_FROM, line["text"]) for line in lines] == [(5, "cd")]
+
+
+def test_a_run_mixing_numbered_and_unnumbered_events_loses_none(api):
+    """Events with a seq and events without one (another sender of the same run) keep apart:
+    the server's numbers are none a sender may send, so nothing is taken for a copy."""
+    run = new_run()
+    unnumbered = env("log", run, {"uuid": "b", "level": "INFO", "body": "b1\nb2\n"})
+    assert api.ok([env("run_started", run, {"job_name": "mixed"}, seq=1), log(run, 2, "a1")])["stored"] == 2
+    assert api.ok(unnumbered)["stored"] == 1
+    # The sender with seqs goes on where it was, and sends a batch twice.
+    later = [log(run, 3, "a2"), log(run, 4, "a3"), env("metric", run, {"name": "m", "value": 1}, seq=5)]
+    assert api.ok(later) == {"stored": 3, "duplicates": 0, **REPLY_FLAGS}
+    assert api.ok(later) == {"stored": 0, "duplicates": 3, **REPLY_FLAGS}
+    assert api.ok(unnumbered) == {"stored": 0, "duplicates": 1, **REPLY_FLAGS}
+    assert api.ok(env("log", run, {"uuid": "c", "level": "INFO", "body": "b3\n"}))["stored"] == 1
+    assert api.ok([log(run, 6, "a4")])["stored"] == 1
+    lines = api.lines(run)
+    assert sorted(lines) == ["a1", "a2", "a3", "a4", "b1", "b2", "b3"]
+    # Each sender's lines in its own order.
+    assert [t for t in lines if t[0] == "a"] == ["a1", "a2", "a3", "a4"]
+    assert [t for t in lines if t[0] == "b"] == ["b1", "b2", "b3"]
+    assert [p["value"] for p in api.json(f"/api/v1/runs/{run}/metrics/m")["points"]] == [1]
 
 
 def test_output_chunks_are_joined_into_lines_and_stored_once(api):

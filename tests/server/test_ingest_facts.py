@@ -10,7 +10,7 @@ from server_helpers import env, log
 
 from hyperdash import events
 from hyperdash.server import facts as f
-from hyperdash.server.batch import Line
+from hyperdash.server.batch import NUMBERED_FROM, Line
 from hyperdash.server.ingest import mark_lost
 
 
@@ -81,11 +81,12 @@ def test_original_clients_output_is_announced_as_lines(api):
     api.ok(env("log", run, {"uuid": "a", "level": "INFO", "body": "a\nb\npart"}))
     created, lines = sub.take(2)
     assert type(created) is f.RunCreated and created.run.name is None
-    assert [(x.seq, x.text) for x in lines.lines] == [(1, "a"), (2, "b")]
+    # (numbered in the server's own range, above every seq a sender may send)
+    assert [(x.seq - NUMBERED_FROM, x.text) for x in lines.lines] == [(1, "a"), (2, "b")]
     api.ok(env("run_ended", run, {"final_status": "success"}))
     lines, ended = sub.take(2)
-    assert [(x.seq, x.text) for x in lines.lines] == [(3, "part")]  # held output goes before the end
-    assert type(ended) is f.RunEnded and ended.run.max_seq == 4
+    assert [(x.seq - NUMBERED_FROM, x.text) for x in lines.lines] == [(3, "part")]  # held output goes before the end
+    assert type(ended) is f.RunEnded and ended.run.max_seq == NUMBERED_FROM + 4
 
 
 def test_a_progress_line_replaced_in_its_batch_is_not_announced(api):
