@@ -105,3 +105,26 @@ def test_a_line_stored_late_between_a_bars_redraws_shows_before_the_bar(open_pag
     assert settled_rows(page, 4) == expected
     page.reload()
     assert settled_rows(page, 4) == expected
+
+
+def test_the_first_pieces_of_a_long_line_stored_late_join_its_rest(open_page, account):
+    # A long line comes in pieces; the batch with its first pieces is stored after the one with
+    # its rest (a retried batch). The page joins them into the one row a reload shows, in the
+    # place of the line's first piece (before a line of the other stream written meanwhile).
+    feed = RunFeed(account, "late-pieces")
+    before = feed.line("before")
+    pieces = [feed.line("AAAA", partial=True), feed.line("BBBB", partial=True)]
+    other = feed.line("on stderr", stream=ev.STDERR)
+    rest, after = feed.line("CCCC"), feed.line("after")
+    page = open_run(open_page, account, feed)
+    feed.send([before])
+    page.locator(ROWS, has_text="before").wait_for()
+    feed.send([other, rest, after])
+    page.locator(ROWS, has_text="after").wait_for()
+    feed.send(pieces)
+    expected = ["before", "AAAABBBBCCCC", "on stderr", "after"]
+    page.wait_for_timeout(1000)
+    assert row_texts(page) == expected
+    page.reload()
+    assert settled_rows(page, 4) == expected
+

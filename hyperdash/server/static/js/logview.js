@@ -289,17 +289,58 @@ export class LogView {
    */
   placeLate(lines) {
     let placed = 0;
-    for (const line of lines) {
+    // Newest first: a late piece of a long line joins the row of the pieces after it, once
+    // those late too are placed.
+    for (const line of [...lines].reverse()) {
       if (erases(line) || (line.seq < this.minSeq && this.hasOlder) || this.holds(line)) continue;
       let at = this.rowsUpTo(line.seq);
       // A bar redrawn past it shows its state after the line: the line goes before it.
       if (at > 0 && this.spans(this.state(this.rows.children[at - 1]), line)) at--;
       this.rows.insertBefore(this.build([line]), this.rows.children[at] || null);
+      if (this.mode !== 'search') this.joinPieces(/** @type {HTMLElement} */ (this.rows.children[at]));
       this.minSeq = Math.min(this.minSeq, line.seq);
       placed++;
     }
     // Followed, the tail trims the top; otherwise the rows below the one being read go.
     if (placed && !this.following) this.trim(false);
+  }
+
+  /**
+   * A row placed late among the rows, joined as a reload joins it: to the row of its stream
+   * before it when that one is a long line's piece the row goes on, and the row of its stream
+   * after it to it when it is such a piece itself.
+   * @param {HTMLElement} row
+   */
+  joinPieces(row) {
+    const stream = this.state(row).stream;
+    /** @param {Element | null} from @param {'previousElementSibling' | 'nextElementSibling'} way */
+    const nearest = (from, way) => {
+      let found = from;
+      while (found && this.state(found).stream !== stream) found = found[way];
+      return /** @type {HTMLElement | null} */ (found);
+    };
+    const before = nearest(row.previousElementSibling, 'previousElementSibling');
+    const head = before && this.state(before).partial ? this.join(before, row) : row;
+    const next = this.state(head).partial ? nearest(head.nextElementSibling, 'nextElementSibling') : null;
+    if (next) this.join(head, next);
+  }
+
+  /**
+   * Join row `later` of a long line's pieces to the end of row `row`, where the line began.
+   * @param {HTMLElement} row
+   * @param {HTMLElement} later
+   */
+  join(row, later) {
+    const state = this.state(row);
+    const rest = this.state(later);
+    state.text += rest.text;
+    state.bar = state.bar || rest.bar;
+    this.setLineState(row, { ...rest, timestamp: later.title });
+    this.paint(row);
+    later.remove();
+    // (the row the tail's next line continues, when it was the later one)
+    if (this.openRows.get(rest.stream) === later) this.openRows.set(rest.stream, row);
+    return row;
   }
 
   /**
@@ -356,8 +397,8 @@ export class LogView {
   }
 
   /**
-   * A long line cut by the page boundary: its pieces among the older rows go to the front of
-   * the row shown for the rest of it.
+   * A long line cut by the page boundary: the row shown for the rest of it joins its pieces
+   * among the older rows.
    * @param {DocumentFragment} older
    */
   joinOlderPieces(older) {
@@ -369,12 +410,7 @@ export class LogView {
       while (next && this.state(next).stream !== stream) {
         next = /** @type {HTMLElement | null} */ (next.nextElementSibling);
       }
-      if (!next) continue;
-      const joined = this.state(next);
-      joined.text = this.state(last).text + joined.text;
-      joined.firstSeq = this.state(last).firstSeq;
-      this.paint(next);
-      last.remove();
+      if (next) this.join(/** @type {HTMLElement} */ (last), next);
     }
   }
 
