@@ -128,3 +128,29 @@ def test_the_first_pieces_of_a_long_line_stored_late_join_its_rest(open_page, ac
     page.reload()
     assert settled_rows(page, 4) == expected
 
+
+def test_a_batch_stored_while_the_page_reconnects_shows_behind_many_newer_lines(open_page, account):
+    # While the page's stream reconnects, an older batch is stored, and then more newer lines
+    # than the page's first read of a log holds: the older batch still goes in its place.
+    feed = RunFeed(account, "reconnecting")
+    lines = numbered(feed, 340)
+    feed.send(lines[:10] + lines[20:40])  # on the page when it is made; lines 11 to 20 are late
+    page = open_page()
+    connections = []
+
+    def connect(route):
+        connections.append(route.request.url)
+        if len(connections) == 1:
+            # The first connection ends at once, as a dropped one does: the browser reconnects.
+            route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body="retry: 300\n\n")
+            return
+        if len(connections) == 2:
+            feed.send(lines[10:20])
+            feed.send(lines[40:])
+        route.continue_()
+
+    page.route("**/events?*", connect)
+    sign_in(page, account, f"/runs/{feed.uuid}")
+    page.locator(ROWS, has_text="line 340").wait_for()
+    assert settled_rows(page, 340) == [f"line {i}" for i in range(1, 341)]
+    assert len(connections) >= 2

@@ -602,15 +602,30 @@ export class LogView {
   }
 
   /**
-   * Read the newest lines again once the stream follows the run (at each connection): one
-   * stored late, below the seq the stream resumed after, while it was not following would
-   * come no other way. They merge like live lines, copies dropped.
+   * Read again the lines the page may lack once the stream follows the run (at each
+   * connection): one stored late, below the seq the stream resumed after (`resumedAfter`),
+   * while it was not following would come no other way. That is every line from the page's
+   * first row up to its last, or, at the tail, up to where the stream resumed, a page at a time;
+   * they merge like live lines, copies dropped. (So much the page had before: what is read
+   * is bounded by the rows it keeps, never the whole log.)
+   * @param {number} resumedAfter
    */
-  async catchUp() {
+  async catchUp(resumedAfter) {
     if (this.mode !== 'tail') return;
+    const view = this.view;
+    const until = this.atTail ? Math.max(this.maxSeq, resumedAfter) : this.maxSeq;
+    // (rows that begin with the log's first line: a late line may go before them)
+    let after = this.hasOlder ? this.minSeq - 1 : 0;
     try {
-      const lines = await this.fetchLines({ tail: FIRST_PAGE });
-      if (this.mode === 'tail') lines.forEach((line) => this.push(line));
+      for (let read = 0; after < until && read <= MAX_ROWS; read += PAGE) {
+        const lines = await this.fetchLines({ after, limit: PAGE });
+        if (view !== this.view || this.mode !== 'tail') return;
+        // (those below the rows' last go in place now, not through a queue they could flood)
+        this.placeLate(lines.filter((line) => line.seq <= this.maxSeq));
+        lines.filter((line) => line.seq > this.maxSeq).forEach((line) => this.push(line));
+        if (lines.length < PAGE) return;
+        after = lines[lines.length - 1].seq;
+      }
     } catch (err) {
       this.onError(err);
     }

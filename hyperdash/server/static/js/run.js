@@ -248,11 +248,11 @@ async function start() {
     log: (line) => log.push(line),
     metric: (point) => chartsOf(point).point(point),
     param: (data) => addParams(data),
-    status: (data) => {
+    status: (data, event) => {
       updateRun(data);
-      // Each connection's first event comes once the stream follows the run: lines stored late
-      // before then, below the seq it resumed after, are read again.
-      if (!following) log.catchUp();
+      // Each connection's first event comes once the stream follows the run, its id the seq
+      // the stream resumed after: lines stored late before then, below it, are read again.
+      if (!following) log.catchUp(Number(event.lastEventId) || 0);
       following = true;
     },
     alert: (firing) => trouble.fired(firing),
