@@ -373,6 +373,31 @@ def test_each_metric_is_a_chart_that_draws_and_grows(open_page, account):
     page.locator("#params th", has_text="epochs").wait_for()
 
 
+def test_a_point_that_reaches_its_chart_twice_is_kept_once(open_page, account):
+    # A metric's first point opens its chart, which reads the metric's series; a point that
+    # came live meanwhile is in that series too: on the index axis (a place per point) a copy
+    # would show as a point more.
+    feed = RunFeed(account, "copies")
+    page = open_run(open_page, account, feed)
+    page.select_option("#chart-axis", "index")
+    read = []
+
+    def series(route):
+        if not read:
+            read.append(route.request.url)
+            feed.metric("loss", 0.5, step=2)
+        route.continue_()
+
+    page.route("**/metrics/loss", series)
+    feed.metric("loss", 1.0, step=1)
+    chart = page.locator(".chart[data-metric='loss']")
+    chart.wait_for()
+    page.wait_for_timeout(1000)
+    assert read
+    assert chart.get_attribute("data-points") == "2"
+    assert chart.locator(".latest").inner_text() == "0.5"
+
+
 def test_a_metric_whose_every_value_is_nan_has_a_chart_that_says_so(open_page, account):
     feed = RunFeed(account, "diverged")
     for step in range(3):

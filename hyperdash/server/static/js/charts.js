@@ -210,6 +210,8 @@ class MetricChart {
     this.markers = [];
     /** @type {Point[]} every point with a number for a value, in the order logged */
     this.points = [];
+    /** @type {Set<string>} each of those points' time, step and value: a copy of one is dropped */
+    this.known = new Set();
     /** @type {number[]} */
     this.xs = [];
     /** @type {number[]} */
@@ -297,6 +299,10 @@ class MetricChart {
       if (typeof point.value_text === 'string') this.addNonfinite(point.value_text, point);
       return;
     }
+    // (the same point twice: sent again on the stream, or come live while its series loaded)
+    const key = `${point.timestamp}|${point.step}|${point.value}`;
+    if (this.known.has(key)) return;
+    this.known.add(key);
     this.points.push(point);
     if (this.axisFor() !== this.axis) {
       this.rebuild();
