@@ -23,15 +23,18 @@ the inner bar's row is reached with ``\n`` and left with cursor-up escapes (``\x
 the row the cursor rests on between updates. A framer follows the cursor over the rows it can
 come back to. A bar's row that ``\n`` leaves is held until what comes next shows whether the
 cursor climbs back to it (or :data:`HOLD_SECONDS` pass). A cursor-up is followed only from a
-row a bar drew from a ``\r`` (its state a bar's: tqdm's ends in ``]``; or erased); a program's
-own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a live row below moves
-there, ending nothing. The rows above the one the cursor climbs to are never drawn again: each
-becomes a line; so do all of them when a line of plain text ends below them, and at the
-stream's end. An erased row leaves nothing.
+row a bar drew from a ``\r`` (its state a bar's: tqdm's ends in ``]``) or erased after one (a
+live display of several rows, rich's, erases each on its way back up, and redraws a row by
+erasing it whole: ``\x1b[2K``, its other rows plain text held under that one as bars' rows
+are); a program's own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a
+live row below moves there, ending nothing. The rows above the one the cursor climbs to are
+never drawn again: each becomes a line; so do all of them when a line of plain text ends below
+them, and at the stream's end. An erased row leaves nothing.
 The progress state is the topmost bar's (the outer bar: the whole job's progress). Text written
 where the cursor came back to before any ``\r`` (a print between two redraws) is a line of its
 own, and what a redraw replaces there is kept as a line unless it is a bar's state (it ends with
-tqdm's ``]``): nothing written is lost.
+tqdm's ``]``) or the redraw erases the whole row first (a live display's, whose rows it replaces
+as the terminal does): nothing else written is lost.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ _ERASED = re.compile(rb"(?:[ \t]|\x1b\[[012]?K)*")
 # What moves the cursor between rows: a newline (down, or a new row), cursor-up escapes
 _MOVES = re.compile(rb"\n|(?:\x1b\[\d*A)+")
 _UP = re.compile(rb"\x1b\[(\d*)A")
+_ERASE_ROW = b"\x1b[2K"  # erase the whole line the cursor is on
 # The start of an escape that the chunk cut short (its end comes with the next chunk)
 _CUT_ESCAPE = re.compile(rb"\x1b(?:\[\d*)?\Z")
 
@@ -254,13 +258,18 @@ class LineFramer:
     def _write(self, text: bytes, out: list[Piece]) -> None:
         if not text:
             return
-        self._landed()
+        if not (self._climbing and _ERASED.fullmatch(text)):
+            self._landed()  # (a live display erases each row it climbs over: still climbing)
         if self._arrived and not visible_text(self._pending):
             self._pending = b""  # (back on a row left blank: a fresh one)
             self._arrived = False
         if self._arrived:
-            # Back on a row drawn before: a bar redraws it from its start (\r), anything else
-            # is written over it (a print between two redraws), and is kept as a line.
+            # Back on a row drawn before: a bar redraws it from its start (\r, or an escape
+            # that erases the whole row first, as a live display does after its climb),
+            # anything else is written over it (a print between two redraws), and is kept as a line.
+            erases = text.startswith(_ERASE_ROW)
+            if erases:
+                text = b"\r" + text
             at = text.find(b"\r")
             self._foreign += text if at < 0 else text[:at]
             if len(self._foreign) > self.max_line:
@@ -271,16 +280,17 @@ class LineFramer:
             text = text[at:]
             self._arrived = False
             state = visible_text(self._pending)
-            if not _bar_state(state):
+            if not (erases or _bar_state(state)):
                 # what a redraw is about to replace is no bar's state (text glued on after one,
-                # say): it is kept as a line
+                # say), nor erased by it: it is kept as a line
                 self._done.append(state)
                 self._pending = b""
         if self._drawn is None:
             self._drawn = text.startswith(b"\r")
-        if self._held_since is not None and b"\r" in text and visible_text(self._pending):
+        if self._held_since is not None and b"\r" in text and visible_text(self._pending) and visible_text(text):
             # the row below the held ones is redrawn in place: a bar of its own, not a row that
-            # climbs back to them (tqdm writes each update with the climb that ends it)
+            # climbs back to them (tqdm writes each update with the climb that ends it; a row
+            # only erased may be left by one still, as a live display's next refresh does)
             self._trim(0)
         row = self._pending + text
         if len(row) > self.max_line:
@@ -304,11 +314,13 @@ class LineFramer:
             self._arrived = True
             return
         row, self._pending = self._pending, b""
-        if _redrawn(row) or (self._climbed and not visible_text(row)):
-            # a bar's row, or a blank one passed over on the way down to a bar's (drawn later):
-            # the cursor may come back up to it
+        bar = _redrawn(row) or (self._climbed and not visible_text(row))
+        if bar or self._under_live_display():
+            # a bar's row, a blank one passed over on the way down to a bar's (drawn later), or
+            # one of a live display's rows: the cursor may come back up to it
             self._above.append(_compact(row) if row else row)
-            self._held_since = self._clock()
+            if bar or self._held_since is None:  # (lines printed after a display wait no longer)
+                self._held_since = self._clock()
             return
         # a line of its own below every live row: they are done, and it is a line
         region = self._climbed
@@ -319,13 +331,21 @@ class LineFramer:
         if b"\r" in row:  # the redrawn line is finished: its text supersedes its progress states
             self._progress = self._progress_sent = None
 
+    def _under_live_display(self) -> bool:
+        """Whether the rows held above the cursor's are a live display's (its top row drawn
+        by erasing the whole row first, as rich draws): each of its rows below, plain text as
+        it may be, is one its next refresh climbs back over."""
+        return (bool(self._above) and len(self._above) + len(self._below) < MAX_LIVE_ROWS
+                and visible_text(self._above[0]).startswith(_ERASE_ROW))
+
     def _up(self, rows: int, escape: bytes, out: list[Piece]) -> None:
         """A cursor-up: followed where a bar drew the row it leaves (from a \r, as tqdm's
         climb back from a nested bar's row); else it stays in the text as written (a program's
         own use of it), and the live rows are done."""
         state = visible_text(self._pending)
-        # (from a row a bar drew from \r: its state is a bar's, tqdm's ends in "]", or erased)
-        bar = self._drawn and (not state or _bar_state(state))
+        # (from a row a bar drew from \r, its state a bar's: tqdm's ends in "]"; or from a row
+        # erased after a \r, as a live display of several rows erases each on its way back up)
+        bar = (not state and b"\r" in self._pending) or (self._drawn and _bar_state(state))
         if not (bar or self._climbing):
             self._landed()
             self._trim(0)

@@ -15,6 +15,8 @@ import pytest
 from cli_support import HYPERDASH, py
 from terminal_support import busy_cpus, run_in_terminal, shown_lines
 
+from hyperdash.plaintext import plain_lines
+
 PAIRS = 300
 EXPECTED = [text for i in range(PAIRS) for text in (f"out {i}", f"err {i}")]
 
@@ -51,6 +53,33 @@ print("finished", flush=True)
 """
 
 
+# rich's Progress with three tasks: the rows of validation and of its batches drawn under the
+# bar of epochs, each refresh climbing back over all of them (Lightning's RichProgressBar while it
+# validates), and a line printed above them after each validation.
+RICH_ROWS = """
+import time
+from rich.progress import Progress
+with Progress() as progress:
+    for epoch in range(3):
+        train = progress.add_task(f"epoch {epoch}", total=4)
+        for _ in range(4):
+            progress.advance(train)
+            time.sleep(0.03)
+        valid = progress.add_task("validation", total=3)
+        batches = progress.add_task("batches", total=3)
+        for _ in range(3):
+            progress.advance(valid)
+            progress.advance(batches)
+            time.sleep(0.15)  # (several refreshes of all the rows)
+        progress.remove_task(batches)
+        progress.remove_task(valid)
+        progress.console.print(f"epoch {epoch} validated")
+        if epoch < 2:
+            progress.remove_task(train)
+print("finished", flush=True)
+"""
+
+
 def check_nested(lines: list[str]) -> None:
     """What a terminal shows once the nested bars are done: each epoch's line, the epochs' bar
     at 100%, the last line; no state of the bar of batches, no escape."""
@@ -75,6 +104,19 @@ def test_nested_tqdm_bars_leave_what_a_terminal_shows(account, hyperdash_home, w
     assert rc == 0, output[-2000:]
     run = account.wait_for_run(name, "success", timeout=60)
     check_nested(texts(account.logs(run["uuid"])))
+
+
+def test_a_live_display_of_several_rows_leaves_what_a_terminal_shows(account, hyperdash_home):
+    pytest.importorskip("rich")
+    rc, output = run_in_terminal([*HYPERDASH, "run", "-n", "rich rows", *py(RICH_ROWS)],
+                                 account.sdk_env(hyperdash_home), timeout=120)
+    assert rc == 0, output[-2000:]
+    run = account.wait_for_run("rich rows", "success", timeout=60)
+    lines = [line for line in plain_lines(texts(account.logs(run["uuid"]))) if line.strip()]
+    # the terminal keeps the printed lines, the last epoch's row and the line after the display:
+    # no row of an earlier refresh
+    assert lines[:3] == ["epoch 0 validated", "epoch 1 validated", "epoch 2 validated"], lines
+    assert len(lines) == 5 and lines[3].startswith("epoch 2") and "100%" in lines[3] and lines[4] == "finished", lines
 
 
 @pytest.fixture

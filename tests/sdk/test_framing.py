@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hyperdash.framing import LINES, PARTIAL, PIECE_BYTES, PROGRESS, LineFramer, utf8_cut, visible_text
 
 
@@ -383,3 +385,39 @@ def test_bars_redrawn_in_any_order_after_a_write_leave_no_copy_of_the_outer_bar(
     framer = LineFramer(progress_interval=0)
     pieces = [piece for write in writes for piece in lines_of(framer.feed(write))] + lines_of(framer.flush())
     assert [blob for kind, blob in pieces if kind == LINES] == [b"MSG1", b"MSG2", b"L0 2/2 [00:01]", b"END"]
+
+
+def _live_refresh(rows_before: int, rows: list[bytes]) -> bytes:
+    """One refresh of a live display of several rows as rich draws it (its Progress with two
+    tasks, Lightning's RichProgressBar while it validates): back to the top of the rows it drew
+    last, erasing each, then the rows, the cursor resting at the end of the last one."""
+    return b"\r\x1b[2K" + b"\x1b[1A\x1b[2K" * (rows_before - 1) + b"\n".join(rows)
+
+
+def _live_display(extra_rows: list[bytes], prints: bool = False) -> list[bytes]:
+    """The writes of a live display whose bar of epochs gains ``extra_rows`` (a row that the
+    bar's metrics wrap onto, a bar of validation) for a while; with ``prints``, a line printed
+    above it at each step, as rich prints while it shows (its rows redrawn under the line)."""
+    writes = [_live_refresh(1, [b"Epoch 0 1/4"]), _live_refresh(1, [b"Epoch 0 4/4"])]
+    drawn = 1
+    for step in range(1, 4):
+        rows = [b"Epoch 0 4/4", *extra_rows, f"Validation {step}/3".encode()]
+        if prints:
+            rows.insert(0, f"printed {step}".encode())
+        writes.append(_live_refresh(drawn, rows))
+        drawn = len(rows) - prints
+    writes += [_live_refresh(drawn, [b"Epoch 1 0/4"]), _live_refresh(1, [b"Epoch 1 4/4"]), b"\n", b"done\n"]
+    return writes
+
+
+@pytest.mark.parametrize("extra_rows", [[], [b"    val_loss: 0.5"], [b"row a", b"row b"]])
+@pytest.mark.parametrize("prints", [False, True])
+def test_a_live_display_of_several_rows_leaves_its_last_state_once(extra_rows, prints):
+    framer = LineFramer(progress_interval=0)
+    writes = _live_display(extra_rows, prints)
+    pieces = [piece for write in writes for piece in lines_of(framer.feed(write))] + lines_of(framer.flush())
+    lines = [blob.replace(b"\x1b[2K", b"") for kind, blob in pieces if kind == LINES]
+    # what a terminal shows: each printed line, the display's last state, the line after it
+    assert lines == [*(f"printed {step}".encode() for step in range(1, 4) if prints), b"Epoch 1 4/4", b"done"]
+    states = [blob for kind, blob in pieces if kind == PROGRESS and blob]
+    assert states and not any(b"Validation" in state for state in states), states
