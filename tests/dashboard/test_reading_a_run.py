@@ -7,7 +7,7 @@ import pytest
 
 from hyperdash import events as ev
 
-from .support import ROWS, RunFeed, open_run, row_texts, wait_until
+from .support import ROWS, RunFeed, open_run, row_texts, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -71,6 +71,36 @@ def test_metrics_with_steps_are_drawn_by_step_and_others_by_time_switchably(open
     assert chart_label(page, "loss").startswith("loss by time: 6 points")
     page.select_option("#chart-axis", "auto")
     assert chart_label(page, "loss") == "loss by step: 6 points, step 10 to 60"
+
+
+# Keeps each uPlot chart the page makes in window.plots, to read its x scale (drawn on a canvas).
+KEEP_PLOTS = """
+Object.defineProperty(window, 'uPlot', {configurable: true, get() { return this.keptUPlot; }, set(real) {
+  const kept = function (...args) { const plot = new real(...args); (window.plots ||= []).push(plot); return plot; };
+  kept.prototype = real.prototype;
+  this.keptUPlot = Object.assign(kept, real);
+}});
+"""
+
+
+def test_a_metric_logged_once_is_drawn_on_a_time_axis_of_a_minute_around_it(open_page, account):
+    feed = RunFeed(account, "logged once")
+    feed.metric("test_accuracy", 0.91)  # once, at the end, no step=
+    for value in (0.5, 0.6):
+        feed.metric("epoch_acc", value)
+    page = open_page()
+    page.add_init_script(KEEP_PLOTS)
+    sign_in(page, account, f"/runs/{feed.uuid}")
+    page.locator(".chart[data-metric='test_accuracy']").wait_for()
+    page.locator(".chart[data-metric='epoch_acc']").wait_for()
+    wait_until(page, "(window.plots || []).length === 2")
+    scales = page.evaluate("() => Object.fromEntries(window.plots.map("
+                           "p => [p.series[1].label, [p.scales.x.min, p.scales.x.max, p.data[0]]]))")
+    low, high, xs = scales["test_accuracy"]
+    # (uPlot alone stretched an axis of one moment over a thousand days)
+    assert high - low == pytest.approx(60) and low < xs[0] < high, scales
+    low, high, xs = scales["epoch_acc"]
+    assert [low, high] == [xs[0], xs[-1]], scales  # points at two moments span their own range
 
 
 # --- search ---------------------------------------------------------------------------------------

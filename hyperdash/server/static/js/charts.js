@@ -136,6 +136,22 @@ export function bindLookControls(logBox, smoothRange, onChange) {
   return look;
 }
 
+/** How far a time axis reaches on either side of a chart's only moment, in seconds. */
+const LONE_MOMENT_PAD = 30;
+
+/**
+ * The range of a time axis: as asked, or a minute around the points when they share one
+ * moment (a metric logged once), which uPlot would stretch over a thousand days.
+ * @param {any} u
+ * @param {number | null} min
+ * @param {number | null} max
+ */
+function timeRange(u, min, max) {
+  const xs = u.data[0];
+  if (!xs.length || xs[0] !== xs[xs.length - 1]) return [min, max];
+  return [xs[0] - LONE_MOMENT_PAD, xs[0] + LONE_MOMENT_PAD];
+}
+
 /**
  * uPlot's axes for an x axis of `kind` ('time': the clock; 'elapsed': seconds since a start;
  * else whole numbers) and a y axis.
@@ -486,7 +502,7 @@ class MetricChart {
       height: HEIGHT,
       legend: { show: false },
       cursor: { drag: { x: true, y: false }, points: { size: 6 } },
-      scales: { x: { time }, y: this.look.log ? { distr: 3 } : {} },
+      scales: { x: time ? { time, range: timeRange } : { time }, y: this.look.log ? { distr: 3 } : {} },
       axes: plotAxes(this.axis),
       series: [
         {},
