@@ -106,3 +106,14 @@ def test_holds_looks_through_escape_codes(call):
 ])
 def test_progress_bars_are_told_from_ordinary_lines(call, text, bar):
     assert call("looksLikeProgress", text) is bar
+
+
+@pytest.mark.parametrize("text, goes_on", [
+    ("epochs:  33%|███▎      | 1/3 [00:00<00:00,  9.71it/s]print epoch 1 loss=0.500", True),
+    ("  5%|▌         | 50/1000 [00:00, 98.10it/s] step 50", True),  # (no total: no remaining time)
+    ("Epoch 2: 100%|████| 8/8 [00:00<00:00, 385.59it/s, v_num=0, train_loss=1.29]", False),
+    ("epoch 1:  42%|████▏     | 42/100 [00:05<00:07,  8.21it/s]   ", False),
+    ("12/50 [=====>........................] - ETA: 3s - loss: 0.41", False),
+])
+def test_a_line_printed_right_after_a_bar_is_told_from_the_bar(call, text, goes_on):
+    assert call("goesOnAfterBar", text) is goes_on

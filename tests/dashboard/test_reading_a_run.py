@@ -134,6 +134,20 @@ def test_the_log_search_finds_as_one_types(open_page, account):
     assert "step 401 another needle" in row_texts(page)
 
 
+def test_a_line_printed_right_after_a_bar_is_not_cut_off_with_it(open_page, account):
+    feed = RunFeed(account, "print in a tqdm loop")
+    # (a print inside a tqdm loop: on the bar's row, after its state, as the terminal got it)
+    glued = tqdm_line(40) + "print epoch 1 loss=0.500"
+    feed.log(tqdm_line(100), glued, "end")
+    page = open_run(open_page, account, feed)
+    page.locator(ROWS, has_text="end").wait_for()
+    text = page.locator(ROWS, has_text="print epoch 1").locator(".text")
+    # the row wraps, as the terminal's does, so the printed line is on screen, not past the cut
+    assert text.evaluate("t => t.scrollWidth <= t.clientWidth"), "the printed text is cut off"
+    assert page.locator(ROWS, has_text="print epoch 1").get_attribute("class").split() == ["line"]
+    assert "bar" in page.locator(ROWS, has_text="100%").get_attribute("class").split()
+
+
 # --- long lines on a phone ------------------------------------------------------------------------
 
 def row_height(page, text: str) -> float:

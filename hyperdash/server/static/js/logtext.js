@@ -94,3 +94,17 @@ const BAR_PATTERN = /\d%\||[█▏▎▍▌▋▊▉━]{4}|\[[=#]{3,}>?[ .]*\]/
 export function looksLikeProgress(text) {
   return BAR_PATTERN.test(text);
 }
+
+// tqdm's times and rate ("[00:05<00:07, 8.21it/s]", or "[00:05, 8.21it/s]" without a total)
+// with more text after them
+const TEXT_AFTER_BAR = /\[(?:\d+:)?\d\d:\d\d[<,][^\]]*\]\s*\S/;
+
+/**
+ * Whether a line's text goes on after a progress bar's state: what was printed right after the
+ * bar (a print inside a tqdm loop), which a terminal shows on the rows the line wraps onto.
+ * @param {string} text
+ * @returns {boolean}
+ */
+export function goesOnAfterBar(text) {
+  return TEXT_AFTER_BAR.test(text);
+}

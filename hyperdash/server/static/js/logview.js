@@ -10,7 +10,7 @@
 import { api } from './api.js';
 import { formatClock, parseTime } from './dom.js';
 import {
-  ansiToHtml, holds, looksLikeProgress, splitMatches, stripAnsi, visible,
+  ansiToHtml, goesOnAfterBar, holds, looksLikeProgress, splitMatches, stripAnsi, visible,
 } from './logtext.js';
 
 const FIRST_PAGE = 200; // lines fetched to open a log
@@ -186,7 +186,10 @@ export class LogView {
     state.seq = line.seq;
     state.partial = Boolean(line.partial);
     state.progress = Boolean(line.progress);
-    state.bar = state.bar || state.progress || looksLikeProgress(visible(state.text));
+    const shown = visible(state.text);
+    // (a line printed right after a bar goes on its row: the row wraps, as on the terminal, so
+    // the line is not cut off with the bar)
+    state.bar = (state.bar || state.progress || looksLikeProgress(shown)) && !goesOnAfterBar(shown);
     row.className = 'line' + (line.stream === 'stderr' ? ' stderr' : '')
       + (state.progress ? ' progress' : '') + (state.bar ? ' bar' : '')
       + (this.mode === 'search' ? ' hit' : '');
