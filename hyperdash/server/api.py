@@ -649,7 +649,9 @@ async def run_events_stream(
     """Server-sent events of one run: ``log``, ``metric``, ``param`` and ``status``, each with
     ``id: <seq>``, the highest seq sent so far. Starts with the run's status, then what is stored
     after the resume point, then each event as it is stored, in commit order: one stored late (its
-    seq below others sent) comes too, as may a copy of one just sent from the store."""
+    seq below others sent) comes too; a copy of one it read from the store, or of the status it
+    sent last, does not (the page still drops copies: a commit told late may bring one older
+    than the store's last page)."""
     state = _state(request)
     user = await run_in_threadpool(current_user, request)
     checked(run_uuid, "the run uuid")
@@ -679,12 +681,18 @@ def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
         # Follow before reading what is stored, so nothing falls between the two.
         sub = state.hub.subscribe(user_id, run_uuid)
         checked_at = time.monotonic()
+        shown_status = run if shown is None else shown(run)
+        # The seqs of the store's last page sent: a commit told after it was read (another
+        # process's, which PostgreSQL's relay brings a moment later) would send them again.
+        # (A seq is one event of the run, so the same seq is the same event.)
+        read: set[int] = set()
         try:
             yield b"retry: 1000\n" + sse("status", run, last)
             while True:  # what is stored already, a page at a time
                 page = await run_in_threadpool(_backlog, state.store, run_id, last)
                 if not page:
                     break
+                read = {seq for seq, _, _ in page}
                 for seq, name, data in page:
                     yield sse(name, data, seq)
                     last = seq
@@ -698,9 +706,14 @@ def run_stream(state, user_id: int, run_id: int, run: dict, last: int,
                     continue
                 chunk = []
                 for seq, name, data in events:
-                    if name == "status" and shown is not None:
-                        data = shown(data)
-                    # Every event goes out, one with a seq at or below ``last`` too: stored after a
+                    if name == "status":
+                        data = data if shown is None else shown(data)
+                        if data == shown_status:  # (as sent already: a commit told late, say)
+                            continue
+                        shown_status = data
+                    elif seq in read and name in _READ_BACK:
+                        continue
+                    # Every other event goes out, one with a seq at or below ``last`` too: stored after a
                     # later seq (an older batch retried, another process's commit), it is new to the
                     # page, which places it and drops a copy of what the backlog sent. Its id stays the
                     # highest seq sent, where a reconnection resumes.
@@ -721,6 +734,10 @@ async def _follow(sub, wait: float | None = None) -> AsyncIterator[list | None]:
         if events is None:
             return
         yield events or None
+
+
+# What a stream reads from the store too (an ``alert`` it does not: the one a point fired is new).
+_READ_BACK = frozenset(("log", "metric", "param"))
 
 
 def _backlog(store, run_id: int, after: int) -> list:

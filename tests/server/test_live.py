@@ -229,3 +229,29 @@ def test_streams_end_when_the_hub_missed_news(live):
     resumed = Events(client, f"/api/v1/runs/{run}/events", {**headers, "last-event-id": "2"})
     assert [(e["event"], e["data"].get("text")) for e in resumed.take(2)] == [("status", None), ("log", "two")]
     resumed.close()
+
+
+def test_a_commit_told_after_the_stream_read_it_is_not_sent_twice(live):
+    """PostgreSQL's relay tells a commit a moment after it, so a stream that opens meanwhile reads
+    its events from the store and is then told them: they go out once, and so does the status."""
+    server, client, headers = live
+    told: list = []
+    got_them = threading.Event()
+
+    def keep(facts):
+        told.append(facts)
+        got_them.set()
+
+    server.app.state.store.everywhere.subscribe(keep, name="test-listener")
+    run = str(uuid.uuid4())
+    post(client, headers, [env("run_started", run, {"job_name": "late"}, seq=1), log(run, 2, "one"),
+                           env("metric", run, {"name": "loss", "value": 0.5, "timestamp": 1, "is_internal": False,
+                                               "step": 1}, seq=3)])
+    assert got_them.wait(10)
+    stream = Events(client, f"/api/v1/runs/{run}/events", headers)
+    assert [(e["event"], e["id"]) for e in stream.take(3)] == [("status", "0"), ("log", "2"), ("metric", "3")]
+    for facts in told:  # the same commit, told again now, as a relay late by a moment would
+        server.app.state.hub.on_facts(facts)
+    post(client, headers, [log(run, 4, "two")])
+    assert [(e["event"], e["id"], e["data"].get("text")) for e in stream.take(1)] == [("log", "4", "two")]
+    stream.close()
