@@ -110,6 +110,22 @@ def test_phone_layout(open_page, account, artifacts):
     page.screenshot(path=str(artifacts / "storage-phone.png"), full_page=True)
 
 
+def test_each_tab_shows_its_own_panel_alone_on_a_phone(open_page, account):
+    """On a phone the run page shows one section at a time: the Alerts tab is not followed by the
+    System panel, nor the System tab by the Alerts panel."""
+    run = seed(account)
+    page = open_page(PHONE, is_mobile=True, has_touch=True)
+    sign_in(page, account, f"/runs/{run.uuid}")
+    page.locator("#log-rows .line").first.wait_for()
+    panels = {"log": "log-panel", "metrics": "metrics-panel", "params": "params-panel",
+              "alerts": "alerts-panel", "system": "system-panel"}
+    shown = {}
+    for tab in panels:
+        page.tap(f".tabs [data-tab={tab}]")
+        shown[tab] = [panel for panel in panels.values() if page.locator(f"#{panel}").is_visible()]
+    assert shown == {tab: [panel] for tab, panel in panels.items()}
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_desktop_layout(open_page, account, artifacts, scheme):
     run = seed(account)
