@@ -53,6 +53,27 @@ def test_runs_are_grouped_by_name_newest_first_and_change_live(open_page, accoun
     assert page.locator("#run-name").inner_text() == "resnet"
 
 
+def test_a_live_change_keeps_the_focus_where_it_was(open_page, account):
+    """Someone on a run's row (keyboard, screen reader) keeps their place while the list changes
+    live, and the list, rebuilt at each change, is no live region that reads itself out again."""
+    watched = RunFeed(account, "resnet")
+    RunFeed(account, "bert").end(ev.SUCCESS)
+    page = open_page()
+    sign_in(page, account)
+    row = page.locator(f".run-row[data-uuid='{watched.uuid}']")
+    row.focus()
+    compare = page.locator(".group[data-name=bert] .compare-link")
+
+    newcomer = RunFeed(account, "gpt2")
+    page.locator(f".run-row[data-uuid='{newcomer.uuid}']").wait_for()
+    assert page.evaluate("document.activeElement.dataset.uuid") == watched.uuid
+    compare.focus()
+    newcomer.end(ev.FAILURE, exit_code=1)
+    page.locator(f".run-row[data-uuid='{newcomer.uuid}'] .badge[data-status='failure']").wait_for()
+    assert page.evaluate("document.activeElement.getAttribute('href')") == "/compare?name=bert"
+    assert page.locator("#runs").get_attribute("aria-live") is None
+
+
 def test_filter_by_name_and_status(open_page, account):
     RunFeed(account, "alpha").end(ev.SUCCESS)
     RunFeed(account, "alpha").end(ev.FAILURE, exit_code=1)

@@ -88,6 +88,19 @@ function runRow(run) {
   );
 }
 
+/** The address of the link in the list that has the focus, if one has: a rebuilt list gives it back. */
+function focusedLink() {
+  const el = document.activeElement;
+  return el instanceof HTMLAnchorElement && container.contains(el) ? el.getAttribute('href') : null;
+}
+
+/** Focus the list's link to `href` again (a row, a group's name or Compare), where it still is. */
+function refocus(href) {
+  if (href === null) return;
+  const link = [...container.querySelectorAll('a')].find((a) => a.getAttribute('href') === href);
+  if (link) link.focus({ preventScroll: true });
+}
+
 const render = coalesce(() => {
   const groups = groupRuns();
   const fragment = document.createDocumentFragment();
@@ -103,7 +116,11 @@ const render = coalesce(() => {
       h('ul', { class: 'run-list' }, group.map(runRow)),
     ));
   }
+  // The list is rebuilt at each change (a second's progress too): whoever is on a link of it
+  // (keyboard, screen reader) stays there, rather than being sent back to the page's top.
+  const focused = focusedLink();
   container.replaceChildren(fragment);
+  refocus(focused);
   let added = false;
   for (const name of groups.keys()) {
     if (name && !knownNames.has(name)) { knownNames.add(name); added = true; }
