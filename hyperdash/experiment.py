@@ -538,9 +538,37 @@ class Experiment:
 
 
 def _traceback_text(exc: BaseException) -> str:
+    """The traceback Python prints for ``exc`` when it reaches the top (chained exceptions
+    included), also while it is still on its way there."""
     import traceback
 
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "".join(traceback.format_exception(type(exc), exc, _with_callers(exc.__traceback__)))
+
+
+def _with_callers(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` after the frames that called its first one, where that frame still runs on this
+    thread (the exception was caught there, by ``@monitor``'s wrapper, a ``with`` block or
+    Lightning, and goes on up): its traceback holds only the frames it has passed so far,
+    and the frames above are the ones it passes next, at the lines they are at now.
+    ``exc.__traceback__`` itself is left as it is (Python adds those frames to it as it goes).
+    """
+    try:
+        if tb is None or not _on_this_stack(tb.tb_frame):
+            return tb  # (an exception that has reached the top already, or ended elsewhere)
+        whole, frame = tb, tb.tb_frame.f_back
+        while frame is not None:
+            whole = TracebackType(whole, frame, frame.f_lasti, frame.f_lineno or 0)
+            frame = frame.f_back
+        return whole
+    except Exception:  # (never the job's problem: the traceback as it was caught)
+        return tb
+
+
+def _on_this_stack(frame: FrameType) -> bool:
+    caller: FrameType | None = sys._getframe(1)
+    while caller is not None and caller is not frame:
+        caller = caller.f_back
+    return caller is not None
 
 
 class _NotingQuitter:

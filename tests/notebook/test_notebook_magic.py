@@ -78,6 +78,8 @@ def test_a_raising_cell_shows_its_traceback_and_the_run_fails(notebook, account)
     assert "Traceback (most recent call last):" in stderr
     assert "ValueError: bad batch" in stderr
     assert "    raise ValueError('bad batch')" in stderr
+    # From the cell's frame down, as a script's: not the kernel's frames that ran the cell.
+    assert not any("/IPython/" in line or "/ipykernel/" in line for line in stderr)
 
 
 def test_interrupting_the_kernel_cancels_the_run(notebook, account):

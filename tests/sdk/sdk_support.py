@@ -8,6 +8,11 @@ def texts(lines: list[dict], stream: str | None = None) -> list[str]:
     return [line["text"] for line in lines if stream is None or line["stream"] == stream]
 
 
+def traceback_from(text: str) -> str:
+    """``text`` from its first Python traceback on."""
+    return text[text.index("Traceback (most recent call last):"):].rstrip("\n")
+
+
 def counting_job(name: str, lines: int) -> str:
     """A job monitored as ``name`` that prints the numbers below ``lines``, one a line, as fast
     as it can."""

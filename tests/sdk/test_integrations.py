@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from sdk_support import texts, traceback_from
 
 pytestmark = pytest.mark.slow
 
@@ -164,8 +165,10 @@ def test_lightning_logger_ends_the_run_as_what_ended_training(run_job, sdk_env, 
     """, timeout=240, env=sdk_env(**OFFLINE))
     assert done.returncode == exit_code, done.stderr.decode()[-3000:]
     run = account.run(account.wait_for_run("lightning ends", status=status)["uuid"])
-    if status == "failure":  # the exception itself, with its traceback in the log
+    if status == "failure":  # the exception itself, with the traceback Python printed in the log
         assert run["failure"]["summary"] == "ValueError: bad batch 1"
+        logged = "\n".join(texts(account.logs(run["uuid"]), "stderr"))
+        assert traceback_from(logged) == traceback_from(done.stderr.decode())
     else:
         assert run["failure"] is None
     assert [step for step, _ in points(account, run["uuid"], "train_loss")] == [0]

@@ -13,7 +13,7 @@ import termios
 import time
 
 import pytest
-from sdk_support import texts
+from sdk_support import texts, traceback_from
 from terminal_support import run_in_terminal
 
 
@@ -63,6 +63,46 @@ def test_exception_fails_the_run_keeps_the_traceback_and_propagates(run_job, acc
     assert texts(lines, "stdout") == ["about to fail"]
     stderr_text = "\n".join(texts(lines, "stderr"))
     assert "Traceback (most recent call last)" in stderr_text and stderr_text.endswith("ValueError: boom")
+
+
+@pytest.mark.parametrize("fails", [
+    """
+        @monitor("traceback")
+        def train():
+            try:
+                {}["lr"]
+            except KeyError:
+                raise RuntimeError("diverged")
+    """,
+    """
+        def train():
+            with Experiment("traceback"):
+                try:
+                    1 / 0
+                except ZeroDivisionError as exc:
+                    raise ValueError("bad step") from exc
+    """,
+], ids=["monitor", "experiment"])
+def test_a_failed_runs_traceback_is_the_one_python_prints(run_job, account, fails):
+    # It used to start where the SDK caught the exception (monitor.py's wrapper, the `with`
+    # line), without the frames of the code that called the monitored function.
+    done = run_job("""
+        from hyperdash import Experiment, monitor
+    """ + fails + """
+        def main():
+            train()
+
+        if __name__ == "__main__":
+            main()
+    """)
+    assert done.returncode == 1
+    printed = traceback_from(done.stderr.decode())
+    assert printed.count("Traceback (most recent call last):") == 2  # (a chained exception)
+    assert ", in <module>" in printed and ", in main" in printed
+    run = account.wait_for_run("traceback", status="failure")
+    logged = "\n".join(texts(account.logs(run["uuid"]), "stderr"))
+    assert traceback_from(logged) == printed
+    assert run["failure"]["summary"] == printed.splitlines()[-1]
 
 
 def test_sys_exit_code_is_kept(run_job, account):
