@@ -29,7 +29,13 @@ erasing it whole: ``\x1b[2K``, its other rows plain text held under that one as 
 are); a program's own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a
 live row below moves there, ending nothing. The rows above the one the cursor climbs to are
 never drawn again: each becomes a line; so do all of them when a line of plain text ends below
-them, and at the stream's end. An erased row leaves nothing.
+them, and at the stream's end. An erased row leaves nothing. A nested bar opens its row with
+``\n`` from wherever the cursor is, and climbs back to the row above it: below the lines that a
+block-buffered stdout lets out after the outer bar's state, that row is a blank line, which the
+bar then draws over. So where bars nest (the cursor climbed once), a blank line right above the
+cursor's row, while that row is empty or drawn from a ``\r`` and none is live, waits for the
+bytes that show whether the cursor comes back to it (however they are cut into chunks), at most
+:data:`HOLD_SECONDS`; the cursor back on it, it is that row again.
 The progress state is the topmost bar's (the outer bar: the whole job's progress). Text written
 where the cursor came back to before any ``\r`` (a print between two redraws) is a line of its
 own, and what a redraw replaces there is kept as a line unless it is a bar's state (it ends with
@@ -163,11 +169,14 @@ class LineFramer:
         self._foreign = b""  # what was written there meanwhile
         self._cut_escape = b""  # an escape cut short at the end of the last chunk
         self._done: list[bytes] = []  # lines the rows gave, not yet in a piece
+        self._nested = False  # whether the cursor climbed back to a bar's row (bars nest here)
+        self._blank_since: float | None = None  # since when a blank line last in _done waits (_end_chunk)
 
     def feed(self, data: bytes) -> list[Piece]:
         """The pieces completed by ``data`` (a blob may be a memoryview of ``data``)."""
         out: list[Piece] = []
-        rows = self._above or self._below or self._arrived or self._cut_escape or b"\r" in self._pending
+        rows = (self._above or self._below or self._arrived or self._cut_escape or self._done
+                or b"\r" in self._pending)
         if not rows and b"\r" in data and data.count(b"\r") == data.count(b"\r\n"):
             # (a terminal's line ends, \r\n: lines as \n makes them, on the fast path)
             data = data.replace(b"\r\n", b"\n")
@@ -175,20 +184,26 @@ class LineFramer:
             self._feed_rows(data, out)
             return out
         last = data.rfind(b"\n")
+        hold = (self._nested and last == len(data) - 1
+                and (data[last - 1 : last] == b"\n" if last else not self._pending))
+        if hold:  # (a blank line last, above where a nested bar's row may open: see _end_chunk)
+            data, last = data[:last], last - 1
         if last < 0:
             self._pending = self._cut_long(self._pending + data if self._pending else data, out)
-            return out
-        start = 0
-        if self._pending:  # the line begun in an earlier chunk ends here
-            start = data.find(b"\n") + 1
-            self._emit_lines([self._pending + data[: start - 1]], out)
-        if start <= last:
-            end = last + 1
-            if end - start > self.max_line and _may_hold_a_line_over(data, self.max_line, start, end):
-                self._emit_lines(data[start:end].split(b"\n")[:-1], out)
-            else:
-                _whole_lines(data, start, end, out)
-        self._pending = self._cut_long(data[last + 1 :], out)
+        else:
+            start = 0
+            if self._pending:  # the line begun in an earlier chunk ends here
+                start = data.find(b"\n") + 1
+                self._emit_lines([self._pending + data[: start - 1]], out)
+            if start <= last:
+                end = last + 1
+                if end - start > self.max_line and _may_hold_a_line_over(data, self.max_line, start, end):
+                    self._emit_lines(data[start:end].split(b"\n")[:-1], out)
+                else:
+                    _whole_lines(data, start, end, out)
+            self._pending = self._cut_long(data[last + 1 :], out)
+        if hold:
+            self._hold_blank()
         return out
 
     def flush(self) -> list[Piece]:
@@ -213,12 +228,14 @@ class LineFramer:
         it, the rows of bars that the cursor left below them :data:`HOLD_SECONDS` ago and
         never came back to, as lines (those bars are done)."""
         out: list[Piece] = []
+        if self._blank_since is not None and self._clock() - self._blank_since >= HOLD_SECONDS:
+            self._pieces_of_done(out)  # (a blank line the cursor did not come back to)
         if self._held_since is not None and self._clock() - self._held_since >= HOLD_SECONDS:
             self._trim(0)
             self._pieces_of_done(out)
             self._update_progress(out)
             return out
-        return self._due_state()
+        return out + self._due_state()
 
     def _due_state(self) -> list[Piece]:
         if self._progress is None or self._progress == self._progress_sent:
@@ -247,13 +264,46 @@ class LineFramer:
                 self._up(sum(int(count or 1) for count in _UP.findall(move.group())), move.group(), out)
             start = move.end()
         self._write(data[start:], out)
-        self._pieces_of_done(out)
+        self._end_chunk(out)
         self._update_progress(out)
 
     def _pieces_of_done(self, out: list[Piece]) -> None:
+        self._blank_since = None
         if self._done:
             self._emit_lines(self._done, out)
             self._done = []
+
+    def _end_chunk(self, out: list[Piece]) -> None:
+        """The lines the rows gave; where bars nest, but a blank one right above the cursor's
+        row while that row is empty or a bar drawn from \r, and no row is live. A nested bar
+        opens its row with a newline from wherever the cursor is (below the prints that a
+        buffered stdout lets out after the outer bar's state, say) and climbs back to the row
+        above, blank, to draw over it as it goes. So that blank line waits for the bytes that
+        show whether the cursor comes back to it (in the next chunks, however they are cut),
+        :data:`HOLD_SECONDS` at most."""
+        since = self._blank_since
+        held = bool(self._nested and self._done and not self._done[-1] and not (self._above or self._below)
+                    and (not self._pending or b"\r" in self._pending))
+        if held:
+            self._done.pop()
+        self._pieces_of_done(out)
+        if held:
+            self._blank_since = since
+            self._hold_blank()
+
+    def _hold_blank(self) -> None:
+        """Keep a blank line back, last in the lines not yet sent (see :meth:`_end_chunk`)."""
+        self._done.append(b"")
+        if self._blank_since is None:
+            self._blank_since = self._clock()
+
+    def _back_above_the_live_rows(self) -> bytes:
+        """The row a climb reaches above the live rows: one that is already a line, which
+        stands in as a blank row (what is written there a line of its own); or a blank line not
+        sent yet, which is that row again (what is drawn there replaces it, as on a terminal)."""
+        if self._done and not self._done[-1]:
+            self._done.pop()
+        return b""
 
     def _write(self, text: bytes, out: list[Piece]) -> None:
         if not text:
@@ -356,11 +406,9 @@ class LineFramer:
             if len(self._above) + len(self._below) >= MAX_LIVE_ROWS:
                 break
             self._below.insert(0, self._pending)
-            # (above the live rows: one already a line, which the cursor may write on again;
-            # it stands in as a blank row, what is written there a line of its own)
-            self._pending = self._above.pop() if self._above else b""
+            self._pending = self._above.pop() if self._above else self._back_above_the_live_rows()
         self._arrived, self._drawn, self._held_since, self._climbing = True, None, None, True
-        self._climbed = True
+        self._climbed = self._nested = True
 
     def _landed(self) -> None:
         """After a climb (which may come in several escapes, or chunks), what is written next

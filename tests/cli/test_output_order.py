@@ -106,6 +106,41 @@ def test_nested_tqdm_bars_leave_what_a_terminal_shows(account, hyperdash_home, w
     check_nested(texts(account.logs(run["uuid"])))
 
 
+# Nested bars (the inner one left behind in epoch 1 only), with tqdm.write and print to a
+# block-buffered stdout: what they write comes out at the next bar's start, after the outer bar's
+# state. One blank line of the job's own.
+BUFFERED_PRINTS_AND_NESTED_BARS = """
+import time
+from tqdm import tqdm
+for epoch in tqdm(range(3), desc="epochs"):
+    for _ in tqdm(range(20), desc=f"batches {epoch}", leave=epoch == 1):
+        time.sleep(0.005)
+    tqdm.write(f"epoch {epoch} done")
+    print(f"loss {epoch}")
+    if epoch == 0:
+        print()
+print("finished")
+"""
+
+
+def test_nested_bars_after_buffered_prints_leave_no_blank_line_a_terminal_does_not_show(account, hyperdash_home,
+                                                                                        tmp_path):
+    # Each inner bar opens its row with a newline below the prints, and climbs back to draw over
+    # the blank row above it: that row used to stay in the log as an empty line.
+    name = "buffered prints and nested bars"
+    with open(tmp_path / "output", "wb") as output:
+        result = subprocess.run([*HYPERDASH, "run", "-n", name, *py(BUFFERED_PRINTS_AND_NESTED_BARS)],
+                                stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=dict(account.sdk_env(hyperdash_home), PYTHONUNBUFFERED=""), timeout=120)
+    assert result.returncode == 0, (tmp_path / "output").read_bytes()[-2000:]
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(lambda: (lines := texts(account.logs(run["uuid"]))) and "finished" in lines and lines, 30)
+    assert [line[:15] if "|" in line else line for line in lines] == [
+        "epochs:  33%|██", "loss 0", "", "batches 1: 100%", "epochs:  67%|██", "loss 1", "epochs: 100%|██",
+        "epoch 2 done", "loss 2", "finished"], lines
+    assert lines[0].endswith("]epoch 0 done") and lines[4].endswith("]epoch 1 done"), lines  # (glued, as shown)
+
+
 def test_a_live_display_of_several_rows_leaves_what_a_terminal_shows(account, hyperdash_home):
     pytest.importorskip("rich")
     rc, output = run_in_terminal([*HYPERDASH, "run", "-n", "rich rows", *py(RICH_ROWS)],

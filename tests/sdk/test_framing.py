@@ -421,3 +421,80 @@ def test_a_live_display_of_several_rows_leaves_its_last_state_once(extra_rows, p
     assert lines == [*(f"printed {step}".encode() for step in range(1, 4) if prints), b"Epoch 1 4/4", b"done"]
     states = [blob for kind, blob in pieces if kind == PROGRESS and blob]
     assert states and not any(b"Validation" in state for state in states), states
+
+
+def _bar(desc: bytes, done: int, total: int) -> bytes:
+    return b"\r%s: %3d%%| | %d/%d [00:00<00:00]" % (desc, 100 * done // total, done, total)
+
+
+def _buffered_nested_bars(prints: bytes) -> list[bytes]:
+    """tqdm's writes for nested bars (the inner one left behind in the second epoch only) with
+    the program's own lines (``print``, and ``tqdm.write`` to stdout) block-buffered, as stdout
+    is to a pipe or a file: they come out at the next flush, after the outer bar's state.
+    ``prints`` is what the program prints after each epoch's loss line."""
+    erase, up = b"\r" + b" " * 40, b"\x1b[A"
+    writes = [_bar(b"epochs", 0, 3)]
+    for epoch in range(3):
+        inner = b"batch ep%d" % epoch
+        writes += [b"\n", _bar(inner, 0, 5), up, b"\n", _bar(inner, 5, 5), up]
+        if epoch == 1:  # (leave=True: its last state where the cursor rests, and a newline)
+            writes += [_bar(inner, 5, 5), b"\n"]
+        else:  # (leave=False: its row erased)
+            writes += [b"\n", erase, up]
+        # tqdm.write clears the outer bar and draws it again; then the outer bar's update
+        writes += [erase + b"\r", _bar(b"epochs", epoch, 3), _bar(b"epochs", epoch + 1, 3)]
+        if epoch == 2:
+            writes.append(b"\n")  # (the outer bar's end)
+        writes.append(b"tqdm.write epoch %d done\nprint epoch %d\n%s" % (epoch, epoch, prints))  # the flush
+    return writes
+
+
+@pytest.mark.parametrize("prints, blank", [(b"", b""), (b"\n", b"\n")], ids=["no blank line", "a blank line"])
+def test_nested_bars_after_buffered_prints_leave_the_rows_a_terminal_shows_however_cut(prints, blank):
+    # The inner bar's newline opens a row below the prints, which it climbs back up to and
+    # draws over: that row used to be a blank line already, kept in the log (where a
+    # terminal shows none), when the prints ended the bars' live rows.
+    writes = _buffered_nested_bars(prints)
+    text = b"".join(writes)
+    expected = [
+        _bar(b"epochs", 1, 3)[1:] + b"tqdm.write epoch 0 done", b"print epoch 0", *blank.split(b"\n")[:-1],
+        _bar(b"batch ep1", 5, 5)[1:],
+        _bar(b"epochs", 2, 3)[1:] + b"tqdm.write epoch 1 done", b"print epoch 1", *blank.split(b"\n")[:-1],
+        _bar(b"epochs", 3, 3)[1:], b"tqdm.write epoch 2 done", b"print epoch 2", *blank.split(b"\n")[:-1],
+    ]
+    cuts = {"each write": writes, "a byte at a time": [text[i:i + 1] for i in range(len(text))]}
+    cuts.update({f"cut at {at}": [text[:at], text[at:]] for at in range(len(text) + 1)})
+    for how, chunks in cuts.items():
+        framer = LineFramer(progress_interval=0)
+        pieces = [piece for chunk in chunks for piece in lines_of(framer.feed(chunk))] + lines_of(framer.flush())
+        assert [blob for kind, blob in pieces if kind == LINES] == expected, how
+
+
+def _lines(pieces):
+    return [blob for kind, blob in lines_of(pieces) if kind == LINES]
+
+
+def test_a_blank_line_where_bars_nest_comes_out_in_its_place_when_no_bar_climbs_back_to_it():
+    now = [0.0]
+    framer = LineFramer(progress_interval=0, clock=lambda: now[0])
+    framer.feed(b"\router 1/2 [00:00]\n\rinner 1/5 [00:00]\x1b[A\n\r" + b" " * 20 + b"\x1b[A")  # (bars nest)
+    assert _lines(framer.feed(b"\router 2/2 [00:00]\nsaved\n\n")) == [b"outer 2/2 [00:00]", b"saved"]
+    # (the cursor might climb back to the blank row from a bar drawn below it)
+    assert lines_of(framer.feed(b"\rstep 1/9")) == [(PROGRESS, b"step 1/9")]
+    now[0] = 0.4
+    assert lines_of(framer.feed(b"\rstep 2/9")) == [(PROGRESS, b"step 2/9")]
+    now[0] = 0.6  # it did not: the blank line is one
+    assert lines_of(framer.due_progress()) == [(LINES, b"")]
+    assert _lines(framer.feed(b"\rstep 9/9\n")) == []
+    # a line after it, or the stream's end, lets it out at once, in order
+    assert _lines(framer.feed(b"done\n\n")) == [b"step 9/9", b"done"]
+    assert _lines(framer.feed(b"next\n")) == [b"", b"next"]
+    assert _lines(framer.feed(b"\n\n")) == [b""]  # (the last one waits)
+    assert _lines(framer.feed(b"\n\rstep 1/9")) == [b""]
+    assert _lines(framer.flush()) == [b"", b"step 1/9"]
+
+
+def test_blank_lines_are_lines_at_once_where_bars_do_not_nest():
+    framer = LineFramer(progress_interval=0)
+    assert _lines(framer.feed(b"\rstep 9/9\nsaved\n\n")) == [b"step 9/9", b"saved", b""]
+    assert _lines(framer.feed(b"\n")) == [b""]
