@@ -79,7 +79,8 @@ export async function api(path, { params, method = 'GET', body, signal } = {}) {
  * this reconnects after a pause, resuming after the last event id seen (`after=`), and a lost
  * session sends the user to the sign-in page. Before each reconnection it reads `check` (an API
  * path: what the stream is about); when that is gone (404 or 410: a run deleted, a link
- * revoked), it stops and calls `onGone` with the server's answer.
+ * revoked), it stops and calls `onGone` with the server's answer. While the stream is down, the
+ * page's connection note says so (see `streamDown`).
  * @param {string} path
  * @param {Record<string, (data: any, event: MessageEvent) => void>} handlers
  * @param {{params?: Params, onOpen?: () => void, check?: string, onGone?: (err: ApiError) => void}} [options]
@@ -89,6 +90,10 @@ export function subscribe(path, handlers, { params = {}, onOpen, check = '/me', 
   let source = null;
   let closed = false;
   let failures = 0;
+  const token = {};
+  liveStreams.add(token);
+  // A first connection's moment before it opens is no news; one that takes longer is.
+  let slow = setTimeout(() => streamDown(token, true), CONNECT_GRACE_MS);
 
   function connect() {
     const query = lastId === null ? params : { ...params, after: lastId };
@@ -103,10 +108,14 @@ export function subscribe(path, handlers, { params = {}, onOpen, check = '/me', 
     }
     source.addEventListener('open', () => {
       failures = 0;
+      clearTimeout(slow);
+      streamDown(token, false);
       if (onOpen) onOpen();
     });
     source.addEventListener('error', () => {
-      if (closed || source.readyState !== EventSource.CLOSED) return;
+      if (closed) return;
+      if (source.readyState !== EventSource.OPEN) streamDown(token, true);
+      if (source.readyState !== EventSource.CLOSED) return;
       // Wait longer after each failure, up to half a minute.
       const pause = Math.min(30000, 1000 * 2 ** failures++);
       setTimeout(async () => {
@@ -115,7 +124,7 @@ export function subscribe(path, handlers, { params = {}, onOpen, check = '/me', 
         } catch (err) {
           // (signed out: api() moved on to the sign-in page)
           if (err instanceof ApiError && (err.status === 404 || err.status === 410)) {
-            closed = true;
+            stop();
             if (onGone) onGone(err);
             return;
           }
@@ -125,6 +134,46 @@ export function subscribe(path, handlers, { params = {}, onOpen, check = '/me', 
     });
   }
 
+  /** Follow no more: the stream is not "down" then, only ended. */
+  function stop() {
+    closed = true;
+    clearTimeout(slow);
+    liveStreams.delete(token);
+    streamDown(token, false);
+  }
+
   connect();
-  return { close() { closed = true; source.close(); } };
+  return { close() { stop(); source.close(); } };
+}
+
+// --- the connection note -------------------------------------------------------------------------
+
+/** How long a first connection may take before the page says it is not connected. */
+const CONNECT_GRACE_MS = 1500;
+/** The streams this page follows, and those of them that are down now (by their own token). */
+const liveStreams = new Set();
+const downStreams = new Set();
+// A page being left closes its streams: that is no lost connection to speak of.
+let leaving = false;
+window.addEventListener('pagehide', () => { leaving = true; });
+window.addEventListener('pageshow', () => { leaving = false; });
+// A device offline hears nothing, though its streams may learn of it only at their next news.
+window.addEventListener('offline', () => streamDown(null, false));
+window.addEventListener('online', () => streamDown(null, false));
+
+/**
+ * Mark one stream down or up (no stream: only look again), and show the page's connection note
+ * (a polite status region in the base template) while any is down or the device is offline:
+ * live data that stopped coming must not look live.
+ * @param {object | null} token
+ * @param {boolean} down
+ */
+function streamDown(token, down) {
+  if (down && !leaving) downStreams.add(token); else downStreams.delete(token);
+  const note = document.getElementById('stream-note');
+  if (!note) return;
+  const offline = liveStreams.size > 0 && !navigator.onLine;
+  const text = downStreams.size || offline ? 'Reconnecting…' : '';
+  // Only a change of text: a screen reader hears the note once, not at each retry.
+  if (note.textContent !== text) note.textContent = text;
 }
