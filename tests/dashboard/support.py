@@ -17,6 +17,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking"]
 PHONE = {"width": 375, "height": 667}
 DESKTOP = {"width": 1280, "height": 800}
+# A touch phone (Playwright's "Pixel 7"): a coarse pointer, so the pages' touch rules apply.
+TOUCH_PHONE = {"viewport": {"width": 412, "height": 839}, "device_scale_factor": 2.625,
+               "is_mobile": True, "has_touch": True}
 ROWS = "#log-rows .line"
 
 
