@@ -34,7 +34,9 @@ def test_runs_are_grouped_by_name_newest_first_and_change_live(open_page, accoun
     row = page.locator(f".run-row[data-uuid='{second.uuid}']")
     assert row.locator(".host").inner_text() == "gpu-c"
     assert row.locator(".started").inner_text().startswith("Today, ")
-    assert page.locator(".group", has_text="bert").locator(".outcome").inner_text() == "exit 2"
+    # How it ended, said once: on the failure line.
+    assert page.locator(".group", has_text="bert").locator(".failure").inner_text() == "exit code 2"
+    assert page.locator(".group", has_text="bert").locator(".outcome").inner_text() == ""
     assert page.locator(".group", has_text="resnet").locator(".count").inner_text() == "2 runs"
 
     # A new run and a change of status show up without a reload.
@@ -46,7 +48,8 @@ def test_runs_are_grouped_by_name_newest_first_and_change_live(open_page, accoun
     assert page.locator(f".run-row[data-uuid='{second.uuid}'] .badge").inner_text() == "Canceled"
     third.end(ev.KILLED, exit_code=None, signal="SIGKILL")
     page.locator(f".run-row[data-uuid='{third.uuid}'] .badge[data-status='killed']").wait_for()
-    assert page.locator(f".run-row[data-uuid='{third.uuid}'] .outcome").inner_text() == "SIGKILL"
+    assert page.locator(f".run-row[data-uuid='{third.uuid}'] .failure").inner_text() == "killed by SIGKILL"
+    assert page.locator(f".run-row[data-uuid='{third.uuid}'] .outcome").inner_text() == ""
 
     page.click(f".run-row[data-uuid='{first.uuid}']")
     page.wait_for_url(f"**/runs/{first.uuid}")

@@ -65,10 +65,15 @@ function groupRuns() {
   return groups;
 }
 
-/** "exit 1" or the signal, for a run that ended badly. */
+/** "exit 1" or the signal, for a run that ended badly, where its failure line does not say it. */
 function outcome(run) {
-  if (run.signal) return run.signal;
-  if (run.exit_code !== null && run.exit_code !== undefined && run.exit_code !== 0) return 'exit ' + run.exit_code;
+  // A failure summed up by its signal or exit code ("killed by SIGTERM", "exit code 3", see
+  // server/summary.py) is on the row's failure line already: said once is enough.
+  const summary = run.failure ? run.failure.summary : null;
+  if (run.signal) return summary === 'killed by ' + run.signal ? '' : run.signal;
+  if (run.exit_code !== null && run.exit_code !== undefined && run.exit_code !== 0) {
+    return summary === 'exit code ' + run.exit_code ? '' : 'exit ' + run.exit_code;
+  }
   return '';
 }
 
