@@ -10,9 +10,21 @@ import pytest
 
 from hyperdash import events as ev
 
-from .support import TOUCH_PHONE, RunFeed, sign_in
+from .support import DESKTOP, PHONE, TOUCH_PHONE, RunFeed, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
+
+# How much of a text its control leaves out: the text's width in the control's own font, less the
+# room inside the control's padding (0 when it all shows).
+CUT_OFF = """([selector, text]) => {
+  const el = document.querySelector(selector);
+  const style = getComputedStyle(el);
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return Math.max(0, Math.ceil(ctx.measureText(text).width - room));
+}"""
+
 
 def test_a_killed_or_failed_run_says_how_it_ended_once(open_page, account):
     killed = RunFeed(account, "sweep")
@@ -35,3 +47,42 @@ def test_a_killed_or_failed_run_says_how_it_ended_once(open_page, account):
     assert row(failed) == ("", "exit code 2")
     # A traceback's last line is another fact than the exit code: both stay.
     assert row(raised) == ("exit 1", "KeyError: 'lr'")
+
+
+def _sweep(account, name: str) -> None:
+    for lr in (0.1, 0.01):
+        feed = RunFeed(account, name)
+        feed.params(lr=lr)
+        feed.end(ev.SUCCESS)
+
+
+def _compare(open_page, account, name: str, **options):
+    page = open_page(**options)
+    sign_in(page, account, "/compare?name=" + name)
+    wait_until(page, "document.getElementById('compare').dataset.ready === '1'")
+    return page
+
+
+@pytest.mark.parametrize("width", [TOUCH_PHONE["viewport"]["width"], PHONE["width"]])
+def test_the_compare_filter_shows_its_column_and_hint_whole_on_a_phone(open_page, account, artifacts, width):
+    _sweep(account, "phone-filter")
+    phone = {**TOUCH_PHONE, "viewport": {**TOUCH_PHONE["viewport"], "width": width}}
+    page = _compare(open_page, account, "phone-filter", **phone)
+    page.screenshot(path=str(artifacts / f"phone-compare-filter-{width}.png"))
+    select, text = page.locator("#filter-column"), page.locator("#filter-text")
+    assert page.evaluate(CUT_OFF, ["#filter-column", select.evaluate("s => s.selectedOptions[0].text")]) == 0
+    assert page.evaluate(CUT_OFF, ["#filter-text", text.get_attribute("placeholder")]) == 0
+    # Still within the screen, and still a finger's size.
+    for control in (select, text, page.locator("#columns-menu summary")):
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width
+        assert box["height"] >= 44
+
+
+def test_the_compare_filter_keeps_one_row_on_a_desktop(open_page, account):
+    _sweep(account, "desk-filter")
+    page = _compare(open_page, account, "desk-filter", viewport=DESKTOP)
+    tops = {round(page.locator(s).bounding_box()["y"])
+            for s in ("#filter-column", "#filter-text")}
+    assert len(tops) == 1
+    assert page.evaluate(CUT_OFF, ["#filter-text", page.locator("#filter-text").get_attribute("placeholder")]) == 0
