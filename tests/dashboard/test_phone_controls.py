@@ -86,3 +86,15 @@ def test_the_compare_filter_keeps_one_row_on_a_desktop(open_page, account):
             for s in ("#filter-column", "#filter-text")}
     assert len(tops) == 1
     assert page.evaluate(CUT_OFF, ["#filter-text", page.locator("#filter-text").get_attribute("placeholder")]) == 0
+
+
+def test_the_storage_link_is_as_wide_as_its_word_on_a_phone(open_page, account, artifacts):
+    RunFeed(account, "train").end(ev.SUCCESS)
+    page = open_page(**TOUCH_PHONE)
+    sign_in(page, account)
+    page.locator(".run-row").first.wait_for()
+    page.screenshot(path=str(artifacts / "phone-runs-head.png"))
+    link = page.locator("#storage-link").bounding_box()
+    heading = page.locator(".page-head h1").bounding_box()
+    assert link["width"] < TOUCH_PHONE["viewport"]["width"] / 3, link
+    assert abs(link["x"] - heading["x"]) <= 1, (link, heading)
