@@ -1,6 +1,7 @@
 """Progress, where a run went wrong, and Stop, in Chromium, with real jobs: a tqdm loop and
 exp.iter in the runs list and the run page; a failed run's page opened at its traceback; Stop on
-a phone-sized page ending a `hyperdash run` job and an @monitor job."""
+a phone-sized page ending a `hyperdash run` job and an @monitor job; a traceback's carets under
+the code they point at on a phone."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import uuid
 
 import pytest
 
-from .support import DESKTOP, PHONE, ROWS, sign_in, wait_until
+from .support import DESKTOP, PHONE, ROWS, TOUCH_PHONE, sign_in, wait_until
 
 HYPERDASH = [sys.executable, "-m", "hyperdash"]
 
@@ -43,6 +44,21 @@ atexit.register(lambda: [print("cleaning up", i) for i in range(80)])
 def divide(a, b):
     return a / b
 divide(1, 0)
+"""
+
+# Fails in a line longer than a phone is wide: Python (3.11 and later) marks the failing
+# expression with a row of carets under it.
+FAILS_IN_A_LONG_LINE = """
+from hyperdash import monitor
+
+@monitor({name!r})
+def train():
+    print("config: " + " ".join("option_%d=value" % i for i in range(30)))
+    config = dict(gradient_accumulation_steps=0)
+    running_loss_over_the_whole_epoch = 12.5
+    return running_loss_over_the_whole_epoch / config["gradient_accumulation_steps"] * 2.0 + 1.0
+
+train()
 """
 
 MONITORED = """
@@ -208,6 +224,70 @@ def test_a_failed_run_opens_at_its_traceback(open_page, account, hyperdash_home,
     # The log scrolled to it, not the page: its header is still in view.
     assert page.evaluate("window.scrollY") == 0 and page.locator("#run-name").is_visible()
     assert page.locator("#stop").is_hidden()
+
+
+# How the traceback the page opened at is drawn: which code character is drawn right above the
+# first "^" of its last caret row (the column of that "^" is the one it points at), and its rows
+# that take more than one line.
+TRACEBACK_LAYOUT = """() => {
+  const rows = [...document.querySelectorAll('#log-rows .line.failure')];
+  const texts = rows.map((row) => row.querySelector('.text'));
+  const at = texts.findLastIndex((t) => /^ *[~^]+ *$/.test(t.textContent));
+  const code = texts[at - 1].firstChild, carets = texts[at].firstChild;
+  const glyph = (node, i) => {
+    const range = document.createRange();
+    range.setStart(node, i);
+    range.setEnd(node, i + 1);
+    return range.getBoundingClientRect();
+  };
+  const lineHeight = parseFloat(getComputedStyle(texts[at]).lineHeight);
+  const column = carets.data.indexOf('^');
+  const caret = glyph(carets, column);
+  let above = -1;
+  for (let i = 0; i < code.data.length; i++) {
+    const g = glyph(code, i);
+    if (Math.abs(g.left - caret.left) < 1 && Math.abs(caret.top - g.top - lineHeight) < 1) above = i;
+  }
+  const meant = glyph(code, column);
+  return {
+    pointed: code.data.slice(above, above + 8), meant: code.data.slice(column, column + 8),
+    caret: [caret.left, caret.top], code: [meant.left, meant.top],
+    wrapped: rows.filter((row) => row.getBoundingClientRect().height > 1.5 * lineHeight)
+      .map((row) => row.querySelector('.text').textContent),
+    rights: rows.map((row) => Math.round(row.getBoundingClientRect().right)),
+  };
+}"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Python marks the failing expression from 3.11 on")
+def test_a_tracebacks_carets_stay_under_the_code_on_a_phone(open_page, account, hyperdash_home, tmp_path):
+    name = f"carets-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "fails.py"
+    path.write_text(textwrap.dedent(FAILS_IN_A_LONG_LINE.format(name=name)))
+    done = subprocess.run([sys.executable, str(path)], env=account.sdk_env(hyperdash_home),
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and b"^" in done.stderr, done.stderr.decode()
+    failed = account.wait_for_run(name, "failure", timeout=30)
+    assert failed["failure"]["summary"] == "ZeroDivisionError: float division by zero"
+
+    for scheme in ("light", "dark"):
+        page = open_page(**TOUCH_PHONE, color_scheme=scheme)
+        sign_in(page, account, f"/runs/{failed['uuid']}")
+        page.wait_for_selector(f"{ROWS}.failure")
+        layout = page.evaluate(TRACEBACK_LAYOUT)
+        # The carets are under what failed (the division), each line of the traceback one row.
+        assert layout["meant"].startswith("/ config")
+        assert layout["pointed"] == layout["meant"], (scheme, layout)
+        assert layout["wrapped"] == [], (scheme, layout)
+        # Scrolled sideways, it stays one highlighted block.
+        assert len(set(layout["rights"])) == 1, (scheme, layout)
+        # The log scrolls sideways to show the rest, not the page; other lines still wrap.
+        log = page.locator("#log")
+        assert log.evaluate("l => l.scrollWidth > l.clientWidth")
+        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") == 0
+        config = page.locator(ROWS, has_text="config: option_0")
+        assert config.evaluate("r => r.getBoundingClientRect().height > 2 * parseFloat(getComputedStyle(r).lineHeight)")
+        page.screenshot(path=tmp_path / f"traceback-{scheme}.png")
 
 
 def _stop_on_phone(open_page, account, run_uuid: str):
