@@ -5,9 +5,10 @@
   :class:`~hyperdash.pump.Pump` thread tees what the channels (:mod:`hyperdash.channel`) take.
 - :class:`StreamCapture` replaces ``sys.stdout``/``sys.stderr`` with tees.
 - :class:`KernelCapture` is both at once, for IPython kernels: there ``sys.stdout`` sends
-  Python's writes to the notebook without touching descriptor 1, and the kernel forwards what
-  reaches descriptors 1 and 2 (child processes, C extensions) from a pipe of its own. Each byte
-  takes one of the two paths, so nothing is shown or stored twice.
+  Python's writes to the notebook without touching descriptor 1 (from a forked child too), and
+  the kernel forwards what reaches descriptors 1 and 2 (child processes, C extensions) from a
+  pipe of its own, where it does. Each byte takes one of the two paths, so nothing is shown or
+  stored twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol, TextIO
 
-from .channel import follow_file, open_channel, same_destination, wait_until_drained
+from .channel import follow_file, open_channel, open_pipe, same_destination, wait_until_drained
 from .pump import OutputSink, Pump, write_all
 
 __all__ = [
@@ -63,11 +64,18 @@ class FdCapture:
     no longer tell stderr apart); else a channel each. ``None`` (the default) merges them where
     descriptors 1 and 2 lead to the same place (one terminal, one pipe or file), as the
     terminal would show them in the order written.
+
+    ``side_streams``: a side channel for each of these streams besides, recorded as that stream
+    and shown nowhere; while the capture is on, :attr:`side_fds` holds their write ends.
     """
 
-    def __init__(self, run: CaptureTarget, *, merge_streams: bool | None = None):
+    def __init__(self, run: CaptureTarget, *, merge_streams: bool | None = None, side_streams: Iterable[str] = ()):
         self.run = run
         self.merge_streams = merge_streams
+        self.side_streams = tuple(side_streams)
+        #: the write ends of the side channels, by stream, while the capture is on
+        self.side_fds: dict[str, int] = {}
+        self._side_read_fds: list[int] = []  # (the pump's, which closes them)
         self._saved: list[tuple[int, int]] = []  # (fd, saved copy of the original)
         self._pump: Pump | None = None
         self._pid = os.getpid()
@@ -96,13 +104,19 @@ class FdCapture:
                 os.dup2(write_fd, fd)
                 os.close(write_fd)
                 channels.append((read_fd, saved, stream))
+            for stream in self.side_streams:
+                read_fd, self.side_fds[stream] = open_pipe()
+                self._side_read_fds.append(read_fd)
+                channels.append((read_fd, None, stream))
         except OSError as exc:
             for read_fd, _, _ in channels:
                 os.close(read_fd)
+            self._close_side_channels()
             self._restore()
             self.run.warn("capture", f"output is not captured: {exc}")
             return self
         self.run.console_fd = self._saved[1][1]
+        _side_read_ends.update(self._side_read_fds)
         self._pump = Pump(self.run, channels, follow_resizes=True, followed=followed)
         # (the process goes on after its run: what it started meanwhile must not lose its output)
         self._pump.pass_on_after_stop = True
@@ -139,6 +153,7 @@ class FdCapture:
         if flush:
             _flush_std_streams()
         self.run.console_fd = 2
+        self._close_side_channels()
         copies = [copy for _, copy in self._saved]
         if self._pump is not None:
             # It still tees into the saved copies: it closes them after its last write, also
@@ -156,6 +171,14 @@ class FdCapture:
             except OSError:
                 pass
 
+    def _close_side_channels(self) -> None:
+        # (their read ends are the pump's, which takes what is in them yet, then closes them)
+        _side_read_ends.difference_update(self._side_read_fds)
+        self._side_read_fds = []
+        for write_fd in self.side_fds.values():
+            os.close(write_fd)
+        self.side_fds = {}
+
     def _restore(self, close: bool = True) -> None:
         for fd, saved in self._saved:
             try:
@@ -165,6 +188,25 @@ class FdCapture:
             except OSError:
                 pass
         self._saved = []
+
+
+# The read ends of the side channels open now (see FdCapture's side_streams). A forked child
+# closes its copies at once: once the parent's capture has stopped, what the child writes to a
+# side channel then fails (EPIPE), rather than filling a channel no one reads and waiting there.
+_side_read_ends: set[int] = set()
+
+
+def _close_side_read_ends() -> None:
+    for fd in _side_read_ends:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _side_read_ends.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_side_read_ends)
 
 
 # os._exit ends a process at once: what the job wrote last would still be in a capture's
@@ -205,26 +247,25 @@ class _Tee:
     """A text stream that writes through to ``original`` and copies into a run.
 
     In a forked child (a data loader's worker, a pool's), whose copy of the run records nothing,
-    it writes to the descriptor instead (1 or 2, still a capture's channel where one is on),
-    which the parent's capture records and shows once: a line at a time (print() writes its
-    pieces apart, and several workers' pieces would mingle), the rest when flushed."""
+    it writes through to ``original`` all the same (a kernel's stream sends it to the notebook
+    from there, as it would without the capture), and the run's copy goes to ``child_fd``, a
+    side channel that the parent's capture records (``None``: none is kept): a line at a time
+    (print() writes its pieces apart, and several workers' pieces would mingle in the run's
+    lines), the rest when flushed."""
 
-    def __init__(self, original: TextIO, run: OutputSink, stream: str):
+    def __init__(self, original: TextIO, run: OutputSink, stream: str, child_fd: int | None = None):
         self._original = original
         self._run = run
         self._stream = stream
         self._pid = os.getpid()
-        self._fd = 2 if stream == "stderr" else 1
+        self._child_fd = child_fd
         self._unfinished = b""  # (in a forked child: what it wrote since its last whole line)
 
     def write(self, text: str) -> int:
-        if os.getpid() != self._pid:
-            lines, newline, rest = (self._unfinished + _encoded(text)).rpartition(b"\n")
-            self._unfinished = rest
-            if newline:
-                self._write_fd(lines + newline)
-            return len(text)
         count = self._original.write(text)
+        if os.getpid() != self._pid:
+            self._hand_on_from_child(_encoded(text))
+            return count
         try:
             self._run.write(self._stream, _encoded(text))
         except Exception:
@@ -232,16 +273,18 @@ class _Tee:
         return count
 
     def flush(self) -> None:
-        if os.getpid() != self._pid:
-            unfinished, self._unfinished = self._unfinished, b""
-            self._write_fd(unfinished)
-            return
         self._original.flush()
+        if os.getpid() != self._pid:
+            self._hand_on_from_child(b"", flush=True)
 
-    def _write_fd(self, data: bytes) -> None:
-        error = write_all(self._fd, data)
-        if error is not None:
-            raise error  # (as the child's own print would meet it)
+    def _hand_on_from_child(self, data: bytes, flush: bool = False) -> None:
+        if self._child_fd is None:
+            return
+        pending = self._unfinished + data
+        cut = len(pending) if flush else pending.rfind(b"\n") + 1
+        lines, self._unfinished = pending[:cut], pending[cut:]
+        if lines and write_all(self._child_fd, lines) is not None:
+            self._child_fd = None  # (the run has ended: its capture closed the side channel)
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -252,16 +295,19 @@ class _Tee:
 
 
 class StreamCapture:
-    """Captures ``sys.stdout`` and ``sys.stderr`` (the objects) into ``run``."""
+    """Captures ``sys.stdout`` and ``sys.stderr`` (the objects) into ``run``; what a forked
+    child writes to them is handed on, for the run, to the descriptor ``child_fds`` gives for
+    that stream (a side channel of an :class:`FdCapture`), where it gives one."""
 
-    def __init__(self, run: OutputSink):
+    def __init__(self, run: OutputSink, child_fds: dict[str, int] | None = None):
         self.run = run
+        self.child_fds = child_fds or {}
         self._originals: tuple[TextIO, TextIO] | None = None
 
     def start(self) -> StreamCapture:
         self._originals = (sys.stdout, sys.stderr)
-        sys.stdout = _Tee(sys.stdout, self.run, "stdout")
-        sys.stderr = _Tee(sys.stderr, self.run, "stderr")
+        sys.stdout = _Tee(sys.stdout, self.run, "stdout", self.child_fds.get("stdout"))
+        sys.stderr = _Tee(sys.stderr, self.run, "stderr", self.child_fds.get("stderr"))
         return self
 
     def stop(self, timeout: float = 0.0) -> None:
@@ -278,17 +324,22 @@ class StreamCapture:
 
 class KernelCapture:
     """Captures an IPython kernel's output: ``sys.stdout``/``sys.stderr`` (Python's writes,
-    which the kernel sends to the notebook itself) and descriptors 1 and 2 (everything else,
-    teed on to the kernel's own pipes, so the notebook still shows it)."""
+    which the kernel sends to the notebook itself, from a forked child too) and descriptors 1
+    and 2 (everything else, teed on to the kernel's own pipes, so the notebook still shows it
+    where the kernel forwards them, and the kernel's console otherwise)."""
 
     def __init__(self, run: CaptureTarget):
         self.run = run
-        # apart, as the kernel keeps them: its sys.stdout and sys.stderr are apart anyway
-        self._fds = FdCapture(run, merge_streams=False)
+        # apart, as the kernel keeps them: its sys.stdout and sys.stderr are apart anyway.
+        # A forked child's sys.stdout goes to the notebook through the kernel's stream, as
+        # without the capture (through descriptor 1, a kernel that does not forward its
+        # descriptors would show it in its console alone), and to the run through a side channel.
+        self._fds = FdCapture(run, merge_streams=False, side_streams=("stdout", "stderr"))
         self._streams = StreamCapture(run)
 
     def start(self) -> KernelCapture:
         self._fds.start()
+        self._streams.child_fds = self._fds.side_fds
         self._streams.start()
         return self
 

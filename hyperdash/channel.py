@@ -20,6 +20,7 @@ from collections.abc import Container, Sequence
 
 __all__ = [
     "open_channel",
+    "open_pipe",
     "follow_file",
     "same_destination",
     "copy_window_size",
@@ -49,6 +50,11 @@ def open_channel(like_fd: int) -> tuple[int, int]:
         else:
             os.set_blocking(read_fd, False)
             return read_fd, write_fd
+    return open_pipe()
+
+
+def open_pipe() -> tuple[int, int]:
+    """``(read_fd, write_fd)`` of a new pipe, widened, whose read end does not block."""
     read_fd, write_fd = os.pipe()
     widen_pipe(write_fd)
     os.set_blocking(read_fd, False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -12,6 +14,21 @@ from kernel_notebook import CELL_TIMEOUT, KERNEL_STARTUP_TIMEOUT, Notebook, Reco
 @pytest.fixture
 def notebook(account, hyperdash_home: Path, tmp_path: Path):
     """An empty notebook in a fresh kernel that reports to the test server as ``account``."""
+    with _open_notebook(account, hyperdash_home, tmp_path) as nb:
+        yield nb
+
+
+@pytest.fixture
+def notebook_without_fd_forwarding(account, hyperdash_home: Path, tmp_path: Path):
+    """As ``notebook``, in a kernel that leaves its descriptors 1 and 2 to its console (ipykernel's
+    ``capture_fd_output`` off, as it is under pytest): the notebook shows Python's writes alone."""
+    with _open_notebook(account, hyperdash_home, tmp_path, ["--IPKernelApp.capture_fd_output=False"]) as nb:
+        yield nb
+
+
+@contextmanager
+def _open_notebook(account, hyperdash_home: Path, tmp_path: Path, kernel_arguments: Sequence[str] = ()
+                   ) -> Iterator[Notebook]:
     workdir = tmp_path / "notebook"
     workdir.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -22,6 +39,7 @@ def notebook(account, hyperdash_home: Path, tmp_path: Path):
         kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}},
         record_timing=False,
+        extra_arguments=list(kernel_arguments),
     )
     env = account.sdk_env(hyperdash_home)
     # ipykernel forwards what reaches descriptors 1 and 2 to the notebook, as in Jupyter,

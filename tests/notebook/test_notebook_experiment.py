@@ -166,15 +166,50 @@ def test_what_forked_workers_print_is_in_the_run_and_shown_once(notebook, accoun
         "import time\n"
         "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
         "    results = sorted(pool.map(work, range(4)))\n"
-        # (the workers' lines reach the notebook through the kernel's descriptors, a moment
-        # later than its own: printing at once could come between the pieces of a print)
+        # (the run takes the workers' lines from a channel of their own, a moment later than
+        # the cell's: printing at once could come between the pieces of a print)
         "time.sleep(0.5)\n"
         "print('results', results)\n"
     )
-    shown_lines = shown(cell).splitlines()
-    assert sorted(shown_lines) == ["results [0, 1, 2, 3]", "worker 0", "worker 1", "worker 2", "worker 3"]
+    # Each worker's print shows once; the kernel may show the pieces of two workers' prints
+    # (a line, its end) interleaved, as it does without the magic.
+    assert [shown(cell).count(f"worker {i}") for i in range(4)] == [1, 1, 1, 1]
+    assert sorted(shown(cell)) == sorted("".join(f"worker {i}\n" for i in range(4)) + "results [0, 1, 2, 3]\n")
     run = account.wait_for_run("forked workers", status="success")
-    assert sorted(log_texts(account, run["uuid"])) == sorted(shown_lines)
+    assert sorted(log_texts(account, run["uuid"])) == ["results [0, 1, 2, 3]", "worker 0", "worker 1", "worker 2",
+                                                        "worker 3"]
+
+
+POOL_CELL = """\
+import multiprocessing, sys
+def work(i):
+    print(f'worker {i}', flush=True)
+    print(f'worker {i} warns', file=sys.stderr)
+    return i
+with multiprocessing.get_context('fork').Pool(2) as pool:
+    results = pool.map(work, range(4))
+"""
+
+
+def test_forked_workers_print_in_the_cell_where_the_kernel_leaves_its_descriptors_to_its_console(
+        notebook_without_fd_forwarding, account):
+    # Their prints went to the kernel's descriptors, which such a kernel does not forward: they
+    # showed in the kernel's console instead of in the cell, where the cell shows them without
+    # the magic.
+    notebook = notebook_without_fd_forwarding
+    notebook.run("%load_ext hyperdash")
+
+    plain = notebook.run(POOL_CELL)
+    monitored = notebook.run("%%monitor_cell forked workers\n" + POOL_CELL)
+
+    for cell in (plain, monitored):
+        assert [shown(cell).count(f"worker {i}") for i in range(4)] == [1, 1, 1, 1], shown(cell)
+        assert [shown(cell, "stderr").count(f"worker {i} warns") for i in range(4)] == [1, 1, 1, 1]
+    # (the same characters: the workers' pieces may come in another order)
+    assert sorted(shown(monitored)) == sorted(shown(plain))
+    run = account.wait_for_run("forked workers", status="success")
+    assert sorted(log_texts(account, run["uuid"], "stdout")) == [f"worker {i}" for i in range(4)]
+    assert sorted(log_texts(account, run["uuid"], "stderr")) == [f"worker {i} warns" for i in range(4)]
 
 
 def test_a_kernel_terminated_ends_its_open_run_killed(notebook, account):
