@@ -40,7 +40,9 @@ The progress state is the topmost bar's (the outer bar: the whole job's progress
 where the cursor came back to before any ``\r`` (a print between two redraws) is a line of its
 own, and what a redraw replaces there is kept as a line unless it is a bar's state (it ends with
 tqdm's ``]``) or the redraw erases the whole row first (a live display's, whose rows it replaces
-as the terminal does): nothing else written is lost.
+as the terminal does): nothing else written is lost. Text written on a bar's row that a
+newline came down to (a kept bar draws its last state where the cursor rests, then comes down
+onto its own row, an earlier state) takes that row as on a terminal: a line below the rows above.
 """
 
 from __future__ import annotations
@@ -211,6 +213,7 @@ class LineFramer:
         what is left of the rows a bar drew (their last states, each a line)."""
         out: list[Piece] = []
         self._pending += self._cut_escape
+        self._written_over()
         self._emit_foreign()
         for row in (*self._above, self._pending, *self._below):
             text = visible_text(row) if b"\r" in row else row
@@ -356,6 +359,7 @@ class LineFramer:
 
     def _newline(self) -> None:
         self._landed()
+        self._written_over()
         self._emit_foreign()
         self._drawn = None
         if self._below:  # down onto a live row: nothing ends
@@ -431,6 +435,16 @@ class LineFramer:
             # the next progress state goes at once: it is then the last before its bar's line
             self._progress = self._progress_sent = None
             self._progress_at = float("-inf")
+
+    def _written_over(self) -> None:
+        """Text written on a bar's row that a newline came down to, below live rows (a kept
+        tqdm bar draws its last state on the row the cursor rests on and leaves it with a
+        newline, onto its own earlier row): that row is the text's now, under the rows above
+        it, as on a terminal; the bar's state it was written over is gone, nothing to come
+        back to."""
+        if self._foreign and self._above and _bar_state(visible_text(self._pending)):
+            self._pending, self._foreign = self._foreign, b""
+            self._drawn = None
 
     def _emit_foreign(self) -> None:
         if self._foreign:

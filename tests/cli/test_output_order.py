@@ -91,16 +91,21 @@ def check_nested(lines: list[str]) -> None:
     assert not [line for line in lines if "batches" in line or "\x1b" in line], lines
 
 
+def run_where(where: str, command: list[str], env: dict[str, str], *, apart: bool = False) -> tuple[int, bytes]:
+    """Run ``command`` in a terminal, or with its output to a pipe (stderr to the same one, as
+    ``2>&1 |`` does, or ``apart``: a pipe each). (exit status, output)."""
+    if where == "terminal":
+        return run_in_terminal(command, env, timeout=120)
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE if apart else subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, timeout=120)
+    return result.returncode, result.stdout + (result.stderr or b"")
+
+
 @pytest.mark.parametrize("where", ["terminal", "pipe"])
 def test_nested_tqdm_bars_leave_what_a_terminal_shows(account, hyperdash_home, where):
     name = f"nested bars in a {where}"
-    command = [*HYPERDASH, "run", "-n", name, *py(NESTED_BARS)]
-    if where == "terminal":
-        rc, output = run_in_terminal(command, account.sdk_env(hyperdash_home), timeout=120)
-    else:
-        result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL,
-                                env=account.sdk_env(hyperdash_home), timeout=120)
-        rc, output = result.returncode, result.stdout + result.stderr
+    rc, output = run_where(where, [*HYPERDASH, "run", "-n", name, *py(NESTED_BARS)],
+                           account.sdk_env(hyperdash_home), apart=True)
     assert rc == 0, output[-2000:]
     run = account.wait_for_run(name, "success", timeout=60)
     check_nested(texts(account.logs(run["uuid"])))
@@ -139,6 +144,35 @@ def test_nested_bars_after_buffered_prints_leave_no_blank_line_a_terminal_does_n
         "epochs:  33%|██", "loss 0", "", "batches 1: 100%", "epochs:  67%|██", "loss 1", "epochs: 100%|██",
         "epoch 2 done", "loss 2", "finished"], lines
     assert lines[0].endswith("]epoch 0 done") and lines[4].endswith("]epoch 1 done"), lines  # (glued, as shown)
+
+
+# Nested bars, the inner one kept (leave=True, as by default), and a print after it.
+KEPT_INNER_BARS = """
+import time
+from tqdm import tqdm
+for epoch in tqdm(range(3), desc="epochs"):
+    for _ in tqdm(range(50), desc="batch", position=1):
+        time.sleep(0.001)
+    print(f"epoch {epoch} loss 0.1")
+"""
+
+
+@pytest.mark.parametrize("where", ["terminal", "pipe"])
+def test_a_print_after_a_kept_inner_bar_follows_its_last_state_as_a_terminal_shows(account, hyperdash_home, where):
+    # The kept bar draws its last state on the outer bar's row and comes down onto its own row,
+    # where the print is written over an earlier state of it: that state used to be a line,
+    # after the print, and the last state too.
+    name = f"kept inner bars in a {where}"
+    rc, output = run_where(where, [*HYPERDASH, "run", "-n", name, *py(KEPT_INNER_BARS)],
+                           account.sdk_env(hyperdash_home))
+    assert rc == 0, output[-2000:]
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(lambda: (lines := texts(account.logs(run["uuid"]))) and "epochs: 100" in lines[-1][:11]
+                             and lines, 30)
+    assert [line[:11] if "|" in line else line for line in lines] == [
+        "batch: 100%", "epoch 0 loss 0.1", "batch: 100%", "epoch 1 loss 0.1", "batch: 100%", "epoch 2 loss 0.1",
+        "epochs: 100"], lines
+    assert all("50/50" in line for line in lines if line.startswith("batch"))
 
 
 def test_a_live_display_of_several_rows_leaves_what_a_terminal_shows(account, hyperdash_home):

@@ -223,8 +223,9 @@ def test_nested_tqdm_bars_leave_the_lines_a_terminal_shows_and_the_outer_bar_as_
     assert not any(b"\x1b" in blob for _, blob in pieces)
 
 
-def test_nested_bars_frame_alike_however_their_bytes_are_cut():
-    from tqdm import tqdm
+def _lines_however_cut(body) -> dict[str, list[bytes]]:
+    """The LINES of what ``body(stream)`` writes, framed with its bytes cut in several ways: each
+    write a chunk, all in one, a byte at a time."""
 
     writes = []
 
@@ -235,11 +236,7 @@ def test_nested_bars_frame_alike_however_their_bytes_are_cut():
         def flush(self):
             pass
 
-    stream = Record()
-    for _ in tqdm(range(2), desc="outer", file=stream, mininterval=0):
-        for _ in tqdm(range(5), desc="inner", file=stream, leave=False, mininterval=0):
-            pass
-        tqdm.write("checkpoint", file=stream)
+    body(Record())
     text = b"".join(writes)
     cuts = {"each write": writes, "all at once": [text], "a byte at a time": [text[i:i + 1] for i in range(len(text))]}
     framed = {}
@@ -247,6 +244,18 @@ def test_nested_bars_frame_alike_however_their_bytes_are_cut():
         framer = LineFramer(progress_interval=0)
         pieces = [piece for chunk in chunks for piece in lines_of(framer.feed(chunk))] + lines_of(framer.flush())
         framed[how] = [blob for kind, blob in pieces if kind == LINES]
+    return framed
+
+
+def test_nested_bars_frame_alike_however_their_bytes_are_cut():
+    from tqdm import tqdm
+
+    def train(stream):
+        for _ in tqdm(range(2), desc="outer", file=stream, mininterval=0):
+            list(tqdm(range(5), desc="inner", file=stream, leave=False, mininterval=0))
+            tqdm.write("checkpoint", file=stream)
+
+    framed = _lines_however_cut(train)
     assert framed["each write"][:2] == [b"checkpoint", b"checkpoint"] and b"outer: 100%" in framed["each write"][2]
     assert len(framed["each write"]) == 3
     assert framed["all at once"] == framed["a byte at a time"] == framed["each write"]
@@ -339,6 +348,24 @@ def test_prints_between_nested_bars_are_lines_and_no_state_of_the_inner_bar_is()
     # (what a terminal keeps above each print: the outer bar as it stood, no inner bar, no blank)
     assert all(line.startswith(b"epoch") or line == b"finished" for line in lines), lines
     assert all(state.startswith(b"epochs:") for state in states)
+
+
+def test_a_print_after_a_kept_inner_bar_follows_its_last_state_and_no_earlier_one():
+    from tqdm import tqdm
+
+    def train(stream):
+        for epoch in tqdm(range(3), desc="epochs", file=stream, mininterval=0):
+            for _ in tqdm(range(5), desc="batch", file=stream, mininterval=0):  # (leave=True: kept)
+                pass
+            stream.write(f"epoch {epoch} loss 0.1\n")  # a print
+
+    # The kept bar draws its last state on the row the cursor rests on (over the outer bar's)
+    # and comes down onto its own row, where the print writes over an earlier state of it.
+    for how, lines in _lines_however_cut(train).items():
+        assert [line[:11] if b"|" in line else line for line in lines] == [
+            b"batch: 100%", b"epoch 0 loss 0.1", b"batch: 100%", b"epoch 1 loss 0.1", b"batch: 100%",
+            b"epoch 2 loss 0.1", b"epochs: 100"], (how, lines)
+        assert all(b"5/5" in line for line in lines if line.startswith(b"batch")), (how, lines)
 
 
 def test_a_cursor_up_a_program_prints_itself_loses_no_text():
