@@ -20,7 +20,7 @@ import click
 
 from .cli_output import ProgressBars, clip, duration, print_line, print_table, status_text, when
 from .errors import AuthenticationError, HyperdashError
-from .events import DEFAULT_PORT, FINAL_STATUSES, LOST, MAX_NAME_CHARS, STATUSES
+from .events import DEFAULT_PORT, FINAL_STATUSES, LOST, MAX_NAME_CHARS, STATUS_FILTERS
 from .version import __version__
 
 __all__ = ["cli", "main", "UserError"]
@@ -880,7 +880,8 @@ def _discard_spool(ref: str, yes: bool) -> None:
 @click.option("-n", "--name", default=None, help="Only runs with this name.")
 @click.option("-q", "--search", default=None, metavar="TEXT",
               help="Only runs whose name holds TEXT, in any case.")
-@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs in this state.")
+@click.option("--status", type=click.Choice(STATUS_FILTERS), default=None,
+              help="Only runs in this state; attention: failure, killed, lost or stalled.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--archived", is_flag=True, help="List the archived runs (left out otherwise).")
 @click.pass_context

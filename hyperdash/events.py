@@ -34,6 +34,11 @@ KILLED = "killed"
 LOST = "lost"  # decided by the server alone, when heartbeats stop
 FINAL_STATUSES = (SUCCESS, FAILURE, USER_CANCELED, KILLED)
 STATUSES = (RUNNING,) + FINAL_STATUSES + (LOST,)
+# Not a status but a filter of the runs lists: the runs someone should look at, those that
+# ended badly and the running ones that are stalled (server/stalls.py).
+ATTENTION = "attention"
+ENDED_BADLY = (FAILURE, KILLED, LOST)
+STATUS_FILTERS = STATUSES + (ATTENTION,)
 
 # --- which face sent a run (header x-hyperdash-api) -------------------------------------------
 APIS = ("monitor", "experiment", "cli_run", "cli_pipe", "cli_tensorboard", "jupyter")

@@ -429,7 +429,8 @@ def list_runs(
     request: Request,
     name: str | None = Query(None, max_length=ev.MAX_NAME_CHARS, description="the whole name"),
     q: str | None = Query(None, max_length=ev.MAX_NAME_CHARS, description="a part of the name, in any case"),
-    status: str | None = Query(None, description="one of " + ", ".join(ev.STATUSES)),
+    status: str | None = Query(None, description="one of " + ", ".join(ev.STATUSES) + "; or attention: "
+                               "failure, killed, lost, and running runs that are stalled"),
     limit: int = Query(50, ge=1, le=1000),
     cursor: str | None = None,
     archived: Literal["no", "only", "all"] = Query("no", description="archived runs: left out, alone, or too"),

@@ -67,7 +67,7 @@ PAGE_HEADERS = {
 # as the reader scrolls back.
 FIRST_LINES = 200
 STATUS_CHOICES = (
-    (ev.RUNNING, "Running"), (ev.SUCCESS, "Success"), (ev.FAILURE, "Failure"),
+    (ev.ATTENTION, "Needs attention"), (ev.RUNNING, "Running"), (ev.SUCCESS, "Success"), (ev.FAILURE, "Failure"),
     (ev.USER_CANCELED, "Canceled"), (ev.KILLED, "Killed"), (ev.LOST, "Lost"),
 )
 
@@ -275,7 +275,7 @@ def runs_page(request: Request, name: str = "", q: str = "", status: str = "", a
         return _to_login(request)
     user, csrf = session
     return render(request, "runs.html", user=user, csrf_token=csrf, name=name[: ev.MAX_NAME_CHARS],
-                  q=q[: ev.MAX_NAME_CHARS], status=status if status in ev.STATUSES else "",
+                  q=q[: ev.MAX_NAME_CHARS], status=status if status in ev.STATUS_FILTERS else "",
                   statuses=STATUS_CHOICES, archived=archived == "only")
 
 

@@ -46,10 +46,13 @@ def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search
               status: str | None = None, limit: int = 50, cursor: str | None = None,
               archived: str = "no") -> dict:
     """Newest first; ``next`` is the cursor of the following page, or None. ``name`` matches
-    the whole name; ``search``, any part of it, in any case. ``archived``: ``no`` (the default)
-    leaves archived runs out, ``only`` lists them alone, ``all`` lists both."""
-    if status is not None and status not in ev.STATUSES:
-        raise BadRequest(f"unknown status {status!r}; one of {', '.join(ev.STATUSES)}", code="invalid_status")
+    the whole name; ``search``, any part of it, in any case. ``status`` is a run status, or
+    ``attention``: the runs that ended badly (failure, killed, lost) and the running ones that
+    are stalled. ``archived``: ``no`` (the default) leaves archived runs out, ``only`` lists
+    them alone, ``all`` lists both."""
+    if status is not None and status not in ev.STATUS_FILTERS:
+        raise BadRequest(f"unknown status {status!r}; one of {', '.join(ev.STATUS_FILTERS)}",
+                         code="invalid_status")
     query = select(runs).where(runs.c.user_id == user_id, not_deleted())
     if archived != "all":
         query = query.where(runs.c.archived_at.is_(None) if archived == "no" else runs.c.archived_at.is_not(None))
@@ -57,7 +60,10 @@ def list_runs(conn: Connection, user_id: int, *, name: str | None = None, search
         query = query.where(runs.c.name == name)
     if search:
         query = query.where(holds(conn, runs.c.name, search))
-    if status is not None:
+    if status == ev.ATTENTION:
+        query = query.where(or_(runs.c.status.in_(ev.ENDED_BADLY),
+                                and_(runs.c.status == ev.RUNNING, runs.c.stalled_since.is_not(None))))
+    elif status is not None:
         query = query.where(runs.c.status == status)
     if cursor:
         started, run_id = _cursor(cursor)

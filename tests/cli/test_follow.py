@@ -28,6 +28,8 @@ def test_runs_lists_status_and_duration(hd, account):
 
     only_failures = hd("runs", "--status", "failure").stdout.decode()
     assert "listed failing" in only_failures and "listed ok" not in only_failures
+    needing_attention = hd("runs", "--status", "attention").stdout.decode()
+    assert "listed failing" in needing_attention and "listed ok" not in needing_attention
     assert "listed ok" not in hd("runs", "-n", "listed").stdout.decode()  # the whole name
     found = hd("runs", "-q", "LISTED").stdout.decode().splitlines()[1:]  # or a part, in any case
     assert len(found) == 2 and all("listed" in row for row in found)

@@ -79,6 +79,18 @@ def test_the_compare_filter_shows_its_column_and_hint_whole_on_a_phone(open_page
         assert box["height"] >= 44
 
 
+@pytest.mark.parametrize("width", [TOUCH_PHONE["viewport"]["width"], PHONE["width"]])
+def test_the_runs_status_filter_shows_needs_attention_whole_on_a_phone(open_page, account, artifacts, width):
+    RunFeed(account, "train").end(ev.FAILURE, exit_code=1)
+    page = open_page(**{**TOUCH_PHONE, "viewport": {**TOUCH_PHONE["viewport"], "width": width}})
+    sign_in(page, account, "/?status=attention")
+    page.locator(".run-row").first.wait_for()
+    page.screenshot(path=str(artifacts / f"phone-runs-attention-{width}.png"))
+    assert page.evaluate(CUT_OFF, ["#filter-status", "Needs attention"]) == 0
+    box = page.locator("#filter-status").bounding_box()
+    assert box["x"] + box["width"] <= width
+
+
 def test_the_compare_filter_keeps_one_row_on_a_desktop(open_page, account):
     _sweep(account, "desk-filter")
     page = _compare(open_page, account, "desk-filter", viewport=DESKTOP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -119,6 +120,46 @@ def test_filter_by_name_and_status(open_page, account):
     page.locator(".group").first.wait_for()
     assert page.input_value("#filter-status") == ""
     assert len(groups(page)) == 3
+
+
+def test_needs_attention_shows_what_went_wrong_live(open_page, account):
+    """The status filter's "Needs attention": the runs that failed, were killed or went lost, and
+    the running ones that are stalled; a run that fails or stalls while the page is open comes
+    in, one that makes progress again goes."""
+    RunFeed(account, "fine").end(ev.SUCCESS)
+    RunFeed(account, "broken").end(ev.FAILURE, exit_code=1)
+    RunFeed(account, "stopped").end(ev.USER_CANCELED, exit_code=130)
+    RunFeed(account, "shot").end(ev.KILLED, exit_code=None, signal="SIGKILL")
+    busy = RunFeed(account, "busy")
+    stuck = RunFeed(account, "stuck", start=False)
+    stuck.send([stuck.event(ev.RUN_STARTED, {"job_name": "stuck", "host": "gpu-box-1", "stall_after": 1})])
+    stuck.log("epoch 1")
+    window_ends = time.monotonic() + 1.1
+    page = open_page()
+    sign_in(page, account)
+    page.locator(".group").nth(5).wait_for()
+
+    page.select_option("#filter-status", label="Needs attention")
+    page.wait_for_url("**/?status=attention")
+    page.locator(".group", has_text="fine").wait_for(state="detached")
+    assert groups(page) == [("shot", ["killed"]), ("broken", ["failure"])]
+    page.reload()  # kept in the address, as the other filters are
+    page.locator(".group").first.wait_for()
+    assert page.input_value("#filter-status") == "attention"
+    assert groups(page) == [("shot", ["killed"]), ("broken", ["failure"])]
+
+    busy.end(ev.FAILURE, exit_code=3)
+    page.locator(f".run-row[data-uuid='{busy.uuid}'] .badge[data-status='failure']").wait_for()
+    # Alive past its window of 1 s with no progress: stalled, and in the list.
+    time.sleep(max(0.0, window_ends - time.monotonic()))
+    stuck.heartbeat()
+    row = page.locator(f".run-row[data-uuid='{stuck.uuid}']")
+    row.locator(".badge.stalled").wait_for(timeout=15_000)
+    assert groups(page) == [("stuck", ["running", None]),  # (None: its Stalled badge)
+                            ("busy", ["failure"]), ("shot", ["killed"]), ("broken", ["failure"])]
+    stuck.log("epoch 2")  # progressing again: nothing to look at
+    row.wait_for(state="detached")
+    assert [name for name, _ in groups(page)] == ["busy", "shot", "broken"]
 
 
 def test_a_groups_link_shows_that_name_alone_and_typing_searches_again(open_page, account):

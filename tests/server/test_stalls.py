@@ -222,3 +222,41 @@ def test_the_sweep_passes_over_a_run_another_process_is_writing(make_client, db_
         assert sweep_later(api, 120) == []
     facts = sweep_later(api, 120)
     assert [type(f) for f in facts] == [RunStalled] and facts[0].run.uuid == run
+
+
+def test_needs_attention_lists_the_runs_that_went_wrong_and_the_stalled_ones(make_client):
+    """``status=attention``: failure, killed, lost, and running runs that are stalled; not a
+    success, a canceled run, a running one making progress, nor one that stalled and then
+    succeeded. Paged as any status is."""
+    from hyperdash.server.ingest import mark_lost
+
+    api = Api(make_client(stall_after=60, lost_timeout=120))
+    app = api.client.app
+    lost = start(api, "lost")
+    app.state.store.writer.call(
+        lambda conn: mark_lost(conn, 120, app.state.run_cache, now_ms=events.now_ms() + 121_000))
+    stalled, resumed, recovered = start(api, "stalled"), start(api, "resumed"), start(api, "stalled, then success")
+    assert len(sweep_later(api, 61)) == 3
+    api.ok([log(resumed, 2, "epoch 2")])  # progress again: no longer stalled
+    api.ok([env(events.RUN_ENDED, recovered, {"final_status": "success"}, seq=2)])
+    ended = {}
+    for status in ("success", "failure", "killed", "user_canceled"):
+        ended[status] = start(api, status)
+        api.ok([env(events.RUN_ENDED, ended[status], {"final_status": status}, seq=2)])
+    start(api, "running")
+
+    shown = api.json("/api/v1/runs", status="attention")["runs"]
+    assert {r["name"]: r["status"] for r in shown} == {
+        "killed": "killed", "failure": "failure", "stalled": "running", "lost": "lost"}
+    assert [r["uuid"] for r in shown] == [ended["killed"], ended["failure"], stalled, lost]  # newest first
+    paged, params = [], {"status": "attention", "limit": 1}
+    while True:
+        page = api.json("/api/v1/runs", **params)
+        paged += [r["uuid"] for r in page["runs"]]
+        if page["next"] is None:
+            break
+        params["cursor"] = page["next"]
+    assert paged == [r["uuid"] for r in shown]
+    refused = api.get("/api/v1/runs", status="needs-attention")
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_status"
+    assert "attention" in refused.json()["message"]

@@ -37,12 +37,20 @@ export function badge(status) {
 }
 
 /**
- * "Stalled" beside a running run's status while its job makes no progress (no output, metric
- * or param for its stall window); null otherwise.
+ * Whether a run is running but its job makes no progress (no output, metric or param for its
+ * stall window).
+ * @param {{status: string, stalled_since?: string | null}} run
+ */
+export function isStalled(run) {
+  return run.status === 'running' && Boolean(run.stalled_since);
+}
+
+/**
+ * "Stalled" beside a running run's status while it is stalled (isStalled); null otherwise.
  * @param {{status: string, stalled_since?: string | null}} run
  */
 export function stalledBadge(run) {
-  if (run.status !== 'running' || !run.stalled_since) return null;
+  if (!isStalled(run)) return null;
   const since = parseTime(run.stalled_since);
   return h('span', {
     class: 'badge stalled',

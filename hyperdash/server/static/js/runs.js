@@ -3,7 +3,7 @@
 
 import { api, subscribe } from './api.js';
 import {
-  h, badge, coalesce, formatDuration, formatFull, formatStart, parseTime, runDuration, stalledBadge,
+  h, badge, coalesce, formatDuration, formatFull, formatStart, isStalled, parseTime, runDuration, stalledBadge,
 } from './dom.js';
 import { progressView, tickProgress } from './progress.js';
 
@@ -40,9 +40,18 @@ function filters() {
   };
 }
 
+// The status filter's "Needs attention" (events.ATTENTION): a run that ended badly
+// (events.ENDED_BADLY), or a running one that is stalled, as the server picks them.
+const ATTENTION = 'attention';
+const ENDED_BADLY = ['failure', 'killed', 'lost'];
+
+function needsAttention(run) {
+  return ENDED_BADLY.includes(run.status) || isStalled(run);
+}
+
 function matches(run) {
   const { name, q, status } = filters();
-  if (status && run.status !== status) return false;
+  if (status === ATTENTION ? !needsAttention(run) : status && run.status !== status) return false;
   if (name !== null && run.name !== name) return false;
   // Any part of the name, in any case, as the server matches it
   if (q && !(run.name ?? '').toLowerCase().includes(q.toLowerCase())) return false;
