@@ -3,6 +3,7 @@ signing in through the real form, and the browser's settings."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -112,3 +113,17 @@ def open_run(open_page, account, feed: RunFeed, viewport=DESKTOP, **options):
 
 def row_texts(page) -> list[str]:
     return page.locator(f"{ROWS} .text").all_inner_texts()
+
+
+def scroll_log_until(page, text: str, *, to_top: bool, pages: int = 30) -> None:
+    """Scroll the log to its top (or bottom) until a row holds ``text``: each scroll to an edge
+    loads one more page there, awaited before the next."""
+    edge = "firstElementChild" if to_top else "lastElementChild"
+    edge_row = f"document.querySelector('#log-rows').{edge}?.textContent"
+    for _ in range(pages):
+        if page.locator(ROWS, has_text=text).count():
+            return
+        before = page.evaluate(edge_row)
+        page.locator("#log").evaluate("el => el.scrollTop = 0" if to_top else "el => el.scrollTop = el.scrollHeight")
+        wait_until(page, f"{edge_row} !== {json.dumps(before)}")
+    raise AssertionError(f"no row holds {text!r} after {pages} pages")

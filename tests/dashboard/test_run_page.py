@@ -10,7 +10,7 @@ import requests
 
 from hyperdash import events as ev
 
-from .support import ROWS, RunFeed, open_run, row_texts, sign_in, wait_until
+from .support import ROWS, RunFeed, open_run, row_texts, scroll_log_until, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -83,16 +83,6 @@ def test_a_bar_that_erases_itself_goes_from_the_open_page(open_page, account):
     page.reload()
     page.locator(ROWS, has_text="after the bar").wait_for()
     assert row_texts(page) == ["before the bar", "after the bar"]
-
-
-def scroll_log_until(page, text: str, *, to_top: bool) -> None:
-    """Scroll the log to its top (or bottom) until a row holds ``text``: each scroll to an edge
-    loads one more page."""
-    for _ in range(12):
-        if page.locator(ROWS, has_text=text).count():
-            return
-        page.locator("#log").evaluate("el => el.scrollTop = 0" if to_top else "el => el.scrollTop = el.scrollHeight")
-        page.wait_for_timeout(200)
 
 
 def open_search_hit(page, query: str, hit: str) -> None:

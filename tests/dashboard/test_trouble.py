@@ -1,7 +1,7 @@
 """Progress, where a run went wrong, and Stop, in Chromium, with real jobs: a tqdm loop and
 exp.iter in the runs list and the run page; a failed run's page opened at its traceback; Stop on
 a phone-sized page ending a `hyperdash run` job and an @monitor job; a traceback's carets under
-the code they point at on a phone."""
+the code they point at on a phone; its rows highlighted however often they are made again."""
 
 from __future__ import annotations
 
@@ -15,7 +15,20 @@ import uuid
 
 import pytest
 
-from .support import DESKTOP, PHONE, ROWS, TOUCH_PHONE, sign_in, wait_until
+from hyperdash import events as ev
+
+from .support import (
+    DESKTOP,
+    PHONE,
+    ROWS,
+    TOUCH_PHONE,
+    RunFeed,
+    open_run,
+    row_texts,
+    scroll_log_until,
+    sign_in,
+    wait_until,
+)
 
 HYPERDASH = [sys.executable, "-m", "hyperdash"]
 
@@ -224,6 +237,60 @@ def test_a_failed_run_opens_at_its_traceback(open_page, account, hyperdash_home,
     # The log scrolled to it, not the page: its header is still in view.
     assert page.evaluate("window.scrollY") == 0 and page.locator("#run-name").is_visible()
     assert page.locator("#stop").is_hidden()
+
+
+TRACEBACK = [
+    "Traceback (most recent call last):",
+    '  File "/home/ml/train.py", line 12, in <module>',
+    "    divide(1, 0)",
+    '  File "/home/ml/train.py", line 6, in divide',
+    "    return a / b",
+    "           ~~^~~",
+    "ZeroDivisionError: division by zero",
+]
+
+
+def _fail(feed: RunFeed) -> None:
+    """The run prints a traceback, cleans up (80 lines after it) and fails."""
+    feed.send([feed.line(text, ev.STDERR) for text in TRACEBACK]
+              + [feed.line(f"cleaning up {i}") for i in range(80)])
+    feed.end(ev.FAILURE, 1)
+
+
+def _marked(page) -> list[str]:
+    return page.locator(f"{ROWS}.failure .text").all_inner_texts()
+
+
+def test_a_tracebacks_rows_stay_highlighted_when_they_are_fetched_again(open_page, account):
+    feed = RunFeed(account, "fails after a long log")
+    feed.lines(5600, "line {i:05d}")
+    _fail(feed)
+    page = open_run(open_page, account, feed)
+    page.wait_for_selector(f"{ROWS}.failure")
+    assert _marked(page) == TRACEBACK
+    # Read back to the log's beginning: the page keeps 5,000 rows, the traceback's among those
+    # dropped at the bottom.
+    scroll_log_until(page, "line 00000", to_top=True)
+    assert page.locator(ROWS, has_text="ZeroDivisionError").count() == 0
+    # Scrolled down again, its rows are fetched again, still marked.
+    scroll_log_until(page, "cleaning up 79", to_top=False)
+    assert _marked(page) == TRACEBACK
+    texts = row_texts(page)
+    assert texts[texts.index(TRACEBACK[0]) - 1] == "line 05599"
+
+
+def test_a_traceback_that_comes_as_the_run_ends_is_highlighted_on_the_open_page(open_page, account):
+    feed = RunFeed(account, "fails while watched")
+    feed.lines(20, "step {i}")
+    page = open_run(open_page, account, feed)
+    page.locator(ROWS, has_text="step 19").wait_for()
+    # The traceback and the run's end come together: the page learns where the run failed
+    # while those lines are still on their way to its rows.
+    feed.send([feed.line(text, ev.STDERR) for text in TRACEBACK]
+              + [feed.event(ev.RUN_ENDED, {"final_status": ev.FAILURE, "exit_code": 1, "signal": None})])
+    page.locator("#failure-summary", has_text="ZeroDivisionError").wait_for()
+    page.locator(ROWS, has_text="ZeroDivisionError").wait_for()
+    assert _marked(page) == TRACEBACK
 
 
 # How the traceback the page opened at is drawn: which code character is drawn right above the

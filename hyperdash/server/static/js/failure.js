@@ -18,10 +18,10 @@ export async function highlightFailure(log, failure, { open = false } = {}) {
   const first = failure.first_seq;
   const last = failure.last_seq ?? first;
   if (first === null || first === undefined || last === null) return;
-  let marked = mark(log, first, last);
+  let marked = log.markFailure(first, last);
   if (!marked.length && open) {
     await log.openAt(first);
-    marked = mark(log, first, last);
+    marked = log.markFailure(first, last);
   }
   if (open && marked.length) {
     // Scroll the log alone (scrollIntoView would scroll the page too, hiding its header).
@@ -30,22 +30,4 @@ export async function highlightFailure(log, failure, { open = false } = {}) {
     scroller.scrollTop += offset - 8;
     log.onScroll();
   }
-}
-
-/**
- * @param {import('./logview.js').LogView} log
- * @param {number} first
- * @param {number} last
- * @returns {HTMLElement[]}
- */
-function mark(log, first, last) {
-  const marked = [];
-  for (const row of /** @type {HTMLCollectionOf<HTMLElement>} */ (log.rows.children)) {
-    const state = log.state(row);
-    if (state.seq >= first && state.firstSeq <= last) {
-      row.classList.add('failure');
-      marked.push(row);
-    }
-  }
-  return marked;
 }

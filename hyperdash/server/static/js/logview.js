@@ -98,6 +98,8 @@ export class LogView {
     this.mode = 'tail'; // 'search': only lines matching this.query
     this.query = '';
     this.highlight = ''; // a term to mark, in search results and the context they open
+    /** @type {{first: number, last: number} | null} */
+    this.failed = null; // the seqs of the lines that show where the run failed (failure.js)
     this.minSeq = Infinity; // seq range of the rows in the page
     this.maxSeq = 0;
     this.hasOlder = false;
@@ -192,8 +194,35 @@ export class LogView {
     state.bar = (state.bar || state.progress || looksLikeProgress(shown)) && !goesOnAfterBar(shown);
     row.className = 'line' + (line.stream === 'stderr' ? ' stderr' : '')
       + (state.progress ? ' progress' : '') + (state.bar ? ' bar' : '')
-      + (this.mode === 'search' ? ' hit' : '');
+      + (this.mode === 'search' ? ' hit' : '') + (this.showsFailure(state) ? ' failure' : '');
     row.title = line.timestamp || '';
+  }
+
+  /**
+   * Whether the row holds one of the lines that show where the run failed.
+   * @param {RowState} state
+   */
+  showsFailure(state) {
+    const failed = this.failed;
+    return failed !== null && state.seq >= failed.first && state.firstSeq <= failed.last;
+  }
+
+  /**
+   * Mark the rows of the lines from `first` to `last` (class failure), those in the page and
+   * every one made or remade for them later (fetched again, joined, redrawn).
+   * @param {number} first
+   * @param {number} last
+   * @returns {HTMLElement[]} the rows in the page marked
+   */
+  markFailure(first, last) {
+    this.failed = { first, last };
+    const marked = [];
+    for (const row of /** @type {HTMLCollectionOf<HTMLElement>} */ (this.rows.children)) {
+      const shows = this.showsFailure(this.state(row));
+      row.classList.toggle('failure', shows);
+      if (shows) marked.push(row);
+    }
+    return marked;
   }
 
   /** @param {HTMLElement} row */
