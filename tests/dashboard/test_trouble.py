@@ -1,7 +1,7 @@
 """Progress, where a run went wrong, and Stop, in Chromium, with real jobs: a tqdm loop and
 exp.iter in the runs list and the run page; a failed run's page opened at its traceback; Stop on
 a phone-sized page ending a `hyperdash run` job and an @monitor job; a traceback's carets under
-the code they point at on a phone; its rows highlighted however often they are made again."""
+the code they point at at every width, its rows highlighted however often they are made again."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def divide(a, b):
 divide(1, 0)
 """
 
-# Fails in a line longer than a phone is wide: Python (3.11 and later) marks the failing
+# Fails in a line longer than a laptop's log is wide: Python (3.11 and later) marks the failing
 # expression with a row of carets under it.
 FAILS_IN_A_LONG_LINE = """
 from hyperdash import monitor
@@ -67,12 +67,12 @@ from hyperdash import monitor
 @monitor({name!r})
 def train():
     print("config: " + " ".join("option_%d=value" % i for i in range(30)))
-    config = dict(gradient_accumulation_steps=0)
-    running_loss_over_the_whole_epoch = 12.5
-    return running_loss_over_the_whole_epoch / config["gradient_accumulation_steps"] * 2.0 + 1.0
+    config = dict(gradient_accumulation_steps_per_optimizer_update_on_every_device=0)
+    running_loss_over_the_whole_epoch_summed_over_every_batch_of_the_training_set = 12.5
+    return running_loss_over_the_whole_epoch_summed_over_every_batch_of_the_training_set / config["gradient_accumulation_steps_per_optimizer_update_on_every_device"] * 2.0 + 1.0
 
 train()
-"""
+"""  # noqa: E501 (the failing line is that long on purpose)
 
 MONITORED = """
 import time
@@ -326,8 +326,13 @@ TRACEBACK_LAYOUT = """() => {
 }"""
 
 
+# A phone, the same phone held sideways, a laptop.
+SIDEWAYS_PHONE = {**TOUCH_PHONE, "viewport": {"width": 839, "height": 412}}
+SCREENS = [(TOUCH_PHONE, "light"), (TOUCH_PHONE, "dark"), (SIDEWAYS_PHONE, "light"), ({"viewport": DESKTOP}, "dark")]
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="Python marks the failing expression from 3.11 on")
-def test_a_tracebacks_carets_stay_under_the_code_on_a_phone(open_page, account, hyperdash_home, tmp_path):
+def test_a_tracebacks_carets_stay_under_the_code_at_every_width(open_page, account, hyperdash_home, tmp_path):
     name = f"carets-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "fails.py"
     path.write_text(textwrap.dedent(FAILS_IN_A_LONG_LINE.format(name=name)))
@@ -337,24 +342,32 @@ def test_a_tracebacks_carets_stay_under_the_code_on_a_phone(open_page, account, 
     failed = account.wait_for_run(name, "failure", timeout=30)
     assert failed["failure"]["summary"] == "ZeroDivisionError: float division by zero"
 
-    for scheme in ("light", "dark"):
-        page = open_page(**TOUCH_PHONE, color_scheme=scheme)
+    for screen, scheme in SCREENS:
+        width = screen["viewport"]["width"]
+        page = open_page(**screen, color_scheme=scheme)
         sign_in(page, account, f"/runs/{failed['uuid']}")
         page.wait_for_selector(f"{ROWS}.failure")
         layout = page.evaluate(TRACEBACK_LAYOUT)
         # The carets are under what failed (the division), each line of the traceback one row.
         assert layout["meant"].startswith("/ config")
-        assert layout["pointed"] == layout["meant"], (scheme, layout)
-        assert layout["wrapped"] == [], (scheme, layout)
+        assert layout["pointed"] == layout["meant"], (width, scheme, layout)
+        assert layout["wrapped"] == [], (width, scheme, layout)
         # Scrolled sideways, it stays one highlighted block.
-        assert len(set(layout["rights"])) == 1, (scheme, layout)
+        assert len(set(layout["rights"])) == 1, (width, scheme, layout)
         # The log scrolls sideways to show the rest, not the page; other lines still wrap.
         log = page.locator("#log")
-        assert log.evaluate("l => l.scrollWidth > l.clientWidth")
+        assert log.evaluate("l => l.scrollWidth > l.clientWidth"), width
         assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") == 0
         config = page.locator(ROWS, has_text="config: option_0")
-        assert config.evaluate("r => r.getBoundingClientRect().height > 2 * parseFloat(getComputedStyle(r).lineHeight)")
-        page.screenshot(path=tmp_path / f"traceback-{scheme}.png")
+        wraps = "r => r.getBoundingClientRect().height > 2 * parseFloat(getComputedStyle(r).lineHeight)"
+        assert config.evaluate(wraps), width
+        # Not wrapped at the reader's asking, every line is one row; wrapped again, as before.
+        page.locator("#wrap").click()
+        assert not config.evaluate(wraps) and page.evaluate(TRACEBACK_LAYOUT)["wrapped"] == []
+        page.locator("#wrap").click()
+        assert config.evaluate(wraps) and page.evaluate(TRACEBACK_LAYOUT)["wrapped"] == []
+        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") == 0
+        page.screenshot(path=tmp_path / f"traceback-{width}-{scheme}.png")
 
 
 def _stop_on_phone(open_page, account, run_uuid: str):
