@@ -17,7 +17,6 @@ each kind of problem becomes one warning line.
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ from .spool import EVENT, Record, Spool
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["Attached", "Backoff", "SpoolSender", "Shipper", "encoded_events"]
+__all__ = ["Attached", "Backoff", "SpoolSender", "Shipper", "encoded_events", "jittered"]
 
 DEFAULT_BATCH_EVENTS = 2000
 DEFAULT_BATCH_BYTES = 1 << 20
@@ -169,8 +168,16 @@ def _body(fragments: list[Fragment]) -> tuple[bytes, str]:
     return b"".join([head, b"\n", *texts]), ATTACHED_TEXT_TYPE
 
 
+def jittered(delay: float) -> float:
+    """A wait of between half ``delay`` and ``delay``, at random: those who failed together do
+    not try again together."""
+    import random  # (here: the module and what it imports are no cost of a run's or an uploader's start)
+
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
 class Backoff:
-    """Exponential backoff with full jitter: ``base``, doubling up to ``cap`` seconds."""
+    """Exponential backoff, jittered (:func:`jittered`): ``base``, doubling up to ``cap`` seconds."""
 
     def __init__(self, base: float = 0.5, cap: float = 30.0):
         self.base, self.cap, self.failures = base, cap, 0
@@ -179,7 +186,7 @@ class Backoff:
         delay = min(self.cap, self.base * 2.0**self.failures)
         if delay < self.cap:  # counting on past the cap would overflow, after a thousand failures
             self.failures += 1
-        return delay / 2 + random.uniform(0, delay / 2)
+        return jittered(delay)
 
     def reset(self) -> None:
         self.failures = 0

@@ -397,7 +397,11 @@ class _Connection:
     def __init__(self, host: str, port: int, connect_timeout: float, read_timeout: float):
         import socket
 
-        self.sock: socket.socket = socket.create_connection((host, port), connect_timeout)
+        # An ASCII name goes as bytes, which getaddrinfo takes as they are (typeshed has str
+        # only): a str passes through the IDNA codec, whose first use imports some 2 ms of
+        # modules, the run's and the uploader's to pay.
+        name: str | bytes = host.encode("ascii") if host.isascii() else host
+        self.sock: socket.socket = socket.create_connection((name, port), connect_timeout)  # type: ignore[arg-type]
         try:
             self.sock.settimeout(read_timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (small requests go at once)

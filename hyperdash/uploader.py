@@ -30,7 +30,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import signal
 import sys
 import time
@@ -40,7 +39,7 @@ from typing import Any, TypedDict, cast
 
 from . import config, errors
 from .events import REPLAY_HEADER
-from .shipper import SpoolSender
+from .shipper import SpoolSender, jittered
 from .spool import Spool, all_spools, handed_over_spools, orphaned_spools, spool_root
 from .transport import Transport
 
@@ -156,7 +155,7 @@ class ServerBook:
         else:
             # (a bounded exponent: after a thousand failures 2.0 ** failures would overflow)
             delay = min(SHORT_CAP, 2.0 ** min(failures - 1, 32))
-        entry["next"] = now + delay / 2 + random.uniform(0, delay / 2)
+        entry["next"] = now + jittered(delay)
         entry["error"] = error
         self.save()
 
@@ -384,11 +383,8 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
     # the site-packages scan and its .pth files (tens of milliseconds of CPU where many packages
     # are installed), and the folder it starts in shadows no module of ours.
     here = list(dict.fromkeys(path for path in sys.path if path and isinstance(path, str)))
-    command = [sys.executable, "-S", "-c", _BOOTSTRAP, json.dumps(here)]
-    if run_uuid:
-        command += ["--run", run_uuid]
-    if lock_fd >= 0:
-        command += ["--lock-fd", str(_HANDED_LOCK_FD)]
+    options = {"run": run_uuid or None, "lock_fd": _HANDED_LOCK_FD if lock_fd >= 0 else None}
+    command = [sys.executable, "-S", "-c", _BOOTSTRAP, json.dumps(here), json.dumps(options)]
     env = dict(os.environ)
     if api_key:
         env["HYPERDASH_API_KEY"] = api_key
@@ -425,14 +421,16 @@ def spawn_detached(run_uuid: str | None = None, api_key: str | None = None) -> i
 _HANDED_LOCK_FD = 3  # where a spawned uploader finds the lock its parent took for it
 # What a spawned uploader runs first: the job's import path (its first argument, a JSON list)
 # goes after its own, the current folder ("" first, unless PYTHONSAFEPATH is set) out of it;
-# then main() with the rest of the arguments. The objects its imports make live as long as it
-# does: the garbage collector neither runs during the imports nor looks at them afterwards
-# (gc.freeze), which spares it some 10% of its CPU (a 16 MB hand-over: 64 -> 58 ms).
+# then _run_uploader() with its options (the second argument, a JSON object: its parent
+# wrote them, so no argparse, whose import and that of gettext cost some 5 ms of CPU). The
+# objects its imports make live as long as it does: the garbage collector neither runs during
+# the imports nor looks at them afterwards (gc.freeze), which spares it some 10% of its CPU
+# (a 16 MB hand-over: 64 -> 58 ms).
 _BOOTSTRAP = ("import gc; gc.disable(); import json, sys; "
               "sys.path[:1] = [] if sys.path[:1] == [''] else sys.path[:1]; "
               "sys.path += [p for p in json.loads(sys.argv.pop(1)) if p and p not in sys.path]; "
-              "import argparse; from hyperdash.uploader import main; gc.freeze(); gc.enable(); "
-              "sys.exit(main(sys.argv[1:]))")
+              "from hyperdash.uploader import _run_uploader; gc.freeze(); gc.enable(); "
+              "sys.exit(_run_uploader(**json.loads(sys.argv[1])))")
 
 
 def _above(fd: int, floor: int) -> int:
@@ -518,7 +516,7 @@ def _take_uploader_lock() -> int | None:
         if not _only_looked_at(fd) or time.monotonic() > deadline:
             os.close(fd)
             return None
-        time.sleep(random.uniform(0.0005, 0.002))  # (two who want it do not meet again)
+        time.sleep(jittered(0.002))  # (two who want it do not meet again)
 
 
 def _only_looked_at(fd: int) -> bool:
@@ -642,12 +640,9 @@ def _report(summary: UploadSummary, log: Callable[[str], None]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m hyperdash.uploader [--run UUID] [--patience SECONDS]``: upload every
+    orphaned spool as the only uploader of the machine; 0 once all are on their servers."""
     import argparse
-
-    # A process inherits the signal mask of the thread that started it: spawned from a run's
-    # shipper thread under `hyperdash run` (which blocks signals to wait for them), SIGTERM
-    # would stay blocked here and could not stop this process.
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
     parser = argparse.ArgumentParser(prog="python -m hyperdash.uploader", description=__doc__.split("\n")[0])
     parser.add_argument("--run", metavar="UUID",
@@ -657,15 +652,27 @@ def main(argv: list[str] | None = None) -> int:
                              "(default HYPERDASH_UPLOADER_PATIENCE or 600)")
     parser.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    patience = args.patience if args.patience is not None else config.env_float(
-        "HYPERDASH_UPLOADER_PATIENCE", DEFAULT_PATIENCE)
+    return _run_uploader(args.run, args.lock_fd, args.patience)
+
+
+def _run_uploader(run: str | None = None, lock_fd: int | None = None, patience: float | None = None) -> int:
+    """What :func:`main` does once its arguments are read, and what :func:`spawn_detached`'s
+    process runs: ``run``'s spool first, then every other; the uploader lock handed over as
+    descriptor ``lock_fd`` (else taken here). Each step goes to stdout, with a last line of
+    what the whole took."""
+    # A process inherits the signal mask of the thread that started it: spawned from a run's
+    # shipper thread under `hyperdash run` (which blocks signals to wait for them), SIGTERM
+    # would stay blocked here and could not stop this process.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if patience is None:
+        patience = config.env_float("HYPERDASH_UPLOADER_PATIENCE", DEFAULT_PATIENCE)
 
     def log(message: str) -> None:
         print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}", flush=True)
 
     started = time.monotonic()
     try:
-        return 0 if _upload_as_the_only_uploader(args.run, patience, log, handed_lock=args.lock_fd) else 1
+        return 0 if _upload_as_the_only_uploader(run, patience, log, handed_lock=lock_fd) else 1
     finally:
         # what it cost, for whoever wonders what a run's hand-over takes from the machine
         # (getrusage, not os.times: the clock ticks of times() are 10 ms, a good part of the whole)

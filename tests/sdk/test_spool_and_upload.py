@@ -257,16 +257,24 @@ def test_a_detached_uploader_imports_nothing_from_the_folder_it_starts_in(accoun
 
 def test_a_detached_uploader_collects_garbage_but_not_among_its_imports():
     """The uploader's bootstrap imports with the collector off, then freezes what the imports
-    made and turns the collector on: its work's garbage is collected, its modules never scanned."""
+    made and turns the collector on: its work's garbage is collected, its modules never scanned.
+    It imports nothing it does not use: no argument parser (its options come as JSON), no
+    random numbers until a failure needs them, no IDNA codec for its server's ASCII name."""
     from hyperdash.uploader import _BOOTSTRAP
 
-    # the bootstrap as it is, up to main(), which reports instead of uploading
-    probe = _BOOTSTRAP.replace("sys.exit(main(sys.argv[1:]))",
-                               "print(gc.isenabled(), gc.get_freeze_count() > 1000, 'argparse' in sys.modules)")
+    # the bootstrap as it is, up to the call that would upload, which reports instead
+    probe = _BOOTSTRAP.replace(
+        "sys.exit(_run_uploader(**json.loads(sys.argv[1])))",
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000, json.loads(sys.argv[1])); "
+        "from hyperdash.transport import _Connection; import socket; server = socket.create_server(('127.0.0.1', 0)); "
+        "_Connection('localhost', server.getsockname()[1], 5, 5).close(); "
+        "print(*[name in sys.modules for name in ('argparse', 'random', 'encodings.idna')])")
     assert probe != _BOOTSTRAP
-    done = subprocess.run([sys.executable, "-S", "-c", probe, json.dumps(sys.path)], capture_output=True,
+    options = json.dumps({"run": "a run", "lock_fd": None})
+    done = subprocess.run([sys.executable, "-S", "-c", probe, json.dumps(sys.path), options], capture_output=True,
                           text=True, timeout=60)
-    assert done.stdout.split() == ["True", "True", "True"], done.stderr
+    assert done.stdout.splitlines() == ["True True {'run': 'a run', 'lock_fd': None}", "False False False"], \
+        done.stderr
 
 
 def test_every_api_name_is_accepted_by_run():
