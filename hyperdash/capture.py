@@ -93,6 +93,12 @@ class FdCapture:
                 if merge and channels:  # descriptor 2 shares descriptor 1's channel
                     os.dup2(1, fd)
                     continue
+                if followed and same_destination(1, fd):
+                    # Both lead to one file (2>&1, a kernel's console log): descriptor 1's reader
+                    # takes what descriptor 2 adds too (a second reader would store it twice), as
+                    # stdout: the file keeps the bytes in the order written, not who wrote them, and
+                    # a channel for one of them would reorder the file.
+                    continue
                 # A file (> out.log) the job goes on writing itself, at no cost to its writes:
                 # the pump reads what it adds. (Same bytes, same order: no copy to make.)
                 read_fd = follow_file(fd)

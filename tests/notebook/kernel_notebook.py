@@ -39,6 +39,8 @@ class Notebook:
     def __init__(self, client: RecordingClient):
         self.client = client
         self.nb = client.nb
+        #: the file the kernel's own stdout and stderr go to, where it was started with one
+        self.console_log = None
 
     def run(self, source: str, *, error: bool = False, timeout: float = CELL_TIMEOUT):
         """Run one cell and return it, outputs filled in as Jupyter would show them.

@@ -169,6 +169,34 @@ def test_output_written_to_the_kernels_file_descriptors_reaches_the_run(notebook
     assert log_texts(account, run["uuid"], "stderr").count("straight to fd 2") == 1
 
 
+def test_what_reaches_the_descriptors_is_stored_once_where_the_kernels_stdout_and_stderr_share_a_file(
+        notebook_logging_to_a_file, account):
+    # Under `jupyter lab > jupyter.log 2>&1` the run followed that file once for each descriptor:
+    # each line written straight to them was stored twice.
+    notebook = notebook_logging_to_a_file
+    notebook.run("%load_ext hyperdash")
+
+    cell = notebook.run(
+        "%%monitor_cell one console file\n"
+        "import os, subprocess, sys\n"
+        "print('from python')\n"
+        "_ = os.write(1, b'straight to fd 1\\n')\n"
+        "_ = subprocess.run(['echo', 'from a child'])\n"
+        "_ = os.write(2, b'straight to fd 2\\n')\n"
+        "print('python warns', file=sys.stderr)\n"
+    )
+
+    assert errors(cell) == []
+    run = account.wait_for_run("one console file", status="success")
+    texts = log_texts(account, run["uuid"])
+    through_descriptors = ["straight to fd 1", "from a child", "straight to fd 2"]
+    assert sorted(texts) == sorted(["from python", "python warns", *through_descriptors])
+    assert [text for text in texts if text in through_descriptors] == through_descriptors
+    assert log_texts(account, run["uuid"], "stderr") == ["python warns"]
+    # The file still gets what the descriptors took, once, in order.
+    assert notebook.console_log.read_text().count("straight to fd 1\nfrom a child\nstraight to fd 2\n") == 1
+
+
 def test_stall_after_sets_the_runs_stall_window(notebook, account):
     notebook.run("from hyperdash import monitor_cell")
 
