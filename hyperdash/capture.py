@@ -29,6 +29,7 @@ __all__ = [
     "KernelCapture",
     "capture_for_current_process",
     "in_ipython_kernel",
+    "kernel_stderr",
 ]
 
 KERNEL_DRAIN_TIMEOUT = 0.5
@@ -369,6 +370,18 @@ def in_ipython_kernel() -> bool:
     except Exception:
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def kernel_stderr() -> TextIO | None:
+    """In an IPython kernel, its own ``sys.stderr`` (behind any capture's tee), which shows what
+    is written to it in the running cell, also where descriptor 2 leads to the kernel's console
+    alone; None elsewhere."""
+    if not in_ipython_kernel():
+        return None
+    stream = sys.stderr
+    while isinstance(stream, _Tee):
+        stream = stream._original
+    return stream
 
 
 def capture_for_current_process(run: CaptureTarget) -> FdCapture | KernelCapture:

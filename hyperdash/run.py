@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import config, framing
 from .errors import AuthenticationError, HyperdashError
@@ -77,6 +77,15 @@ def _forget_runs_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_runs_in_child)
+
+
+def _kernel_stderr() -> TextIO | None:
+    """A notebook kernel's own stderr, None outside one (see :func:`hyperdash.capture.kernel_stderr`)."""
+    if "ipykernel" not in sys.modules:  # (no kernel: every other job is spared importing the capture)
+        return None
+    from .capture import kernel_stderr
+
+    return kernel_stderr()
 
 
 def new_run_uuid() -> str:
@@ -217,6 +226,9 @@ class Run:
         self.server_url: str | None = None
         # where the SDK's own lines go: the terminal's stderr, also while fd 2 is captured
         self.console_fd = 2
+        # in a notebook's kernel, they go to the cell instead: its descriptor 2 may lead to the
+        # kernel's console alone (capture_fd_output off), where no one looks
+        self.console_stream = _kernel_stderr()
         self._lock = threading.RLock()
         self._end_lock = threading.Lock()
         self._next_seq = 1
@@ -688,8 +700,16 @@ class Run:
 
     # -- messages -------------------------------------------------------------------------
     def say(self, message: str) -> None:
-        """One line on the terminal's stderr, prefixed ``hyperdash:``."""
-        line = f"hyperdash: {message}\n".encode("utf-8", "replace")
+        """One line on the terminal's stderr (a notebook's: the running cell's), prefixed ``hyperdash:``."""
+        text = f"hyperdash: {message}\n"
+        if self.console_stream is not None:
+            try:
+                self.console_stream.write(text)
+                self.console_stream.flush()
+                return
+            except Exception:
+                pass
+        line = text.encode("utf-8", "replace")
         for fd in (self.console_fd, 2):
             try:
                 os.write(fd, line)

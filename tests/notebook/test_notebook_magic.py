@@ -197,6 +197,32 @@ def test_what_reaches_the_descriptors_is_stored_once_where_the_kernels_stdout_an
     assert notebook.console_log.read_text().count("straight to fd 1\nfrom a child\nstraight to fd 2\n") == 1
 
 
+def test_the_runs_notices_show_in_the_cell_where_the_kernel_leaves_its_descriptors_to_its_console(
+        notebook_without_fd_forwarding, account, hyperdash_home):
+    # They were written to descriptor 2, which such a kernel leaves to its console: the cell
+    # never said where to follow the run.
+    notebook = notebook_without_fd_forwarding
+    notebook.run("%load_ext hyperdash")
+
+    cell = notebook.run("%%monitor_cell noticed\n"
+                        "exp.params({'optim': {'lr': 0.2}, 'optim.lr': 0.3}, log=False)\n"
+                        "print('ran')")
+
+    run = account.wait_for_run("noticed", status="success")
+    said = shown(cell, "stderr")
+    assert said.startswith("hyperdash: follow this run at " + account.server.url + "/runs/" + run["uuid"][:8] + "\n")
+    assert said.count("hyperdash: param 'optim.lr' is given twice; the last value is recorded\n") == 1
+    # (and where its log is, as it ends)
+    logs = hyperdash_home / "logs" / "noticed"
+    assert said.splitlines()[-1].startswith(f"hyperdash: the log of this run is at {logs}/")
+    assert shown(cell) == "ran\n"
+    assert log_texts(account, run["uuid"]) == ["ran"]  # said to the person, not logged
+
+    notebook.run("from hyperdash import Experiment\nexp = Experiment('first')")
+    again = notebook.run("exp = Experiment('second')\nexp.end()")
+    assert shown(again, "stderr").count("hyperdash: the run 'first' was ended (success) because a new Experiment") == 1
+
+
 def test_stall_after_sets_the_runs_stall_window(notebook, account):
     notebook.run("from hyperdash import monitor_cell")
 
