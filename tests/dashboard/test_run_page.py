@@ -85,6 +85,16 @@ def test_a_bar_that_erases_itself_goes_from_the_open_page(open_page, account):
     assert row_texts(page) == ["before the bar", "after the bar"]
 
 
+def needle_feed(account, name: str, before: int, after: int) -> RunFeed:
+    """A run whose log is ``before`` lines ("line 000", …), "the NEEDLE", and ``after`` more
+    ("next 000", …)."""
+    feed = RunFeed(account, name)
+    feed.lines(before, "line {i:03d}")
+    feed.log("the NEEDLE")
+    feed.lines(after, "next {i:03d}")
+    return feed
+
+
 def open_search_hit(page, query: str, hit: str) -> None:
     """Search the log for ``query`` and open the hit that holds ``hit`` in its context."""
     page.fill("#log-query", query)
@@ -171,10 +181,7 @@ def test_a_long_line_cut_by_a_page_boundary_shows_as_one_row(open_page, account)
 def test_a_line_tapped_while_its_search_loads_stays_open(open_page, account):
     # Tapped before the search's answer came (the log's own row of the hit, still on screen):
     # the line opens in context, and the search answering late does not take the view back.
-    feed = RunFeed(account, "tap-while-searching")
-    feed.lines(100, "line {i:03d}")
-    feed.log("the NEEDLE")
-    feed.lines(20, "next {i:03d}")
+    feed = needle_feed(account, "tap-while-searching", 100, 20)
     page = open_run(open_page, account, feed)
     held = []
     page.route(lambda url: "q=needle" in url, lambda route: held.append(route))
@@ -196,11 +203,8 @@ def test_a_line_tapped_while_its_search_loads_stays_open(open_page, account):
 
 
 def test_a_long_line_cut_where_newer_lines_load_shows_as_one_row(open_page, account):
-    feed = RunFeed(account, "long-line-below")
-    feed.lines(300, "line {i:03d}")
-    feed.log("the NEEDLE")
     # A search hit opens with the 150 lines after it: the long line's first piece, no more.
-    feed.lines(149, "next {i:03d}")
+    feed = needle_feed(account, "long-line-below", 300, 149)
     pieces = [f"piece{k}-" for k in range(6)]
     feed.log(*pieces, partial=True)
     feed.log("end of the long line")
@@ -217,10 +221,7 @@ def test_a_long_line_cut_where_newer_lines_load_shows_as_one_row(open_page, acco
 
 
 def test_a_long_line_still_being_written_goes_on_in_its_row_once_the_view_reaches_the_end(open_page, account):
-    feed = RunFeed(account, "long-line-live")
-    feed.lines(300, "line {i:03d}")
-    feed.log("the NEEDLE")
-    feed.lines(149, "next {i:03d}")
+    feed = needle_feed(account, "long-line-live", 300, 149)
     feed.log("piece0-", "piece1-", "piece2-", partial=True)  # the job is in the middle of it
     page = open_run(open_page, account, feed)
     open_search_hit(page, "needle", "the NEEDLE")
@@ -324,6 +325,60 @@ def test_search_finds_lines_and_opens_them_in_context(open_page, account):
     lines = text.splitlines()
     assert len(lines) == 1503
     assert lines[1200] == "step 1200 NEEDLE found here" and lines[-1] == "another needle"
+
+
+def _target_texts(page) -> list[str]:
+    return page.locator(f"{ROWS}.target .text").all_inner_texts()
+
+
+def test_a_search_hit_stays_marked_when_its_row_is_fetched_again(open_page, account):
+    feed = needle_feed(account, "hit far back", 100, 5600)
+    page = open_run(open_page, account, feed)
+    open_search_hit(page, "needle", "the NEEDLE")
+    assert _target_texts(page) == ["the NEEDLE"]
+    # Read on far down: the page keeps 5,000 rows, the hit's among those dropped at the top.
+    scroll_log_until(page, "next 5599", to_top=False)
+    assert page.locator(ROWS, has_text="the NEEDLE").count() == 0
+    # Scrolled back up, its row is fetched again, still marked, and it alone.
+    scroll_log_until(page, "line 000", to_top=True)
+    assert _target_texts(page) == ["the NEEDLE"]
+
+    # A new search leaves the line's context: nothing is marked when the hit comes back.
+    page.fill("#log-query", "next 000")
+    page.press("#log-query", "Enter")
+    page.locator(f"{ROWS}.hit", has_text="next 000").wait_for()
+    page.click("#search-status button")
+    page.locator("#search-status").wait_for(state="hidden")
+    scroll_log_until(page, "the NEEDLE", to_top=True)
+    assert _target_texts(page) == []
+
+
+def test_a_search_hit_stays_marked_when_the_rest_of_its_line_comes(open_page, account):
+    feed = RunFeed(account, "hit mid-line")
+    feed.lines(300, "line {i:03d}")
+    feed.log("epoch 3 NEEDLE ", partial=True)  # the job is in the middle of the line
+    page = open_run(open_page, account, feed)
+    open_search_hit(page, "needle", "epoch 3 NEEDLE")
+    assert _target_texts(page) == ["epoch 3 NEEDLE "]
+    feed.log("loss 0.25", partial=True)
+    feed.log(" done")
+    page.locator(ROWS, has_text="loss 0.25 done").wait_for()
+    assert _target_texts(page) == ["epoch 3 NEEDLE loss 0.25 done"]
+
+
+def test_a_search_hit_printed_under_a_progress_bar_is_the_row_marked(open_page, account):
+    # tqdm draws on stderr while the job prints on stdout: the bar's row, begun before the hit
+    # and redrawn after it, is not the hit's.
+    feed = RunFeed(account, "hit under a bar")
+    feed.lines(50, "line {i:03d}")
+    feed.log("epoch 1:  10%|#", stream=ev.STDERR, progress=True)
+    feed.log("the NEEDLE")
+    page = open_run(open_page, account, feed)
+    open_search_hit(page, "needle", "the NEEDLE")
+    feed.log("epoch 1:  20%|##", stream=ev.STDERR, progress=True)
+    page.locator(ROWS, has_text="20%").wait_for()
+    assert row_texts(page)[-2:] == ["epoch 1:  20%|##", "the NEEDLE"]
+    assert _target_texts(page) == ["the NEEDLE"]
 
 
 def test_each_metric_is_a_chart_that_draws_and_grows(open_page, account):

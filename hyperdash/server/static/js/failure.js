@@ -18,10 +18,10 @@ export async function highlightFailure(log, failure, { open = false } = {}) {
   const first = failure.first_seq;
   const last = failure.last_seq ?? first;
   if (first === null || first === undefined || last === null) return;
-  let marked = log.markFailure(first, last);
+  let marked = log.mark('failure', { first, last });
   if (!marked.length && open) {
     await log.openAt(first);
-    marked = log.markFailure(first, last);
+    marked = log.mark('failure', { first, last });
   }
   if (open && marked.length) {
     // Scroll the log alone (scrollIntoView would scroll the page too, hiding its header).

@@ -42,6 +42,17 @@ const AT_BOTTOM_PX = 24;
 /** @typedef {Map<string, HTMLElement | null>} OpenRows stream -> its row still open */
 
 /**
+ * A class given to the rows of some lines: 'failure', the lines that show where the run failed
+ * (failure.js); 'target', the line a search hit opened.
+ * @typedef {'failure' | 'target'} RowMark
+ */
+
+/**
+ * The lines a mark is for: seqs `first` to `last`, of one stream if it names one.
+ * @typedef {{first: number, last: number, stream?: string}} MarkedLines
+ */
+
+/**
  * Paint a line's text into `el`: coloured, or as plain text with `term` marked.
  * @param {HTMLElement} el
  * @param {string} text
@@ -98,8 +109,8 @@ export class LogView {
     this.mode = 'tail'; // 'search': only lines matching this.query
     this.query = '';
     this.highlight = ''; // a term to mark, in search results and the context they open
-    /** @type {{first: number, last: number} | null} */
-    this.failed = null; // the seqs of the lines that show where the run failed (failure.js)
+    /** @type {Map<RowMark, MarkedLines>} */
+    this.marks = new Map(); // given by setLineState to every row it makes or remakes for them
     this.minSeq = Infinity; // seq range of the rows in the page
     this.maxSeq = 0;
     this.hasOlder = false;
@@ -192,34 +203,41 @@ export class LogView {
     // (a line printed right after a bar goes on its row: the row wraps, as on the terminal, so
     // the line is not cut off with the bar)
     state.bar = (state.bar || state.progress || looksLikeProgress(shown)) && !goesOnAfterBar(shown);
-    row.className = 'line' + (line.stream === 'stderr' ? ' stderr' : '')
+    let classes = 'line' + (line.stream === 'stderr' ? ' stderr' : '')
       + (state.progress ? ' progress' : '') + (state.bar ? ' bar' : '')
-      + (this.mode === 'search' ? ' hit' : '') + (this.showsFailure(state) ? ' failure' : '');
+      + (this.mode === 'search' ? ' hit' : '');
+    for (const name of this.marks.keys()) {
+      if (this.shows(name, state)) classes += ' ' + name;
+    }
+    row.className = classes;
     row.title = line.timestamp || '';
   }
 
   /**
-   * Whether the row holds one of the lines that show where the run failed.
+   * Whether the row holds one of the lines marked `name`.
+   * @param {RowMark} name
    * @param {RowState} state
    */
-  showsFailure(state) {
-    const failed = this.failed;
-    return failed !== null && state.seq >= failed.first && state.firstSeq <= failed.last;
+  shows(name, state) {
+    const lines = this.marks.get(name);
+    return lines !== undefined && state.seq >= lines.first && state.firstSeq <= lines.last
+      && (lines.stream === undefined || lines.stream === state.stream);
   }
 
   /**
-   * Mark the rows of the lines from `first` to `last` (class failure), those in the page and
-   * every one made or remade for them later (fetched again, joined, redrawn).
-   * @param {number} first
-   * @param {number} last
+   * Give the class `name` to the rows of `lines`, those in the page and every one made or
+   * remade for them later (fetched again, joined, redrawn); with null, to no row.
+   * @param {RowMark} name
+   * @param {MarkedLines | null} lines
    * @returns {HTMLElement[]} the rows in the page marked
    */
-  markFailure(first, last) {
-    this.failed = { first, last };
+  mark(name, lines) {
+    if (lines) this.marks.set(name, lines);
+    else this.marks.delete(name);
     const marked = [];
     for (const row of /** @type {HTMLCollectionOf<HTMLElement>} */ (this.rows.children)) {
-      const shows = this.showsFailure(this.state(row));
-      row.classList.toggle('failure', shows);
+      const shows = this.shows(name, this.state(row));
+      row.classList.toggle(name, shows);
       if (shows) marked.push(row);
     }
     return marked;
@@ -556,18 +574,14 @@ export class LogView {
       this.following = false;
       this.hasOlder = before.length >= 100;
       this.append(before.concat(after));
-      for (const row of /** @type {HTMLCollectionOf<HTMLElement>} */ (this.rows.children)) {
-        const state = this.state(row);
-        if (state.firstSeq <= seq && seq <= state.seq) { target = row; break; }
-      }
+      // (of its stream: a progress bar's row on the other may begin before it and be redrawn after)
+      const stream = before.find((line) => line.seq === seq)?.stream;
+      target = this.mark('target', { first: seq, last: seq, stream })[0] ?? null;
     } finally {
       this.busy--;
     }
     this.setEdges();
-    if (target) {
-      target.classList.add('target');
-      target.scrollIntoView({ block: 'center' });
-    }
+    if (target) target.scrollIntoView({ block: 'center' });
     this.onScroll();
     this.scheduleFlush();
   }
@@ -747,6 +761,7 @@ export class LogView {
       return;
     }
     this.highlight = this.mode === 'search' ? this.query : '';
+    this.mark('target', null); // (the view leaves the line opened, if it was at one)
     this.showSearchStatus();
     await this.loadTail().catch((err) => this.onError(err));
   }
@@ -783,6 +798,7 @@ export class LogView {
     this.query = term;
     this.mode = term ? 'search' : 'tail';
     this.highlight = term;
+    this.mark('target', null);
     this.queue = [];
     this.showSearchStatus();
     await this.loadTail().catch((err) => this.onError(err));
