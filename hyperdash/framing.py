@@ -50,6 +50,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from itertools import chain
 
 from .events import MAX_LINE_BYTES
 
@@ -67,7 +68,13 @@ PIECE_BYTES = 128 * 1024
 # How long the row of a bar that a newline left waits for the cursor to come back up to it (a
 # nested bar's next update) before it is a line.
 HOLD_SECONDS = 0.5
-MAX_LIVE_ROWS = 16  # rows the cursor may come back to, at most (bars nest a few deep)
+# The rows the cursor may come back to, at most. A program redraws no more rows than its
+# terminal is high (the cursor stops at the top row; rich's live displays crop to the terminal's
+# height until their last refresh), and a terminal full-screen on a large display at a small
+# font is some 200 rows high: a Progress with a bar per worker or a Live table of metrics fits,
+# as nested bars do. Held rows are lines at most (4 MiB in all at worst, a terminal's rows far
+# less), and a climb or a newline moves one row, whatever the number held.
+MAX_LIVE_ROWS = 256
 
 Piece = tuple[int, "bytes | memoryview", int]
 
@@ -159,7 +166,7 @@ class LineFramer:
         self._progress_sent: bytes | None = None
         self._progress_at = float("-inf")
         # The rows the cursor may come back to (see the module's docstring): above it (top
-        # first) and below it (nearest first); since when the cursor is on a new row below
+        # first) and below it (nearest last); since when the cursor is on a new row below
         # them without having climbed back.
         self._above: list[bytes] = []
         self._below: list[bytes] = []
@@ -215,7 +222,7 @@ class LineFramer:
         self._pending += self._cut_escape
         self._written_over()
         self._emit_foreign()
-        for row in (*self._above, self._pending, *self._below):
+        for row in (*self._above, self._pending, *reversed(self._below)):
             text = visible_text(row) if b"\r" in row else row
             if text:
                 self._done.append(text)
@@ -364,7 +371,7 @@ class LineFramer:
         self._drawn = None
         if self._below:  # down onto a live row: nothing ends
             self._above.append(self._pending)
-            self._pending = self._below.pop(0)
+            self._pending = self._below.pop()
             self._arrived = True
             return
         row, self._pending = self._pending, b""
@@ -409,7 +416,7 @@ class LineFramer:
         for _ in range(rows):
             if len(self._above) + len(self._below) >= MAX_LIVE_ROWS:
                 break
-            self._below.insert(0, self._pending)
+            self._below.append(self._pending)
             self._pending = self._above.pop() if self._above else self._back_above_the_live_rows()
         self._arrived, self._drawn, self._held_since, self._climbing = True, None, None, True
         self._climbed = self._nested = True
@@ -425,9 +432,9 @@ class LineFramer:
     def _trim(self, keep: int) -> None:
         """The live rows above the cursor further from the lowest row than ``keep`` become
         lines (the cursor will not come back to them); with 0, all of them."""
-        texts = []
-        while self._above and len(self._above) + len(self._below) > keep:
-            texts.append(visible_text(self._above.pop(0)))
+        done = min(len(self._above), max(0, len(self._above) + len(self._below) - keep))
+        texts = [visible_text(row) for row in self._above[:done]]
+        del self._above[:done]
         if not self._above and not self._below:
             self._held_since, self._climbed = None, False
         if any(texts):
@@ -454,7 +461,7 @@ class LineFramer:
     def _update_progress(self, out: list[Piece]) -> None:
         """The progress state: the topmost live row's, where it was drawn over after a \r."""
         # (a row where text was written in place of an erased bar is no bar: the next one down)
-        top = next((row for row in (*self._above, self._pending) if _redrawn(row)), None)
+        top = next((row for row in chain(self._above, (self._pending,)) if _redrawn(row)), None)
         if top is None:
             # no bar's row: the last one was erased (or is written over); or no rows but the
             # cursor's, which a carriage return may yet make a bar of

@@ -188,6 +188,37 @@ def test_a_live_display_of_several_rows_leaves_what_a_terminal_shows(account, hy
     assert len(lines) == 5 and lines[3].startswith("epoch 2") and "100%" in lines[3] and lines[4] == "finished", lines
 
 
+# rich's Progress with a bar per shard downloading: more rows than a few nested bars, as many
+# as the 24 rows of the terminal (20) or more (40: cropped to the terminal until its last refresh).
+RICH_SHARDS = """
+import time
+from rich.progress import BarColumn, Progress, TextColumn
+columns = TextColumn("{{task.description}}"), BarColumn(), TextColumn("{{task.completed}}/{{task.total}}")
+with Progress(*columns) as progress:
+    shards = [progress.add_task(f"shard {{row:02d}}", total=10) for row in range({rows})]
+    for _ in range(10):
+        for shard in shards:
+            progress.advance(shard)
+        time.sleep(0.05)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("rows", [20, 40])
+def test_a_live_display_taller_than_a_few_bars_leaves_each_rows_last_state_once(account, hyperdash_home, rows):
+    pytest.importorskip("rich")
+    name = f"rich display of {rows} rows"
+    rc, output = run_in_terminal([*HYPERDASH, "run", "-n", name, *py(RICH_SHARDS.format(rows=rows))],
+                                 account.sdk_env(hyperdash_home), timeout=120)
+    assert rc == 0, output[-2000:]
+    run = account.wait_for_run(name, "success", timeout=60)
+    lines = account.wait_for(lambda: (lines := [line.rstrip() for line in plain_lines(texts(account.logs(run["uuid"])))
+                                                if line.strip()]) and lines[-1] == "finished" and lines, 30)
+    # what the terminal keeps once the display ends: each shard's row at 10/10, once, in order
+    assert [line.split()[:2] for line in lines[:-1]] == [["shard", f"{row:02d}"] for row in range(rows)], lines
+    assert all(line.endswith(" 10/10") for line in lines[:-1]) and lines[-1] == "finished", lines
+
+
 @pytest.fixture
 def busy_cpu():
     with busy_cpus():

@@ -450,6 +450,55 @@ def test_a_live_display_of_several_rows_leaves_its_last_state_once(extra_rows, p
     assert states and not any(b"Validation" in state for state in states), states
 
 
+def _rich_display(kind: str, rows: int, height: int):
+    """A body for :func:`_lines_however_cut`: rich's display of ``rows`` rows on a terminal
+    ``height`` rows high (rich crops a display taller than that to it until its last refresh,
+    which shows it whole): its Progress with a bar per shard downloading, or a Live table of
+    metrics. What a terminal keeps once it ends: each row's last state."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress import Progress, TextColumn
+    from rich.table import Table
+
+    def metrics(step: int) -> Table:
+        table = Table.grid()
+        for row in range(rows):
+            table.add_row(f"metric {row:02d}: {step * row}")
+        return table
+
+    def body(stream):
+        console = Console(file=stream, force_terminal=True, width=60, height=height, color_system=None)
+        if kind == "progress":
+            with Progress(TextColumn("{task.description} {task.completed}/{task.total}"), console=console,
+                          auto_refresh=False) as progress:
+                shards = [progress.add_task(f"shard {row:02d}", total=3) for row in range(rows)]
+                for _ in range(3):
+                    for shard in shards:
+                        progress.advance(shard)
+                    progress.refresh()
+        else:
+            # (one line first, which the table's first refresh draws over)
+            with Live("waiting for the first step", console=console, auto_refresh=False) as live:
+                for step in range(4):
+                    live.update(metrics(step), refresh=True)
+        stream.write("done\n")
+
+    final = [f"shard {row:02d} 3/3" if kind == "progress" else f"metric {row:02d}: {3 * row}" for row in range(rows)]
+    return body, [*final, "done"]
+
+
+@pytest.mark.parametrize("height", [24, 60], ids=["cropped to the terminal", "whole"])
+@pytest.mark.parametrize("rows", [20, 40])
+@pytest.mark.parametrize("kind", ["progress", "live table"])
+def test_a_live_display_taller_than_a_few_bars_leaves_each_rows_last_state_once_however_cut(kind, rows, height):
+    from hyperdash.plaintext import plain_lines
+
+    body, expected = _rich_display(kind, rows, height)
+    for how, lines in _lines_however_cut(body).items():
+        shown = [line.rstrip() for line in plain_lines(line.decode() for line in lines) if line.strip()]
+        assert shown == expected, (how, len(shown), shown[:3])
+
+
 def _bar(desc: bytes, done: int, total: int) -> bytes:
     return b"\r%s: %3d%%| | %d/%d [00:00<00:00]" % (desc, 100 * done // total, done, total)
 
