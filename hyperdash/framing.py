@@ -26,7 +26,11 @@ cursor climbs back to it (or :data:`HOLD_SECONDS` pass). A cursor-up is followed
 row a bar drew from a ``\r`` (its state a bar's: tqdm's ends in ``]``) or erased after one (a
 live display of several rows, rich's, erases each on its way back up, and redraws a row by
 erasing it whole: ``\x1b[2K``, its other rows plain text held under that one as bars' rows
-are); a program's own (text, then ``\x1b[A``) stays in its line as written. ``\n`` onto a
+are); a program's own (text, then ``\x1b[A``) stays in its line as written. While the cursor
+is hidden (``\x1b[?25l``, as a live display hides it from its start until it shows it again with
+``\x1b[?25h``), each row of text a newline leaves is held so too: a display's first refresh draws
+its rows as plain text, which its next climbs back over (a line printed while it is hidden is a
+line once the cursor lands below it, or :data:`HOLD_SECONDS` pass). ``\n`` onto a
 live row below moves there, ending nothing. The rows above the one the cursor climbs to are
 never drawn again: each becomes a line; so do all of them when a line of plain text ends below
 them, and at the stream's end. An erased row leaves nothing. A nested bar opens its row with
@@ -86,15 +90,20 @@ _ERASED = re.compile(rb"(?:[ \t]|\x1b\[[012]?K)*")
 _MOVES = re.compile(rb"\n|(?:\x1b\[\d*A)+")
 _UP = re.compile(rb"\x1b\[(\d*)A")
 _ERASE_ROW = b"\x1b[2K"  # erase the whole line the cursor is on
+# Hiding the cursor, and showing it again: what a program does around a region it redraws
+_HIDE_CURSOR, _SHOW_CURSOR = b"\x1b[?25l", b"\x1b[?25h"
+_CURSOR_ONLY = re.compile(rb"(?:\x1b\[\?25[hl])+")
 # The start of an escape that the chunk cut short (its end comes with the next chunk)
-_CUT_ESCAPE = re.compile(rb"\x1b(?:\[\d*)?\Z")
+_CUT_ESCAPE = re.compile(rb"\x1b(?:\[\??\d*)?\Z")
 
 
 def visible_text(line: bytes) -> bytes:
     """What a terminal shows of a line redrawn with ``\\r``: its last non-empty state, or
-    nothing when that state only erases the line."""
+    nothing when that state only erases the line. (A state that only hides or shows the cursor
+    shows nothing: a transient display shows it again below its rows, then climbs back over
+    them, erasing each.)"""
     for state in reversed(line.split(b"\r")):
-        if state:
+        if state and not _CURSOR_ONLY.fullmatch(state):  # (hiding or showing the cursor shows nothing)
             return b"" if _ERASED.fullmatch(state) else state
     return b""
 
@@ -180,12 +189,16 @@ class LineFramer:
         self._done: list[bytes] = []  # lines the rows gave, not yet in a piece
         self._nested = False  # whether the cursor climbed back to a bar's row (bars nest here)
         self._blank_since: float | None = None  # since when a blank line last in _done waits (_end_chunk)
+        self._hidden = False  # the cursor is hidden: the rows written may be a live display's
 
     def feed(self, data: bytes) -> list[Piece]:
         """The pieces completed by ``data`` (a blob may be a memoryview of ``data``)."""
         out: list[Piece] = []
-        rows = (self._above or self._below or self._arrived or self._cut_escape or self._done
-                or b"\r" in self._pending)
+        # (an escape's first byte is looked for first: one byte is found at memory speed, six
+        # take the search 0.7 ms a megabyte of output that holds none)
+        rows = (self._above or self._below or self._arrived or self._cut_escape or self._done or self._hidden
+                or b"\r" in self._pending or b"\x1b" in data and _HIDE_CURSOR in data
+                or _HIDE_CURSOR in self._pending[-5:] + data[:5])
         if not rows and b"\r" in data and data.count(b"\r") == data.count(b"\r\n"):
             # (a terminal's line ends, \r\n: lines as \n makes them, on the fast path)
             data = data.replace(b"\r\n", b"\n")
@@ -229,7 +242,7 @@ class LineFramer:
         self._pieces_of_done(out)
         self._pending = self._cut_escape = b""
         self._above, self._below, self._held_since, self._arrived, self._drawn = [], [], None, False, None
-        self._climbing = self._climbed = False
+        self._climbing = self._climbed = self._hidden = False
         self._progress = self._progress_sent = None
         return out
 
@@ -318,6 +331,10 @@ class LineFramer:
     def _write(self, text: bytes, out: list[Piece]) -> None:
         if not text:
             return
+        seen = self._pending[-5:] + text  # (with the start of an escape that a chunk cut short)
+        hidden_at, shown_at = seen.rfind(_HIDE_CURSOR), seen.rfind(_SHOW_CURSOR)
+        if hidden_at != shown_at:  # (the last one counts; both -1: neither is here)
+            self._hidden = hidden_at > shown_at
         if not (self._climbing and _ERASED.fullmatch(text)):
             self._landed()  # (a live display erases each row it climbs over: still climbing)
         if self._arrived and not visible_text(self._pending):
@@ -376,10 +393,10 @@ class LineFramer:
             return
         row, self._pending = self._pending, b""
         bar = _redrawn(row) or (self._climbed and not visible_text(row))
-        if bar or self._under_live_display():
+        if bar or self._under_live_display(row):
             # a bar's row, a blank one passed over on the way down to a bar's (drawn later), or
             # one of a live display's rows: the cursor may come back up to it
-            self._above.append(_compact(row) if row else row)
+            self._above.append(_compact(row) if b"\r" in row else row)
             if bar or self._held_since is None:  # (lines printed after a display wait no longer)
                 self._held_since = self._clock()
             return
@@ -392,12 +409,16 @@ class LineFramer:
         if b"\r" in row:  # the redrawn line is finished: its text supersedes its progress states
             self._progress = self._progress_sent = None
 
-    def _under_live_display(self) -> bool:
-        """Whether the rows held above the cursor's are a live display's (its top row drawn
-        by erasing the whole row first, as rich draws): each of its rows below, plain text as
-        it may be, is one its next refresh climbs back over."""
-        return (bool(self._above) and len(self._above) + len(self._below) < MAX_LIVE_ROWS
-                and visible_text(self._above[0]).startswith(_ERASE_ROW))
+    def _under_live_display(self, row: bytes) -> bool:
+        """Whether ``row``, which a newline leaves, may be a live display's: the rows held above
+        it are one's (its top row drawn by erasing the whole row first, as rich draws), or the
+        cursor is hidden (as a live display hides it from its start, its first refresh drawing
+        its rows as plain text). Its next refresh climbs back over such a row, plain text as it
+        may be. (A row that would show nothing, held, would leave nothing: a blank line printed
+        while the cursor is hidden stays a line.)"""
+        return len(self._above) + len(self._below) < MAX_LIVE_ROWS and (
+            self._hidden and bool(visible_text(row))
+            or bool(self._above) and visible_text(self._above[0]).startswith(_ERASE_ROW))
 
     def _up(self, rows: int, escape: bytes, out: list[Piece]) -> None:
         """A cursor-up: followed where a bar drew the row it leaves (from a \r, as tqdm's

@@ -204,19 +204,54 @@ print("finished", flush=True)
 """
 
 
+def shown_in_the_log(account, hyperdash_home, name: str, code: str) -> list[str]:
+    """The non-blank lines, as plain text, that the run of ``code`` under ``hyperdash run`` in a
+    terminal stored, once its last one ("finished") is there."""
+    rc, output = run_in_terminal([*HYPERDASH, "run", "-n", name, *py(code)], account.sdk_env(hyperdash_home),
+                                 timeout=120)
+    assert rc == 0, output[-2000:]
+    run = account.wait_for_run(name, "success", timeout=60)
+    return account.wait_for(lambda: (lines := [line.rstrip() for line in plain_lines(texts(account.logs(run["uuid"])))
+                                               if line.strip()]) and lines[-1] == "finished" and lines, 30)
+
+
 @pytest.mark.parametrize("rows", [20, 40])
 def test_a_live_display_taller_than_a_few_bars_leaves_each_rows_last_state_once(account, hyperdash_home, rows):
     pytest.importorskip("rich")
-    name = f"rich display of {rows} rows"
-    rc, output = run_in_terminal([*HYPERDASH, "run", "-n", name, *py(RICH_SHARDS.format(rows=rows))],
-                                 account.sdk_env(hyperdash_home), timeout=120)
-    assert rc == 0, output[-2000:]
-    run = account.wait_for_run(name, "success", timeout=60)
-    lines = account.wait_for(lambda: (lines := [line.rstrip() for line in plain_lines(texts(account.logs(run["uuid"])))
-                                                if line.strip()]) and lines[-1] == "finished" and lines, 30)
+    lines = shown_in_the_log(account, hyperdash_home, f"rich display of {rows} rows", RICH_SHARDS.format(rows=rows))
     # what the terminal keeps once the display ends: each shard's row at 10/10, once, in order
     assert [line.split()[:2] for line in lines[:-1]] == [["shard", f"{row:02d}"] for row in range(rows)], lines
     assert all(line.endswith(" 10/10") for line in lines[:-1]) and lines[-1] == "finished", lines
+
+
+# rich's Live as its documentation starts it: with its table, which its first refresh draws as
+# lines of plain text, the cursor hidden; a line printed above it along the way.
+RICH_LIVE_TABLE = """
+import time
+from rich.live import Live
+from rich.table import Table
+def metrics(step):
+    table = Table.grid()
+    for row in range({rows}):
+        table.add_row(f"metric {{row:02d}}: {{step * row}}")
+    return table
+with Live(metrics(0), refresh_per_second=4) as live:
+    for step in range(1, 9):
+        time.sleep(0.1)
+        live.update(metrics(step))
+        if step == 4:
+            live.console.print("checkpoint saved")
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("rows", [3, 20])
+def test_a_live_table_started_with_its_table_leaves_each_rows_last_state_once(account, hyperdash_home, rows):
+    # The rows of its first refresh, all but the last, used to stay in the log as lines.
+    pytest.importorskip("rich")
+    lines = shown_in_the_log(account, hyperdash_home, f"rich live table of {rows} rows",
+                             RICH_LIVE_TABLE.format(rows=rows))
+    assert lines == ["checkpoint saved", *(f"metric {row:02d}: {8 * row}" for row in range(rows)), "finished"], lines
 
 
 @pytest.fixture

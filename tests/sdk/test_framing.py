@@ -468,14 +468,23 @@ def _rich_display(kind: str, rows: int, height: int):
 
     def body(stream):
         console = Console(file=stream, force_terminal=True, width=60, height=height, color_system=None)
-        if kind == "progress":
-            with Progress(TextColumn("{task.description} {task.completed}/{task.total}"), console=console,
-                          auto_refresh=False) as progress:
+        if kind.startswith("progress"):
+            progress = Progress(TextColumn("{task.description} {task.completed}/{task.total}"), console=console,
+                                auto_refresh=False)
+            if kind == "progress started with its tasks":  # (its first refresh draws them all)
                 shards = [progress.add_task(f"shard {row:02d}", total=3) for row in range(rows)]
+            with progress:
+                if kind == "progress":  # (each task added draws the rows again)
+                    shards = [progress.add_task(f"shard {row:02d}", total=3) for row in range(rows)]
                 for _ in range(3):
                     for shard in shards:
                         progress.advance(shard)
                     progress.refresh()
+        elif kind == "live table started with it":
+            # as rich's documentation shows it: its first refresh draws the table's rows
+            with Live(metrics(0), console=console, auto_refresh=False) as live:
+                for step in range(1, 4):
+                    live.update(metrics(step), refresh=True)
         else:
             # (one line first, which the table's first refresh draws over)
             with Live("waiting for the first step", console=console, auto_refresh=False) as live:
@@ -483,7 +492,8 @@ def _rich_display(kind: str, rows: int, height: int):
                     live.update(metrics(step), refresh=True)
         stream.write("done\n")
 
-    final = [f"shard {row:02d} 3/3" if kind == "progress" else f"metric {row:02d}: {3 * row}" for row in range(rows)]
+    final = [f"shard {row:02d} 3/3" if kind.startswith("progress") else f"metric {row:02d}: {3 * row}"
+             for row in range(rows)]
     return body, [*final, "done"]
 
 
@@ -497,6 +507,92 @@ def test_a_live_display_taller_than_a_few_bars_leaves_each_rows_last_state_once_
     for how, lines in _lines_however_cut(body).items():
         shown = [line.rstrip() for line in plain_lines(line.decode() for line in lines) if line.strip()]
         assert shown == expected, (how, len(shown), shown[:3])
+
+
+@pytest.mark.parametrize("rows", [3, 20])
+@pytest.mark.parametrize("kind", ["live table started with it", "progress started with its tasks"])
+def test_a_live_display_drawn_whole_at_its_start_leaves_each_rows_last_state_once_however_cut(kind, rows):
+    # Its first refresh draws its rows as lines of plain text, with the cursor hidden, and the
+    # next climbs back over them: they used to stay in the log as lines, all but the last.
+    from hyperdash.plaintext import plain_lines
+
+    body, expected = _rich_display(kind, rows, 60)
+    for how, lines in _lines_however_cut(body).items():
+        shown = [line.rstrip() for line in plain_lines(line.decode() for line in lines) if line.strip()]
+        assert shown == expected, (how, len(shown), shown[:5])
+
+
+def test_lines_logged_above_a_live_display_are_kept_once_in_order_however_cut():
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    def metrics(step: int) -> Table:
+        table = Table.grid()
+        for row in range(3):
+            table.add_row(f"metric {row}: {step * row}")
+        return table
+
+    def body(stream):
+        console = Console(file=stream, force_terminal=True, width=60, height=24, color_system=None,
+                          log_time=False, log_path=False)
+        with Live(metrics(0), console=console, auto_refresh=False) as live:
+            for step in range(1, 4):
+                live.console.log(f"step {step} logged")
+                live.update(metrics(step), refresh=True)
+        stream.write("done\n")
+
+    from hyperdash.plaintext import plain_lines
+
+    for how, lines in _lines_however_cut(body).items():
+        shown = [line.rstrip() for line in plain_lines(line.decode() for line in lines) if line.strip()]
+        assert shown == ["step 1 logged", "step 2 logged", "step 3 logged", "metric 0: 0", "metric 1: 3",
+                         "metric 2: 6", "done"], (how, shown)
+
+
+def test_lines_printed_while_the_cursor_is_hidden_are_lines_however_cut_and_wait_no_longer_than_a_bar():
+    # A spinner that prints its log lines above itself, the cursor hidden all along.
+    writes = [b"\x1b[?25l"]
+    for step in range(5):
+        writes += [b"\r\x1b[2K", b"line %d\n" % step, b"\xe2\xa0\x8b working %d" % step]
+    writes += [b"\r\x1b[2K", b"\x1b[?25h", b"finished\n"]
+    text = b"".join(writes)
+    cuts = {"each write": writes, "all at once": [text], "a byte at a time": [text[i:i + 1] for i in range(len(text))]}
+    for how, chunks in cuts.items():
+        framer = LineFramer(progress_interval=0)
+        pieces = [piece for chunk in chunks for piece in lines_of(framer.feed(chunk))] + lines_of(framer.flush())
+        lines = [blob.replace(b"\x1b[2K", b"").replace(b"\x1b[?25l", b"").replace(b"\x1b[?25h", b"")
+                 for kind, blob in pieces if kind == LINES]
+        assert lines == [b"line %d" % step for step in range(5)] + [b"finished"], (how, lines)
+    now = [0.0]
+    framer = LineFramer(progress_interval=0, clock=lambda: now[0])
+    pieces = lines_of(framer.feed(b"\x1b[?25lfirst\n\nsecond\n\xe2\xa0\x8b working"))
+    now[0] = 0.6  # (no refresh climbed back to them: they are lines, before the stream ends)
+    pieces += lines_of(framer.due_progress())
+    assert [blob for kind, blob in pieces if kind == LINES] == [b"\x1b[?25lfirst", b"", b"second"]
+    assert not [blob for kind, blob in pieces if kind == PROGRESS and blob]  # (no line is a bar's state)
+
+
+def test_a_transient_display_leaves_nothing_however_cut():
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    def body(stream):
+        console = Console(file=stream, force_terminal=True, width=60, height=24, color_system=None)
+        with Progress(TextColumn("{task.description} {task.completed}/{task.total}"), console=console,
+                      auto_refresh=False, transient=True) as progress:
+            shards = [progress.add_task(f"shard {row}", total=2) for row in range(3)]
+            for _ in range(2):
+                for shard in shards:
+                    progress.advance(shard)
+                progress.refresh()
+        console.print("after")
+
+    from hyperdash.plaintext import plain_lines
+
+    for how, lines in _lines_however_cut(body).items():
+        shown = [line.rstrip() for line in plain_lines(line.decode() for line in lines) if line.strip()]
+        assert shown == ["after"], (how, shown)
 
 
 def _bar(desc: bytes, done: int, total: int) -> bytes:
