@@ -30,6 +30,7 @@ TEST = SERVER + POSTGRES + JUPYTER + [
     "ipykernel>=6.29",
     "playwright>=1.45",
     "tqdm>=4.66",
+    "rich>=13",  # live displays in the framing and output-order tests (imported there directly)
     "numpy>=1.26",
     "hypothesis>=6.100",
     "schemathesis>=4.0",
